@@ -1,0 +1,26 @@
+"""The ``hftshm`` command line. Each command group lives in its own module and registers itself here."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="hftshm",
+    help="hftshm: replay real exchange data through strategies, risk, an OMS and a simulated exchange "
+    "over shared-memory rings, and watch latency and PnL live.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Each module defines register(app). Order is the order of --help.
+_COMMAND_MODULES = ("run", "data", "exchange", "strategies", "risk", "orders", "web", "backtest", "bench", "layouts")
+
+for _name in _COMMAND_MODULES:
+    importlib.import_module(f"hftshm.cli.{_name}").register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,138 @@
+"""Every enumerated kind and state, in one place.
+
+numba treats ``IntEnum`` members as compile-time constants, so kernels use these directly
+(``if kind == EventKind.TRADE``) and the records carry their integer values. CSV and JSON use the
+lower-case member names (``Reason.POST_ONLY_WOULD_CROSS`` <-> ``post_only_would_cross``).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, IntFlag
+
+
+class EventKind(IntEnum):
+    DEPTH = 1  # one price level changed (qty 0 deletes it)
+    TRADE = 2  # a trade; side is the aggressor's
+    BBO = 3  # one side of the exchange's own best bid/offer
+    SNAPSHOT = 4  # one level of a full book snapshot; levels of one snapshot follow a CLEAR
+    CLEAR = 5  # the book is cleared (start of a snapshot, or invalid after a gap)
+
+
+class EventFlag(IntFlag):
+    NONE = 0
+    LAST_IN_MESSAGE = 1  # last level record of one exchange message: the book is consistent here
+    BOOK_INVALID = 2  # a gap was seen; the book is not trustworthy until the next snapshot
+    END_OF_DATA = 4  # the feed has no more data (a watermark for drain and parity)
+
+
+class Side(IntEnum):
+    NONE = 0
+    BUY = 1  # bid side for depth, buyer-aggressor for trades
+    SELL = 2
+
+
+class OrderType(IntEnum):
+    LIMIT = 1
+    MARKET = 2
+
+
+class TimeInForce(IntEnum):
+    GTC = 1
+    IOC = 2
+    FOK = 3
+    POST_ONLY = 4
+
+
+class Action(IntEnum):
+    NEW = 1
+    CANCEL = 2
+    REPLACE = 3
+
+
+class ReportEvent(IntEnum):
+    ACK = 1
+    REJECT = 2
+    PARTIAL = 3
+    FILL = 4
+    CANCEL = 5
+    REPLACE = 6
+
+
+class Reason(IntEnum):
+    """Why an order was rejected or cancelled, by whichever stage decided it."""
+
+    NONE = 0
+    # exchange
+    UNKNOWN_ORDER = 1
+    BAD_PRICE = 2
+    BAD_QTY = 3
+    POST_ONLY_WOULD_CROSS = 4
+    FOK_CANNOT_FILL = 5
+    BOOK_FULL = 6
+    UNKNOWN_SYMBOL = 7
+    STP = 8  # self-trade prevention cancelled the resting order
+    USER_CANCEL = 9
+    IOC_REMAINDER = 10
+    # risk
+    MAX_ORDER_SIZE = 20
+    MAX_POSITION = 21
+    MAX_DAILY_LOSS = 22
+    THROTTLE = 23
+    PRICE_BAND = 24
+    KILL_SWITCH = 25
+    TRADING_HALTED = 26
+    REDUCE_ONLY = 27
+    # oms
+    DUPLICATE_CLIENT_ORDER_ID = 40
+    ILLEGAL_TRANSITION = 41
+    RETRIES_EXHAUSTED = 42
+    BACKLOG_FULL = 43
+
+
+class OrderState(IntEnum):
+    NEW = 1
+    ACKNOWLEDGED = 2
+    PARTIALLY_FILLED = 3
+    FILLED = 4
+    CANCELLED = 5
+    REJECTED = 6
+    PENDING_CANCEL = 7
+    REPLACED = 8
+
+
+class TradingState(IntEnum):
+    ACTIVE = 0
+    REDUCING = 1  # only orders that reduce a position pass
+    HALTED = 2  # only cancels pass
+
+
+class ControlKind(IntEnum):
+    KILL_SWITCH = 1  # value_i: 1 on, 0 off
+    TRADING_STATE = 2  # value_i: TradingState
+    STRATEGY_PAUSE = 3  # target_id: strategy id
+    STRATEGY_RESUME = 4
+    STRATEGY_ADD = 5
+    STRATEGY_REMOVE = 6
+    DRAIN = 7  # stop producing, finish what is queued
+
+
+class WorkerState(IntEnum):
+    STOPPED = 0
+    STARTING = 1
+    RUNNING = 2
+    DRAINING = 3
+    FAILED = 4
+
+
+def code_name(code: IntEnum) -> str:
+    """The CSV/JSON spelling of a code: ``Reason.POST_ONLY_WOULD_CROSS`` -> ``post_only_would_cross``."""
+    return code.name.lower()
+
+
+def parse_code(enum: type[IntEnum], text: str, what: str) -> IntEnum:
+    """The member of ``enum`` spelled ``text`` (any case); a ValueError naming the allowed values otherwise."""
+    try:
+        return enum[text.strip().upper()]
+    except KeyError:
+        allowed = ", ".join(code_name(m) for m in enum)
+        raise ValueError(f"{what} {text!r} is not one of: {allowed}") from None

@@ -1,0 +1,66 @@
+"""The symbol table: names, numeric ids carried in records, tick and lot sizes (``[symbols]``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hftshm.config import ConfigError, Section
+
+
+@dataclass(frozen=True)
+class Symbol:
+    name: str
+    symbol_id: int
+    tick_size: float
+    lot_size: float
+
+
+class SymbolTable:
+    def __init__(self, symbols: list[Symbol]):
+        self._by_name = {s.name: s for s in symbols}
+        self._by_id = {s.symbol_id: s for s in symbols}
+        if len(self._by_id) != len(symbols):
+            raise ConfigError("[symbols] two symbols share an id; every symbol needs its own id")
+
+    @classmethod
+    def from_section(cls, raw: dict | None) -> "SymbolTable":
+        section = Section("symbols", raw or {})
+        symbols = []
+        for name in list(section.raw):
+            sub = section.sub(name)
+            symbols.append(Symbol(
+                name=name.upper(),
+                symbol_id=sub.integer("id", min=1, max=65535),
+                tick_size=float(sub.number("tick_size", positive=True)),
+                lot_size=float(sub.number("lot_size", 0.001, positive=True)),
+            ))
+            sub.done()
+        section.done()
+        return cls(symbols)
+
+    def by_name(self, name: str) -> Symbol:
+        try:
+            return self._by_name[name.upper()]
+        except KeyError:
+            raise KeyError(f"unknown symbol {name!r}; configured: {', '.join(sorted(self._by_name)) or '(none)'}") from None
+
+    def by_id(self, symbol_id: int) -> Symbol:
+        try:
+            return self._by_id[int(symbol_id)]
+        except KeyError:
+            raise KeyError(f"unknown symbol id {symbol_id}; configured: {sorted(self._by_id)}") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name.upper() in self._by_name
+
+    def __iter__(self):
+        return iter(sorted(self._by_id.values(), key=lambda s: s.symbol_id))
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def max_id(self) -> int:
+        return max(self._by_id, default=0)
+
+
+DEFAULT_SYMBOLS = SymbolTable([Symbol("BTCUSDT", 1, 0.1, 0.001), Symbol("ETHUSDT", 2, 0.01, 0.001)])
