@@ -1,0 +1,1 @@
+"""Runtime: the worker contract, the duty-cycle runner, composite placement and the supervisor."""
