@@ -136,3 +136,11 @@ def parse_code(enum: type[IntEnum], text: str, what: str) -> IntEnum:
     except KeyError:
         allowed = ", ".join(code_name(m) for m in enum)
         raise ValueError(f"{what} {text!r} is not one of: {allowed}") from None
+
+
+class WorkerCommand(IntEnum):
+    """What the supervisor asks of a worker through its status row (``worker_status.command``)."""
+
+    RUN = 0
+    DRAIN = 1  # stop producing new work, consume what is queued, then close
+    STOP = 2  # close now

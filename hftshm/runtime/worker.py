@@ -60,7 +60,7 @@ class WorkerContext:
 class Worker:
     """Base class of every pipeline stage. Subclasses override ``do_work`` and usually ``on_start``."""
 
-    #: names of the int64 counters this worker keeps in ``ctx.counters`` (at most 24); exported as metrics
+    #: names of the int64 counters this worker keeps in ``ctx.counters`` (at most 32); exported as metrics
     COUNTER_NAMES: ClassVar[tuple[str, ...]] = ()
     #: names of the latency histograms this worker records (``ctx.histograms[name]``)
     HISTOGRAMS: ClassVar[tuple[str, ...]] = ()
