@@ -1,0 +1,1 @@
+"""Metrics: latency histograms in shared memory and their Prometheus export."""
