@@ -73,6 +73,8 @@ class Reason(IntEnum):
     STP = 8  # self-trade prevention cancelled the resting order
     USER_CANCEL = 9
     IOC_REMAINDER = 10
+    DUPLICATE_ORDER_ID = 11  # a new order reused the id of a live order
+    MALFORMED_ORDER = 12  # action, side, order type or time in force is not a known code
     # risk
     MAX_ORDER_SIZE = 20
     MAX_POSITION = 21
