@@ -84,11 +84,15 @@ class Reason(IntEnum):
     KILL_SWITCH = 25
     TRADING_HALTED = 26
     REDUCE_ONLY = 27
+    MAX_OPEN_ORDERS = 28  # risk's open-order table is full
+    MALFORMED_INTENT = 29  # side, action or order type is not a known code
     # oms
     DUPLICATE_CLIENT_ORDER_ID = 40
     ILLEGAL_TRANSITION = 41
     RETRIES_EXHAUSTED = 42
     BACKLOG_FULL = 43
+    STALE_REPORT = 44  # a report the order already reflects (its cum_qty is not beyond the order's): a replay
+    OMS_TABLE_FULL = 45  # the OMS order table has no free slot
 
 
 class OrderState(IntEnum):
@@ -124,6 +128,7 @@ class WorkerState(IntEnum):
     RUNNING = 2
     DRAINING = 3
     FAILED = 4
+    FINISHED = 5  # a finite producer reached the end of its data and is idle
 
 
 def code_name(code: IntEnum) -> str:
@@ -146,3 +151,35 @@ class WorkerCommand(IntEnum):
     RUN = 0
     DRAIN = 1  # stop producing new work, consume what is queued, then close
     STOP = 2  # close now
+
+
+class StrategyState(IntEnum):
+    """A strategy slot's state in the strategy runtime (``strategy_status.state``)."""
+
+    EMPTY = 0
+    RUNNING = 1
+    PAUSED = 2  # by an operator; resumes on STRATEGY_RESUME
+    FAILED = 3  # raised or was given bad parameters; paused until resumed
+    REMOVED = 4
+
+
+class OrderEventKind(IntEnum):
+    """What happened to an order, as the OMS audit trail records it (``order_event.kind``).
+
+    ``hftshm.oms.states`` declares which kinds are legal in which state; REFUSED records an event
+    that was not applied (its ``reason`` says why: illegal transition, duplicate, stale report).
+    """
+
+    CREATED = 1  # accepted by the OMS and sent to the exchange (attempt 0)
+    RESENT = 2  # no ack within the timeout: sent again with the same order id (attempt n)
+    ACK = 3
+    REJECT = 4
+    PARTIAL = 5
+    FILL = 6
+    CANCEL_REQUESTED = 7
+    CANCELLED = 8
+    CANCEL_REJECTED = 9  # the exchange refused our cancel; the order is still working
+    REPLACE_REQUESTED = 10  # on the replaced order; the replacement is a new order (CREATED)
+    REPLACED = 11
+    RETRIES_EXHAUSTED = 12
+    REFUSED = 13

@@ -1,0 +1,127 @@
+"""The whole platform's configuration: ``config/platform.toml`` validated section by section.
+
+Each domain owns the class that reads its section (``[risk]`` -> ``hftshm.risk.config.RiskConfig``);
+this module only knows which class reads which section, rejects unknown sections, and applies
+command-line overrides. Everything is validated at start, before any segment or process exists.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hftshm.config import DEFAULT_CONFIG, ConfigError, Section, read_toml
+from hftshm.runtime.topology import Topology
+from hftshm.symbols import SymbolTable
+from hftshm.transport.layout import load as load_layout
+
+# section -> "module:Class" with a from_section(Section) classmethod
+SECTION_CLASSES = {
+    "feed": "hftshm.feed.config:FeedConfig",
+    "strategies": "hftshm.strategies.config:StrategiesConfig",
+    "risk": "hftshm.risk.config:RiskConfig",
+    "oms": "hftshm.oms.config:OmsConfig",
+    "exchange": "hftshm.exchange.config:ExchangeConfig",
+    "web": "hftshm.web.config:WebConfig",
+    "redis": "hftshm.redis_config:RedisConfig",
+}
+STRUCTURE_SECTIONS = ("platform", "symbols", "workers", "rings", "supervisor")
+
+
+@dataclass
+class PlatformSettings:
+    run_dir: Path
+    log_level: str
+    placement: str
+
+
+@dataclass
+class SupervisorSettings:
+    heartbeat_timeout_s: float = 10.0
+    start_timeout_s: float = 120.0
+    max_restarts: int = 5
+    restart_backoff_s: float = 0.2
+    restart_backoff_max_s: float = 5.0
+    drain_timeout_s: float = 10.0
+
+
+@dataclass
+class PlatformConfig:
+    raw: dict
+    platform: PlatformSettings
+    symbols: SymbolTable
+    supervisor: SupervisorSettings
+    topology: Topology
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        sections = self.__dict__.get("sections", {})
+        if name in sections:
+            return sections[name]
+        raise AttributeError(name)
+
+    @classmethod
+    def load(cls, path: str | Path = DEFAULT_CONFIG, overrides: dict | None = None) -> "PlatformConfig":
+        raw = read_toml(path)
+        if overrides:
+            raw = merge(raw, overrides)
+        return cls.from_raw(raw, base_dir=Path(path).resolve().parent.parent)
+
+    @classmethod
+    def from_raw(cls, raw: dict, base_dir: Path | None = None) -> "PlatformConfig":
+        raw = copy.deepcopy(raw)
+        unknown = sorted(set(raw) - set(SECTION_CLASSES) - set(STRUCTURE_SECTIONS))
+        if unknown:
+            allowed = ", ".join(sorted(set(SECTION_CLASSES) | set(STRUCTURE_SECTIONS)))
+            raise ConfigError(f"unknown config section(s) {', '.join(unknown)}; allowed sections: {allowed}")
+        base_dir = base_dir or Path.cwd()
+        section = Section("platform", raw.get("platform", {}))
+        run_dir = Path(section.string("run_dir", "run"))
+        settings = PlatformSettings(
+            run_dir=run_dir if run_dir.is_absolute() else (base_dir / run_dir),
+            log_level=section.choice("log_level", ("debug", "info", "warning", "error"), "info"),
+            placement=section.choice("placement", ("composite", "process-per-worker"), "composite"),
+        )
+        section.done()
+        sup = Section("supervisor", raw.get("supervisor", {}))
+        supervisor = SupervisorSettings(
+            heartbeat_timeout_s=float(sup.number("heartbeat_timeout_s", 10.0, positive=True)),
+            start_timeout_s=float(sup.number("start_timeout_s", 120.0, positive=True)),
+            max_restarts=sup.integer("max_restarts", 5, min=0),
+            restart_backoff_s=float(sup.number("restart_backoff_s", 0.2, positive=True)),
+            restart_backoff_max_s=float(sup.number("restart_backoff_max_s", 5.0, positive=True)),
+            drain_timeout_s=float(sup.number("drain_timeout_s", 10.0, positive=True)),
+        )
+        sup.done()
+        symbols = SymbolTable.from_section(raw.get("symbols"))
+        topology = Topology.from_config(raw, placement=settings.placement)
+        config = cls(raw=raw, platform=settings, symbols=symbols, supervisor=supervisor, topology=topology)
+        for name, factory in SECTION_CLASSES.items():
+            config.sections[name] = _load_section(name, factory, raw.get(name, {}))
+        return config
+
+
+def _load_section(name: str, factory: str, body: Any) -> Any:
+    from hftshm.runtime.topology import load_factory
+
+    config_class = load_factory(factory)
+    return config_class.from_section(Section(name, body))
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """Deep-merge ``overrides`` into a copy of ``base`` (``{"feed": {"speed": 0}}`` changes one key)."""
+    result = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def check_layouts_present() -> None:
+    """Fail early, with the layout's name, if an install lacks a declaration."""
+    for name in ("market_event", "book_snapshot", "order_intent", "order", "execution_report", "worker_status"):
+        load_layout(name)

@@ -1,0 +1,158 @@
+"""A worker process: attach to the run's shared memory, build its workers, run the duty cycle.
+
+The supervisor starts this with the run manifest (``multiprocessing`` spawn: a fresh interpreter,
+no inherited locks or threads from the supervisor, which runs the web server). ``hftshm worker NAME``
+calls the same entry point from a terminal to run one worker attached to a running platform.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from hftshm.codes import WorkerCommand, WorkerState
+from hftshm.runtime import logs
+from hftshm.runtime import status as st
+from hftshm.runtime.manifest import RunManifest
+from hftshm.runtime.runner import DutyCycleRunner, WorkerSlot
+from hftshm.runtime.topology import load_factory
+from hftshm.runtime.worker import WorkerContext
+from hftshm.transport import layout as layouts
+
+
+def process_main(manifest_data: dict, process_name: str) -> None:
+    """Entry point of a worker process; exits with the runner's exit code."""
+    # Ctrl-C in the terminal reaches the whole process group; only the supervisor decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    manifest = RunManifest.from_dict(manifest_data)
+    sys.exit(run_process(manifest, process_name))
+
+
+def run_process(manifest: RunManifest, process_name: str) -> int:
+    from hftshm.platform import PlatformConfig
+
+    process = manifest.process(process_name)
+    level = logs.level_from(manifest.config.get("platform", {}).get("log_level"))
+    log = logs.setup_process_logging(manifest.run_dir, process.workers[0], level)
+    if process.cpu >= 0:
+        try:
+            psutil.Process().cpu_affinity([process.cpu])
+        except (psutil.Error, ValueError, OSError) as exc:
+            log.warning("could not pin process %s to CPU %d: %s", process_name, process.cpu, exc)
+    status = st.StatusTable.attach(manifest.status_segment, len(manifest.workers))
+    stop_requested = []
+
+    def on_sigterm(signum, frame):
+        # A SIGTERM sent to this process directly (not through the supervisor): drain our own workers.
+        stop_requested.append(signum)
+        for name in process.workers:
+            status.words[manifest.worker(name).row, st.COMMAND] = WorkerCommand.DRAIN
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    config = PlatformConfig.from_raw(manifest.config, base_dir=Path(manifest.run_dir).parent)
+    attachments = Attachments(manifest)
+    slots = []
+    try:
+        for name in process.workers:
+            entry = manifest.worker(name)
+            row = entry.row
+            words = status.words
+            words[row, st.PID] = os.getpid()
+            words[row, st.STATE] = WorkerState.STARTING
+            words[row, st.CPU] = process.cpu
+            worker_log = logs.worker_logger(manifest.run_dir, name, level)
+            worker_class = load_factory(entry.factory)
+            worker = worker_class(**entry.params)
+            ctx = WorkerContext(
+                name=name,
+                params=entry.params,
+                inputs={r.name: attachments.ring(r) for r in manifest.rings if r.consumer == name},
+                outputs={r.name: attachments.ring(r) for r in manifest.rings if r.producer == name},
+                config=config,
+                counters=status.counters(row),
+                histograms=attachments.histograms(name, getattr(worker_class, "HISTOGRAMS", ())),
+                run_dir=Path(manifest.run_dir),
+                log=worker_log,
+                control=attachments.control(),
+            )
+            attachments.register_consumer_and_producer(process_name, ctx)
+            worker.on_start(ctx)
+            words[row, st.STARTED_NS] = time.monotonic_ns()
+            words[row, st.HEARTBEAT_NS] = time.monotonic_ns()
+            worker_log.info("started in process %s (pid %d, cpu %d)", process_name, os.getpid(), process.cpu)
+            slots.append(WorkerSlot(worker, name, row))
+        wait_strategy = attachments.wait_strategy(process)
+        return DutyCycleRunner(slots, status, wait_strategy).run()
+    except Exception:
+        log.exception("process %s failed to start", process_name)
+        for name in process.workers:
+            status.words[manifest.worker(name).row, st.STATE] = WorkerState.FAILED
+            status.words[manifest.worker(name).row, st.EXIT_CODE] = 1
+        return 1
+    finally:
+        attachments.close()
+
+
+class Attachments:
+    """Every shared-memory object one process attached, closed together."""
+
+    def __init__(self, manifest: RunManifest):
+        self.manifest = manifest
+        self._rings: dict[str, object] = {}
+        self._metrics = None
+        self._control = None
+        self._doorbells = None
+
+    def ring(self, entry):
+        from hftshm.transport.ring import Ring
+
+        if entry.name not in self._rings:
+            self._rings[entry.name] = Ring.attach(entry.segment, layouts.load(entry.layout))
+        return self._rings[entry.name]
+
+    def histograms(self, worker: str, names) -> dict:
+        if not names or not self.manifest.metrics_segment:
+            return {}
+        from hftshm.metrics.segment import MetricsSegment
+
+        if self._metrics is None:
+            self._metrics = MetricsSegment.attach(self.manifest.metrics_segment)
+        return {name: self._metrics.histogram(f"{worker}.{name}") for name in names}
+
+    def control(self):
+        if not self.manifest.control_segment:
+            return None
+        from hftshm.risk.control import ControlBlock
+
+        if self._control is None:
+            self._control = ControlBlock.attach(self.manifest.control_segment)
+        return self._control
+
+    def register_consumer_and_producer(self, process_name: str, ctx: WorkerContext) -> None:
+        """Record this process as consumer/producer of its rings (pids, wake-up doorbells)."""
+        from hftshm.runtime import wakeups
+
+        wakeups.register(self, process_name, ctx)
+
+    def wait_strategy(self, process):
+        from hftshm.runtime import wakeups
+
+        return wakeups.wait_strategy_for(self, process)
+
+    def close(self) -> None:
+        for ring in self._rings.values():
+            try:
+                ring.close()
+            except Exception:
+                pass
+        for obj in (self._metrics, self._control, self._doorbells):
+            if obj is not None:
+                try:
+                    obj.close()
+                except Exception:
+                    pass

@@ -1,0 +1,107 @@
+"""The duty-cycle runner: drives one or more workers in one process, as Agrona's AgentRunner and
+CompositeAgent do.
+
+Each cycle calls every active worker's step once, round-robin, then hands the total work done to
+the process's wait strategy, which spins, yields or parks when it is zero. Several workers in one
+process run with no kernel wake-up between them: with fewer cores than workers this is the cheap
+placement (a futex wake costs 30-50 us here; a ring hop inside one process costs nanoseconds).
+
+The supervisor speaks through each worker's status row: ``command`` RUN / DRAIN / STOP. A worker
+under DRAIN keeps consuming until a step does no work, then closes. Heartbeats are written every
+cycle (one int64 store); a parked process wakes at least every park timeout to write it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+
+from hftshm.codes import WorkerCommand, WorkerState
+from hftshm.runtime import status as st
+from hftshm.runtime.worker import Worker
+
+log = logging.getLogger("hftshm.runtime")
+
+
+@dataclass
+class WorkerSlot:
+    worker: Worker
+    name: str
+    row: int
+    closed: bool = False
+
+
+class DutyCycleRunner:
+    def __init__(self, slots: list[WorkerSlot], status: st.StatusTable, wait_strategy):
+        self.slots = slots
+        self.status = status
+        self.wait = wait_strategy
+
+    def run(self) -> int:
+        """Run until every worker is closed; returns the process exit code (non-zero if one failed)."""
+        words = self.status.words
+        active = list(self.slots)
+        monotonic_ns = time.monotonic_ns
+        for slot in active:
+            words[slot.row, st.STATE] = WorkerState.RUNNING
+        while active:
+            total = 0
+            now = monotonic_ns()
+            for slot in active:
+                row = slot.row
+                command = words[row, st.COMMAND]
+                try:
+                    if command == WorkerCommand.RUN:
+                        done = slot.worker.do_work()
+                        if done == 0 and words[row, st.STATE] == WorkerState.RUNNING and slot.worker.is_done():
+                            words[row, st.STATE] = WorkerState.FINISHED
+                    elif command == WorkerCommand.DRAIN:
+                        words[row, st.STATE] = WorkerState.DRAINING
+                        done = slot.worker.on_drain()
+                        if done == 0:
+                            self._close(slot, 0)
+                    else:
+                        done = 0
+                        self._close(slot, 0)
+                except Exception:
+                    log.error("worker %s failed:\n%s", slot.name, traceback.format_exc())
+                    words[row, st.STATE] = WorkerState.FAILED
+                    words[row, st.EXIT_CODE] = 1
+                    self._close_all(active, failed=slot)
+                    return 1
+                if done:
+                    words[row, st.WORK_COUNT] += done
+                else:
+                    words[row, st.IDLE_COUNT] += 1
+                words[row, st.HEARTBEAT_NS] = now
+                total += done
+            if any(slot.closed for slot in active):
+                active = [slot for slot in active if not slot.closed]
+            self.wait.idle(total)
+        return 0
+
+    def _close(self, slot: WorkerSlot, exit_code: int) -> None:
+        if slot.closed:
+            return
+        slot.closed = True
+        words = self.status.words
+        try:
+            slot.worker.on_close()
+        except Exception:
+            log.error("worker %s failed in on_close:\n%s", slot.name, traceback.format_exc())
+            exit_code = 1
+        words[slot.row, st.EXIT_CODE] = exit_code
+        words[slot.row, st.STATE] = WorkerState.STOPPED if exit_code == 0 else WorkerState.FAILED
+        log.info("worker %s closed (exit code %d)", slot.name, exit_code)
+
+    def _close_all(self, active: list[WorkerSlot], failed: WorkerSlot) -> None:
+        for slot in active:
+            if slot is not failed:
+                self._close(slot, 0)
+        failed.closed = True
+        try:
+            failed.worker.on_close()
+        except Exception:
+            log.error("worker %s failed in on_close:\n%s", failed.name, traceback.format_exc())

@@ -1,0 +1,193 @@
+"""The declared topology: which workers exist, how they are placed, and the rings between them.
+
+Read from ``[workers.NAME]`` tables and ``[[rings]]`` entries of the platform config::
+
+    [workers.feed]
+    class = "hftshm.feed.worker:FeedWorker"   # module:Class of a hftshm.runtime.worker.Worker
+    process = "pipeline"                      # workers naming the same process share it (composite)
+    cpu = "auto"                              # auto | CPU number | list of CPUs
+    wait = "spin-park"                        # busy-spin | spin-yield | spin-park
+    params = { }                              # keyword arguments for the class
+
+    [[rings]]
+    name = "md.strategies"
+    layout = "market_event"
+    from = "feed"
+    to = "strategies"
+    capacity = 65536                          # records, a power of two
+    backpressure = "block"                    # block | drop
+
+Declaration order is pipeline order: the supervisor starts processes downstream first (so every
+consumer is attached before its producer runs) and drains them upstream first.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from hftshm.config import ConfigError, Section
+
+WAIT_STRATEGIES = ("busy-spin", "spin-yield", "spin-park")
+BACKPRESSURE_MODES = ("block", "drop")
+
+
+@dataclass(frozen=True)
+class RingSpec:
+    name: str
+    layout: str
+    producer: str
+    consumer: str
+    capacity: int
+    backpressure: str
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    name: str
+    factory: str
+    process: str
+    cpu: Any  # "auto", an int, or a list of ints
+    wait: str
+    params: dict = field(default_factory=dict)
+    # the command "hftshm worker NAME" on another terminal may take this worker over
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One OS process: one worker, or several run round-robin as a composite."""
+
+    name: str
+    workers: tuple[WorkerSpec, ...]
+    cpu: Any
+    wait: str
+
+
+@dataclass(frozen=True)
+class Topology:
+    workers: tuple[WorkerSpec, ...]
+    rings: tuple[RingSpec, ...]
+    # "composite": workers sharing a ``process`` name run in one process; "process-per-worker" ignores it
+    placement: str = "composite"
+
+    def worker(self, name: str) -> WorkerSpec:
+        for spec in self.workers:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"no worker named {name!r}; declared: {', '.join(w.name for w in self.workers)}")
+
+    def inputs_of(self, worker: str) -> list[RingSpec]:
+        return [r for r in self.rings if r.consumer == worker]
+
+    def outputs_of(self, worker: str) -> list[RingSpec]:
+        return [r for r in self.rings if r.producer == worker]
+
+    def processes(self) -> list[ProcessSpec]:
+        """Workers grouped by process name, in declaration order of each process's first worker."""
+        groups: dict[str, list[WorkerSpec]] = {}
+        for spec in self.workers:
+            if spec.enabled:
+                key = spec.process if self.placement == "composite" else spec.name
+                groups.setdefault(key, []).append(spec)
+        result = []
+        for name, members in groups.items():
+            first = members[0]
+            result.append(ProcessSpec(name, tuple(members), first.cpu, first.wait))
+        return result
+
+    @classmethod
+    def from_config(cls, raw: dict, placement: str = "composite") -> "Topology":
+        workers_raw = raw.get("workers")
+        if not isinstance(workers_raw, dict) or not workers_raw:
+            raise ConfigError("[workers] must declare at least one worker, e.g. [workers.feed] class = \"...\"")
+        workers = [_worker_from(name, body) for name, body in workers_raw.items()]
+        rings_raw = raw.get("rings", [])
+        if not isinstance(rings_raw, list):
+            raise ConfigError("rings must be an array of tables ([[rings]])")
+        rings = [_ring_from(i, body) for i, body in enumerate(rings_raw)]
+        topology = cls(tuple(workers), tuple(rings), placement)
+        topology.validate()
+        return topology
+
+    def validate(self) -> None:
+        names = [w.name for w in self.workers]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"worker names must be unique, found {names}")
+        ring_names = [r.name for r in self.rings]
+        duplicates = {n for n in ring_names if ring_names.count(n) > 1}
+        if duplicates:
+            raise ConfigError(f"ring names must be unique; repeated: {', '.join(sorted(duplicates))}")
+        for ring in self.rings:
+            for role, worker in (("from", ring.producer), ("to", ring.consumer)):
+                if worker not in names:
+                    raise ConfigError(f"ring {ring.name!r}: {role} = {worker!r} is not a declared worker; "
+                                      f"declared: {', '.join(names)}")
+            if ring.producer == ring.consumer:
+                raise ConfigError(f"ring {ring.name!r} has the same producer and consumer {ring.producer!r}")
+        for process in self.processes():
+            cpus = {repr(w.cpu) for w in process.workers}
+            waits = {w.wait for w in process.workers}
+            if len(cpus) > 1 or len(waits) > 1:
+                raise ConfigError(f"process {process.name!r}: its workers must share cpu and wait, found "
+                                  f"cpu {sorted(cpus)} and wait {sorted(waits)}")
+
+
+def _worker_from(name: str, body: Any) -> WorkerSpec:
+    section = Section(f"workers.{name}", body)
+    factory = section.string("class")
+    if ":" not in factory:
+        raise ConfigError(f"workers.{name}.class must be 'module:Class', found {factory!r}")
+    cpu = section._get("cpu", "auto")
+    if not (cpu == "auto" or (isinstance(cpu, int) and not isinstance(cpu, bool) and cpu >= 0)
+            or (isinstance(cpu, list) and cpu and all(isinstance(c, int) and c >= 0 for c in cpu))):
+        raise ConfigError(f"workers.{name}.cpu is {cpu!r}; allowed: \"auto\", a CPU number, or a list of CPU numbers")
+    spec = WorkerSpec(
+        name=name,
+        factory=factory,
+        process=section.string("process", name),
+        cpu=cpu,
+        wait=section.choice("wait", WAIT_STRATEGIES, "spin-park"),
+        params=section.table("params", {}),
+        enabled=section.boolean("enabled", True),
+    )
+    section.done()
+    return spec
+
+
+def _ring_from(index: int, body: Any) -> RingSpec:
+    section = Section(f"rings[{index}]", body)
+    name = section.string("name")
+    section.name = f"rings.{name}"
+    capacity = section.integer("capacity", 65536, min=2)
+    if capacity & (capacity - 1):
+        raise ConfigError(f"rings.{name}.capacity must be a power of two, found {capacity}")
+    from hftshm.transport import layout as layouts
+
+    layout = section.string("layout")
+    if layout not in layouts.names():
+        raise ConfigError(f"rings.{name}.layout is {layout!r}; declared layouts: {', '.join(layouts.names())}")
+    spec = RingSpec(
+        name=name,
+        layout=layout,
+        producer=section.string("from"),
+        consumer=section.string("to"),
+        capacity=capacity,
+        backpressure=section.choice("backpressure", BACKPRESSURE_MODES, "block"),
+    )
+    section.done()
+    return spec
+
+
+def load_factory(path: str):
+    """Import ``module:Class``; errors say which part failed."""
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import module {module_name!r} for worker class {path!r}: {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"module {module_name!r} has no {attr!r} (worker class {path!r})") from None
