@@ -1,0 +1,1 @@
+"""Security: JWT tokens, roles and their permissions, hashed client secrets."""
