@@ -1,9 +1,195 @@
-"""CLI commands: run."""
+"""CLI: ``hftshm run`` and the commands that talk to a running platform (status, stop, worker, logs)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
 import typer
+
+from hftshm.config import DEFAULT_CONFIG, ConfigError
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("run")(run_command)
+    app.command("status")(status_command)
+    app.command("stop")(stop_command)
+    app.command("worker")(worker_command)
+    app.command("logs")(logs_command)
+
+
+ConfigOption = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="platform config file")
+
+
+def _load(config_path: Path, overrides: dict | None = None):
+    from hftshm.platform import PlatformConfig
+
+    try:
+        return PlatformConfig.load(config_path, overrides)
+    except (ConfigError, ValueError, KeyError) as exc:
+        typer.secho(f"config error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+def run_command(
+    config: Path = ConfigOption,
+    speed: float = typer.Option(None, help="replay speed: 1 = real time, N = N times faster, 0 = as fast as possible"),
+    duration: float = typer.Option(None, help="stop after this many seconds of running"),
+    serve: bool = typer.Option(False, "--serve", help="keep the web server up after the data ends (Ctrl-C to stop)"),
+    placement: str = typer.Option(None, help="composite (few cores) or process-per-worker"),
+    port: int = typer.Option(None, help="web server port (default [web] port)"),
+    no_web: bool = typer.Option(False, "--no-web", help="do not start the web server"),
+    external: list[str] = typer.Option([], "--external", help="leave this worker to 'hftshm worker NAME'"),
+    quiet: bool = typer.Option(False, "--quiet", help="no live status line"),
+) -> None:
+    """Run the whole pipeline on the configured data: feed, strategies, risk, OMS, exchange, web.
+
+    Replays data/ (real BTCUSDT) through the strategies enabled in config, shows a live status line,
+    and prints a summary when the data ends. Ctrl-C or 'hftshm stop' drains and exits cleanly.
+    """
+    from hftshm.runtime.platform_run import PlatformRun, RunOptions
+
+    overrides: dict = {}
+    if speed is not None:
+        overrides.setdefault("feed", {})["speed"] = speed
+    if placement is not None:
+        overrides.setdefault("platform", {})["placement"] = placement
+    if port is not None:
+        overrides.setdefault("web", {})["port"] = port
+    for name in external:
+        overrides.setdefault("workers", {}).setdefault(name, {})["external"] = True
+    cfg = _load(config, overrides)
+    options = RunOptions(duration_s=duration, serve=serve, web=not no_web, live=not quiet and sys.stdout.isatty())
+    code = PlatformRun(cfg, options).run()
+    raise typer.Exit(code)
+
+
+def _manifest(run_dir: Path | None, config: Path):
+    from hftshm.runtime.manifest import NoRunningPlatform, read_running
+
+    if run_dir is None:
+        run_dir = _load(config).platform.run_dir
+    try:
+        return read_running(run_dir)
+    except NoRunningPlatform as exc:
+        typer.secho(str(exc), fg="yellow", err=True)
+        raise typer.Exit(1) from None
+
+
+RunDirOption = typer.Option(None, "--run-dir", help="run directory of the platform (default [platform] run_dir)")
+
+
+def status_command(run_dir: Path = RunDirOption, config: Path = ConfigOption) -> None:
+    """Attach to a running platform and print its workers, rings (occupancy, drops) and counters."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from hftshm.runtime import inspect
+    from hftshm.runtime import status as st
+
+    manifest = _manifest(run_dir, config)
+    status = st.StatusTable.attach(manifest.status_segment, len(manifest.workers))
+    rings = inspect.attach_rings(manifest)
+    try:
+        console = Console()
+        workers = Table(title=f"workers (supervisor pid {manifest.supervisor_pid})")
+        for column in ("worker", "process", "pid", "cpu", "state", "heartbeat", "work", "restarts", "counters"):
+            workers.add_column(column)
+        for w in inspect.worker_views(manifest, status):
+            counters = ", ".join(f"{k}={v}" for k, v in w.counters.items())
+            workers.add_row(w.name, w.process, str(w.pid), str(w.cpu), w.state, f"{w.heartbeat_age_s:.2f}s ago",
+                            str(w.work_count), str(w.restarts), counters)
+        console.print(workers)
+        table = Table(title="rings")
+        for column in ("ring", "layout", "from -> to", "occupancy", "full", "drops", "backpressure"):
+            table.add_column(column)
+        for r in inspect.ring_views(manifest, rings):
+            table.add_row(r.name, r.layout, f"{r.producer} -> {r.consumer}", f"{r.occupancy}/{r.capacity}",
+                          str(r.full_events), str(r.drops), r.backpressure)
+        console.print(table)
+    finally:
+        for ring in rings.values():
+            ring.close()
+        status.close()
+
+
+def stop_command(run_dir: Path = RunDirOption, config: Path = ConfigOption,
+                 timeout: float = typer.Option(60.0, help="seconds to wait for a clean exit")) -> None:
+    """Stop a running platform gracefully: producers stop, consumers drain, segments are removed."""
+    manifest = _manifest(run_dir, config)
+    os.kill(manifest.supervisor_pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(manifest.supervisor_pid, 0)
+        except ProcessLookupError:
+            typer.echo(f"stopped (supervisor pid {manifest.supervisor_pid})")
+            return
+        time.sleep(0.1)
+    typer.secho(f"supervisor pid {manifest.supervisor_pid} still running after {timeout:.0f} s", fg="red", err=True)
+    raise typer.Exit(1)
+
+
+def worker_command(name: str = typer.Argument(..., help="worker name from [workers]"),
+                   run_dir: Path = RunDirOption, config: Path = ConfigOption) -> None:
+    """Run one worker in this terminal, attached to a running platform's rings.
+
+    Start the platform with 'hftshm run --external NAME' (or external = true in [workers.NAME]) so the
+    supervisor leaves that worker to you. Ctrl-C drains it and exits.
+    """
+    from hftshm.runtime.manifest import ProcessEntry
+    from hftshm.runtime.process import run_process
+    from hftshm.runtime import status as st
+
+    manifest = _manifest(run_dir, config)
+    try:
+        entry = manifest.worker(name)
+    except KeyError as exc:
+        typer.secho(str(exc.args[0]), fg="red", err=True)
+        raise typer.Exit(2) from None
+    if entry.process:
+        typer.secho(f"worker {name!r} is run by the supervisor (process {entry.process!r}); start the platform "
+                    f"with 'hftshm run --external {name}' to run it here", fg="red", err=True)
+        raise typer.Exit(2)
+    process_name = f"external.{name}"
+    manifest.processes.append(ProcessEntry(process_name, [name], -1, "spin-park", os.getpid()))
+    status = st.StatusTable.attach(manifest.status_segment, len(manifest.workers))
+
+    def on_sigint(signum, frame):
+        status.words[entry.row, st.COMMAND] = 1  # WorkerCommand.DRAIN
+
+    code = run_process(manifest, process_name, sigint_handler=on_sigint)
+    status.close()
+    raise typer.Exit(code)
+
+
+def logs_command(worker: str = typer.Argument(None, help="one worker (default: all)"),
+                 follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new lines"),
+                 lines: int = typer.Option(50, "--lines", "-n", help="lines to show from the end of each log"),
+                 run_dir: Path = RunDirOption, config: Path = ConfigOption) -> None:
+    """Show worker logs from the run directory (one file per worker)."""
+    from hftshm.runtime.logs import logs_dir
+
+    if run_dir is None:
+        run_dir = _load(config).platform.run_dir
+    directory = logs_dir(run_dir)
+    files = sorted(directory.glob(f"{worker}.log" if worker else "*.log"))
+    if not files:
+        typer.secho(f"no logs{' for ' + worker if worker else ''} under {directory}", fg="yellow", err=True)
+        raise typer.Exit(1)
+    handles = []
+    for path in files:
+        text = path.read_text(errors="replace").splitlines()
+        for line in text[-lines:]:
+            typer.echo(line if worker else f"{path.stem}: {line}")
+        handle = path.open(errors="replace")
+        handle.seek(0, os.SEEK_END)
+        handles.append((path, handle))
+    while follow:
+        time.sleep(0.25)
+        for path, handle in handles:
+            for line in handle.readlines():
+                typer.echo(line.rstrip("\n") if worker else f"{path.stem}: {line.rstrip()}")

@@ -33,7 +33,7 @@ def process_main(manifest_data: dict, process_name: str) -> None:
     sys.exit(run_process(manifest, process_name))
 
 
-def run_process(manifest: RunManifest, process_name: str) -> int:
+def run_process(manifest: RunManifest, process_name: str, sigint_handler=None) -> int:
     from hftshm.platform import PlatformConfig
 
     process = manifest.process(process_name)
@@ -54,6 +54,8 @@ def run_process(manifest: RunManifest, process_name: str) -> int:
             status.words[manifest.worker(name).row, st.COMMAND] = WorkerCommand.DRAIN
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    if sigint_handler is not None:
+        signal.signal(signal.SIGINT, sigint_handler)
     config = PlatformConfig.from_raw(manifest.config, base_dir=Path(manifest.run_dir).parent)
     attachments = Attachments(manifest)
     slots = []

@@ -158,8 +158,9 @@ class Supervisor:
         for handle in reversed(list(self.handles.values())):
             self._spawn(handle)
         deadline = time.monotonic() + self.settings.start_timeout_s
+        internal = {w.name for w in self.topology.workers if not w.external}
         while True:
-            states = self.worker_states()
+            states = {n: s for n, s in self.worker_states().items() if n in internal}
             failed = [n for n, s in states.items() if s == WorkerState.FAILED]
             if failed:
                 raise SupervisorError(f"worker(s) {', '.join(failed)} failed to start; see "
@@ -279,13 +280,16 @@ class Supervisor:
         for spec in self.topology.workers:
             row = self.manifest.worker(spec.name).row
             words[row, st.COMMAND] = command
-            handle = self.handles[self.manifest.worker(spec.name).process]
-            self._wake(handle)
+            handle = self.handles.get(self.manifest.worker(spec.name).process)
+            if handle is not None:
+                self._wake(handle)
+            elif words[row, st.PID] == 0 or not _pid_alive(int(words[row, st.PID])):
+                continue  # an external worker nobody started
             deadline = time.monotonic() + self.settings.drain_timeout_s
             while time.monotonic() < deadline:
                 if words[row, st.STATE] in (WorkerState.STOPPED, WorkerState.FAILED):
                     break
-                if handle.process is None or not handle.process.is_alive():
+                if handle is not None and (handle.process is None or not handle.process.is_alive()):
                     break
                 time.sleep(0.005)
             else:
@@ -363,6 +367,14 @@ def placement_cpus(processes) -> list[int]:
         else:
             result.append(int(process.cpu))
     return result
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
 
 
 def _manifest_dict(manifest: RunManifest) -> dict:

@@ -8,6 +8,7 @@ Read from ``[workers.NAME]`` tables and ``[[rings]]`` entries of the platform co
     cpu = "auto"                              # auto | CPU number | list of CPUs
     wait = "spin-park"                        # busy-spin | spin-yield | spin-park
     params = { }                              # keyword arguments for the class
+    external = false                          # true: started by ``hftshm worker feed`` instead
 
     [[rings]]
     name = "md.strategies"
@@ -51,8 +52,9 @@ class WorkerSpec:
     cpu: Any  # "auto", an int, or a list of ints
     wait: str
     params: dict = field(default_factory=dict)
-    # the command "hftshm worker NAME" on another terminal may take this worker over
-    enabled: bool = True
+    # external: the supervisor creates its rings and status row but does not start it;
+    # ``hftshm worker NAME`` runs it from another terminal (debugging a stage, moving it to another host core)
+    external: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class Topology:
         """Workers grouped by process name, in declaration order of each process's first worker."""
         groups: dict[str, list[WorkerSpec]] = {}
         for spec in self.workers:
-            if spec.enabled:
+            if not spec.external:
                 key = spec.process if self.placement == "composite" else spec.name
                 groups.setdefault(key, []).append(spec)
         result = []
@@ -150,7 +152,7 @@ def _worker_from(name: str, body: Any) -> WorkerSpec:
         cpu=cpu,
         wait=section.choice("wait", WAIT_STRATEGIES, "spin-park"),
         params=section.table("params", {}),
-        enabled=section.boolean("enabled", True),
+        external=section.boolean("external", False),
     )
     section.done()
     return spec
