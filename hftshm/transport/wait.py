@@ -1,0 +1,158 @@
+"""Wait strategies: what a worker's runner does after a duty cycle that found no work.
+
+Chosen per worker by name (``[workers.<name>] wait = "spin-park"`` or however the runner's config
+spells it)::
+
+    strategy = WaitStrategy.from_config("spin-park", spins=200, yields=50, park_timeout_ms=50)
+    strategy.bind(inputs=[ring, ...])       # every ring the process consumes (all its workers)
+    while running:
+        work = sum(worker.do_work() for worker in workers)
+        strategy.idle(work)                 # work > 0 resets the back-off; 0 advances it
+
+============  ===================================================  ===============================
+name          idle behaviour                                       use when
+============  ===================================================  ===============================
+busy-spin     returns at once: the core is burnt, latency minimal  a dedicated core per worker
+spin-yield    spins ``spins`` idle cycles, then ``sched_yield``    a core shared with a few workers
+spin-park     spins, yields ``yields`` times, then parks on the    more workers than cores (the
+              doorbells of every bound input ring until a          default): idle workers cost
+              producer publishes (or ``park_timeout_ms``)          no CPU
+============  ===================================================  ===============================
+
+Producers need no call: ``ring_nb.commit`` rings a parked consumer's doorbell itself. A producer whose
+output ring is full in ``block`` mode calls ``strategy.await_space(ring, n)``: the same back-off, and
+spin-park parks on that ring's producer doorbell, which the consumer's ``release`` rings.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, ClassVar, Iterable
+
+from hftshm.config import ConfigError
+from hftshm.transport.doorbell import DEFAULT_PARK_TIMEOUT_S, Parker, wait_for_space
+
+
+class WaitStrategy:
+    """Base class; build one with ``WaitStrategy.from_config(name, **params)``."""
+
+    name: ClassVar[str] = ""
+    PARAMS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        self.idle_cycles = 0  # consecutive duty cycles without work
+
+    @staticmethod
+    def from_config(name: str, **params: Any) -> "WaitStrategy":
+        """The strategy called ``name`` (busy-spin, spin-yield, spin-park) with its parameters."""
+        cls = STRATEGIES.get(name)
+        if cls is None:
+            raise ConfigError(f"wait strategy {name!r} is unknown; allowed: {', '.join(STRATEGIES)}")
+        unknown = sorted(set(params) - set(cls.PARAMS))
+        if unknown:
+            allowed = ", ".join(cls.PARAMS) or "none"
+            raise ConfigError(f"wait strategy {name!r} has no parameter(s) {', '.join(unknown)}; allowed: {allowed}")
+        for key, value in params.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"wait strategy {name!r}: {key} must be a number >= 0, found {value!r}")
+        return cls(**params)
+
+    def bind(self, inputs: Iterable = ()) -> "WaitStrategy":
+        """Tell the strategy which rings this process consumes (only spin-park uses them)."""
+        return self
+
+    def idle(self, work_done: int) -> None:
+        """Call after every duty cycle with the work it did."""
+        if work_done > 0:
+            self.idle_cycles = 0
+        else:
+            self.idle_cycles += 1
+            self._back_off()
+
+    def reset(self) -> None:
+        self.idle_cycles = 0
+
+    def _back_off(self) -> None:
+        pass
+
+    def await_space(self, ring, n: int = 1, timeout_s: float | None = None) -> bool:
+        """Block-mode producer: back off until ``ring`` has ``n`` free slots. False on timeout."""
+        from hftshm.transport.ring_nb import free_capacity
+
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        attempts = 0
+        while free_capacity(ring.ctrl) < n:
+            attempts += 1
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            self._back_off_producer(ring, n, attempts)
+        return True
+
+    def _back_off_producer(self, ring, n: int, attempts: int) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.PARAMS)
+        return f"{type(self).__name__}({params})"
+
+
+class BusySpin(WaitStrategy):
+    name = "busy-spin"
+
+
+class SpinYield(WaitStrategy):
+    name = "spin-yield"
+    PARAMS = ("spins",)
+
+    def __init__(self, spins: int = 100) -> None:
+        super().__init__()
+        self.spins = int(spins)
+
+    def _back_off(self) -> None:
+        if self.idle_cycles > self.spins:
+            os.sched_yield()
+
+    def _back_off_producer(self, ring, n: int, attempts: int) -> None:
+        if attempts > self.spins:
+            os.sched_yield()
+
+
+class SpinPark(WaitStrategy):
+    name = "spin-park"
+    PARAMS = ("spins", "yields", "park_timeout_ms")
+
+    def __init__(self, spins: int = 100, yields: int = 20, park_timeout_ms: float = DEFAULT_PARK_TIMEOUT_S * 1e3) -> None:
+        super().__init__()
+        self.spins = int(spins)
+        self.yields = int(yields)
+        self.park_timeout_ms = float(park_timeout_ms)
+        self.parker: Parker | None = None
+
+    def bind(self, inputs: Iterable = ()) -> "SpinPark":
+        self.parker = Parker(inputs, self.park_timeout_ms / 1e3)
+        return self
+
+    def _back_off(self) -> None:
+        if self.idle_cycles <= self.spins:
+            return
+        if self.idle_cycles <= self.spins + self.yields or self.parker is None:
+            os.sched_yield()
+            return
+        self.parker.park()
+
+    def _back_off_producer(self, ring, n: int, attempts: int) -> None:
+        if attempts <= self.spins:
+            return
+        if attempts <= self.spins + self.yields:
+            os.sched_yield()
+            return
+        wait_for_space(ring.ctrl, n, self.park_timeout_ms / 1e3)
+
+    @property
+    def parks(self) -> int:
+        return self.parker.parks if self.parker else 0
+
+
+STRATEGIES: dict[str, type[WaitStrategy]] = {cls.name: cls for cls in (BusySpin, SpinYield, SpinPark)}
+DEFAULT_STRATEGY = "spin-park"
