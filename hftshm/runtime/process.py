@@ -73,8 +73,8 @@ def run_process(manifest: RunManifest, process_name: str, sigint_handler=None) -
             ctx = WorkerContext(
                 name=name,
                 params=entry.params,
-                inputs={r.name: attachments.ring(r) for r in manifest.rings if r.consumer == name},
-                outputs={r.name: attachments.ring(r) for r in manifest.rings if r.producer == name},
+                inputs={r.name: attachments.ring(r, "consumer") for r in manifest.rings if r.consumer == name},
+                outputs={r.name: attachments.ring(r, "producer") for r in manifest.rings if r.producer == name},
                 config=config,
                 counters=status.counters(row),
                 histograms=attachments.histograms(name, getattr(worker_class, "HISTOGRAMS", ())),
@@ -82,7 +82,6 @@ def run_process(manifest: RunManifest, process_name: str, sigint_handler=None) -
                 log=worker_log,
                 control=attachments.control(),
             )
-            attachments.register_consumer_and_producer(process_name, ctx)
             worker.on_start(ctx)
             words[row, st.STARTED_NS] = time.monotonic_ns()
             words[row, st.HEARTBEAT_NS] = time.monotonic_ns()
@@ -108,14 +107,21 @@ class Attachments:
         self._rings: dict[str, object] = {}
         self._metrics = None
         self._control = None
-        self._doorbells = None
 
-    def ring(self, entry):
+    def ring(self, entry, role: str):
+        """The ring, attached once per process; this process registers as its producer or consumer
+        (a composite process may be both). Registration resyncs the cached cursors a killed
+        predecessor left, so a restarted consumer resumes at the last released cursor."""
         from hftshm.transport.ring import Ring
 
-        if entry.name not in self._rings:
-            self._rings[entry.name] = Ring.attach(entry.segment, layouts.load(entry.layout))
-        return self._rings[entry.name]
+        ring = self._rings.get(entry.name)
+        if ring is None:
+            ring = self._rings[entry.name] = Ring.attach(entry.segment, layouts.load(entry.layout), ready_timeout_s=5.0)
+        if role == "producer":
+            ring.register_producer()
+        else:
+            ring.register_consumer()
+        return ring
 
     def histograms(self, worker: str, names) -> dict:
         if not names or not self.manifest.metrics_segment:
@@ -135,16 +141,13 @@ class Attachments:
             self._control = ControlBlock.attach(self.manifest.control_segment)
         return self._control
 
-    def register_consumer_and_producer(self, process_name: str, ctx: WorkerContext) -> None:
-        """Record this process as consumer/producer of its rings (pids, wake-up doorbells)."""
-        from hftshm.runtime import wakeups
-
-        wakeups.register(self, process_name, ctx)
-
     def wait_strategy(self, process):
-        from hftshm.runtime import wakeups
+        """The process's wait strategy, parking (spin-park) on the doorbells of every ring its
+        workers consume: a producer publishing to any of them wakes the whole composite."""
+        from hftshm.transport.wait import WaitStrategy
 
-        return wakeups.wait_strategy_for(self, process)
+        inputs = [self._rings[r.name] for r in self.manifest.rings if r.consumer in process.workers]
+        return WaitStrategy.from_config(process.wait).bind(inputs=inputs)
 
     def close(self) -> None:
         for ring in self._rings.values():
@@ -152,7 +155,7 @@ class Attachments:
                 ring.close()
             except Exception:
                 pass
-        for obj in (self._metrics, self._control, self._doorbells):
+        for obj in (self._metrics, self._control):
             if obj is not None:
                 try:
                     obj.close()

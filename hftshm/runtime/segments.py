@@ -1,10 +1,9 @@
-"""Naming, creating and cleaning up the supervisor's shared-memory segments.
+"""Naming the supervisor's shared-memory segments and cleaning up after crashed runs.
 
 Every segment of a run is named ``hftshm_<supervisor pid>_<token>_<what>`` so that a later supervisor
 can tell its own leftovers from another live run's: a segment whose supervisor pid no longer runs
-is stale and is unlinked at start. The supervisor unlinks what it created; attaching processes
-never do, and are unregistered from Python's resource tracker, which would otherwise unlink a
-segment when the first attaching process exits.
+is stale and is unlinked at start. Creating, attaching and owning segments is
+``hftshm.transport.segment``'s job; this module only names and sweeps.
 """
 
 from __future__ import annotations
@@ -12,10 +11,11 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from multiprocessing import resource_tracker, shared_memory
 from pathlib import Path
 
 import psutil
+
+from hftshm.transport.segment import Segment
 
 SHM_DIR = Path("/dev/shm")
 SEGMENT_PREFIX = "hftshm_"
@@ -26,16 +26,12 @@ def new_run_prefix() -> str:
     return f"{SEGMENT_PREFIX}{os.getpid()}_{secrets.token_hex(3)}_"
 
 
-def create(name: str, size: int) -> shared_memory.SharedMemory:
-    segment = shared_memory.SharedMemory(name=name, create=True, size=size)
-    _untrack(segment)
-    return segment
+def create(name: str, size: int) -> Segment:
+    return Segment.create(name, size)
 
 
-def attach(name: str) -> shared_memory.SharedMemory:
-    segment = shared_memory.SharedMemory(name=name, create=False)
-    _untrack(segment)
-    return segment
+def attach(name: str) -> Segment:
+    return Segment.attach(name)
 
 
 def unlink(name: str) -> bool:
@@ -45,15 +41,6 @@ def unlink(name: str) -> bool:
         return True
     except FileNotFoundError:
         return False
-
-
-def _untrack(segment: shared_memory.SharedMemory) -> None:
-    # Python < 3.13 registers every SharedMemory with the resource tracker, which unlinks it when
-    # the registering process exits, even in a process that only attached. Lifetime is ours.
-    try:
-        resource_tracker.unregister(segment._name, "shared_memory")  # noqa: SLF001
-    except Exception:
-        pass
 
 
 def segments_of(prefix: str) -> list[str]:
@@ -79,5 +66,4 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale() -> list[str]:
-    removed = [name for name in stale_segments() if unlink(name)]
-    return removed
+    return [name for name in stale_segments() if unlink(name)]

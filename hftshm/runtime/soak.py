@@ -53,7 +53,7 @@ class SequenceSource(Worker):
         super().on_start(ctx)
         (self.out,) = ctx.outputs.values()
         # the ring's producer cursor is the truth after a restart: everything below it was published
-        self.next_seq = self.out.producer_position()
+        self.next_seq = self.out.producer_position
 
     def do_work(self) -> int:
         if self.next_seq >= self.count:

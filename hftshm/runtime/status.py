@@ -53,3 +53,7 @@ class StatusTable:
         self.words = None
         self.rows = None
         self.segment.close()
+
+    def unlink(self) -> None:
+        if self.owner:
+            self.segment.unlink()

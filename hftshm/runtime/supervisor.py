@@ -142,9 +142,6 @@ class Supervisor:
             processes=process_entries, metrics_segment=metrics_name, control_segment=control_name,
             started_ns=time.time_ns(),
         )
-        from hftshm.runtime import wakeups
-
-        wakeups.create_for_run(self)
         self.manifest.write()
         return self.manifest
 
@@ -306,9 +303,12 @@ class Supervisor:
                 handle.process.join(5)
 
     def _wake(self, handle: ProcessHandle) -> None:
-        from hftshm.runtime import wakeups
+        """Ring the doorbells of a process's input rings so a parked process sees its command now."""
+        from hftshm.transport import ring_nb
 
-        wakeups.wake_process(self, handle.entry.name)
+        for entry in self.manifest.rings:
+            if entry.consumer in handle.entry.workers:
+                ring_nb.wake_consumer_if_parked(self.rings[entry.name].ctrl)
 
     def kill(self, process_name: str, signum: int = 9) -> None:
         """Send a signal to one worker process (tests and fault drills)."""
@@ -322,21 +322,17 @@ class Supervisor:
             if handle.process is not None and handle.process.is_alive():
                 handle.process.kill()
                 handle.process.join(5)
-        for ring in self.rings.values():
-            try:
-                ring.close()
-            except Exception:
-                pass
-        self.rings = {}
-        for obj in (self.status, self.metrics, self.control):
-            if obj is not None:
+        owned = list(self.rings.values()) + [self.status, self.metrics, self.control]
+        for obj in owned:
+            if obj is None:
+                continue
+            for method in ("unlink", "close"):
                 try:
-                    obj.close()
+                    getattr(obj, method, lambda: None)()
                 except Exception:
                     pass
-        from hftshm.runtime import wakeups
-
-        wakeups.close_for_run(self)
+        self.rings = {}
+        self.status = self.metrics = self.control = None
         for name in self.created:
             segments.unlink(name)
         self.created = []
