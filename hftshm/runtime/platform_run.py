@@ -1,0 +1,249 @@
+"""``hftshm run``: the whole platform in one command.
+
+Validates everything before anything starts (config, data, port, database, Redis), then runs the
+supervisor, the web server (page, API, /metrics) in a thread of this process, a live status line,
+and at the end of the data a summary. Any failure before the pipeline runs leaves nothing behind:
+no process, no segment, no manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hftshm.config import ConfigError
+from hftshm.runtime.supervisor import Supervisor, SupervisorError
+
+log = logging.getLogger("hftshm.run")
+
+
+@dataclass
+class RunOptions:
+    duration_s: float | None = None
+    serve: bool = False
+    web: bool = True
+    live: bool = True
+    summary_path: Path | None = None
+
+
+class PreflightError(RuntimeError):
+    """Something the run needs is missing or unreachable; the message says what and how to fix it."""
+
+
+def preflight(config, web: bool) -> None:
+    """Checks that need the outside world; config values themselves were validated on load."""
+    if web:
+        host, port = config.web.host, config.web.port
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise PreflightError(f"web.port {port} on {host} is not free ({exc.strerror}); choose another "
+                                     f"with --port or [web] port, or stop what uses it") from None
+    from hftshm.oms.store import check_database
+
+    try:
+        check_database(config.oms.resolved_database_url(config.platform.run_dir))
+    except Exception as exc:  # the driver's own message says what failed (auth, host, database)
+        raise PreflightError(f"oms.database_url is unreachable: {exc}") from None
+    redis_url = config.redis.url
+    if redis_url:
+        import redis
+
+        try:
+            redis.Redis.from_url(redis_url, socket_connect_timeout=2).ping()
+        except Exception as exc:
+            raise PreflightError(f"redis.url {redis_url} is unreachable: {exc}") from None
+
+
+class PlatformRun:
+    def __init__(self, config, options: RunOptions):
+        self.config = config
+        self.options = options
+        self.stop_reason: str | None = None
+        self.web_server = None
+
+    def _on_signal(self, signum, frame) -> None:
+        self.stop_reason = signal.Signals(signum).name
+
+    def run(self) -> int:
+        from rich.console import Console
+
+        console = Console()
+        try:
+            preflight(self.config, self.options.web)
+        except (PreflightError, ConfigError) as exc:
+            console.print(f"[red]cannot start:[/red] {exc}")
+            return 2
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            with Supervisor(self.config.topology, self.config) as sup:
+                try:
+                    sup.start()
+                except SupervisorError as exc:
+                    console.print(f"[red]cannot start:[/red] {exc}")
+                    return 2
+                view = self._view(sup)
+                if self.options.web:
+                    self._start_web(view, console)
+                started = time.monotonic()
+                self._loop(sup, view, started, console)
+                sup.wait_quiet(timeout_s=5.0)
+                summary = build_summary(view.snapshot(), time.monotonic() - started, self.stop_reason)
+                print_summary(summary, console)
+                self._write_summary(summary)
+                sup.shutdown()
+                if self.options.serve and self.options.web and self.stop_reason is None:
+                    console.print(f"serving the last values on {self._url()} (Ctrl-C to exit)")
+                    while self.stop_reason is None:
+                        time.sleep(0.2)
+                view.close()
+        finally:
+            self._stop_web()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        return 0
+
+    def _view(self, sup: Supervisor):
+        from hftshm.metrics.live import SharedMemoryView
+
+        names = {s.symbol_id: s.name for s in self.config.symbols}
+        return SharedMemoryView.from_manifest(sup.manifest, symbol_names=names)
+
+    def _loop(self, sup: Supervisor, view, started: float, console) -> None:
+        from rich.live import Live
+
+        deadline = started + self.options.duration_s if self.options.duration_s else None
+        live = Live(console=console, refresh_per_second=4, transient=True) if self.options.live else None
+        last_line = 0.0
+        if live:
+            live.start()
+        try:
+            while self.stop_reason is None:
+                sup.poll()
+                if sup.finished():
+                    break
+                if deadline and time.monotonic() >= deadline:
+                    self.stop_reason = "duration"
+                    break
+                now = time.monotonic()
+                if now - last_line >= 0.25:
+                    line = status_line(view.snapshot(), now - started)
+                    if live:
+                        live.update(line)
+                    elif now - last_line >= 5.0 or last_line == 0.0:
+                        console.print(line)
+                    last_line = now
+                time.sleep(0.05)
+        finally:
+            if live:
+                live.stop()
+
+    def _url(self) -> str:
+        return f"http://{self.config.web.host}:{self.config.web.port}/dashboard"
+
+    def _start_web(self, view, console) -> None:
+        from werkzeug.serving import make_server
+
+        from hftshm.web.wiring import create_platform_app
+
+        app = create_platform_app(self.config, view)
+        self.web_server = make_server(self.config.web.host, self.config.web.port, app, threaded=True)
+        threading.Thread(target=self.web_server.serve_forever, name="hftshm-web", daemon=True).start()
+        console.print(f"dashboard: {self._url()}   metrics: http://{self.config.web.host}:{self.config.web.port}/metrics")
+
+    def _stop_web(self) -> None:
+        if self.web_server is not None:
+            self.web_server.shutdown()
+            self.web_server = None
+
+    def _write_summary(self, summary: dict) -> None:
+        path = self.options.summary_path or (Path(self.config.platform.run_dir) / "summary.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=2, default=float) + "\n")
+
+
+# the histogram that measures the platform's headline figure: feed publish -> order leaves the OMS
+TICK_TO_ORDER = "oms.tick_to_order"
+
+
+def _counter(snapshot, worker: str, name: str) -> int:
+    w = snapshot.worker(worker)
+    return int(w.counters.get(name, 0)) if w else 0
+
+
+def status_line(snapshot, elapsed_s: float) -> str:
+    from hftshm.metrics.histogram import summarize
+
+    events = _counter(snapshot, "feed", "events_published")
+    total = _counter(snapshot, "feed", "events_total")
+    progress = f"{events:,}/{total:,} ({100.0 * events / total:.0f}%)" if total else f"{events:,}"
+    rate = events / elapsed_s if elapsed_s > 0 else 0.0
+    tick_to_order = snapshot.histograms.get(TICK_TO_ORDER)
+    p50 = summarize(tick_to_order).p50_ns / 1e3 if tick_to_order is not None else float("nan")
+    return (f"events {progress}  {rate / 1e6:.2f}M/s  intents {_counter(snapshot, 'strategies', 'intents'):,}  "
+            f"orders {_counter(snapshot, 'oms', 'orders'):,}  fills {_counter(snapshot, 'exchange', 'fills'):,}  "
+            f"tick->order p50 {p50:.1f}us  PnL {snapshot.total_pnl:+,.2f}")
+
+
+def build_summary(snapshot, elapsed_s: float, stop_reason: str | None) -> dict:
+    from hftshm.metrics.histogram import summarize
+
+    latency = {}
+    for name, counts in sorted(snapshot.histograms.items()):
+        figures = summarize(counts)
+        if figures.count:
+            latency[name] = figures.as_dict()
+    risk = snapshot.risk
+    return {
+        "stopped_by": stop_reason or "end of data",
+        "elapsed_s": round(elapsed_s, 3),
+        "workers": {w.name: {"state": w.state, "restarts": w.restarts, "work": w.work_count, **w.counters}
+                    for w in snapshot.workers},
+        "rings": {r.name: {"written": r.written_total, "full_waits": r.full_waits_total, "drops": r.dropped_total}
+                  for r in snapshot.rings},
+        "rejects_by_reason": dict(risk.rejects_by_reason) if risk else {},
+        "positions": [p.__dict__ for p in snapshot.positions],
+        "pnl": {"realized": risk.realized_pnl if risk else 0.0, "unrealized": risk.unrealized_pnl if risk else 0.0,
+                "fees": risk.fees if risk else 0.0, "total": snapshot.total_pnl},
+        "latency": latency,
+    }
+
+
+def print_summary(summary: dict, console) -> None:
+    from rich.table import Table
+
+    console.print(f"[bold]run finished[/bold] ({summary['stopped_by']}) in {summary['elapsed_s']:.1f} s")
+    workers = Table(title="workers")
+    for column in ("worker", "state", "restarts", "work", "counters"):
+        workers.add_column(column)
+    for name, w in summary["workers"].items():
+        counters = ", ".join(f"{k}={v:,}" for k, v in w.items() if k not in ("state", "restarts", "work"))
+        workers.add_row(name, w["state"], str(w["restarts"]), f"{w['work']:,}", counters)
+    console.print(workers)
+    if summary["rejects_by_reason"]:
+        console.print("rejects by reason: " + ", ".join(f"{k}={v:,}" for k, v in summary["rejects_by_reason"].items()))
+    positions = Table(title="positions and PnL")
+    for column in ("strategy", "symbol", "qty", "avg price", "realized", "unrealized", "fees"):
+        positions.add_column(column, justify="right")
+    for p in summary["positions"]:
+        positions.add_row(str(p["strategy"]), str(p["symbol"]), f"{p['quantity']:.3f}", f"{p['avg_price']:.2f}",
+                          f"{p['realized_pnl']:+.2f}", f"{p['unrealized_pnl']:+.2f}", f"{p['fees']:.2f}")
+    console.print(positions)
+    pnl = summary["pnl"]
+    console.print(f"PnL total {pnl['total']:+,.2f} (realized {pnl['realized']:+,.2f}, unrealized "
+                  f"{pnl['unrealized']:+,.2f}, fees {pnl['fees']:,.2f})")
+    latency = Table(title="latency per hop (us)")
+    for column in ("hop", "count", "p50", "p99", "p99.9", "max"):
+        latency.add_column(column, justify="right")
+    for name, h in summary["latency"].items():
+        latency.add_row(name, f"{h.get('count', 0):,}", *(f"{h.get(k, float('nan')) / 1e3:.1f}"
+                                                          for k in ("p50_ns", "p99_ns", "p999_ns", "max_ns")))
+    console.print(latency)
