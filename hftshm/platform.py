@@ -57,17 +57,26 @@ class PlatformConfig:
     sections: dict[str, Any] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:
-        sections = self.__dict__.get("sections", {})
-        if name in sections:
+        # domain sections are read on first use, so a process only imports the domains it runs;
+        # ``load`` validates them all up front, before anything starts
+        if name in SECTION_CLASSES:
+            sections = self.__dict__["sections"]
+            if name not in sections:
+                sections[name] = _load_section(name, SECTION_CLASSES[name], self.raw.get(name, {}))
             return sections[name]
         raise AttributeError(name)
+
+    def validate_all(self) -> "PlatformConfig":
+        for name in SECTION_CLASSES:
+            getattr(self, name)
+        return self
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_CONFIG, overrides: dict | None = None) -> "PlatformConfig":
         raw = read_toml(path)
         if overrides:
             raw = merge(raw, overrides)
-        return cls.from_raw(raw, base_dir=Path(path).resolve().parent.parent)
+        return cls.from_raw(raw, base_dir=Path(path).resolve().parent.parent).validate_all()
 
     @classmethod
     def from_raw(cls, raw: dict, base_dir: Path | None = None) -> "PlatformConfig":
@@ -97,10 +106,7 @@ class PlatformConfig:
         sup.done()
         symbols = SymbolTable.from_section(raw.get("symbols"))
         topology = Topology.from_config(raw, placement=settings.placement)
-        config = cls(raw=raw, platform=settings, symbols=symbols, supervisor=supervisor, topology=topology)
-        for name, factory in SECTION_CLASSES.items():
-            config.sections[name] = _load_section(name, factory, raw.get(name, {}))
-        return config
+        return cls(raw=raw, platform=settings, symbols=symbols, supervisor=supervisor, topology=topology)
 
 
 def _load_section(name: str, factory: str, body: Any) -> Any:
