@@ -1,0 +1,34 @@
+"""Helpers for tests that use shared memory: unique ring names and a leak check."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from typing import Iterator
+
+SHM_DIR = "/dev/shm"
+TEST_PREFIX = "hftshm-test-"
+
+
+def unique_name(prefix: str = "t") -> str:
+    """A ring name no other test (or engineer's concurrent run) will use."""
+    return f"{TEST_PREFIX}{os.getpid()}-{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def shm_names() -> set[str]:
+    return set(os.listdir(SHM_DIR))
+
+
+@contextlib.contextmanager
+def no_segment_leaks(prefix: str | None = None) -> Iterator[None]:
+    """Fail if a segment named by ``unique_name`` in this process (or starting with ``prefix``)
+    appears during the block and stays."""
+    prefix = prefix or f"{TEST_PREFIX}{os.getpid()}-"
+    before = {n for n in shm_names() if n.startswith(prefix)}
+    yield
+    leaked = sorted(n for n in shm_names() - before if n.startswith(prefix))
+    for name in leaked:  # clean up so one failure does not cascade into every later test
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(SHM_DIR, name))
+    assert not leaked, f"shared memory segments left behind: {leaked}"
