@@ -1,0 +1,188 @@
+"""The risk control block: kill switch and trading state in shared memory, read on every check.
+
+One small segment per run (``layouts/risk_control.toml``). The supervisor creates it
+(``ControlBlock.create(name)``), records its name in the run manifest (``<run_dir>/current.json``)
+and hands it to workers as ``ctx.control``; the CLI (``hftshm kill-switch on``, ``hftshm risk state
+halted``) finds it through the manifest, and the Redis poller in the risk worker writes it too. The risk check kernel reads ``kill_switch`` and ``trading_state`` from
+the live mapping for every intent, so a write is seen by the next check, even mid-batch.
+
+Writers of different processes only ever store whole int64 words, which x86-64 and arm64 do
+atomically; ``epoch`` is bumped after the value so a reader that sees the new epoch sees the value.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from multiprocessing import resource_tracker, shared_memory
+
+import numpy as np
+
+from hftshm.codes import Reason, TradingState
+from hftshm.transport.layout import load
+
+LAYOUT = load("risk_control")
+MAGIC = 0x4846_5452_4953_4B31  # "HFTRISK1"
+_HEADER_BYTES = 64  # magic, layout fingerprint, created unix ns; the record follows
+
+
+class ControlBlockError(RuntimeError):
+    """The block is missing, not a risk control block, or of another layout version."""
+
+
+class ControlBlock:
+    """One ``risk_control`` record in shared memory. ``.array`` (length 1) is what kernels take."""
+
+    def __init__(self, shm: shared_memory.SharedMemory, owner: bool):
+        self._shm = shm
+        self._owner = owner
+        self.array: np.ndarray = np.ndarray((1,), dtype=LAYOUT.dtype, buffer=shm.buf, offset=_HEADER_BYTES)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, name: str, initial_state: TradingState = TradingState.ACTIVE) -> "ControlBlock":
+        """Create the block ``name``: kill switch off, ``initial_state``, epoch 0, counters zero."""
+        try:
+            shm = shared_memory.SharedMemory(name=name, create=True, size=_HEADER_BYTES + LAYOUT.itemsize)
+        except FileExistsError:
+            raise ControlBlockError(
+                f"shared memory {name!r} already exists (a run still going, or one that crashed: "
+                f"unlink /dev/shm/{name.lstrip('/')} if nothing uses it)"
+            ) from None
+        np.ndarray((shm.size,), dtype=np.uint8, buffer=shm.buf)[:] = 0
+        header = np.ndarray((3,), dtype="<i8", buffer=shm.buf)
+        block = cls(shm, owner=True)
+        block.array[0]["trading_state"] = int(initial_state)
+        header[1] = LAYOUT.fingerprint
+        header[2] = time.time_ns()
+        header[0] = MAGIC  # last: an attach never sees a half-initialised block as valid
+        return block
+
+    @classmethod
+    def private(cls, initial_state: TradingState = TradingState.ACTIVE) -> "ControlBlock":
+        """A block in process memory (tests, benchmarks, in-process backtests): same API, no segment."""
+        block = cls.__new__(cls)
+        block._shm = None
+        block._owner = False
+        block._private_created_ns = time.time_ns()
+        block.array = LAYOUT.zeros(1)
+        block.array[0]["trading_state"] = int(initial_state)
+        return block
+
+    @classmethod
+    def attach(cls, name: str) -> "ControlBlock":
+        try:
+            shm = shared_memory.SharedMemory(name=name, create=False)
+        except FileNotFoundError:
+            raise ControlBlockError(f"no risk control block {name!r} (is the platform running, and is it the "
+                                    f"same --run-dir?)") from None
+        _untrack(shm)
+        try:
+            header = np.ndarray((3,), dtype="<i8", buffer=shm.buf).copy()
+            if shm.size < _HEADER_BYTES + LAYOUT.itemsize or header[0] != MAGIC:
+                raise ControlBlockError(f"shared memory {name!r} is not a risk control block")
+            if header[1] != LAYOUT.fingerprint:
+                raise ControlBlockError(f"control block {name!r} has layout {int(header[1]):016x}; this build "
+                                        f"expects {LAYOUT.describe()} (mixed versions?)")
+            return cls(shm, owner=False)
+        except BaseException:
+            shm.close()
+            raise
+
+    @property
+    def created_unix_ns(self) -> int:
+        """When the block was created: identifies the run (a worker restart sees the same value)."""
+        if self._shm is None:
+            return self._private_created_ns
+        return int(np.ndarray((3,), dtype="<i8", buffer=self._shm.buf)[2])
+
+    @property
+    def name(self) -> str | None:
+        return self._shm.name if self._shm is not None else None
+
+    def close(self) -> None:
+        self.array = None  # type: ignore[assignment]
+        if self._shm is not None:
+            try:
+                self._shm.close()
+            except BufferError:
+                pass  # a kernel argument still references the view; the mapping goes with the process
+
+    def unlink(self) -> None:
+        if self._shm is not None:
+            try:
+                self._shm.unlink()
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> "ControlBlock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        owner = self._owner
+        self.close()
+        if owner:
+            self.unlink()
+
+    # -- operator writes -------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        record = self.array[0]
+        record["changed_unix_ns"] = time.time_ns()
+        record["changed_by_pid"] = os.getpid()
+        record["epoch"] = record["epoch"] + 1
+
+    def set_kill_switch(self, on: bool) -> None:
+        self.array[0]["kill_switch"] = 1 if on else 0
+        self._changed()
+
+    def set_trading_state(self, state: TradingState, reason: Reason = Reason.TRADING_HALTED) -> None:
+        """Set the state; ``reason`` is what rejects carry while HALTED (operator halts: TRADING_HALTED)."""
+        state = TradingState(state)
+        record = self.array[0]
+        record["halt_reason"] = int(reason) if state == TradingState.HALTED else 0
+        record["trading_state"] = int(state)
+        self._changed()
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    @property
+    def kill_switch(self) -> bool:
+        return bool(self.array[0]["kill_switch"])
+
+    @property
+    def trading_state(self) -> TradingState:
+        return TradingState(int(self.array[0]["trading_state"]))
+
+    @property
+    def epoch(self) -> int:
+        return int(self.array[0]["epoch"])
+
+    def reject_counts(self) -> dict[str, int]:
+        """Rejects by reason name, only reasons that occurred."""
+        counts = self.array[0]["reject_counts"]
+        out = {}
+        for reason in Reason:
+            if reason.value < len(counts) and counts[reason.value]:
+                out[reason.name.lower()] = int(counts[reason.value])
+        return out
+
+    def snapshot(self) -> dict:
+        """Everything in the block as plain Python values (CLI status, web UI, tests)."""
+        record = self.array[0]
+        out = {name: record[name].item() for name in LAYOUT.dtype.names if name != "reject_counts"}
+        out["kill_switch"] = bool(out["kill_switch"])
+        out["trading_state"] = TradingState(out["trading_state"]).name.lower()
+        out["halt_reason"] = Reason(out["halt_reason"]).name.lower() if out["halt_reason"] else ""
+        out["reject_counts"] = self.reject_counts()
+        return out
+
+
+def _untrack(shm: shared_memory.SharedMemory) -> None:
+    # Python < 3.13 registers attached segments with the resource tracker, which unlinks them when
+    # this process exits; only the creator may unlink, so forget ours.
+    try:
+        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
+    except Exception:
+        pass

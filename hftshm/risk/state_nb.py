@@ -1,0 +1,106 @@
+"""Risk state as numpy structured arrays, and the small njit helpers the check and accounting kernels share.
+
+Three arrays hold everything the hot path reads or writes (allocated once by ``hftshm.risk.state``):
+
+``symbols``    one row per symbol id (index = symbol id): limits, position, average cost, PnL parts,
+               the current mid, and open-order exposure per side.
+``strategies`` one token bucket per strategy id (65,536 rows, the whole u2 range, so no id can miss).
+``account``    one row: the global token bucket, throttle rates, daily-loss limit and PnL totals.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from hftshm.codes import Reason, TradingState
+
+SYMBOL_DTYPE = np.dtype(
+    [
+        ("known", "i8"),  # 1 when the id is configured in [symbols]
+        ("max_order_size", "f8"),
+        ("max_position", "f8"),
+        ("band_min_px", "f8"),
+        ("band_max_px", "f8"),
+        ("band_bps", "f8"),
+        ("qty_eps", "f8"),  # quantities closer than this are equal (a millionth of a lot)
+        ("position", "f8"),  # signed base units, all strategies
+        ("avg_cost", "f8"),  # average entry price of the open position (0 when flat)
+        ("realized", "f8"),  # realized PnL before fees, quote units
+        ("fees", "f8"),
+        ("mid", "f8"),  # last valid mid (NaN until the first valid book)
+        ("pnl", "f8"),  # realized - fees + position * (mid - avg_cost)
+        ("pending_buy", "f8"),  # open buy quantity risk has approved and not seen end
+        ("pending_sell", "f8"),
+        ("fills", "i8"),
+        ("volume", "f8"),  # base units traded
+    ]
+)
+
+BUCKET_DTYPE = np.dtype([("tokens", "f8"), ("last_ns", "i8")])
+STRATEGY_SLOTS = 1 << 16  # strategy_id is u2
+
+ACCOUNT_DTYPE = np.dtype(
+    [
+        ("global_tokens", "f8"),
+        ("global_last_ns", "i8"),
+        ("global_rate_per_ns", "f8"),
+        ("global_burst", "f8"),
+        ("strategy_rate_per_ns", "f8"),
+        ("strategy_burst", "f8"),
+        ("use_market_clock", "i8"),  # 1: throttle on intents' market_ts_ns; 0: on the now_ns passed in
+        ("max_daily_loss", "f8"),
+        ("total_pnl", "f8"),  # sum of symbols.pnl
+        ("day_start_pnl", "f8"),  # total_pnl when the trading day began: daily PnL = total - this
+        ("loss_halt_armed", "i8"),  # 1: the next loss-limit breach halts trading (re-armed once back within it)
+        ("open_orders", "i8"),
+        ("reports", "i8"),
+        ("reports_unknown_order", "i8"),  # reports for orders not in the table (fills still count)
+        ("reports_bad", "i8"),  # malformed reports (unknown symbol, NaN fill) counted and skipped
+        ("marks", "i8"),
+    ]
+)
+
+
+@njit(cache=True, inline="always")
+def daily_pnl(acct):
+    return acct.total_pnl - acct.day_start_pnl
+
+
+@njit(cache=True)
+def refresh_symbol_pnl(sym):
+    unrealized = 0.0
+    if sym.position != 0.0 and sym.mid > 0.0:
+        unrealized = sym.position * (sym.mid - sym.avg_cost)
+    sym.pnl = sym.realized - sym.fees + unrealized
+
+
+@njit(cache=True)
+def refresh_totals_and_loss(symbols, account, control):
+    """Sum symbol PnL into the account; a fresh loss-limit breach halts trading once (edge-triggered).
+
+    Edge-triggered so an operator who sets REDUCING after the halt is not overridden by the next
+    mark; rejects of position-increasing orders stay level-triggered in the check kernel.
+    """
+    acct = account[0]
+    total = 0.0
+    for i in range(len(symbols)):
+        if symbols[i].known != 0:
+            total += symbols[i].pnl
+    acct.total_pnl = total
+    ctl = control[0]
+    if daily_pnl(acct) < -acct.max_daily_loss:
+        if acct.loss_halt_armed != 0:
+            acct.loss_halt_armed = 0
+            ctl.halt_reason = Reason.MAX_DAILY_LOSS
+            ctl.trading_state = TradingState.HALTED
+            ctl.epoch += 1
+    else:
+        acct.loss_halt_armed = 1
+
+
+@njit(cache=True)
+def refresh_symbol_pnl_all(symbols):
+    for i in range(len(symbols)):
+        if symbols[i].known != 0:
+            refresh_symbol_pnl(symbols[i])
