@@ -1,0 +1,124 @@
+"""``run_backtest``: one strategy over one data file, in one process; the function the CLI, the
+parameter sweep and the web API's job runner all call.
+
+    from hftshm.backtest import run_backtest
+    result = run_backtest(None, "data/btcusdt_20240808.csv.gz", "market_maker", {"spread_bps": 3}, seed=7)
+    print(result.net_pnl, result.sharpe); result.write("out/")
+
+``config`` is the platform config: None (config/platform.toml if present, else defaults), a path,
+or an already parsed TOML dict. Its ``[symbols]``, ``[risk]``, ``[oms]`` and ``[exchange]`` sections
+configure the stages exactly as on the platform; if ``strategy`` names an instance in
+``[strategies]``, that instance's class and parameters are the starting point and ``params``
+override them. ``seed`` seeds the exchange's latency model (same seed, same data -> same fills).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hftshm.backtest import engine
+from hftshm.backtest.data import load_events
+from hftshm.backtest.report import BacktestResult, max_drawdown, sharpe_ratio
+from hftshm.config import DEFAULT_CONFIG, ConfigError, Section, read_toml
+from hftshm.strategies.base import StrategyError
+from hftshm.strategies.config import StrategiesConfig
+from hftshm.strategies.registry import load_class
+from hftshm.strategies.runtime import StrategyHost
+from hftshm.symbols import DEFAULT_SYMBOLS, SymbolTable
+
+ENGINES = ("auto", "compiled", "python")
+
+
+def platform_raw(config: Any) -> dict:
+    """The parsed platform config for ``config`` (None, a path, or a dict)."""
+    if config is None:
+        return read_toml(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else {}
+    if isinstance(config, (str, Path)):
+        return read_toml(config)
+    if isinstance(config, dict):
+        return config
+    raw = getattr(config, "raw", None)
+    if isinstance(raw, dict):
+        return raw
+    raise ConfigError(f"config must be None, a path or a parsed TOML dict, found {type(config).__name__}")
+
+
+def resolve_strategy(raw: dict, symbols: SymbolTable, strategy: str, params: dict | None,
+                     symbol: str | None) -> tuple[str, str, dict, str]:
+    """(instance name, class spec, params, symbol): a [strategies] instance named ``strategy`` gives
+    defaults; otherwise ``strategy`` is a class spec with its own defaults."""
+    base_params: dict = {}
+    spec, name, sym = strategy, strategy, "BTCUSDT"
+    section = raw.get("strategies") or {}
+    if isinstance(section.get(strategy), dict):
+        instance = StrategiesConfig.from_section(Section("strategies", section), symbols).instance(strategy)
+        spec, sym, base_params = instance.spec, instance.symbol, dict(instance.params)
+    merged = {**base_params, **(params or {})}
+    return name.rsplit(":", 1)[-1].rsplit(".", 1)[-1], spec, merged, (symbol or sym).upper()
+
+
+def run_backtest(config: Any, data: str | Path | np.ndarray, strategy: str, params: dict | None = None,
+                 seed: int = 1, *, symbol: str | None = None, engine_name: str = "auto", venue: Any = None,
+                 equity_interval_ms: float = 1000.0) -> BacktestResult:
+    """Run ``strategy`` over ``data``; see the module docstring. Raises StrategyError / ConfigError /
+    BacktestDataError with a message naming what is wrong."""
+    if engine_name not in ENGINES:
+        raise ValueError(f"engine {engine_name!r}; allowed: {', '.join(ENGINES)}")
+    raw = platform_raw(config)
+    symbols = SymbolTable.from_section(raw["symbols"]) if raw.get("symbols") else DEFAULT_SYMBOLS
+    name, spec, merged, sym_name = resolve_strategy(raw, symbols, strategy, params, symbol)
+    cls = load_class(spec)
+    try:
+        sym = symbols.by_name(sym_name)
+    except KeyError as exc:
+        raise StrategyError(name, str(exc.args[0])) from None
+    events, description = load_events(data, symbols)
+    interval_ns = int(equity_interval_ms * 1e6)
+
+    if venue is None:
+        venue = make_venue(raw, symbols, seed)
+    host = StrategyHost(symbols)
+    strategy_id = host.add(name, cls, sym.name, merged)
+    resolved = host.slot(strategy_id).params
+    started = time.perf_counter()
+    out = engine.run_loop(events, host, venue, engine.TopOfBook(sym.symbol_id), interval_ns)
+    elapsed = time.perf_counter() - started
+    strategy_obj = host.strategy(strategy_id)
+    if host.failures:
+        failed_name, error = host.failures[0]
+        raise StrategyError(failed_name, f"raised during the backtest and was paused: {error}")
+    return _result(name, resolved, seed, description, "python", out, strategy_obj, venue, elapsed,
+                   equity_interval_ms)
+
+
+def make_venue(raw: dict, symbols: SymbolTable, seed: int):
+    """The platform's own risk -> OMS -> exchange stages in one process."""
+    from hftshm.backtest.simple_fill import SimpleFillVenue
+
+    return SimpleFillVenue()
+
+
+def _result(name, params, seed, description, engine_name, out, strategy, venue, elapsed, interval_ms) -> BacktestResult:
+    portfolio = strategy.portfolio
+    equity = np.asarray(out.equity, dtype=np.float64)
+    equity_ts = np.asarray(out.equity_ts, dtype=np.int64)
+    traded = portfolio.traded_qty
+    return BacktestResult(
+        strategy=name, params=dict(params), seed=seed, data=description, engine=engine_name, rows=out.rows,
+        elapsed_s=elapsed, start_ns=out.start_ns, end_ns=out.end_ns,
+        realized_pnl=portfolio.realized_pnl, unrealized_pnl=portfolio.unrealized_pnl, fees=portfolio.fees,
+        net_pnl=portfolio.net_pnl, position=portfolio.position,
+        sharpe=sharpe_ratio(equity[:-1] if len(equity) > 2 else equity, interval_ms / 1000.0),
+        max_drawdown=max_drawdown(equity), trades=portfolio.count("fills"), orders_sent=out.orders_sent,
+        cancels=portfolio.count("cancels"), rejects=portfolio.count("rejects"),
+        fill_ratio=traded / out.submitted_qty if out.submitted_qty > 0 else float("nan"),
+        traded_qty=traded, turnover=portfolio.traded_notional,
+        latency_model=dict(venue.latency_model), fill_model=venue.fill_model,
+        equity_interval_ms=interval_ms, equity_ts_ns=equity_ts, equity=equity,
+        fills=engine.fills_array(out.fills), reject_reasons=dict(out.reject_reasons),
+        strategy_summary=strategy.summary(),
+    )

@@ -1,0 +1,57 @@
+"""Market data for a backtest: a file (or an array) -> one ``market_event`` array in memory.
+
+A backtest replays the whole file from memory so the loop measures strategy, risk, OMS and
+exchange, not parsing. The canonical tick CSV (``.csv`` or ``.csv.gz``) is parsed by the feed's
+kernel; a ``.npy`` of ``market_event`` records loads directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hftshm.symbols import SymbolTable
+from hftshm.transport.layout import load as load_layout
+
+EVENT_DTYPE = load_layout("market_event").dtype
+
+
+class BacktestDataError(ValueError):
+    """The data cannot be used: missing, unreadable, wrong record layout, or empty."""
+
+
+def load_events(data: str | Path | np.ndarray, symbols: SymbolTable) -> tuple[np.ndarray, str]:
+    """(events, description) for a path or an events array."""
+    if isinstance(data, np.ndarray):
+        if data.dtype != EVENT_DTYPE:
+            raise BacktestDataError(f"events array has dtype {data.dtype}, expected the market_event layout")
+        return data, f"<{len(data)} events>"
+    path = Path(data)
+    if not path.is_file():
+        raise BacktestDataError(f"data file {path} does not exist")
+    if path.suffix == ".npy":
+        events = np.load(path, allow_pickle=False)
+        if events.dtype != EVENT_DTYPE:
+            raise BacktestDataError(f"{path} does not hold market_event records (dtype {events.dtype})")
+    else:
+        events = _load_csv(path, symbols)
+    if len(events) == 0:
+        raise BacktestDataError(f"{path} holds no market events")
+    return events, str(path)
+
+
+def _load_csv(path: Path, symbols: SymbolTable) -> np.ndarray:
+    from hftshm.feed import tickcsv
+
+    try:
+        replay = __import__("hftshm.feed.replay", fromlist=["load_events"])
+    except ImportError:
+        replay = None
+    if replay is not None and hasattr(replay, "load_events"):
+        return replay.load_events(path, symbols)
+    try:
+        blocks = [block.copy() for block in tickcsv.iter_records(path, symbols)]
+    except tickcsv.TickCsvError as exc:
+        raise BacktestDataError(str(exc)) from None
+    return np.concatenate(blocks) if blocks else np.zeros(0, EVENT_DTYPE)

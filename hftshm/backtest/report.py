@@ -1,0 +1,228 @@
+"""A backtest's result: the figures, the equity curve, and the report files (JSON + HTML).
+
+Definitions (the report repeats them, so a reader need not come here):
+
+* equity = realized PnL + open position marked at the mid - fees, sampled every
+  ``equity_interval_ms`` of market time;
+* Sharpe = mean / standard deviation of the per-sample equity changes, annualised with
+  sqrt(samples per 365-day year) (crypto trades every day); PnL-based, so no capital assumption;
+* max drawdown = the largest fall of equity from a running peak, quote currency;
+* fill ratio = executed quantity / quantity sent in new orders;
+* turnover = executed notional, quote currency (and executed quantity, base units).
+
+The HTML page is self-contained (inline SVG, no scripts, no network): it opens from a file.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SECONDS_PER_YEAR = 365 * 86400
+FILL_DTYPE = np.dtype([
+    ("exch_ts_ns", "i8"), ("client_order_id", "i8"), ("side", "i1"), ("price", "f8"), ("qty", "f8"), ("fee", "f8"),
+])
+
+
+@dataclass
+class BacktestResult:
+    strategy: str
+    params: dict[str, Any]
+    seed: int
+    data: str
+    engine: str  # "compiled" (the strategy's kernel in the compiled loop) or "python"
+    rows: int
+    elapsed_s: float
+    start_ns: int
+    end_ns: int
+    realized_pnl: float
+    unrealized_pnl: float
+    fees: float
+    net_pnl: float
+    position: float
+    sharpe: float
+    max_drawdown: float
+    trades: int
+    orders_sent: int
+    cancels: int
+    rejects: int
+    fill_ratio: float
+    traded_qty: float
+    turnover: float
+    latency_model: dict[str, Any]
+    fill_model: str
+    equity_interval_ms: float
+    equity_ts_ns: np.ndarray = field(repr=False)
+    equity: np.ndarray = field(repr=False)
+    fills: np.ndarray = field(repr=False)
+    reject_reasons: dict[str, int] = field(default_factory=dict)
+    strategy_summary: dict[str, Any] = field(default_factory=dict)
+    compile_s: float = 0.0
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.elapsed_s if self.elapsed_s > 0 else math.nan
+
+    def to_dict(self, curve: bool = True) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k not in ("equity_ts_ns", "equity", "fills")}
+        out["rows_per_s"] = self.rows_per_s
+        out["duration_s"] = (self.end_ns - self.start_ns) / 1e9
+        out["definitions"] = DEFINITIONS
+        if curve:
+            out["equity_curve"] = {"ts_ns": self.equity_ts_ns.tolist(), "equity": self.equity.tolist()}
+        return _finite(out)
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write ``report.json``, ``report.html`` and ``fills.csv`` into ``out_dir``; their paths."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"json": out / "report.json", "html": out / "report.html", "fills": out / "fills.csv"}
+        paths["json"].write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        paths["html"].write_text(render_html(self))
+        with paths["fills"].open("w") as fh:
+            fh.write("exch_ts_ns,client_order_id,side,price,qty,fee\n")
+            for f in self.fills:
+                side = "buy" if f["side"] == 1 else "sell"
+                fh.write(f"{f['exch_ts_ns']},{f['client_order_id']},{side},{f['price']!r},{f['qty']!r},{f['fee']!r}\n")
+        return paths
+
+
+DEFINITIONS = {
+    "equity": "realized PnL + position marked at mid - fees, quote currency",
+    "sharpe": "mean/std of per-sample equity changes, annualised by sqrt(samples per 365-day year)",
+    "max_drawdown": "largest fall of equity from its running peak, quote currency",
+    "fill_ratio": "executed quantity / quantity sent in new orders",
+    "turnover": "executed notional, quote currency",
+}
+
+
+def _finite(value):
+    """JSON has no NaN/inf: write null for them."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def sharpe_ratio(equity: np.ndarray, interval_s: float) -> float:
+    """Annualised Sharpe of equity changes sampled every ``interval_s`` (NaN if flat or too short)."""
+    if len(equity) < 3:
+        return math.nan
+    changes = np.diff(equity)
+    std = float(changes.std(ddof=1))
+    if not std > 0:
+        return math.nan
+    return float(changes.mean()) / std * math.sqrt(SECONDS_PER_YEAR / interval_s)
+
+
+def max_drawdown(equity: np.ndarray) -> float:
+    if len(equity) == 0:
+        return 0.0
+    peaks = np.maximum.accumulate(equity)
+    return float((peaks - equity).max())
+
+
+# ---------------------------------------------------------------------------------- HTML
+
+def _svg_curve(ts_ns: np.ndarray, equity: np.ndarray, width: int = 860, height: int = 300) -> str:
+    if len(equity) < 2:
+        return "<p>Not enough equity samples to draw a curve.</p>"
+    pad_l, pad_r, pad_t, pad_b = 70, 15, 15, 35
+    x0, x1 = float(ts_ns[0]), float(ts_ns[-1])
+    lo, hi = float(equity.min()), float(equity.max())
+    if hi - lo < 1e-12:
+        lo, hi = lo - 1.0, hi + 1.0
+    span_x = max(x1 - x0, 1.0)
+
+    def px(t: float) -> float:
+        return pad_l + (t - x0) / span_x * (width - pad_l - pad_r)
+
+    def py(v: float) -> float:
+        return pad_t + (hi - v) / (hi - lo) * (height - pad_t - pad_b)
+
+    step = max(1, len(equity) // 2000)  # a few thousand points draw instantly and look the same
+    points = " ".join(f"{px(t):.1f},{py(v):.1f}" for t, v in zip(ts_ns[::step], equity[::step]))
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="equity curve">',
+             f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fff"/>']
+    for k in range(5):
+        value = lo + (hi - lo) * k / 4
+        y = py(value)
+        parts.append(f'<line x1="{pad_l}" y1="{y:.1f}" x2="{width - pad_r}" y2="{y:.1f}" stroke="#eee"/>')
+        parts.append(f'<text x="{pad_l - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{value:,.2f}</text>')
+    if lo < 0 < hi:
+        parts.append(f'<line x1="{pad_l}" y1="{py(0):.1f}" x2="{width - pad_r}" y2="{py(0):.1f}" '
+                     f'stroke="#999" stroke-dasharray="4 3"/>')
+    for k in range(5):
+        t = x0 + span_x * k / 4
+        parts.append(f'<text x="{px(t):.1f}" y="{height - 12}" font-size="11" text-anchor="middle">'
+                     f'+{(t - x0) / 1e9:.0f}s</text>')
+    parts.append(f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{points}"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "-"
+        return f"{value:,.4f}" if abs(value) < 1000 else f"{value:,.2f}"
+    return html.escape(str(value))
+
+
+def render_html(result: BacktestResult) -> str:
+    d = result.to_dict(curve=False)
+    figures = [
+        ("Net PnL", d["net_pnl"]), ("Realized PnL", d["realized_pnl"]), ("Unrealized PnL (at mid)", d["unrealized_pnl"]),
+        ("Fees", d["fees"]), ("Final position", d["position"]), ("Sharpe (annualised)", d["sharpe"]),
+        ("Max drawdown", d["max_drawdown"]), ("Trades (fills)", d["trades"]), ("Orders sent", d["orders_sent"]),
+        ("Cancels", d["cancels"]), ("Rejects", d["rejects"]), ("Fill ratio", d["fill_ratio"]),
+        ("Traded quantity", d["traded_qty"]), ("Turnover (notional)", d["turnover"]),
+        ("Market time covered (s)", d["duration_s"]), ("Rows", d["rows"]), ("Rows/s", d["rows_per_s"]),
+    ]
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in figures)
+    params = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_fmt(v)}</td></tr>" for k, v in result.params.items())
+    latency = html.escape(json.dumps(d["latency_model"]))
+    extra = ""
+    if result.strategy_summary:
+        extra = "<h2>Strategy</h2><table>" + "".join(
+            f"<tr><th>{html.escape(str(k))}</th><td>{_fmt(v)}</td></tr>" for k, v in d["strategy_summary"].items()
+        ) + "</table>"
+    rejects = ""
+    if result.reject_reasons:
+        rejects = "<h2>Rejects by reason</h2><table>" + "".join(
+            f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in result.reject_reasons.items()) + "</table>"
+    defs = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in DEFINITIONS.items())
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Backtest: {html.escape(result.strategy)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 900px; }}
+table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
+th, td {{ padding: 3px 12px; border-bottom: 1px solid #eee; text-align: left; }}
+td {{ text-align: right; font-variant-numeric: tabular-nums; }}
+code {{ background: #f4f4f4; padding: 1px 4px; }}
+</style></head><body>
+<h1>Backtest: {html.escape(result.strategy)}</h1>
+<p>Data <code>{html.escape(result.data)}</code>, seed {result.seed}, engine {html.escape(result.engine)},
+fill model {html.escape(result.fill_model)}, latency model <code>{latency}</code>.</p>
+<h2>Equity (sampled every {result.equity_interval_ms:g} ms of market time)</h2>
+{_svg_curve(result.equity_ts_ns, result.equity)}
+<h2>Results</h2><table>{rows}</table>
+<h2>Parameters</h2><table>{params}</table>
+{extra}{rejects}
+<h2>Definitions</h2><ul>{defs}</ul>
+</body></html>
+"""
