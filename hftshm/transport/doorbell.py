@@ -96,6 +96,7 @@ class Parker:
     def __init__(self, inputs: Iterable, timeout_s: float = DEFAULT_PARK_TIMEOUT_S):
         self.ctrls = [_ctrl_of(r) for r in inputs]
         self.timeout_s = timeout_s
+        self.arms = 0  # park attempts (each may let a producer ring once)
         self.parks = 0  # times this process actually slept
         self.wakeups = 0  # sleeps ended by a doorbell rather than the timeout
         count = len(self.ctrls)
@@ -115,6 +116,7 @@ class Parker:
         if not self.ctrls:
             time.sleep(timeout_s)
             return False
+        self.arms += 1
         for i, ctrl in enumerate(self.ctrls):
             self._waiters[i].val = nb.arm_consumer_park(ctrl) & 0xFFFF_FFFF
         nb.full_fence()
