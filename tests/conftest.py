@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,22 @@ import pytest
 SHM = Path("/dev/shm")
 
 
+_RUN_PID = re.compile(r"^hftshm_(\d+)_")
+
+
 def _hftshm_segments() -> set[str]:
-    return {p.name for p in SHM.iterdir() if p.name.startswith(("hftshm", "test_hftshm"))}
+    """Segments this test process is answerable for. A supervisor's segments carry its pid; those of
+    another pytest run on the same machine are not ours to judge or remove."""
+    mine = set()
+    for path in SHM.iterdir():
+        name = path.name
+        if not name.startswith(("hftshm", "test_hftshm")):
+            continue
+        match = _RUN_PID.match(name)
+        if match and int(match.group(1)) != os.getpid():
+            continue
+        mine.add(name)
+    return mine
 
 
 @pytest.fixture(autouse=True)

@@ -22,6 +22,8 @@ class RingEntry:
     consumer: str
     capacity: int
     backpressure: str
+    # transport "zmq" only: the consumer's private ring (``segment`` is then the producer's)
+    consumer_segment: str = ""
 
 
 @dataclass
@@ -57,6 +59,7 @@ class RunManifest:
     metrics_segment: str = ""
     doorbell_segment: str = ""
     control_segment: str = ""
+    transport: str = "shm"  # "zmq": every hop over pyzmq (hftshm.runtime.zmq_bridge), for comparison
     started_ns: int = 0
     extra: dict = field(default_factory=dict)
 

@@ -88,7 +88,7 @@ def run_process(manifest: RunManifest, process_name: str, sigint_handler=None) -
             worker_log.info("started in process %s (pid %d, cpu %d)", process_name, os.getpid(), process.cpu)
             slots.append(WorkerSlot(worker, name, row))
         wait_strategy = attachments.wait_strategy(process)
-        return DutyCycleRunner(slots, status, wait_strategy).run()
+        return DutyCycleRunner(slots, status, wait_strategy, pumps=attachments.pumps(process)).run()
     except Exception:
         log.exception("process %s failed to start", process_name)
         for name in process.workers:
@@ -107,6 +107,7 @@ class Attachments:
         self._rings: dict[str, object] = {}
         self._metrics = None
         self._control = None
+        self._pump = None
 
     def ring(self, entry, role: str):
         """The ring, attached once per process; this process registers as its producer or consumer
@@ -114,9 +115,12 @@ class Attachments:
         predecessor left, so a restarted consumer resumes at the last released cursor."""
         from hftshm.transport.ring import Ring
 
-        ring = self._rings.get(entry.name)
+        segment = entry.segment
+        if self.manifest.transport == "zmq" and role == "consumer":
+            segment = entry.consumer_segment
+        ring = self._rings.get(segment)
         if ring is None:
-            ring = self._rings[entry.name] = Ring.attach(entry.segment, layouts.load(entry.layout), ready_timeout_s=5.0)
+            ring = self._rings[segment] = Ring.attach(segment, layouts.load(entry.layout), ready_timeout_s=5.0)
         if role == "producer":
             ring.register_producer()
         else:
@@ -146,10 +150,25 @@ class Attachments:
         workers consume: a producer publishing to any of them wakes the whole composite."""
         from hftshm.transport.wait import WaitStrategy
 
-        inputs = [self._rings[r.name] for r in self.manifest.rings if r.consumer in process.workers]
+        if self.manifest.transport == "zmq":
+            # a socket arrival rings no doorbell: the comparison pipeline polls its sockets
+            return WaitStrategy.from_config("spin-yield")
+        inputs = [self._rings[r.segment] for r in self.manifest.rings if r.consumer in process.workers]
         return WaitStrategy.from_config(process.wait).bind(inputs=inputs)
 
+    def pumps(self, process) -> list:
+        if self.manifest.transport != "zmq":
+            return []
+        from hftshm.runtime.zmq_bridge import ZmqPump
+
+        outputs = {r.name: self._rings[r.segment] for r in self.manifest.rings if r.producer in process.workers}
+        inputs = {r.name: self._rings[r.consumer_segment] for r in self.manifest.rings if r.consumer in process.workers}
+        self._pump = ZmqPump(self.manifest.run_dir, outputs, inputs)
+        return [self._pump.pump]
+
     def close(self) -> None:
+        if self._pump is not None:
+            self._pump.close()
         for ring in self._rings.values():
             try:
                 ring.close()

@@ -34,10 +34,12 @@ class WorkerSlot:
 
 
 class DutyCycleRunner:
-    def __init__(self, slots: list[WorkerSlot], status: st.StatusTable, wait_strategy):
+    def __init__(self, slots: list[WorkerSlot], status: st.StatusTable, wait_strategy, pumps=()):
         self.slots = slots
         self.status = status
         self.wait = wait_strategy
+        # extra steps run every cycle besides the workers (the ZeroMQ comparison transport's pump)
+        self.pumps = list(pumps)
 
     def run(self) -> int:
         """Run until every worker is closed; returns the process exit code (non-zero if one failed)."""
@@ -46,8 +48,11 @@ class DutyCycleRunner:
         monotonic_ns = time.monotonic_ns
         for slot in active:
             words[slot.row, st.STATE] = WorkerState.RUNNING
+        pumps = self.pumps
         while active:
             total = 0
+            for pump in pumps:
+                total += pump()
             now = monotonic_ns()
             for slot in active:
                 row = slot.row

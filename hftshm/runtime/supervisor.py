@@ -50,7 +50,10 @@ class ProcessHandle:
 
 class Supervisor:
     def __init__(self, topology: Topology, config, *, run_dir: Path | None = None,
-                 create_control: bool = True, create_metrics: bool = True):
+                 create_control: bool = True, create_metrics: bool = True, transport: str = "shm"):
+        if transport not in ("shm", "zmq"):
+            raise ValueError(f"transport must be 'shm' or 'zmq', got {transport!r}")
+        self.transport = transport
         self.topology = topology
         self.config = config
         self.settings = config.supervisor
@@ -111,8 +114,14 @@ class Supervisor:
             ring = Ring.create(name, layouts.load(spec.layout), spec.capacity, backpressure=spec.backpressure)
             self.created.append(name)
             self.rings[spec.name] = ring
+            consumer_name = ""
+            if self.transport == "zmq":
+                consumer_name = self._segment(f"ring.{spec.name}.consumer")
+                self.rings[f"{spec.name}.consumer"] = Ring.create(consumer_name, layouts.load(spec.layout),
+                                                                  spec.capacity, backpressure=spec.backpressure)
+                self.created.append(consumer_name)
             ring_entries.append(RingEntry(spec.name, name, spec.layout, spec.producer, spec.consumer,
-                                          spec.capacity, spec.backpressure))
+                                          spec.capacity, spec.backpressure, consumer_name))
         metrics_name = ""
         if self._create_metrics and histogram_names:
             from hftshm.metrics.segment import MetricsSegment
@@ -140,7 +149,7 @@ class Supervisor:
             prefix=self.prefix, supervisor_pid=os.getpid(), run_dir=str(self.run_dir), config=self.config.raw,
             status_segment=self.status.name, workers=worker_entries, rings=ring_entries,
             processes=process_entries, metrics_segment=metrics_name, control_segment=control_name,
-            started_ns=time.time_ns(),
+            transport=self.transport, started_ns=time.time_ns(),
         )
         self.manifest.write()
         return self.manifest
@@ -308,7 +317,8 @@ class Supervisor:
 
         for entry in self.manifest.rings:
             if entry.consumer in handle.entry.workers:
-                ring_nb.wake_consumer_if_parked(self.rings[entry.name].ctrl)
+                ring = self.rings.get(f"{entry.name}.consumer") or self.rings[entry.name]
+                ring_nb.wake_consumer_if_parked(ring.ctrl)
 
     def kill(self, process_name: str, signum: int = 9) -> None:
         """Send a signal to one worker process (tests and fault drills)."""

@@ -141,3 +141,19 @@ def test_supervisor_crash_leftovers_are_removed_by_the_next_run(run_dir, tmp_pat
     config = soak_config(run_dir, 10)
     with Supervisor(config.topology, config, create_control=False):
         assert segments.segments_of(prefix) == []
+
+
+def test_zmq_transport_moves_the_same_records(run_dir):
+    """The comparison transport of 'hftshm bench pipeline': same workers, every hop over pyzmq."""
+    count = 100_000
+    config = soak_config(run_dir, count)
+    with Supervisor(config.topology, config, create_control=False, transport="zmq") as sup:
+        sup.start()
+        deadline = time.monotonic() + 120
+        while counters(sup, "sink")["next_expected"] < count:
+            sup.poll()
+            assert time.monotonic() < deadline, counters(sup, "sink")
+            time.sleep(0.01)
+        sup.shutdown()
+        sink = counters(sup, "sink")
+        assert sink["received"] == count and sink["gaps"] == 0 and sink["torn"] == 0
