@@ -1,0 +1,240 @@
+"""Prometheus export: one custom collector that reads a ``PlatformView`` at scrape time.
+
+No prometheus_client multiprocess mode and nothing per event: workers keep plain int64 counters
+and histograms in shared memory, and a scrape turns one ``PlatformSnapshot`` into metric families.
+Families (base units, ``_total`` counters, ``_seconds`` histograms)::
+
+    hftshm_platform_running                           1 while a platform is attached
+    hftshm_worker_up{worker,process}                  1 running with a fresh heartbeat
+    hftshm_worker_state{worker,state}                 1 for the current WorkerState
+    hftshm_worker_restarts_total{worker}
+    hftshm_worker_heartbeat_age_seconds{worker}
+    hftshm_worker_work_total{worker}                  units of work (events, records) done
+    hftshm_worker_idle_cycles_total{worker}
+    hftshm_<counter>_total{worker}                    each COUNTER_NAMES entry (events, ticks, signals,
+                                                      orders, fills, ...)
+    hftshm_<name>{worker}                             COUNTER_NAMES entries ending in _gauge
+    hftshm_rejects_total{worker,reason}               COUNTER_NAMES rejects_<reason> and risk rejects
+    hftshm_latency_seconds{worker,stage}              histogram per metrics-segment histogram
+    hftshm_latency_negative_total{worker,stage}       samples with a negative latency (clock skew)
+    hftshm_ring_capacity_records{ring,producer,consumer}
+    hftshm_ring_occupancy_records{ring,...}           and hftshm_ring_occupancy_ratio
+    hftshm_ring_written_records_total{ring,...}
+    hftshm_ring_full_waits_total{ring,...}
+    hftshm_ring_dropped_records_total{ring,...}
+    hftshm_position_quantity{strategy,symbol}         signed, base units
+    hftshm_realized_pnl{strategy,symbol}              quote currency (also unrealized, fees)
+    hftshm_pnl{}                                      total realized + unrealized - fees
+    hftshm_kill_switch_active, hftshm_trading_state{state}, hftshm_risk_orders_checked_total
+    hftshm_strategy_{signals,intents,fills,rejects}_total{strategy}, hftshm_strategy_open_orders
+    hftshm_<gauge>                                    PlatformSnapshot.gauges (oms_writer_lag_records)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from typing import Callable, Iterable
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from hftshm.codes import TradingState, WorkerState
+from hftshm.metrics.histogram import cumulative_buckets
+from hftshm.metrics.histogram_nb import NEGATIVE
+from hftshm.metrics.snapshot import PlatformSnapshot, PlatformView
+
+log = logging.getLogger("hftshm.metrics")
+
+PREFIX = "hftshm_"
+_INVALID = re.compile(r"[^a-zA-Z0-9_]")
+_RESERVED = {
+    "worker_up", "worker_state", "worker_restarts", "worker_heartbeat_age_seconds", "worker_work",
+    "worker_idle_cycles", "rejects", "latency_seconds", "latency_negative", "platform_running", "pnl",
+    "kill_switch_active", "trading_state", "position_quantity", "realized_pnl", "unrealized_pnl", "fees",
+}
+
+
+def metric_suffix(name: str) -> str:
+    """A COUNTER_NAMES entry as a metric name part: lower case, [a-z0-9_] only, no ``_total``."""
+    cleaned = _INVALID.sub("_", name.strip().lower()).strip("_") or "unnamed"
+    if cleaned[0].isdigit():
+        cleaned = "n" + cleaned
+    if cleaned.endswith("_total"):
+        cleaned = cleaned[: -len("_total")]
+    return cleaned
+
+
+def split_histogram_name(name: str) -> tuple[str, str]:
+    """``risk.check`` -> (``risk``, ``check``); a name with no dot is its own stage of ``""``."""
+    worker, dot, stage = name.partition(".")
+    return (worker, stage) if dot else ("", name)
+
+
+class PlatformCollector(Collector):
+    """Reads ``view.snapshot()`` at every scrape. ``fallback()`` supplies what to export when the
+    view fails or no platform runs (zeros, or the last run's values): every family always exists."""
+
+    def __init__(self, view: PlatformView, fallback: Callable[[], PlatformSnapshot | None] | None = None):
+        self.view = view
+        self.fallback = fallback
+
+    def describe(self) -> Iterable[Metric]:
+        # families depend on what is running; registering must not take a snapshot
+        return []
+
+    def current_snapshot(self) -> PlatformSnapshot:
+        try:
+            snapshot = self.view.snapshot()
+        except Exception:
+            log.exception("platform snapshot failed; exporting the fallback values")
+            snapshot = None
+        if (snapshot is None or not snapshot.running) and self.fallback is not None:
+            fallback = self.fallback()
+            if fallback is not None and (snapshot is None or not snapshot.workers):
+                return fallback
+        return snapshot if snapshot is not None else PlatformSnapshot()
+
+    def collect(self) -> Iterable[Metric]:
+        yield from families(self.current_snapshot())
+
+
+def families(snap: PlatformSnapshot) -> list[Metric]:
+    """Every metric family of one snapshot."""
+    out: list[Metric] = []
+    running = GaugeMetricFamily(PREFIX + "platform_running", "1 while a platform is running and attached")
+    running.add_metric([], 1.0 if snap.running else 0.0)
+    out.append(running)
+    out.extend(_worker_families(snap))
+    out.extend(_histogram_families(snap))
+    out.extend(_ring_families(snap))
+    out.extend(_trading_families(snap))
+    for key, value in sorted(snap.gauges.items()):
+        gauge = GaugeMetricFamily(PREFIX + metric_suffix(key), f"platform gauge {key}")
+        gauge.add_metric([], float(value))
+        out.append(gauge)
+    return out
+
+
+def _worker_families(snap: PlatformSnapshot) -> list[Metric]:
+    up = GaugeMetricFamily(PREFIX + "worker_up", "1 if the worker runs with a fresh heartbeat", labels=["worker", "process"])
+    state = GaugeMetricFamily(PREFIX + "worker_state", "1 for the worker's current state", labels=["worker", "state"])
+    restarts = CounterMetricFamily(PREFIX + "worker_restarts", "times the supervisor restarted the worker", labels=["worker"])
+    age = GaugeMetricFamily(PREFIX + "worker_heartbeat_age_seconds", "seconds since the worker's last duty cycle", labels=["worker"])
+    work = CounterMetricFamily(PREFIX + "worker_work", "units of work (events, records) the worker did", labels=["worker"])
+    idle = CounterMetricFamily(PREFIX + "worker_idle_cycles", "duty cycles that found no work", labels=["worker"])
+    rejects = CounterMetricFamily(PREFIX + "rejects", "orders rejected, by the stage that decided and why", labels=["worker", "reason"])
+    counters: dict[str, Metric] = {}
+    for w in snap.workers:
+        up.add_metric([w.name, w.process], 1.0 if w.up else 0.0)
+        for member in WorkerState:
+            state.add_metric([w.name, member.name.lower()], 1.0 if member.name.lower() == w.state else 0.0)
+        restarts.add_metric([w.name], w.restarts)
+        age.add_metric([w.name], w.heartbeat_age_s if math.isfinite(w.heartbeat_age_s) else math.nan)
+        work.add_metric([w.name], w.work_count)
+        idle.add_metric([w.name], w.idle_count)
+        for counter_name, value in w.counters.items():
+            suffix = metric_suffix(counter_name)
+            if suffix.startswith("rejects_") and len(suffix) > len("rejects_"):
+                rejects.add_metric([w.name, suffix[len("rejects_"):]], value)
+                continue
+            is_gauge = suffix.endswith("_gauge")
+            if is_gauge:
+                suffix = suffix[: -len("_gauge")]
+            if suffix in _RESERVED:
+                suffix = "counter_" + suffix
+            family = counters.get(suffix)
+            if family is None:
+                if is_gauge:
+                    family = GaugeMetricFamily(PREFIX + suffix, f"worker gauge {counter_name}", labels=["worker"])
+                else:
+                    family = CounterMetricFamily(PREFIX + suffix, f"worker counter {counter_name}", labels=["worker"])
+                counters[suffix] = family
+            elif (family.type == "gauge") != is_gauge:
+                log.warning("counter %r of worker %s is a %s elsewhere; skipped", counter_name, w.name, family.type)
+                continue
+            family.add_metric([w.name], value)
+    if snap.risk is not None:
+        for reason, value in sorted(snap.risk.rejects_by_reason.items()):
+            rejects.add_metric(["risk_state", metric_suffix(reason)], value)
+    return [up, state, restarts, age, work, idle, rejects, *counters.values()]
+
+
+def _histogram_families(snap: PlatformSnapshot) -> list[Metric]:
+    latency = HistogramMetricFamily(PREFIX + "latency_seconds", "latency of one stage or hop, seconds",
+                                    labels=["worker", "stage"])
+    negative = CounterMetricFamily(PREFIX + "latency_negative", "latency samples below zero (clocks disagree), "
+                                   "counted in the lowest bucket", labels=["worker", "stage"])
+    for name, counts in sorted(snap.histograms.items()):
+        labels = list(split_histogram_name(name))
+        buckets, _, sum_s = cumulative_buckets(counts)
+        latency.add_metric(labels, [(_le(le), count) for le, count in buckets], sum_s)
+        negative.add_metric(labels, int(counts[NEGATIVE]))
+    return [latency, negative]
+
+
+def _le(bound_s: float) -> str:
+    return "+Inf" if math.isinf(bound_s) else repr(bound_s)
+
+
+def _ring_families(snap: PlatformSnapshot) -> list[Metric]:
+    labels = ["ring", "producer", "consumer"]
+    capacity = GaugeMetricFamily(PREFIX + "ring_capacity_records", "ring capacity, records", labels=labels)
+    occupancy = GaugeMetricFamily(PREFIX + "ring_occupancy_records", "records written and not yet consumed", labels=labels)
+    ratio = GaugeMetricFamily(PREFIX + "ring_occupancy_ratio", "occupancy / capacity", labels=labels)
+    written = CounterMetricFamily(PREFIX + "ring_written_records", "records the producer committed", labels=labels)
+    waits = CounterMetricFamily(PREFIX + "ring_full_waits", "times the producer found the ring full and waited", labels=labels)
+    drops = CounterMetricFamily(PREFIX + "ring_dropped_records", "records dropped because the ring was full", labels=labels)
+    for r in snap.rings:
+        values = [r.name, r.producer, r.consumer]
+        capacity.add_metric(values, r.capacity)
+        occupancy.add_metric(values, r.occupancy)
+        ratio.add_metric(values, r.occupancy / r.capacity if r.capacity else 0.0)
+        written.add_metric(values, r.written_total)
+        waits.add_metric(values, r.full_waits_total)
+        drops.add_metric(values, r.dropped_total)
+    return [capacity, occupancy, ratio, written, waits, drops]
+
+
+def _trading_families(snap: PlatformSnapshot) -> list[Metric]:
+    out: list[Metric] = []
+    labels = ["strategy", "symbol"]
+    position = GaugeMetricFamily(PREFIX + "position_quantity", "signed position, base units", labels=labels)
+    realized = GaugeMetricFamily(PREFIX + "realized_pnl", "realized PnL before fees, quote currency", labels=labels)
+    unrealized = GaugeMetricFamily(PREFIX + "unrealized_pnl", "open position marked to market, quote currency", labels=labels)
+    fees = GaugeMetricFamily(PREFIX + "fees", "fees paid (negative: rebates), quote currency", labels=labels)
+    for p in snap.positions:
+        values = [p.strategy, p.symbol]
+        position.add_metric(values, p.quantity)
+        realized.add_metric(values, p.realized_pnl)
+        unrealized.add_metric(values, p.unrealized_pnl)
+        fees.add_metric(values, p.fees)
+    total = GaugeMetricFamily(PREFIX + "pnl", "total PnL: realized + unrealized - fees, quote currency")
+    total.add_metric([], snap.total_pnl)
+    out += [position, realized, unrealized, fees, total]
+
+    risk = snap.risk
+    kill = GaugeMetricFamily(PREFIX + "kill_switch_active", "1 while the kill switch blocks new orders")
+    kill.add_metric([], 1.0 if risk is not None and risk.kill_switch else 0.0)
+    trading = GaugeMetricFamily(PREFIX + "trading_state", "1 for the current trading state", labels=["state"])
+    current = risk.trading_state if risk is not None else TradingState.ACTIVE.name.lower()
+    for member in TradingState:
+        trading.add_metric([member.name.lower()], 1.0 if member.name.lower() == current else 0.0)
+    checked = CounterMetricFamily(PREFIX + "risk_orders_checked", "orders the risk stage checked")
+    checked.add_metric([], risk.orders_checked if risk is not None else 0)
+    out += [kill, trading, checked]
+
+    per_strategy = {
+        "signals": CounterMetricFamily(PREFIX + "strategy_signals", "decisions a strategy reported", labels=["strategy"]),
+        "intents": CounterMetricFamily(PREFIX + "strategy_intents", "order intents a strategy emitted", labels=["strategy"]),
+        "fills": CounterMetricFamily(PREFIX + "strategy_fills", "executions a strategy received", labels=["strategy"]),
+        "rejects": CounterMetricFamily(PREFIX + "strategy_rejects", "rejects a strategy received", labels=["strategy"]),
+    }
+    open_orders = GaugeMetricFamily(PREFIX + "strategy_open_orders", "orders sent and not yet done", labels=["strategy"])
+    for s in snap.strategies:
+        for key, family in per_strategy.items():
+            family.add_metric([s.name], getattr(s, key))
+        open_orders.add_metric([s.name], s.open_orders)
+    out += [*per_strategy.values(), open_orders]
+    return out
