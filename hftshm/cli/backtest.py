@@ -1,9 +1,125 @@
-"""CLI commands: backtest."""
+"""CLI: ``hftshm backtest``: one strategy over recorded data in one process, or a parameter sweep."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+
+from hftshm.config import DEFAULT_CONFIG
+
+DEFAULT_DATA = Path("data/btcusdt_20240808.csv.gz")
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("backtest")(backtest_command)
+
+
+def backtest_command(
+    data: Path = typer.Option(DEFAULT_DATA, "--data", "-d", help="canonical tick CSV (.csv/.csv.gz) or .npy of market_event"),
+    strategy: str = typer.Option("market_maker", "--strategy", "-s",
+                                 help="a [strategies] instance, built-in name, package.module:Class or entry point"),
+    param: list[str] = typer.Option([], "--param", "-p", help="k=v strategy parameter (repeatable)"),
+    seed: int = typer.Option(1, "--seed", help="seeds the exchange latency model: same seed, same fills"),
+    out: Path = typer.Option(None, "--out", "-o", help="write report.json, report.html, fills.csv here"),
+    sweep: list[str] = typer.Option([], "--sweep", help="k=v1,v2,... grid axis (repeatable): run every combination"),
+    rank_by: str = typer.Option("net_pnl", "--rank-by", help="sweep ranking: net_pnl, sharpe, max_drawdown, ..."),
+    jobs: int = typer.Option(None, "--jobs", "-j", help="sweep processes (default: CPUs)"),
+    engine: str = typer.Option("auto", "--engine", help="auto (compiled when the strategy has a kernel), compiled, python"),
+    config: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="platform config: [symbols] [risk] [oms] [exchange]"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Backtest a strategy through the platform's own risk, OMS and exchange kernels, in one process.
+
+    Prints PnL (realized, unrealized, fees), Sharpe, max drawdown, trades, fill ratio, turnover and the
+    latency model; --out writes the report (JSON + an HTML page with the equity curve). --sweep runs a
+    grid in parallel processes and prints a ranked table.
+    """
+    from hftshm.backtest.api import run_backtest
+    from hftshm.backtest.data import BacktestDataError
+    from hftshm.backtest.sweep import parse_sweep, run_sweep
+    from hftshm.cli.strategies import parse_params
+    from hftshm.config import ConfigError
+    from hftshm.strategies.base import StrategyError
+
+    cfg = config if Path(config).is_file() else None
+    try:
+        params = parse_params(param)
+        if sweep:
+            rows = run_sweep(cfg, data, strategy, params, parse_sweep(sweep), seed, rank_by, jobs, engine)
+            _print_sweep(rows, rank_by, as_json)
+            return
+        result = run_backtest(cfg, data, strategy, params, seed, engine_name=engine)
+    except (BacktestDataError, ConfigError, StrategyError, LookupError, ValueError) as exc:
+        typer.secho(f"backtest: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    summary = result.to_dict(curve=False)
+    if out is not None:
+        paths = result.write(out)
+        summary["files"] = {k: str(v) for k, v in paths.items()}
+    if as_json:
+        typer.echo(json.dumps(summary, indent=1))
+        return
+    _print_result(summary)
+
+
+def _print_result(d: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"backtest {d['strategy']} ({d['engine']}, seed {d['seed']})", show_header=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("net PnL", d["net_pnl"]), ("realized PnL", d["realized_pnl"]), ("unrealized PnL (mid)", d["unrealized_pnl"]),
+        ("fees", d["fees"]), ("final position", d["position"]), ("Sharpe (annualised)", d["sharpe"]),
+        ("max drawdown", d["max_drawdown"]), ("trades (fills)", d["trades"]), ("orders sent", d["orders_sent"]),
+        ("cancels", d["cancels"]), ("rejects", d["rejects"]), ("fill ratio", d["fill_ratio"]),
+        ("turnover (notional)", d["turnover"]), ("rows", d["rows"]),
+        ("rows/s", d["rows_per_s"]), ("market time (s)", d["duration_s"]),
+    ]
+    for key, value in rows:
+        table.add_row(key, _fmt(value))
+    console = Console()
+    console.print(table)
+    console.print(f"fill model: {d['fill_model']}; latency model: {json.dumps(d['latency_model'])}")
+    if d.get("reject_reasons"):
+        console.print("rejects by reason: " + ", ".join(f"{k} {v}" for k, v in d["reject_reasons"].items()))
+    if d.get("strategy_summary"):
+        console.print("strategy: " + ", ".join(f"{k}={_fmt(v)}" for k, v in d["strategy_summary"].items()))
+    for kind, path in d.get("files", {}).items():
+        console.print(f"{kind}: {path}")
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.4f}" if abs(value) < 1e5 else f"{value:,.0f}"
+    return str(value)
+
+
+def _print_sweep(rows: list[dict], rank_by: str, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    keys = list(rows[0]["params"]) if rows else []
+    table = Table(title=f"sweep: {len(rows)} runs ranked by {rank_by}")
+    table.add_column("#", justify="right")
+    for key in keys:
+        table.add_column(key, justify="right")
+    metrics = ("net_pnl", "sharpe", "max_drawdown", "trades", "fill_ratio", "fees", "position")
+    for metric in metrics:
+        table.add_column(metric, justify="right")
+    for rank, row in enumerate(rows, 1):
+        cells = [str(rank)] + [str(row["params"][k]) for k in keys]
+        if "error" in row:
+            cells += [row["error"]] + [""] * (len(metrics) - 1)
+        else:
+            cells += [_fmt(row.get(m)) for m in metrics]
+        table.add_row(*cells)
+    Console().print(table)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hftshm.config import ConfigError, Section
-from hftshm.symbols import DEFAULT_SYMBOLS, SymbolTable
+from hftshm.symbols import SymbolTable
 
 RESERVED_KEYS = ("class", "symbol", "enabled", "strategy_id")
 
@@ -56,7 +56,6 @@ class StrategiesConfig:
     @classmethod
     def from_section(cls, section: Section, symbols: SymbolTable | None = None,
                      check_classes: bool = True) -> "StrategiesConfig":
-        symbols = symbols or DEFAULT_SYMBOLS
         status_slots = section.integer("status_slots", 64, min=1, max=4096)
         order_table_size = section.integer("order_table_size", 64, min=4, max=65536)
         instances = []
@@ -79,7 +78,7 @@ class StrategiesConfig:
         return cls.from_section(Section("strategies", raw or {}), symbols)
 
 
-def _instance(section: Section, name: str, symbols: SymbolTable, check_classes: bool) -> StrategyInstanceConfig:
+def _instance(section: Section, name: str, symbols: SymbolTable | None, check_classes: bool) -> StrategyInstanceConfig:
     if not name.replace("_", "").replace("-", "").isalnum() or len(name) > 40:
         raise ConfigError(f"[strategies.{name}]: an instance name is letters, digits, _ or -, at most 40 characters")
     # reserved keys are read through a Section (typed errors); everything else is a parameter,
@@ -88,7 +87,9 @@ def _instance(section: Section, name: str, symbols: SymbolTable, check_classes: 
     section = Section(section.name, {k: v for k, v in section.raw.items() if k in RESERVED_KEYS})
     spec = section.string("class", name)
     symbol = section.string("symbol", "BTCUSDT")
-    if symbol not in symbols:
+    # symbols None: read without the platform's symbol table (PlatformConfig's lazy section load);
+    # the strategy worker reads it again with the table and checks the symbol then
+    if symbols is not None and symbol not in symbols:
         raise ConfigError(f"strategies.{name}.symbol is {symbol!r}; configured symbols: "
                           f"{', '.join(s.name for s in symbols)}")
     enabled = section.boolean("enabled", True)

@@ -1,0 +1,282 @@
+"""``StrategyWorker``: the platform stage that turns market data into order intents.
+
+Inputs (found by record layout, whatever the topology names the rings):
+
+* ``market_event`` rings (the feed) -> ``on_tick`` batches;
+* ``book_snapshot`` rings (the feed's L2 book) -> ``on_book`` (newest per symbol per batch);
+* ``execution_report`` rings: rejects from risk, acks/fills/cancels from the OMS;
+* a ``control_message`` ring (``control.<worker>``): STRATEGY_ADD / REMOVE / PAUSE / RESUME.
+
+Output: the ``order_intent`` ring to risk. Intents are published after every batch; when that
+ring is full the worker stops taking market data (reports and control still flow) until it drains,
+so nothing is lost and nothing queues without bound.
+
+Shared memory: a ``strategy_status`` table (one row per strategy) named
+``<run prefix>strategy_status.<worker>``, created here and unlinked on close; ``hftshm strategies
+list`` reads it. Hot-add requests carry more than a control record holds (class, parameters), so
+``hftshm strategies add`` writes them as JSON under ``<run_dir>/strategies/requests/<n>.json`` and
+sends STRATEGY_ADD with ``value_i = n``; the worker answers in ``<n>.result.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hftshm.codes import ControlKind
+from hftshm.config import Section
+from hftshm.runtime.worker import Worker, WorkerContext
+from hftshm.strategies.base import StrategyError
+from hftshm.strategies.config import StrategiesConfig
+from hftshm.strategies.runtime import STATUS_LAYOUT, StrategyHost, status_rows
+
+EVENT_BATCH = 4096
+BOOK_BATCH = 1024
+REPORT_BATCH = 1024
+CONTROL_BATCH = 16
+STATUS_INTERVAL_NS = 50_000_000
+
+
+def status_segment_name(prefix: str, worker: str) -> str:
+    return f"{prefix}strategy_status.{worker}"
+
+
+def requests_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "strategies" / "requests"
+
+
+def registry_path(run_dir: str | Path, worker: str) -> Path:
+    """JSON list of this worker's strategies (name, id, class, symbol, params, state, last error)."""
+    return Path(run_dir) / "strategies" / f"{worker}.json"
+
+
+class StrategyWorker(Worker):
+    COUNTER_NAMES = ("events", "books", "reports", "intents", "controls", "strategy_errors", "running_strategies",
+                     "backpressure_cycles", "orphan_reports")
+    _C = {name: index for index, name in enumerate(COUNTER_NAMES)}
+
+    def __init__(self, status_segment: str = "", first_client_order_id: int = 0):
+        self._status_segment_name = status_segment
+        # client order ids must not repeat across restarts (the OMS rejects a reused id): start from
+        # the wall clock in microseconds unless told otherwise; a backtest starts from 1
+        self._first_coid = first_client_order_id or time.time_ns() // 1000
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def on_start(self, ctx: WorkerContext) -> None:
+        super().on_start(ctx)
+        self.events_in = [r for r in ctx.inputs.values() if r.layout.name == "market_event"]
+        self.books_in = [r for r in ctx.inputs.values() if r.layout.name == "book_snapshot"]
+        self.reports_in = [r for r in ctx.inputs.values() if r.layout.name == "execution_report"]
+        self.control_in = [r for r in ctx.inputs.values() if r.layout.name == "control_message"]
+        intents = [r for r in ctx.outputs.values() if r.layout.name == "order_intent"]
+        if len(intents) != 1:
+            raise RuntimeError(f"worker {ctx.name!r} needs exactly one order_intent output ring, found "
+                               f"{[r.name for r in intents]}")
+        self.intents_out = intents[0]
+        self.symbols = ctx.config.symbols if ctx.config is not None else None
+        raw = ctx.config.raw.get("strategies", {}) if ctx.config is not None else ctx.params.get("strategies", {})
+        from hftshm.symbols import DEFAULT_SYMBOLS
+
+        self.symbols = self.symbols or DEFAULT_SYMBOLS
+        self.config = StrategiesConfig.from_section(Section("strategies", raw), self.symbols)
+        self._segment = None
+        status = self._create_status(ctx)
+        self.host = StrategyHost(self.symbols, status, order_capacity=self.config.order_table_size,
+                                 first_client_order_id=self._first_coid)
+        for inst in self.config.enabled:
+            try:
+                self.host.add(inst.name, inst.spec, inst.symbol, inst.params, inst.strategy_id)
+            except StrategyError as exc:
+                # one broken strategy must not keep the others (or the platform) from starting
+                ctx.log.error("%s; not started", exc)
+        self._intent_seq = 0
+        self._next_status_ns = 0
+        self.counters = ctx.counters
+        self._write_registry()
+
+    def _create_status(self, ctx: WorkerContext) -> np.ndarray:
+        from hftshm.transport.segment import Segment
+
+        name = self._status_segment_name or self._derive_status_name(ctx)
+        if not name:
+            return STATUS_LAYOUT.zeros(self.config.status_slots)
+        size = self.config.status_slots * STATUS_LAYOUT.itemsize
+        try:
+            self._segment = Segment.create(name, size)
+        except FileExistsError:
+            # left by a previous incarnation of this worker (restarted by the supervisor)
+            stale = Segment.attach(name)
+            stale.unlink()
+            stale.close()
+            self._segment = Segment.create(name, size)
+        self.status_name = name
+        status = np.ndarray((self.config.status_slots,), dtype=STATUS_LAYOUT.dtype, buffer=self._segment.buf)
+        status[:] = 0
+        return status
+
+    @staticmethod
+    def _derive_status_name(ctx: WorkerContext) -> str:
+        # the supervisor names ring segments "<prefix>ring.<ring name>": reuse its prefix so the
+        # status table is found (and swept if stale) with the rest of the run
+        for key, ring in {**ctx.inputs, **ctx.outputs}.items():
+            suffix = f"ring.{key}"
+            if ring.name.endswith(suffix):
+                return status_segment_name(ring.name[: -len(suffix)], ctx.name)
+        return ""
+
+    def on_close(self) -> None:
+        host = getattr(self, "host", None)
+        if host is not None:
+            for slot in list(host.slots.values()):
+                host.pause(slot.strategy_id)  # cancels resting orders
+            self._publish()
+            host.publish_status()
+        self._write_registry()
+        if self._segment is not None:
+            self.host.status = STATUS_LAYOUT.zeros(1)  # drop the views before unmapping
+            self._segment.unlink()
+            self._segment.close()
+            self._segment = None
+
+    # -- duty cycle ------------------------------------------------------------------------------
+    def do_work(self) -> int:
+        work = self._control()
+        for ring in self.reports_in:
+            view = ring.poll(REPORT_BATCH)
+            if len(view):
+                self.host.on_reports(view)
+                ring.release(len(view))
+                self.counters[self._C["reports"]] += len(view)
+                work += len(view)
+        if not self._publish():
+            self.counters[self._C["backpressure_cycles"]] += 1  # risk is behind: hold market data until the intents ring drains
+            return work
+        for ring in self.events_in:
+            view = ring.poll(EVENT_BATCH)
+            if len(view):
+                self.host.on_events(view)
+                ring.release(len(view))
+                self.counters[self._C["events"]] += len(view)
+                work += len(view)
+        for ring in self.books_in:
+            view = ring.poll(BOOK_BATCH)
+            if len(view):
+                self.host.on_books(view)
+                ring.release(len(view))
+                self.counters[self._C["books"]] += len(view)
+                work += len(view)
+        self._publish()
+        if work:
+            self._status()
+        return work
+
+    def _publish(self) -> bool:
+        """Move queued intents to the risk ring; True when none are left."""
+        host = self.host
+        while host.outbox_count:
+            view = self.intents_out.claim(host.outbox_count)
+            n = len(view)
+            if n == 0:
+                return False
+            batch = host.take_outbox(n)
+            view[:] = batch
+            view["seq"] = np.arange(self._intent_seq, self._intent_seq + n)
+            view["ts_ns"] = time.perf_counter_ns()
+            self.intents_out.commit(n)
+            self._intent_seq += n
+            self.counters[self._C["intents"]] += n
+        return True
+
+    def _status(self) -> None:
+        now = time.monotonic_ns()
+        if now < self._next_status_ns:
+            return
+        self._next_status_ns = now + STATUS_INTERVAL_NS
+        self.host.publish_status()
+        if len(self.host.failures) != self.counters[self._C["strategy_errors"]]:
+            self._write_registry()  # a strategy failed since: show its error in ``strategies list``
+        self.counters[self._C["strategy_errors"]] = len(self.host.failures)
+        self.counters[self._C["running_strategies"]] = sum(1 for s in self.host.slots.values() if int(s.state) == 1)
+        self.counters[self._C["orphan_reports"]] = self.host.orphan_reports
+
+    # -- control ---------------------------------------------------------------------------------
+    def _control(self) -> int:
+        done = 0
+        for ring in self.control_in:
+            view = ring.poll(CONTROL_BATCH)
+            messages = view.copy()
+            ring.release(len(view))
+            for message in messages:
+                self.apply_control(message)
+            done += len(messages)
+        if done:
+            self.counters[self._C["controls"]] += done
+            self.host.publish_status()
+            self._write_registry()
+        return done
+
+    def apply_control(self, message) -> None:
+        kind = int(message["kind"])
+        target = int(message["target_id"])
+        log = self.ctx.log
+        try:
+            if kind == ControlKind.STRATEGY_PAUSE:
+                for sid in self._targets(target):
+                    self.host.pause(sid)
+            elif kind == ControlKind.STRATEGY_RESUME:
+                for sid in self._targets(target):
+                    self.host.resume(sid)
+            elif kind == ControlKind.STRATEGY_REMOVE:
+                for sid in self._targets(target):
+                    self.host.remove(sid)
+            elif kind == ControlKind.STRATEGY_ADD:
+                self._add_from_request(int(message["value_i"]))
+            elif kind == ControlKind.KILL_SWITCH and int(message["value_i"]) == 1:
+                for sid in self._targets(-1):
+                    self.host.pause(sid)
+        except (KeyError, StrategyError) as exc:
+            log.error("control %s for strategy %d: %s", ControlKind(kind).name.lower(), target, exc)
+
+    def _targets(self, target: int) -> list[int]:
+        return list(self.host.slots) if target == -1 else [self.host.slot(target).strategy_id]
+
+    def _add_from_request(self, request_id: int) -> None:
+        path = requests_dir(self.ctx.run_dir) / f"{request_id}.json"
+        result: dict = {"ok": False}
+        try:
+            request = json.loads(path.read_text())
+            strategy_id = self.host.add(request["name"], request["class"], request.get("symbol", "BTCUSDT"),
+                                        request.get("params", {}), request.get("strategy_id"),
+                                        paused=bool(request.get("paused", False)))
+            result = {"ok": True, "strategy_id": strategy_id}
+            self.ctx.log.info("strategy %s added from request %d", request["name"], request_id)
+        except (OSError, ValueError, KeyError, StrategyError) as exc:
+            result = {"ok": False, "error": str(exc)}
+            self.ctx.log.error("strategy add request %d refused: %s", request_id, exc)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result))
+        os.replace(tmp, path.with_name(f"{request_id}.result.json"))
+
+    def _write_registry(self) -> None:
+        if getattr(self, "ctx", None) is None or not hasattr(self, "host"):
+            return
+        rows = {r["strategy_id"]: r for r in status_rows(self.host.status)}
+        entries = []
+        for slot in self.host.slots.values():
+            entries.append({"name": slot.name, "strategy_id": slot.strategy_id, "class": slot.spec,
+                            "symbol": slot.strategy.symbol.name, "params": slot.params,
+                            "state": rows.get(slot.strategy_id, {}).get("state", slot.state.name.lower()),
+                            "last_error": slot.last_error,
+                            "status_segment": getattr(self, "status_name", "")})
+        path = registry_path(self.ctx.run_dir, self.ctx.name)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(entries, indent=1, default=str))
+            os.replace(tmp, path)
+        except OSError as exc:
+            self.ctx.log.warning("could not write %s: %s", path, exc)
