@@ -1,0 +1,1 @@
+"""Web: /metrics, /healthz, the live dashboard and the JWT-protected REST API."""

@@ -1,0 +1,148 @@
+"""What the dashboard page shows, as one JSON document, and the short history behind its charts.
+
+Totals are read from the snapshot: ticks are what the feed worker processed, orders what risk
+approved (else the strategies' intents), fills what the strategies received. Rates are differences
+between history samples, so every client sees the same numbers however often it polls.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import asdict
+
+from hftshm.metrics.collector import split_histogram_name
+from hftshm.metrics.histogram import summarize
+from hftshm.metrics.snapshot import PlatformSnapshot
+
+HISTORY_POINTS = 900  # 15 minutes at one sample a second
+MIN_SAMPLE_INTERVAL_S = 0.5
+TICK_COUNTERS = ("ticks", "events", "events_published", "market_events", "events_out")
+ORDER_COUNTERS = ("orders", "orders_sent", "orders_submitted", "orders_approved", "approved")
+FILL_COUNTERS = ("fills", "fills_received")
+
+
+def _finite(value: float) -> float | None:
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _sum_counters(snap: PlatformSnapshot, names: tuple[str, ...], worker_hint: str) -> int | None:
+    """Sum over workers of the first of ``names`` each has (workers named like the hint first)."""
+    def first(counters: dict) -> int | None:
+        return next((counters[n] for n in names if n in counters), None)
+
+    for hint in (worker_hint, ""):
+        found = [v for v in (first(w.counters) for w in snap.workers if hint in w.name) if v is not None]
+        if found:
+            return int(sum(found))
+    return None
+
+
+def totals(snap: PlatformSnapshot) -> dict[str, int]:
+    ticks = _sum_counters(snap, TICK_COUNTERS, "feed")
+    if ticks is None:
+        feed = next((w for w in snap.workers if "feed" in w.name), None)
+        ticks = feed.work_count if feed else 0
+    orders = snap.risk.orders_approved if snap.risk is not None and snap.risk.orders_checked else None
+    if orders is None:
+        orders = _sum_counters(snap, ORDER_COUNTERS, "risk")
+    if orders is None:
+        orders = sum(s.intents for s in snap.strategies)
+    fills = sum(s.fills for s in snap.strategies) if snap.strategies else (_sum_counters(snap, FILL_COUNTERS, "") or 0)
+    rejects = sum(snap.risk.rejects_by_reason.values()) if snap.risk is not None else 0
+    return {"ticks": int(ticks), "orders": int(orders), "fills": int(fills), "rejects": int(rejects)}
+
+
+class DashboardModel:
+    """Samples snapshots into a bounded history and renders the page's JSON."""
+
+    def __init__(self, history_points: int = HISTORY_POINTS):
+        self._lock = threading.Lock()
+        self._history: deque[dict] = deque(maxlen=history_points)
+        self._run_id: str | None = None
+
+    def sample(self, snap: PlatformSnapshot) -> None:
+        now = time.time()
+        point = {"t": now, "pnl": snap.total_pnl, **totals(snap)}
+        with self._lock:
+            if snap.run_id != self._run_id:  # a new run: its curve starts afresh
+                self._history.clear()
+                self._run_id = snap.run_id
+            if self._history and now - self._history[-1]["t"] < MIN_SAMPLE_INTERVAL_S:
+                return
+            self._history.append(point)
+
+    def rates(self) -> dict[str, float]:
+        with self._lock:
+            points = list(self._history)
+        if len(points) < 2:
+            return {"ticks_per_s": 0.0, "orders_per_s": 0.0, "fills_per_s": 0.0}
+        # over the last ~3 s: steadier than one interval, still live
+        last = points[-1]
+        first = next((p for p in points if last["t"] - p["t"] <= 3.0), points[-2])
+        if first is last:
+            first = points[-2]
+        dt = max(1e-6, last["t"] - first["t"])
+        return {f"{k}_per_s": max(0.0, (last[k] - first[k]) / dt) for k in ("ticks", "orders", "fills")}
+
+    def history(self) -> list[dict]:
+        with self._lock:
+            points = list(self._history)
+        out = []
+        for prev, cur in zip(points, points[1:]):
+            dt = max(1e-6, cur["t"] - prev["t"])
+            out.append({"t": round(cur["t"], 3), "pnl": _finite(cur["pnl"]),
+                        "ticks_per_s": max(0.0, (cur["ticks"] - prev["ticks"]) / dt),
+                        "orders_per_s": max(0.0, (cur["orders"] - prev["orders"]) / dt)})
+        if len(points) == 1:
+            out.append({"t": round(points[0]["t"], 3), "pnl": _finite(points[0]["pnl"]), "ticks_per_s": 0.0,
+                        "orders_per_s": 0.0})
+        return out
+
+    def render(self, snap: PlatformSnapshot, orders: list[dict], trades: list[dict]) -> dict:
+        self.sample(snap)
+        latency = []
+        for name, counts in sorted(snap.histograms.items()):
+            worker, stage = split_histogram_name(name)
+            summary = summarize(counts)
+            latency.append({"name": name, "worker": worker, "stage": stage, "count": summary.count,
+                            "p50_ns": _finite(summary.p50_ns), "p99_ns": _finite(summary.p99_ns),
+                            "p999_ns": _finite(summary.p999_ns), "max_ns": summary.max_ns,
+                            "negative": summary.negative})
+        risk = snap.risk
+        return {
+            "t": time.time(),
+            "running": snap.running,
+            "run_id": snap.run_id,
+            "totals": totals(snap),
+            "rates": self.rates(),
+            "history": self.history(),
+            "pnl": {
+                "total": snap.total_pnl,
+                "realized": sum(p.realized_pnl for p in snap.positions) if snap.positions else (risk.realized_pnl if risk else 0.0),
+                "unrealized": sum(p.unrealized_pnl for p in snap.positions) if snap.positions else (risk.unrealized_pnl if risk else 0.0),
+                "fees": sum(p.fees for p in snap.positions) if snap.positions else (risk.fees if risk else 0.0),
+            },
+            "latency": latency,
+            "rings": [{"name": r.name, "producer": r.producer, "consumer": r.consumer, "capacity": r.capacity,
+                       "occupancy": r.occupancy, "ratio": r.occupancy / r.capacity if r.capacity else 0.0,
+                       "written": r.written_total, "full_waits": r.full_waits_total, "drops": r.dropped_total,
+                       "backpressure": r.backpressure} for r in snap.rings],
+            "workers": [{"name": w.name, "process": w.process, "pid": w.pid, "state": w.state, "up": w.up,
+                         "heartbeat_age_s": _finite(w.heartbeat_age_s), "restarts": w.restarts,
+                         "work": w.work_count} for w in snap.workers],
+            "positions": [{"strategy": p.strategy, "symbol": p.symbol, "quantity": p.quantity,
+                           "avg_price": _finite(p.avg_price), "mark_price": _finite(p.mark_price),
+                           "realized_pnl": p.realized_pnl, "unrealized_pnl": p.unrealized_pnl, "fees": p.fees}
+                          for p in snap.positions],
+            "strategies": [asdict(s) for s in snap.strategies],
+            "risk": None if risk is None else {
+                "kill_switch": risk.kill_switch, "trading_state": risk.trading_state,
+                "orders_checked": risk.orders_checked, "orders_approved": risk.orders_approved,
+                "open_orders": risk.open_orders, "rejects_by_reason": risk.rejects_by_reason,
+                "daily_pnl": risk.daily_pnl, "changed_unix_ns": risk.changed_unix_ns},
+            "orders": orders,
+            "trades": trades,
+        }
