@@ -130,14 +130,16 @@ class StrategyWorker(Worker):
 
     def on_close(self) -> None:
         host = getattr(self, "host", None)
-        if host is not None:
-            for slot in list(host.slots.values()):
-                host.pause(slot.strategy_id)  # cancels resting orders
-            self._publish()
-            host.publish_status()
+        if host is None or getattr(self, "_closed", False):
+            return
+        self._closed = True
+        for slot in list(host.slots.values()):
+            host.pause(slot.strategy_id)  # cancels resting orders
+        self._publish()
+        host.publish_status()
         self._write_registry()
         if self._segment is not None:
-            self.host.status = STATUS_LAYOUT.zeros(1)  # drop the views before unmapping
+            host.status = STATUS_LAYOUT.zeros(len(host.status))  # drop the views before unmapping
             self._segment.unlink()
             self._segment.close()
             self._segment = None
@@ -152,8 +154,10 @@ class StrategyWorker(Worker):
                 ring.release(len(view))
                 self.counters[self._C["reports"]] += len(view)
                 work += len(view)
+                self._next_status_ns = 0  # fills move positions: show them now, not at the next tick
         if not self._publish():
-            self.counters[self._C["backpressure_cycles"]] += 1  # risk is behind: hold market data until the intents ring drains
+            # risk is behind: hold market data until the intents ring drains
+            self.counters[self._C["backpressure_cycles"]] += 1
             return work
         for ring in self.events_in:
             view = ring.poll(EVENT_BATCH)
