@@ -85,7 +85,7 @@ def run_backtest(config: Any, data: str | Path | np.ndarray, strategy: str, para
     strategy_id = host.add(name, cls, sym.name, merged)
     resolved = host.slot(strategy_id).params
     started = time.perf_counter()
-    out = engine.run_loop(events, host, venue, engine.TopOfBook(sym.symbol_id), interval_ns)
+    out = engine.run_loop(events, host, venue, engine.L2BookSource(symbols), interval_ns)
     elapsed = time.perf_counter() - started
     strategy_obj = host.strategy(strategy_id)
     if host.failures:

@@ -49,46 +49,38 @@ class BookSource(Protocol):
         """Apply a message; the book snapshot after it (a 1-record array) if the book changed."""
 
 
-class TopOfBook:
-    """Snapshots from the exchange's own best bid/offer (BBO events): level 1 only."""
+class L2BookSource:
+    """The platform's L2 book (``hftshm.book``) rebuilt from the replayed depth, as the feed builds it:
+    a ``book_snapshot`` at the end of every book-changing message."""
 
-    def __init__(self, symbol_id: int):
-        self.snapshot = SNAPSHOT_LAYOUT.zeros(1)
-        s = self.snapshot[0]
-        s["symbol_id"] = symbol_id
-        s["bid_px"][:] = np.nan
-        s["ask_px"][:] = np.nan
-        s["mid"] = np.nan
-        s["valid"] = 1
-        s["levels"] = 1
+    def __init__(self, symbols, levels: int = 10):
+        from hftshm.book import book_nb
+        from hftshm.book.book import BookSet
+
+        self._nb = book_nb
+        self.books = BookSet(symbols)
+        self.levels = levels
+        self.out = SNAPSHOT_LAYOUT.zeros(4)
+        width = SNAPSHOT_LAYOUT.dtype["bid_px"].shape[0]
+        self._scratch_px = np.zeros((2, width), np.int64)
+        self._scratch_qty = np.zeros((2, width), np.int64)
+        self._since_reserve = 1 << 30
 
     def apply(self, events: np.ndarray) -> np.ndarray | None:
-        s = self.snapshot[0]
-        changed = False
-        for event in events[events["kind"] == EventKind.BBO]:
-            side = int(event["side"])
-            px, qty = float(event["price"]), float(event["qty"])
-            if side == Side.BUY:
-                changed |= px != s["bid_px"][0] or qty != s["bid_qty"][0]
-                s["bid_px"][0], s["bid_qty"][0] = px, qty
-            else:
-                changed |= px != s["ask_px"][0] or qty != s["ask_qty"][0]
-                s["ask_px"][0], s["ask_qty"][0] = px, qty
-        if not changed:
+        self._since_reserve += len(events)
+        if self._since_reserve > 4096:
+            self.books.reserve(8192)  # far-level room for the next few thousand events
+            self._since_reserve = 0
+        if len(events) > len(self.out):
+            self.out = SNAPSHOT_LAYOUT.zeros(len(events))
+        _, rows = self._nb.apply_events_snapshots(self.books.arrays, events, 0, len(events), self.levels, self.out,
+                                                  self._scratch_px, self._scratch_qty)
+        if rows == 0:
             return None
         last = events[-1]
-        bid, ask = s["bid_px"][0], s["ask_px"][0]
-        bq, aq = s["bid_qty"][0], s["ask_qty"][0]
-        s["exch_ts_ns"] = last["exch_ts_ns"]
-        s["local_ts_ns"] = last["local_ts_ns"]
-        s["publish_ts_ns"] = last["publish_ts_ns"]
-        s["update_id"] = last["update_id"]
-        s["mid"] = 0.5 * (bid + ask)
-        s["spread"] = ask - bid
-        s["microprice"] = (bid * aq + ask * bq) / (bq + aq) if bq + aq > 0 else np.nan
-        s["imbalance"] = (bq - aq) / (bq + aq) if bq + aq > 0 else 0.0
-        s["seq"] += 1
-        return self.snapshot
+        snaps = self.out[:rows]
+        snaps["publish_ts_ns"] = last["publish_ts_ns"]
+        return snaps
 
 
 @dataclass

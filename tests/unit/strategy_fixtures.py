@@ -79,6 +79,41 @@ def bbo_events(quotes: list[tuple[float, float]], start_ns: int = T0, step_ns: i
     return events
 
 
+def book_events(quotes: list[tuple[float, float]], start_ns: int = T0, step_ns: int = 100_000_000,
+                symbol_id: int = 1, qty: float = 1.0) -> np.ndarray:
+    """An L2 book moving through ``quotes``: a snapshot of the first (bid, ask), then one depth message
+    per quote that deletes the old best levels and adds the new ones, each followed by its BBO."""
+    rows = []
+
+    def row(ts, kind, side, px, q, uid, last):
+        rows.append((ts, kind, side, px, q, uid, EventFlag.LAST_IN_MESSAGE if last else 0))
+
+    bid0, ask0 = quotes[0]
+    row(start_ns, EventKind.CLEAR, Side.NONE, 0.0, 0.0, 1, False)
+    row(start_ns, EventKind.SNAPSHOT, Side.BUY, bid0, qty, 1, False)
+    row(start_ns, EventKind.SNAPSHOT, Side.SELL, ask0, qty, 1, True)
+    prev = (bid0, ask0)
+    for k, (bid, ask) in enumerate(quotes):
+        ts, uid = start_ns + k * step_ns, k + 2
+        changes = []
+        if bid != prev[0]:
+            changes += [(Side.BUY, prev[0], 0.0), (Side.BUY, bid, qty)]
+        if ask != prev[1]:
+            changes += [(Side.SELL, prev[1], 0.0), (Side.SELL, ask, qty)]
+        for j, (side, px, q) in enumerate(changes):
+            row(ts, EventKind.DEPTH, side, px, q, uid, j == len(changes) - 1)
+        row(ts, EventKind.BBO, Side.BUY, bid, qty, uid, False)
+        row(ts, EventKind.BBO, Side.SELL, ask, qty, uid, True)
+        prev = (bid, ask)
+    events = EVENT.zeros(len(rows))
+    for name, values in zip(("exch_ts_ns", "kind", "side", "price", "qty", "update_id", "flags"), zip(*rows)):
+        events[name] = values
+    events["local_ts_ns"] = events["exch_ts_ns"]
+    events["symbol_id"] = symbol_id
+    events["seq"] = np.arange(len(events))
+    return events
+
+
 def trade_event(price: float, qty: float, ts_ns: int, aggressor: Side = Side.SELL, symbol_id: int = 1) -> np.ndarray:
     e = EVENT.zeros(1)
     e["exch_ts_ns"] = e["local_ts_ns"] = ts_ns

@@ -12,21 +12,21 @@ from hftshm.backtest.simple_fill import SimpleFillVenue
 from hftshm.backtest.sweep import combinations, parse_sweep, rank
 from hftshm.codes import Side
 from hftshm.strategies import StrategyError
-from tests.unit.strategy_fixtures import T0, bbo_events, trade_event
+from tests.unit.strategy_fixtures import T0, book_events, trade_event
 
 
 def wavy_market(n=600, step_ns=100_000_000):
     """A mid oscillating +-5 dollars with a trade 5 dollars through each side every message."""
     mids = 60000.0 + 5.0 * np.sin(np.arange(n) / 15.0)
-    quotes = [(round(m - 0.05, 1), round(m - 0.05, 1) + 0.1) for m in mids]
-    books = bbo_events(quotes, step_ns=step_ns)
-    parts = []
+    quotes = [(round(m - 0.05, 1), round(round(m - 0.05, 1) + 0.1, 1)) for m in mids]
+    books = book_events(quotes, step_ns=step_ns)
+    parts = [books]
     for k in range(n):
-        parts.append(books[2 * k: 2 * k + 2])
         ts = T0 + k * step_ns + step_ns // 2
         parts.append(trade_event(quotes[k][0] - 5.0, 0.5, ts, Side.SELL))
         parts.append(trade_event(quotes[k][1] + 5.0, 0.5, ts, Side.BUY))
     events = np.concatenate(parts)
+    events = events[np.argsort(events["exch_ts_ns"], kind="stable")]
     events["seq"] = np.arange(len(events))
     return events
 
