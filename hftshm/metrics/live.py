@@ -94,7 +94,7 @@ class SharedMemoryView:
         rings: list[RingBinding] | tuple[RingBinding, ...] = (),
         metrics=None,
         control=None,
-        strategy_rows: np.ndarray | None = None,
+        strategy_rows: np.ndarray | dict[str, np.ndarray] | None = None,
         symbol_names: dict[int, str] | None = None,
         gauges: Callable[[], dict[str, float]] | None = None,
         run_id: str = "",
@@ -106,7 +106,8 @@ class SharedMemoryView:
         self.rings = tuple(rings)
         self.metrics = metrics  # hftshm.metrics.segment.MetricsSegment
         self.control = control  # hftshm.risk.control.ControlBlock
-        self.strategy_rows = strategy_rows  # strategy_status records
+        # strategy_status records, by strategy worker name (one array: worker "strategies")
+        self.strategy_rows = {"strategies": strategy_rows} if isinstance(strategy_rows, np.ndarray) else strategy_rows
         self.symbol_names = dict(symbol_names or {})
         self.gauges = gauges
         self.run_id = run_id
@@ -178,41 +179,41 @@ class SharedMemoryView:
             changed_unix_ns=int(record["changed_unix_ns"]),
         )
 
-    def _live_strategy_rows(self) -> np.ndarray:
-        if self.strategy_rows is None:
-            return np.empty(0)
-        rows = self.strategy_rows.copy()
-        return rows[rows["strategy_id"] != 0]
+    def _live_strategy_rows(self) -> list[tuple[str, np.void]]:
+        out = []
+        for worker, rows in (self.strategy_rows or {}).items():
+            copied = rows.copy()
+            out.extend((worker, row) for row in copied[copied["strategy_id"] != 0])
+        return out
+
+    def _symbol(self, symbol_id: int) -> str:
+        return self.symbol_names.get(symbol_id, str(symbol_id))
 
     def _positions(self) -> list[PositionSnapshot]:
-        out = []
-        for row in self._live_strategy_rows():
-            out.append(PositionSnapshot(
-                strategy=_row_name(row),
-                symbol=self.symbol_names.get(int(row["symbol_id"]), str(int(row["symbol_id"]))),
-                quantity=float(row["position"]),
-                avg_price=float(row["avg_price"]),
-                realized_pnl=float(row["realized_pnl"]),
-                unrealized_pnl=float(row["unrealized_pnl"]),
-                fees=float(row["fees"]),
-                mark_price=float(row["mid"]),
-            ))
-        return out
+        return [PositionSnapshot(
+            strategy=_row_name(row),
+            symbol=self._symbol(int(row["symbol_id"])),
+            quantity=float(row["position"]),
+            avg_price=float(row["avg_price"]),
+            realized_pnl=float(row["realized_pnl"]),
+            unrealized_pnl=float(row["unrealized_pnl"]),
+            fees=float(row["fees"]),
+            mark_price=float(row["mid"]),
+        ) for _, row in self._live_strategy_rows() if int(row["state"]) != int(StrategyState.REMOVED)]
 
     def _strategies(self) -> list[StrategySnapshot]:
-        out = []
-        for row in self._live_strategy_rows():
-            out.append(StrategySnapshot(
-                name=_row_name(row),
-                state=_state_name(StrategyState, int(row["state"]), "unknown"),
-                symbol=self.symbol_names.get(int(row["symbol_id"]), str(int(row["symbol_id"]))),
-                signals=int(row["signals"]),
-                intents=int(row["intents"]),
-                fills=int(row["fills"]),
-                rejects=int(row["rejects"]),
-                open_orders=int(row["open_orders"]),
-            ))
-        return out
+        return [StrategySnapshot(
+            name=_row_name(row),
+            state=_state_name(StrategyState, int(row["state"]), "unknown"),
+            symbol=self._symbol(int(row["symbol_id"])),
+            strategy_id=int(row["strategy_id"]),
+            worker=worker,
+            signals=int(row["signals"]),
+            intents=int(row["intents"]),
+            fills=int(row["fills"]),
+            rejects=int(row["rejects"]),
+            open_orders=int(row["open_orders"]),
+        ) for worker, row in self._live_strategy_rows()]
 
     # -- from a run manifest ---------------------------------------------------------------------
 
@@ -255,17 +256,18 @@ class SharedMemoryView:
                 view._owned.append(view.control)
             except (ImportError, ControlBlockError):
                 pass
-        strategy_segment = (manifest.extra or {}).get("strategy_status_segment")
-        if strategy_segment:
-            from hftshm.transport import layout as layouts
+        # strategy workers publish <prefix>strategy_status.<worker> (hftshm.strategies.worker)
+        from hftshm.transport import layout as layouts
 
+        dtype = layouts.load("strategy_status").dtype
+        view.strategy_rows = {}
+        for entry in manifest.workers:
             try:
-                shm = segments.attach(strategy_segment)
-                view._owned.append(shm)
-                dtype = layouts.load("strategy_status").dtype
-                view.strategy_rows = np.ndarray((shm.size // dtype.itemsize,), dtype=dtype, buffer=shm.buf)
+                shm = segments.attach(f"{manifest.prefix}strategy_status.{entry.name}")
             except FileNotFoundError:
-                pass
+                continue
+            view._owned.append(shm)
+            view.strategy_rows[entry.name] = np.ndarray((shm.size // dtype.itemsize,), dtype=dtype, buffer=shm.buf)
         return view
 
     def close(self) -> None:

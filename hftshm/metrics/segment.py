@@ -16,11 +16,11 @@ collector exports them as ``hftshm_latency_seconds{worker="risk", stage="check"}
 from __future__ import annotations
 
 import time
-from multiprocessing import resource_tracker, shared_memory
 
 import numpy as np
 
 from hftshm.metrics.histogram_nb import SLOTS
+from hftshm.transport.segment import Segment, SegmentNotFound
 
 MAGIC = 0x4846_544D_4554_5231  # "HFTMETR1"
 VERSION = 1
@@ -56,7 +56,7 @@ def segment_size(count: int) -> int:
 class MetricsSegment:
     """Histograms in shared memory. ``create`` in the supervisor, ``attach`` anywhere else."""
 
-    def __init__(self, shm: shared_memory.SharedMemory, names: list[str], owner: bool):
+    def __init__(self, shm: Segment, names: list[str], owner: bool):
         self._shm = shm
         self._owner = owner
         self.names: tuple[str, ...] = tuple(names)
@@ -73,14 +73,12 @@ class MetricsSegment:
         """Create the segment ``name`` (a POSIX shm name) with one zeroed histogram per name."""
         names = _validate_names(list(histogram_names))
         try:
-            shm = shared_memory.SharedMemory(name=name, create=True, size=max(segment_size(len(names)), 1))
+            shm = Segment.create(name, segment_size(len(names)))
         except FileExistsError:
             raise MetricsSegmentError(
                 f"shared memory {name!r} already exists (a run still going, or one that crashed: "
                 f"unlink /dev/shm/{name.lstrip('/')} if nothing uses it)"
             ) from None
-        buf = np.ndarray((shm.size,), dtype=np.uint8, buffer=shm.buf)
-        buf[:] = 0
         table = np.ndarray((len(names), NAME_BYTES), dtype=np.uint8, buffer=shm.buf, offset=_HEADER_BYTES)
         for i, hist_name in enumerate(names):
             encoded = hist_name.encode()
@@ -94,10 +92,9 @@ class MetricsSegment:
     def attach(cls, name: str) -> "MetricsSegment":
         """Attach to an existing segment; its names and layout are read from its header."""
         try:
-            shm = shared_memory.SharedMemory(name=name, create=False)
-        except FileNotFoundError:
+            shm = Segment.attach(name)
+        except SegmentNotFound:
             raise MetricsSegmentError(f"no metrics segment {name!r} (is the platform running?)") from None
-        _untrack(shm)
         try:
             header = np.ndarray((_HEADER_WORDS,), dtype="<i8", buffer=shm.buf, offset=0).copy()
             if shm.size < _HEADER_BYTES or header[0] != MAGIC:
@@ -119,18 +116,12 @@ class MetricsSegment:
     def close(self) -> None:
         """Drop this process's mapping (views handed out become invalid)."""
         self._header = self._data = None  # type: ignore[assignment]
-        try:
-            self._shm.close()
-        except BufferError:
-            # a caller still holds a view; the mapping goes when the process does
-            pass
+        # False if a caller still holds a view: the mapping then goes with the last view
+        self._shm.close()
 
     def unlink(self) -> None:
         """Remove the segment name (the creator does this at the end of the run)."""
-        try:
-            self._shm.unlink()
-        except FileNotFoundError:
-            pass
+        self._shm.unlink()
 
     def __enter__(self) -> "MetricsSegment":
         return self
@@ -169,12 +160,3 @@ class MetricsSegment:
     def reset(self) -> None:
         """Zero every histogram (tests, or between runs that reuse one segment)."""
         self._data[:] = 0
-
-
-def _untrack(shm: shared_memory.SharedMemory) -> None:
-    # Python < 3.13 registers attached segments with the resource tracker, which unlinks them when
-    # this process exits; only the creator may unlink, so forget ours.
-    try:
-        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
-    except Exception:
-        pass

@@ -76,6 +76,8 @@ class StrategySnapshot:
     name: str
     state: str = "running"  # hftshm.codes.StrategyState name, lower case
     symbol: str = ""
+    strategy_id: int = 0
+    worker: str = ""  # the strategy worker hosting it (its control ring is control.<worker>)
     signals: int = 0
     intents: int = 0
     fills: int = 0

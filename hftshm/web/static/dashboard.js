@@ -41,6 +41,10 @@ function fmtNum(x, digits = 3) {
   if (x === null || x === undefined || !isFinite(x)) return "—";
   return Number(x).toLocaleString("en-US", { minimumFractionDigits: 0, maximumFractionDigits: digits });
 }
+function fmtQty(x) {
+  if (x === null || x === undefined || !isFinite(x)) return "—";
+  return Number(x).toLocaleString("en-US", { minimumFractionDigits: 3, maximumFractionDigits: 6 });
+}
 function fmtPrice(x) {
   if (x === null || x === undefined || !isFinite(x)) return "—";
   return Number(x).toLocaleString("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 2 });
@@ -232,10 +236,15 @@ function render(d) {
   setText("strategies-summary", d.strategies.length ? `${d.strategies.length} strategies` : "");
   rows($("positions-table").tBodies[0], d.positions.map((p) => `<tr>
       <td>${esc(p.strategy)}</td><td class="dim">${esc(p.symbol)}</td>
-      <td class="r ${signClass(p.quantity)}">${fmtNum(p.quantity, 4)}</td>
+      <td class="r ${signClass(p.quantity)}">${fmtQty(p.quantity)}</td>
       <td class="r">${fmtPrice(p.avg_price)}</td><td class="r dim">${fmtPrice(p.mark_price)}</td>
       <td class="r ${signClass(p.realized_pnl)}">${fmtMoney(p.realized_pnl)}</td>
       <td class="r ${signClass(p.unrealized_pnl)}">${fmtMoney(p.unrealized_pnl)}</td></tr>`), 7, "flat: no positions");
+
+  rows($("strategies-table").tBodies[0], d.strategies.map((s) => `<tr>
+      <td>${esc(s.name)}</td><td><span class="state ${esc(s.state)}">${esc(s.state)}</span></td>
+      <td class="r">${fmtInt(s.signals)}</td><td class="r">${fmtInt(s.intents)}</td><td class="r">${fmtInt(s.fills)}</td>
+      <td class="r ${s.rejects ? "neg" : "dim"}">${fmtInt(s.rejects)}</td><td class="r">${fmtInt(s.open_orders)}</td></tr>`), 7, "no strategies");
 
   // risk
   const r = d.risk;
@@ -265,13 +274,13 @@ function render(d) {
   rows($("orders-table").tBodies[0], d.orders.map((o) => `<tr>
       <td class="dim">${fmtTime(o.updated_unix_ns || o.created_unix_ns)}</td><td>${esc(o.strategy)}</td>
       <td class="side-${esc(o.side)}">${esc(o.side)}</td><td class="r">${fmtPrice(o.price)}</td>
-      <td class="r">${fmtNum(o.qty, 4)}</td><td class="r dim">${fmtNum(o.filled_qty, 4)}</td>
+      <td class="r">${fmtQty(o.qty)}</td><td class="r dim">${fmtQty(o.filled_qty)}</td>
       <td><span class="state ${esc(o.state)}">${esc(o.state)}</span>${o.reason ? ` <span class="dim">${esc(o.reason)}</span>` : ""}</td></tr>`), 7, "no orders yet");
   setText("trades-count", d.trades.length ? `latest ${d.trades.length}` : "");
   rows($("trades-table").tBodies[0], d.trades.map((t) => `<tr>
       <td class="dim">${fmtTime(t.ts_unix_ns)}</td><td>${esc(t.strategy)}</td>
       <td class="side-${esc(t.side)}">${esc(t.side)}</td><td class="r">${fmtPrice(t.price)}</td>
-      <td class="r">${fmtNum(t.qty, 4)}</td><td class="r dim">${fmtNum(t.fee, 4)}</td></tr>`), 6, "no trades yet");
+      <td class="r">${fmtQty(t.qty)}</td><td class="r dim">${fmtNum(t.fee, 4)}</td></tr>`), 6, "no trades yet");
   body.dataset.updates = String((parseInt(body.dataset.updates || "0", 10) + 1));
 }
 
