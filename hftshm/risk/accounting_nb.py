@@ -69,13 +69,14 @@ def _end_order(symbols, account, table, slot):
     account[0].open_orders -= 1
 
 
-@njit(cache=True)
-def apply_reports(reports, n, symbols, account, table, control):
-    """Apply ``reports[:n]``; returns how many were fills. Never raises on bad input."""
+@njit(cache=True, nogil=True)
+def apply_reports(reports, start, mask, n, symbols, account, table, control_words):
+    """Apply the ``n`` reports ``reports[(start + i) & mask]`` (``0, -1`` for a plain array); returns
+    how many were fills. Never raises on bad input."""
     acct = account[0]
     fills = 0
     for k in range(n):
-        r = reports[k]
+        r = reports[(start + k) & mask]
         acct.reports += 1
         event = r.event
         slot = orders_nb.find(table, r.strategy_id, r.client_order_id)
@@ -146,16 +147,17 @@ def apply_reports(reports, n, symbols, account, table, control):
             if new_leaves <= sym.qty_eps:
                 _end_order(symbols, account, table, slot)
     if fills > 0:
-        refresh_totals_and_loss(symbols, account, control)
+        refresh_totals_and_loss(symbols, account, control_words)
     return fills
 
 
-@njit(cache=True)
-def apply_marks(snapshots, n, symbols, account, control):
-    """Mark positions to each valid snapshot's mid; returns how many marks were applied."""
+@njit(cache=True, nogil=True)
+def apply_marks(snapshots, start, mask, n, symbols, account, control_words):
+    """Mark positions to the mid of each valid snapshot ``snapshots[(start + i) & mask]``; returns how
+    many marks were applied."""
     applied = 0
     for k in range(n):
-        s = snapshots[k]
+        s = snapshots[(start + k) & mask]
         sid = s.symbol_id
         mid = s.mid
         if sid >= len(symbols) or symbols[sid].known == 0 or s.valid == 0 or not (mid > 0.0) or math.isinf(mid):
@@ -164,7 +166,9 @@ def apply_marks(snapshots, n, symbols, account, control):
         sym.mid = mid
         refresh_symbol_pnl(sym)
         applied += 1
+        if s.exch_ts_ns > account[0].last_market_ns:
+            account[0].last_market_ns = s.exch_ts_ns
     account[0].marks += applied
     if applied > 0:
-        refresh_totals_and_loss(symbols, account, control)
+        refresh_totals_and_loss(symbols, account, control_words)
     return applied

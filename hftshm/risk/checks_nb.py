@@ -37,7 +37,10 @@ from numba import njit
 
 from hftshm.codes import Action, OrderType, Reason, Side, TradingState
 from hftshm.risk import orders_nb
+from hftshm.risk.control import (APPROVED_WORD, CHECKS_WORD, HALT_REASON_WORD, KILL_SWITCH_WORD, REJECT_COUNTS_LEN,
+                                 REJECT_COUNTS_WORD, REJECTED_WORD, TRADING_STATE_WORD)
 from hftshm.risk.state_nb import daily_pnl
+from hftshm.transport.atomics import load_acquire, store_release
 
 _BAND_REL_EPS = 1e-12  # a price exactly on the band edge passes despite float rounding
 
@@ -51,7 +54,7 @@ def _refill(bucket_tokens, last_ns, now_ns, rate_per_ns, burst):
 
 
 @njit(cache=True)
-def check_one(it, now_ns, symbols, strategies, acct, table, ctl, target_order_ids, k):
+def check_one(it, now_ns, symbols, strategies, acct, table, control_words, target_order_ids, k):
     """Decision for one intent; approval side effects (reservation, tokens) included.
 
     ``target_order_ids[k]`` receives the platform order id a cancel/replace acts on (0 if not yet acked).
@@ -70,12 +73,13 @@ def check_one(it, now_ns, symbols, strategies, acct, table, ctl, target_order_id
         return Reason.NONE
     if action != Action.NEW and action != Action.REPLACE:
         return Reason.MALFORMED_INTENT
-    if ctl.kill_switch != 0:
+    # atomic loads: never hoisted out of the batch loop, so a switch set mid-batch stops the next check
+    if load_acquire(control_words, KILL_SWITCH_WORD) != 0:
         return Reason.KILL_SWITCH
-    state = ctl.trading_state
+    state = load_acquire(control_words, TRADING_STATE_WORD)
     if state == TradingState.HALTED:
-        halt_reason = ctl.halt_reason
-        if halt_reason > 0 and halt_reason < 64:
+        halt_reason = control_words[HALT_REASON_WORD]
+        if halt_reason > 0 and halt_reason < REJECT_COUNTS_LEN:
             return halt_reason
         return Reason.TRADING_HALTED
     side = it.side
@@ -173,25 +177,28 @@ def check_one(it, now_ns, symbols, strategies, acct, table, ctl, target_order_id
     return Reason.NONE
 
 
-@njit(cache=True)
-def check_intents(intents, n, decisions, target_order_ids, now_ns, symbols, strategies, account, table, control):
-    """Check ``intents[:n]``; ``decisions[i]`` = 0 or a Reason. Returns the number approved.
+@njit(cache=True, nogil=True)
+def check_intents(intents, start, mask, n, decisions, target_order_ids, now_ns, symbols, strategies, account, table,
+                  control_words):
+    """Check the ``n`` intents ``intents[(start + i) & mask]`` (a ring's slots; ``0, -1`` for a plain
+    array); ``decisions[i]`` = 0 or a Reason. Returns the number approved.
 
     ``now_ns`` is the throttle clock when ``account.use_market_clock`` is 0 (monotonic, live);
     otherwise each intent's ``market_ts_ns`` is (simulated market time, replays and backtests).
+    ``control_words`` is the control block as int64 words (``ControlBlock.words``).
     """
     acct = account[0]
-    ctl = control[0]
-    counts = ctl.reject_counts
     approved = 0
     for k in range(n):
-        reason = check_one(intents[k], now_ns, symbols, strategies, acct, table, ctl, target_order_ids, k)
+        reason = check_one(intents[(start + k) & mask], now_ns, symbols, strategies, acct, table, control_words,
+                           target_order_ids, k)
         decisions[k] = reason
-        ctl.checks += 1  # per check, not per batch: an observer sees progress within a batch
         if reason == 0:
             approved += 1
-        else:
-            counts[reason] += 1
-    ctl.approved += approved
-    ctl.rejected += n - approved
+        elif reason < REJECT_COUNTS_LEN:
+            control_words[REJECT_COUNTS_WORD + reason] += 1
+        # per check, released: an observer (another process) sees progress within a batch
+        store_release(control_words, CHECKS_WORD, control_words[CHECKS_WORD] + 1)
+    control_words[APPROVED_WORD] += approved
+    control_words[REJECTED_WORD] += n - approved
     return approved

@@ -22,6 +22,23 @@ from hftshm.codes import Reason, TradingState
 from hftshm.transport.layout import load
 
 LAYOUT = load("risk_control")
+
+
+def _word(field: str) -> int:
+    return LAYOUT.dtype.fields[field][1] // 8
+
+
+# int64 word indexes of the block, for kernels (``ControlBlock.words``): they read and write the block
+# with atomic loads/stores, so a write from another process is seen by the very next check
+EPOCH_WORD = _word("epoch")
+KILL_SWITCH_WORD = _word("kill_switch")
+TRADING_STATE_WORD = _word("trading_state")
+HALT_REASON_WORD = _word("halt_reason")
+CHECKS_WORD = _word("checks")
+APPROVED_WORD = _word("approved")
+REJECTED_WORD = _word("rejected")
+REJECT_COUNTS_WORD = _word("reject_counts")
+REJECT_COUNTS_LEN = LAYOUT.dtype.fields["reject_counts"][0].shape[0]
 MAGIC = 0x4846_5452_4953_4B31  # "HFTRISK1"
 _HEADER_BYTES = 64  # magic, layout fingerprint, created unix ns; the record follows
 
@@ -37,6 +54,7 @@ class ControlBlock:
         self._shm = shm
         self._owner = owner
         self.array: np.ndarray = np.ndarray((1,), dtype=LAYOUT.dtype, buffer=shm.buf, offset=_HEADER_BYTES)
+        self.words: np.ndarray = self.array.view(np.int64)  # the same bytes as int64 words, for kernels
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -67,6 +85,7 @@ class ControlBlock:
         block._owner = False
         block._private_created_ns = time.time_ns()
         block.array = LAYOUT.zeros(1)
+        block.words = block.array.view(np.int64)
         block.array[0]["trading_state"] = int(initial_state)
         return block
 
@@ -102,7 +121,7 @@ class ControlBlock:
         return self._shm.name if self._shm is not None else None
 
     def close(self) -> None:
-        self.array = None  # type: ignore[assignment]
+        self.array = self.words = None  # type: ignore[assignment]
         if self._shm is not None:
             try:
                 self._shm.close()

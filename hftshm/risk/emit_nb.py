@@ -25,14 +25,15 @@ from hftshm.codes import Action, OrderType, ReportEvent, TimeInForce
 ORDER_FLAG_KILL_SWITCH = 1  # order.flags bit: a cancel the risk worker sent because of the kill switch
 
 
-@njit(cache=True)
-def emit_decisions(intents, n, decisions, target_order_ids, orders, orders_mask, order_seq,
+@njit(cache=True, nogil=True)
+def emit_decisions(intents, start, mask, n, decisions, target_order_ids, orders, orders_mask, order_seq,
                    reports, reports_mask, report_seq, publish_ns):
-    """Write ``intents[:n]`` by decision; returns the number of orders (the rest are reports)."""
+    """Write the ``n`` intents ``intents[(start + i) & mask]`` by decision; returns the number of
+    orders (the rest are reports)."""
     n_orders = 0
     n_reports = 0
     for k in range(n):
-        it = intents[k]
+        it = intents[(start + k) & mask]
         if decisions[k] == 0:
             seq = order_seq + n_orders
             o = orders[seq & orders_mask]
@@ -85,7 +86,7 @@ def emit_decisions(intents, n, decisions, target_order_ids, orders, orders_mask,
     return n_orders
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def emit_kill_cancels(table, cursor, orders, orders_mask, order_seq, max_n, publish_ns, market_ts_ns,
                       first_client_order_id):
     """Cancels for open orders not yet being cancelled, scanning the table from ``cursor``.

@@ -57,8 +57,8 @@ class RiskEngine:
         _require(intents, INTENT, "intents")
         decisions, targets = self._scratch(len(intents))
         s = self.state
-        checks_nb.check_intents(intents, len(intents), decisions, targets, np.int64(now_ns), s.symbols, s.strategies,
-                                s.account, s.table, self.control.array)
+        checks_nb.check_intents(intents, 0, -1, len(intents), decisions, targets, np.int64(now_ns), s.symbols, s.strategies,
+                                s.account, s.table, self.control.words)
         return decisions[: len(intents)].copy()
 
     def process(self, intents: np.ndarray, now_ns: int = 0, publish_ns: int | None = None
@@ -68,12 +68,12 @@ class RiskEngine:
         n = len(intents)
         decisions, targets = self._scratch(n)
         s = self.state
-        approved = checks_nb.check_intents(intents, n, decisions, targets, np.int64(now_ns), s.symbols, s.strategies,
-                                           s.account, s.table, self.control.array)
+        approved = checks_nb.check_intents(intents, 0, -1, n, decisions, targets, np.int64(now_ns), s.symbols, s.strategies,
+                                           s.account, s.table, self.control.words)
         orders = ORDER.zeros(approved)
         rejects = REPORT.zeros(n - approved)
         publish_ns = time.perf_counter_ns() if publish_ns is None else publish_ns
-        emit_nb.emit_decisions(intents, n, decisions, targets, orders, np.int64(-1), np.int64(0), rejects,
+        emit_nb.emit_decisions(intents, 0, -1, n, decisions, targets, orders, np.int64(-1), np.int64(0), rejects,
                                np.int64(-1), np.int64(0), np.int64(publish_ns))
         return orders, rejects
 
@@ -81,13 +81,13 @@ class RiskEngine:
         """Apply execution reports (fills move positions and PnL; acks/cancels/rejects move exposure)."""
         _require(reports, REPORT, "reports")
         s = self.state
-        return accounting_nb.apply_reports(reports, len(reports), s.symbols, s.account, s.table, self.control.array)
+        return accounting_nb.apply_reports(reports, 0, -1, len(reports), s.symbols, s.account, s.table, self.control.words)
 
     def on_marks(self, snapshots: np.ndarray) -> int:
         """Mark positions to the snapshots' mids (invalid books and NaN mids are skipped)."""
         _require(snapshots, SNAPSHOT, "snapshots")
         s = self.state
-        return accounting_nb.apply_marks(snapshots, len(snapshots), s.symbols, s.account, self.control.array)
+        return accounting_nb.apply_marks(snapshots, 0, -1, len(snapshots), s.symbols, s.account, self.control.words)
 
     def kill_cancels(self, publish_ns: int = 0, market_ts_ns: int = 0) -> np.ndarray:
         """Cancel orders for every open order not already being cancelled (what the kill switch emits)."""

@@ -213,5 +213,5 @@ class RiskState:
                 control.set_trading_state(TradingState[snap["trading_state"].upper()],
                                           Reason(snap.get("halt_reason") or Reason.TRADING_HALTED))
                 notes.append(f"trading state restored: {snap['trading_state']}")
-            refresh_totals_and_loss(self.symbols, self.account, control.array)
+            refresh_totals_and_loss(self.symbols, self.account, control.words)
         return notes

@@ -14,6 +14,8 @@ import numpy as np
 from numba import njit
 
 from hftshm.codes import Reason, TradingState
+from hftshm.risk.control import EPOCH_WORD, HALT_REASON_WORD, TRADING_STATE_WORD
+from hftshm.transport.atomics import store_release
 
 SYMBOL_DTYPE = np.dtype(
     [
@@ -58,6 +60,7 @@ ACCOUNT_DTYPE = np.dtype(
         ("reports_unknown_order", "i8"),  # reports for orders not in the table (fills still count)
         ("reports_bad", "i8"),  # malformed reports (unknown symbol, NaN fill) counted and skipped
         ("marks", "i8"),
+        ("last_market_ns", "i8"),  # newest exchange time seen in a mark: the day roll's clock in replays
     ]
 )
 
@@ -76,7 +79,7 @@ def refresh_symbol_pnl(sym):
 
 
 @njit(cache=True)
-def refresh_totals_and_loss(symbols, account, control):
+def refresh_totals_and_loss(symbols, account, control_words):
     """Sum symbol PnL into the account; a fresh loss-limit breach halts trading once (edge-triggered).
 
     Edge-triggered so an operator who sets REDUCING after the halt is not overridden by the next
@@ -88,13 +91,12 @@ def refresh_totals_and_loss(symbols, account, control):
         if symbols[i].known != 0:
             total += symbols[i].pnl
     acct.total_pnl = total
-    ctl = control[0]
     if daily_pnl(acct) < -acct.max_daily_loss:
         if acct.loss_halt_armed != 0:
             acct.loss_halt_armed = 0
-            ctl.halt_reason = Reason.MAX_DAILY_LOSS
-            ctl.trading_state = TradingState.HALTED
-            ctl.epoch += 1
+            store_release(control_words, HALT_REASON_WORD, np.int64(Reason.MAX_DAILY_LOSS))
+            store_release(control_words, TRADING_STATE_WORD, np.int64(TradingState.HALTED))
+            store_release(control_words, EPOCH_WORD, control_words[EPOCH_WORD] + 1)
     else:
         acct.loss_halt_armed = 1
 
