@@ -171,15 +171,15 @@ class OrderEventKind(IntEnum):
     """
 
     CREATED = 1  # accepted by the OMS and sent to the exchange (attempt 0)
-    RESENT = 2  # no ack within the timeout: sent again with the same order id (attempt n)
+    RESENT = 2  # no confirmation within the timeout: the pending request sent again (attempt n)
     ACK = 3
     REJECT = 4
     PARTIAL = 5
     FILL = 6
     CANCEL_REQUESTED = 7
     CANCELLED = 8
-    CANCEL_REJECTED = 9  # the exchange refused our cancel; the order is still working
-    REPLACE_REQUESTED = 10  # on the replaced order; the replacement is a new order (CREATED)
-    REPLACED = 11
+    REPLACE_REQUESTED = 9
+    REPLACED = 10  # price/qty changed in place; the order keeps its id and keeps working
+    REQUEST_REJECTED = 11  # the exchange refused our cancel or replace; the order still works
     RETRIES_EXHAUSTED = 12
     REFUSED = 13

@@ -1,0 +1,250 @@
+"""Record builders and a ring rig for OMS tests and benchmarks (no test framework needed).
+
+``OmsRig`` creates, in shared memory, the rings a supervisor would create around the OMS and its
+writer, and plays the neighbours: it writes ``order`` records as risk would and execution reports as
+the exchange would, and reads what the OMS publishes. The workers run in this process
+(``start_oms``/``start_writer`` + ``step``) or in a child process (``python -m hftshm.oms.testing
+serve ...``), which a test can SIGKILL and start again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from hftshm.codes import Action, OrderType, ReportEvent, Side, TimeInForce
+from hftshm.oms.engine import ORDER, REPORT
+from hftshm.runtime.worker import WorkerContext
+from hftshm.transport.ring import Ring
+
+RING_LAYOUTS = {  # suffix -> (layout, direction seen from the OMS)
+    "orders": ("order", "in"),
+    "exchange.reports": ("execution_report", "in"),
+    "exchange.orders": ("order", "out"),
+    "reports.strategies": ("execution_report", "out"),
+    "reports.risk": ("execution_report", "out"),
+    "events": ("order_event", "out"),
+}
+
+
+def new_orders(*rows: dict) -> np.ndarray:
+    """``order`` records from dicts; defaults: NEW LIMIT GTC BUY 0.1 @ 61,000, strategy 1, symbol 1,
+    client ids 1, 2, 3, ... in order."""
+    out = ORDER.zeros(len(rows))
+    for i, row in enumerate(rows):
+        rec = out[i]
+        rec["action"] = Action.NEW
+        rec["side"] = Side.BUY
+        rec["order_type"] = OrderType.LIMIT
+        rec["tif"] = TimeInForce.GTC
+        rec["price"] = 61_000.0
+        rec["qty"] = 0.1
+        rec["strategy_id"] = 1
+        rec["symbol_id"] = 1
+        rec["client_order_id"] = i + 1
+        for key, value in row.items():
+            rec[key] = value
+    return out
+
+
+def reports(*rows: dict) -> np.ndarray:
+    """``execution_report`` records from dicts (default event ACK, strategy 1, symbol 1, BUY)."""
+    out = REPORT.zeros(len(rows))
+    for i, row in enumerate(rows):
+        rec = out[i]
+        rec["event"] = ReportEvent.ACK
+        rec["strategy_id"] = 1
+        rec["symbol_id"] = 1
+        rec["side"] = Side.BUY
+        for key, value in row.items():
+            rec[key] = value
+    return out
+
+
+def ack_for(order: np.void) -> dict:
+    return {"order_id": int(order["order_id"]), "client_order_id": int(order["client_order_id"]),
+            "event": ReportEvent.ACK, "price": float(order["price"]), "qty": float(order["qty"]),
+            "leaves_qty": float(order["qty"])}
+
+
+def fill_for(order: np.void, qty: float, cum_qty: float, price: float | None = None) -> dict:
+    leaves = float(order["qty"]) - cum_qty
+    return {"order_id": int(order["order_id"]), "client_order_id": int(order["client_order_id"]),
+            "event": ReportEvent.FILL if leaves <= 1e-12 else ReportEvent.PARTIAL,
+            "price": float(order["price"]) if price is None else price, "qty": qty, "cum_qty": cum_qty,
+            "leaves_qty": max(leaves, 0.0)}
+
+
+class OmsRig:
+    """The OMS's rings (created here, unlinked by ``close``) and the neighbours' ends of them."""
+
+    def __init__(self, run_dir: str | Path, database_url: str, *, schema: str = "", prefix: str | None = None,
+                 capacity: int = 4096, oms: dict | None = None, create: bool = True):
+        self.run_dir = Path(run_dir)
+        # "hftshm_<pid>_" like a supervisor's segments: other test runs on the machine leave them alone
+        self.prefix = prefix or f"hftshm_{os.getpid()}_{uuid.uuid4().hex[:6]}_oms_"
+        self.oms_overrides = {"database_url": database_url, "database_schema": schema, **(oms or {})}
+        self.rings: dict[str, Ring] = {}
+        self._owner = create
+        for suffix, (layout, _direction) in RING_LAYOUTS.items():
+            name = self.prefix + suffix
+            if create:
+                self.rings[suffix] = Ring.create(name, layout, capacity)
+            else:
+                self.rings[suffix] = Ring.attach(name, layout)
+        self.workers: list = []
+        self._counters: list[np.ndarray] = []
+
+    # -- the neighbours -------------------------------------------------------------------------
+
+    def send_orders(self, records: np.ndarray) -> None:
+        _write(self.rings["orders"], records)
+
+    def send_reports(self, records: np.ndarray) -> None:
+        _write(self.rings["exchange.reports"], records)
+
+    def exchange_orders(self) -> np.ndarray:
+        return _drain(self.rings["exchange.orders"])
+
+    def strategy_reports(self) -> np.ndarray:
+        return _drain(self.rings["reports.strategies"])
+
+    def risk_reports(self) -> np.ndarray:
+        return _drain(self.rings["reports.risk"])
+
+    # -- workers in this process ----------------------------------------------------------------
+
+    def context(self, name: str, inputs: list[str], outputs: list[str], counters: int, histograms=()) -> WorkerContext:
+        def attach(suffix: str, role: str) -> Ring:
+            layout = RING_LAYOUTS[suffix][0]
+            return Ring.attach(self.prefix + suffix, layout, role=role, takeover=True)
+
+        counter_array = np.zeros(max(counters, 1), dtype=np.int64)
+        self._counters.append(counter_array)
+        from hftshm.metrics.histogram import new_histogram
+
+        return WorkerContext(name=name, params={}, inputs={s: attach(s, "consumer") for s in inputs},
+                             outputs={s: attach(s, "producer") for s in outputs}, config=None,
+                             counters=counter_array, histograms={h: new_histogram() for h in histograms},
+                             run_dir=self.run_dir, log=logging.getLogger(f"hftshm.{name}"))
+
+    def start_oms(self, control=None, with_event_ring: bool = True, **params):
+        from hftshm.oms.worker import OmsWorker
+
+        worker = OmsWorker(oms=self.oms_overrides, **params)
+        outputs = ["exchange.orders", "reports.strategies", "reports.risk"] + (["events"] if with_event_ring else [])
+        ctx = self.context("oms", ["orders", "exchange.reports"], outputs, len(OmsWorker.COUNTER_NAMES),
+                           OmsWorker.HISTOGRAMS)
+        ctx.control = control
+        worker.on_start(ctx)
+        self.workers.append(worker)
+        return worker
+
+    def start_writer(self, **params):
+        from hftshm.oms.writer import OrderEventWriter
+
+        worker = OrderEventWriter(oms=self.oms_overrides, **params)
+        worker.on_start(self.context("oms_writer", ["events"], [], len(OrderEventWriter.COUNTER_NAMES)))
+        self.workers.append(worker)
+        return worker
+
+    def step(self, cycles: int = 1) -> int:
+        work = 0
+        for _ in range(cycles):
+            for worker in self.workers:
+                work += worker.do_work()
+        return work
+
+    def run_until(self, predicate, timeout_s: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            if self.step() == 0:
+                time.sleep(0.001)
+        return predicate()
+
+    def stop_workers(self) -> None:
+        for worker in reversed(self.workers):
+            while worker.on_drain():
+                pass
+            worker.on_close()
+            for ring in list(worker.ctx.inputs.values()) + list(worker.ctx.outputs.values()):
+                ring.close()
+        self.workers = []
+
+    def close(self) -> None:
+        if self.workers:
+            self.stop_workers()
+        for ring in self.rings.values():
+            if self._owner:
+                ring.unlink()
+            ring.close()
+        self.rings = {}
+
+
+def _write(ring: Ring, records: np.ndarray) -> None:
+    done = 0
+    deadline = time.monotonic() + 30.0
+    while done < len(records):
+        view = ring.claim(len(records) - done)
+        if len(view) == 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"ring {ring.name} stayed full")
+            time.sleep(0.001)
+            continue
+        view[:] = records[done:done + len(view)]
+        ring.commit(len(view))
+        done += len(view)
+
+
+def _drain(ring: Ring) -> np.ndarray:
+    parts = []
+    while True:
+        view = ring.poll(1 << 16)
+        if not len(view):
+            break
+        parts.append(view.copy())
+        ring.release(len(view))
+    if not parts:
+        return np.zeros(0, dtype=ring.dtype)
+    return np.concatenate(parts)
+
+
+def _serve(argv: list[str]) -> int:
+    """Run the OMS and its writer on an existing rig's rings until SIGTERM (or SIGKILL)."""
+    parser = argparse.ArgumentParser(prog="python -m hftshm.oms.testing serve")
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--schema", default="")
+    parser.add_argument("--ack-timeout-ms", type=float, default=60_000.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    rig = OmsRig(args.run_dir, args.db, schema=args.schema, prefix=args.prefix, create=False,
+                 oms={"ack_timeout_ms": args.ack_timeout_ms})
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    rig.start_writer()
+    rig.start_oms()
+    print("ready", flush=True)
+    while not stop:
+        if rig.step() == 0:
+            time.sleep(0.0005)
+    rig.stop_workers()
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "serve":
+        sys.exit(_serve(sys.argv[2:]))
+    print("usage: python -m hftshm.oms.testing serve --prefix P --run-dir D --db URL [--schema S]", file=sys.stderr)
+    sys.exit(2)

@@ -1,0 +1,282 @@
+"""``OmsWorker``: the OMS as a pipeline stage.
+
+Rings, found by layout (fan-out is one ring per consumer):
+
+- in: ``order`` (from risk; ``order_id`` 0 = the OMS assigns it), ``execution_report`` (exchange)
+- out: ``order`` (to the exchange), every ``execution_report`` ring (strategies, risk), and one
+  ``order_event`` ring to the writer (``hftshm.oms.writer.OrderEventWriter``). Without an
+  ``order_event`` ring the worker journals events itself through an in-process ``EventWriter``
+  (same durability, but database I/O then shares this process).
+
+Each duty cycle: reports first (they free state), then new orders, then ack timeouts; everything a
+batch produced is published (events first, so the audit trail is never behind what the exchange
+saw) before the inputs are released, so a crash re-delivers at most the batch in hand, which the
+OMS refuses as duplicates / stale reports instead of applying twice.
+
+Start-up is recovery: wait until the writer has persisted every event of the previous run (its
+ring empty, its journal empty), then load open orders (and recent finished ones, for duplicate
+detection) from the database. Input rings resume from their released cursors.
+
+The hot path never touches the database. If the event ring is full (the writer's backlog is at its
+bound), events go to an in-memory overflow, ``on_backlog_full`` applies: ``halt`` sets trading
+HALTED in risk's control block (only cancels pass) and keeps processing; ``block`` stops taking
+input. A full overflow blocks input under either policy. Nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from hftshm.codes import Reason, TradingState
+from hftshm.oms import oms_nb
+from hftshm.oms.config import journal_path
+from hftshm.oms.engine import ORDER_EVENT, OmsEngine
+from hftshm.oms.journal import journal_pending_records
+from hftshm.oms.store import Store, safe_url
+from hftshm.oms.writer import oms_config_of, redis_config_of, writer_from_config
+from hftshm.runtime.worker import Worker, WorkerContext
+
+EXTRA_COUNTERS = ("open_orders_gauge", "event_overflow_gauge", "event_ring_full", "backlog_halts", "blocked_cycles",
+                  "recovered_orders", "epoch_gauge", "recovering_gauge")
+_X = {name: len(oms_nb.STAT_NAMES) + i for i, name in enumerate(EXTRA_COUNTERS)}
+
+
+class OmsWorker(Worker):
+    COUNTER_NAMES = oms_nb.STAT_NAMES + EXTRA_COUNTERS
+    HISTOGRAMS = ("hop",)  # upstream publish -> OMS publish, per order and report
+
+    def __init__(self, batch: int = 0, oms: dict | None = None, redis_url: str = "", redis_namespace: str = "default"):
+        """``batch``: records per ring poll (0: ``[oms] batch_size``); ``oms``: ``[oms]`` keys to override;
+        ``redis_url``: the open-order cache of the in-process writer, when no ``[redis]`` is configured."""
+        self._batch_param = batch
+        self._overrides = oms or {}
+        self._redis = (redis_url, redis_namespace)
+        #: called once when the event backlog is full and policy is halt but there is no control block
+        self.on_backlog_full = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def on_start(self, ctx: WorkerContext) -> None:
+        super().on_start(ctx)
+        self.config = config = oms_config_of(ctx, self._overrides)
+        self.batch = self._batch_param or config.batch_size
+        self.orders_in = _one(ctx, ctx.inputs, "order", "input")
+        self.reports_in = _one(ctx, ctx.inputs, "execution_report", "input")
+        self.exchange_out = _one(ctx, ctx.outputs, "order", "output")
+        self.reports_out = [r for r in ctx.outputs.values() if r.layout.name == "execution_report"]
+        events = [r for r in ctx.outputs.values() if r.layout.name == "order_event"]
+        self.events_out = events[0] if events else None
+        self.run_dir = ctx.run_dir
+        url = config.database_url_for(ctx.run_dir)
+        self.store = Store(url, schema=config.database_schema, connect_timeout_s=config.connect_timeout_s)
+        epoch = self.store.new_epoch()
+        staging = 2 * self.batch + 8
+        self.engine = OmsEngine(max_orders=config.max_orders, timeouts_ns=config.timeouts_ns(), epoch=epoch,
+                                staging=staging)
+        self.writer = None
+        if self.events_out is None:
+            ctx.log.warning("oms: no order_event output ring; writing the audit trail from this process")
+            self.writer = writer_from_config(config, ctx.run_dir, redis_config_of(ctx, *self._redis))
+        self.overflow = ORDER_EVENT.zeros(config.overflow_events)
+        self.overflow_n = 0
+        self._overflow_high = config.overflow_events - staging
+        self._iota = np.arange(staging, dtype=np.int64)
+        self._halted = False
+        self.counters = ctx.counters
+        self.counters[_X["epoch_gauge"]] = epoch
+        self._hop = ctx.histograms.get("hop")
+        self.recovering = True
+        self.counters[_X["recovering_gauge"]] = 1
+        self._recovery_deadline = time.monotonic() + config.recovery_timeout_s
+        self._last_wait_log = 0.0
+        ctx.log.info("oms: epoch %d, database %s, ack timeouts %s ms", epoch, safe_url(url),
+                     [t / 1e6 for t in self.engine.timeouts_ns.tolist()])
+
+    def on_close(self) -> None:
+        engine = getattr(self, "engine", None)
+        if engine is None:
+            return
+        deadline = time.monotonic() + 5.0
+        while self.overflow_n and time.monotonic() < deadline:
+            if not self._drain_overflow():
+                time.sleep(0.01)
+        if self.overflow_n:
+            self.ctx.log.error("oms: closing with %d order events the writer never took (backlog full)",
+                               self.overflow_n)
+        if self.writer is not None:
+            if not self.writer.close(10.0):
+                self.ctx.log.warning("oms: %d order events stay in the journal for the next start",
+                                     self.writer.backlog_events)
+        self.store.close()
+
+    # -- the duty cycle --------------------------------------------------------------------------
+
+    def do_work(self) -> int:
+        if self.recovering:
+            return self._recover()
+        work = 0
+        if self.overflow_n:
+            work += self._drain_overflow()
+            if self.overflow_n > self._overflow_high or (self.overflow_n and self.config.on_backlog_full == "block"):
+                self.counters[_X["blocked_cycles"]] += 1
+                return work
+        engine = self.engine
+        now = time.monotonic_ns()
+        wall = time.time_ns()
+        room = self._output_room()
+        if room:
+            view = self.reports_in.poll(min(self.batch, room))
+            if len(view):
+                consumed = engine.on_reports(view, now, wall)
+                self._publish(now)
+                if self._hop is not None:
+                    oms_nb.record_hops(self._hop, view["local_ts_ns"][:consumed], time.monotonic_ns())
+                self.reports_in.release(consumed)
+                work += consumed
+                room = self._output_room()
+        if room:
+            view = self.orders_in.poll(min(self.batch, room))
+            if len(view):
+                consumed = engine.on_orders(view, now, wall)
+                self._publish(now)
+                if self._hop is not None:
+                    oms_nb.record_hops(self._hop, view["ts_ns"][:consumed], time.monotonic_ns())
+                self.orders_in.release(consumed)
+                work += consumed
+                room = self._output_room()
+        if room >= len(self._iota) and now >= engine.words[oms_nb.O_NEXT_DEADLINE]:
+            work += engine.on_timers(now, wall)
+            self._publish(now)
+        self._update_counters()
+        return work
+
+    def _output_room(self) -> int:
+        """Records every order/report output ring can take now (each input yields at most one)."""
+        room = self.exchange_out.capacity - self.exchange_out.occupancy()
+        for ring in self.reports_out:
+            room = min(room, ring.capacity - ring.occupancy())
+        return max(room, 0)
+
+    def _publish(self, now_ns: int) -> None:
+        staged = self.engine.staged()
+        if len(staged.events):
+            self._publish_events(staged.events)
+        if len(staged.orders):
+            _write_all(self.exchange_out, staged.orders, self._iota)
+        if len(staged.reports):
+            for ring in self.reports_out:
+                _write_all(ring, staged.reports, self._iota)
+        self.engine.clear()
+
+    def _publish_events(self, events: np.ndarray) -> None:
+        # the overflow is older than anything new: while it holds events, new ones queue behind it
+        written = 0
+        if self.overflow_n == 0:
+            written = self._offer_events(events)
+        if written < len(events):
+            rest = events[written:]
+            n = len(rest)
+            if self.overflow_n + n > len(self.overflow):
+                # cannot happen: input stops at the high-water mark, which leaves room for a batch
+                raise RuntimeError("oms: order-event overflow exhausted; refusing to drop audit events")
+            self.overflow[self.overflow_n:self.overflow_n + n] = rest
+            self.overflow_n += n
+            self._backlog_full()
+
+    def _offer_events(self, events: np.ndarray) -> int:
+        if self.events_out is not None:
+            return _write_all(self.events_out, events, self._iota)
+        return self.writer.accept(events)
+
+    def _drain_overflow(self) -> int:
+        taken = self._offer_events(self.overflow[: self.overflow_n])
+        if taken:
+            remaining = self.overflow_n - taken
+            self.overflow[:remaining] = self.overflow[taken:self.overflow_n]
+            self.overflow_n = remaining
+        return taken
+
+    def _backlog_full(self) -> None:
+        self.counters[_X["event_ring_full"]] += 1
+        if self._halted or self.config.on_backlog_full != "halt":
+            return
+        self._halted = True
+        self.counters[_X["backlog_halts"]] += 1
+        log = self.ctx.log
+        if self.ctx.control is not None:
+            self.ctx.control.set_trading_state(TradingState.HALTED, Reason.BACKLOG_FULL)
+            log.error("oms: order-event backlog full (database down or too slow): trading HALTED, only cancels "
+                      "pass; events are kept, not dropped. Resume with 'hftshm risk state active' once it drains")
+        elif self.on_backlog_full is not None:
+            self.on_backlog_full()
+        else:
+            log.error("oms: order-event backlog full and no risk control block to halt trading; input will block "
+                      "when the overflow fills")
+
+    def _update_counters(self) -> None:
+        c = self.counters
+        c[: len(oms_nb.STAT_NAMES)] = self.engine.stats[: len(oms_nb.STAT_NAMES)]
+        c[_X["open_orders_gauge"]] = self.engine.open_count
+        c[_X["event_overflow_gauge"]] = self.overflow_n
+
+    # -- recovery --------------------------------------------------------------------------------
+
+    def _recover(self) -> int:
+        unwritten = journal_pending_records(journal_path(self.run_dir), ORDER_EVENT.itemsize)
+        if self.events_out is not None:
+            unwritten += self.events_out.occupancy()
+        if self.writer is not None:
+            unwritten = self.writer.backlog_events
+        if unwritten:
+            now = time.monotonic()
+            if now >= self._recovery_deadline:
+                raise RuntimeError(f"oms: {unwritten} order events of the previous run are still not in the database "
+                                   f"after {self.config.recovery_timeout_s:.0f}s (is the database up, and the "
+                                   f"order-event writer running?); cannot recover open orders without them")
+            if now - self._last_wait_log > 5.0:
+                self._last_wait_log = now
+                self.ctx.log.info("oms: recovery waits for the writer to persist %d events of the previous run",
+                                  unwritten)
+            return 0
+        rows = self.store.load_orders(self.config.recover_recent_orders)
+        loaded = self.engine.restore(rows)
+        open_count = self.engine.open_count
+        self.counters[_X["recovered_orders"]] = loaded
+        self.counters[_X["recovering_gauge"]] = 0
+        self.recovering = False
+        if loaded < len(rows):
+            self.ctx.log.error("oms: order table full during recovery: loaded %d of %d orders (raise [oms] "
+                               "max_orders)", loaded, len(rows))
+        self.ctx.log.info("oms: recovered %d open orders (and %d finished ones for duplicate detection)",
+                          open_count, loaded - open_count)
+        self._update_counters()
+        return 1
+
+
+def _one(ctx: WorkerContext, rings: dict, layout: str, side: str):
+    found = [r for r in rings.values() if r.layout.name == layout]
+    if len(found) != 1:
+        raise RuntimeError(f"worker {ctx.name!r} needs exactly one {layout} {side} ring, found "
+                           f"{[r.name for r in found]}")
+    return found[0]
+
+
+def _write_all(ring, records: np.ndarray, iota: np.ndarray) -> int:
+    """Copy ``records`` into ``ring`` (stamping ``seq``), as many as fit; returns how many."""
+    n = len(records)
+    stamp = "seq" in ring.dtype.names  # order/report records carry a per-ring sequence; events their ids
+    done = 0
+    while done < n:
+        view = ring.claim(n - done)
+        k = len(view)
+        if k == 0:
+            break
+        start = ring.producer_position
+        view[:] = records[done:done + k]
+        if stamp:
+            np.add(iota[:k], start, out=view["seq"])
+        ring.commit(k)
+        done += k
+    return done
