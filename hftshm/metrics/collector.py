@@ -14,7 +14,8 @@ Families (base units, ``_total`` counters, ``_seconds`` histograms)::
     hftshm_<counter>_total{worker}                    each COUNTER_NAMES entry (events, ticks, signals,
                                                       orders, fills, ...)
     hftshm_<name>{worker}                             COUNTER_NAMES entries ending in _gauge
-    hftshm_rejects_total{worker,reason}               COUNTER_NAMES rejects_<reason> and risk rejects
+                                                      (_ms/_us/_ns names are exported in _seconds)
+    hftshm_rejects_total{worker,reason}               COUNTER_NAMES reject_<reason> / rejects_<reason>
     hftshm_latency_seconds{worker,stage}              histogram per metrics-segment histogram
     hftshm_latency_negative_total{worker,stage}       samples with a negative latency (clock skew)
     hftshm_ring_capacity_records{ring,producer,consumer}
@@ -25,7 +26,8 @@ Families (base units, ``_total`` counters, ``_seconds`` histograms)::
     hftshm_position_quantity{strategy,symbol}         signed, base units
     hftshm_realized_pnl{strategy,symbol}              quote currency (also unrealized, fees)
     hftshm_pnl{}                                      total realized + unrealized - fees
-    hftshm_kill_switch_active, hftshm_trading_state{state}, hftshm_risk_orders_checked_total
+    hftshm_kill_switch_active, hftshm_trading_state{state}, hftshm_risk_orders_checked_total,
+    hftshm_risk_rejects_total{reason}                 the risk control block's reject counts
     hftshm_strategy_{signals,intents,fills,rejects}_total{strategy}, hftshm_strategy_open_orders
     hftshm_<gauge>                                    PlatformSnapshot.gauges (oms_writer_lag_records)
 """
@@ -53,6 +55,7 @@ _RESERVED = {
     "worker_up", "worker_state", "worker_restarts", "worker_heartbeat_age_seconds", "worker_work",
     "worker_idle_cycles", "rejects", "latency_seconds", "latency_negative", "platform_running", "pnl",
     "kill_switch_active", "trading_state", "position_quantity", "realized_pnl", "unrealized_pnl", "fees",
+    "risk_orders_checked", "risk_rejects", "auth_failures", "auth_tokens_issued",
 }
 
 
@@ -64,6 +67,17 @@ def metric_suffix(name: str) -> str:
     if cleaned.endswith("_total"):
         cleaned = cleaned[: -len("_total")]
     return cleaned
+
+
+_UNIT_SCALES = (("_ns", 1e-9), ("_us", 1e-6), ("_ms", 1e-3))
+
+
+def base_units(suffix: str) -> tuple[str, float]:
+    """Prometheus wants base units: ``lag_ms`` -> (``lag_seconds``, 1e-3); other names unchanged."""
+    for unit, scale in _UNIT_SCALES:
+        if suffix.endswith(unit):
+            return suffix[: -len(unit)] + "_seconds", scale
+    return suffix, 1.0
 
 
 def split_histogram_name(name: str) -> tuple[str, str]:
@@ -111,8 +125,9 @@ def families(snap: PlatformSnapshot) -> list[Metric]:
     out.extend(_ring_families(snap))
     out.extend(_trading_families(snap))
     for key, value in sorted(snap.gauges.items()):
-        gauge = GaugeMetricFamily(PREFIX + metric_suffix(key), f"platform gauge {key}")
-        gauge.add_metric([], float(value))
+        suffix, scale = base_units(metric_suffix(key))
+        gauge = GaugeMetricFamily(PREFIX + suffix, f"platform gauge {key}")
+        gauge.add_metric([], float(value) * scale)
         out.append(gauge)
     return out
 
@@ -136,12 +151,14 @@ def _worker_families(snap: PlatformSnapshot) -> list[Metric]:
         idle.add_metric([w.name], w.idle_count)
         for counter_name, value in w.counters.items():
             suffix = metric_suffix(counter_name)
-            if suffix.startswith("rejects_") and len(suffix) > len("rejects_"):
-                rejects.add_metric([w.name, suffix[len("rejects_"):]], value)
+            prefix = next((p for p in ("rejects_", "reject_") if suffix.startswith(p) and len(suffix) > len(p)), None)
+            if prefix is not None:
+                rejects.add_metric([w.name, suffix[len(prefix):]], value)
                 continue
             is_gauge = suffix.endswith("_gauge")
             if is_gauge:
                 suffix = suffix[: -len("_gauge")]
+            suffix, scale = base_units(suffix)
             if suffix in _RESERVED:
                 suffix = "counter_" + suffix
             family = counters.get(suffix)
@@ -154,10 +171,7 @@ def _worker_families(snap: PlatformSnapshot) -> list[Metric]:
             elif (family.type == "gauge") != is_gauge:
                 log.warning("counter %r of worker %s is a %s elsewhere; skipped", counter_name, w.name, family.type)
                 continue
-            family.add_metric([w.name], value)
-    if snap.risk is not None:
-        for reason, value in sorted(snap.risk.rejects_by_reason.items()):
-            rejects.add_metric(["risk_state", metric_suffix(reason)], value)
+            family.add_metric([w.name], value * scale if scale != 1.0 else value)
     return [up, state, restarts, age, work, idle, rejects, *counters.values()]
 
 
@@ -223,7 +237,11 @@ def _trading_families(snap: PlatformSnapshot) -> list[Metric]:
         trading.add_metric([member.name.lower()], 1.0 if member.name.lower() == current else 0.0)
     checked = CounterMetricFamily(PREFIX + "risk_orders_checked", "orders the risk stage checked")
     checked.add_metric([], risk.orders_checked if risk is not None else 0)
-    out += [kill, trading, checked]
+    risk_rejects = CounterMetricFamily(PREFIX + "risk_rejects", "rejects the risk control block counted, by reason",
+                                       labels=["reason"])
+    for reason, value in sorted((risk.rejects_by_reason if risk is not None else {}).items()):
+        risk_rejects.add_metric([metric_suffix(reason)], value)
+    out += [kill, trading, checked, risk_rejects]
 
     per_strategy = {
         "signals": CounterMetricFamily(PREFIX + "strategy_signals", "decisions a strategy reported", labels=["strategy"]),

@@ -21,27 +21,28 @@ from hftshm.metrics.histogram import record_many
 from hftshm.metrics.live import RingBinding, SharedMemoryView, WorkerBinding
 from hftshm.metrics.segment import MetricsSegment
 
+# names as the platform's workers declare them (COUNTER_NAMES / HISTOGRAMS), a representative subset
 WORKERS = {
-    "feed": ("events", "ticks", "gaps"),
-    "strategies": ("events", "signals", "intents", "fills"),
-    "risk": ("checks", "orders_approved", "rejects_max_position", "rejects_throttle"),
-    "oms": ("orders", "reports", "writer_lag_records_gauge"),
-    "exchange": ("orders", "fills", "rejects_post_only_would_cross"),
+    "feed": ("events_published", "events_total", "gaps"),
+    "strategies": ("events", "intents", "reports"),
+    "risk": ("checks", "approved", "reject_max_position", "reject_throttle"),
+    "oms": ("orders_created", "reports_in", "lag_ms_gauge", "backlog_events_gauge"),
+    "exchange": ("orders", "fills", "reject_post_only_would_cross"),
 }
 HISTOGRAMS = {
     "feed.exch_to_recv": 40_000.0,  # median ns of the synthetic latency
     "strategies.tick_to_intent": 2_500.0,
-    "risk.check": 180.0,
+    "risk.hop": 180.0,
     "oms.hop": 900.0,
     "exchange.hop": 1_400.0,
-    "pipeline.tick_to_order": 6_000.0,
+    "oms.tick_to_order": 6_000.0,
 }
 RINGS = (
     ("md.strategies", "market_event", "feed", "strategies", 4096),
-    ("intents.risk", "order_intent", "strategies", "risk", 1024),
-    ("orders.oms", "order", "risk", "oms", 1024),
-    ("orders.exchange", "order", "oms", "exchange", 1024),
-    ("reports.oms", "execution_report", "exchange", "oms", 1024),
+    ("intents", "order_intent", "strategies", "risk", 1024),
+    ("orders", "order", "risk", "oms", 1024),
+    ("exchange.orders", "order", "oms", "exchange", 1024),
+    ("exchange.reports", "execution_report", "exchange", "oms", 1024),
 )
 STRATEGIES = (("mm-btc", 1), ("momo-btc", 1))
 
@@ -100,7 +101,7 @@ class MonitoringRig:
             strategy_rows=self.strategy_rows,
             symbol_names={1: "BTCUSDT"},
             run_id=self.prefix,
-            gauges=lambda: {"oms_writer_lag_records": float(self.status.words[3, st.COUNTERS + 2])},
+            gauges=lambda: {"oms_writer_lag_ms": float(self.status.words[3, st.COUNTERS + 2])},
         )
 
     def attach_trading(self, trading) -> None:
@@ -134,17 +135,17 @@ class MonitoringRig:
         fills = int(rng.integers(0, orders + 1))
         counters = {n: self.status.counters(i) for i, n in enumerate(self.names)}
         counters["feed"][0] += events
-        counters["feed"][1] += events // 3
+        counters["feed"][1] = 10_000_000
         counters["strategies"][0] += events
-        counters["strategies"][1] += events // 10
-        counters["strategies"][2] += orders
-        counters["strategies"][3] += fills
+        counters["strategies"][1] += orders
+        counters["strategies"][2] += orders + fills
         counters["risk"][0] += orders
         counters["risk"][1] += orders - 1
         counters["risk"][2] += int(rng.integers(0, 2))
         counters["oms"][0] += orders - 1
         counters["oms"][1] += orders + fills
         counters["oms"][2] = int(rng.integers(0, 40))
+        counters["oms"][3] = int(rng.integers(0, 400))
         counters["exchange"][0] += orders - 1
         counters["exchange"][1] += fills
         # latencies: lognormal around each stage's median

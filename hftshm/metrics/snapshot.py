@@ -9,10 +9,11 @@ copied arrays): taking one must not block a worker, and holding one holds no sha
 Conventions the collector relies on:
 
 * ``WorkerSnapshot.counters`` is keyed by the worker class's ``COUNTER_NAMES``. A counter named
-  ``rejects_<reason>`` (``<reason>`` a ``hftshm.codes.Reason`` name in lower case) is exported as
+  ``reject_<reason>`` or ``rejects_<reason>`` (a ``hftshm.codes.Reason`` name in lower case) is exported as
   ``hftshm_rejects_total{worker, reason}``; a name ending ``_gauge`` is a level, not a count
-  (``writer_lag_records_gauge`` -> ``hftshm_writer_lag_records{worker}``); any other name ``X``
-  is exported as ``hftshm_X_total{worker}``.
+  (``backlog_events_gauge`` -> ``hftshm_backlog_events{worker}``); any other name ``X`` is
+  exported as ``hftshm_X_total{worker}``. Names ending ``_ms``/``_us``/``_ns`` are exported in
+  seconds (``lag_ms_gauge`` -> ``hftshm_lag_seconds``), as Prometheus wants base units.
 * ``histograms`` is keyed ``<worker>.<stage>`` (as in the metrics segment) and holds copies of the
   int64 histogram arrays (``hftshm.metrics.histogram_nb`` layout).
 * Money is in quote currency, quantities in base units, times in seconds unless named ``_ns``.

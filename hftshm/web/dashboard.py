@@ -19,8 +19,8 @@ from hftshm.metrics.snapshot import PlatformSnapshot
 
 HISTORY_POINTS = 900  # 15 minutes at one sample a second
 MIN_SAMPLE_INTERVAL_S = 0.5
-TICK_COUNTERS = ("ticks", "events", "events_published", "market_events", "events_out")
-ORDER_COUNTERS = ("orders", "orders_sent", "orders_submitted", "orders_approved", "approved")
+TICK_COUNTERS = ("events_published", "ticks", "events", "market_events")
+ORDER_COUNTERS = ("orders_created", "orders", "orders_sent", "approved", "orders_approved")
 FILL_COUNTERS = ("fills", "fills_received")
 
 

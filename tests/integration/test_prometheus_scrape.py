@@ -8,11 +8,13 @@ import shutil
 import subprocess
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from tests.integration.monitoring_server import free_port, live_stack, wait_for
 
+ROOT = Path(__file__).resolve().parents[2]
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
@@ -31,6 +33,13 @@ def test_metrics_pass_promtool_check_metrics():
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
     assert (result.stdout + result.stderr).strip() == b"", (result.stdout + result.stderr).decode()
     assert b"hftshm_latency_seconds_bucket" in text and b"hftshm_ring_occupancy_records" in text
+
+
+@pytest.mark.skipif(not shutil.os.path.exists(PROMTOOL), reason="promtool not installed (apt-get install prometheus)")
+def test_example_scrape_config_is_valid():
+    result = subprocess.run([PROMTOOL, "check", "config", str(ROOT / "monitoring" / "prometheus.yml")],
+                            capture_output=True, timeout=60)
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()
 
 
 @pytest.mark.slow
@@ -64,12 +73,18 @@ def test_a_real_prometheus_scrapes_and_answers_queries(tmp_path):
             up = query('up{job="hftshm"}')
             assert float(up[0]["value"][1]) == 1
             # two scrapes apart, the tick counter grew: the values are live, not a constant
-            rate = wait_for(lambda: [r for r in (query('rate(hftshm_events_total{worker="feed"}[5s])') or [])
+            rate = wait_for(lambda: [r for r in (query('rate(hftshm_events_published_total{worker="feed"}[5s])') or [])
                                      if float(r["value"][1]) > 0], 30, 0.5)
             assert rate, "feed events rate never became positive"
             p99 = wait_for(lambda: query('histogram_quantile(0.99, sum by (le) '
-                                         '(rate(hftshm_latency_seconds_bucket{worker="risk",stage="check"}[5s])))'), 30, 0.5)
-            assert p99 and 1e-7 < float(p99[0]["value"][1]) < 1e-5  # the rig's risk check: ~180 ns median
+                                         '(rate(hftshm_latency_seconds_bucket{worker="risk",stage="hop"}[5s])))'), 30, 0.5)
+            assert p99 and 1e-7 < float(p99[0]["value"][1]) < 1e-5  # the rig's risk hop: ~180 ns median
+            # every query of the Grafana dashboard parses and evaluates on a real Prometheus
+            dashboard = json.loads((ROOT / "monitoring" / "grafana-dashboard.json").read_text())
+            for panel in dashboard["panels"]:
+                for target in panel.get("targets", []):
+                    expr = target["expr"].replace("$__rate_interval", "5s")
+                    assert query(expr) is not None, f"{panel['title']}: {expr}"
         finally:
             proc.terminate()
             try:

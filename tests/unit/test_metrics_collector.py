@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hftshm.codes import Reason
-from hftshm.metrics.collector import PlatformCollector, metric_suffix, split_histogram_name
+from hftshm.metrics.collector import PlatformCollector, base_units, metric_suffix, split_histogram_name
 from hftshm.metrics.histogram_nb import COUNT
 from hftshm.metrics.rig import MonitoringRig
 from hftshm.metrics.snapshot import PlatformSnapshot
@@ -53,10 +53,13 @@ def test_worker_families_read_the_status_table(rig):
     assert value(metrics, "hftshm_worker_work_total", worker="oms") == words[3, st.WORK_COUNT] == 1600
     # COUNTER_NAMES conventions: plain counters, rejects_<reason>, *_gauge
     feed_counters = rig.status.counters(0)
-    assert value(metrics, "hftshm_events_total", worker="feed") == feed_counters[0]
+    assert value(metrics, "hftshm_events_published_total", worker="feed") == feed_counters[0]
     assert value(metrics, "hftshm_orders_total", worker="exchange") == rig.status.counters(4)[0]
     assert value(metrics, "hftshm_rejects_total", worker="risk", reason="max_position") == rig.status.counters(2)[2]
-    assert value(metrics, "hftshm_writer_lag_records", worker="oms") == rig.status.counters(3)[2]
+    assert value(metrics, "hftshm_rejects_total", worker="exchange", reason="post_only_would_cross") == 0
+    # lag_ms_gauge: a level, in base units
+    assert value(metrics, "hftshm_lag_seconds", worker="oms") == pytest.approx(rig.status.counters(3)[2] / 1e3)
+    assert "hftshm_lag_seconds_total" not in metrics
 
 
 def test_a_stale_heartbeat_is_down(rig):
@@ -79,24 +82,24 @@ def test_ring_families_read_the_ring_headers(rig):
 
 
 def test_a_full_ring_shows_its_full_waits(rig):
-    ring = rig.rings["intents.risk"]
+    ring = rig.rings["intents"]
     while len(view := ring.claim(ring.capacity)):
         ring.commit(len(view))
     assert ring.try_write(np.zeros(1, dtype=ring.dtype)[0]) is False
     metrics = scrape(rig.view())
-    labels = dict(ring="intents.risk", producer="strategies", consumer="risk")
+    labels = dict(ring="intents", producer="strategies", consumer="risk")
     assert value(metrics, "hftshm_ring_occupancy_ratio", **labels) == 1.0
     assert value(metrics, "hftshm_ring_full_waits_total", **labels) == ring.full_events >= 1
     assert value(metrics, "hftshm_ring_dropped_records_total", **labels) == ring.drops == 0
 
 
 def test_histograms_are_exported_in_seconds_with_exact_buckets(rig):
-    hist = rig.metrics.histogram("risk.check")
+    hist = rig.metrics.histogram("risk.hop")
     metrics = scrape(rig.view())
-    labels = dict(worker="risk", stage="check")
+    labels = dict(worker="risk", stage="hop")
     assert value(metrics, "hftshm_latency_seconds_count", **labels) == hist[COUNT] == 1600
     buckets = {dict(k)["le"]: v for k, v in metrics["hftshm_latency_seconds_bucket"].items()
-               if dict(k)["worker"] == "risk" and dict(k)["stage"] == "check"}
+               if dict(k)["worker"] == "risk" and dict(k)["stage"] == "hop"}
     assert buckets["+Inf"] == 1600
     # ~180 ns median: the 256 ns bucket holds most, the 64 ns one few; counts are cumulative
     assert buckets["2.56e-07"] > 800 and buckets["6.4e-08"] < 100
@@ -117,9 +120,9 @@ def test_positions_pnl_and_risk_state(rig):
     assert value(metrics, "hftshm_pnl") == pytest.approx(snap.total_pnl)
     assert value(metrics, "hftshm_kill_switch_active") == 1
     assert value(metrics, "hftshm_trading_state", state="active") == 1
-    assert value(metrics, "hftshm_rejects_total", worker="risk_state", reason="price_band") == 9
+    assert value(metrics, "hftshm_risk_rejects_total", reason="price_band") == 9
     assert value(metrics, "hftshm_strategy_intents_total", strategy="momo-btc") == rig.strategy_rows[1]["intents"]
-    assert value(metrics, "hftshm_oms_writer_lag_records") == rig.status.counters(3)[2]
+    assert value(metrics, "hftshm_oms_writer_lag_seconds") == pytest.approx(rig.status.counters(3)[2] / 1e3)
 
 
 def test_without_a_platform_the_fallback_keeps_every_series(rig):
@@ -132,11 +135,11 @@ def test_without_a_platform_the_fallback_keeps_every_series(rig):
 
     zeros = scrape(Detached(), fallback=last_run.zeroed)
     assert value(zeros, "hftshm_platform_running") == 0
-    assert value(zeros, "hftshm_events_total", worker="feed") == 0
-    assert value(zeros, "hftshm_latency_seconds_count", worker="risk", stage="check") == 0
+    assert value(zeros, "hftshm_events_published_total", worker="feed") == 0
+    assert value(zeros, "hftshm_latency_seconds_count", worker="risk", stage="hop") == 0
     assert value(zeros, "hftshm_worker_up", worker="feed", process="pipeline") == 0
     last = scrape(Detached(), fallback=lambda: last_run)
-    assert value(last, "hftshm_events_total", worker="feed") == rig.status.counters(0)[0]
+    assert value(last, "hftshm_events_published_total", worker="feed") == rig.status.counters(0)[0]
 
 
 def test_a_failing_view_exports_the_fallback_not_an_error(rig):
@@ -164,6 +167,8 @@ def test_names():
     assert metric_suffix("Orders Sent") == "orders_sent"
     assert metric_suffix("fills_total") == "fills"
     assert metric_suffix("9lives") == "n9lives"
+    assert base_units("lag_ms") == ("lag_seconds", 1e-3) and base_units("wait_ns") == ("wait_seconds", 1e-9)
+    assert base_units("orders") == ("orders", 1.0)
     assert split_histogram_name("risk.check") == ("risk", "check")
     assert split_histogram_name("pipeline.tick.to") == ("pipeline", "tick.to")
     assert split_histogram_name("solo") == ("", "solo")

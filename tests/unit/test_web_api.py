@@ -93,7 +93,7 @@ def test_orders_are_paged_and_filtered(env):
 def test_metrics_data_has_percentiles(env):
     client, *_ = env
     data = client.get("/api/metrics/data", headers=bearer("dev")).json
-    check = data["latency"]["risk.check"]
+    check = data["latency"]["risk.hop"]
     assert check["count"] == 3000 and 0 < check["p50_ns"] <= check["p99_ns"] <= check["p999_ns"]
     assert {w["name"] for w in data["workers"]} == {"feed", "strategies", "risk", "oms", "exchange"}
 
@@ -181,7 +181,7 @@ def test_healthz_and_dashboard_data(env):
     assert health == {**health, "status": "ok", "platform_running": True, "workers_up": 5, "workers": 5}
     data = client.get("/dashboard/data").json
     assert data["running"] is True and data["totals"]["ticks"] > 0
-    assert {row["name"] for row in data["latency"]} >= {"risk.check", "pipeline.tick_to_order"}
+    assert {row["name"] for row in data["latency"]} >= {"risk.hop", "oms.tick_to_order"}
     assert data["orders"] and data["trades"] and data["positions"] and data["risk"]["kill_switch"] is False
     rig.step()
     time.sleep(0.6)
