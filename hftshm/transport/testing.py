@@ -8,12 +8,16 @@ import uuid
 from typing import Iterator
 
 SHM_DIR = "/dev/shm"
-TEST_PREFIX = "hftshm-test-"
 
 
 def unique_name(prefix: str = "t") -> str:
     """A ring name no other test (or engineer's concurrent run) will use."""
-    return f"{TEST_PREFIX}{os.getpid()}-{prefix}-{uuid.uuid4().hex[:8]}"
+    return f"{_prefix()}{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def _prefix() -> str:
+    # hftshm_<pid>_ is the platform's convention: a leak check in another process can tell whose it is
+    return f"hftshm_{os.getpid()}_test-"
 
 
 def shm_names() -> set[str]:
@@ -24,7 +28,7 @@ def shm_names() -> set[str]:
 def no_segment_leaks(prefix: str | None = None) -> Iterator[None]:
     """Fail if a segment named by ``unique_name`` in this process (or starting with ``prefix``)
     appears during the block and stays."""
-    prefix = prefix or f"{TEST_PREFIX}{os.getpid()}-"
+    prefix = prefix or _prefix()
     before = {n for n in shm_names() if n.startswith(prefix)}
     yield
     leaked = sorted(n for n in shm_names() - before if n.startswith(prefix))
