@@ -11,6 +11,7 @@ Everything it creates is unlinked by ``close()``.
 from __future__ import annotations
 
 import math
+import os
 import time
 import uuid
 
@@ -65,7 +66,7 @@ class MonitoringRig:
         self.metrics = MetricsSegment.create(self.prefix + "metrics", list(HISTOGRAMS))
         self.control = ControlBlock.create(self.prefix + "control")
         dtype = layouts.load("strategy_status").dtype
-        self._strategy_shm = segments.create(self.prefix + "strategies", dtype.itemsize * 8)
+        self._strategy_shm = segments.create(self.prefix + "strategy_status.strategies", dtype.itemsize * 8)
         self.strategy_rows = np.ndarray((8,), dtype=dtype, buffer=self._strategy_shm.buf)
         self.strategy_rows[:] = np.zeros(8, dtype=dtype)
         for i, (name, symbol_id) in enumerate(STRATEGIES):
@@ -102,6 +103,23 @@ class MonitoringRig:
             symbol_names={1: "BTCUSDT"},
             run_id=self.prefix,
             gauges=lambda: {"oms_writer_lag_ms": float(self.status.words[3, st.COUNTERS + 2])},
+        )
+
+    def manifest(self, run_dir, extra_rings: tuple = ()):
+        """A run manifest naming the rig's segments (``extra_rings``: more ``RingEntry``), with this
+        process as the supervisor: what ``hftshm run`` writes to ``<run_dir>/current.json``."""
+        from hftshm.runtime.manifest import ProcessEntry, RingEntry, RunManifest, WorkerEntry
+
+        return RunManifest(
+            prefix=self.prefix, supervisor_pid=os.getpid(), run_dir=str(run_dir), config={},
+            status_segment=self.status.name,
+            workers=[WorkerEntry(n, i, "pipeline", f"rig:{n}", {}, list(WORKERS[n]),
+                                 [h.split(".", 1)[1] for h in HISTOGRAMS if h.startswith(n + ".")])
+                     for i, n in enumerate(self.names)],
+            rings=[RingEntry(name, self.rings[name].name, layout, producer, consumer, capacity, "block")
+                   for name, layout, producer, consumer, capacity in RINGS] + list(extra_rings),
+            processes=[ProcessEntry("pipeline", list(self.names), -1, "spin-park", os.getpid())],
+            metrics_segment=self.metrics.name, control_segment=self.control.name, started_ns=time.monotonic_ns(),
         )
 
     def attach_trading(self, trading) -> None:
