@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
 import time
 from pathlib import Path
@@ -78,10 +79,14 @@ def web_command(
 
     from hftshm.security.tokens import WeakSecretError
 
-    cfg = _load(config)
+    cfg = _load_web_only(config) if demo else _load(config)
     web_config = dataclasses.replace(cfg.web, **{k: v for k, v in (("port", port), ("host", host)) if v is not None})
-    cfg.sections["web"] = web_config
+    if demo:
+        cfg.web = web_config
+    else:
+        cfg.sections["web"] = web_config
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access line per poll drowns the rest
     rig = None
     stop = threading.Event()
     try:
@@ -107,6 +112,10 @@ def web_command(
                 rig.step(events=int(2000 + 1500 * abs(((time.time() / 20) % 2) - 1)))
 
         threading.Thread(target=drive, name="demo-data", daemon=True).start()
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt  # leave serve_forever through the same clean-up as Ctrl-C
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -131,7 +140,7 @@ def _demo_app(cfg):
     trading = MemoryTradingProvider(control=rig.control, strategies=[name for name, _ in STRATEGIES])
     rig.attach_trading(trading)
     view = rig.view()
-    app = create_app(cfg.web, view, trading=trading, jwt_secret=resolve_secret(cfg.web.jwt_secret, cfg.platform.run_dir))
+    app = create_app(cfg.web, view, trading=trading, jwt_secret=resolve_secret(cfg.web.jwt_secret, cfg.run_dir))
     return view, app, rig
 
 

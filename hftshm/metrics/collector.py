@@ -93,6 +93,8 @@ class PlatformCollector(Collector):
     def __init__(self, view: PlatformView, fallback: Callable[[], PlatformSnapshot | None] | None = None):
         self.view = view
         self.fallback = fallback
+        # called with every snapshot taken (scrapes included): the dashboard's history samples here
+        self.listeners: list[Callable[[PlatformSnapshot], None]] = []
 
     def describe(self) -> Iterable[Metric]:
         # families depend on what is running; registering must not take a snapshot
@@ -107,8 +109,11 @@ class PlatformCollector(Collector):
         if (snapshot is None or not snapshot.running) and self.fallback is not None:
             fallback = self.fallback()
             if fallback is not None and (snapshot is None or not snapshot.workers):
-                return fallback
-        return snapshot if snapshot is not None else PlatformSnapshot()
+                snapshot = fallback
+        snapshot = snapshot if snapshot is not None else PlatformSnapshot()
+        for listener in self.listeners:
+            listener(snapshot)
+        return snapshot
 
     def collect(self) -> Iterable[Metric]:
         yield from families(self.current_snapshot())

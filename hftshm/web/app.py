@@ -61,6 +61,7 @@ def create_app(config: WebConfig, view_provider: PlatformView, *, trading: Tradi
     trading = trading if trading is not None else MemoryTradingProvider()
     jobs = BacktestJobs(backtest_runner) if backtest_runner is not None else None
     model = DashboardModel()
+    collector.listeners.append(model.sample)  # Prometheus scrapes keep the charts' history going too
     app.extensions["hftshm"] = {"registry": registry, "auth": auth, "trading": trading, "jobs": jobs,
                                 "collector": collector, "model": model}
     errors.install(app)

@@ -64,6 +64,8 @@ class DashboardModel:
         self._run_id: str | None = None
 
     def sample(self, snap: PlatformSnapshot) -> None:
+        if not snap.running and self._history:
+            return  # the last run's curve stays as it ended
         now = time.time()
         point = {"t": now, "pnl": snap.total_pnl, **totals(snap)}
         with self._lock:
@@ -102,7 +104,6 @@ class DashboardModel:
         return out
 
     def render(self, snap: PlatformSnapshot, orders: list[dict], trades: list[dict]) -> dict:
-        self.sample(snap)
         latency = []
         for name, counts in sorted(snap.histograms.items()):
             worker, stage = split_histogram_name(name)
