@@ -106,9 +106,10 @@ class PlatformCollector(Collector):
         except Exception:
             log.exception("platform snapshot failed; exporting the fallback values")
             snapshot = None
-        if (snapshot is None or not snapshot.running) and self.fallback is not None:
+        if (snapshot is None or not snapshot.workers) and self.fallback is not None:
+            # nothing attached (or the view failed): the last run's values, or the declared zeros
             fallback = self.fallback()
-            if fallback is not None and (snapshot is None or not snapshot.workers):
+            if fallback is not None:
                 snapshot = fallback
         snapshot = snapshot if snapshot is not None else PlatformSnapshot()
         for listener in self.listeners:

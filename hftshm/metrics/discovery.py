@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
@@ -89,14 +90,18 @@ class ManifestView:
 
 
 class LastRunRecorder:
-    """A ``PlatformView`` that records running snapshots to a file (atomically, at most every
-    ``interval_s``) and serves the last one once the platform stops."""
+    """A ``PlatformView`` that keeps the last running snapshot: it writes it to ``path`` (atomically,
+    at most every ``interval_s``, and once more when the platform stops) and serves it, marked not
+    running, after the platform stopped. Call ``record(final_snapshot)`` before closing the wrapped
+    view to keep the very last values rather than those of the last poll."""
 
     def __init__(self, view: PlatformView, path: str | Path, interval_s: float = 5.0):
         self.view = view
         self.path = Path(path)
         self.interval_s = interval_s
         self._last_write = 0.0
+        self._last: PlatformSnapshot | None = None
+        self._dirty = False
         self._lock = threading.Lock()
 
     def __getattr__(self, name):  # control, manifest, ... of the wrapped view
@@ -104,13 +109,31 @@ class LastRunRecorder:
 
     def snapshot(self) -> PlatformSnapshot:
         snap = self.view.snapshot()
-        if snap.running and time.monotonic() - self._last_write >= self.interval_s:
-            self.record(snap)
-        return snap
+        if snap.running:
+            with self._lock:
+                self._last, self._dirty = snap, True
+            if time.monotonic() - self._last_write >= self.interval_s:
+                self._write(snap)
+            return snap
+        last = self._last
+        if last is None:
+            return snap
+        if self._dirty:
+            self._write(last)
+        stopped = copy.copy(last)
+        stopped.running = False
+        return stopped
 
     def record(self, snap: PlatformSnapshot) -> None:
+        """Keep ``snap`` as the run's last values and write it now."""
+        with self._lock:
+            self._last = snap
+        self._write(snap)
+
+    def _write(self, snap: PlatformSnapshot) -> None:
         with self._lock:
             self._last_write = time.monotonic()
+            self._dirty = False
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = self.path.with_suffix(".tmp")

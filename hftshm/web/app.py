@@ -227,7 +227,7 @@ def create_app(config: WebConfig, view_provider: PlatformView, *, trading: Tradi
     def start_backtest():
         principal = auth.require(Permission.BACKTEST)
         runner_jobs = need_jobs()
-        raw = v.json_body({}, allow_empty=True) if not request.get_data() else _json_object()
+        raw = _json_object() if request.get_data().strip() else {}
         try:
             params = runner_jobs.validate(raw)
         except (ValueError, KeyError) as exc:

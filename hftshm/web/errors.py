@@ -40,9 +40,10 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
+        allowed = ", ".join(sorted(getattr(exc, "valid_methods", None) or []))
         messages = {
             404: "no such path; see GET /api for the routes",
-            405: f"method not allowed here; allowed: {', '.join(sorted(exc.valid_methods or [])) if hasattr(exc, 'valid_methods') else ''}",
+            405: f"method not allowed here; allowed: {allowed}",
             413: "request body too large",
             415: "send JSON (Content-Type: application/json)",
         }

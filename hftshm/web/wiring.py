@@ -142,8 +142,15 @@ class BacktestRunner:
         return result.to_dict(curve=False)
 
 
+def record_last_run(app, snapshot) -> None:
+    """Keep ``snapshot`` (the run's final one, taken before the view closes) as what the app serves
+    and exports once the platform has stopped, and in ``<run_dir>/metrics-last.json``."""
+    app.extensions["hftshm"]["collector"].view.record(snapshot)
+
+
 def create_platform_app(config, view):
-    """The app for a platform config (``hftshm.platform.PlatformConfig``) and a ``PlatformView``."""
+    """The app for a platform config (``hftshm.platform.PlatformConfig``) and a ``PlatformView``.
+    After the run, ``record_last_run(app, final_snapshot)`` before closing ``view``."""
     from hftshm.web.app import create_app
 
     run_dir = Path(config.platform.run_dir)

@@ -68,6 +68,30 @@ def test_last_run_is_recorded_and_served_when_the_platform_stops(rig, tmp_path):
     assert fallback_for(None, tmp_path)() is None
 
 
+def test_after_the_run_the_app_serves_the_final_values(rig, tmp_path):
+    from hftshm.web.app import create_app
+    from hftshm.web.config import WebConfig
+    from hftshm.web.wiring import record_last_run
+
+    view = rig.view()
+    recorder = LastRunRecorder(view, tmp_path / LAST_RUN_FILE, interval_s=3600)
+    app = create_app(WebConfig(), recorder, jwt_secret="wiring-test-secret-0123456789-abcdefghijklmnopqrstuvwxyz",
+                     fallback=fallback_for(None, tmp_path))
+    client = app.test_client()
+    assert client.get("/healthz").json["platform_running"] is True
+    rig.step()
+    final = view.snapshot()
+    record_last_run(app, final)
+    view.status_words = None  # what close() does: the run is over
+    view.rings, view.metrics = (), None
+    after = client.get("/metrics").get_data(as_text=True)
+    assert "hftshm_platform_running 0.0" in after
+    events = final.worker("feed").counters["events_published"]
+    assert f'hftshm_events_published_total{{worker="feed"}} {float(events)}' in after
+    assert 'hftshm_ring_capacity_records{consumer="strategies",producer="feed",ring="md.strategies"} 4096.0' in after
+    assert fallback_for(None, tmp_path)().worker("feed").counters["events_published"] == events
+
+
 def test_declared_zeros_cover_every_worker_counter_and_ring():
     raw = {"workers": {"src": {"class": "hftshm.runtime.soak:SequenceSource"},
                        "sink": {"class": "hftshm.runtime.soak:SequenceSink"},
