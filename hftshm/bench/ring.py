@@ -483,7 +483,10 @@ def _ratios(rows: list[dict]) -> list[str]:
 
 
 def register(bench_app: typer.Typer) -> None:
+    from hftshm.bench import ring_wakeup
+
     bench_app.command("ring")(ring_command)
+    ring_wakeup.register(bench_app)
 
 
 def ring_command(
