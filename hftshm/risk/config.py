@@ -57,7 +57,7 @@ class RiskConfig:
     max_orders_burst_per_strategy: float = 500.0
     initial_state: TradingState = TradingState.ACTIVE
     throttle_clock: str = "market"  # "market": intents' market_ts_ns (replays, backtests); "monotonic": live
-    max_open_orders: int = 65_536  # open-order table slots (rounded up to a power of two)
+    max_open_orders: int = 8_192  # open-order table slots (a power of two; 7/8 usable). 8192 x 48 B stays in L2
 
     def limits_for(self, symbol_name: str) -> SymbolLimits:
         return self.symbol_overrides.get(symbol_name.upper(), self.defaults)
@@ -93,7 +93,7 @@ class RiskConfig:
             max_orders_burst_per_strategy=strategy_burst,
             initial_state=TradingState[state_name.upper()],
             throttle_clock=section.choice("throttle_clock", THROTTLE_CLOCKS, "market"),
-            max_open_orders=int(section.integer("max_open_orders", 65_536, min=16, max=1 << 22)),
+            max_open_orders=int(section.integer("max_open_orders", 8_192, min=16, max=1 << 22)),
         )
         section.done()
         if symbols is not None:

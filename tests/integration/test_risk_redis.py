@@ -171,3 +171,29 @@ def test_worker_restart_restores_positions_and_kill_switch(redis_config, tmp_pat
             ring.close()
         control.close()
         control.unlink()
+
+
+def test_cli_kill_switch_reaches_redis_without_a_local_platform(redis_config, tmp_path):
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from hftshm.cli import app
+
+    text = Path("config/platform.toml").read_text()
+    text = text.replace('\nurl = ""', f'\nurl = "{redis_config.url}"', 1)
+    text = text.replace('namespace = "default"', f'namespace = "{redis_config.namespace}"', 1)
+    config_path = tmp_path / "config" / "platform.toml"
+    config_path.parent.mkdir()
+    config_path.write_text(text)
+    client = redis.Redis.from_url(redis_config.url)
+    try:
+        runner = CliRunner()
+        result = runner.invoke(app, ["kill-switch", "on", "--config", str(config_path), "--run-dir", str(tmp_path)])
+        assert result.exit_code == 0, result.output
+        assert client.get(redis_config.key("kill_switch")) == b"1"
+        assert "no platform runs here" in result.output
+        result = runner.invoke(app, ["kill-switch", "off", "--config", str(config_path), "--run-dir", str(tmp_path)])
+        assert result.exit_code == 0 and client.get(redis_config.key("kill_switch")) == b"0"
+    finally:
+        client.close()
