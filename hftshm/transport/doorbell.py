@@ -20,8 +20,9 @@ Either the consumer's re-check sees the new cursor, or the producer sees ``parke
 doorbell, which makes ``futex_waitv`` return at once even if it has not started sleeping yet. The
 timeout (default 50 ms) is only a safety net so the runner keeps writing heartbeats.
 
-Runner usage: ``parker = Parker(ctx.inputs.values())`` once; ``parker.park()`` when idle (the
-``spin-park`` wait strategy does this for you). Producers never call anything: ``commit`` rings.
+Runner usage: ``parker = Parker(inputs, outputs=outputs)`` once per process with the rings all its
+workers consume and produce; ``parker.park()`` when idle (the ``spin-park`` wait strategy does this
+for you). Producers never call anything: ``commit`` rings, and ``release`` rings a blocked producer.
 """
 
 from __future__ import annotations
@@ -91,26 +92,28 @@ HAVE_FUTEX_WAITV = _probe_futex_waitv()
 class Parker:
     """Parks the calling process until a producer publishes to any of ``inputs`` (rings or ctrl arrays).
 
-    One Parker per process: give it the consumed rings of every worker the process runs."""
+    One Parker per process: give it the consumed rings of every worker the process runs, and the
+    rings they produce into (``outputs``). Outputs matter only in block mode: when an input has data
+    but the duty cycle did nothing, a full output is what stops the worker, so the park waits for the
+    consumer of a full output to free space (its ``release`` rings the producer doorbell) instead of
+    spinning on the input."""
 
-    def __init__(self, inputs: Iterable, timeout_s: float = DEFAULT_PARK_TIMEOUT_S):
+    def __init__(self, inputs: Iterable, timeout_s: float = DEFAULT_PARK_TIMEOUT_S, outputs: Iterable = ()):
         self.ctrls = [_ctrl_of(r) for r in inputs]
+        self.outputs = [_ctrl_of(r) for r in outputs]
         self.timeout_s = timeout_s
         self.arms = 0  # park attempts (each may let a producer ring once)
         self.parks = 0  # times this process actually slept
         self.wakeups = 0  # sleeps ended by a doorbell rather than the timeout
-        count = len(self.ctrls)
-        self._waiters = (_FutexWaitv * max(count, 1))()
-        for i, ctrl in enumerate(self.ctrls):
-            self._waiters[i].uaddr = _word_address(ctrl, d.CONSUMER_DOORBELL)
-            self._waiters[i].flags = FUTEX2_SIZE_U32
+        self._waiters = (_FutexWaitv * max(len(self.ctrls), len(self.outputs), 1))()
         self._deadline = _Timespec()
         from hftshm.transport import ring_nb
 
         self._nb = ring_nb
 
     def park(self, timeout_s: float | None = None) -> bool:
-        """Sleep until a producer rings or ``timeout_s`` passes. Returns False only on timeout."""
+        """Sleep until a producer rings (or a full output drains) or ``timeout_s`` passes. Returns
+        False only on timeout."""
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
         nb = self._nb
         if not self.ctrls:
@@ -118,31 +121,54 @@ class Parker:
             return False
         self.arms += 1
         for i, ctrl in enumerate(self.ctrls):
-            self._waiters[i].val = nb.arm_consumer_park(ctrl) & 0xFFFF_FFFF
+            self._arm(i, ctrl, d.CONSUMER_DOORBELL, nb.arm_consumer_park(ctrl))
         nb.full_fence()
-        for ctrl in self.ctrls:
-            if nb.has_data(ctrl):
-                for armed in self.ctrls:
-                    nb.disarm_consumer_park(armed, False)
-                return True
-        woken = self._sleep(timeout_s)
+        if any(nb.has_data(ctrl) for ctrl in self.ctrls):
+            for ctrl in self.ctrls:
+                nb.disarm_consumer_park(ctrl, False)
+            return self._park_on_full_outputs(timeout_s)
+        woken = self._sleep(self.ctrls, d.CONSUMER_DOORBELL, timeout_s)
         for ctrl in self.ctrls:
             nb.disarm_consumer_park(ctrl, True)
         self.parks += 1
         self.wakeups += woken
         return woken
 
-    def _sleep(self, timeout_s: float) -> bool:
-        if len(self.ctrls) == 1 or not HAVE_FUTEX_WAITV:
-            # single ring (or an old kernel): plain FUTEX_WAIT on the first doorbell; with several
-            # rings on an old kernel the timeout is shortened so the others are polled
-            wait_s = timeout_s if len(self.ctrls) == 1 else min(timeout_s, 0.001)
+    def _park_on_full_outputs(self, timeout_s: float) -> bool:
+        nb = self._nb
+        full = [ctrl for ctrl in self.outputs if nb.free_capacity(ctrl) <= 0]
+        if not full:
+            return True  # work is waiting: back to the duty cycle
+        for i, ctrl in enumerate(full):
+            self._arm(i, ctrl, d.PRODUCER_DOORBELL, nb.arm_producer_park(ctrl))
+        nb.full_fence()
+        if any(nb.free_capacity(ctrl) > 0 for ctrl in full):
+            for ctrl in full:
+                nb.disarm_producer_park(ctrl, False)
+            return True
+        woken = self._sleep(full, d.PRODUCER_DOORBELL, timeout_s)
+        for ctrl in full:
+            nb.disarm_producer_park(ctrl, True)
+        self.parks += 1
+        self.wakeups += woken
+        return woken
+
+    def _arm(self, i: int, ctrl: np.ndarray, word: int, bell: int) -> None:
+        self._waiters[i].uaddr = _word_address(ctrl, word)
+        self._waiters[i].flags = FUTEX2_SIZE_U32
+        self._waiters[i].val = bell & 0xFFFF_FFFF
+
+    def _sleep(self, ctrls: list, word: int, timeout_s: float) -> bool:
+        if len(ctrls) == 1 or not HAVE_FUTEX_WAITV:
+            # one doorbell (or an old kernel): plain FUTEX_WAIT on the first; with several doorbells
+            # on an old kernel the timeout is shortened so the others are polled
+            wait_s = timeout_s if len(ctrls) == 1 else min(timeout_s, 0.001)
             before = self._waiters[0].val
-            futex_wait(self.ctrls[0], d.CONSUMER_DOORBELL, before, wait_s)
-            return (int(self.ctrls[0][d.CONSUMER_DOORBELL]) & 0xFFFF_FFFF) != before
+            futex_wait(ctrls[0], word, before, wait_s)
+            return (int(ctrls[0][word]) & 0xFFFF_FFFF) != before
         deadline_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + int(timeout_s * 1e9)
         self._deadline.tv_sec, self._deadline.tv_nsec = divmod(deadline_ns, 1_000_000_000)
-        result = _libc.syscall(SYS_FUTEX_WAITV, self._waiters, len(self.ctrls), 0,
+        result = _libc.syscall(SYS_FUTEX_WAITV, self._waiters, len(ctrls), 0,
                                ctypes.byref(self._deadline), time.CLOCK_MONOTONIC)
         if result >= 0:
             return True

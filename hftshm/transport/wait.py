@@ -4,7 +4,8 @@ Chosen per worker by name (``[workers.<name>] wait = "spin-park"`` or however th
 spells it)::
 
     strategy = WaitStrategy.from_config("spin-park", spins=200, yields=50, park_timeout_ms=50)
-    strategy.bind(inputs=[ring, ...])       # every ring the process consumes (all its workers)
+    strategy.bind(inputs=[ring, ...], outputs=[ring, ...])   # every ring the process's workers
+                                                              # consume / produce into
     while running:
         work = sum(worker.do_work() for worker in workers)
         strategy.idle(work)                 # work > 0 resets the back-off; 0 advances it
@@ -58,8 +59,9 @@ class WaitStrategy:
                 raise ConfigError(f"wait strategy {name!r}: {key} must be a number >= 0, found {value!r}")
         return cls(**params)
 
-    def bind(self, inputs: Iterable = ()) -> "WaitStrategy":
-        """Tell the strategy which rings this process consumes (only spin-park uses them)."""
+    def bind(self, inputs: Iterable = (), outputs: Iterable = ()) -> "WaitStrategy":
+        """Tell the strategy which rings this process consumes and produces (only spin-park uses
+        them: it parks on the inputs' doorbells, or on a full block-mode output's)."""
         return self
 
     def idle(self, work_done: int) -> None:
@@ -129,8 +131,8 @@ class SpinPark(WaitStrategy):
         self.park_timeout_ms = float(park_timeout_ms)
         self.parker: Parker | None = None
 
-    def bind(self, inputs: Iterable = ()) -> "SpinPark":
-        self.parker = Parker(inputs, self.park_timeout_ms / 1e3)
+    def bind(self, inputs: Iterable = (), outputs: Iterable = ()) -> "SpinPark":
+        self.parker = Parker(inputs, self.park_timeout_ms / 1e3, outputs=outputs)
         return self
 
     def _back_off(self) -> None:

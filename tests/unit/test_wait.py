@@ -129,3 +129,29 @@ def test_await_space_for_block_mode_producers(rings, name):
     assert strategy.await_space(ring, 1, timeout_s=0.01) is False
     threading.Timer(0.02, ring.try_read).start()
     assert strategy.await_space(ring, 1, timeout_s=LONG_PARK_S) is True
+
+
+def test_worker_blocked_on_a_full_output_parks_until_its_consumer_frees_space(rings):
+    inbox, outbox = rings
+    inbox.try_write({"seq": 1})  # work is waiting, but the output is full: the worker cannot do it
+    for i in range(8):
+        outbox.try_write({"seq": i})
+    parker = Parker([inbox], timeout_s=LONG_PARK_S, outputs=[outbox])
+
+    def downstream():
+        while not outbox.ctrl[ring_nb.d.PRODUCER_PARKED]:
+            time.sleep(0.001)
+        outbox.try_read()
+
+    consumer = threading.Thread(target=downstream)
+    consumer.start()
+    assert parker.park() is True
+    consumer.join()
+    assert parker.parks == 1 and outbox.producer_wakes == 1 and outbox.producer_parks == 1
+
+
+def test_input_data_with_room_in_outputs_returns_without_parking(rings):
+    inbox, outbox = rings
+    inbox.try_write({"seq": 1})
+    parker = Parker([inbox], timeout_s=LONG_PARK_S, outputs=[outbox])
+    assert parker.park() is True and parker.parks == 0
