@@ -16,6 +16,11 @@ from multiprocessing import resource_tracker
 import _posixshmem
 
 
+# names this process registered with its resource tracker: whoever unlinks one here must also
+# unregister it, or the tracker warns at exit about a "leaked" segment that no longer exists
+_REGISTERED: set[str] = set()
+
+
 class SegmentNotFound(FileNotFoundError):
     pass
 
@@ -44,6 +49,7 @@ class Segment:
             raise
         os.close(fd)
         resource_tracker.register(path, "shared_memory")
+        _REGISTERED.add(path)
         return cls(name, mapping, owner=True)
 
     @classmethod
@@ -77,9 +83,10 @@ class Segment:
             _posixshmem.shm_unlink(path)
         except FileNotFoundError:
             pass
-        if self.owner:
+        if path in _REGISTERED:
+            _REGISTERED.discard(path)
             resource_tracker.unregister(path, "shared_memory")
-            self.owner = False
+        self.owner = False
 
 
 def exists(name: str) -> bool:
