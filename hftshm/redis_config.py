@@ -34,7 +34,8 @@ class RedisConfig:
     def from_section(cls, section: Section) -> "RedisConfig":
         url = section.string("url", "")
         if url and not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"redis.url {url!r} must start with redis://, rediss:// or unix:// (or be \"\" for no Redis)")
+            raise ConfigError(f"redis.url {url!r} must start with redis://, rediss:// or unix:// "
+                              f"(or be \"\" for no Redis)")
         namespace = section.string("namespace", "default")
         if not _NAMESPACE.match(namespace):
             raise ConfigError(f"redis.namespace {namespace!r} must be 1-64 characters of letters, digits, _ . -")

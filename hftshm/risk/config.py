@@ -31,13 +31,11 @@ class SymbolLimits:
                               f"({self.price_band_max})")
 
 
-_LIMIT_KEYS = tuple(SymbolLimits.__dataclass_fields__)
-
-
 def _read_limits(section: Section, defaults: SymbolLimits) -> SymbolLimits:
     limits = SymbolLimits(
         max_order_size=float(section.number("max_order_size", defaults.max_order_size, positive=True)),
-        max_position_per_symbol=float(section.number("max_position_per_symbol", defaults.max_position_per_symbol, min=0)),
+        max_position_per_symbol=float(section.number("max_position_per_symbol", defaults.max_position_per_symbol,
+                                                     min=0)),
         price_band_min=float(section.number("price_band_min", defaults.price_band_min, min=0)),
         price_band_max=float(section.number("price_band_max", defaults.price_band_max, positive=True)),
         price_band_bps=float(section.number("price_band_bps", defaults.price_band_bps, positive=True)),

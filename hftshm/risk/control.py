@@ -3,8 +3,9 @@
 One small segment per run (``layouts/risk_control.toml``). The supervisor creates it
 (``ControlBlock.create(name)``), records its name in the run manifest (``<run_dir>/current.json``)
 and hands it to workers as ``ctx.control``; the CLI (``hftshm kill-switch on``, ``hftshm risk state
-halted``) finds it through the manifest, and the Redis poller in the risk worker writes it too. The risk check kernel reads ``kill_switch`` and ``trading_state`` from
-the live mapping for every intent, so a write is seen by the next check, even mid-batch.
+halted``) finds it through the manifest, and the Redis poller in the risk worker writes it too. The
+risk check kernel reads ``kill_switch`` and ``trading_state`` from the live mapping for every intent
+(atomic loads on ``words``), so a write is seen by the next check, even mid-batch.
 
 Writers of different processes only ever store whole int64 words, which x86-64 and arm64 do
 atomically; ``epoch`` is bumped after the value so a reader that sees the new epoch sees the value.

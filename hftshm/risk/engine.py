@@ -57,8 +57,8 @@ class RiskEngine:
         _require(intents, INTENT, "intents")
         decisions, targets = self._scratch(len(intents))
         s = self.state
-        checks_nb.check_intents(intents, 0, -1, len(intents), decisions, targets, np.int64(now_ns), s.symbols, s.strategies,
-                                s.account, s.table, self.control.words)
+        checks_nb.check_intents(intents, 0, -1, len(intents), decisions, targets, np.int64(now_ns), s.symbols,
+                                s.strategies, s.account, s.table, self.control.words)
         return decisions[: len(intents)].copy()
 
     def process(self, intents: np.ndarray, now_ns: int = 0, publish_ns: int | None = None
@@ -68,8 +68,8 @@ class RiskEngine:
         n = len(intents)
         decisions, targets = self._scratch(n)
         s = self.state
-        approved = checks_nb.check_intents(intents, 0, -1, n, decisions, targets, np.int64(now_ns), s.symbols, s.strategies,
-                                           s.account, s.table, self.control.words)
+        approved = checks_nb.check_intents(intents, 0, -1, n, decisions, targets, np.int64(now_ns), s.symbols,
+                                           s.strategies, s.account, s.table, self.control.words)
         orders = ORDER.zeros(approved)
         rejects = REPORT.zeros(n - approved)
         publish_ns = time.perf_counter_ns() if publish_ns is None else publish_ns
@@ -81,7 +81,8 @@ class RiskEngine:
         """Apply execution reports (fills move positions and PnL; acks/cancels/rejects move exposure)."""
         _require(reports, REPORT, "reports")
         s = self.state
-        return accounting_nb.apply_reports(reports, 0, -1, len(reports), s.symbols, s.account, s.table, self.control.words)
+        return accounting_nb.apply_reports(reports, 0, -1, len(reports), s.symbols, s.account, s.table,
+                                           self.control.words)
 
     def on_marks(self, snapshots: np.ndarray) -> int:
         """Mark positions to the snapshots' mids (invalid books and NaN mids are skipped)."""

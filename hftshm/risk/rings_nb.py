@@ -37,7 +37,8 @@ def consume_marks(ctrl, records, max_n, symbols, account, control_words):
     n = ring_nb.try_poll(ctrl, max_n)
     if n == 0:
         return 0
-    apply_marks(records, ring_nb.consumer_position(ctrl), ring_nb.capacity(ctrl) - 1, n, symbols, account, control_words)
+    apply_marks(records, ring_nb.consumer_position(ctrl), ring_nb.capacity(ctrl) - 1, n, symbols, account,
+                control_words)
     ring_nb.release(ctrl, n)
     return n
 
@@ -54,8 +55,8 @@ def consume_reports(ctrl, records, max_n, symbols, account, table, control_words
 
 
 @njit(cache=True, nogil=True)
-def consume_intents(in_ctrl, in_records, max_n, order_ctrl, order_records, reject_ctrl, reject_records,
-                    clock_ns, decisions, target_order_ids, symbols, strategies, account, table, control_words, hop_histogram):
+def consume_intents(in_ctrl, in_records, max_n, order_ctrl, order_records, reject_ctrl, reject_records, clock_ns,
+                    decisions, target_order_ids, symbols, strategies, account, table, control_words, hop_histogram):
     """Check up to ``max_n`` queued intents; publish orders and rejects. Returns intents consumed, or
     ``BACKPRESSURE``. ``hop_histogram`` (len 0 to skip) records strategy publish -> risk publish, ns."""
     limit = min(max_n, len(decisions))
