@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from hftshm.backtest import engine
+from hftshm.backtest import compiled, engine
 from hftshm.backtest.data import load_events
 from hftshm.backtest.report import BacktestResult, max_drawdown, sharpe_ratio
 from hftshm.config import DEFAULT_CONFIG, ConfigError, Section, read_toml
@@ -84,22 +84,30 @@ def run_backtest(config: Any, data: str | Path | np.ndarray, strategy: str, para
     host = StrategyHost(symbols)
     strategy_id = host.add(name, cls, sym.name, merged)
     resolved = host.slot(strategy_id).params
-    started = time.perf_counter()
-    out = engine.run_loop(events, host, venue, engine.L2BookSource(symbols), interval_ns)
-    elapsed = time.perf_counter() - started
     strategy_obj = host.strategy(strategy_id)
+    use_compiled = engine_name == "compiled" or (engine_name == "auto" and compiled.supports(strategy_obj))
+    if use_compiled:
+        if not compiled.supports(strategy_obj):
+            raise StrategyError(name, f"has no compiled kernel for the backtest loop ({spec}); use --engine python")
+        if not hasattr(venue, "V"):
+            raise ValueError("the compiled loop needs the platform venue (risk, OMS, exchange kernels)")
+        out, elapsed = compiled.run(events, strategy_obj, venue, symbols, interval_ns)
+    else:
+        started = time.perf_counter()
+        out = engine.run_loop(events, host, venue, engine.L2BookSource(symbols), interval_ns)
+        elapsed = time.perf_counter() - started
     if host.failures:
         failed_name, error = host.failures[0]
         raise StrategyError(failed_name, f"raised during the backtest and was paused: {error}")
-    return _result(name, resolved, seed, description, "python", out, strategy_obj, venue, elapsed,
-                   equity_interval_ms)
+    return _result(name, resolved, seed, description, "compiled" if use_compiled else "python", out, strategy_obj,
+                   venue, elapsed, equity_interval_ms)
 
 
 def make_venue(raw: dict, symbols: SymbolTable, seed: int):
     """The platform's own risk -> OMS -> exchange stages in one process."""
-    from hftshm.backtest.simple_fill import SimpleFillVenue
+    from hftshm.backtest.venue import PlatformVenue
 
-    return SimpleFillVenue()
+    return PlatformVenue(raw, symbols, seed)
 
 
 def _result(name, params, seed, description, engine_name, out, strategy, venue, elapsed, interval_ms) -> BacktestResult:

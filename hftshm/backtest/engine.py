@@ -54,32 +54,16 @@ class L2BookSource:
     a ``book_snapshot`` at the end of every book-changing message."""
 
     def __init__(self, symbols, levels: int = 10):
-        from hftshm.book import book_nb
         from hftshm.book.book import BookSet
 
-        self._nb = book_nb
         self.books = BookSet(symbols)
         self.levels = levels
-        self.out = SNAPSHOT_LAYOUT.zeros(4)
-        width = SNAPSHOT_LAYOUT.dtype["bid_px"].shape[0]
-        self._scratch_px = np.zeros((2, width), np.int64)
-        self._scratch_qty = np.zeros((2, width), np.int64)
-        self._since_reserve = 1 << 30
 
     def apply(self, events: np.ndarray) -> np.ndarray | None:
-        self._since_reserve += len(events)
-        if self._since_reserve > 4096:
-            self.books.reserve(8192)  # far-level room for the next few thousand events
-            self._since_reserve = 0
-        if len(events) > len(self.out):
-            self.out = SNAPSHOT_LAYOUT.zeros(len(events))
-        _, rows = self._nb.apply_events_snapshots(self.books.arrays, events, 0, len(events), self.levels, self.out,
-                                                  self._scratch_px, self._scratch_qty)
-        if rows == 0:
+        snaps = self.books.apply_snapshots(events, self.levels)
+        if len(snaps) == 0:
             return None
-        last = events[-1]
-        snaps = self.out[:rows]
-        snaps["publish_ts_ns"] = last["publish_ts_ns"]
+        snaps["publish_ts_ns"] = events[-1]["publish_ts_ns"]
         return snaps
 
 
@@ -125,10 +109,14 @@ def run_loop(events: np.ndarray, host: StrategyHost, venue: Venue, book: BookSou
         start = end
         now = int(message[-1]["exch_ts_ns"])
         venue.on_market(message)
+        host.set_time(now)  # reports arrive at the message's time, not the previous one's
         _deliver(host, venue.take_reports(now), out)
         host.on_events(message)
         snapshot = book.apply(message)
         if snapshot is not None:
+            on_books = getattr(venue, "on_books", None)
+            if on_books is not None:
+                on_books(snapshot)  # risk marks to the same book (its price band needs a mid)
             host.on_books(snapshot)
         _send(host, venue, out)
         while now >= next_sample:

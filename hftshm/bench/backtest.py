@@ -1,9 +1,162 @@
-"""Benchmark: backtest (to be written)."""
+"""Benchmark: the built-in market maker backtested over the shipped day, in one process.
+
+Rows (market events) per second for:
+
+* ``backtest-compile``: a fresh process with an empty numba cache: compiling every kernel + one run;
+* ``backtest-warm-start``: a fresh process with the cache that run left: load kernels + one run
+  (``cache=True`` kernels are not recompiled);
+* ``backtest-warm``: repeated runs in one process (the loop alone; p50/p99 over repeats of ns/row);
+* ``backtest-python``: the same strategy through the Python path (``StrategyHost`` callbacks), on
+  the first ``--python-rows`` events: what a plain-Python strategy costs;
+* ``hftbacktest-*``: hftbacktest on the raw recording, when an interpreter with it is given
+  (``--peer-python``; it is never a dependency) or importable here.
+
+Both CPU seconds and wall seconds are measured; ``ops_per_s`` uses CPU time, which a machine shared
+with other work disturbs less (wall figures are reported next to it).
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
 import typer
+
+DEFAULT_DATA = Path("data/btcusdt_20240808.csv.gz")
+PEER_SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "hftbacktest_peer.py"
+
+_CHILD = r"""
+import json, sys, time
+import numpy as np
+t0 = time.perf_counter(); c0 = time.process_time()
+from hftshm.backtest.api import run_backtest
+events = np.load(sys.argv[1])
+t1 = time.perf_counter(); c1 = time.process_time()
+result = run_backtest(None, events, "market_maker", {}, seed=1, engine_name="compiled")
+t2 = time.perf_counter(); c2 = time.process_time()
+print(json.dumps({"rows": len(events), "import_s": t1 - t0, "run_wall_s": t2 - t1, "run_cpu_s": c2 - c1,
+                  "fills": int(result.trades)}))
+"""
 
 
 def register(bench_app: typer.Typer) -> None:
-    pass
+    bench_app.command("backtest")(backtest_command)
+
+
+def backtest_command(
+    data: Path = typer.Option(DEFAULT_DATA, "--data", "-d", help="canonical tick CSV (.csv/.csv.gz) or .npy events"),
+    repeats: int = typer.Option(5, "--repeats", "-n", help="warm in-process runs"),
+    python_rows: int = typer.Option(100_000, "--python-rows", help="events for the Python-path run (0: skip)"),
+    peer_python: str = typer.Option(None, "--peer-python", help="interpreter with hftbacktest installed"),
+    peer_data: Path = typer.Option(None, "--peer-data",
+                                   help="the raw Binance recording (the source of the shipped day) for hftbacktest"),
+    json_path: Path = typer.Option(None, "--json", help="write {\"results\": [...]} here"),
+) -> None:
+    """Built-in market maker over the real day in one process: rows/s warm and with compilation."""
+    import numpy as np
+
+    from hftshm.backtest.data import load_events
+    from hftshm.bench.report import emit
+    from hftshm.symbols import DEFAULT_SYMBOLS
+
+    started = time.perf_counter()
+    events, _ = load_events(data, DEFAULT_SYMBOLS)
+    load_s = time.perf_counter() - started
+    rows = len(events)
+    results = []
+    notes = [f"data: {data} ({rows:,} rows, loaded in {load_s:.2f} s); machine shared with other work: "
+             f"figures are noisy, CPU-time rates are the steadier ones"]
+    with tempfile.TemporaryDirectory(prefix="hftshm-bench-backtest-") as tmp:
+        events_path = Path(tmp) / "events.npy"
+        np.save(events_path, events)
+        cache = Path(tmp) / "numba-cache"
+        cold = _child(events_path, cache)
+        warm_start = _child(events_path, cache)
+    for name, run in (("backtest-compile", cold), ("backtest-warm-start", warm_start)):
+        results.append({"name": name, "ops_per_s": rows / run["run_cpu_s"], "wall_rows_per_s": rows / run["run_wall_s"],
+                        "cpu_s": run["run_cpu_s"], "wall_s": run["run_wall_s"], "p50_ns": float("nan"),
+                        "p99_ns": float("nan"), "p999_ns": float("nan"), "rows": rows, "fills": run["fills"]})
+    results.append(_warm(events, repeats))
+    if python_rows > 0:
+        results.append(_python_path(events[:python_rows]))
+    peer = _peer(peer_python, peer_data, notes)
+    if peer:
+        results += peer
+        ours = next(r for r in results if r["name"] == "backtest-warm")
+        theirs = next((r for r in peer if r["name"] == "hftbacktest-warm"), None)
+        if theirs and theirs["wall_rows_per_s"]:
+            notes.append(f"warm wall rows/s hftshm / hftbacktest: {ours['wall_rows_per_s'] / theirs['wall_rows_per_s']:.2f}x "
+                         f"(hftbacktest's market maker acts every 10 ms; ours at every book change)")
+    emit("backtest: built-in market maker over the real day, one process", results, json_path, notes)
+
+
+def _child(events_path: Path, cache: Path) -> dict:
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(events_path)], env=env, capture_output=True, text=True,
+                          timeout=1800)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _warm(events, repeats: int) -> dict:
+    import numpy as np
+
+    from hftshm.backtest.api import run_backtest
+    from hftshm.bench.report import percentiles_ns
+
+    run_backtest(None, events[:50_000], "market_maker", {}, seed=1, engine_name="compiled")  # compile/load once
+    cpu, wall = [], []
+    for _ in range(max(1, repeats)):
+        c0, t0 = time.process_time(), time.perf_counter()
+        result = run_backtest(None, events, "market_maker", {}, seed=1, engine_name="compiled")
+        cpu.append(time.process_time() - c0)
+        wall.append(result.elapsed_s)
+    per_row_ns = np.array(wall) / len(events) * 1e9
+    return {"name": "backtest-warm", "ops_per_s": len(events) / float(np.median(cpu)),
+            "wall_rows_per_s": len(events) / float(np.median(wall)), "cpu_s": float(np.median(cpu)),
+            "wall_s": float(np.median(wall)), **percentiles_ns(per_row_ns), "rows": len(events),
+            "fills": int(result.trades)}
+
+
+def _python_path(events) -> dict:
+    from hftshm.backtest.api import run_backtest
+
+    run_backtest(None, events[:2000], "market_maker", {}, seed=1, engine_name="python")
+    c0 = time.process_time()
+    result = run_backtest(None, events, "market_maker", {}, seed=1, engine_name="python")
+    cpu = time.process_time() - c0
+    return {"name": "backtest-python", "ops_per_s": len(events) / cpu, "wall_rows_per_s": result.rows_per_s,
+            "cpu_s": cpu, "wall_s": result.elapsed_s, "p50_ns": float("nan"), "p99_ns": float("nan"),
+            "p999_ns": float("nan"), "rows": len(events), "fills": int(result.trades)}
+
+
+def _peer(peer_python: str | None, peer_data: Path | None, notes: list[str]) -> list[dict]:
+    if peer_python is None:
+        try:
+            import hftbacktest  # noqa: F401
+        except ImportError:
+            notes.append("hftbacktest: not run (pass --peer-python PY, an interpreter with hftbacktest installed)")
+            return []
+        peer_python = sys.executable
+    if peer_data is None or not peer_data.is_file():
+        notes.append(f"hftbacktest: not run (raw recording {peer_data} not found; pass --peer-data)")
+        return []
+    proc = subprocess.run([peer_python, str(PEER_SCRIPT), str(peer_data)], capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        notes.append(f"hftbacktest: failed: {proc.stderr.strip()[-500:]}")
+        return []
+    peer = json.loads(proc.stdout.strip().splitlines()[-1])
+    rows = peer["rows"]
+    nan = float("nan")
+    return [
+        {"name": "hftbacktest-compile", "ops_per_s": nan, "wall_rows_per_s": peer["rows_per_s_cold"],
+         "wall_s": peer["cold_s"], "p50_ns": nan, "p99_ns": nan, "p999_ns": nan, "rows": rows},
+        {"name": "hftbacktest-warm", "ops_per_s": nan, "wall_rows_per_s": peer["rows_per_s_warm"],
+         "wall_s": peer["warm_s"], "p50_ns": nan, "p99_ns": nan, "p999_ns": nan, "rows": rows},
+    ]

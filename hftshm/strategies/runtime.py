@@ -216,6 +216,13 @@ class StrategyHost:
             if slot.state == StrategyState.RUNNING:
                 self._call(slot, slot.strategy.on_execution_report, report)
 
+    def set_time(self, now_ns: int) -> None:
+        """Market time moved to ``now_ns`` (before reports that arrive then are handed over)."""
+        self.now_ns = max(self.now_ns, int(now_ns))
+        for slot in self.slots.values():
+            if slot.strategy.now_ns < self.now_ns:
+                slot.strategy.now_ns = self.now_ns
+
     def on_timer(self, now_ns: int) -> None:
         """Advance market time without data (end of a replay, a quiet market)."""
         self.now_ns = max(self.now_ns, int(now_ns))

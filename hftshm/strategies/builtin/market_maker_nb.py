@@ -26,7 +26,8 @@ from numba import njit
 from hftshm.codes import OrderState, OrderType, Side
 from hftshm.strategies.grid_nb import ceil_to_tick, floor_to_lot, floor_to_tick
 from hftshm.strategies.intents_nb import send_cancel, send_new
-from hftshm.strategies.portfolio_nb import PF_MID, PF_POSITION, PF_SIGNALS, open_qty
+from hftshm.strategies.portfolio_nb import (PF_ACKS, PF_CANCELS, PF_FILLS, PF_INTENTS, PF_MID, PF_POSITION, PF_REJECTS,
+                                            PF_SIGNALS, open_qty)
 
 # params vector
 P_SPREAD_BPS = 0
@@ -40,9 +41,13 @@ P_TIF = 7
 P_SIZE = 8
 
 # state vector
-S_LAST_BID_NS = 0
+S_LAST_BID_NS = 0  # market time of the last action on each side (the requote throttle)
 S_LAST_ASK_NS = 1
-S_SIZE = 4
+S_SEEN_BID = 2  # the book and portfolio the last decision saw, and when time alone can change it
+S_SEEN_ASK = 3
+S_SEEN_VERSION = 4
+S_RECHECK_NS = 5
+S_SIZE = 8
 
 
 def new_params(spread_bps, quantity, max_inventory, skew_bps, requote_ticks, min_requote_interval_ms,
@@ -63,7 +68,30 @@ def new_state() -> np.ndarray:
     state = np.zeros(S_SIZE, dtype=np.float64)
     state[S_LAST_BID_NS] = -1e30
     state[S_LAST_ASK_NS] = -1e30
+    state[S_SEEN_BID] = np.nan
     return state
+
+
+@njit(cache=True, inline="always")
+def _version(pf):
+    # moves with every report and every intent: "the portfolio changed since the last decision"
+    return pf[PF_ACKS] + pf[PF_FILLS] + pf[PF_CANCELS] + pf[PF_REJECTS] + pf[PF_INTENTS]
+
+
+@njit(cache=True)
+def _recheck_ns(params, state, orders, now_ns):
+    """Earliest market time after ``now_ns`` at which time alone (a quote going stale, the requote
+    throttle expiring) can change the decision for an unchanged book and portfolio."""
+    soonest = np.inf
+    for last in (state[S_LAST_BID_NS], state[S_LAST_ASK_NS]):
+        expiry = last + params[P_MIN_REQUOTE_NS]
+        if expiry > now_ns:
+            soonest = min(soonest, expiry)
+    for i in range(orders.shape[0]):
+        if orders[i].state != 0 and orders[i].state != OrderState.PENDING_CANCEL:
+            stale_at = orders[i].sent_ts_ns + params[P_QUOTE_TTL_NS]
+            soonest = min(soonest, max(stale_at, now_ns + 1.0))
+    return soonest
 
 
 @njit(cache=True)
@@ -128,6 +156,11 @@ def on_book(params, state, pf, orders, records, count, strategy_id, symbol_id, t
     if not (best_bid > 0.0 and best_ask > best_bid) or math.isnan(best_bid) or math.isnan(best_ask):
         return 0
     pf[PF_MID] = 0.5 * (best_bid + best_ask)
+    # same book, same portfolio, and no timer due: the decision would be the same "nothing"; this
+    # runs on every book change, most of which leave the top and our orders as they were
+    if (best_bid == state[S_SEEN_BID] and best_ask == state[S_SEEN_ASK] and _version(pf) == state[S_SEEN_VERSION]
+            and now_ns < state[S_RECHECK_NS]):
+        return 0
     position = pf[PF_POSITION]
     bid, ask = quote_prices(params, position, best_bid, best_ask, tick)
     max_inventory = params[P_MAX_INVENTORY]
@@ -137,4 +170,8 @@ def on_book(params, state, pf, orders, records, count, strategy_id, symbol_id, t
           Side.BUY, bid, buy_room, S_LAST_BID_NS)
     _side(params, state, pf, orders, records, count, strategy_id, symbol_id, tick, lot, now_ns, origin_ts_ns,
           Side.SELL, ask, sell_room, S_LAST_ASK_NS)
+    state[S_SEEN_BID] = best_bid
+    state[S_SEEN_ASK] = best_ask
+    state[S_SEEN_VERSION] = _version(pf)
+    state[S_RECHECK_NS] = _recheck_ns(params, state, orders, now_ns)
     return count[0] - before

@@ -1,0 +1,112 @@
+"""``PlatformVenue``: the platform's risk, OMS and exchange stages in this process (kernels in venue_nb).
+
+Built from the same ``[risk]``, ``[oms]`` and ``[exchange]`` sections the platform runs with, so a
+backtest is limited, throttled, sequenced and filled as the running platform would be. Latency is
+the exchange's configured model, drawn from a generator seeded by the backtest's seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hftshm.backtest import latency_nb
+from hftshm.backtest import simple_fill_nb as exchange_nb
+from hftshm.backtest import venue_nb
+from hftshm.config import Section
+from hftshm.exchange.config import ExchangeConfig
+from hftshm.oms.config import OmsConfig
+from hftshm.oms.engine import OmsEngine, ack_timeouts_ns
+from hftshm.risk.config import RiskConfig
+from hftshm.risk.engine import RiskEngine
+from hftshm.symbols import SymbolTable
+from hftshm.transport.layout import load
+
+ORDER = load("order")
+REPORT = load("execution_report")
+SNAPSHOT = load("book_snapshot")
+QUEUE_CAPACITY = 1 << 16
+
+
+def _queue_orders():
+    return ORDER.zeros(QUEUE_CAPACITY), np.zeros(QUEUE_CAPACITY, np.int64), np.zeros(4, np.int64)
+
+
+def _queue_reports():
+    return (REPORT.zeros(QUEUE_CAPACITY), np.zeros(QUEUE_CAPACITY, np.int64), np.zeros(QUEUE_CAPACITY, np.int8),
+            np.zeros(4, np.int64))
+
+
+class PlatformVenue:
+    """Risk -> OMS -> exchange -> OMS -> strategy, with the configured latencies, in one process."""
+
+    def __init__(self, raw: dict, symbols: SymbolTable, seed: int = 1, max_intents: int = 4096,
+                 base_dir: Path | None = None):
+        self.risk_config = RiskConfig.from_section(Section("risk", raw.get("risk") or {}), symbols)
+        self.oms_config = OmsConfig.from_section(Section("oms", raw.get("oms") or {}))
+        self.exchange_config = ExchangeConfig.from_raw(raw.get("exchange"))
+        self.risk = RiskEngine(self.risk_config, symbols)
+        c = self.oms_config
+        self.oms = OmsEngine(max_orders=c.max_orders, epoch=1,
+                             timeouts_ns=ack_timeouts_ns(c.ack_timeout_ms, c.max_retries, c.backoff_factor,
+                                                         c.max_backoff_ms))
+        x = self.exchange_config
+        top, resting = exchange_nb.new_state(max(16, min(x.max_open_orders, 65536)))
+        entry, entry_series = latency_nb.new_latency(x.entry_latency, seed, 1, base_dir)
+        response, response_series = latency_nb.new_latency(x.response_latency, seed, 2, base_dir)
+        s = self.risk.state
+        risk = (s.symbols, s.strategies, s.account, s.table, self.risk.control.words,
+                np.zeros(max_intents, np.uint16), np.zeros(max_intents, np.int64), ORDER.zeros(max_intents),
+                REPORT.zeros(max_intents), SNAPSHOT.zeros(1))
+        self.max_intents = max_intents
+        self.V = (risk, (self.oms.book, self.oms.ctl, self.oms.out),
+                  (top, resting, np.array([x.maker_fee_bps, x.taker_fee_bps])),
+                  (entry, entry_series, response, response_series),
+                  _queue_orders(), _queue_reports(), _queue_reports(),
+                  (REPORT.zeros(4096), REPORT.zeros(1)), np.zeros(venue_nb.ST_WORDS, np.int64))
+        self.latency_model = {"entry": latency_nb.describe(x.entry_latency),
+                              "response": latency_nb.describe(x.response_latency), "seed": seed}
+        self.fill_model = x.fill_model
+        self._out = REPORT.zeros(4096)
+        self._marked_mid = float("nan")
+
+    # -- the backtest loop's side ------------------------------------------------------------------
+    def on_intents(self, intents: np.ndarray) -> None:
+        now = int(intents["market_ts_ns"].max())
+        for start in range(0, len(intents), self.max_intents):
+            chunk = intents[start:start + self.max_intents]
+            venue_nb.send(self.V, chunk, len(chunk), np.int64(now))
+
+    def on_market(self, events: np.ndarray) -> None:
+        venue_nb.market(self.V, events, 0, len(events))
+
+    def on_books(self, snapshots: np.ndarray) -> None:
+        last = snapshots[-1]
+        mid = float(last["mid"])
+        if last["valid"] and mid == mid and mid != self._marked_mid:
+            self._marked_mid = mid  # an unchanged mid leaves risk's marks as they are
+            venue_nb.mark(self.V, int(last["symbol_id"]), mid, int(last["exch_ts_ns"]))
+
+    def advance(self, now_ns: int) -> None:
+        venue_nb.arrive(self.V, np.int64(now_ns))
+
+    def take_reports(self, now_ns: int) -> np.ndarray:
+        if not venue_nb.needs_delivery(self.V, np.int64(now_ns)):
+            return REPORT.zeros(0)
+        parts = []
+        while True:
+            n = venue_nb.deliver(self.V, np.int64(now_ns), self._out, 0)
+            if n:
+                parts.append(self._out[:n].copy())
+            if n < len(self._out):
+                break
+        return np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else REPORT.zeros(0))
+
+    def pending(self) -> int:
+        return int(venue_nb.pending(self.V))
+
+    @property
+    def stats(self) -> dict[str, int]:
+        names = ("orders_to_exchange", "exchange_reports", "delivered", "queue_full", "risk_rejects", "oms_rejects")
+        return {name: int(self.V[8][k]) for k, name in enumerate(names)}
