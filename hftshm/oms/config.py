@@ -26,7 +26,7 @@ class OmsConfig:
     writer_batch_size: int = 5000
     backlog_max_events: int = 1_000_000
     on_backlog_full: str = "halt"
-    overflow_events: int = 65536
+    overflow_events: int = 1_000_000
     reconnect_backoff_ms: float = 100.0
     reconnect_backoff_max_ms: float = 5000.0
     connect_timeout_s: float = 2.0
@@ -57,7 +57,7 @@ class OmsConfig:
             writer_batch_size=section.integer("writer_batch_size", 5000, min=1, max=1_000_000),
             backlog_max_events=section.integer("backlog_max_events", 1_000_000, min=1000),
             on_backlog_full=section.choice("on_backlog_full", BACKLOG_POLICIES, "halt"),
-            overflow_events=section.integer("overflow_events", 65536, min=64),
+            overflow_events=section.integer("overflow_events", 1_000_000, min=64),
             reconnect_backoff_ms=float(section.number("reconnect_backoff_ms", 100.0, positive=True)),
             reconnect_backoff_max_ms=float(section.number("reconnect_backoff_max_ms", 5000.0, positive=True)),
             connect_timeout_s=float(section.number("connect_timeout_s", 2.0, positive=True)),
@@ -84,3 +84,8 @@ class OmsConfig:
 def journal_path(run_dir: str | Path) -> Path:
     """The writer's journal: events taken off the ring and not yet committed to the database."""
     return Path(run_dir) / "oms-events.journal"
+
+
+def spill_path(run_dir: str | Path) -> Path:
+    """The OMS's overflow: events made while the writer's ring was full, not yet handed to it."""
+    return Path(run_dir) / "oms-events.spill"

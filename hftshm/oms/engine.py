@@ -39,6 +39,9 @@ class Staged:
     reports: np.ndarray
     events: np.ndarray
 
+    def copy(self) -> "Staged":
+        return Staged(self.orders.copy(), self.reports.copy(), self.events.copy())
+
 
 class OmsEngine:
     def __init__(self, *, max_orders: int, timeouts_ns: np.ndarray, epoch: int, staging: int = 4096):

@@ -142,24 +142,35 @@ class Store:
         if len(events) == 0:
             return 0
         with self.engine.connect() as conn:
-            if self.dialect == "postgresql":
-                try:
-                    with conn.begin():
-                        self._copy_postgresql(conn, events)
-                    return len(events)
-                except IntegrityError:
-                    pass  # written (partly) before: the careful way below
-            with conn.begin():
-                if self.dialect == "postgresql":
-                    self._prepare_temp_tables(conn)
-                    _copy(conn, STAGE, EVENT_COPY, events)
-                else:
-                    self._stage_sqlite(conn, events)
-                for statement in _MOVE_STATEMENTS:
-                    conn.exec_driver_sql(statement)
-                if self.dialect == "sqlite":
-                    conn.exec_driver_sql(f"DELETE FROM {STAGE}")
+            try:
+                self._write(conn, events)
+            except BaseException:
+                # temporary tables created in a rolled-back transaction are gone: create them again
+                conn.connection.info.pop("oms_stage", None)
+                raise
         return len(events)
+
+    def _write(self, conn, events: np.ndarray) -> None:
+        if self.dialect == "postgresql":
+            try:
+                with conn.begin():
+                    self._copy_postgresql(conn, events)
+                return
+            except Exception as exc:  # noqa: BLE001 - only a duplicate key is expected here
+                if not _is_duplicate_key(exc):
+                    raise
+                # written (partly) before: the careful way below
+                conn.connection.info.pop("oms_stage", None)
+        with conn.begin():
+            if self.dialect == "postgresql":
+                self._prepare_temp_tables(conn)
+                _copy(conn, STAGE, EVENT_COPY, events)
+            else:
+                self._stage_sqlite(conn, events)
+            for statement in _MOVE_STATEMENTS:
+                conn.exec_driver_sql(statement)
+            if self.dialect == "sqlite":
+                conn.exec_driver_sql(f"DELETE FROM {STAGE}")
 
     def _prepare_temp_tables(self, conn) -> None:
         info = conn.connection.info
@@ -295,6 +306,11 @@ class Store:
             if len(problems) >= limit:
                 break
         return problems[:limit]
+
+
+def _is_duplicate_key(exc: BaseException) -> bool:
+    # the COPY runs on the raw psycopg cursor, so its errors arrive unwrapped
+    return isinstance(exc, IntegrityError) or getattr(exc, "sqlstate", None) == "23505"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

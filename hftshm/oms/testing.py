@@ -83,6 +83,40 @@ def fill_for(order: np.void, qty: float, cum_qty: float, price: float | None = N
             "leaves_qty": max(leaves, 0.0)}
 
 
+def scripted_events(epoch: int, n_orders: int, *, seed: int = 1) -> tuple[np.ndarray, dict[int, int]]:
+    """Order events of ``n_orders`` orders driven through a real engine: each is acked, then filled
+    in two parts, filled, or cancelled (and a few get a duplicate intent and a late fill refused).
+    Returns (events in order, final state by order id)."""
+    from hftshm.oms.engine import OmsEngine
+
+    rng = np.random.default_rng(seed)
+    eng = OmsEngine(max_orders=max(n_orders, 16), timeouts_ns=np.array([10**12], np.int64), epoch=epoch,
+                    staging=4 * n_orders + 16)
+    eng.on_orders(new_orders(*({"client_order_id": i + 1, "qty": 1.0} for i in range(n_orders))), 0, 1)
+    ids = eng.staged().orders["order_id"].copy()
+    rows = []
+    for i, order_id in enumerate(ids):
+        fate = rng.integers(0, 3)
+        rows.append({"order_id": int(order_id), "event": ReportEvent.ACK})
+        if fate == 0:
+            rows.append({"order_id": int(order_id), "event": ReportEvent.PARTIAL, "qty": 0.5, "cum_qty": 0.5,
+                         "leaves_qty": 0.5, "price": 61_000.0, "fee": 0.01})
+            rows.append({"order_id": int(order_id), "event": ReportEvent.FILL, "qty": 0.5, "cum_qty": 1.0,
+                         "price": 61_000.5, "fee": 0.01})
+        elif fate == 1:
+            rows.append({"order_id": int(order_id), "event": ReportEvent.FILL, "qty": 1.0, "cum_qty": 1.0,
+                         "price": 61_001.0})
+        else:
+            rows.append({"order_id": int(order_id), "event": ReportEvent.CANCEL, "qty": 1.0})
+            if i % 7 == 0:
+                rows.append({"order_id": int(order_id), "event": ReportEvent.FILL, "qty": 1.0, "cum_qty": 1.0})
+    eng.on_reports(reports(*rows), 1, 2)
+    eng.on_orders(new_orders({"client_order_id": 1, "qty": 1.0}), 2, 3)  # a duplicate intent
+    events = eng.staged().events.copy()
+    final = {int(order_id): int(eng.order(int(order_id))["state"]) for order_id in ids}
+    return events, final
+
+
 class OmsRig:
     """The OMS's rings (created here, unlinked by ``close``) and the neighbours' ends of them."""
 
@@ -106,9 +140,26 @@ class OmsRig:
     # -- the neighbours -------------------------------------------------------------------------
 
     def send_orders(self, records: np.ndarray) -> None:
+        """Publish ``order`` records as risk would (stamping ``ts_ns`` like a real publisher)."""
+        records = records.copy()
+        records["ts_ns"][records["ts_ns"] == 0] = time.monotonic_ns()
         _write(self.rings["orders"], records)
 
+    def offer_orders(self, records: np.ndarray) -> int:
+        """Publish as many ``order`` records as fit now; returns how many."""
+        ring = self.rings["orders"]
+        view = ring.claim(len(records))
+        n = len(view)
+        if n:
+            view[:] = records[:n]
+            view["ts_ns"] = time.monotonic_ns()
+            ring.commit(n)
+        return n
+
     def send_reports(self, records: np.ndarray) -> None:
+        """Publish execution reports as the exchange would (stamping ``local_ts_ns``)."""
+        records = records.copy()
+        records["local_ts_ns"][records["local_ts_ns"] == 0] = time.monotonic_ns()
         _write(self.rings["exchange.reports"], records)
 
     def exchange_orders(self) -> np.ndarray:
@@ -148,10 +199,11 @@ class OmsRig:
         self.workers.append(worker)
         return worker
 
-    def start_writer(self, **params):
+    def start_writer(self, oms: dict | None = None, **params):
+        """The order-event writer on the rig's ring; ``oms`` overrides keys for it alone (a dead URL, say)."""
         from hftshm.oms.writer import OrderEventWriter
 
-        worker = OrderEventWriter(oms=self.oms_overrides, **params)
+        worker = OrderEventWriter(oms={**self.oms_overrides, **(oms or {})}, **params)
         worker.on_start(self.context("oms_writer", ["events"], [], len(OrderEventWriter.COUNTER_NAMES)))
         self.workers.append(worker)
         return worker

@@ -18,9 +18,11 @@ ring empty, its journal empty), then load open orders (and recent finished ones,
 detection) from the database. Input rings resume from their released cursors.
 
 The hot path never touches the database. If the event ring is full (the writer's backlog is at its
-bound), events go to an in-memory overflow, ``on_backlog_full`` applies: ``halt`` sets trading
-HALTED in risk's control block (only cancels pass) and keeps processing; ``block`` stops taking
-input. A full overflow blocks input under either policy. Nothing is dropped.
+bound), events are appended to a local spill file (``<run_dir>/oms-events.spill.*``, the same
+journal format; it survives a crash and is handed to the writer first, at the latest by the next
+start) and ``on_backlog_full`` applies: ``halt`` sets trading HALTED in risk's control block (only
+cancels pass) and keeps processing; ``block`` stops taking input. A spill at its bound
+(``overflow_events``) blocks input under either policy. Nothing is dropped.
 """
 
 from __future__ import annotations
@@ -31,14 +33,14 @@ import numpy as np
 
 from hftshm.codes import Reason, TradingState
 from hftshm.oms import oms_nb
-from hftshm.oms.config import journal_path
+from hftshm.oms.config import journal_path, spill_path
 from hftshm.oms.engine import ORDER_EVENT, OmsEngine
-from hftshm.oms.journal import journal_pending_records
+from hftshm.oms.journal import Journal, journal_pending_records
 from hftshm.oms.store import Store, safe_url
 from hftshm.oms.writer import oms_config_of, redis_config_of, writer_from_config
 from hftshm.runtime.worker import Worker, WorkerContext
 
-EXTRA_COUNTERS = ("open_orders_gauge", "event_overflow_gauge", "event_ring_full", "backlog_halts", "blocked_cycles",
+EXTRA_COUNTERS = ("open_orders_gauge", "event_spill_gauge", "event_ring_full", "backlog_halts", "blocked_cycles",
                   "recovered_orders", "epoch_gauge", "recovering_gauge")
 _X = {name: len(oms_nb.STAT_NAMES) + i for i, name in enumerate(EXTRA_COUNTERS)}
 
@@ -79,9 +81,8 @@ class OmsWorker(Worker):
         if self.events_out is None:
             ctx.log.warning("oms: no order_event output ring; writing the audit trail from this process")
             self.writer = writer_from_config(config, ctx.run_dir, redis_config_of(ctx, *self._redis))
-        self.overflow = ORDER_EVENT.zeros(config.overflow_events)
-        self.overflow_n = 0
-        self._overflow_high = config.overflow_events - staging
+        self.spill = Journal(spill_path(ctx.run_dir), ORDER_EVENT.itemsize)
+        self._spill_high = config.overflow_events - staging
         self._iota = np.arange(staging, dtype=np.int64)
         self._halted = False
         self.counters = ctx.counters
@@ -100,16 +101,22 @@ class OmsWorker(Worker):
             return
         deadline = time.monotonic() + 5.0
         while self.overflow_n and time.monotonic() < deadline:
-            if not self._drain_overflow():
+            if not self._drain_spill():
                 time.sleep(0.01)
         if self.overflow_n:
-            self.ctx.log.error("oms: closing with %d order events the writer never took (backlog full)",
-                               self.overflow_n)
+            self.ctx.log.warning("oms: %d order events stay in the spill file for the writer (backlog full); the "
+                                 "next start hands them over first", self.overflow_n)
+        self.spill.close()
         if self.writer is not None:
             if not self.writer.close(10.0):
                 self.ctx.log.warning("oms: %d order events stay in the journal for the next start",
                                      self.writer.backlog_events)
         self.store.close()
+
+    @property
+    def overflow_n(self) -> int:
+        """Events in the spill file, not yet handed to the writer."""
+        return self.spill.pending_records
 
     # -- the duty cycle --------------------------------------------------------------------------
 
@@ -118,8 +125,8 @@ class OmsWorker(Worker):
             return self._recover()
         work = 0
         if self.overflow_n:
-            work += self._drain_overflow()
-            if self.overflow_n > self._overflow_high or (self.overflow_n and self.config.on_backlog_full == "block"):
+            work += self._drain_spill()
+            if self.overflow_n > self._spill_high or (self.overflow_n and self.config.on_backlog_full == "block"):
                 self.counters[_X["blocked_cycles"]] += 1
                 return work
         engine = self.engine
@@ -171,18 +178,12 @@ class OmsWorker(Worker):
         self.engine.clear()
 
     def _publish_events(self, events: np.ndarray) -> None:
-        # the overflow is older than anything new: while it holds events, new ones queue behind it
+        # the spill is older than anything new: while it holds events, new ones queue behind it
         written = 0
         if self.overflow_n == 0:
             written = self._offer_events(events)
         if written < len(events):
-            rest = events[written:]
-            n = len(rest)
-            if self.overflow_n + n > len(self.overflow):
-                # cannot happen: input stops at the high-water mark, which leaves room for a batch
-                raise RuntimeError("oms: order-event overflow exhausted; refusing to drop audit events")
-            self.overflow[self.overflow_n:self.overflow_n + n] = rest
-            self.overflow_n += n
+            self.spill.append(np.ascontiguousarray(events[written:]).data.cast("B"))
             self._backlog_full()
 
     def _offer_events(self, events: np.ndarray) -> int:
@@ -190,12 +191,12 @@ class OmsWorker(Worker):
             return _write_all(self.events_out, events, self._iota)
         return self.writer.accept(events)
 
-    def _drain_overflow(self) -> int:
-        taken = self._offer_events(self.overflow[: self.overflow_n])
-        if taken:
-            remaining = self.overflow_n - taken
-            self.overflow[:remaining] = self.overflow[taken:self.overflow_n]
-            self.overflow_n = remaining
+    def _drain_spill(self) -> int:
+        data = self.spill.peek(len(self._iota) * 8 * ORDER_EVENT.itemsize)
+        if not data:
+            return 0
+        taken = self._offer_events(np.frombuffer(data, dtype=ORDER_EVENT.dtype))
+        self.spill.advance(taken * ORDER_EVENT.itemsize)
         return taken
 
     def _backlog_full(self) -> None:
@@ -213,17 +214,20 @@ class OmsWorker(Worker):
             self.on_backlog_full()
         else:
             log.error("oms: order-event backlog full and no risk control block to halt trading; input will block "
-                      "when the overflow fills")
+                      "when the spill file fills")
 
     def _update_counters(self) -> None:
         c = self.counters
         c[: len(oms_nb.STAT_NAMES)] = self.engine.stats[: len(oms_nb.STAT_NAMES)]
         c[_X["open_orders_gauge"]] = self.engine.open_count
-        c[_X["event_overflow_gauge"]] = self.overflow_n
+        c[_X["event_spill_gauge"]] = self.overflow_n
 
     # -- recovery --------------------------------------------------------------------------------
 
     def _recover(self) -> int:
+        if self.overflow_n:
+            # the previous run's spill goes to the writer first (it is older than anything else)
+            return self._drain_spill()
         unwritten = journal_pending_records(journal_path(self.run_dir), ORDER_EVENT.itemsize)
         if self.events_out is not None:
             unwritten += self.events_out.occupancy()

@@ -1,0 +1,154 @@
+"""OmsWorker and OrderEventWriter on real shared-memory rings and a real database."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+
+from hftshm.codes import OrderEventKind as E, OrderState as S, Reason, TradingState
+from hftshm.metrics import histogram
+from hftshm.oms.store import Store
+from hftshm.oms.testing import OmsRig, ack_for, fill_for, new_orders, reports
+from hftshm.risk.control import ControlBlock
+
+from tests.integration.oms_db import database, drop, new_database  # noqa: F401  (fixture)
+
+DEAD_DB = "postgresql+psycopg://postgres@localhost:1/none"
+
+
+@pytest.fixture
+def rig(database, tmp_path):  # noqa: F811
+    url, schema = database
+    r = OmsRig(tmp_path / "run", url, schema=schema, capacity=1024)
+    yield r
+    r.close()
+
+
+def test_orders_flow_to_the_exchange_reports_fan_out_and_events_persist(rig):
+    rig.start_writer()
+    oms = rig.start_oms()
+    assert rig.run_until(lambda: not oms.recovering)
+    rig.send_orders(new_orders(*({"client_order_id": i} for i in range(1, 101))))
+    assert rig.run_until(lambda: rig.rings["exchange.orders"].occupancy() == 100)
+    sent = rig.exchange_orders()
+    assert sent["seq"].tolist() == list(range(100)), "the OMS stamps a dense per-ring sequence"
+    assert len(set(sent["order_id"].tolist())) == 100
+    rig.send_reports(reports(*[ack_for(o) for o in sent], *[fill_for(o, 0.1, 0.1) for o in sent[:50]]))
+    assert rig.run_until(lambda: rig.rings["reports.risk"].occupancy() == 150)
+    for_strategies, for_risk = rig.strategy_reports(), rig.risk_reports()
+    assert len(for_strategies) == 150
+    assert (for_strategies[["order_id", "event"]] == for_risk[["order_id", "event"]]).all()
+    assert oms.engine.open_count == 50
+    assert oms.ctx.counters[oms.COUNTER_NAMES.index("open_orders_gauge")] == 50
+    assert oms.ctx.histograms["hop"][histogram.COUNT] == 100 + 150, "one hop latency per order and report"
+    rig.stop_workers()
+    store = Store(rig.oms_overrides["database_url"], schema=rig.oms_overrides["database_schema"])
+    assert store.count("orders") == 100
+    assert store.count("order_events") == 100 + 150
+    assert store.count("fills") == 50
+    assert len(store.list_orders(states_in=[S.FILLED], limit=1000)) == 50
+    assert store.check_consistency() == []
+    store.close()
+
+
+def test_without_an_event_ring_the_oms_writes_from_its_own_process(rig):
+    oms = rig.start_oms(with_event_ring=False)
+    assert oms.writer is not None
+    assert rig.run_until(lambda: not oms.recovering)
+    rig.send_orders(new_orders({"client_order_id": 1}, {"client_order_id": 1}))
+    assert rig.run_until(lambda: rig.rings["reports.strategies"].occupancy() == 1)
+    assert rig.strategy_reports()[0]["reason"] == Reason.DUPLICATE_CLIENT_ORDER_ID
+    rig.stop_workers()
+    store = Store(rig.oms_overrides["database_url"], schema=rig.oms_overrides["database_schema"])
+    kinds = [e["kind"] for e in store.events_of(store.list_orders()[0]["order_id"])]
+    assert kinds == [E.CREATED, E.REFUSED]
+    store.close()
+
+
+@pytest.mark.parametrize("policy", ["halt", "block"])
+def test_backlog_full_applies_the_policy_and_drops_nothing(policy, tmp_path):
+    url, schema = new_database("sqlite", tmp_path)
+    rig = OmsRig(tmp_path / "run", url, schema=schema, capacity=256,
+                 oms={"on_backlog_full": policy, "overflow_events": 1000, "batch_size": 64})
+    control = ControlBlock.private()
+    total = 3000
+    pending = new_orders(*({"client_order_id": i} for i in range(1, total + 1)))
+
+    def pump() -> None:
+        nonlocal pending
+        pending = pending[rig.offer_orders(pending):]
+        rig.step()
+        rig.exchange_orders()
+
+    try:
+        # the writer cannot reach its database: its journal takes 1000 events, then its ring fills
+        writer = rig.start_writer(oms={"database_url": DEAD_DB, "backlog_max_events": 1000,
+                                       "reconnect_backoff_max_ms": 100})
+        oms = rig.start_oms(control=control)
+        assert rig.run_until(lambda: not oms.recovering)
+        blocked_at = oms.COUNTER_NAMES.index("blocked_cycles")
+        for _ in range(20000):
+            pump()
+            if oms.ctx.counters[blocked_at] > 10:
+                break
+        assert writer.writer.backlog_events == 1000, "the writer's journal is at its bound"
+        assert rig.rings["events"].occupancy() == 256, "the ring behind it is full"
+        assert oms.overflow_n > 0, "the OMS spilled the rest to its file"
+        blocked = oms.ctx.counters[blocked_at]
+        if policy == "halt":
+            assert control.trading_state == TradingState.HALTED
+            assert control.snapshot()["halt_reason"] == "backlog_full"
+            assert oms.ctx.counters[oms.COUNTER_NAMES.index("backlog_halts")] == 1
+        else:
+            assert control.trading_state == TradingState.ACTIVE
+        assert blocked > 0, "at the spill bound (halt) or at once (block), input waits"
+        assert len(pending) + rig.rings["orders"].occupancy() > 0, "orders wait upstream, none is dropped"
+        rig.stop_workers()  # what the OMS could not hand over stays in its spill file
+        # the database comes back: a new writer and OMS write everything and take the waiting orders
+        rig.start_writer()
+        oms = rig.start_oms(control=control)
+        assert rig.run_until(lambda: not oms.recovering, 60)
+
+        def done() -> bool:
+            pump()
+            return len(pending) == 0 and rig.rings["orders"].occupancy() == 0 and oms.overflow_n == 0
+
+        assert rig.run_until(done, 60)
+        rig.stop_workers()
+        store = Store(url, schema=schema)
+        assert store.count("orders") == total, "every order's events reached the database"
+        assert store.count("order_events") == total
+        assert store.check_consistency() == []
+        store.close()
+    finally:
+        rig.close()
+        drop(url, schema)
+
+
+def test_open_orders_are_mirrored_to_redis(tmp_path):
+    redis = pytest.importorskip("redis")
+    url, schema = new_database("sqlite", tmp_path)
+    namespace = f"test-{uuid.uuid4().hex[:8]}"
+    rig = OmsRig(tmp_path / "run", url, schema=schema)
+    client = redis.Redis.from_url("redis://localhost:6379/0")
+    key = f"hftshm:{namespace}:oms:open_orders"
+    try:
+        rig.start_writer(redis_url="redis://localhost:6379/0", redis_namespace=namespace)
+        oms = rig.start_oms()
+        assert rig.run_until(lambda: not oms.recovering)
+        rig.send_orders(new_orders({"client_order_id": 1}, {"client_order_id": 2}))
+        assert rig.run_until(lambda: rig.rings["exchange.orders"].occupancy() == 2)
+        sent = rig.exchange_orders()
+        rig.send_reports(reports(ack_for(sent[0]), ack_for(sent[1]), fill_for(sent[1], 0.1, 0.1)))
+        assert rig.run_until(lambda: rig.rings["reports.risk"].occupancy() == 3)
+        rig.stop_workers()
+        cached = client.hgetall(key)
+        assert list(cached) == [str(int(sent[0]["order_id"])).encode()], "the filled order left the cache"
+        assert b'"state":"acknowledged"' in cached[str(int(sent[0]["order_id"])).encode()]
+    finally:
+        client.delete(key)
+        client.close()
+        rig.close()
+        drop(url, schema)
