@@ -1,0 +1,387 @@
+"""Binance collector recordings -> the canonical tick CSV, with Binance's order book synchronisation.
+
+Input: lines ``<local receive ns> <JSON>`` (gzip or plain), JSON either a combined-stream wrapper
+``{"stream": ..., "data": {...}}`` or a bare event; depth diffs, trades/aggTrades, bookTickers and REST
+depth snapshots (``{"lastUpdateId": ...}``), for USD-M/COIN-M futures or spot, any symbols.
+
+Book synchronisation follows Binance's "how to manage a local order book" procedure per symbol:
+diffs are buffered until a snapshot arrives; diffs older than the snapshot are dropped; the first
+applied diff must straddle the snapshot (futures: ``U <= lastUpdateId <= u``; spot:
+``U <= lastUpdateId + 1 <= u``); after that every diff must continue the previous one (futures:
+``pu == previous u``; spot: ``U == previous u + 1``). A break is a gap: it is reported (where, and how
+many update ids were skipped), a ``clear`` row marks the book invalid, and diffs are buffered again
+until the next snapshot. Nothing is papered over.
+
+Buffered diffs applied after a snapshot carry the snapshot's local receive time: that is the first
+moment a live reader could have applied them (their exchange time is their own).
+Exchange time is the event time ``E`` (``T`` if absent); spot bookTickers carry neither, so their
+exchange time is their local receive time (counted as ``bbo_without_exchange_time``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from hftshm.feed.ticks import HEADER, open_binary
+
+MS_TO_NS = 1_000_000
+MAX_REPORTED_LINES = 1000  # rejected lines listed individually; beyond this they are only counted
+_FLUSH_ROWS = 16384
+
+_NO_SNAPSHOT, _AWAIT_FIRST, _LIVE = 0, 1, 2
+
+
+class FeedImportError(ValueError):
+    """The recording cannot be imported (unreadable file, or --strict and a malformed line)."""
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A break in a symbol's depth diff sequence: the book is invalid from here until the next snapshot."""
+
+    symbol: str
+    source: str
+    line: int
+    local_ts_ns: int
+    expected_id: int  # the pu (futures) or U (spot) that would have continued the sequence
+    got_id: int
+    missing_ids: int  # update ids skipped
+
+    def describe(self) -> str:
+        return (f"{self.symbol} gap at {self.source}:{self.line} (local {self.local_ts_ns}): expected {self.expected_id}, "
+                f"got {self.got_id}, {self.missing_ids} update id(s) missed; book invalid until the next snapshot")
+
+
+@dataclass
+class ImportSummary:
+    lines: int = 0
+    rows_by_kind: Counter = field(default_factory=Counter)
+    gaps: list[Gap] = field(default_factory=list)
+    rejects: Counter = field(default_factory=Counter)  # malformed lines by reason
+    reject_lines: list[tuple[str, int, str]] = field(default_factory=list)  # (source, line, reason), first ones
+    dropped: Counter = field(default_factory=Counter)  # valid messages not written, by reason
+    ignored_streams: Counter = field(default_factory=Counter)
+    notes: Counter = field(default_factory=Counter)
+    snapshots_applied: int = 0
+    symbols: set = field(default_factory=set)
+    elapsed_s: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return sum(self.rows_by_kind.values())
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.elapsed_s if self.elapsed_s > 0 else float("nan")
+
+
+class _SymbolSync:
+    __slots__ = ("symbol", "state", "last_update_id", "prev_u", "buffer", "spot")
+
+    def __init__(self, symbol: str):
+        self.symbol = symbol
+        self.state = _NO_SNAPSHOT
+        self.last_update_id = -1
+        self.prev_u = -1
+        self.buffer: deque = deque()
+        self.spot = False
+
+
+class BinanceImporter:
+    """Feed it lines (``feed``) in receive order; rows go to ``write``; ``finish`` returns the summary."""
+
+    def __init__(self, write: Callable[[str], None], *, strict: bool = False, max_buffered: int = 500_000):
+        self._write = write
+        self._strict = strict
+        self._max_buffered = max_buffered
+        self._rows: list[str] = []
+        self._syncs: dict[str, _SymbolSync] = {}
+        self._source_symbols: dict[str, set[str]] = {}
+        self._pending_snapshots: dict[str, list] = {}
+        self.summary = ImportSummary()
+        self._loads = json.loads
+
+    # ----------------------------------------------------------------- input
+    def feed(self, local_ts_ns: int, payload: bytes, source: str, line_no: int) -> None:
+        self.summary.lines += 1
+        try:
+            message = self._loads(payload)
+            data = message.get("data", message) if "stream" in message else message
+            if "lastUpdateId" in data:
+                self._on_snapshot(local_ts_ns, data, message.get("stream"), source, line_no)
+                return
+            event = data.get("e")
+            if event == "depthUpdate":
+                self._on_depth(local_ts_ns, data, source, line_no)
+            elif event == "bookTicker" or (event is None and "B" in data and "A" in data and "u" in data):
+                self._on_bbo(local_ts_ns, data)
+            elif event == "trade" or event == "aggTrade":
+                self._on_trade(local_ts_ns, data, event)
+            else:
+                self.summary.ignored_streams[str(event)] += 1
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            reason = "bad_json" if isinstance(exc, json.JSONDecodeError) else "malformed_message"
+            self.reject(source, line_no, reason)
+        if len(self._rows) >= _FLUSH_ROWS:
+            self._flush()
+
+    def reject(self, source: str, line_no: int, reason: str) -> None:
+        if self._strict:
+            raise FeedImportError(f"{source}:{line_no}: {reason.replace('_', ' ')} (--strict stops at the first bad line)")
+        self.summary.rejects[reason] += 1
+        if len(self.summary.reject_lines) < MAX_REPORTED_LINES:
+            self.summary.reject_lines.append((source, line_no, reason))
+
+    def finish(self) -> ImportSummary:
+        for source, pending in self._pending_snapshots.items():
+            self.summary.dropped["snapshot_without_symbol"] += len(pending)
+        for sync in self._syncs.values():
+            if sync.buffer:
+                self.summary.dropped["depth_never_synced"] += len(sync.buffer)
+                sync.buffer.clear()
+        self._flush()
+        return self.summary
+
+    def _flush(self) -> None:
+        if self._rows:
+            self._write("".join(self._rows))
+            self._rows.clear()
+
+    # ----------------------------------------------------------------- streams
+    def _exch_ns(self, data: dict, local_ts_ns: int) -> int:
+        stamp = data.get("E") or data.get("T")
+        return int(stamp) * MS_TO_NS if stamp else local_ts_ns
+
+    def _on_bbo(self, local_ts_ns: int, d: dict) -> None:
+        symbol = d["s"].upper()
+        if "E" not in d and "T" not in d:
+            self.summary.notes["bbo_without_exchange_time"] += 1
+        prefix = f"{self._exch_ns(d, local_ts_ns)},{local_ts_ns},{symbol},bbo,"
+        suffix = f",{int(d['u'])}\n"
+        self._rows.append(prefix + "buy," + d["b"] + "," + d["B"] + suffix)
+        self._rows.append(prefix + "sell," + d["a"] + "," + d["A"] + suffix)
+        self.summary.rows_by_kind["bbo"] += 2
+
+    def _on_trade(self, local_ts_ns: int, d: dict, event: str) -> None:
+        kind = d.get("X", "MARKET")
+        if kind != "MARKET":  # insurance fund / ADL fills did not trade on the book
+            self.summary.dropped[f"trade_{kind.lower()}"] += 1
+            return
+        trade_id = int(d["t"] if event == "trade" else d["a"])
+        side = "sell" if d["m"] else "buy"  # m: the buyer was the maker, so the seller was the aggressor
+        symbol = d["s"].upper()
+        self._rows.append(f"{self._exch_ns(d, local_ts_ns)},{local_ts_ns},{symbol},trade,{side},{d['p']},{d['q']},{trade_id}\n")
+        self.summary.rows_by_kind["trade"] += 1
+
+    def _sync_for(self, symbol: str) -> _SymbolSync:
+        sync = self._syncs.get(symbol)
+        if sync is None:
+            sync = self._syncs[symbol] = _SymbolSync(symbol)
+            self.summary.symbols.add(symbol)
+        return sync
+
+    def _on_depth(self, local_ts_ns: int, d: dict, source: str, line_no: int) -> None:
+        symbol = d["s"].upper()
+        sync = self._sync_for(symbol)
+        sync.spot = "pu" not in d
+        msg = (local_ts_ns, self._exch_ns(d, local_ts_ns), int(d["U"]), int(d["u"]),
+               int(d["pu"]) if "pu" in d else -1, d["b"], d["a"], source, line_no)
+        seen = self._source_symbols.setdefault(source, set())
+        if symbol not in seen:
+            seen.add(symbol)
+            pending = self._pending_snapshots.pop(source, None)
+            if pending:
+                for snap in pending:
+                    self._apply_snapshot(sync, *snap)
+        self._process_diff(sync, msg, 0)
+
+    def _process_diff(self, sync: _SymbolSync, msg: tuple, not_before_local_ns: int) -> None:
+        local_ts_ns, exch_ns, first_id, last_id, prev_id, bids, asks, source, line_no = msg
+        state = sync.state
+        if state == _LIVE:
+            if sync.spot:
+                expected, got = sync.prev_u + 1, first_id
+            else:
+                expected, got = sync.prev_u, prev_id
+            if got == expected:
+                self._emit_depth(sync, msg, not_before_local_ns)
+                return
+            if last_id <= sync.prev_u:
+                self.summary.dropped["depth_duplicate"] += 1
+                return
+            missing = (got - expected) if sync.spot else (prev_id - sync.prev_u)
+            self._gap(sync, msg, expected, got, max(missing, 1))
+            return
+        if state == _NO_SNAPSHOT:
+            sync.buffer.append(msg)
+            if len(sync.buffer) > self._max_buffered:
+                sync.buffer.popleft()
+                self.summary.dropped["depth_buffer_overflow"] += 1
+            return
+        # waiting for the first diff after a snapshot
+        target = sync.last_update_id + 1 if sync.spot else sync.last_update_id
+        if last_id < target:
+            self.summary.dropped["depth_before_snapshot"] += 1
+        elif first_id <= target:
+            self._emit_depth(sync, msg, not_before_local_ns)
+        else:
+            self._gap(sync, msg, target, first_id, first_id - target)
+
+    def _emit_depth(self, sync: _SymbolSync, msg: tuple, not_before_local_ns: int) -> None:
+        local_ts_ns, exch_ns, _first, last_id, _prev, bids, asks, _source, _line = msg
+        sync.state = _LIVE
+        sync.prev_u = last_id
+        local = local_ts_ns if local_ts_ns >= not_before_local_ns else not_before_local_ns
+        head = f"{exch_ns},{local},{sync.symbol},depth,"
+        tail = f",{last_id}\n"
+        rows = self._rows
+        if bids:
+            bid_head = head + "buy,"
+            rows.extend([bid_head + p + "," + q + tail for p, q in bids])
+        if asks:
+            ask_head = head + "sell,"
+            rows.extend([ask_head + p + "," + q + tail for p, q in asks])
+        self.summary.rows_by_kind["depth"] += len(bids) + len(asks)
+        if not bids and not asks:
+            self.summary.notes["depth_without_levels"] += 1
+
+    def _gap(self, sync: _SymbolSync, msg: tuple, expected: int, got: int, missing: int) -> None:
+        local_ts_ns, exch_ns, _first, _last, _prev, _b, _a, source, line_no = msg
+        self.summary.gaps.append(Gap(sync.symbol, source, line_no, local_ts_ns, expected, got, missing))
+        if sync.state != _NO_SNAPSHOT:
+            last_good = sync.prev_u if sync.state == _LIVE else sync.last_update_id
+            self._rows.append(f"{exch_ns},{local_ts_ns},{sync.symbol},clear,,,,{last_good}\n")
+            self.summary.rows_by_kind["clear"] += 1
+        sync.state = _NO_SNAPSHOT
+        sync.buffer.clear()
+        sync.buffer.append(msg)
+
+    # ----------------------------------------------------------------- snapshots
+    def _on_snapshot(self, local_ts_ns: int, d: dict, stream: str | None, source: str, line_no: int) -> None:
+        symbol = (d.get("s") or d.get("symbol") or (stream.split("@")[0] if stream else "")).upper()
+        snap = (local_ts_ns, d, source, line_no)
+        if not symbol:
+            symbol = self._attribute_snapshot(int(d["lastUpdateId"]), source)
+        if not symbol:
+            # no depth seen from this source yet: it belongs to the next symbol whose diffs appear here
+            self._pending_snapshots.setdefault(source, []).append(snap)
+            return
+        self._apply_snapshot(self._sync_for(symbol), *snap)
+
+    def _attribute_snapshot(self, last_update_id: int, source: str) -> str:
+        candidates = sorted(self._source_symbols.get(source, ()))
+        if len(candidates) == 1:
+            return candidates[0]
+        for symbol in candidates:  # several symbols in one file: the one whose diffs straddle the snapshot
+            buffered = self._syncs[symbol].buffer
+            if buffered and buffered[0][2] <= last_update_id + 1 and buffered[-1][3] >= last_update_id:
+                return symbol
+        return ""
+
+    def _apply_snapshot(self, sync: _SymbolSync, local_ts_ns: int, d: dict, source: str, line_no: int) -> None:
+        last_update_id = int(d["lastUpdateId"])
+        if sync.state == _LIVE and last_update_id <= sync.prev_u:
+            self.summary.dropped["snapshot_older_than_live_book"] += 1
+            return
+        exch_ns = self._exch_ns(d, local_ts_ns)
+        head = f"{exch_ns},{local_ts_ns},{sync.symbol},snapshot,"
+        tail = f",{last_update_id}\n"
+        bids, asks = d["bids"], d["asks"]
+        rows = self._rows
+        rows.extend([head + "buy," + p + "," + q + tail for p, q, *_ in bids])
+        rows.extend([head + "sell," + p + "," + q + tail for p, q, *_ in asks])
+        self.summary.rows_by_kind["snapshot"] += len(bids) + len(asks)
+        self.summary.snapshots_applied += 1
+        sync.state = _AWAIT_FIRST
+        sync.last_update_id = last_update_id
+        buffered, sync.buffer = sync.buffer, deque()
+        for msg in buffered:
+            self._process_diff(sync, msg, local_ts_ns)
+
+
+# --------------------------------------------------------------------- files
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == b"\x1f\x8b"
+
+
+def _lines(path: Path, index: int, progress: list[int]) -> Iterator[tuple[int, int, bytes, int]]:
+    """(local_ts_ns, file index, payload, line number); ts -1 when the line has no readable timestamp."""
+    import gzip
+
+    raw = open(path, "rb")
+    stream = gzip.GzipFile(fileobj=raw) if _is_gzip(path) else raw
+    last_ts = 0
+    try:
+        for line_no, line in enumerate(stream, 1):
+            if line_no & 4095 == 0:
+                progress[index] = raw.tell()
+            space = line.find(b" ")
+            if space < 0 and not line.strip():
+                continue  # blank line: nothing lost
+            try:
+                ts = int(line[:space]) if space > 0 else -1
+            except ValueError:
+                ts = -1
+            if ts < 0:
+                yield last_ts, index, b"", line_no  # keeps its place in the merge; rejected as bad_timestamp
+                continue
+            last_ts = ts
+            yield ts, index, line[space + 1:], line_no
+    finally:
+        progress[index] = raw.tell()
+        stream.close()
+        raw.close()
+
+
+def import_files(sources: Iterable[str | Path], out_path: str | Path, *, strict: bool = False,
+                 compresslevel: int = 6,
+                 on_progress: Callable[[int, int], None] | None = None) -> ImportSummary:
+    """Convert recordings to one canonical CSV (``.gz`` out if the name ends in .gz).
+
+    Several inputs are merged by local receive time (e.g. one file per symbol, or consecutive days).
+    ``on_progress(bytes_read, bytes_total)`` is called every few thousand lines.
+    """
+    paths = [Path(s) for s in sources]
+    for path in paths:
+        if not path.is_file():
+            raise FeedImportError(f"input {path} does not exist or is not a file")
+    names = [str(p) if len(paths) > 1 else p.name for p in paths]
+    total = sum(p.stat().st_size for p in paths)
+    progress = [0] * len(paths)
+    started = time.perf_counter()
+    out_path = Path(out_path)
+    tmp_path = out_path.with_name(out_path.name + ".partial")
+    try:
+        with open_binary(tmp_path, "wb", compresslevel=compresslevel, gzipped=out_path.name.endswith(".gz")) as out:
+            out.write((HEADER + "\n").encode())
+            importer = BinanceImporter(lambda text: out.write(text.encode()), strict=strict)
+            streams = [_lines(p, i, progress) for i, p in enumerate(paths)]
+            merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda item: item[0])
+            count = 0
+            for ts, index, payload, line_no in merged:
+                if payload:
+                    importer.feed(ts, payload, names[index], line_no)
+                else:
+                    importer.summary.lines += 1
+                    importer.reject(names[index], line_no, "bad_timestamp")
+                count += 1
+                if on_progress is not None and count & 8191 == 0:
+                    on_progress(sum(progress), total)
+            summary = importer.finish()
+        tmp_path.replace(out_path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    if on_progress is not None:
+        on_progress(total, total)
+    summary.elapsed_s = time.perf_counter() - started
+    return summary
