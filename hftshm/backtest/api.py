@@ -85,7 +85,8 @@ def run_backtest(config: Any, data: str | Path | np.ndarray, strategy: str, para
     strategy_id = host.add(name, cls, sym.name, merged)
     resolved = host.slot(strategy_id).params
     strategy_obj = host.strategy(strategy_id)
-    use_compiled = engine_name == "compiled" or (engine_name == "auto" and compiled.supports(strategy_obj))
+    use_compiled = engine_name == "compiled" or (engine_name == "auto" and compiled.supports(strategy_obj)
+                                                 and hasattr(venue, "V"))
     if use_compiled:
         if not compiled.supports(strategy_obj):
             raise StrategyError(name, f"has no compiled kernel for the backtest loop ({spec}); use --engine python")

@@ -48,7 +48,7 @@ def run(events: np.ndarray, strategy: Strategy, venue, symbols, equity_interval_
     portfolio = strategy.portfolio
     longest = int(np.diff(np.flatnonzero(events["flags"] & 1), prepend=-1).max()) + 1 if len(events) else 1
     book_out = (np.zeros((longest + 1, 8), np.int64), np.zeros((longest + 1, 2, 1), np.int64),
-                np.zeros((longest + 1, 2, 1), np.int64), load("book_snapshot").zeros(1))
+                np.zeros((longest + 1, 2, 1), np.int64))
     loop_state = np.full(compiled_nb.L_SIZE, np.nan)
     started = time.perf_counter()
     position = 0

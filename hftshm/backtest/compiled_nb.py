@@ -70,7 +70,7 @@ def run_market_maker(events, start, stop, books, book_out, V, mm_params, mm_stat
     """Run the market maker over ``events[start:stop]``; see the module docstring.
 
     ``ids`` = [strategy_id, symbol_id, book index of the symbol]; ``grid`` = [tick, lot]; ``book_out`` =
-    (meta, px, qty, snap) scratch for the book kernel (meta rows >= events in the longest message). Stops early (``counters[C_NEXT_EVENT]``
+    (meta, px, qty) scratch for the book kernel (meta rows >= events in the longest message). Stops early (``counters[C_NEXT_EVENT]``
     < stop) only when ``fills`` or ``equity`` is full, at a message boundary.
     """
     strategy_id = ids[0]
@@ -92,7 +92,7 @@ def run_market_maker(events, start, stop, books, book_out, V, mm_params, mm_stat
     risk = V[0]
     snap, r_symbols, r_account, r_control = risk[9], risk[0], risk[2], risk[4]
     b_state, b_params, b_bw, b_aw, b_fbp, b_fbq, b_fap, b_faq, b_issues, b_of = books
-    b_meta, b_px, b_qty, b_snap = book_out
+    b_meta, b_px, b_qty = book_out
     # carried across calls (the wrapper runs the data in chunks): the book top the strategy last saw
     best_bid = loop_state[L_BEST_BID]
     best_ask = loop_state[L_BEST_ASK]
@@ -136,8 +136,8 @@ def run_market_maker(events, start, stop, books, book_out, V, mm_params, mm_stat
                               now, events[end - 1].publish_ts_ns, best_bid, best_ask)
         # 3. the book: its per-message kernel on unpacked arrays (one call, no per-event tuple unpacking)
         changed = False
-        _, rows, _ = book_nb._run(b_state, b_params, b_bw, b_aw, b_fbp, b_fbq, b_fap, b_faq, b_issues, b_of, events,
-                                  i, end, 1, book_nb.MODE_TOP, b_meta, b_px, b_qty, b_snap, b_meta.shape[0])
+        _, rows, _, _, _ = book_nb._run(b_state, b_params, b_bw, b_aw, b_fbp, b_fbq, b_fap, b_faq, b_issues, b_of,
+                                        events, i, end, 1, b_meta, b_px, b_qty, None, b_meta.shape[0])
         for r in range(rows):
             if b_meta[r, 0] == mine:
                 changed = True

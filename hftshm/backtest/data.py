@@ -1,8 +1,9 @@
 """Market data for a backtest: a file (or an array) -> one ``market_event`` array in memory.
 
 A backtest replays the whole file from memory so the loop measures strategy, risk, OMS and
-exchange, not parsing. The canonical tick CSV (``.csv`` or ``.csv.gz``) is parsed by the feed's
-kernel; a ``.npy`` of ``market_event`` records loads directly.
+exchange, not parsing. The canonical tick CSV (``.csv`` or ``.csv.gz``) goes through the feed's
+event cache (``hftshm.feed.cache``: parsed once into ``X.events.bin``, memory-mapped on every later
+run); a ``.npy`` of ``market_event`` records loads directly.
 """
 
 from __future__ import annotations
@@ -42,16 +43,12 @@ def load_events(data: str | Path | np.ndarray, symbols: SymbolTable) -> tuple[np
 
 
 def _load_csv(path: Path, symbols: SymbolTable) -> np.ndarray:
-    from hftshm.feed import tickcsv
+    """Through the feed's binary cache (parsed once, memory-mapped after): the same records the
+    platform's feed replays."""
+    from hftshm.feed import cache
+    from hftshm.feed.tickcsv import TickCsvError
 
     try:
-        replay = __import__("hftshm.feed.replay", fromlist=["load_events"])
-    except ImportError:
-        replay = None
-    if replay is not None and hasattr(replay, "load_events"):
-        return replay.load_events(path, symbols)
-    try:
-        blocks = [block.copy() for block in tickcsv.iter_records(path, symbols)]
-    except tickcsv.TickCsvError as exc:
+        return cache.load_events(path, symbols)
+    except (TickCsvError, cache.CacheError) as exc:
         raise BacktestDataError(str(exc)) from None
-    return np.concatenate(blocks) if blocks else np.zeros(0, EVENT_DTYPE)

@@ -90,3 +90,23 @@ def test_sweep_grid_parsing_and_ranking():
             {"params": {}, "net_pnl": float("nan")}]
     assert [r.get("net_pnl") for r in rank(rows, "net_pnl")][:2] == [3.0, 1.0]
     assert "error" in rank(rows, "net_pnl")[-2] or "error" in rank(rows, "net_pnl")[-1]
+
+
+def test_compiled_loop_matches_the_python_loop_fill_for_fill():
+    events = wavy_market(400)
+    params = {"spread_bps": 1.0, "quantity": 0.01, "min_requote_interval_ms": 50.0}
+    runs = {engine: run_backtest({}, events, "market_maker", params, seed=11, engine_name=engine)
+            for engine in ("python", "compiled")}
+    python, compiled = runs["python"], runs["compiled"]
+    assert python.engine == "python" and compiled.engine == "compiled"
+    assert len(python.fills) > 5
+    assert np.array_equal(python.fills, compiled.fills)
+    assert (python.orders_sent, python.cancels, python.rejects) == (compiled.orders_sent, compiled.cancels,
+                                                                    compiled.rejects)
+    assert python.net_pnl == pytest.approx(compiled.net_pnl, abs=1e-9)
+    assert np.allclose(python.equity, compiled.equity)
+
+
+def test_compiled_engine_refuses_a_strategy_without_a_kernel():
+    with pytest.raises(StrategyError, match="no compiled kernel"):
+        run_backtest({}, wavy_market(20), "mean_reversion", {}, engine_name="compiled")
