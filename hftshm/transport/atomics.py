@@ -6,7 +6,10 @@ the producer's cursor move. These ``@intrinsic`` functions emit LLVM atomic inst
 
 * ``load_acquire(a, i)``   -> ``load atomic i64 ... acquire``  (never hoisted; later reads stay after it)
 * ``store_release(a, i, v)``-> ``store atomic i64 ... release`` (earlier writes, e.g. a record, land first)
-* ``fence()``              -> ``fence seq_cst`` (a StoreLoad barrier: the Dekker hand-shake before parking)
+* ``fence()``              -> ``fence seq_cst`` (a full StoreLoad barrier)
+* ``compiler_fence()``     -> ``fence syncscope("singlethread") seq_cst``: no instruction, only stops
+  the compiler reordering; the hot side of an asymmetric Dekker hand-shake whose other side calls
+  ``membarrier`` (see ``doorbell``)
 * ``compare_exchange(a, i, expected, new)`` -> the old value (``cmpxchg ... seq_cst``)
 * ``fetch_add(a, i, v)``   -> the old value (``atomicrmw add ... seq_cst``)
 * ``cpu_relax()``          -> ``llvm.x86.sse2.pause``: spin-wait hint (saves power, frees the sibling
@@ -76,6 +79,18 @@ def fence(typingctx):
 
     def codegen(context, builder, signature, args):
         builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def compiler_fence(typingctx):
+    """Stops the compiler moving memory accesses across this point; emits no instruction."""
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):
+        builder.fence("seq_cst", "singlethread")
         return context.get_dummy_value()
 
     return sig, codegen

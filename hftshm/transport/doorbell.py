@@ -11,14 +11,16 @@ The hand-shake that makes a lost wake-up impossible (consumer side; the producer
 
     consumer (``Parker.park``)                  producer (``ring_nb.commit``)
     bell = doorbell; parked = 1   (each ring)   cursor = seq + n        (release store)
-    fence                                        fence
+    heavy_barrier()  (membarrier)                compiler barrier only
     if any ring has data: parked = 0; return     if parked: CAS parked 1->0, doorbell += 1,
     futex_waitv(doorbells, bells, timeout)                   FUTEX_WAKE(doorbell)
     parked = 0
 
 Either the consumer's re-check sees the new cursor, or the producer sees ``parked`` and bumps the
 doorbell, which makes ``futex_waitv`` return at once even if it has not started sleeping yet. The
-timeout (default 50 ms) is only a safety net so the runner keeps writing heartbeats.
+membarrier gives the producer's CPU the full fence the hand-shake needs without the producer paying
+for one on every commit (``barrier``). The timeout (default 50 ms) is only a safety net so the
+runner keeps writing heartbeats; without any membarrier support sleeps are capped at 1 ms.
 
 Runner usage: ``parker = Parker(inputs, outputs=outputs)`` once per process with the rings all its
 workers consume and produce; ``parker.park()`` when idle (the ``spin-park`` wait strategy does this
@@ -34,6 +36,7 @@ from typing import Iterable
 
 import numpy as np
 
+from hftshm.transport import barrier
 from hftshm.transport import descriptor as d
 
 SYS_FUTEX = 202
@@ -42,6 +45,7 @@ FUTEX_WAIT = 0
 FUTEX_WAKE = 1
 FUTEX2_SIZE_U32 = 0x02
 DEFAULT_PARK_TIMEOUT_S = 0.05
+UNSAFE_PARK_TIMEOUT_S = 0.001  # cap on a sleep when no heavy barrier exists (a wake-up may be missed)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -77,6 +81,13 @@ def futex_wake(ctrl: np.ndarray, word: int) -> int:
     from hftshm.transport.doorbell_nb import ring_doorbell
 
     return int(ring_doorbell(ctrl, word))
+
+
+def _heavy_barrier() -> bool:
+    from hftshm.transport import ring_nb
+
+    ring_nb.full_fence()  # this CPU's own StoreLoad barrier (membarrier covers the other CPUs)
+    return barrier.heavy_barrier()
 
 
 def _probe_futex_waitv() -> bool:
@@ -122,7 +133,8 @@ class Parker:
         self.arms += 1
         for i, ctrl in enumerate(self.ctrls):
             self._arm(i, ctrl, d.CONSUMER_DOORBELL, nb.arm_consumer_park(ctrl))
-        nb.full_fence()
+        if not _heavy_barrier():
+            timeout_s = min(timeout_s, UNSAFE_PARK_TIMEOUT_S)
         if any(nb.has_data(ctrl) for ctrl in self.ctrls):
             for ctrl in self.ctrls:
                 nb.disarm_consumer_park(ctrl, False)
@@ -141,7 +153,8 @@ class Parker:
             return True  # work is waiting: back to the duty cycle
         for i, ctrl in enumerate(full):
             self._arm(i, ctrl, d.PRODUCER_DOORBELL, nb.arm_producer_park(ctrl))
-        nb.full_fence()
+        if not _heavy_barrier():
+            timeout_s = min(timeout_s, UNSAFE_PARK_TIMEOUT_S)
         if any(nb.free_capacity(ctrl) > 0 for ctrl in full):
             for ctrl in full:
                 nb.disarm_producer_park(ctrl, False)
@@ -184,7 +197,8 @@ def wait_for_space(ring_or_ctrl, n: int = 1, timeout_s: float = DEFAULT_PARK_TIM
     if nb.free_capacity(ctrl) >= n:
         return True
     bell = nb.arm_producer_park(ctrl)
-    nb.full_fence()
+    if not _heavy_barrier():
+        timeout_s = min(timeout_s, UNSAFE_PARK_TIMEOUT_S)
     if nb.free_capacity(ctrl) >= n:
         nb.disarm_producer_park(ctrl, False)
         return True

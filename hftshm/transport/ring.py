@@ -59,8 +59,9 @@ class Ring:
         self._claimed = 0  # slots handed out by claim() and not yet committed
         self._polled = 0  # records handed out by poll() and not yet released
         self._roles: set[str] = set()
-        from hftshm.transport import ring_nb
+        from hftshm.transport import barrier, ring_nb
 
+        barrier.register_process()  # again here: a forked child is a new process
         self._nb = ring_nb
 
     # ------------------------------------------------------------ lifecycle

@@ -22,19 +22,27 @@ Symmetrically the producer acquires the consumer cursor before overwriting slots
 other's cursor on its own cache line and re-reads the shared one only when the cache says "no room"/
 "no data", so in steady state each side touches the other's line once per batch, not per record.
 
-Wake-ups (Dekker hand-shake, see ``doorbell``): a parking consumer sets its parked flag, fences, and
-re-checks for work before sleeping; ``commit`` stores the cursor, fences, and reads the flag. One of
-the two always sees the other, so a wake-up is never lost, and the producer pays the syscall only
-when the flag is set (it clears it with a CAS, so one park costs one wake however many commits follow).
+Wake-ups (Dekker hand-shake, see ``doorbell``): a parking consumer sets its parked flag, issues a
+process-wide barrier (``barrier.heavy_barrier``: membarrier), and re-checks for work before sleeping;
+``commit`` stores the cursor and reads the flag with only a compiler barrier between them, because
+the parker's membarrier supplies the hardware barrier on the producer's CPU (asymmetric fence: the
+rare side pays, the per-record side costs nothing). One of the two always sees the other, so a
+wake-up is never lost, and the producer pays the syscall only when the flag is set (it clears it
+with a CAS, so one park costs one wake however many commits follow). ``release`` mirrors this for a
+producer parked on a full ring.
 """
 
 from __future__ import annotations
 
 from numba import njit
 
+from hftshm.transport import barrier
 from hftshm.transport import descriptor as d
-from hftshm.transport.atomics import compare_exchange, fence, load_acquire, store_release
+from hftshm.transport.atomics import compare_exchange, compiler_fence, fence, load_acquire, store_release
 from hftshm.transport.doorbell_nb import ring_doorbell
+
+# every process that runs these kernels must receive the parkers' expedited barriers
+barrier.register_process()
 
 INSUFFICIENT_CAPACITY = -1  # try_claim/offer: not enough free slots now (block mode: retry later)
 DROPPED = -2  # offer in drop mode: the ring was full, the records were dropped and counted
@@ -124,8 +132,8 @@ def offer(ctrl, n):
 
 @njit(cache=True, nogil=True)
 def wake_consumer_if_parked(ctrl):
-    """Full fence, then ring the consumer's doorbell if it is parked. Returns 1 if it rang."""
-    fence()
+    """Ring the consumer's doorbell if it is parked (after the cursor store). Returns 1 if it rang."""
+    compiler_fence()
     if load_acquire(ctrl, d.CONSUMER_PARKED) != 0:
         if compare_exchange(ctrl, d.CONSUMER_PARKED, 1, 0) == 1:
             ring_doorbell(ctrl, d.CONSUMER_DOORBELL)
@@ -140,13 +148,6 @@ def commit(ctrl, seq, n):
     already been rung (callers need not do anything), 0 otherwise."""
     store_release(ctrl, d.PRODUCER_CURSOR, seq + n)
     return wake_consumer_if_parked(ctrl)
-
-
-@njit(cache=True, nogil=True)
-def commit_lazy(ctrl, seq, n):
-    """Publish without the wake check. Only for a loop that ends with ``wake_consumer_if_parked``:
-    saves the fence per record; a parked consumer learns of the records at that final check."""
-    store_release(ctrl, d.PRODUCER_CURSOR, seq + n)
 
 
 # ---------------------------------------------------------------- consumer side
@@ -170,8 +171,8 @@ def try_poll(ctrl, max_n):
 
 @njit(cache=True, nogil=True)
 def wake_producer_if_parked(ctrl):
-    """Full fence, then ring the producer's doorbell if it is parked on a full ring."""
-    fence()
+    """Ring the producer's doorbell if it is parked on a full ring (after the cursor store)."""
+    compiler_fence()
     if load_acquire(ctrl, d.PRODUCER_PARKED) != 0:
         if compare_exchange(ctrl, d.PRODUCER_PARKED, 1, 0) == 1:
             ring_doorbell(ctrl, d.PRODUCER_DOORBELL)
@@ -206,7 +207,8 @@ def occupancy(ctrl):
 @njit(cache=True, nogil=True)
 def arm_consumer_park(ctrl):
     """First half of parking a consumer: returns the doorbell value to sleep on and sets the parked
-    flag. The caller then ``fence()``s, re-checks ``has_data`` on every ring, and only then sleeps."""
+    flag. The caller then issues ``barrier.heavy_barrier()``, re-checks ``has_data`` on every ring,
+    and only then sleeps (``doorbell.Parker``)."""
     bell = load_acquire(ctrl, d.CONSUMER_DOORBELL)
     store_release(ctrl, d.CONSUMER_PARKED, 1)
     return bell

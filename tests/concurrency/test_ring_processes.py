@@ -14,6 +14,8 @@ import pytest
 from numba import njit
 
 from hftshm.transport import ring_nb
+from hftshm.transport.clock_nb import monotonic_ns
+from hftshm.transport.doorbell import Parker, wait_for_space
 from hftshm.transport.ring import Ring
 from hftshm.transport.testing import no_segment_leaks, unique_name
 from hftshm.transport.wait import WaitStrategy
@@ -266,5 +268,90 @@ def test_restarted_consumer_resumes_from_last_released_cursor():
                 assert seqs == list(range(released, total)), "unreleased records again, none lost"
             finally:
                 successor.close()
+        finally:
+            ring.unlink()
+
+
+@njit(nogil=True)
+def _produce_with_random_gaps(ctrl, records, total, max_gap_ns, seed):
+    state = seed
+    for seq in range(total):
+        state = _next_random(state)
+        until = monotonic_ns() + state % max_gap_ns
+        while monotonic_ns() < until:
+            pass
+        claimed = ring_nb.try_claim(ctrl, 1)
+        while claimed < 0:
+            claimed = ring_nb.try_claim(ctrl, 1)
+        _fill(records[ring_nb.slot(ctrl, claimed)], seq)
+        ring_nb.commit(ctrl, claimed, 1)
+        # lock-step: the next record only after this one was consumed, so a lost wake-up is never
+        # rescued by a later commit and shows as a park that times out
+        while ring_nb.consumer_position(ctrl) <= seq:
+            pass
+
+
+def _gappy_producer_main(name, total, max_gap_ns):
+    ring = Ring.attach(name, "market_event", role="producer")
+    _produce_with_random_gaps(ring.ctrl, ring.records, total, max_gap_ns, 777)
+    ring.close()
+
+
+def test_no_wake_up_is_lost_across_thousands_of_parks():
+    """Every park that ends by timeout instead of a doorbell would be a lost wake-up (records were
+    published but the consumer slept on): with random gaps around the park/publish race, none may."""
+    total = 2000
+    with Ring.create(unique_name("race"), "market_event", 64) as ring:
+        try:
+            ring.register_consumer()
+            _produce_with_random_gaps(ring.ctrl, ring.records, 0, 1, 1)  # compile before forking
+            parker = Parker([ring], timeout_s=5.0)
+            producer = FORK.Process(target=_gappy_producer_main, args=(ring.name, total, 100_000), daemon=True)
+            producer.start()
+            received = 0
+            timeouts = 0
+            while received < total:
+                n = ring_nb.try_poll(ring.ctrl, 64)
+                if n:
+                    ring_nb.release(ring.ctrl, n)
+                    received += n
+                elif not parker.park():
+                    timeouts += 1
+            producer.join(TIMEOUT_S)
+            assert received == total
+            assert parker.parks > 100, "the gaps must make the consumer park often"
+            assert timeouts == 0, f"{timeouts} parks ended by timeout: wake-ups were lost"
+        finally:
+            ring.unlink()
+
+
+def _slow_consumer_main(name, total, gap_s):
+    ring = Ring.attach(name, "market_event", role="consumer")
+    rng = np.random.default_rng(5)
+    received = 0
+    while received < total:
+        if ring.try_read() is not None:
+            received += 1
+            if rng.random() < 0.3:
+                time.sleep(gap_s * rng.random())
+    ring.close()
+
+
+def test_blocked_producer_is_never_left_parked():
+    total = 2000
+    with Ring.create(unique_name("block"), "market_event", 4) as ring:
+        try:
+            ring.register_producer()
+            consumer = FORK.Process(target=_slow_consumer_main, args=(ring.name, total, 0.0005), daemon=True)
+            consumer.start()
+            timeouts = 0
+            for seq in range(total):
+                while not ring.try_write({"seq": seq}):
+                    if not wait_for_space(ring, 1, timeout_s=20.0):
+                        timeouts += 1
+            consumer.join(TIMEOUT_S)
+            assert consumer.exitcode == 0
+            assert ring.producer_parks > 10
+            assert timeouts == 0, "a release that freed space did not wake the parked producer"
         finally:
             ring.unlink()
