@@ -123,7 +123,7 @@ class PlatformCollector(Collector):
 def families(snap: PlatformSnapshot) -> list[Metric]:
     """Every metric family of one snapshot."""
     out: list[Metric] = []
-    running = GaugeMetricFamily(PREFIX + "platform_running", "1 while a platform is running and attached")
+    running = _gauge("platform_running", "1 while a platform is running and attached")
     running.add_metric([], 1.0 if snap.running else 0.0)
     out.append(running)
     out.extend(_worker_families(snap))
@@ -132,20 +132,28 @@ def families(snap: PlatformSnapshot) -> list[Metric]:
     out.extend(_trading_families(snap))
     for key, value in sorted(snap.gauges.items()):
         suffix, scale = base_units(metric_suffix(key))
-        gauge = GaugeMetricFamily(PREFIX + suffix, f"platform gauge {key}")
+        gauge = _gauge(suffix, f"platform gauge {key}")
         gauge.add_metric([], float(value) * scale)
         out.append(gauge)
     return out
 
 
+def _gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(PREFIX + name, doc, labels=labels or [])
+
+
+def _counter(name: str, doc: str, labels: list[str] | None = None) -> CounterMetricFamily:
+    return CounterMetricFamily(PREFIX + name, doc, labels=labels or [])
+
+
 def _worker_families(snap: PlatformSnapshot) -> list[Metric]:
-    up = GaugeMetricFamily(PREFIX + "worker_up", "1 if the worker runs with a fresh heartbeat", labels=["worker", "process"])
-    state = GaugeMetricFamily(PREFIX + "worker_state", "1 for the worker's current state", labels=["worker", "state"])
-    restarts = CounterMetricFamily(PREFIX + "worker_restarts", "times the supervisor restarted the worker", labels=["worker"])
-    age = GaugeMetricFamily(PREFIX + "worker_heartbeat_age_seconds", "seconds since the worker's last duty cycle", labels=["worker"])
-    work = CounterMetricFamily(PREFIX + "worker_work", "units of work (events, records) the worker did", labels=["worker"])
-    idle = CounterMetricFamily(PREFIX + "worker_idle_cycles", "duty cycles that found no work", labels=["worker"])
-    rejects = CounterMetricFamily(PREFIX + "rejects", "orders rejected, by the stage that decided and why", labels=["worker", "reason"])
+    up = _gauge("worker_up", "1 if the worker runs with a fresh heartbeat", ["worker", "process"])
+    state = _gauge("worker_state", "1 for the worker's current state", ["worker", "state"])
+    restarts = _counter("worker_restarts", "times the supervisor restarted the worker", ["worker"])
+    age = _gauge("worker_heartbeat_age_seconds", "seconds since the worker's last duty cycle", ["worker"])
+    work = _counter("worker_work", "units of work (events, records) the worker did", ["worker"])
+    idle = _counter("worker_idle_cycles", "duty cycles that found no work", ["worker"])
+    rejects = _counter("rejects", "orders rejected, by the stage that decided and why", ["worker", "reason"])
     counters: dict[str, Metric] = {}
     for w in snap.workers:
         up.add_metric([w.name, w.process], 1.0 if w.up else 0.0)
@@ -170,9 +178,9 @@ def _worker_families(snap: PlatformSnapshot) -> list[Metric]:
             family = counters.get(suffix)
             if family is None:
                 if is_gauge:
-                    family = GaugeMetricFamily(PREFIX + suffix, f"worker gauge {counter_name}", labels=["worker"])
+                    family = _gauge(suffix, f"worker gauge {counter_name}", ["worker"])
                 else:
-                    family = CounterMetricFamily(PREFIX + suffix, f"worker counter {counter_name}", labels=["worker"])
+                    family = _counter(suffix, f"worker counter {counter_name}", ["worker"])
                 counters[suffix] = family
             elif (family.type == "gauge") != is_gauge:
                 log.warning("counter %r of worker %s is a %s elsewhere; skipped", counter_name, w.name, family.type)
@@ -184,8 +192,8 @@ def _worker_families(snap: PlatformSnapshot) -> list[Metric]:
 def _histogram_families(snap: PlatformSnapshot) -> list[Metric]:
     latency = HistogramMetricFamily(PREFIX + "latency_seconds", "latency of one stage or hop, seconds",
                                     labels=["worker", "stage"])
-    negative = CounterMetricFamily(PREFIX + "latency_negative", "latency samples below zero (clocks disagree), "
-                                   "counted in the lowest bucket", labels=["worker", "stage"])
+    negative = _counter("latency_negative", "latency samples below zero (clocks disagree), counted in the "
+                        "lowest bucket", ["worker", "stage"])
     for name, counts in sorted(snap.histograms.items()):
         labels = list(split_histogram_name(name))
         buckets, _, sum_s = cumulative_buckets(counts)
@@ -200,12 +208,12 @@ def _le(bound_s: float) -> str:
 
 def _ring_families(snap: PlatformSnapshot) -> list[Metric]:
     labels = ["ring", "producer", "consumer"]
-    capacity = GaugeMetricFamily(PREFIX + "ring_capacity_records", "ring capacity, records", labels=labels)
-    occupancy = GaugeMetricFamily(PREFIX + "ring_occupancy_records", "records written and not yet consumed", labels=labels)
-    ratio = GaugeMetricFamily(PREFIX + "ring_occupancy_ratio", "occupancy / capacity", labels=labels)
-    written = CounterMetricFamily(PREFIX + "ring_written_records", "records the producer committed", labels=labels)
-    waits = CounterMetricFamily(PREFIX + "ring_full_waits", "times the producer found the ring full and waited", labels=labels)
-    drops = CounterMetricFamily(PREFIX + "ring_dropped_records", "records dropped because the ring was full", labels=labels)
+    capacity = _gauge("ring_capacity_records", "ring capacity, records", labels)
+    occupancy = _gauge("ring_occupancy_records", "records written and not yet consumed", labels)
+    ratio = _gauge("ring_occupancy_ratio", "occupancy / capacity", labels)
+    written = _counter("ring_written_records", "records the producer committed", labels)
+    waits = _counter("ring_full_waits", "times the producer found the ring full and waited", labels)
+    drops = _counter("ring_dropped_records", "records dropped because the ring was full", labels)
     for r in snap.rings:
         values = [r.name, r.producer, r.consumer]
         capacity.add_metric(values, r.capacity)
@@ -220,42 +228,41 @@ def _ring_families(snap: PlatformSnapshot) -> list[Metric]:
 def _trading_families(snap: PlatformSnapshot) -> list[Metric]:
     out: list[Metric] = []
     labels = ["strategy", "symbol"]
-    position = GaugeMetricFamily(PREFIX + "position_quantity", "signed position, base units", labels=labels)
-    realized = GaugeMetricFamily(PREFIX + "realized_pnl", "realized PnL before fees, quote currency", labels=labels)
-    unrealized = GaugeMetricFamily(PREFIX + "unrealized_pnl", "open position marked to market, quote currency", labels=labels)
-    fees = GaugeMetricFamily(PREFIX + "fees", "fees paid (negative: rebates), quote currency", labels=labels)
+    position = _gauge("position_quantity", "signed position, base units", labels)
+    realized = _gauge("realized_pnl", "realized PnL before fees, quote currency", labels)
+    unrealized = _gauge("unrealized_pnl", "open position marked to market, quote currency", labels)
+    fees = _gauge("fees", "fees paid (negative: rebates), quote currency", labels)
     for p in snap.positions:
         values = [p.strategy, p.symbol]
         position.add_metric(values, p.quantity)
         realized.add_metric(values, p.realized_pnl)
         unrealized.add_metric(values, p.unrealized_pnl)
         fees.add_metric(values, p.fees)
-    total = GaugeMetricFamily(PREFIX + "pnl", "total PnL: realized + unrealized - fees, quote currency")
+    total = _gauge("pnl", "total PnL: realized + unrealized - fees, quote currency")
     total.add_metric([], snap.total_pnl)
     out += [position, realized, unrealized, fees, total]
 
     risk = snap.risk
-    kill = GaugeMetricFamily(PREFIX + "kill_switch_active", "1 while the kill switch blocks new orders")
+    kill = _gauge("kill_switch_active", "1 while the kill switch blocks new orders")
     kill.add_metric([], 1.0 if risk is not None and risk.kill_switch else 0.0)
-    trading = GaugeMetricFamily(PREFIX + "trading_state", "1 for the current trading state", labels=["state"])
+    trading = _gauge("trading_state", "1 for the current trading state", ["state"])
     current = risk.trading_state if risk is not None else TradingState.ACTIVE.name.lower()
     for member in TradingState:
         trading.add_metric([member.name.lower()], 1.0 if member.name.lower() == current else 0.0)
-    checked = CounterMetricFamily(PREFIX + "risk_orders_checked", "orders the risk stage checked")
+    checked = _counter("risk_orders_checked", "orders the risk stage checked")
     checked.add_metric([], risk.orders_checked if risk is not None else 0)
-    risk_rejects = CounterMetricFamily(PREFIX + "risk_rejects", "rejects the risk control block counted, by reason",
-                                       labels=["reason"])
+    risk_rejects = _counter("risk_rejects", "rejects the risk control block counted, by reason", ["reason"])
     for reason, value in sorted((risk.rejects_by_reason if risk is not None else {}).items()):
         risk_rejects.add_metric([metric_suffix(reason)], value)
     out += [kill, trading, checked, risk_rejects]
 
     per_strategy = {
-        "signals": CounterMetricFamily(PREFIX + "strategy_signals", "decisions a strategy reported", labels=["strategy"]),
-        "intents": CounterMetricFamily(PREFIX + "strategy_intents", "order intents a strategy emitted", labels=["strategy"]),
-        "fills": CounterMetricFamily(PREFIX + "strategy_fills", "executions a strategy received", labels=["strategy"]),
-        "rejects": CounterMetricFamily(PREFIX + "strategy_rejects", "rejects a strategy received", labels=["strategy"]),
+        "signals": _counter("strategy_signals", "decisions a strategy reported", ["strategy"]),
+        "intents": _counter("strategy_intents", "order intents a strategy emitted", ["strategy"]),
+        "fills": _counter("strategy_fills", "executions a strategy received", ["strategy"]),
+        "rejects": _counter("strategy_rejects", "rejects a strategy received", ["strategy"]),
     }
-    open_orders = GaugeMetricFamily(PREFIX + "strategy_open_orders", "orders sent and not yet done", labels=["strategy"])
+    open_orders = _gauge("strategy_open_orders", "orders sent and not yet done", ["strategy"])
     for s in snap.strategies:
         for key, family in per_strategy.items():
             family.add_metric([s.name], getattr(s, key))

@@ -56,7 +56,8 @@ class MonitoringRig:
         from hftshm.transport import layout as layouts
         from hftshm.transport.ring import Ring
 
-        self.prefix = prefix or f"hftshm_rig_{uuid.uuid4().hex[:8]}_"
+        # hftshm_<pid>_<hex>_: the pid tells a stale-segment sweep (and test fixtures) whose segments these are
+        self.prefix = prefix or f"hftshm_{os.getpid()}_{uuid.uuid4().hex[:8]}_rig_"
         self.rng = np.random.default_rng(seed)
         self._segments = segments
         self.status = StatusTable.create(self.prefix + "status", len(WORKERS))

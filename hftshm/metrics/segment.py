@@ -146,7 +146,8 @@ class MetricsSegment:
         try:
             return self._data[self._index[name]]
         except KeyError:
-            raise KeyError(f"no histogram {name!r} in metrics segment {self.name!r}; it has {sorted(self._index)}") from None
+            raise KeyError(f"no histogram {name!r} in metrics segment {self.name!r}; "
+                           f"it has {sorted(self._index)}") from None
 
     def histograms(self, names: list[str] | tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """Views by name (all, or the given ones): what the supervisor puts in ``ctx.histograms``."""

@@ -134,7 +134,8 @@ class PlatformSnapshot:
             run_id=self.run_id,
             taken_unix_ns=time.time_ns(),
             workers=[WorkerSnapshot(w.name, w.process, counters={k: 0 for k in w.counters}) for w in self.workers],
-            rings=[RingSnapshot(r.name, r.layout, r.producer, r.consumer, r.capacity, r.backpressure) for r in self.rings],
+            rings=[RingSnapshot(r.name, r.layout, r.producer, r.consumer, r.capacity, r.backpressure)
+                   for r in self.rings],
             histograms={k: np.zeros(SLOTS, dtype=np.int64) for k in self.histograms},
             positions=[PositionSnapshot(p.strategy, p.symbol) for p in self.positions],
             strategies=[StrategySnapshot(s.name, "stopped", s.symbol) for s in self.strategies],

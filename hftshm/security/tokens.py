@@ -176,4 +176,5 @@ def verify(token: str, secret: str, *, issuer: str, audience: str, leeway_s: flo
         raise TokenError("bad_role", "the token's role is not a known role") from None
     if not isinstance(claims.get("sub"), str) or not claims["sub"]:
         raise TokenError("missing_claim", "the token lacks a subject")
-    return Principal(subject=claims["sub"], role=role, token_id=str(claims.get("jti", "")), expires_unix_s=int(claims["exp"]))
+    return Principal(subject=claims["sub"], role=role, token_id=str(claims.get("jti", "")),
+                     expires_unix_s=int(claims["exp"]))

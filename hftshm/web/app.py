@@ -125,7 +125,8 @@ def create_app(config: WebConfig, view_provider: PlatformView, *, trading: Tradi
             form = request.form
             unknown = sorted(set(form) - {"grant_type", "client_id", "client_secret"})
             if unknown:
-                raise bad_request(f"unknown field(s) {', '.join(unknown)}; allowed: grant_type, client_id, client_secret")
+                raise bad_request(f"unknown field(s) {', '.join(unknown)}; "
+                                  "allowed: grant_type, client_id, client_secret")
             if form.get("grant_type", "client_credentials") != "client_credentials":
                 raise bad_request("grant_type must be client_credentials")
             body = {"client_id": form.get("client_id", ""), "client_secret": form.get("client_secret", "")}
@@ -319,7 +320,8 @@ def _finite(obj):
 def _json_object() -> dict:
     """A backtest body: any JSON object (the runner's ``validate`` checks its fields)."""
     if request.mimetype != "application/json":
-        raise ApiError(415, f"send the body as JSON with Content-Type: application/json (got {request.mimetype or 'none'!r})")
+        raise ApiError(415, "send the body as JSON with Content-Type: application/json "
+                            f"(got {request.mimetype or 'none'!r})")
     try:
         data = json.loads(request.get_data())
     except (ValueError, UnicodeDecodeError) as exc:

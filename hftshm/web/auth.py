@@ -66,8 +66,8 @@ class Authenticator:
         log.warning("auth refused: reason=%s status=%d method=%s path=%s client=%s%s", reason, status,
                     request.method, request.path, request.remote_addr,
                     f" subject={subject}" if subject else "")
-        raise ApiError(status, message, reason=reason,
-                       headers={"WWW-Authenticate": f'Bearer error="{"insufficient_scope" if status == 403 else "invalid_token"}"'})
+        error = "insufficient_scope" if status == 403 else "invalid_token"
+        raise ApiError(status, message, reason=reason, headers={"WWW-Authenticate": f'Bearer error="{error}"'})
 
     # -- client credentials ----------------------------------------------------------------------
 

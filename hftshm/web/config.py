@@ -38,7 +38,8 @@ class WebConfig:
     def from_section(cls, section: Section) -> "WebConfig":
         host = section.string("host", "127.0.0.1")
         if not host:
-            raise ConfigError("web.host must not be empty (127.0.0.1 serves this machine only, 0.0.0.0 every interface)")
+            raise ConfigError("web.host must not be empty "
+                              "(127.0.0.1 serves this machine only, 0.0.0.0 every interface)")
         ttl = _duration(section, "token_ttl", "15m")
         max_ttl = _duration(section, "max_token_ttl", "24h")
         if ttl > max_ttl:

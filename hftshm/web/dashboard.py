@@ -55,6 +55,18 @@ def totals(snap: PlatformSnapshot) -> dict[str, int]:
     return {"ticks": int(ticks), "orders": int(orders), "fills": int(fills), "rejects": int(rejects)}
 
 
+def _pnl_parts(snap: PlatformSnapshot) -> dict[str, float]:
+    """Realized, unrealized, fees: summed over positions, else the risk stage's account."""
+    if snap.positions:
+        return {"realized": sum(p.realized_pnl for p in snap.positions),
+                "unrealized": sum(p.unrealized_pnl for p in snap.positions),
+                "fees": sum(p.fees for p in snap.positions)}
+    risk = snap.risk
+    if risk is None:
+        return {"realized": 0.0, "unrealized": 0.0, "fees": 0.0}
+    return {"realized": risk.realized_pnl, "unrealized": risk.unrealized_pnl, "fees": risk.fees}
+
+
 class DashboardModel:
     """Samples snapshots into a bounded history and renders the page's JSON."""
 
@@ -120,12 +132,7 @@ class DashboardModel:
             "totals": totals(snap),
             "rates": self.rates(),
             "history": self.history(),
-            "pnl": {
-                "total": snap.total_pnl,
-                "realized": sum(p.realized_pnl for p in snap.positions) if snap.positions else (risk.realized_pnl if risk else 0.0),
-                "unrealized": sum(p.unrealized_pnl for p in snap.positions) if snap.positions else (risk.unrealized_pnl if risk else 0.0),
-                "fees": sum(p.fees for p in snap.positions) if snap.positions else (risk.fees if risk else 0.0),
-            },
+            "pnl": {"total": snap.total_pnl, **_pnl_parts(snap)},
             "latency": latency,
             "rings": [{"name": r.name, "producer": r.producer, "consumer": r.consumer, "capacity": r.capacity,
                        "occupancy": r.occupancy, "ratio": r.occupancy / r.capacity if r.capacity else 0.0,

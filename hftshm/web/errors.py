@@ -33,7 +33,8 @@ def install(app: Flask) -> None:
     def _api_error(exc: ApiError):
         from http import HTTPStatus
 
-        response = jsonify(_body(exc.status, HTTPStatus(exc.status).phrase.lower().replace(" ", "_"), exc.message, exc.reason))
+        name = HTTPStatus(exc.status).phrase.lower().replace(" ", "_")
+        response = jsonify(_body(exc.status, name, exc.message, exc.reason))
         response.status_code = exc.status
         response.headers.update(exc.headers)
         return response
@@ -48,7 +49,8 @@ def install(app: Flask) -> None:
             415: "send JSON (Content-Type: application/json)",
         }
         status = exc.code or 500
-        response = jsonify(_body(status, (exc.name or "error").lower().replace(" ", "_"), messages.get(status, exc.description or "")))
+        name = (exc.name or "error").lower().replace(" ", "_")
+        response = jsonify(_body(status, name, messages.get(status, exc.description or "")))
         response.status_code = status
         if status == 405 and getattr(exc, "valid_methods", None):
             response.headers["Allow"] = ", ".join(exc.valid_methods)

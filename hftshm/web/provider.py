@@ -110,7 +110,8 @@ class MemoryTradingProvider:
             self.control.set_kill_switch(bool(active))
         with self._lock:
             self._kill_switch = bool(active)
-            self.actions.append({"action": "kill_switch", "active": bool(active), "actor": actor, "unix_ns": time.time_ns()})
+            self.actions.append({"action": "kill_switch", "active": bool(active), "actor": actor,
+                                 "unix_ns": time.time_ns()})
 
     def set_trading_state(self, state: str, *, actor: str) -> None:
         """``active``, ``reducing`` or ``halted`` (needs a control block: the state lives there)."""

@@ -19,7 +19,7 @@ NAMES = ["feed.exch_to_recv", "strategies.tick_to_intent", "risk.check", "oms.ho
 
 @pytest.fixture
 def seg_name():
-    name = f"hftshm_test_metrics_{uuid.uuid4().hex[:10]}"
+    name = f"hftshm_{os.getpid()}_{uuid.uuid4().hex[:10]}_test_metrics"
     yield name
     assert not os.path.exists(f"/dev/shm/{name}"), "segment left behind"
 
