@@ -53,16 +53,34 @@ class L2BookSource:
     """The platform's L2 book (``hftshm.book``) rebuilt from the replayed depth, as the feed builds it:
     a ``book_snapshot`` at the end of every book-changing message."""
 
+    RESERVE_EVERY = 4096  # events between checks that the book's far-level arrays have room
+
     def __init__(self, symbols, levels: int = 10):
+        from hftshm.book import book_nb
         from hftshm.book.book import BookSet
 
+        self._nb = book_nb
         self.books = BookSet(symbols)
         self.levels = levels
+        width = SNAPSHOT_LAYOUT.dtype["bid_px"].shape[0]
+        self._scratch_px = np.zeros((1, 2, width), np.int64)
+        self._scratch_qty = np.zeros((1, 2, width), np.int64)
+        self._out = SNAPSHOT_LAYOUT.zeros(16)
+        self._since_reserve = self.RESERVE_EVERY
 
     def apply(self, events: np.ndarray) -> np.ndarray | None:
-        snaps = self.books.apply_snapshots(events, self.levels)
-        if len(snaps) == 0:
+        n = len(events)
+        self._since_reserve += n
+        if self._since_reserve >= self.RESERVE_EVERY or n > self.RESERVE_EVERY:
+            self.books.reserve(max(n, 2 * self.RESERVE_EVERY))
+            self._since_reserve = 0
+        if n > len(self._out):
+            self._out = SNAPSHOT_LAYOUT.zeros(n)
+        _, rows = self._nb.apply_events_snapshots(self.books.arrays, events, 0, n, self.levels, self._out,
+                                                  self._scratch_px, self._scratch_qty)
+        if rows == 0:
             return None
+        snaps = self._out[:rows]
         snaps["publish_ts_ns"] = events[-1]["publish_ts_ns"]
         return snaps
 

@@ -162,12 +162,16 @@ class StrategyHost:
         last = events[-1]
         self.now_ns = int(last["exch_ts_ns"])
         symbol_ids = events["symbol_id"]
-        single = symbol_ids[0] == symbol_ids[-1] and (symbol_ids == symbol_ids[0]).all()
+        first_id = int(symbol_ids[0])
+        # one symbol in the batch (the usual case) needs no per-strategy filtering
+        single = len(self.symbols) == 1 or (first_id == int(symbol_ids[-1]) and (symbol_ids == first_id).all())
         for slot in list(self.slots.values()):
             if slot.state != StrategyState.RUNNING:
                 continue
             if single:
-                mine = events if slot.symbol_id == symbol_ids[0] else events[:0]
+                if slot.symbol_id != first_id:
+                    continue
+                mine = events
             else:
                 mine = events[symbol_ids == slot.symbol_id]
             if len(mine) == 0:
