@@ -129,5 +129,5 @@ def _result(name, params, seed, description, engine_name, out, strategy, venue, 
         latency_model=dict(venue.latency_model), fill_model=venue.fill_model,
         equity_interval_ms=interval_ms, equity_ts_ns=equity_ts, equity=equity,
         fills=engine.fills_array(out.fills), reject_reasons=dict(out.reject_reasons),
-        strategy_summary=strategy.summary(),
+        strategy_summary=strategy.summary(), instance=strategy,
     )

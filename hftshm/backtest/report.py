@@ -18,7 +18,7 @@ from __future__ import annotations
 import html
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +63,17 @@ class BacktestResult:
     fills: np.ndarray = field(repr=False)
     reject_reasons: dict[str, int] = field(default_factory=dict)
     strategy_summary: dict[str, Any] = field(default_factory=dict)
-    compile_s: float = 0.0
+    #: the strategy object after the run (its own state: decisions, counters), not written to reports
+    instance: Any = field(default=None, repr=False, compare=False)
 
     @property
     def rows_per_s(self) -> float:
         return self.rows / self.elapsed_s if self.elapsed_s > 0 else math.nan
 
     def to_dict(self, curve: bool = True) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k not in ("equity_ts_ns", "equity", "fills")}
+        skip = ("equity_ts_ns", "equity", "fills", "instance")
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        out = json.loads(json.dumps(out, default=_plain))
         out["rows_per_s"] = self.rows_per_s
         out["duration_s"] = (self.end_ns - self.start_ns) / 1e9
         out["definitions"] = DEFINITIONS
@@ -100,6 +103,12 @@ DEFINITIONS = {
     "fill_ratio": "executed quantity / quantity sent in new orders",
     "turnover": "executed notional, quote currency",
 }
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
 
 
 def _finite(value):
