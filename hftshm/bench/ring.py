@@ -119,13 +119,16 @@ class Windows:
         self.mark_ns = np.zeros(WINDOWS + 2, np.int64)
         self.mark_count = np.zeros(WINDOWS + 2, np.int64)
         self.every = max(count // WINDOWS, 1)
+        self.next_at = 0
         self.marks = 0
 
     def mark(self, received: int, now_ns: int) -> None:
-        if received % self.every == 0 and self.marks < len(self.mark_ns) - 1:
+        """``received`` messages had arrived before the one(s) arriving at ``now_ns``."""
+        if received >= self.next_at and self.marks < len(self.mark_ns) - 1:
             self.mark_ns[self.marks] = now_ns
             self.mark_count[self.marks] = received
             self.marks += 1
+            self.next_at += self.every
 
     def finish(self, received: int) -> None:
         self.mark_ns[self.marks] = time.monotonic_ns()
@@ -231,8 +234,7 @@ def _python_consume(job: Job, ready: Callable) -> dict:
             if n == 0:
                 continue
             now = time.monotonic_ns()
-            if received // windows.every != (received + n) // windows.every or received == 0:
-                windows.mark(received - received % windows.every, now)
+            windows.mark(received, now)
             errors += int(view["seq"][0] != received)
             keep = min(n, len(samples) - taken)
             samples[taken: taken + keep] = now - view["publish_ts_ns"][:keep]

@@ -54,11 +54,10 @@ def produce_batch(ctrl, records, count, batch):
     """As many free slots as there are (up to ``batch``) per claim/commit; one clock read a batch."""
     written = 0
     while written < count:
-        free = ring_nb.free_capacity(ctrl)
-        if free <= 0:
+        n = ring_nb.claimable(ctrl, min(batch, count - written))
+        if n <= 0:
             cpu_relax()
             continue
-        n = min(free, batch, count - written)
         claimed = ring_nb.try_claim(ctrl, n)
         stamp = monotonic_ns()
         for i in range(n):

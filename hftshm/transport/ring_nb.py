@@ -89,6 +89,24 @@ def free_capacity(ctrl):
 
 
 @njit(cache=True, nogil=True)
+def claimable(ctrl, max_n):
+    """How many slots (<= ``max_n``) ``try_claim`` would grant now; re-reads the consumer cursor
+    only when the cached one says fewer than ``max_n``. For batch producers: claim what there is."""
+    claimed = ctrl[d.PRODUCER_CURSOR]
+    cap = ctrl[d.CAPACITY_WORD]
+    free = cap - (claimed - ctrl[d.CACHED_CONSUMER_CURSOR])
+    if free < max_n:
+        consumed = load_acquire(ctrl, d.CONSUMER_CURSOR)
+        ctrl[d.CACHED_CONSUMER_CURSOR] = consumed
+        free = cap - (claimed - consumed)
+    if free > max_n:
+        return max_n
+    if free < 0:
+        return 0
+    return free
+
+
+@njit(cache=True, nogil=True)
 def _mark_full(ctrl):
     # one event per episode of fullness, not per retry, so a blocked producer spinning on a full
     # ring does not inflate the counter

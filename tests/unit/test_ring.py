@@ -304,6 +304,15 @@ def test_numba_kernels_claim_commit_poll_release(ring):
     assert ring_nb.slot(ctrl, 11) == 3
 
 
+def test_claimable_counts_free_slots_up_to_the_ask(ring):
+    ctrl = ring.ctrl
+    assert ring_nb.claimable(ctrl, 5) == 5 and ring_nb.claimable(ctrl, 50) == 8
+    ring_nb.commit(ctrl, ring_nb.try_claim(ctrl, 6), 6)
+    assert ring_nb.claimable(ctrl, 8) == 2
+    ring_nb.release(ctrl, ring_nb.try_poll(ctrl, 4))
+    assert ring_nb.claimable(ctrl, 8) == 6, "re-reads the consumer cursor when the cache says too few"
+
+
 def test_numba_offer_drops_in_drop_mode():
     with Ring.create(unique_name("offer"), "market_event", 2, backpressure="drop") as r:
         try:
