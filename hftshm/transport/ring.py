@@ -252,6 +252,15 @@ class Ring:
 
         return wait_for_space(self.ctrl, n, timeout_s)
 
+    def wake_consumer(self) -> bool:
+        """Ring the consumer's doorbell if it is parked (out-of-band: e.g. a supervisor command).
+        Commits do this themselves. True if it was parked."""
+        return bool(self._nb.wake_consumer_if_parked(self.ctrl))
+
+    def wake_producer(self) -> bool:
+        """Ring the producer's doorbell if it is parked on a full ring (releases do this themselves)."""
+        return bool(self._nb.wake_producer_if_parked(self.ctrl))
+
     def count_drops(self, n: int) -> None:
         """Count ``n`` records a batch producer discarded because the ring was full."""
         self._nb.count_drops(self.ctrl, n)

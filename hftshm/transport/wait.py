@@ -1,11 +1,24 @@
 """Wait strategies: what a worker's runner does after a duty cycle that found no work.
 
-Chosen per worker by name (``[workers.<name>] wait = "spin-park"`` or however the runner's config
-spells it)::
+How a runner uses them (one strategy per PROCESS, covering every worker the process runs):
 
-    strategy = WaitStrategy.from_config("spin-park", spins=200, yields=50, park_timeout_ms=50)
-    strategy.bind(inputs=[ring, ...], outputs=[ring, ...])   # every ring the process's workers
-                                                              # consume / produce into
+(a) construct from the config name: ``strategy = WaitStrategy.from_config(name, **params)``
+    (``ConfigError`` names the allowed strategies / parameters);
+(b) register the process's doorbells: ``strategy.bind(inputs=[...], outputs=[...])`` with every ring
+    its workers consume and produce into. There is no separate doorbell table: each ring header
+    carries a consumer doorbell and a producer doorbell (futex words), so binding IS registration;
+(c) park: call ``strategy.idle(work_done)`` after every duty cycle. spin-park spins, yields, then
+    parks in ONE ``futex_waitv`` on all input doorbells (or, when inputs hold data but a block-mode
+    output is full, on those outputs' producer doorbells), at most ``park_timeout_ms`` so the runner
+    keeps writing heartbeats;
+(d) wake: nothing to do. ``ring_nb.commit`` rings a parked consumer, ``ring_nb.release`` a parked
+    producer, and only when one is parked. Out of band (a supervisor command to a parked process):
+    ``Ring.wake_consumer()`` / ``ring_nb.wake_consumer_if_parked(ring.ctrl)`` on its input rings.
+
+Example::
+
+    strategy = WaitStrategy.from_config("spin-park", spins=100, yields=20, park_timeout_ms=50)
+    strategy.bind(inputs=consumed_rings, outputs=produced_rings)
     while running:
         work = sum(worker.do_work() for worker in workers)
         strategy.idle(work)                 # work > 0 resets the back-off; 0 advances it
@@ -16,13 +29,13 @@ name          idle behaviour                                       use when
 busy-spin     returns at once: the core is burnt, latency minimal  a dedicated core per worker
 spin-yield    spins ``spins`` idle cycles, then ``sched_yield``    a core shared with a few workers
 spin-park     spins, yields ``yields`` times, then parks on the    more workers than cores (the
-              doorbells of every bound input ring until a          default): idle workers cost
-              producer publishes (or ``park_timeout_ms``)          no CPU
+              doorbells of every bound ring until a producer       default): idle workers cost
+              publishes (or ``park_timeout_ms``)                   no CPU
 ============  ===================================================  ===============================
 
-Producers need no call: ``ring_nb.commit`` rings a parked consumer's doorbell itself. A producer whose
-output ring is full in ``block`` mode calls ``strategy.await_space(ring, n)``: the same back-off, and
-spin-park parks on that ring's producer doorbell, which the consumer's ``release`` rings.
+A producer whose output ring is full in ``block`` mode (outside the runner's duty cycle) calls
+``strategy.await_space(ring, n)``: the same back-off; spin-park parks on that ring's producer
+doorbell, which the consumer's ``release`` rings.
 """
 
 from __future__ import annotations

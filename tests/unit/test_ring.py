@@ -357,3 +357,10 @@ def test_unlink_name_removes_leftovers():
     Ring.create(name, "market_event", 2).close()
     assert Ring.unlink_name(name) is True
     assert Ring.unlink_name(name) is False
+
+
+def test_out_of_band_wake_only_when_parked(ring):
+    assert ring.wake_consumer() is False and ring.consumer_wakes == 0
+    ring_nb.arm_consumer_park(ring.ctrl)
+    assert ring.wake_consumer() is True and ring.consumer_wakes == 1
+    assert ring.wake_producer() is False
