@@ -68,7 +68,7 @@ class PlatformVenue:
                   (REPORT.zeros(4096), REPORT.zeros(1)), np.zeros(venue_nb.ST_WORDS, np.int64))
         self.latency_model = {"entry": latency_nb.describe(x.entry_latency),
                               "response": latency_nb.describe(x.response_latency), "seed": seed}
-        self.fill_model = x.fill_model
+        self.fill_model = "simple: fills when the BBO or a trade goes through the price (no queue model)"
         self._out = REPORT.zeros(4096)
         self._empty = REPORT.zeros(0)
         self._lq_ptr, self._sq_ptr, self._sq_times = self.V[6][3], self.V[5][3], self.V[5][1]
