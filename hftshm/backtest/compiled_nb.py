@@ -65,13 +65,13 @@ def _send_intents(V, intents, icount, now_ns, counters):
 
 
 @njit(cache=True)
-def run_market_maker(events, start, stop, books, book_out, V, mm_params, mm_state, pf, orders, intents, icount, ids, grid,
-                     reports, fills, equity_ts, equity, interval_ns, counters, loop_state):
+def run_market_maker(events, start, stop, books, book_out, V, mm_params, mm_state, pf, orders, intents, icount, ids,
+                     grid, reports, fills, equity_ts, equity, interval_ns, counters, loop_state):
     """Run the market maker over ``events[start:stop]``; see the module docstring.
 
     ``ids`` = [strategy_id, symbol_id, book index of the symbol]; ``grid`` = [tick, lot]; ``book_out`` =
-    (meta, px, qty) scratch for the book kernel (meta rows >= events in the longest message). Stops early (``counters[C_NEXT_EVENT]``
-    < stop) only when ``fills`` or ``equity`` is full, at a message boundary.
+    (meta, px, qty) scratch for the book kernel (meta rows >= events in the longest message). Stops early
+    (``counters[C_NEXT_EVENT]`` < stop) only when ``fills`` or ``equity`` is full, at a message boundary.
     """
     strategy_id = ids[0]
     symbol_id = ids[1]
@@ -97,7 +97,10 @@ def run_market_maker(events, start, stop, books, book_out, V, mm_params, mm_stat
     best_bid = loop_state[L_BEST_BID]
     best_ask = loop_state[L_BEST_ASK]
     marked_mid = loop_state[L_MARKED_MID]
-    next_sample = equity_ts[counters[C_EQUITY] - 1] + interval_ns if counters[C_EQUITY] > 0 else events[start].exch_ts_ns
+    if counters[C_EQUITY] > 0:
+        next_sample = equity_ts[counters[C_EQUITY] - 1] + interval_ns
+    else:
+        next_sample = events[start].exch_ts_ns
     i = start
     while i < stop:
         if counters[C_FILLS] + reports.shape[0] > fills.shape[0] or counters[C_EQUITY] + 2 >= equity.shape[0]:

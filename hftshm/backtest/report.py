@@ -195,7 +195,8 @@ def _fmt(value: Any) -> str:
 def render_html(result: BacktestResult) -> str:
     d = result.to_dict(curve=False)
     figures = [
-        ("Net PnL", d["net_pnl"]), ("Realized PnL", d["realized_pnl"]), ("Unrealized PnL (at mid)", d["unrealized_pnl"]),
+        ("Net PnL", d["net_pnl"]), ("Realized PnL", d["realized_pnl"]),
+        ("Unrealized PnL (at mid)", d["unrealized_pnl"]),
         ("Fees", d["fees"]), ("Final position", d["position"]), ("Sharpe (annualised)", d["sharpe"]),
         ("Max drawdown", d["max_drawdown"]), ("Trades (fills)", d["trades"]), ("Orders sent", d["orders_sent"]),
         ("Cancels", d["cancels"]), ("Rejects", d["rejects"]), ("Fill ratio", d["fill_ratio"]),

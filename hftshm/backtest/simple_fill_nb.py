@@ -148,7 +148,8 @@ def on_event(top, resting, ev, maker_bps, out, j):
             if qty <= 0.0:
                 break
             r = resting[k]
-            if r.used != 0 and ((r.side == Side.BUY and ev.price < r.price) or (r.side == Side.SELL and ev.price > r.price)):
+            through = (r.side == Side.BUY and ev.price < r.price) or (r.side == Side.SELL and ev.price > r.price)
+            if r.used != 0 and through:
                 take = min(r.leaves, qty)
                 qty -= take
                 j = _fill_resting(resting, k, ts, take, maker_bps, out, j)

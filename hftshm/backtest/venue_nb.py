@@ -251,4 +251,5 @@ def deliver(V, now_ns, out, j):
 @njit(cache=True)
 def pending(V):
     """Orders and reports still in flight."""
-    return (V[4][2][Q_TAIL] - V[4][2][Q_HEAD]) + (V[5][3][Q_TAIL] - V[5][3][Q_HEAD]) + (V[6][3][Q_TAIL] - V[6][3][Q_HEAD])
+    xq, sq, lq = V[4][2], V[5][3], V[6][3]
+    return (xq[Q_TAIL] - xq[Q_HEAD]) + (sq[Q_TAIL] - sq[Q_HEAD]) + (lq[Q_TAIL] - lq[Q_HEAD])

@@ -90,7 +90,8 @@ def backtest_command(
         ours = next(r for r in results if r["name"] == "backtest-warm")
         theirs = next((r for r in peer if r["name"] == "hftbacktest-warm"), None)
         if theirs and theirs["wall_rows_per_s"]:
-            notes.append(f"warm wall rows/s hftshm / hftbacktest: {ours['wall_rows_per_s'] / theirs['wall_rows_per_s']:.2f}x "
+            ratio = ours["wall_rows_per_s"] / theirs["wall_rows_per_s"]
+            notes.append(f"warm wall rows/s hftshm / hftbacktest: {ratio:.2f}x "
                          f"(hftbacktest's market maker acts every 10 ms; ours at every book change)")
     emit("backtest: built-in market maker over the real day, one process", results, json_path, notes)
 

@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
 
 
 def backtest_command(
-    data: Path = typer.Option(DEFAULT_DATA, "--data", "-d", help="canonical tick CSV (.csv/.csv.gz) or .npy of market_event"),
+    data: Path = typer.Option(DEFAULT_DATA, "--data", "-d",
+                              help="canonical tick CSV (.csv/.csv.gz) or .npy of market_event"),
     strategy: str = typer.Option("market_maker", "--strategy", "-s",
                                  help="a [strategies] instance, built-in name, package.module:Class or entry point"),
     param: list[str] = typer.Option([], "--param", "-p", help="k=v strategy parameter (repeatable)"),
@@ -26,8 +27,10 @@ def backtest_command(
     sweep: list[str] = typer.Option([], "--sweep", help="k=v1,v2,... grid axis (repeatable): run every combination"),
     rank_by: str = typer.Option("net_pnl", "--rank-by", help="sweep ranking: net_pnl, sharpe, max_drawdown, ..."),
     jobs: int = typer.Option(None, "--jobs", "-j", help="sweep processes (default: CPUs)"),
-    engine: str = typer.Option("auto", "--engine", help="auto (compiled when the strategy has a kernel), compiled, python"),
-    config: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="platform config: [symbols] [risk] [oms] [exchange]"),
+    engine: str = typer.Option("auto", "--engine",
+                               help="auto (compiled when the strategy has a kernel), compiled, python"),
+    config: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c",
+                                help="platform config: [symbols] [risk] [oms] [exchange]"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
     """Backtest a strategy through the platform's own risk, OMS and exchange kernels, in one process.

@@ -25,7 +25,8 @@ strategies_app = typer.Typer(help="List strategies, add/remove/pause/resume them
                              no_args_is_help=True)
 
 ConfigOption = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="platform config file")
-RunDirOption = typer.Option(None, "--run-dir", help="the running platform's run directory (default: [platform] run_dir)")
+RunDirOption = typer.Option(None, "--run-dir",
+                            help="the running platform's run directory (default: [platform] run_dir)")
 WorkerOption = typer.Option("strategies", "--worker", help="the strategy worker's name in [workers]")
 RingOption = typer.Option(None, "--ring", help="control ring name (default: control.<worker>)")
 WaitOption = typer.Option(5.0, "--wait", help="seconds to wait for the worker to confirm")
@@ -167,7 +168,9 @@ def _list_configured(config: Path, as_json: bool) -> None:
 
 
 @strategies_app.command("params")
-def params_command(strategy: str = typer.Argument(..., help="built-in name, package.module:Class, or entry point")) -> None:
+def params_command(
+    strategy: str = typer.Argument(..., help="built-in name, package.module:Class, or entry point"),
+) -> None:
     """The parameters a strategy class declares: name, default, meaning."""
     from hftshm.strategies.registry import describe, load_class
 

@@ -100,7 +100,8 @@ def send_cancel(pf, orders, records, count, strategy_id, symbol_id, target_clien
     pf[PF_NEXT_COID] = coid + 1
     mark_amend(orders, slot, coid, True)
     _put(records, count, Action.CANCEL, coid, target_client_order_id, strategy_id, symbol_id,
-         orders[slot].side, OrderType.LIMIT, TimeInForce.GTC, orders[slot].price, orders[slot].leaves_qty, market_ts_ns, origin_ts_ns)
+         orders[slot].side, OrderType.LIMIT, TimeInForce.GTC, orders[slot].price, orders[slot].leaves_qty,
+         market_ts_ns, origin_ts_ns)
     pf[PF_INTENTS] += 1.0
     return coid
 

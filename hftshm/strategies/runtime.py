@@ -106,7 +106,8 @@ class StrategyHost:
         except Exception as exc:
             raise StrategyError(name, f"initialize failed: {type(exc).__name__}: {exc}") from exc
         strategy.discard_intents()  # initialize is not a place to trade: there is no market yet
-        slot = StrategySlot(strategy_id, name, spec if isinstance(spec, str) else f"{spec.__module__}:{spec.__qualname__}",
+        spec_text = spec if isinstance(spec, str) else f"{spec.__module__}:{spec.__qualname__}"
+        slot = StrategySlot(strategy_id, name, spec_text,
                             strategy, StrategyState.PAUSED if paused else StrategyState.RUNNING, resolved, row)
         self.slots[strategy_id] = slot
         self._write_status(slot)

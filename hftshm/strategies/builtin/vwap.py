@@ -111,7 +111,8 @@ class VwapExecution(Strategy):
         avg = self.fill_notional / self.fill_qty if self.fill_qty else math.nan
         market_vwap = self.market_notional / self.market_qty if self.market_qty else math.nan
         sign = 1.0 if self.side == Side.BUY else -1.0
-        slippage = sign * (avg - market_vwap) / market_vwap * 1e4 if avg == avg and market_vwap == market_vwap else math.nan
+        known = avg == avg and market_vwap == market_vwap
+        slippage = sign * (avg - market_vwap) / market_vwap * 1e4 if known else math.nan
         end_ns = self.done_ns or self.now_ns
         return {
             "side": self.params["side"],
