@@ -24,6 +24,7 @@ class OmsConfig:
     max_backoff_ms: float = 5000.0
     batch_size: int = 512
     writer_batch_size: int = 5000
+    writer_linger_ms: float = 5.0
     backlog_max_events: int = 1_000_000
     on_backlog_full: str = "halt"
     overflow_events: int = 1_000_000
@@ -55,6 +56,7 @@ class OmsConfig:
             max_backoff_ms=float(section.number("max_backoff_ms", 5000.0, positive=True)),
             batch_size=section.integer("batch_size", 512, min=1, max=65536),
             writer_batch_size=section.integer("writer_batch_size", 5000, min=1, max=1_000_000),
+            writer_linger_ms=float(section.number("writer_linger_ms", 5.0, min=0.0, max=10_000.0)),
             backlog_max_events=section.integer("backlog_max_events", 1_000_000, min=1000),
             on_backlog_full=section.choice("on_backlog_full", BACKLOG_POLICIES, "halt"),
             overflow_events=section.integer("overflow_events", 1_000_000, min=64),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hftshm.codes import OrderState
-from hftshm.oms import book_nb, oms_nb, states
+from hftshm.oms import book_nb, oms_nb, states, timers_nb
 from hftshm.transport.layout import load
 
 ORDER = load("order")
@@ -93,7 +93,7 @@ class OmsEngine:
         if now_ns < self.words[oms_nb.O_NEXT_DEADLINE]:
             return 0
         wall_ns = time.time_ns() if wall_ns is None else wall_ns
-        return int(oms_nb.on_timers(self.book, self.ctl, self.out, now_ns, wall_ns))
+        return int(timers_nb.on_timers(self.book, self.ctl, self.out, now_ns, wall_ns))
 
     def staged(self) -> Staged:
         c = self.counts
@@ -110,7 +110,7 @@ class OmsEngine:
         """Load ``ORDER_SLOT_DTYPE`` rows (oldest first) recovered from the database."""
         now_ns = time.monotonic_ns() if now_ns is None else now_ns
         rows = np.ascontiguousarray(rows, dtype=book_nb.ORDER_SLOT_DTYPE)
-        return int(oms_nb.restore(self.book, self.ctl, rows, len(rows), now_ns))
+        return int(timers_nb.restore(self.book, self.ctl, rows, len(rows), now_ns))
 
     # -- inspection (tests, CLI, recovery checks) --------------------------------------------------
 

@@ -32,7 +32,7 @@ import time
 import numpy as np
 
 from hftshm.codes import Reason, TradingState
-from hftshm.oms import oms_nb
+from hftshm.oms import cycle_nb, oms_nb
 from hftshm.oms.config import journal_path, spill_path
 from hftshm.oms.engine import ORDER_EVENT, OmsEngine
 from hftshm.oms.journal import Journal, journal_pending_records
@@ -43,6 +43,8 @@ from hftshm.runtime.worker import Worker, WorkerContext
 EXTRA_COUNTERS = ("open_orders_gauge", "event_spill_gauge", "event_ring_full", "backlog_halts", "blocked_cycles",
                   "recovered_orders", "epoch_gauge", "recovering_gauge")
 _X = {name: len(oms_nb.STAT_NAMES) + i for i, name in enumerate(EXTRA_COUNTERS)}
+# the fast path (cycle_nb) writes the statistics and then the open-order count straight into the counters
+assert len(oms_nb.STAT_NAMES) == oms_nb.ST_WORDS and _X["open_orders_gauge"] == oms_nb.ST_WORDS
 
 
 class OmsWorker(Worker):
@@ -68,6 +70,9 @@ class OmsWorker(Worker):
         self.reports_in = _one(ctx, ctx.inputs, "execution_report", "input")
         self.exchange_out = _one(ctx, ctx.outputs, "order", "output")
         self.reports_out = [r for r in ctx.outputs.values() if r.layout.name == "execution_report"]
+        if not self.reports_out:
+            raise RuntimeError(f"worker {ctx.name!r} needs at least one execution_report output ring (strategies, "
+                               f"risk); it has {sorted(ctx.outputs)}")
         events = [r for r in ctx.outputs.values() if r.layout.name == "order_event"]
         self.events_out = events[0] if events else None
         self.run_dir = ctx.run_dir
@@ -88,6 +93,14 @@ class OmsWorker(Worker):
         self.counters = ctx.counters
         self.counters[_X["epoch_gauge"]] = epoch
         self._hop = ctx.histograms.get("hop")
+        self._histogram = self._hop if self._hop is not None else np.zeros(0, dtype=np.int64)
+        self._rings = None
+        if self.events_out is not None:  # the fast path: one numba call per cycle
+            self._rings = (self.orders_in.ctrl, self.orders_in.records, self.reports_in.ctrl, self.reports_in.records,
+                           self.exchange_out.ctrl, self.exchange_out.records, self.events_out.ctrl,
+                           self.events_out.records)
+            self._report_ctrls = tuple(r.ctrl for r in self.reports_out)
+            self._report_records = tuple(r.records for r in self.reports_out)
         self.recovering = True
         self.counters[_X["recovering_gauge"]] = 1
         self._recovery_deadline = time.monotonic() + config.recovery_timeout_s
@@ -99,9 +112,13 @@ class OmsWorker(Worker):
         engine = getattr(self, "engine", None)
         if engine is None:
             return
+        # hand the spill to the writer while it takes it; what it cannot take stays on disk, not lost
         deadline = time.monotonic() + 5.0
-        while self.overflow_n and time.monotonic() < deadline:
-            if not self._drain_spill():
+        progress_at = time.monotonic()
+        while self.overflow_n and time.monotonic() < deadline and time.monotonic() - progress_at < 0.5:
+            if self._drain_spill():
+                progress_at = time.monotonic()
+            else:
                 time.sleep(0.01)
         if self.overflow_n:
             self.ctx.log.warning("oms: %d order events stay in the spill file for the writer (backlog full); the "
@@ -123,6 +140,17 @@ class OmsWorker(Worker):
     def do_work(self) -> int:
         if self.recovering:
             return self._recover()
+        if self._rings is not None and self.spill.pending_bytes == 0:
+            work = cycle_nb.cycle(self.engine.book, self.engine.ctl, self.engine.out, self._rings, self._report_ctrls,
+                                  self._report_records, self._histogram, self.counters, self.batch,
+                                  time.monotonic_ns(), time.time_ns())
+            if work >= 0:
+                return work
+        # the writer's ring is full, or events wait in the spill file, or there is no ring at all
+        return self._slow_cycle()
+
+    def _slow_cycle(self) -> int:
+        """The same cycle step by step in Python, with events that do not fit going to the spill file."""
         work = 0
         if self.overflow_n:
             work += self._drain_spill()
@@ -139,7 +167,7 @@ class OmsWorker(Worker):
                 consumed = engine.on_reports(view, now, wall)
                 self._publish(now)
                 if self._hop is not None:
-                    oms_nb.record_hops(self._hop, view["local_ts_ns"][:consumed], time.monotonic_ns())
+                    cycle_nb.record_hops(self._hop, view["local_ts_ns"][:consumed], time.monotonic_ns())
                 self.reports_in.release(consumed)
                 work += consumed
                 room = self._output_room()
@@ -149,7 +177,7 @@ class OmsWorker(Worker):
                 consumed = engine.on_orders(view, now, wall)
                 self._publish(now)
                 if self._hop is not None:
-                    oms_nb.record_hops(self._hop, view["ts_ns"][:consumed], time.monotonic_ns())
+                    cycle_nb.record_hops(self._hop, view["ts_ns"][:consumed], time.monotonic_ns())
                 self.orders_in.release(consumed)
                 work += consumed
                 room = self._output_room()

@@ -39,11 +39,12 @@ class EventWriter:
     """Journal + database thread. ``accept`` from one thread; everything else is thread-safe."""
 
     def __init__(self, store_factory: Callable[[], Store], journal_stem: str | Path, *, batch_size: int = 5000,
-                 backlog_max_events: int = 1_000_000, reconnect_backoff_s: float = 0.1,
+                 linger_s: float = 0.0, backlog_max_events: int = 1_000_000, reconnect_backoff_s: float = 0.1,
                  reconnect_backoff_max_s: float = 5.0, fsync: bool = False, mirror=None, name: str = "oms-writer"):
         self._store_factory = store_factory
         self.journal = Journal(journal_stem, ORDER_EVENT.itemsize, fsync=fsync)
         self.batch_size = batch_size
+        self.linger_s = linger_s
         self.backlog_max_events = backlog_max_events
         self.reconnect_backoff_s = reconnect_backoff_s
         self.reconnect_backoff_max_s = reconnect_backoff_max_s
@@ -51,6 +52,7 @@ class EventWriter:
         self.store: Store | None = None
         self.events_accepted = 0
         self.events_written = 0
+        self.db_busy_s = 0.0  # time spent in successful database writes: events_written / db_busy_s is the capacity
         self.batches = 0
         self.db_errors = 0
         self.reconnects = 0
@@ -59,6 +61,7 @@ class EventWriter:
         self.db_up = False
         self.last_error = ""
         self._oldest_unwritten_ns = 0  # wall clock of the oldest event not yet committed (0: none)
+        self._flushing = False  # flush() asked: no lingering
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -95,12 +98,16 @@ class EventWriter:
     def flush(self, timeout_s: float) -> bool:
         """Wait until everything accepted is committed; False on timeout."""
         deadline = time.monotonic() + timeout_s
-        while self.journal.pending_records:
-            if time.monotonic() >= deadline or not self._thread.is_alive():
-                return False
-            self._wake.set()
-            time.sleep(0.002)
-        return True
+        self._flushing = True
+        try:
+            while self.journal.pending_records:
+                if time.monotonic() >= deadline or not self._thread.is_alive():
+                    return False
+                self._wake.set()
+                time.sleep(0.002)
+            return True
+        finally:
+            self._flushing = False
 
     def close(self, flush_timeout_s: float = 5.0) -> bool:
         """Flush (up to the timeout), stop the thread, close the journal. True if nothing was left.
@@ -123,6 +130,7 @@ class EventWriter:
     def _run(self) -> None:
         backoff = self.reconnect_backoff_s
         batch_bytes = self.batch_size * ORDER_EVENT.itemsize
+        partial_since = 0.0
         while not self._stop.is_set():
             data = self.journal.peek(batch_bytes)
             if not data:
@@ -130,12 +138,22 @@ class EventWriter:
                 self._wake.wait(0.05)
                 self._wake.clear()
                 continue
+            if len(data) < batch_bytes and self.linger_s > 0 and not self._flushing:
+                # a partial batch waits a little for more: fewer, larger transactions under light load
+                now = time.monotonic()
+                partial_since = partial_since or now
+                if now - partial_since < self.linger_s:
+                    self._stop.wait(min(self.linger_s, 0.001))
+                    continue
+            partial_since = 0.0
             events = np.frombuffer(data, dtype=ORDER_EVENT.dtype)
             self._oldest_unwritten_ns = int(events[0]["local_ts_ns"])
             try:
                 if self.store is None:
                     self.store = self._store_factory()
+                started = time.perf_counter()
                 self.store.write_events(events)
+                self.db_busy_s += time.perf_counter() - started
             except Exception as exc:  # noqa: BLE001 - any failure: keep the batch, back off, reconnect
                 self._failed(exc)
                 if self._stop.wait(backoff):
@@ -189,6 +207,7 @@ def writer_from_config(config: OmsConfig, run_dir: str | Path, redis_config=None
         mirror = OpenOrderCache(redis_config.url, redis_config.key("oms", "open_orders"), redis_config.socket_timeout_s)
     log.info("order events are written behind to %s", safe_url(url))
     return EventWriter(connect, journal_path(run_dir), batch_size=config.writer_batch_size,
+                       linger_s=config.writer_linger_ms / 1e3,
                        backlog_max_events=config.backlog_max_events,
                        reconnect_backoff_s=config.reconnect_backoff_ms / 1e3,
                        reconnect_backoff_max_s=config.reconnect_backoff_max_ms / 1e3,

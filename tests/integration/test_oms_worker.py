@@ -85,7 +85,7 @@ def test_backlog_full_applies_the_policy_and_drops_nothing(policy, tmp_path):
     try:
         # the writer cannot reach its database: its journal takes 1000 events, then its ring fills
         writer = rig.start_writer(oms={"database_url": DEAD_DB, "backlog_max_events": 1000,
-                                       "reconnect_backoff_max_ms": 100})
+                                       "reconnect_backoff_max_ms": 100}, flush_timeout_s=0.2)
         oms = rig.start_oms(control=control)
         assert rig.run_until(lambda: not oms.recovering)
         blocked_at = oms.COUNTER_NAMES.index("blocked_cycles")

@@ -1,0 +1,165 @@
+"""One OMS duty cycle in one numba call: poll the input rings, apply, publish, release.
+
+The worker's fast path. Called once per ``do_work``, it does what the Python wrapper would do with
+a dozen ring and kernel calls, so a cycle costs one dispatch (a few microseconds) plus the work.
+
+Order of effects per batch, so a crash at any point loses nothing and doubles nothing:
+
+1. the batch is sized so that everything it can produce fits in every output ring *now*
+   (at most 2 events, 1 order and 1 report per input, plus what is staged);
+2. events are committed to the writer's ring first, then orders to the exchange, then reports
+   to every report ring (strategies, risk);
+3. only then are the inputs released. A crash before 3 re-delivers the batch; the OMS refuses
+   it as duplicates and stale reports instead of applying it twice.
+
+If the writer's ring has no room for a minimal batch, the cycle does nothing and returns
+``EVENTS_FULL``: the worker then takes its slow path (events to the spill file, backlog policy).
+
+``rings``: ``(orders_ctrl, orders_records, reports_ctrl, reports_records, exchange_ctrl,
+exchange_records, events_ctrl, events_records)``; ``report_ctrls``/``report_records``: tuples with
+one entry per report ring. ``histogram``: hop latency per input (upstream publish -> our publish);
+empty to skip.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from hftshm.metrics.histogram_nb import record as record_latency
+from hftshm.oms.book_nb import S_OPEN
+from hftshm.oms.oms_nb import C_EVENTS, C_ORDERS, C_REPORTS, O_NEXT_DEADLINE, ST_WORDS, on_orders, on_reports
+from hftshm.oms.timers_nb import on_timers
+from hftshm.transport.clock_nb import monotonic_ns
+from hftshm.transport.ring_nb import commit, consumer_position, free_capacity, release, try_claim, try_poll
+
+EVENTS_FULL = -1
+
+
+@njit(cache=True)
+def _contiguous(ctrl, records, max_n):
+    """(first index, count) of up to ``max_n`` readable records that do not wrap."""
+    available = try_poll(ctrl, max_n)
+    if available <= 0:
+        return 0, 0
+    start = consumer_position(ctrl) & (records.shape[0] - 1)
+    return start, min(available, records.shape[0] - start)
+
+
+@njit(cache=True)
+def _room(rings, report_ctrls, out):
+    """Inputs one batch may take so its outputs fit everywhere; EVENTS_FULL if the writer's ring is full."""
+    counts = out[3]
+    events_free = free_capacity(rings[6]) - counts[C_EVENTS]
+    if events_free < 2:
+        return EVENTS_FULL
+    room = min(events_free // 2, free_capacity(rings[4]) - counts[C_ORDERS])
+    for ctrl in report_ctrls:
+        room = min(room, free_capacity(ctrl) - counts[C_REPORTS])
+    return max(room, 0)
+
+
+@njit(cache=True)
+def _publish_plain(ctrl, records, staged, n):
+    seq = try_claim(ctrl, n)
+    mask = records.shape[0] - 1
+    for i in range(n):
+        records[(seq + i) & mask] = staged[i]
+    commit(ctrl, seq, n)
+
+
+@njit(cache=True)
+def _publish_stamped(ctrl, records, staged, n):
+    """Publish with the per-ring dense sequence in ``seq``."""
+    seq = try_claim(ctrl, n)
+    mask = records.shape[0] - 1
+    for i in range(n):
+        j = (seq + i) & mask
+        records[j] = staged[i]
+        records[j].seq = seq + i
+    commit(ctrl, seq, n)
+
+
+@njit(cache=True)
+def _flush(rings, report_ctrls, report_records, out):
+    """Everything staged into the rings, events first (room was checked before staging)."""
+    counts = out[3]
+    if counts[C_EVENTS] > 0:
+        _publish_plain(rings[6], rings[7], out[2], counts[C_EVENTS])
+    if counts[C_ORDERS] > 0:
+        _publish_stamped(rings[4], rings[5], out[0], counts[C_ORDERS])
+    if counts[C_REPORTS] > 0:
+        for k in range(len(report_ctrls)):
+            _publish_stamped(report_ctrls[k], report_records[k], out[1], counts[C_REPORTS])
+    counts[:] = 0
+
+
+@njit(cache=True)
+def cycle(book, ctl, out, rings, report_ctrls, report_records, histogram, counters, batch, now_ns, wall_ns):
+    """One duty cycle: reports, then orders, then ack timeouts. Returns the work done or EVENTS_FULL.
+
+    ``counters`` (the worker's shared-memory counters) get the ``ST_*`` statistics in their first
+    slots and the open-order count after them, whenever there was work."""
+    staging = out[2].shape[0]
+    limit = min(batch, staging // 2)
+    work = 0
+    room = _room(rings, report_ctrls, out)
+    if room == EVENTS_FULL:
+        return EVENTS_FULL
+    # reports first: they free state (and strategies wait for them)
+    start, n = _contiguous(rings[2], rings[3], min(limit, room))
+    if n > 0:
+        records = rings[3][start:start + n]
+        consumed = on_reports(book, ctl, out, records, n, now_ns, wall_ns)
+        _flush(rings, report_ctrls, report_records, out)
+        _report_hops(histogram, records, consumed)
+        release(rings[2], consumed)
+        work += consumed
+        room = _room(rings, report_ctrls, out)
+        if room == EVENTS_FULL:
+            return work
+    start, n = _contiguous(rings[0], rings[1], min(limit, room))
+    if n > 0:
+        records = rings[1][start:start + n]
+        consumed = on_orders(book, ctl, out, records, n, now_ns, wall_ns)
+        _flush(rings, report_ctrls, report_records, out)
+        _order_hops(histogram, records, consumed)
+        release(rings[0], consumed)
+        work += consumed
+        room = _room(rings, report_ctrls, out)
+    if now_ns >= ctl[1][O_NEXT_DEADLINE] and room >= staging:
+        work += on_timers(book, ctl, out, now_ns, wall_ns)
+        _flush(rings, report_ctrls, report_records, out)
+    if work > 0:
+        stats = ctl[2]
+        for i in range(ST_WORDS):
+            counters[i] = stats[i]
+        counters[ST_WORDS] = book[3][S_OPEN]
+    return work
+
+
+@njit(cache=True)
+def _report_hops(histogram, records, n):
+    if histogram.shape[0] == 0 or n == 0:
+        return
+    now = monotonic_ns()
+    for i in range(n):
+        if records[i].local_ts_ns > 0:
+            record_latency(histogram, now - records[i].local_ts_ns)
+
+
+@njit(cache=True)
+def _order_hops(histogram, records, n):
+    if histogram.shape[0] == 0 or n == 0:
+        return
+    now = monotonic_ns()
+    for i in range(n):
+        if records[i].ts_ns > 0:
+            record_latency(histogram, now - records[i].ts_ns)
+
+
+@njit(cache=True)
+def record_hops(histogram, sent_ts_ns, now_ns):
+    """Hop latency per record from an array of upstream stamps (the worker's slow path)."""
+    for i in range(sent_ts_ns.shape[0]):
+        if sent_ts_ns[i] > 0:
+            record_latency(histogram, now_ns - sent_ts_ns[i])
