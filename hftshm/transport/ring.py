@@ -56,6 +56,7 @@ class Ring:
         mode = int(self.ctrl[d.BACKPRESSURE_WORD])
         self.backpressure = next(k for k, v in d.BACKPRESSURE_MODES.items() if v == mode)
         self._mask = self.capacity - 1
+        self._itemsize = self.dtype.itemsize
         self._claimed = 0  # slots handed out by claim() and not yet committed
         self._polled = 0  # records handed out by poll() and not yet released
         self._roles: set[str] = set()
@@ -222,7 +223,7 @@ class Ring:
     def try_write(self, record: Any) -> bool:
         """Write one record (tuple, ``np.void`` or dict of field -> value; missing dict fields are 0).
         False if the ring is full: in drop mode the record is dropped and counted."""
-        if isinstance(record, Mapping):
+        if not isinstance(record, (tuple, np.void)) and isinstance(record, Mapping):
             record = self._record_from_mapping(record)
         seq = int(self._nb.offer(self.ctrl, 1))
         if seq < 0:
@@ -298,7 +299,9 @@ class Ring:
         """A copy of the next record, released at once; None if the ring is empty."""
         if self._nb.try_poll(self.ctrl, 1) == 0:
             return None
-        record = self.records[int(self.ctrl[d.CONSUMER_CURSOR]) & self._mask].copy()
+        start = d.HEADER_BYTES + (int(self.ctrl[d.CONSUMER_CURSOR]) & self._mask) * self._itemsize
+        # copy the bytes out, then view them: ~0.4 us where np.void.copy() takes ~5 us
+        record = np.frombuffer(bytearray(self._segment.buf[start: start + self._itemsize]), self.dtype)[0]
         self._nb.release(self.ctrl, 1)
         return record
 
