@@ -13,7 +13,8 @@ other core writes, or every write bounces the pair between the cores (false shar
                             8..11 layout name (32 bytes ASCII, NUL padded)
     128     REGISTRATION    16 producer pid  17 consumer pid  18 heartbeat ns           attach / runner
     256     PRODUCER_CURSOR 32 producer cursor: sequences < it are published            producer
-    384     PRODUCER_OWN    48 cached consumer cursor  49 full-ring events  50 drops     producer
+    384     PRODUCER_OWN    48 cached consumer cursor  49 full events (claims refused    producer
+                            for lack of room, once per episode)  50 drops
                             51 "ring is full" flag (counts each full episode once)
                             52 consumer wakes issued  53 producer parks
     512     CONSUMER_CURSOR 64 consumer cursor: sequences < it are released             consumer
