@@ -19,7 +19,8 @@ orders_app = typer.Typer(help="Orders and their audit trail, from the OMS databa
 
 ConfigOption = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="platform config file")
 DbOption = typer.Option(None, "--db", help="database URL (default: [oms] database_url, or SQLite under run_dir)")
-SchemaOption = typer.Option(None, "--schema", help="PostgreSQL schema of the OMS tables (default [oms] database_schema)")
+SchemaOption = typer.Option(None, "--schema",
+                            help="PostgreSQL schema of the OMS tables (default [oms] database_schema)")
 JsonOption = typer.Option(False, "--json", help="print JSON instead of a table")
 
 

@@ -21,13 +21,15 @@ REPORT = load("execution_report")
 ORDER_EVENT = load("order_event")
 
 
-def ack_timeouts_ns(ack_timeout_ms: float, max_retries: int, backoff_factor: float, max_backoff_ms: float) -> np.ndarray:
+def ack_timeouts_ns(ack_timeout_ms: float, max_retries: int, backoff_factor: float,
+                    max_backoff_ms: float) -> np.ndarray:
     """How long to wait after each send: ``timeouts[k]`` follows the k-th send (0 = the first).
 
     Exponential backoff: ``ack_timeout * factor**k``, capped at ``max_backoff``; ``max_retries``
     resends follow the first send, so the array has ``max_retries + 1`` entries.
     """
-    timeouts = [min(ack_timeout_ms * backoff_factor**k, max(max_backoff_ms, ack_timeout_ms)) for k in range(max_retries + 1)]
+    cap = max(max_backoff_ms, ack_timeout_ms)
+    timeouts = [min(ack_timeout_ms * backoff_factor**k, cap) for k in range(max_retries + 1)]
     return np.array([int(t * 1e6) for t in timeouts], dtype=np.int64)
 
 

@@ -24,7 +24,8 @@ class OpenOrderCache:
         import redis
 
         self.key = key
-        self.client = redis.Redis.from_url(url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s)
+        self.client = redis.Redis.from_url(url, socket_timeout=socket_timeout_s,
+                                           socket_connect_timeout=socket_timeout_s)
 
     def apply(self, events: np.ndarray) -> None:
         """Mirror the latest event of every order in ``events`` (a committed batch)."""

@@ -210,7 +210,8 @@ class Store:
             done_rows = []
             if recent_terminal > 0:
                 done_rows = conn.exec_driver_sql(
-                    f"SELECT {columns} FROM orders WHERE state IN ({_TERMINAL}) ORDER BY order_id DESC LIMIT {int(recent_terminal)}"
+                    f"SELECT {columns} FROM orders WHERE state IN ({_TERMINAL}) "
+                    f"ORDER BY order_id DESC LIMIT {int(recent_terminal)}"
                 ).fetchall()
         rows = list(reversed(done_rows)) + list(open_rows)
         out = np.zeros(len(rows), dtype=book_nb.ORDER_SLOT_DTYPE)
@@ -268,7 +269,8 @@ class Store:
 
     def fills_of(self, order_id: int) -> list[dict]:
         with self.engine.connect() as conn:
-            rows = conn.execute(text(f"SELECT {', '.join(FILL_COLUMNS)} FROM fills WHERE order_id = :o ORDER BY event_id"),
+            rows = conn.execute(text(f"SELECT {', '.join(FILL_COLUMNS)} FROM fills WHERE order_id = :o "
+                                     f"ORDER BY event_id"),
                                 {"o": int(order_id)}).fetchall()
         return [dict(zip(FILL_COLUMNS, row)) for row in rows]
 

@@ -80,7 +80,8 @@ def _expire(book, ctl, out, slot, now_ns, wall_ns):
     o.state = nxt
     if nxt == S.REJECTED:
         o.leaves_qty = 0.0
-    emit_event(ctl, out, orders, slot, E.RETRIES_EXHAUSTED, prev, Reason.RETRIES_EXHAUSTED, 0, wall_ns, np.nan, 0.0, 0.0)
+    emit_event(ctl, out, orders, slot, E.RETRIES_EXHAUSTED, prev, Reason.RETRIES_EXHAUSTED, 0, wall_ns, np.nan, 0.0,
+               0.0)
     o.attempt = 0
     finish(book, ctl, slot)
     # the strategy and risk hear of it: the order rejected, or its cancel/replace refused

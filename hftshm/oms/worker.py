@@ -41,7 +41,9 @@ from hftshm.oms.writer import oms_config_of, redis_config_of, writer_from_config
 from hftshm.runtime.worker import Worker, WorkerContext
 
 EXTRA_COUNTERS = ("open_orders_gauge", "event_spill_gauge", "event_ring_full", "backlog_halts", "blocked_cycles",
-                  "recovered_orders", "epoch_gauge", "recovering_gauge")
+                  "recovered_orders", "epoch_gauge", "recovering_gauge",
+                  # only with the in-process writer (no order_event ring); else the writer worker has them
+                  "writer_lag_events_gauge", "writer_lag_ms_gauge")
 _X = {name: len(oms_nb.STAT_NAMES) + i for i, name in enumerate(EXTRA_COUNTERS)}
 # the fast path (cycle_nb) writes the statistics and then the open-order count straight into the counters
 assert len(oms_nb.STAT_NAMES) == oms_nb.ST_WORDS and _X["open_orders_gauge"] == oms_nb.ST_WORDS
@@ -249,6 +251,9 @@ class OmsWorker(Worker):
         c[: len(oms_nb.STAT_NAMES)] = self.engine.stats[: len(oms_nb.STAT_NAMES)]
         c[_X["open_orders_gauge"]] = self.engine.open_count
         c[_X["event_spill_gauge"]] = self.overflow_n
+        if self.writer is not None:
+            c[_X["writer_lag_events_gauge"]] = self.writer.backlog_events
+            c[_X["writer_lag_ms_gauge"]] = int(self.writer.lag_s * 1000)
 
     # -- recovery --------------------------------------------------------------------------------
 

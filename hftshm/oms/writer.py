@@ -182,7 +182,8 @@ class EventWriter:
         self.db_errors += 1
         was_up = self.db_up
         self.db_up = False
-        self.last_error = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300] if str(exc) else type(exc).__name__
+        lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        self.last_error = lines[0][:300] if lines else type(exc).__name__
         if was_up or self.db_errors in (1, 10, 100) or self.db_errors % 1000 == 0:
             log.warning("order-event database write failed (%d errors; %d events waiting, kept in the journal): %s",
                         self.db_errors, self.journal.pending_records, self.last_error)

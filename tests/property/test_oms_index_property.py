@@ -22,7 +22,8 @@ def test_index_matches_a_dict(ops):
             assert inserted == (0 if (a, b) in model else 1)
             model.setdefault((a, b), i)
         else:
-            assert book_nb.index_delete(keys_a, keys_b, values, a, b) == (1 if model.pop((a, b), None) is not None else 0)
+            present = model.pop((a, b), None) is not None
+            assert book_nb.index_delete(keys_a, keys_b, values, a, b) == (1 if present else 0)
     for (a, b), value in model.items():
         assert book_nb.index_find(keys_a, keys_b, values, a, b) == value
     for op, (a, b) in ops:

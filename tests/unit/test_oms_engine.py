@@ -48,7 +48,8 @@ def test_new_order_gets_an_id_with_the_epoch_and_is_sent():
 
 def test_ids_from_two_epochs_never_collide():
     first, second = engine(epoch=1), engine(epoch=2)
-    ids = {place(first, client_order_id=i) for i in range(1, 50)} | {place(second, client_order_id=i) for i in range(1, 50)}
+    ids = {place(first, client_order_id=i) for i in range(1, 50)}
+    ids |= {place(second, client_order_id=i) for i in range(1, 50)}
     assert len(ids) == 98
 
 
