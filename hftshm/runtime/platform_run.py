@@ -47,12 +47,13 @@ def preflight(config, web: bool) -> None:
             except OSError as exc:
                 raise PreflightError(f"web.port {port} on {host} is not free ({exc.strerror}); choose another "
                                      f"with --port or [web] port, or stop what uses it") from None
-    from hftshm.oms.store import check_database
+    from hftshm.oms.store import Store, StoreError
 
     try:
-        check_database(config.oms.resolved_database_url(config.platform.run_dir))
-    except Exception as exc:  # the driver's own message says what failed (auth, host, database)
-        raise PreflightError(f"oms.database_url is unreachable: {exc}") from None
+        # creates the schema if needed: the OMS would at start, and a failure here leaves nothing behind
+        Store(config.oms.database_url_for(config.platform.run_dir), connect_timeout_s=3.0).close()
+    except StoreError as exc:  # names the database (without password) and the driver's reason
+        raise PreflightError(f"oms.database_url: {exc}") from None
     redis_url = config.redis.url
     if redis_url:
         import redis
@@ -69,6 +70,7 @@ class PlatformRun:
         self.options = options
         self.stop_reason: str | None = None
         self.web_server = None
+        self.app = None
 
     def _on_signal(self, signum, frame) -> None:
         self.stop_reason = signal.Signals(signum).name
@@ -96,7 +98,12 @@ class PlatformRun:
                 started = time.monotonic()
                 self._loop(sup, view, started, console)
                 sup.wait_quiet(timeout_s=5.0)
-                summary = build_summary(view.snapshot(), time.monotonic() - started, self.stop_reason)
+                final = view.snapshot()
+                summary = build_summary(final, time.monotonic() - started, self.stop_reason)
+                if self.app is not None:
+                    from hftshm.web.wiring import record_last_run
+
+                    record_last_run(self.app, final)
                 print_summary(summary, console)
                 self._write_summary(summary)
                 sup.shutdown()
@@ -154,8 +161,8 @@ class PlatformRun:
 
         from hftshm.web.wiring import create_platform_app
 
-        app = create_platform_app(self.config, view)
-        self.web_server = make_server(self.config.web.host, self.config.web.port, app, threaded=True)
+        self.app = create_platform_app(self.config, view)
+        self.web_server = make_server(self.config.web.host, self.config.web.port, self.app, threaded=True)
         threading.Thread(target=self.web_server.serve_forever, name="hftshm-web", daemon=True).start()
         console.print(f"dashboard: {self._url()}   metrics: http://{self.config.web.host}:{self.config.web.port}/metrics")
 
