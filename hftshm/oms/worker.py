@@ -43,7 +43,7 @@ from hftshm.runtime.worker import Worker, WorkerContext
 EXTRA_COUNTERS = ("open_orders_gauge", "event_spill_gauge", "event_ring_full", "backlog_halts", "blocked_cycles",
                   "recovered_orders", "epoch_gauge", "recovering_gauge",
                   # only with the in-process writer (no order_event ring); else the writer worker has them
-                  "writer_lag_events_gauge", "writer_lag_ms_gauge")
+                  "writer_lag_events_gauge", "writer_lag_ms_gauge", "reconcile_problems")
 _X = {name: len(oms_nb.STAT_NAMES) + i for i, name in enumerate(EXTRA_COUNTERS)}
 # the fast path (cycle_nb) writes the statistics and then the open-order count straight into the counters
 assert len(oms_nb.STAT_NAMES) == oms_nb.ST_WORDS and _X["open_orders_gauge"] == oms_nb.ST_WORDS
@@ -277,6 +277,13 @@ class OmsWorker(Worker):
                 self.ctx.log.info("oms: recovery waits for the writer to persist %d events of the previous run",
                                   unwritten)
             return 0
+        problems = self.store.reconcile_open_orders()
+        if problems:
+            # the writer commits an order row and its events in one transaction: this is damage
+            # from outside (a hand edit, a partial restore); load what is there, loudly
+            self.counters[_X["reconcile_problems"]] = len(problems)
+            for problem in problems:
+                self.ctx.log.error("oms: recovery: %s", problem)
         rows = self.store.load_orders(self.config.recover_recent_orders)
         loaded = self.engine.restore(rows)
         open_count = self.engine.open_count

@@ -98,6 +98,18 @@ def test_consistency_check_finds_a_tampered_order(store):
     assert problems and str(victim) in problems[0]
 
 
+def test_reconcile_open_orders_finds_a_row_behind_its_events(store):
+    events, final = scripted_events(store.new_epoch(), 10)
+    created_and_acked = events[np.isin(events["kind"], [E.CREATED, E.ACK])]
+    store.write_events(created_and_acked)
+    assert store.reconcile_open_orders() == []
+    victim = int(created_and_acked[0]["order_id"])
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(f"UPDATE orders SET state = {int(S.PENDING_CANCEL)} WHERE order_id = {victim}")
+    problems = store.reconcile_open_orders()
+    assert len(problems) == 1 and str(victim) in problems[0]
+
+
 def test_list_orders_filters(store):
     events, final = scripted_events(store.new_epoch(), 30)
     store.write_events(events)
