@@ -67,8 +67,13 @@ class PlatformConfig:
         raise AttributeError(name)
 
     def validate_all(self) -> "PlatformConfig":
+        """Every section read and every worker class importable: what ``hftshm run`` checks first."""
+        from hftshm.runtime.topology import load_factory
+
         for name in SECTION_CLASSES:
             getattr(self, name)
+        for worker in self.topology.workers:
+            load_factory(worker.factory)
         return self
 
     @classmethod

@@ -85,38 +85,45 @@ class PlatformRun:
             console.print(f"[red]cannot start:[/red] {exc}")
             return 2
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        sup = Supervisor(self.config.topology, self.config)
         try:
-            with Supervisor(self.config.topology, self.config) as sup:
-                try:
-                    sup.start()
-                except SupervisorError as exc:
-                    console.print(f"[red]cannot start:[/red] {exc}")
-                    return 2
-                view = self._view(sup)
-                if self.options.web:
-                    self._start_web(view, console)
-                started = time.monotonic()
-                self._loop(sup, view, started, console)
-                sup.wait_quiet(timeout_s=5.0)
-                final = view.snapshot()
-                summary = build_summary(final, time.monotonic() - started, self.stop_reason)
-                if self.app is not None:
-                    from hftshm.web.wiring import record_last_run
-
-                    record_last_run(self.app, final)
-                print_summary(summary, console)
-                self._write_summary(summary)
-                sup.shutdown()
-                if self.options.serve and self.options.web and self.stop_reason is None:
-                    console.print(f"serving the last values on {self._url()} (Ctrl-C to exit)")
-                    while self.stop_reason is None:
-                        time.sleep(0.2)
-                view.close()
+            try:
+                sup.create_segments()
+                sup.start()
+            except (ConfigError, SupervisorError, OSError) as exc:
+                console.print(f"[red]cannot start:[/red] {exc}")
+                return 2
+            self._run_pipeline(sup, console)
         finally:
             self._stop_web()
+            sup.__exit__(None, None, None)  # drains what still runs, unlinks every segment
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         return 0
+
+    def _run_pipeline(self, sup: Supervisor, console) -> None:
+        view = self._view(sup)
+        try:
+            if self.options.web:
+                self._start_web(view, console)
+            started = time.monotonic()
+            self._loop(sup, view, started, console)
+            sup.wait_quiet(timeout_s=5.0)
+            final = view.snapshot()
+            summary = build_summary(final, time.monotonic() - started, self.stop_reason)
+            if self.app is not None:
+                from hftshm.web.wiring import record_last_run
+
+                record_last_run(self.app, final)
+            print_summary(summary, console)
+            self._write_summary(summary)
+            sup.shutdown()
+            if self.options.serve and self.options.web and self.stop_reason is None:
+                console.print(f"serving the last values on {self._url()} (Ctrl-C to exit)")
+                while self.stop_reason is None:
+                    time.sleep(0.2)
+        finally:
+            view.close()
 
     def _view(self, sup: Supervisor):
         from hftshm.metrics.live import SharedMemoryView
