@@ -100,12 +100,12 @@ def _writer_main(prefix: str, run_dir: str, overrides: dict, with_db: bool, stop
             ring.release(len(view))
         else:
             time.sleep(0.0002)
+    rig.stop_workers()  # the writer flushes what it holds
     stats = {"released": released}
     if writer is not None:
         w = writer.writer
         stats = {"written": w.events_written, "batches": w.batches, "db_errors": w.db_errors,
                  "db_events_per_busy_s": round(w.events_written / max(w.db_busy_s, 1e-9))}
-    rig.stop_workers()
     ring.close()
     rig.close()
     report.send(stats)

@@ -167,9 +167,9 @@ class EventWriter:
                                 self.journal.pending_records)
                 self.db_up = True
             backoff = self.reconnect_backoff_s
-            self.journal.advance(len(data))
             self.events_written += len(events)
             self.batches += 1
+            self.journal.advance(len(data))  # last: "nothing pending" implies the counters are current
             if self.mirror is not None:
                 try:
                     self.mirror.apply(events)
