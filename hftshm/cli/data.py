@@ -73,7 +73,7 @@ def import_command(
 
 def _print_import_summary(console, summary, out: Path) -> None:
     console.print(f"{out}: {summary.rows:,} rows from {summary.lines:,} lines in {summary.elapsed_s:.2f} s "
-                  f"({summary.rows_per_s:,.0f} rows/s)")
+                  f"({summary.rows_per_s:,.0f} rows/s; {summary.cpu_s:.2f} s of CPU)")
     console.print("rows by kind: " + ", ".join(f"{kind} {summary.rows_by_kind.get(kind, 0):,}"
                                                for kind in ("depth", "snapshot", "trade", "bbo", "clear")))
     console.print(f"symbols: {', '.join(sorted(summary.symbols)) or '(none)'}; snapshots applied: {summary.snapshots_applied}")

@@ -71,6 +71,7 @@ class ImportSummary:
     snapshots_applied: int = 0
     symbols: set = field(default_factory=set)
     elapsed_s: float = 0.0
+    cpu_s: float = 0.0  # process CPU time (both threads); steadier than elapsed_s on a busy machine
 
     @property
     def rows(self) -> int:
@@ -105,14 +106,14 @@ class BinanceImporter:
         self._source_symbols: dict[str, set[str]] = {}
         self._pending_snapshots: dict[str, list] = {}
         self.summary = ImportSummary()
-        self._loads = json.loads
+        self._loads = json.JSONDecoder().decode  # str in: no per-line encoding detection
 
     # ----------------------------------------------------------------- input
-    def feed(self, local_ts_ns: int, payload: bytes, source: str, line_no: int) -> None:
+    def feed(self, local_ts_ns: int, payload: str, source: str, line_no: int) -> None:
         self.summary.lines += 1
         try:
             message = self._loads(payload)
-            data = message.get("data", message) if "stream" in message else message
+            data = message["data"] if "stream" in message else message
             if "lastUpdateId" in data:
                 self._on_snapshot(local_ts_ns, data, message.get("stream"), source, line_no)
                 return
@@ -160,6 +161,7 @@ class BinanceImporter:
 
     def _on_bbo(self, local_ts_ns: int, d: dict) -> None:
         symbol = d["s"].upper()
+        self.summary.symbols.add(symbol)
         if "E" not in d and "T" not in d:
             self.summary.notes["bbo_without_exchange_time"] += 1
         prefix = f"{self._exch_ns(d, local_ts_ns)},{local_ts_ns},{symbol},bbo,"
@@ -176,6 +178,7 @@ class BinanceImporter:
         trade_id = int(d["t"] if event == "trade" else d["a"])
         side = "sell" if d["m"] else "buy"  # m: the buyer was the maker, so the seller was the aggressor
         symbol = d["s"].upper()
+        self.summary.symbols.add(symbol)
         self._rows.append(f"{self._exch_ns(d, local_ts_ns)},{local_ts_ns},{symbol},trade,{side},{d['p']},{d['q']},{trade_id}\n")
         self.summary.rows_by_kind["trade"] += 1
 
@@ -289,6 +292,16 @@ class BinanceImporter:
         if sync.state == _LIVE and last_update_id <= sync.prev_u:
             self.summary.dropped["snapshot_older_than_live_book"] += 1
             return
+        if sync.state == _NO_SNAPSHOT and sync.buffer:
+            # Binance: buffered diffs older than the snapshot go; if the oldest left starts after it, the
+            # snapshot is too old to connect (fetch another): keep buffering, nothing is emitted
+            target = last_update_id + 1 if sync.spot else last_update_id
+            while sync.buffer and sync.buffer[0][3] < target:
+                sync.buffer.popleft()
+                self.summary.dropped["depth_before_snapshot"] += 1
+            if sync.buffer and sync.buffer[0][2] > target:
+                self.summary.dropped["snapshot_older_than_buffered_diffs"] += 1
+                return
         exch_ns = self._exch_ns(d, local_ts_ns)
         head = f"{exch_ns},{local_ts_ns},{sync.symbol},snapshot,"
         tail = f",{last_update_id}\n"
@@ -313,18 +326,20 @@ def _is_gzip(path: Path) -> bool:
         return handle.read(2) == b"\x1f\x8b"
 
 
-def _lines(path: Path, index: int, progress: list[int]) -> Iterator[tuple[int, int, bytes, int]]:
+def _lines(path: Path, index: int, progress: list[int]) -> Iterator[tuple[int, int, str, int]]:
     """(local_ts_ns, file index, payload, line number); ts -1 when the line has no readable timestamp."""
     import gzip
+    import io
 
     raw = open(path, "rb")
     stream = gzip.GzipFile(fileobj=raw) if _is_gzip(path) else raw
+    text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
     last_ts = 0
     try:
-        for line_no, line in enumerate(stream, 1):
+        for line_no, line in enumerate(text, 1):
             if line_no & 4095 == 0:
                 progress[index] = raw.tell()
-            space = line.find(b" ")
+            space = line.find(" ")
             if space < 0 and not line.strip():
                 continue  # blank line: nothing lost
             try:
@@ -332,14 +347,51 @@ def _lines(path: Path, index: int, progress: list[int]) -> Iterator[tuple[int, i
             except ValueError:
                 ts = -1
             if ts < 0:
-                yield last_ts, index, b"", line_no  # keeps its place in the merge; rejected as bad_timestamp
+                yield last_ts, index, "", line_no  # keeps its place in the merge; rejected as bad_timestamp
                 continue
             last_ts = ts
             yield ts, index, line[space + 1:], line_no
     finally:
         progress[index] = raw.tell()
-        stream.close()
+        text.close()
         raw.close()
+
+
+class _BackgroundWriter:
+    """Encodes and writes (compresses, for gzip) chunks on a thread: zlib releases the GIL, so
+    compression overlaps the JSON parsing instead of adding to it."""
+
+    def __init__(self, handle):
+        import queue
+        import threading
+
+        self._handle = handle
+        self._queue: queue.Queue = queue.Queue(maxsize=16)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="hftshm-import-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            text = self._queue.get()
+            if text is None:
+                return
+            if self._error is None:
+                try:
+                    self._handle.write(text.encode())
+                except BaseException as exc:  # surfaced by write/close in the caller's thread
+                    self._error = exc
+
+    def write(self, text: str) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(text)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def import_files(sources: Iterable[str | Path], out_path: str | Path, *, strict: bool = False,
@@ -358,12 +410,14 @@ def import_files(sources: Iterable[str | Path], out_path: str | Path, *, strict:
     total = sum(p.stat().st_size for p in paths)
     progress = [0] * len(paths)
     started = time.perf_counter()
+    cpu_started = time.process_time()
     out_path = Path(out_path)
     tmp_path = out_path.with_name(out_path.name + ".partial")
     try:
         with open_binary(tmp_path, "wb", compresslevel=compresslevel, gzipped=out_path.name.endswith(".gz")) as out:
             out.write((HEADER + "\n").encode())
-            importer = BinanceImporter(lambda text: out.write(text.encode()), strict=strict)
+            writer = _BackgroundWriter(out)
+            importer = BinanceImporter(writer.write, strict=strict)
             streams = [_lines(p, i, progress) for i, p in enumerate(paths)]
             merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda item: item[0])
             count = 0
@@ -376,7 +430,10 @@ def import_files(sources: Iterable[str | Path], out_path: str | Path, *, strict:
                 count += 1
                 if on_progress is not None and count & 8191 == 0:
                     on_progress(sum(progress), total)
-            summary = importer.finish()
+            try:
+                summary = importer.finish()
+            finally:
+                writer.close()
         tmp_path.replace(out_path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -384,4 +441,5 @@ def import_files(sources: Iterable[str | Path], out_path: str | Path, *, strict:
     if on_progress is not None:
         on_progress(total, total)
     summary.elapsed_s = time.perf_counter() - started
+    summary.cpu_s = time.process_time() - cpu_started
     return summary

@@ -1,8 +1,9 @@
 """numba kernel: canonical tick CSV bytes -> ``market_event`` records, rejects counted with line numbers.
 
 One pass over a block of complete lines. Decimal strings become float64 as ``mantissa / 10**decimals``:
-both are exact in float64 for up to 15 significant digits, and IEEE division rounds correctly, so the
-result is bit-identical to ``float(text)``. Row issues are counted by reason and the first ones are
+both are exact in float64 for up to 15 significant digits (mantissa < 2**53), and IEEE division
+rounds correctly, so the result is bit-identical to ``float(text)`` (longer strings, up to 18 digits,
+may differ in the last bit; exchange prices and sizes have far fewer digits). Row issues are counted by reason and the first ones are
 recorded with their line numbers; a rejected row is skipped, a warning row is kept.
 
 Message framing: consecutive depth/snapshot rows with the same symbol, update id and timestamps are

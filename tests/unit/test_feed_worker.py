@@ -1,0 +1,113 @@
+"""FeedWorker: routes by ring layout, counts, finishes, and resumes after a restart."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hftshm.config import ConfigError, Section
+from hftshm.feed.config import FeedConfig
+from hftshm.feed.testing import write_tick_csv
+from hftshm.feed.worker import FeedWorker
+from hftshm.metrics.histogram import new_histogram, summarize
+from hftshm.runtime.worker import WorkerContext
+from hftshm.transport.ring import Ring
+from hftshm.transport.testing import unique_name
+
+T = 1_723_161_256_000_000_000
+
+
+def _csv(path, n=300):
+    rows = [(T, T - 1_270_000_000, "BTCUSDT", "snapshot", "buy", "100.0", "1.000", 1),
+            (T, T - 1_270_000_000, "BTCUSDT", "snapshot", "sell", "100.5", "1.000", 1)]
+    for i in range(1, n):
+        rows.append((T + i * 1000, T + i * 1000 - 1_270_000_000 + i % 7, "BTCUSDT", "depth", "buy",
+                     f"{99 + (i % 10) / 10:.1f}", f"{i % 4}.000", 1 + i))
+    return write_tick_csv(path, rows)
+
+
+def _ctx(outputs, counters=None):
+    return WorkerContext(name="feed", params={}, inputs={}, outputs=outputs, config=None,
+                         counters=np.zeros(32, np.int64) if counters is None else counters,
+                         histograms={"exch_to_recv": new_histogram(), "recv_to_publish": new_histogram()},
+                         run_dir=Path("."), log=logging.getLogger("test.feed"))
+
+
+@pytest.fixture
+def rings():
+    made = {"md": Ring.create(unique_name("md"), "market_event", 1 << 10),
+            "book": Ring.create(unique_name("bk"), "book_snapshot", 1 << 10)}
+    yield made
+    for ring in made.values():
+        ring.close()
+        ring.unlink()
+
+
+def _run(worker, rings, limit=None):
+    got = {name: [] for name in rings}
+    steps = 0
+    while not worker.is_done() and (limit is None or steps < limit):
+        worker.do_work()
+        steps += 1
+        for name, ring in rings.items():
+            view = ring.poll(1 << 10)
+            got[name].append(view.copy())
+            ring.release()
+    return {name: np.concatenate(v) for name, v in got.items()}
+
+
+def test_worker_publishes_everything_and_counts(tmp_path, rings):
+    worker = FeedWorker(data=[str(_csv(tmp_path / "d.csv"))], speed=0, batch_events=64)
+    ctx = _ctx(rings)
+    worker.on_start(ctx)
+    got = _run(worker, rings)
+    worker.on_close()
+    names = FeedWorker.COUNTER_NAMES
+    c = dict(zip(names, ctx.counters))
+    assert names[0] == "events_published" and names[1] == "events_total"
+    assert c["events_published"] == c["events_total"] == len(got["md"]) == 302  # clear + 2 snapshot levels + 299
+    assert c["snapshots_published"] == len(got["book"]) == 300
+    assert c["clock_offset_ms_gauge"] == -1270 and c["gaps"] == 0 and c["book_rejects"] == 0
+    assert summarize(ctx.histograms["exch_to_recv"]).count == 299  # depth events
+    assert summarize(ctx.histograms["recv_to_publish"]).count == 302
+    assert worker.on_drain() == 0
+
+
+def test_restarted_worker_resumes_after_what_it_published(tmp_path, rings):
+    data = str(_csv(tmp_path / "d.csv"))
+    first = FeedWorker(data=[data], speed=0, batch_events=50)
+    ctx = _ctx(rings)
+    first.on_start(ctx)
+    partial = _run(first, rings, limit=3)
+    published = int(ctx.counters[0])
+    assert 0 < published < 302 and len(partial["md"]) == published
+    # the process dies; the status row keeps the counters; a new worker takes over the rings
+    second = FeedWorker(data=[data], speed=0, batch_events=50)
+    second.on_start(_ctx(rings, counters=ctx.counters))
+    rest = _run(second, rings)
+    events = np.concatenate([partial["md"], rest["md"]])
+    assert len(events) == 302
+    assert list(events["update_id"][3:]) == list(range(2, 301))
+    snaps = np.concatenate([partial["book"], rest["book"]])
+    assert snaps[-1]["bid_px"][0] == second.replayer.books["BTCUSDT"].best_bid
+
+
+def test_missing_data_file_is_a_config_error(tmp_path, rings):
+    worker = FeedWorker(data=[str(tmp_path / "none.csv.gz")])
+    with pytest.raises(ConfigError, match="feed.data: .*none.csv.gz does not exist"):
+        worker.on_start(_ctx(rings))
+
+
+def test_config_defaults_and_errors():
+    config = FeedConfig.from_section(Section("feed", {}))
+    assert config.data == ("data/btcusdt_20240808.csv.gz",) and config.speed == 1.0 and config.book_levels == 10
+    assert config.data_paths()[0].exists()  # the shipped day is found from any working directory
+    assert FeedConfig.from_section(Section("feed", {"data": "x.csv", "speed": 0})).data == ("x.csv",)
+    for raw, text in (({"speed": -1}, "feed.speed"), ({"book_levels": 11}, "feed.book_levels"),
+                      ({"data": []}, "feed.data"), ({"data": [3]}, "feed.data"), ({"sped": 1}, "unknown key"),
+                      ({"strict": "yes"}, "feed.strict"), ({"batch_events": 0}, "feed.batch_events")):
+        with pytest.raises(ConfigError, match=text):
+            FeedConfig.from_section(Section("feed", raw))
