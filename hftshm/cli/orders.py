@@ -18,9 +18,9 @@ from hftshm.config import DEFAULT_CONFIG, ConfigError
 orders_app = typer.Typer(help="Orders and their audit trail, from the OMS database.", invoke_without_command=True)
 
 ConfigOption = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="platform config file")
-DbOption = typer.Option(None, "--db", help="database URL (default: [oms] database_url, or SQLite under run_dir)")
+DbOption = typer.Option(None, "--db", help="database URL (default: \\[oms] database_url, or SQLite under run_dir)")
 SchemaOption = typer.Option(None, "--schema",
-                            help="PostgreSQL schema of the OMS tables (default [oms] database_schema)")
+                            help="PostgreSQL schema of the OMS tables (default \\[oms] database_schema)")
 JsonOption = typer.Option(False, "--json", help="print JSON instead of a table")
 
 
@@ -35,7 +35,7 @@ def orders_command(
                                     "new, acknowledged, partially_filled, filled, cancelled, rejected, "
                                     "pending_cancel, replaced, or 'open'"),
     strategy: int = typer.Option(None, "--strategy", help="only this strategy id"),
-    symbol: str = typer.Option(None, "--symbol", help="only this symbol (name from [symbols], or its id)"),
+    symbol: str = typer.Option(None, "--symbol", help="only this symbol (name from \\[symbols], or its id)"),
     limit: int = typer.Option(50, "--limit", "-n", min=1, help="at most this many, newest first"),
     db: str = DbOption, schema: str = SchemaOption, config: Path = ConfigOption, as_json: bool = JsonOption,
 ) -> None:
