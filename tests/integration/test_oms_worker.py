@@ -152,3 +152,62 @@ def test_open_orders_are_mirrored_to_redis(tmp_path):
         client.close()
         rig.close()
         drop(url, schema)
+
+
+def _run_script(tmp_path, name: str, with_event_ring: bool):
+    """The same inputs through one OMS; returns what it published and what it persisted."""
+    from hftshm.codes import Action, ReportEvent
+
+    url, schema = new_database("sqlite", tmp_path / name)
+    (tmp_path / name).mkdir(exist_ok=True)
+    rig = OmsRig(tmp_path / name / "run", url, schema=schema, capacity=256, oms={"batch_size": 16})
+    try:
+        if with_event_ring:
+            rig.start_writer()
+        oms = rig.start_oms(with_event_ring=with_event_ring)
+        assert rig.run_until(lambda: not oms.recovering)
+        assert (oms._rings is not None) == with_event_ring, "fast path exactly when there is an event ring"
+        intents = new_orders(*({"client_order_id": i, "qty": 1.0} for i in range(1, 41)), {"client_order_id": 3})
+        rig.send_orders(intents)
+        assert rig.run_until(lambda: rig.rings["exchange.orders"].occupancy() == 40)
+        sent = rig.exchange_orders()
+        answers = []
+        for order in sent:
+            cid = int(order["client_order_id"])
+            answers.append(ack_for(order))
+            if cid % 4 == 0:
+                answers.append(fill_for(order, 1.0, 1.0))
+            elif cid % 4 == 1:
+                answers.append(fill_for(order, 0.5, 0.5))
+                answers.append(fill_for(order, 0.5, 0.5))  # a replayed report: stale
+        rig.send_reports(reports(*answers))
+        rig.send_orders(new_orders(*({"action": Action.CANCEL, "client_order_id": 100 + i,
+                                      "target_client_order_id": i} for i in range(1, 41, 2))))
+        assert rig.run_until(lambda: rig.rings["exchange.orders"].occupancy() >= 10)
+        cancels = rig.exchange_orders()
+        rig.send_reports(reports(*({"order_id": int(c["order_id"]), "event": ReportEvent.CANCEL} for c in cancels)))
+        expected_reports = 1 + len(answers) - 10 + 20 + len(cancels)
+        assert rig.run_until(lambda: rig.rings["reports.risk"].occupancy() >= expected_reports - 20)
+        rig.step(50)
+        published = (sent[["client_order_id", "action", "seq"]].tolist(),
+                     cancels[["client_order_id", "action", "target_client_order_id"]].tolist(),
+                     rig.strategy_reports()[["client_order_id", "event", "reason", "seq"]].tolist())
+        counters = dict(zip(oms.COUNTER_NAMES[:16], oms.ctx.counters[:16].tolist()))
+        rig.stop_workers()
+        store = Store(url, schema=schema)
+        trail = [(r["client_order_id"], r["state"], [e["kind"] for e in store.events_of(r["order_id"])])
+                 for r in sorted(store.list_orders(limit=1000), key=lambda r: r["client_order_id"])]
+        assert store.check_consistency() == []
+        store.close()
+        return published, counters, trail
+    finally:
+        rig.close()
+
+
+def test_the_numba_cycle_and_the_python_path_agree(tmp_path):
+    fast = _run_script(tmp_path, "fast", with_event_ring=True)
+    slow = _run_script(tmp_path, "slow", with_event_ring=False)
+    assert fast[0] == slow[0], "the same orders and reports, in the same order"
+    assert fast[1] == slow[1], "the same counters"
+    assert fast[2] == slow[2], "the same audit trail"
+    assert fast[1]["stale_reports"] == 10 and fast[1]["duplicates"] == 1
