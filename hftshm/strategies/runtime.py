@@ -74,6 +74,9 @@ class StrategyHost:
         self.failures: list[tuple[str, str]] = []  # (strategy name, error) in order of occurrence
         self.orphan_reports = 0  # reports for a strategy id no longer here
         self.now_ns = 0
+        # ids are never reused while the host lives: a removed strategy's (id, client order id)
+        # pairs may still be known downstream, and a new strategy restarts its client order ids
+        self._next_id = 1
 
     # -- registration ----------------------------------------------------------------------------
     def add(self, name: str, spec: str | type, symbol: str, params: dict[str, Any] | None = None,
@@ -83,7 +86,7 @@ class StrategyHost:
         if any(slot.name == name for slot in self.slots.values()):
             raise StrategyError(name, "a strategy with this name is already running")
         if strategy_id is None:
-            strategy_id = max(self.slots, default=0) + 1
+            strategy_id = self._next_id
         if strategy_id in self.slots or not 0 < strategy_id < 65536:
             raise StrategyError(name, f"strategy id {strategy_id} is taken or outside 1..65535")
         try:
@@ -110,6 +113,7 @@ class StrategyHost:
         slot = StrategySlot(strategy_id, name, spec_text,
                             strategy, StrategyState.PAUSED if paused else StrategyState.RUNNING, resolved, row)
         self.slots[strategy_id] = slot
+        self._next_id = max(self._next_id, strategy_id + 1)
         self._write_status(slot)
         log.info("strategy %s (id %d, %s on %s) added", name, strategy_id, slot.spec, sym.name)
         return strategy_id
