@@ -273,7 +273,12 @@ def _apply_report(book, ctl, out, rep, slot, now_ns, wall_ns):
     prev = o.state
     nxt = np.int64(ctl[3][prev, kind])
     if nxt == 0:
-        refuse(ctl, out, orders, slot, Reason.ILLEGAL_TRANSITION, exch_ts, wall_ns)
+        if ctl[4][prev] and (kind == E.REJECT or (kind == E.ACK and prev != S.REJECTED)):
+            # news about a finished order: the exchange refusing a cancel that came too late, or
+            # re-acking a resend. Not applied, but no alarm either (unlike an ack after we gave up)
+            refuse(ctl, out, orders, slot, Reason.STALE_REPORT, exch_ts, wall_ns)
+        else:
+            refuse(ctl, out, orders, slot, Reason.ILLEGAL_TRANSITION, exch_ts, wall_ns)
         return
     first_ack = (o.flags & FLAG_ACKED) == 0
     exec_price = np.nan

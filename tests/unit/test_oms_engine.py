@@ -300,3 +300,19 @@ def test_sides_are_kept():
     eng = engine()
     order_id = place(eng, side=Side.SELL)
     assert eng.order(order_id)["side"] == Side.SELL
+
+
+@pytest.mark.parametrize("fate", [ReportEvent.FILL, ReportEvent.CANCEL])
+def test_late_news_about_a_finished_order_is_stale_not_an_alarm(fate):
+    eng = engine()
+    order_id = place(eng, client_order_id=1)
+    eng.on_reports(reports({"order_id": order_id, "event": ReportEvent.ACK}), 0, 1)
+    eng.on_orders(new_orders({"action": Action.CANCEL, "client_order_id": 2, "target_client_order_id": 1}), 0, 1)
+    eng.on_reports(reports({"order_id": order_id, "event": fate, "qty": 0.1, "cum_qty": 0.1}), 0, 1)
+    eng.clear()
+    # the cancel lost the race: the exchange refuses it; a resend's re-ack arrives late
+    eng.on_reports(reports({"order_id": order_id, "event": ReportEvent.REJECT, "reason": Reason.UNKNOWN_ORDER},
+                           {"order_id": order_id, "event": ReportEvent.ACK}), 1, 1)
+    assert [int(e["reason"]) for e in eng.staged().events] == [Reason.STALE_REPORT] * 2
+    assert len(eng.staged().reports) == 0
+    assert eng.counters()["illegal_transitions"] == 0 and eng.counters()["stale_reports"] == 2
