@@ -227,6 +227,13 @@ class OmsWorker(Worker):
             return 0
         taken = self._offer_events(np.frombuffer(data, dtype=ORDER_EVENT.dtype))
         self.spill.advance(taken * ORDER_EVENT.itemsize)
+        if taken and self.overflow_n == 0:
+            self.counters[_X["event_spill_gauge"]] = 0
+            if self._halted:
+                # the next episode halts again; resuming stays an operator's decision
+                self._halted = False
+                self.ctx.log.warning("oms: order-event backlog drained; trading stays HALTED until an operator "
+                                     "resumes it ('hftshm risk state active')")
         return taken
 
     def _backlog_full(self) -> None:
