@@ -79,8 +79,8 @@ def book_command(
     notes = [
         f"{path.name}: {len(events):,} events, {updates:,} level updates; best of {repeats} whole-day runs",
         f"target: >= {TARGET_UPDATES_PER_S / 1e6:.0f}M level updates/s at 10 levels; "
-        + ", ".join(f"{r['name']} {r['ops_per_s'] / 1e6:.1f}M/s ({'meets' if r['ops_per_s'] >= TARGET_UPDATES_PER_S else 'below'})"
-                    for r in results),
+        + ", ".join(f"{r['name']} {r['ops_per_s'] / 1e6:.1f}M/s "
+                    f"({'meets' if r['ops_per_s'] >= TARGET_UPDATES_PER_S else 'below'})" for r in results),
         "percentiles: ns per depth message (avg ~68 levels + top-N), one clock read included",
         "shared machine: wall figures vary with other load; cpu_ops_per_s uses the thread's CPU time",
     ]

@@ -164,7 +164,7 @@ def _recording_from_events(day, out: Path) -> Path:
     from hftshm.book.book import DecimalStep
     from hftshm.codes import EventFlag, EventKind, Side
 
-    symbols = {entry[1]: (entry[0], DecimalStep.of(entry[2]), DecimalStep.of(entry[3])) for entry in day.header["symbols"]}
+    symbols = {sid: (name, DecimalStep.of(tick), DecimalStep.of(lot)) for name, sid, tick, lot in day.header["symbols"]}
     events = np.asarray(day.events)
     ends = np.flatnonzero(events["flags"] & EventFlag.LAST_IN_MESSAGE) + 1
     prev_u = 0
@@ -181,27 +181,31 @@ def _recording_from_events(day, out: Path) -> Path:
 
         def levels(side, recs=msg):
             sel = recs[recs["side"] == side]
-            return [[px_step.format(round(p * px_step.den / px_step.num)), qty_step.format(round(q * qty_step.den / qty_step.num))]
-                    for p, q in zip(sel["price"], sel["qty"])]
+            return [[px_step.format(round(p * px_step.den / px_step.num)),
+                     qty_step.format(round(q * qty_step.den / qty_step.num))] for p, q in zip(sel["price"], sel["qty"])]
 
         u = int(head["update_id"])
         if kind == EventKind.CLEAR and len(msg) > 1:  # a snapshot: CLEAR then its levels
-            body = {"lastUpdateId": u, "E": ms, "T": ms, "bids": levels(Side.BUY, msg[1:]), "asks": levels(Side.SELL, msg[1:])}
+            body = {"lastUpdateId": u, "E": ms, "T": ms, "bids": levels(Side.BUY, msg[1:]),
+                    "asks": levels(Side.SELL, msg[1:])}
             first_u = u
             prev_u = u
         elif kind == EventKind.DEPTH:
             first_u = prev_u if prev_u else u
-            body = {"stream": f"{stream}@depth@0ms", "data": {"e": "depthUpdate", "E": ms, "T": ms, "s": name, "U": first_u,
-                                                            "u": u, "pu": prev_u, "b": levels(Side.BUY), "a": levels(Side.SELL)}}
+            data = {"e": "depthUpdate", "E": ms, "T": ms, "s": name, "U": first_u, "u": u, "pu": prev_u,
+                    "b": levels(Side.BUY), "a": levels(Side.SELL)}
+            body = {"stream": f"{stream}@depth@0ms", "data": data}
             prev_u = u
         elif kind == EventKind.BBO and len(msg) == 2:
             bid, ask = levels(Side.BUY)[0], levels(Side.SELL)[0]
-            body = {"stream": f"{stream}@bookTicker", "data": {"e": "bookTicker", "u": u, "s": name, "b": bid[0], "B": bid[1],
-                                                             "a": ask[0], "A": ask[1], "T": ms, "E": ms}}
+            data = {"e": "bookTicker", "u": u, "s": name, "b": bid[0], "B": bid[1], "a": ask[0], "A": ask[1], "T": ms,
+                    "E": ms}
+            body = {"stream": f"{stream}@bookTicker", "data": data}
         elif kind == EventKind.TRADE:
             p, q = levels(int(head["side"]))[0]
-            body = {"stream": f"{stream}@trade", "data": {"e": "trade", "E": ms, "T": ms, "s": name, "t": u, "p": p, "q": q,
-                                                        "X": "MARKET", "m": int(head["side"]) == Side.SELL}}
+            data = {"e": "trade", "E": ms, "T": ms, "s": name, "t": u, "p": p, "q": q, "X": "MARKET",
+                    "m": int(head["side"]) == Side.SELL}
+            body = {"stream": f"{stream}@trade", "data": data}
         else:
             continue
         lines.append(f"{int(head['local_ts_ns'])} {json.dumps(body, separators=(',', ':'))}\n")

@@ -12,7 +12,8 @@ from hftshm.config import DEFAULT_CONFIG
 data_app = typer.Typer(help="Market data: import exchange recordings, rebuild L2 books, validate tick files.",
                        no_args_is_help=True)
 
-ConfigOption = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="platform config ([symbols] gives ids, tick and lot sizes)")
+ConfigOption = typer.Option(DEFAULT_CONFIG, "--config", "-c",
+                            help="platform config ([symbols] gives ids, tick and lot sizes)")
 
 
 def register(app: typer.Typer) -> None:
@@ -76,9 +77,11 @@ def _print_import_summary(console, summary, out: Path) -> None:
                   f"({summary.rows_per_s:,.0f} rows/s; {summary.cpu_s:.2f} s of CPU)")
     console.print("rows by kind: " + ", ".join(f"{kind} {summary.rows_by_kind.get(kind, 0):,}"
                                                for kind in ("depth", "snapshot", "trade", "bbo", "clear")))
-    console.print(f"symbols: {', '.join(sorted(summary.symbols)) or '(none)'}; snapshots applied: {summary.snapshots_applied}")
+    symbols = ", ".join(sorted(summary.symbols)) or "(none)"
+    console.print(f"symbols: {symbols}; snapshots applied: {summary.snapshots_applied}")
     if summary.gaps:
-        console.print(f"[yellow]{len(summary.gaps)} gap(s)[/yellow] in depth updates (book invalid until the next snapshot):")
+        console.print(f"[yellow]{len(summary.gaps)} gap(s)[/yellow] in depth updates "
+                      f"(book invalid until the next snapshot):")
         for gap in summary.gaps[:20]:
             console.print(f"  {gap.describe()}")
     else:
@@ -156,7 +159,8 @@ def check_command(
         _fail(str(exc))
     elapsed = time.perf_counter() - started
     console.print(f"{source}: {report.lines:,} lines, {report.records:,} events, {report.rejected:,} rejected, "
-                  f"{report.warnings:,} warnings, checked in {elapsed:.2f} s ({report.lines / max(elapsed, 1e-9):,.0f} rows/s)")
+                  f"{report.warnings:,} warnings, checked in {elapsed:.2f} s "
+                  f"({report.lines / max(elapsed, 1e-9):,.0f} rows/s)")
     _print_statistics(console, report, books)
     _print_problems(console, report, books)
     if report.rejected or books.rejected():
@@ -187,9 +191,9 @@ def _print_statistics(console, report, books) -> None:
     offset = report.min_local_minus_exch_ns
     if offset is not None:
         behind = "behind" if offset < 0 else "ahead of"
-        console.print(f"clock: min(local - exchange) over depth and trade events = {offset / 1e6:,.3f} ms: the recording "
-                      f"clock ran at least {abs(offset) / 1e6:,.3f} ms {behind} the exchange's (feed latency is measured "
-                      f"above this minimum, never as a raw difference)")
+        console.print(f"clock: min(local - exchange) over depth and trade events = {offset / 1e6:,.3f} ms: "
+                      f"the recording clock ran at least {abs(offset) / 1e6:,.3f} ms {behind} the exchange's "
+                      f"(feed latency is measured above this minimum, never as a raw difference)")
 
 
 def _print_problems(console, report, books) -> None:
@@ -200,6 +204,7 @@ def _print_problems(console, report, books) -> None:
             console.print(f"  {line}")
     for symbol, issues in books.issues().items():
         if issues:
-            console.print(f"[yellow]book {symbol}:[/yellow] " + ", ".join(f"{i.name.lower()}={c:,}" for i, c in issues.items()))
+            counts = ", ".join(f"{i.name.lower()}={c:,}" for i, c in issues.items())
+            console.print(f"[yellow]book {symbol}:[/yellow] {counts}")
     if not problems and not any(books.issues().values()):
         console.print("no problems found")

@@ -54,8 +54,9 @@ class Gap:
     missing_ids: int  # update ids skipped
 
     def describe(self) -> str:
-        return (f"{self.symbol} gap at {self.source}:{self.line} (local {self.local_ts_ns}): expected {self.expected_id}, "
-                f"got {self.got_id}, {self.missing_ids} update id(s) missed; book invalid until the next snapshot")
+        return (f"{self.symbol} gap at {self.source}:{self.line} (local {self.local_ts_ns}): "
+                f"expected {self.expected_id}, got {self.got_id}, {self.missing_ids} update id(s) missed; "
+                f"book invalid until the next snapshot")
 
 
 @dataclass
@@ -134,7 +135,8 @@ class BinanceImporter:
 
     def reject(self, source: str, line_no: int, reason: str) -> None:
         if self._strict:
-            raise FeedImportError(f"{source}:{line_no}: {reason.replace('_', ' ')} (--strict stops at the first bad line)")
+            raise FeedImportError(f"{source}:{line_no}: {reason.replace('_', ' ')} "
+                                  f"(--strict stops at the first bad line)")
         self.summary.rejects[reason] += 1
         if len(self.summary.reject_lines) < MAX_REPORTED_LINES:
             self.summary.reject_lines.append((source, line_no, reason))
@@ -179,7 +181,8 @@ class BinanceImporter:
         side = "sell" if d["m"] else "buy"  # m: the buyer was the maker, so the seller was the aggressor
         symbol = d["s"].upper()
         self.summary.symbols.add(symbol)
-        self._rows.append(f"{self._exch_ns(d, local_ts_ns)},{local_ts_ns},{symbol},trade,{side},{d['p']},{d['q']},{trade_id}\n")
+        exch_ns = self._exch_ns(d, local_ts_ns)
+        self._rows.append(f"{exch_ns},{local_ts_ns},{symbol},trade,{side},{d['p']},{d['q']},{trade_id}\n")
         self.summary.rows_by_kind["trade"] += 1
 
     def _sync_for(self, symbol: str) -> _SymbolSync:

@@ -3,8 +3,9 @@
 One pass over a block of complete lines. Decimal strings become float64 as ``mantissa / 10**decimals``:
 both are exact in float64 for up to 15 significant digits (mantissa < 2**53), and IEEE division
 rounds correctly, so the result is bit-identical to ``float(text)`` (longer strings, up to 18 digits,
-may differ in the last bit; exchange prices and sizes have far fewer digits). Row issues are counted by reason and the first ones are
-recorded with their line numbers; a rejected row is skipped, a warning row is kept.
+may differ in the last bit; exchange prices and sizes have far fewer digits). Row issues are
+counted by reason and the first ones are recorded with their line numbers; a rejected row is
+skipped, a warning row is kept.
 
 Message framing: consecutive depth/snapshot rows with the same symbol, update id and timestamps are
 one exchange message, a bbo message is its bid row then its ask row, every trade and clear row is a
@@ -83,7 +84,8 @@ def _is_nan_or_inf(buf, start, end):
         c = buf[start + i]
         word[i] = c + 32 if 65 <= c <= 90 else c
     if n == 3:
-        return (word[0] == 110 and word[1] == 97 and word[2] == 110) or (word[0] == 105 and word[1] == 110 and word[2] == 102)
+        is_nan = word[0] == 110 and word[1] == 97 and word[2] == 110
+        return is_nan or (word[0] == 105 and word[1] == 110 and word[2] == 102)
     return (word[0] == 105 and word[1] == 110 and word[2] == 102 and word[3] == 105 and word[4] == 110
             and word[5] == 105 and word[6] == 116 and word[7] == 121)
 

@@ -121,8 +121,9 @@ def _flush(src, start, stop, out, n, seq0, ts_shift, hist, offset_ns, state, par
     first = n
     n = _copy_run(src, start, stop, out, n, seq0, ts_shift, hist, offset_ns)
     # the books see the staged copies (shifted timestamps), so snapshots carry the replayed times
+    snaps = out_snaps[n_snaps:]
     _, rows, _, _, _ = book_nb._run(state, params, bid_win, ask_win, fbp, fbq, fap, faq, issues, book_of, out, first, n,
-                                    levels, None, scratch_px, scratch_qty, out_snaps[n_snaps:], len(out_snaps) - n_snaps)
+                                    levels, None, scratch_px, scratch_qty, snaps, len(snaps))
     return n, n_snaps + rows
 
 

@@ -70,7 +70,8 @@ class RowReport:
             count = self.issue_counts[issue]
             lines = self.lines_for(issue, limit_per_issue)
             more = " ..." if count > len(lines) else ""
-            out.append(f"{issue.name.lower()}: {count} row(s) — {ISSUE_TEXT[issue]}; lines {', '.join(map(str, lines))}{more}")
+            shown = ", ".join(map(str, lines))
+            out.append(f"{issue.name.lower()}: {count} row(s) — {ISSUE_TEXT[issue]}; lines {shown}{more}")
         return out
 
 
@@ -122,7 +123,8 @@ def iter_records(path: str | Path, symbols: SymbolTable, *, strict: bool = False
     with handle:
         header = handle.readline().decode(errors="replace").strip()
         if header != HEADER:
-            raise TickCsvError(f"{path}:1: not a canonical tick CSV header: expected {HEADER!r}, found {header[:120]!r}")
+            raise TickCsvError(f"{path}:1: not a canonical tick CSV header: expected {HEADER!r}, "
+                               f"found {header[:120]!r}")
         rest = b""
         while True:
             chunk = handle.read(block_bytes)
@@ -152,7 +154,8 @@ def iter_records(path: str | Path, symbols: SymbolTable, *, strict: bool = False
                 issue = RowIssue(int(state[csv_nb.ST_STOP_ISSUE]))
                 text = data.split(b"\n")[bad_line - line_no].decode(errors="replace")[:200]
                 _finish_report(report, table, state, issue_counts, issue_lines, issue_codes, sym_stats, line_no)
-                raise TickCsvError(f"{path}:{bad_line}: {ISSUE_TEXT[issue]}: {text!r} (--strict stops at the first bad row)")
+                raise TickCsvError(f"{path}:{bad_line}: {ISSUE_TEXT[issue]}: {text!r} "
+                                   f"(--strict stops at the first bad row)")
             line_no += n_lines
             if n > 0:
                 carry = out[n - 1].copy()
@@ -172,7 +175,8 @@ def iter_records(path: str | Path, symbols: SymbolTable, *, strict: bool = False
 
 def _finish_report(report, table, state, issue_counts, issue_lines, issue_codes, sym_stats, next_line) -> None:
     report.lines = next_line - 1
-    report.issue_counts = {RowIssue(i): int(c) for i, c in enumerate(issue_counts) if c and i in RowIssue._value2member_map_}
+    known = RowIssue._value2member_map_
+    report.issue_counts = {RowIssue(i): int(c) for i, c in enumerate(issue_counts) if c and i in known}
     k = int(state[csv_nb.ST_N_RECORDED])
     report.issue_lines = [(int(issue_lines[i]), RowIssue(int(issue_codes[i]))) for i in range(k)]
     report.min_local_minus_exch_ns = int(state[csv_nb.ST_MIN_LOCAL_MINUS_EXCH]) if state[csv_nb.ST_HAS_MIN] else None

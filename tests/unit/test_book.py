@@ -76,7 +76,8 @@ def test_far_levels_and_recentring_keep_full_depth():
     for step in range(3000):  # the touch drifts upwards far beyond the window
         mid += 0.3
         side = Side.BUY if step % 2 == 0 else Side.SELL
-        price = round(mid - 0.1 * rng.integers(1, 200), 1) if side == Side.BUY else round(mid + 0.1 * rng.integers(1, 200), 1)
+        distance = 0.1 * rng.integers(1, 200)
+        price = round(mid - distance, 1) if side == Side.BUY else round(mid + distance, 1)
         qty = 0.0 if rng.random() < 0.3 else round(float(rng.integers(1, 100)) / 1000, 3)
         rows.append(ev(EventKind.DEPTH, side, price, qty, uid=step + 2))
         ticks = round(price * 10)

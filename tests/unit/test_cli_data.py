@@ -47,8 +47,10 @@ def test_import_books_check(runner, tmp_path, recording):
     assert len(lines) == 1 + 3  # snapshot, the buffered diff, the live diff
     last = dict(zip(header, lines[-1].split(",")))
     # exact decimals from ticks and lots; missing levels empty
-    assert (last["bid_px_1"], last["bid_qty_1"], last["bid_px_2"], last["bid_px_3"]) == ("61800.1", "0.500", "58710.2", "")
-    assert (last["ask_px_1"], last["ask_px_2"], last["ask_qty_2"], last["ask_px_3"]) == ("61800.3", "61800.4", "0.250", "")
+    bids = (last["bid_px_1"], last["bid_qty_1"], last["bid_px_2"], last["bid_px_3"])
+    asks = (last["ask_px_1"], last["ask_px_2"], last["ask_qty_2"], last["ask_px_3"])
+    assert bids == ("61800.1", "0.500", "58710.2", "")
+    assert asks == ("61800.3", "61800.4", "0.250", "")
 
     result = runner.invoke(app, ["data", "check", str(out)])
     assert result.exit_code == 0, result.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from hftshm.book.issues import BookIssue
 from hftshm.feed.binance import FeedImportError, import_files
 from hftshm.feed.testing import book_ticker, depth, read_tick_csv, snapshot, trade, write_recording
 
@@ -155,3 +156,21 @@ def test_snapshot_before_any_diff_waits_for_its_symbol(tmp_path):
 def test_missing_input_is_a_clear_error(tmp_path):
     with pytest.raises(FeedImportError, match="does not exist"):
         import_files([tmp_path / "nope.gz"], tmp_path / "out.csv")
+
+
+def test_a_gap_leaves_the_rebuilt_book_invalid_until_the_next_snapshot(tmp_path):
+    """End to end: recording with a deleted diff -> CSV -> events -> book_snapshot records."""
+    from hftshm.book.book import BookSet
+    from hftshm.feed.tickcsv import iter_records
+    from hftshm.symbols import DEFAULT_SYMBOLS
+
+    lines = _day(gap_at=4)
+    lines.append(snapshot(8, 75, bids=[("98.0", "1.000")], asks=[("201.0", "1.000")]))
+    lines.append(depth(9, 75, 89, pu=74, bids=BID))
+    _import(tmp_path, lines, out="out.csv")
+    books = BookSet(DEFAULT_SYMBOLS)
+    snaps = [books.apply_snapshots(block.copy()) for block in iter_records(tmp_path / "out.csv", DEFAULT_SYMBOLS)]
+    valid = [int(v) for block in snaps for v in block["valid"]]
+    # snapshot, diffs 1..3 valid; the gap clears and invalidates; the second snapshot and its diff valid again
+    assert valid == [1, 1, 1, 1, 0, 1, 1]
+    assert books["BTCUSDT"].issues().get(BookIssue.GAP_CLEAR) == 1

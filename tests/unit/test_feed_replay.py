@@ -187,7 +187,7 @@ def test_wrong_ring_layout_is_refused(tmp_path, rings):
 
 def test_bad_options_are_clear_errors(tmp_path):
     src = cache.load(_day(tmp_path / "d.csv"), DEFAULT_SYMBOLS)
-    for kw, text in (({"speed": -1}, "speed"), ({"batch_events": 0}, "batch_events"), ({"book_levels": 11}, "book_levels"),
-                     ({"repeat": 0}, "repeat")):
+    for kw, text in (({"speed": -1}, "speed"), ({"batch_events": 0}, "batch_events"),
+                     ({"book_levels": 11}, "book_levels"), ({"repeat": 0}, "repeat")):
         with pytest.raises(ValueError, match=text):
             Replayer([src], DEFAULT_SYMBOLS, **kw)

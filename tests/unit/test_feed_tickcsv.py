@@ -97,7 +97,8 @@ def test_problem_lines_name_counts_and_lines(tmp_path):
 
 
 def test_timestamps_backwards_are_warned_and_kept(tmp_path):
-    rows = [_row(1, local=T + 100, exch=T + 100), _row(2, local=T + 50, exch=T + 200), _row(3, exch=T + 10, local=T + 300)]
+    rows = [_row(1, local=T + 100, exch=T + 100), _row(2, local=T + 50, exch=T + 200),
+            _row(3, exch=T + 10, local=T + 300)]
     events, report = _read(write_tick_csv(tmp_path / "t.csv", rows))
     assert len(events) == 3 and report.rejected == 0
     assert report.issue_lines == [(3, RowIssue.LOCAL_TS_BACKWARDS), (4, RowIssue.EXCH_TS_BACKWARDS)]
