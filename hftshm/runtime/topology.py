@@ -31,6 +31,9 @@ from typing import Any
 from hftshm.config import ConfigError, Section
 
 WAIT_STRATEGIES = ("busy-spin", "spin-yield", "spin-park")
+# A ring ``from = "operator"`` is written by operator commands (``hftshm strategies pause``, the web
+# API) rather than by a worker; they take ``<run_dir>/<ring>.lock`` so there is still one producer.
+OPERATOR = "operator"
 BACKPRESSURE_MODES = ("block", "drop")
 
 
@@ -123,9 +126,9 @@ class Topology:
             raise ConfigError(f"ring names must be unique; repeated: {', '.join(sorted(duplicates))}")
         for ring in self.rings:
             for role, worker in (("from", ring.producer), ("to", ring.consumer)):
-                if worker not in names:
+                if worker not in names and not (role == "from" and worker == OPERATOR):
                     raise ConfigError(f"ring {ring.name!r}: {role} = {worker!r} is not a declared worker; "
-                                      f"declared: {', '.join(names)}")
+                                      f"declared: {', '.join(names)}" + (f" (or {OPERATOR!r})" if role == "from" else ""))
             if ring.producer == ring.consumer:
                 raise ConfigError(f"ring {ring.name!r} has the same producer and consumer {ring.producer!r}")
         for process in self.processes():
