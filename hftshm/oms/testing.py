@@ -22,7 +22,7 @@ import numpy as np
 
 from hftshm.codes import Action, OrderType, ReportEvent, Side, TimeInForce
 from hftshm.oms.engine import ORDER, REPORT
-from hftshm.runtime.worker import WorkerContext
+from hftshm.runtime.worker import Worker, WorkerContext
 from hftshm.transport.ring import Ring
 
 RING_LAYOUTS = {  # suffix -> (layout, direction seen from the OMS)
@@ -241,6 +241,122 @@ class OmsRig:
                 ring.unlink()
             ring.close()
         self.rings = {}
+
+
+# -- neighbours as pipeline workers (for supervised multi-process tests) ----------------------------
+
+
+class OrderSource(Worker):
+    """Plays risk: publishes ``count`` new orders (client ids 1..count, qty 1) and reads the OMS's
+    reports to risk. Resumes from its ring's producer position after a restart."""
+
+    COUNTER_NAMES = ("sent", "reports", "rejects")
+
+    def __init__(self, count: int = 1000, batch: int = 25, interval_ms: float = 0.0):
+        self.count, self.batch = count, batch
+        self.interval_ns = int(interval_ms * 1e6)
+        self._next_ns = 0
+
+    def on_start(self, ctx: WorkerContext) -> None:
+        super().on_start(ctx)
+        self.out = next(r for r in ctx.outputs.values() if r.layout.name == "order")
+        self.reports_in = [r for r in ctx.inputs.values() if r.layout.name == "execution_report"]
+        self.sent = self.out.producer_position
+
+    def do_work(self) -> int:
+        work = 0
+        for ring in self.reports_in:
+            view = ring.poll(1024)
+            if len(view):
+                self.ctx.counters[1] += len(view)
+                self.ctx.counters[2] += int(np.count_nonzero(view["event"] == ReportEvent.REJECT))
+                ring.release(len(view))
+                work += len(view)
+        if self.sent < self.count and time.monotonic_ns() >= self._next_ns:
+            self._next_ns = time.monotonic_ns() + self.interval_ns
+            view = self.out.claim(min(self.batch, self.count - self.sent))
+            n = len(view)
+            if n:
+                rows = np.repeat(new_orders({"qty": 1.0}), n)
+                rows["client_order_id"] = np.arange(self.sent + 1, self.sent + n + 1)
+                rows["seq"] = np.arange(self.sent, self.sent + n)
+                rows["ts_ns"] = time.monotonic_ns()
+                view[:] = rows
+                self.out.commit(n)
+                self.sent += n
+                self.ctx.counters[0] = self.sent
+                work += n
+        return work
+
+
+class EchoExchange(Worker):
+    """Plays the exchange: acks each new order once and fills by client id (multiples of 3 in full,
+    ``1 mod 3`` by half); a NEW for an order id it has seen (a resend) is re-acked, never a second
+    order, as the OMS expects of an exchange."""
+
+    COUNTER_NAMES = ("orders", "distinct_orders", "resends", "reports")
+
+    def on_start(self, ctx: WorkerContext) -> None:
+        super().on_start(ctx)
+        self.inp = next(r for r in ctx.inputs.values() if r.layout.name == "order")
+        self.out = next(r for r in ctx.outputs.values() if r.layout.name == "execution_report")
+        self.seen: set[int] = set()
+
+    def do_work(self) -> int:
+        if self.out.capacity - self.out.occupancy() < 2 * 64:
+            return 0
+        view = self.inp.poll(64)
+        if not len(view):
+            return 0
+        answers = []
+        for order in view:
+            order_id = int(order["order_id"])
+            if order["action"] != Action.NEW:
+                continue
+            first = order_id not in self.seen
+            self.seen.add(order_id)
+            self.ctx.counters[2] += 0 if first else 1
+            answers.append(ack_for(order))
+            cid = int(order["client_order_id"])
+            if first and cid % 3 == 0:
+                answers.append(fill_for(order, 1.0, 1.0))
+            elif first and cid % 3 == 1:
+                answers.append(fill_for(order, 0.5, 0.5))
+        if answers:
+            records = reports(*answers)
+            records["local_ts_ns"] = time.monotonic_ns()
+            _write(self.out, records)
+        self.ctx.counters[0] += len(view)
+        self.ctx.counters[1] = len(self.seen)
+        self.ctx.counters[3] += len(answers)
+        self.inp.release(len(view))
+        return len(view)
+
+
+class ReportSink(Worker):
+    """Plays the strategies: counts the reports the OMS sends them, by event."""
+
+    COUNTER_NAMES = ("reports", "acks", "fills", "rejects")
+
+    def on_start(self, ctx: WorkerContext) -> None:
+        super().on_start(ctx)
+        self.inputs = [r for r in ctx.inputs.values() if r.layout.name == "execution_report"]
+
+    def do_work(self) -> int:
+        work = 0
+        for ring in self.inputs:
+            view = ring.poll(1024)
+            n = len(view)
+            if n:
+                c = self.ctx.counters
+                c[0] += n
+                c[1] += int(np.count_nonzero(view["event"] == ReportEvent.ACK))
+                fills = (view["event"] == ReportEvent.FILL) | (view["event"] == ReportEvent.PARTIAL)
+                c[2] += int(np.count_nonzero(fills))
+                c[3] += int(np.count_nonzero(view["event"] == ReportEvent.REJECT))
+                ring.release(n)
+                work += n
+        return work
 
 
 def _write(ring: Ring, records: np.ndarray) -> None:

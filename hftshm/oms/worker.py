@@ -36,6 +36,7 @@ from hftshm.oms import cycle_nb, oms_nb
 from hftshm.oms.config import journal_path, spill_path
 from hftshm.oms.engine import ORDER_EVENT, OmsEngine
 from hftshm.oms.journal import Journal, journal_pending_records
+from hftshm.oms.recovery import reforward_lost_reports
 from hftshm.oms.store import Store, safe_url
 from hftshm.oms.writer import oms_config_of, redis_config_of, writer_from_config
 from hftshm.runtime.worker import Worker, WorkerContext
@@ -43,7 +44,7 @@ from hftshm.runtime.worker import Worker, WorkerContext
 EXTRA_COUNTERS = ("open_orders_gauge", "event_spill_gauge", "event_ring_full", "backlog_halts", "blocked_cycles",
                   "recovered_orders", "epoch_gauge", "recovering_gauge",
                   # only with the in-process writer (no order_event ring); else the writer worker has them
-                  "writer_lag_events_gauge", "writer_lag_ms_gauge", "reconcile_problems")
+                  "writer_lag_events_gauge", "writer_lag_ms_gauge", "reconcile_problems", "reports_reforwarded")
 _X = {name: len(oms_nb.STAT_NAMES) + i for i, name in enumerate(EXTRA_COUNTERS)}
 # the fast path (cycle_nb) writes the statistics and then the open-order count straight into the counters
 assert len(oms_nb.STAT_NAMES) == oms_nb.ST_WORDS and _X["open_orders_gauge"] == oms_nb.ST_WORDS
@@ -293,6 +294,11 @@ class OmsWorker(Worker):
                 self.ctx.log.error("oms: recovery: %s", problem)
         rows = self.store.load_orders(self.config.recover_recent_orders)
         loaded = self.engine.restore(rows)
+        reforwarded = reforward_lost_reports(self.engine, self.reports_in, self.reports_out, 4 * self.batch)
+        if reforwarded:
+            self.counters[_X["reports_reforwarded"]] = reforwarded
+            self.ctx.log.warning("oms: forwarded %d report(s) the previous run had applied but not yet sent on",
+                                 reforwarded)
         open_count = self.engine.open_count
         self.counters[_X["recovered_orders"]] = loaded
         self.counters[_X["recovering_gauge"]] = 0

@@ -211,3 +211,46 @@ def test_the_numba_cycle_and_the_python_path_agree(tmp_path):
     assert fast[1] == slow[1], "the same counters"
     assert fast[2] == slow[2], "the same audit trail"
     assert fast[1]["stale_reports"] == 10 and fast[1]["duplicates"] == 1
+
+
+@pytest.mark.parametrize("reports_sent_before_the_crash", [False, True])
+def test_a_crash_between_events_and_reports_neither_loses_nor_doubles_a_fill(reports_sent_before_the_crash,
+                                                                            tmp_path):
+    from hftshm.codes import ReportEvent
+
+    url, schema = new_database("sqlite", tmp_path)
+    rig = OmsRig(tmp_path / "run", url, schema=schema, capacity=256)
+    try:
+        rig.start_writer()
+        first = rig.start_oms()
+        assert rig.run_until(lambda: not first.recovering)
+        rig.send_orders(new_orders({"client_order_id": 1, "qty": 1.0}))
+        assert rig.run_until(lambda: rig.rings["exchange.orders"].occupancy() == 1)
+        (order,) = rig.exchange_orders()
+        rig.send_reports(reports(ack_for(order)))
+        assert rig.run_until(lambda: rig.rings["reports.strategies"].occupancy() == 1)
+        rig.strategy_reports(), rig.risk_reports()
+        # the fill is applied and its event committed; then the process dies before releasing the
+        # input, and (one case) before forwarding the report
+        rig.send_reports(reports(fill_for(order, 1.0, 1.0)))
+        view = first.reports_in.poll(16)
+        first.engine.on_reports(view)
+        staged = first.engine.staged()
+        first._publish_events(staged.events)
+        if reports_sent_before_the_crash:
+            for ring in first.reports_out:
+                ring.claim(1)[:] = staged.reports
+                ring.commit(1)
+        first.engine.clear()
+        rig.workers.remove(first)  # SIGKILLed: no drain, no close
+        second = rig.start_oms()
+        assert rig.run_until(lambda: not second.recovering, 30)
+        rig.step(20)
+        for received in (rig.strategy_reports(), rig.risk_reports()):
+            fills = received[received["event"] == ReportEvent.FILL]
+            assert len(fills) == 1 and fills[0]["order_id"] == order["order_id"], "exactly one fill, either way"
+        reforwarded = second.ctx.counters[second.COUNTER_NAMES.index("reports_reforwarded")]
+        assert reforwarded == (0 if reports_sent_before_the_crash else 2)
+        assert second.engine.counters()["stale_reports"] == 1, "the re-delivered fill is not applied twice"
+    finally:
+        rig.close()
