@@ -33,6 +33,7 @@ def oms_command(
     orders: int = typer.Option(100_000, help="orders for the throughput runs (3 events each)"),
     latency_orders: int = typer.Option(5_000, help="orders for the latency runs (3 timed inputs each)"),
     batch: int = typer.Option(512, help="records per ring poll in the throughput runs"),
+    writer_batch: int = typer.Option(5000, help="events per database transaction ([oms] writer_batch_size)"),
     postgres_url: str = typer.Option(POSTGRES_URL, "--postgres-url", help="PostgreSQL to write to"),
     backends: str = typer.Option("postgresql,sqlite", help="comma-separated: postgresql, sqlite"),
     json_path: str = typer.Option(None, "--json", help="write the results as JSON here"),
@@ -54,7 +55,8 @@ def oms_command(
             url, schema = (postgres_url, f"bench_oms_{uuid.uuid4().hex[:10]}") if backend == "postgresql" else (
                 f"sqlite:///{Path(tmp) / backend / 'oms.sqlite'}", "")
             try:
-                row, note = _throughput(Path(tmp) / f"{backend}-tp", url, schema, orders, batch, backend)
+                row, note = _throughput(Path(tmp) / f"{backend}-tp", url, schema, orders, batch, backend,
+                                        writer_batch)
                 results.append({"name": f"oms-{backend}", **row})
                 notes.append(note)
                 row, note = _latency(Path(tmp) / f"{backend}-lat", url, schema, latency_orders, with_db=True)
@@ -114,14 +116,15 @@ def _writer_main(prefix: str, run_dir: str, overrides: dict, with_db: bool, stop
 class _Bench:
     """Rings, the OMS here, the writer (or a null consumer) in a child process."""
 
-    def __init__(self, run_dir, url: str, schema: str, with_db: bool, batch: int, capacity: int = 1 << 16):
+    def __init__(self, run_dir, url: str, schema: str, with_db: bool, batch: int, capacity: int = 1 << 16,
+                 writer_batch: int = 5000):
         import multiprocessing
 
         from hftshm.oms.testing import OmsRig
 
         run_dir.mkdir(parents=True, exist_ok=True)
         overrides = {"database_url": url, "database_schema": schema, "ack_timeout_ms": 600_000.0,
-                     "batch_size": batch, "max_orders": 1 << 20, "writer_batch_size": 5000}
+                     "batch_size": batch, "max_orders": 1 << 20, "writer_batch_size": writer_batch}
         self.rig = OmsRig(run_dir, url, schema=schema, capacity=capacity, oms=overrides)
         spawn = multiprocessing.get_context("spawn")
         self.stop = spawn.Event()
@@ -189,14 +192,15 @@ def _reports_for(sent, event: int):
     return out
 
 
-def _throughput(run_dir, url: str, schema: str, n_orders: int, batch: int, backend: str) -> tuple[dict, str]:
+def _throughput(run_dir, url: str, schema: str, n_orders: int, batch: int, backend: str,
+                writer_batch: int) -> tuple[dict, str]:
     import numpy as np
 
     from hftshm.bench.report import percentiles_ns
     from hftshm.codes import ReportEvent
     from hftshm.oms.oms_nb import ST_EVENTS
 
-    bench = _Bench(run_dir, url, schema, with_db=True, batch=batch)
+    bench = _Bench(run_dir, url, schema, with_db=True, batch=batch, writer_batch=writer_batch)
     rig, oms = bench.rig, bench.oms
     stats_words = oms.engine.stats
     per_event_ns = []
