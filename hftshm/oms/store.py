@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import socket
 import struct
 import time
@@ -38,6 +39,7 @@ from hftshm.oms.models import EVENT_COLUMNS, FILL_COLUMNS, ORDER_COLUMNS, Base
 from hftshm.transport.layout import load
 
 ORDER_EVENT = load("order_event")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 STAGE = "oms_event_stage"
 ORDER_STAGE = "oms_order_stage"
 _TERMINAL = ", ".join(str(int(s)) for s in sorted(states.TERMINAL_STATES))
@@ -68,6 +70,8 @@ class Store:
         except ArgumentError:
             raise StoreError(f"{url!r} is not a database URL (postgresql+psycopg://user@host:5432/db, "
                              f"sqlite:///path/file.sqlite)") from None
+        if schema and not _IDENTIFIER.match(schema):
+            raise StoreError(f"schema {schema!r} must be letters, digits and _ (not starting with a digit)")
         self.url = url
         self.schema = schema
         self.dialect = parsed.get_backend_name()
