@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import os
 import time
-from multiprocessing import resource_tracker, shared_memory
 
 import numpy as np
 
 from hftshm.codes import Reason, TradingState
 from hftshm.transport.layout import load
+from hftshm.transport.segment import Segment, SegmentNotFound
 
 LAYOUT = load("risk_control")
 
@@ -51,7 +51,7 @@ class ControlBlockError(RuntimeError):
 class ControlBlock:
     """One ``risk_control`` record in shared memory. ``.array`` (length 1) is what kernels take."""
 
-    def __init__(self, shm: shared_memory.SharedMemory, owner: bool):
+    def __init__(self, shm: Segment, owner: bool):
         self._shm = shm
         self._owner = owner
         self.array: np.ndarray = np.ndarray((1,), dtype=LAYOUT.dtype, buffer=shm.buf, offset=_HEADER_BYTES)
@@ -63,7 +63,7 @@ class ControlBlock:
     def create(cls, name: str, initial_state: TradingState = TradingState.ACTIVE) -> "ControlBlock":
         """Create the block ``name``: kill switch off, ``initial_state``, epoch 0, counters zero."""
         try:
-            shm = shared_memory.SharedMemory(name=name, create=True, size=_HEADER_BYTES + LAYOUT.itemsize)
+            shm = Segment.create(name, _HEADER_BYTES + LAYOUT.itemsize)
         except FileExistsError:
             raise ControlBlockError(
                 f"shared memory {name!r} already exists (a run still going, or one that crashed: "
@@ -93,11 +93,10 @@ class ControlBlock:
     @classmethod
     def attach(cls, name: str) -> "ControlBlock":
         try:
-            shm = shared_memory.SharedMemory(name=name, create=False)
-        except FileNotFoundError:
+            shm = Segment.attach(name)
+        except SegmentNotFound:
             raise ControlBlockError(f"no risk control block {name!r} (is the platform running, and is it the "
                                     f"same --run-dir?)") from None
-        _untrack(shm)
         try:
             header = np.ndarray((3,), dtype="<i8", buffer=shm.buf).copy()
             if shm.size < _HEADER_BYTES + LAYOUT.itemsize or header[0] != MAGIC:
@@ -124,17 +123,11 @@ class ControlBlock:
     def close(self) -> None:
         self.array = self.words = None  # type: ignore[assignment]
         if self._shm is not None:
-            try:
-                self._shm.close()
-            except BufferError:
-                pass  # a kernel argument still references the view; the mapping goes with the process
+            self._shm.close()  # False if a kernel argument still holds a view: the map goes with it
 
     def unlink(self) -> None:
         if self._shm is not None:
-            try:
-                self._shm.unlink()
-            except FileNotFoundError:
-                pass
+            self._shm.unlink()
 
     def __enter__(self) -> "ControlBlock":
         return self
@@ -197,12 +190,3 @@ class ControlBlock:
         out["halt_reason"] = Reason(out["halt_reason"]).name.lower() if out["halt_reason"] else ""
         out["reject_counts"] = self.reject_counts()
         return out
-
-
-def _untrack(shm: shared_memory.SharedMemory) -> None:
-    # Python < 3.13 registers attached segments with the resource tracker, which unlinks them when
-    # this process exits; only the creator may unlink, so forget ours.
-    try:
-        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
-    except Exception:
-        pass
