@@ -11,6 +11,7 @@ import pytest
 SHM = Path("/dev/shm")
 
 
+# every segment the project creates is named hftshm_<creating pid>_...: a supervisor's, a test's
 _RUN_PID = re.compile(r"^hftshm_(\d+)_")
 
 
@@ -19,13 +20,9 @@ def _hftshm_segments() -> set[str]:
     another pytest run on the same machine are not ours to judge or remove."""
     mine = set()
     for path in SHM.iterdir():
-        name = path.name
-        if not name.startswith(("hftshm", "test_hftshm")):
-            continue
-        match = _RUN_PID.match(name)
-        if match and int(match.group(1)) != os.getpid():
-            continue
-        mine.add(name)
+        match = _RUN_PID.match(path.name)
+        if match and int(match.group(1)) == os.getpid():
+            mine.add(path.name)
     return mine
 
 

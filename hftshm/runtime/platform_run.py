@@ -51,7 +51,8 @@ def preflight(config, web: bool) -> None:
 
     try:
         # creates the schema if needed: the OMS would at start, and a failure here leaves nothing behind
-        Store(config.oms.database_url_for(config.platform.run_dir), connect_timeout_s=3.0).close()
+        Store(config.oms.database_url_for(config.platform.run_dir), schema=config.oms.database_schema,
+              connect_timeout_s=3.0).close()
     except StoreError as exc:  # names the database (without password) and the driver's reason
         raise PreflightError(f"oms.database_url: {exc}") from None
     redis_url = config.redis.url
@@ -216,14 +217,35 @@ def build_summary(snapshot, elapsed_s: float, stop_reason: str | None) -> dict:
         if figures.count:
             latency[name] = figures.as_dict()
     risk = snapshot.risk
+
+    def count(worker: str, name: str) -> int:
+        return _counter(snapshot, worker, name)
+
+    headline = {
+        "events": count("feed", "events_published"),
+        "book_snapshots": count("feed", "snapshots_published"),
+        "feed_gaps": count("feed", "gaps"),
+        "rows_rejected": count("feed", "rows_rejected"),
+        "signals": sum(s.signals for s in snapshot.strategies),
+        "intents": count("strategies", "intents"),
+        "risk_checked": risk.orders_checked if risk else 0,
+        "risk_approved": risk.orders_approved if risk else 0,
+        "orders": count("oms", "orders_created"),
+        "resends": count("oms", "resends"),
+        "fills": count("oms", "fills"),
+        "ring_drops": sum(r.dropped_total for r in snapshot.rings),
+        "ring_full_waits": sum(r.full_waits_total for r in snapshot.rings),
+        "worker_restarts": sum(w.restarts for w in snapshot.workers),
+    }
     return {
         "stopped_by": stop_reason or "end of data",
         "elapsed_s": round(elapsed_s, 3),
+        "headline": headline,
         "workers": {w.name: {"state": w.state, "restarts": w.restarts, "work": w.work_count, **w.counters}
                     for w in snapshot.workers},
         "rings": {r.name: {"written": r.written_total, "full_waits": r.full_waits_total, "drops": r.dropped_total}
                   for r in snapshot.rings},
-        "rejects_by_reason": dict(risk.rejects_by_reason) if risk else {},
+        "rejects_by_reason": {k: v for k, v in (risk.rejects_by_reason if risk else {}).items() if v},
         "positions": [p.__dict__ for p in snapshot.positions],
         "pnl": {"realized": risk.realized_pnl if risk else 0.0, "unrealized": risk.unrealized_pnl if risk else 0.0,
                 "fees": risk.fees if risk else 0.0, "total": snapshot.total_pnl},
@@ -232,18 +254,21 @@ def build_summary(snapshot, elapsed_s: float, stop_reason: str | None) -> dict:
 
 
 def print_summary(summary: dict, console) -> None:
+    """The end-of-run report; every counter is also in summary.json beside the logs."""
     from rich.table import Table
 
-    console.print(f"[bold]run finished[/bold] ({summary['stopped_by']}) in {summary['elapsed_s']:.1f} s")
-    workers = Table(title="workers")
-    for column in ("worker", "state", "restarts", "work", "counters"):
-        workers.add_column(column)
-    for name, w in summary["workers"].items():
-        counters = ", ".join(f"{k}={v:,}" for k, v in w.items() if k not in ("state", "restarts", "work"))
-        workers.add_row(name, w["state"], str(w["restarts"]), f"{w['work']:,}", counters)
-    console.print(workers)
-    if summary["rejects_by_reason"]:
-        console.print("rejects by reason: " + ", ".join(f"{k}={v:,}" for k, v in summary["rejects_by_reason"].items()))
+    elapsed = summary["elapsed_s"]
+    head = summary["headline"]
+    console.print(f"[bold]run finished[/bold] ({summary['stopped_by']}) in {elapsed:.1f} s: "
+                  f"{head['events']:,} events ({head['events'] / elapsed / 1e3 if elapsed else 0:,.0f}k/s)")
+    table = Table(title="summary", show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for key, value in head.items():
+        table.add_row(key.replace("_", " "), f"{value:,}")
+    for reason, value in summary["rejects_by_reason"].items():
+        table.add_row(f"rejected: {reason}", f"{value:,}")
+    console.print(table)
     positions = Table(title="positions and PnL")
     for column in ("strategy", "symbol", "qty", "avg price", "realized", "unrealized", "fees"):
         positions.add_column(column, justify="right")
@@ -261,3 +286,6 @@ def print_summary(summary: dict, console) -> None:
         latency.add_row(name, f"{h.get('count', 0):,}", *(f"{h.get(k, float('nan')) / 1e3:.1f}"
                                                           for k in ("p50_ns", "p99_ns", "p999_ns", "max_ns")))
     console.print(latency)
+    workers = ", ".join(f"{name} {w['state']}" + (f" ({w['restarts']} restarts)" if w["restarts"] else "")
+                        for name, w in summary["workers"].items())
+    console.print(f"workers: {workers}")
