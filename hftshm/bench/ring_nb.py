@@ -13,8 +13,11 @@ from numba import njit
 from hftshm.transport import ring_nb
 from hftshm.transport.atomics import cpu_relax, load_acquire, store_release
 from hftshm.transport.clock_nb import monotonic_ns
+from hftshm.transport.wait_nb import pause
 
 PING_SEQ, PING_STAMP, PONG_SEQ = 0, 1, 32  # ping on block 0, pong on block 2 (own 128-byte blocks)
+FULL_PAUSES = 8
+THROUGHPUT_EMPTY_PAUSES = 32
 
 
 @njit(cache=True, nogil=True)
@@ -39,7 +42,7 @@ def produce_each(ctrl, records, count, stride, interval_ns):
             stamp = monotonic_ns()
         claimed = ring_nb.try_claim(ctrl, 1)
         while claimed < 0:
-            cpu_relax()
+            pause(FULL_PAUSES)
             claimed = ring_nb.try_claim(ctrl, 1)
         record = records[ring_nb.slot(ctrl, claimed)]
         record.seq = seq
@@ -56,7 +59,7 @@ def produce_batch(ctrl, records, count, batch):
     while written < count:
         n = ring_nb.claimable(ctrl, min(batch, count - written))
         if n <= 0:
-            cpu_relax()
+            pause(FULL_PAUSES)
             continue
         claimed = ring_nb.try_claim(ctrl, n)
         stamp = monotonic_ns()
@@ -71,7 +74,7 @@ def produce_batch(ctrl, records, count, batch):
 
 
 @njit(cache=True, nogil=True)
-def consume(ctrl, records, count, batch, stride, samples, mark_ns, mark_count):
+def consume(ctrl, records, count, batch, stride, samples, mark_ns, mark_count, empty_pauses):
     """Read ``count`` records, up to ``batch`` per poll. Latency of every ``stride``-th sequence
     goes to ``samples``; arrival time and count at the first record and then about every
     ``count / (len(mark_ns) - 1)`` records go to ``mark_ns``/``mark_count`` (throughput windows).
@@ -86,7 +89,10 @@ def consume(ctrl, records, count, batch, stride, samples, mark_ns, mark_count):
     while received < count:
         n = ring_nb.try_poll(ctrl, batch)
         if n == 0:
-            cpu_relax()
+            if empty_pauses == 0:
+                cpu_relax()
+            else:
+                pause(empty_pauses)
             continue
         base = ring_nb.consumer_position(ctrl)
         now = 0
