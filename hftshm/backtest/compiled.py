@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from hftshm.backtest import compiled_nb, venue_nb
+from hftshm.backtest import compiled_nb
 from hftshm.backtest.engine import LoopOutput
 from hftshm.backtest.report import FILL_DTYPE
 from hftshm.codes import Reason, ReportEvent
@@ -89,7 +89,7 @@ def run(events: np.ndarray, strategy: Strategy, venue, symbols, equity_interval_
 def _drain(venue, portfolio, out: LoopOutput) -> None:
     """Let in-flight orders and reports land (the book is frozen at the end), as the Python loop does."""
     until = np.int64(out.end_ns + DRAIN_NS)
-    venue_nb.arrive(venue.V, until)
+    venue.advance(int(until))
     reports = venue.take_reports(int(until))
     for r in reports:
         event = int(r["event"])

@@ -81,13 +81,12 @@ def run_market_maker(events, start, stop, books, book_out, V, mm_params, mm_stat
     state = books[0]
     params = books[1]
     # unpacked once: reading arrays out of V per event would cost a refcount update each
-    top, resting, fees = V[2]
-    xq_orders, xq_times, xq_ptr = V[4]
-    sq_reports, sq_times, sq_srcs, sq_ptr = V[5]
-    lq_ptr = V[6][3]
-    resp, resp_series = V[3][2], V[3][3]
-    x_out = V[7][0]
-    stats = V[8]
+    S, pend, pend_arrival, x_room = V[2]
+    room = x_room[0]
+    sq_reports, sq_times, sq_srcs, sq_ptr = V[3]
+    lq_ptr = V[4][3]
+    x_out = V[5][0]
+    stats = V[6]
     oms_words = V[1][1][1]
     risk = V[0]
     snap, r_symbols, r_account, r_control = risk[9], risk[0], risk[2], risk[4]
@@ -111,8 +110,8 @@ def run_market_maker(events, start, stop, books, book_out, V, mm_params, mm_stat
             end += 1
         end += 1
         now = events[end - 1].exch_ts_ns
-        venue_nb.market_flat(events, i, end, top, resting, fees, xq_orders, xq_times, xq_ptr, sq_reports, sq_times,
-                             sq_srcs, sq_ptr, resp, resp_series, x_out, stats)
+        venue_nb.market_flat(events, i, end, S, pend, pend_arrival, room, x_out, sq_reports, sq_times, sq_srcs, sq_ptr,
+                             stats)
         # 2. reports due now
         n = 0
         if (lq_ptr[venue_nb.Q_HEAD] < lq_ptr[venue_nb.Q_TAIL] or venue_nb.due(sq_times, sq_ptr, now)

@@ -1,8 +1,9 @@
 """``PlatformVenue``: the platform's risk, OMS and exchange stages in this process (kernels in venue_nb).
 
 Built from the same ``[risk]``, ``[oms]`` and ``[exchange]`` sections the platform runs with, so a
-backtest is limited, throttled, sequenced and filled as the running platform would be. Latency is
-the exchange's configured model, drawn from a generator seeded by the backtest's seed.
+backtest is limited, throttled, sequenced and filled as the running platform would be: the
+exchange part is ``hftshm.exchange.simulator.ExchangeSimulator``'s replay fill model (queue
+position against the recorded book, trades through, book crosses) with its seeded latency model.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hftshm.backtest import latency_nb
-from hftshm.backtest import simple_fill_nb as exchange_nb
 from hftshm.backtest import venue_nb
 from hftshm.config import Section
 from hftshm.exchange.config import ExchangeConfig
+from hftshm.exchange.simulator import ExchangeSimulator
 from hftshm.oms import oms_nb
 from hftshm.oms.config import OmsConfig
 from hftshm.oms.engine import OmsEngine, ack_timeouts_ns
@@ -30,8 +30,12 @@ SNAPSHOT = load("book_snapshot")
 QUEUE_CAPACITY = 1 << 16
 
 
-def _queue_orders():
-    return ORDER.zeros(QUEUE_CAPACITY), np.zeros(QUEUE_CAPACITY, np.int64), np.zeros(4, np.int64)
+def describe_latency(config) -> dict:
+    if config.model == "constant":
+        return {"model": "constant", "us": config.constant_us}
+    if config.model == "uniform":
+        return {"model": "uniform", "min_us": config.min_us, "max_us": config.max_us}
+    return {"model": "series", "path": config.series_path}
 
 
 def _queue_reports():
@@ -53,25 +57,27 @@ class PlatformVenue:
                              timeouts_ns=ack_timeouts_ns(c.ack_timeout_ms, c.max_retries, c.backoff_factor,
                                                          c.max_backoff_ms))
         x = self.exchange_config
-        top, resting = exchange_nb.new_state(max(16, min(x.max_open_orders, 65536)))
-        entry, entry_series = latency_nb.new_latency(x.entry_latency, seed, 1, base_dir)
-        response, response_series = latency_nb.new_latency(x.response_latency, seed, 2, base_dir)
+        # the exchange's own simulator state (replay fill model, seeded latencies); its pending queue
+        # is sized so a backtest never outgrows it (the compiled loop cannot grow arrays)
+        self.exchange = ExchangeSimulator(x, symbols, seed, base_dir=base_dir, pending_capacity=QUEUE_CAPACITY)
+        sim = self.exchange
+        room = sim._room_per_order  # reports one arriving order may need (ack, a fill per level, cancel)
         s = self.risk.state
         risk = (s.symbols, s.strategies, s.account, s.table, self.risk.control.words,
                 np.zeros(max_intents, np.uint16), np.zeros(max_intents, np.int64), ORDER.zeros(max_intents),
                 REPORT.zeros(max_intents), SNAPSHOT.zeros(1))
         self.max_intents = max_intents
+        exchange_out = REPORT.zeros(2 * (room + x.max_open_orders) + 16)
         self.V = (risk, (self.oms.book, self.oms.ctl, self.oms.out),
-                  (top, resting, np.array([x.maker_fee_bps, x.taker_fee_bps])),
-                  (entry, entry_series, response, response_series),
-                  _queue_orders(), _queue_reports(), _queue_reports(),
-                  (REPORT.zeros(4096), REPORT.zeros(1)), np.zeros(venue_nb.ST_WORDS, np.int64))
-        self.latency_model = {"entry": latency_nb.describe(x.entry_latency),
-                              "response": latency_nb.describe(x.response_latency), "seed": seed}
-        self.fill_model = "simple: fills when the BBO or a trade goes through the price (no queue model)"
+                  (sim._S, sim._pend, sim._pend_arrival, np.array([room], np.int64)),
+                  _queue_reports(), _queue_reports(), (exchange_out, REPORT.zeros(1)),
+                  np.zeros(venue_nb.ST_WORDS, np.int64))
+        self.latency_model = {"entry": describe_latency(x.entry_latency),
+                              "response": describe_latency(x.response_latency), "seed": seed}
+        self.fill_model = x.fill_model
         self._out = REPORT.zeros(4096)
         self._empty = REPORT.zeros(0)
-        self._lq_ptr, self._sq_ptr, self._sq_times = self.V[6][3], self.V[5][3], self.V[5][1]
+        self._lq_ptr, self._sq_ptr, self._sq_times = self.V[4][3], self.V[3][3], self.V[3][1]
         self._oms_words = self.oms.words
         self._marked_mid = float("nan")
 
@@ -122,4 +128,5 @@ class PlatformVenue:
     @property
     def stats(self) -> dict[str, int]:
         names = ("orders_to_exchange", "exchange_reports", "delivered", "queue_full", "risk_rejects", "oms_rejects")
-        return {name: int(self.V[8][k]) for k, name in enumerate(names)}
+        return {name: int(self.V[6][k]) for k, name in enumerate(names)} | {
+            f"exchange_{k}": v for k, v in self.exchange.stats.items()}

@@ -1,19 +1,21 @@
 """The platform's stages after the strategy, in one process: risk -> OMS -> exchange and back.
 
 These kernels chain the platform's own kernels (``hftshm.risk`` checks and accounting, the
-``hftshm.oms`` order book, the exchange's fill model) exactly as the workers do over rings, with
-the rings replaced by in-process queues that carry simulated latency:
+``hftshm.oms`` order book, the exchange's replay fill model ``hftshm.exchange.fill_model_nb``)
+exactly as the workers do over rings, with the rings replaced by in-process queues:
 
-* ``xq``: orders on their way to the exchange, each with its arrival time (market time of the
-  intent + an entry latency draw), FIFO like one order connection;
-* ``sq``: exchange reports on their way back, each with its delivery time (exchange time +
-  a response latency draw), FIFO;
+* orders to the exchange wait in the fill model's own pending queue, which stamps each with its
+  arrival time (market time of the intent + a seeded entry latency, FIFO like one connection);
+* ``sq``: the exchange's reports on their way back, each delivered at its ``local_ts_ns`` (exchange
+  time + a seeded response latency, stamped by the fill model), FIFO;
 * ``lq``: reports the platform itself originates (risk and OMS rejects): delivered at once.
 
 Both the Python backtest loop (``venue.PlatformVenue``) and the compiled one (``compiled_nb``) call
 these, so the two paths see identical fills. State ``V`` is one tuple, built by ``venue.PlatformVenue``::
 
-    V = (risk, oms, exchange, latency, xq, sq, lq, scratch, stats)
+    V = (risk, oms, exchange, sq, lq, scratch, stats)
+    exchange = (S, pend, pend_arrival, room)   # the ExchangeSimulator's state; room[0] = reports one
+                                               # arriving order may need
 
 Per-event work takes its arrays as plain arguments: reading arrays out of a tuple costs a
 reference-count update per array, which per market event would cost more than the matching.
@@ -24,8 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hftshm.backtest import latency_nb
-from hftshm.backtest import simple_fill_nb as exchange_nb
+from hftshm.exchange import fill_model_nb as fm
 from hftshm.oms import oms_nb
 from hftshm.risk import accounting_nb, checks_nb, emit_nb
 
@@ -44,21 +45,6 @@ ST_WORDS = 8
 
 # queue ptr words
 Q_HEAD, Q_TAIL, Q_LAST_TS = 0, 1, 2
-
-
-@njit(cache=True)
-def _q_push_order(orders, times, ptr, rec, ts, stats):
-    cap = orders.shape[0]
-    if ptr[Q_TAIL] - ptr[Q_HEAD] >= cap:
-        stats[ST_QUEUE_FULL] += 1
-        return
-    if ts < ptr[Q_LAST_TS]:
-        ts = ptr[Q_LAST_TS]  # one connection: orders arrive in the order they were sent
-    ptr[Q_LAST_TS] = ts
-    k = ptr[Q_TAIL] & (cap - 1)
-    orders[k] = rec
-    times[k] = ts
-    ptr[Q_TAIL] += 1
 
 
 @njit(cache=True)
@@ -86,74 +72,68 @@ def due(times, ptr, now_ns):
 # ------------------------------------------------------------------------------ exchange side
 
 @njit(cache=True)
-def _exchange_out(out, j, ts_ns, sq_reports, sq_times, sq_srcs, sq_ptr, resp, resp_series, stats):
+def _exchange_out(out, j, sq_reports, sq_times, sq_srcs, sq_ptr, stats):
+    """Queue the exchange's reports ``out[:j]`` for delivery at their ``local_ts_ns``."""
     for k in range(j):
-        _q_push_report(sq_reports, sq_times, sq_srcs, sq_ptr, out[k], ts_ns + latency_nb.draw(resp, resp_series), 0,
-                       stats)
+        _q_push_report(sq_reports, sq_times, sq_srcs, sq_ptr, out[k], out[k].local_ts_ns, 0, stats)
     stats[ST_EXCHANGE_REPORTS] += j
 
 
 @njit(cache=True)
-def arrive_flat(now_ns, top, resting, fees, xq_orders, xq_times, xq_ptr, sq_reports, sq_times, sq_srcs, sq_ptr,
-                resp, resp_series, out, stats):
-    """Orders that reach the exchange by ``now_ns`` are matched, in arrival order."""
-    cap = xq_orders.shape[0]
-    while xq_ptr[Q_HEAD] < xq_ptr[Q_TAIL]:
-        k = xq_ptr[Q_HEAD] & (cap - 1)
-        ts = xq_times[k]
-        if ts > now_ns:
-            break
-        j = exchange_nb.on_order(top, resting, xq_orders[k], ts, fees[0], fees[1], out, 0)
-        xq_ptr[Q_HEAD] += 1
-        _exchange_out(out, j, ts, sq_reports, sq_times, sq_srcs, sq_ptr, resp, resp_series, stats)
+def pending_due(pend_arrival, sw, now_ns):
+    """An order reaches the exchange by ``now_ns`` (cheap: the hot loop asks before calling)."""
+    return (sw[fm.SW_PEND_HEAD] < sw[fm.SW_PEND_TAIL]
+            and pend_arrival[sw[fm.SW_PEND_HEAD] & (pend_arrival.shape[0] - 1)] <= now_ns)
 
 
 @njit(cache=True)
-def market_flat(events, start, stop, top, resting, fees, xq_orders, xq_times, xq_ptr, sq_reports, sq_times, sq_srcs,
-                sq_ptr, resp, resp_series, out, stats):
+def arrive_flat(now_ns, S, pend, pend_arrival, room, out, sq_reports, sq_times, sq_srcs, sq_ptr, stats):
+    """Orders that reach the exchange by ``now_ns`` are applied, in arrival order."""
+    while True:
+        j = fm.apply_due(S, pend, pend_arrival, now_ns, out, 0, room)
+        _exchange_out(out, j, sq_reports, sq_times, sq_srcs, sq_ptr, stats)
+        if j == 0 or not pending_due(pend_arrival, S[11], now_ns):
+            return
+
+
+@njit(cache=True)
+def market_flat(events, start, stop, S, pend, pend_arrival, room, out, sq_reports, sq_times, sq_srcs, sq_ptr,
+                stats):
     """Market events ``events[start:stop]`` reach the exchange (orders arriving before each first)."""
-    for i in range(start, stop):
-        ev = events[i]
-        if due(xq_times, xq_ptr, ev.exch_ts_ns):
-            arrive_flat(ev.exch_ts_ns, top, resting, fees, xq_orders, xq_times, xq_ptr, sq_reports, sq_times, sq_srcs,
-                        sq_ptr, resp, resp_series, out, stats)
-        j = exchange_nb.on_event(top, resting, ev, fees[0], out, 0)
-        if j:
-            _exchange_out(out, j, ev.exch_ts_ns, sq_reports, sq_times, sq_srcs, sq_ptr, resp, resp_series, stats)
+    i = start
+    while i < stop:
+        i, j = fm.run_events(S, pend, pend_arrival, events, i, stop, out, 0, room)
+        _exchange_out(out, j, sq_reports, sq_times, sq_srcs, sq_ptr, stats)
 
 
 @njit(cache=True)
 def market(V, events, start, stop):
-    top, resting, fees = V[2]
-    xq_orders, xq_times, xq_ptr = V[4]
-    sq_reports, sq_times, sq_srcs, sq_ptr = V[5]
-    market_flat(events, start, stop, top, resting, fees, xq_orders, xq_times, xq_ptr, sq_reports, sq_times, sq_srcs,
-                sq_ptr, V[3][2], V[3][3], V[7][0], V[8])
+    S, pend, pend_arrival, room = V[2]
+    sq_reports, sq_times, sq_srcs, sq_ptr = V[3]
+    market_flat(events, start, stop, S, pend, pend_arrival, room[0], V[5][0], sq_reports, sq_times, sq_srcs, sq_ptr,
+                V[6])
 
 
 @njit(cache=True)
 def arrive(V, now_ns):
-    top, resting, fees = V[2]
-    xq_orders, xq_times, xq_ptr = V[4]
-    sq_reports, sq_times, sq_srcs, sq_ptr = V[5]
-    arrive_flat(now_ns, top, resting, fees, xq_orders, xq_times, xq_ptr, sq_reports, sq_times, sq_srcs, sq_ptr,
-                V[3][2], V[3][3], V[7][0], V[8])
+    S, pend, pend_arrival, room = V[2]
+    sq_reports, sq_times, sq_srcs, sq_ptr = V[3]
+    arrive_flat(now_ns, S, pend, pend_arrival, room[0], V[5][0], sq_reports, sq_times, sq_srcs, sq_ptr, V[6])
 
 
 # ------------------------------------------------------------------------------ platform side
 
 @njit(cache=True)
 def _drain_oms(V, now_ns):
-    """Move what the OMS staged: orders to the exchange queue, its own rejects to lq."""
-    lat = V[3]
-    stats = V[8]
-    xq_orders, xq_times, xq_ptr = V[4]
-    lq_reports, lq_times, lq_srcs, lq_ptr = V[6]
+    """Move what the OMS staged: orders to the exchange (its pending queue), its own rejects to lq."""
+    stats = V[6]
+    S, pend, pend_arrival, _room = V[2]
+    lq_reports, lq_times, lq_srcs, lq_ptr = V[4]
     out_orders, out_reports, _events, counts = V[1][2]
-    for k in range(counts[oms_nb.C_ORDERS]):
-        arrival = now_ns + latency_nb.draw(lat[0], lat[1])
-        _q_push_order(xq_orders, xq_times, xq_ptr, out_orders[k], arrival, stats)
-        stats[ST_ORDERS_TO_EXCHANGE] += 1
+    n = counts[oms_nb.C_ORDERS]
+    queued = fm.enqueue_orders(S, pend, pend_arrival, out_orders, 0, n)
+    stats[ST_ORDERS_TO_EXCHANGE] += queued
+    stats[ST_QUEUE_FULL] += n - queued  # sized so this stays 0; the run reports it if not
     for k in range(counts[oms_nb.C_REPORTS]):
         _q_push_report(lq_reports, lq_times, lq_srcs, lq_ptr, out_reports[k], now_ns, SRC_OMS, stats)
         stats[ST_OMS_REJECTS] += 1
@@ -164,9 +144,9 @@ def _drain_oms(V, now_ns):
 def send(V, intents, n, now_ns):
     """Intents from the strategy at market time ``now_ns``: risk checks, then the OMS."""
     oms = V[1]
-    stats = V[8]
+    stats = V[6]
     symbols, strategies, account, table, control, decisions, targets, r_orders, r_rejects, _mark = V[0]
-    lq_reports, lq_times, lq_srcs, lq_ptr = V[6]
+    lq_reports, lq_times, lq_srcs, lq_ptr = V[4]
     approved = checks_nb.check_intents(intents, 0, -1, n, decisions, targets, now_ns, symbols, strategies, account,
                                        table, control)
     n_orders = emit_nb.emit_decisions(intents, 0, -1, n, decisions, targets, r_orders, np.int64(-1), np.int64(0),
@@ -200,7 +180,7 @@ def mark(V, symbol_id, mid, ts_ns):
 @njit(cache=True)
 def needs_delivery(V, now_ns):
     """Anything to deliver or time out by ``now_ns`` (the Python loop's cheap pre-check)."""
-    return (V[6][3][Q_HEAD] < V[6][3][Q_TAIL] or due(V[5][1], V[5][3], now_ns)
+    return (V[4][3][Q_HEAD] < V[4][3][Q_TAIL] or due(V[3][1], V[3][3], now_ns)
             or now_ns >= V[1][1][1][oms_nb.O_NEXT_DEADLINE])
 
 
@@ -210,11 +190,11 @@ def deliver(V, now_ns, out, j):
     exchange's (through the OMS, as its worker forwards them). Returns the new ``j``."""
     risk = V[0]
     oms = V[1]
-    stats = V[8]
+    stats = V[6]
     symbols, account, table, control = risk[0], risk[2], risk[3], risk[4]
     cap = out.shape[0]
     first = j
-    reports, times, srcs, ptr = V[6]
+    reports, times, srcs, ptr = V[4]
     qcap = reports.shape[0]
     while ptr[Q_HEAD] < ptr[Q_TAIL] and j < cap:
         k = ptr[Q_HEAD] & (qcap - 1)
@@ -223,9 +203,9 @@ def deliver(V, now_ns, out, j):
             accounting_nb.apply_reports(out, j, -1, 1, symbols, account, table, control)
         ptr[Q_HEAD] += 1
         j += 1
-    reports, times, srcs, ptr = V[5]
+    reports, times, srcs, ptr = V[3]
     qcap = reports.shape[0]
-    one = V[7][1]
+    one = V[5][1]
     out_reports = oms[2][1]
     counts = oms[2][3]
     # room for the worst case of one report: the OMS forwards at most one per exchange report
@@ -251,5 +231,5 @@ def deliver(V, now_ns, out, j):
 @njit(cache=True)
 def pending(V):
     """Orders and reports still in flight."""
-    xq, sq, lq = V[4][2], V[5][3], V[6][3]
-    return (xq[Q_TAIL] - xq[Q_HEAD]) + (sq[Q_TAIL] - sq[Q_HEAD]) + (lq[Q_TAIL] - lq[Q_HEAD])
+    sw, sq, lq = V[2][0][11], V[3][3], V[4][3]
+    return (sw[fm.SW_PEND_TAIL] - sw[fm.SW_PEND_HEAD]) + (sq[Q_TAIL] - sq[Q_HEAD]) + (lq[Q_TAIL] - lq[Q_HEAD])
