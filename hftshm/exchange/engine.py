@@ -70,8 +70,7 @@ class MatchingEngine:
 
     def process(self, orders: np.ndarray) -> np.ndarray:
         """Apply ``orders`` in sequence; return their reports (a view valid until the next call)."""
-        if orders.dtype != ORDER_DTYPE:
-            raise TypeError(f"orders must be an array of the 'order' layout, got dtype {orders.dtype}")
+        orders = as_layout(orders, ORDER_DTYPE, "order")
         n = len(orders)
         i = j = 0
         while True:
@@ -141,6 +140,17 @@ class MatchingEngine:
     @property
     def stats(self) -> dict[str, int]:
         return {name: int(self._stats[k]) for k, name in enumerate(matching_nb.STAT_NAMES)}
+
+
+def as_layout(array: np.ndarray, dtype: np.dtype, layout: str) -> np.ndarray:
+    """``array`` with exactly the layout's dtype. Same fields in another packing (``np.concatenate`` drops
+    the explicit offsets) are converted with a copy; anything else is a TypeError."""
+    if isinstance(array, np.ndarray) and array.dtype == dtype:
+        return array
+    if isinstance(array, np.ndarray) and array.dtype.names is not None and set(array.dtype.names) == set(dtype.names):
+        return array.astype(dtype)
+    got = getattr(array, "dtype", type(array).__name__)
+    raise TypeError(f"expected an array of the '{layout}' layout, got {got}")
 
 
 def _to_float(units: np.ndarray, unit: float, unit_inv: float) -> np.ndarray:

@@ -1,0 +1,188 @@
+"""``ExchangeWorker``: the replay fill model (``ExchangeSimulator``) as a pipeline stage.
+
+Rings, found by layout: in ``order`` (from the OMS) and ``market_event`` (from the feed); out every
+``execution_report`` ring (normally one, to the OMS). Each duty cycle: publish any reports a full
+output ring held back (and take no input until they are out: backpressure, nothing dropped), then
+one batch of orders, then one batch of market events. Reports are stamped ``local_ts_ns`` = the
+monotonic publish time (the pipeline's hop clock) and a dense ``seq`` per output ring; their
+``exch_ts_ns`` is simulated market time.
+
+Parity (``parity = true``): the worker applies a market event only when no order that should come
+before it can still be on its way, i.e. below ``ExchangeSimulator.safe_horizon_ns(W)``, where W is
+the upstream watermark: the market time up to which upstream has sent every order it will send.
+Watermarks travel in the order ring, in order, as records with ``action = 0`` (no order; their
+``market_ts_ns`` is W), so a watermark can never overtake the orders it covers. With parity off the
+worker applies events as they come (a live-like run; fills then depend on timing).
+On drain, orders still in flight are applied at their arrival times.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from hftshm.exchange import fill_model_nb as fm
+from hftshm.exchange.config import ExchangeConfig
+from hftshm.exchange.simulator import ExchangeSimulator
+from hftshm.runtime.worker import Worker, WorkerContext
+
+WATERMARK_ACTION = 0  # an order-ring record with this action only carries the upstream watermark
+
+COUNTERS = ("orders_in", "events_in", "reports_out", "fills", "rejects", "late_orders", "open_orders_gauge",
+            "pending_orders_gauge", "backlog_gauge", "horizon_waits", "watermarks", "clock_ms_gauge")
+_C = {name: i for i, name in enumerate(COUNTERS)}
+
+
+class ExchangeWorker(Worker):
+    COUNTER_NAMES = COUNTERS
+    HISTOGRAMS = ("hop",)  # OMS publish -> exchange, per order
+
+    def __init__(self, batch: int = 4096, parity: bool = False, seed: int | None = None):
+        """``batch``: records per ring poll; ``parity``: hold market events behind the upstream watermark;
+        ``seed``: latency seed (default ``[exchange] seed``)."""
+        if batch < 1:
+            raise ValueError(f"exchange worker batch must be >= 1, got {batch}")
+        self.batch = int(batch)
+        self.parity = bool(parity)
+        self.seed = seed
+        self.watermark_ns = np.iinfo(np.int64).min
+
+    def on_start(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self.orders_in = _by_layout(ctx.inputs, "order", ctx.name, "input")
+        self.market_in = _by_layout(ctx.inputs, "market_event", ctx.name, "input")
+        self.reports_out = [ring for ring in ctx.outputs.values() if ring.layout.name == "execution_report"]
+        if not self.reports_out:
+            raise ValueError(f"worker {ctx.name!r} needs an execution_report output ring; it has {sorted(ctx.outputs)}")
+        config = getattr(ctx.config, "exchange", None) or ExchangeConfig()
+        symbols = getattr(ctx.config, "symbols", None)
+        ExchangeSimulator(config, symbols).flush()  # compile (or load cached) kernels before the first batch
+        self.sim = ExchangeSimulator(config, symbols, self.seed)
+        self.sim.on_market(self.market_in.records[:0])
+        self.counters = ctx.counters
+        self._hop = ctx.histograms.get("hop")
+        self._seq = [0] * len(self.reports_out)
+        self._backlog: list[list[np.ndarray]] = [[] for _ in self.reports_out]
+        self._iota = np.arange(max(ring.capacity for ring in self.reports_out), dtype=np.int64)
+
+    # ------------------------------------------------------------------ duty cycle
+    def do_work(self) -> int:
+        work = self._flush_backlog()
+        if any(self._backlog):
+            return work  # an output ring is full: take no more input until it drains
+        view = self.orders_in.poll(self.batch)
+        if len(view):
+            now = time.monotonic_ns()
+            if self._hop is not None:
+                from hftshm.metrics.histogram_nb import record_many
+
+                record_many(self._hop, now - view["ts_ns"])
+            self._publish(self._take_orders(view))
+            self.orders_in.release(len(view))
+            work += len(view)
+        events = self.market_in.poll(self.batch)
+        if len(events):
+            n = self._applicable(events)
+            if n < len(events):
+                self.counters[_C["horizon_waits"]] += 1
+            if n:
+                self._publish(self.sim.on_market(events[:n]))
+                self.market_in.release(n)
+                self.counters[_C["events_in"]] += n
+                work += n
+        if work:
+            self._update_counters()
+        return work
+
+    def on_drain(self) -> int:
+        work = self.do_work()
+        if work == 0 and not any(self._backlog) and self.sim.pending:
+            # upstream has stopped: the orders still in flight arrive at their own times
+            reports = self.sim.flush()
+            work = len(reports)
+            self._publish(reports)
+            self._update_counters()
+        return work
+
+    # ------------------------------------------------------------------ internals
+    def _take_orders(self, view: np.ndarray) -> np.ndarray:
+        marks = view["action"] == WATERMARK_ACTION
+        if marks.any():
+            self.watermark_ns = max(self.watermark_ns, int(view["market_ts_ns"][marks].max()))
+            self.counters[_C["watermarks"]] += int(marks.sum())
+            view = view[~marks]
+        self.counters[_C["orders_in"]] += len(view)
+        return self.sim.on_orders(view) if len(view) else None
+
+    def _applicable(self, events: np.ndarray) -> int:
+        """How many leading events may be applied now (all of them unless parity holds them back)."""
+        if not self.parity:
+            return len(events)
+        if self.watermark_ns == np.iinfo(np.int64).min:
+            return 0
+        horizon = self.sim.safe_horizon_ns(self.watermark_ns)
+        effective = np.maximum.accumulate(np.maximum(events["exch_ts_ns"], self.sim.clock_ns))
+        return int(np.searchsorted(effective, horizon, side="left"))
+
+    def _publish(self, reports: np.ndarray | None) -> None:
+        if reports is None or not len(reports):
+            return
+        reports["local_ts_ns"] = time.monotonic_ns()
+        self.counters[_C["reports_out"]] += len(reports)
+        for k, ring in enumerate(self.reports_out):
+            if self._backlog[k]:
+                self._backlog[k].append(reports.copy())
+                continue
+            done = self._write(k, ring, reports)
+            if done < len(reports):
+                self._backlog[k].append(reports[done:].copy())  # the view is reused by the next call
+
+    def _write(self, k: int, ring, reports: np.ndarray) -> int:
+        done = 0
+        while done < len(reports):
+            view = ring.claim(len(reports) - done)
+            n = len(view)
+            if n == 0:
+                break
+            view[:] = reports[done:done + n]
+            np.add(self._iota[:n], self._seq[k], out=view["seq"])
+            self._seq[k] += n
+            ring.commit(n)
+            done += n
+        if done:
+            ring.wake_consumer()
+        return done
+
+    def _flush_backlog(self) -> int:
+        work = 0
+        for k, ring in enumerate(self.reports_out):
+            pending = self._backlog[k]
+            while pending:
+                done = self._write(k, ring, pending[0])
+                work += done
+                if done < len(pending[0]):
+                    pending[0] = pending[0][done:]
+                    break
+                pending.pop(0)
+        return work
+
+    def _update_counters(self) -> None:
+        words = self.sim._sw
+        c = self.counters
+        c[_C["fills"]] = words[fm.SW_FILLS]
+        c[_C["rejects"]] = words[fm.SW_REJECTS]
+        c[_C["late_orders"]] = words[fm.SW_LATE_ORDERS]
+        c[_C["open_orders_gauge"]] = words[fm.SW_N_ACTIVE]
+        c[_C["pending_orders_gauge"]] = self.sim.pending
+        c[_C["backlog_gauge"]] = sum(len(part) for parts in self._backlog for part in parts)
+        clock = self.sim.clock_ns
+        c[_C["clock_ms_gauge"]] = clock // 1_000_000 if clock > 0 else 0
+
+
+def _by_layout(rings: dict, layout: str, worker: str, what: str):
+    found = [ring for ring in rings.values() if ring.layout.name == layout]
+    if len(found) != 1:
+        raise ValueError(f"worker {worker!r} needs exactly one {what} ring of layout {layout!r}; "
+                         f"it has {[(name, ring.layout.name) for name, ring in rings.items()]}")
+    return found[0]
