@@ -96,13 +96,16 @@ def status_command(run_dir: Path = RunDirOption, config: Path = ConfigOption) ->
     try:
         console = Console()
         workers = Table(title=f"workers (supervisor pid {manifest.supervisor_pid})")
-        for column in ("worker", "process", "pid", "cpu", "state", "heartbeat", "work", "restarts", "counters"):
+        for column in ("worker", "process", "pid", "cpu", "state", "heartbeat", "work", "restarts"):
             workers.add_column(column)
-        for w in inspect.worker_views(manifest, status):
-            counters = ", ".join(f"{k}={v}" for k, v in w.counters.items())
+        views = inspect.worker_views(manifest, status)
+        for w in views:
             workers.add_row(w.name, w.process, str(w.pid), str(w.cpu), w.state, f"{w.heartbeat_age_s:.2f}s ago",
-                            str(w.work_count), str(w.restarts), counters)
+                            f"{w.work_count:,}", str(w.restarts))
         console.print(workers)
+        for w in views:
+            nonzero = ", ".join(f"{k}={v:,}" for k, v in w.counters.items() if v)
+            console.print(f"[bold]{w.name}[/bold]: {nonzero or '(all counters zero)'}")
         table = Table(title="rings")
         for column in ("ring", "layout", "from -> to", "occupancy", "full", "drops", "backpressure"):
             table.add_column(column)
