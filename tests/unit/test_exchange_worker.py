@@ -1,0 +1,140 @@
+"""ExchangeWorker on real shared-memory rings, driven in this process: orders and market data in,
+reports out with dense seq and publish stamps; parity mode holds market data behind the watermark;
+a full output ring holds reports back without losing any; drain applies orders still in flight."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hftshm.codes import Action, EventFlag, EventKind, OrderType, ReportEvent, Side, TimeInForce
+from hftshm.exchange.worker import COUNTERS, WATERMARK_ACTION, ExchangeWorker
+from hftshm.metrics.histogram_nb import COUNT, SLOTS
+from hftshm.runtime.worker import WorkerContext
+from hftshm.transport.ring import Ring
+from hftshm.transport.testing import no_segment_leaks, unique_name
+
+T0 = 1_700_000_000_000_000_000
+US = 1000
+
+
+@pytest.fixture
+def rings():
+    with no_segment_leaks():
+        made = {
+            "orders": Ring.create(unique_name("xo"), "order", 64),
+            "md": Ring.create(unique_name("xm"), "market_event", 64),
+            "reports": Ring.create(unique_name("xr"), "execution_report", 8),
+        }
+        try:
+            yield made
+        finally:
+            for ring in made.values():
+                ring.close()
+                ring.unlink()
+
+
+def start(rings, tmp_path: Path, **params) -> tuple[ExchangeWorker, WorkerContext]:
+    ctx = WorkerContext(name="exchange", params=params, inputs={"exchange.orders": rings["orders"],
+                                                                "md.exchange": rings["md"]},
+                        outputs={"exchange.reports": rings["reports"]}, config=None,
+                        counters=np.zeros(32, dtype=np.int64), histograms={"hop": np.zeros(SLOTS, np.int64)},
+                        run_dir=tmp_path)
+    worker = ExchangeWorker(batch=16, **params)
+    worker.on_start(ctx)
+    return worker, ctx
+
+
+def send_order(ring, order_id, side, price, qty, ts_us, action=Action.NEW, tif=TimeInForce.GTC):
+    view = ring.claim(1)
+    view[0] = 0
+    rec = view[0]
+    rec["order_id"], rec["action"], rec["side"], rec["price"], rec["qty"] = order_id, action, side, price, qty
+    rec["order_type"], rec["tif"], rec["symbol_id"], rec["owner"] = OrderType.LIMIT, tif, 1, 1
+    rec["market_ts_ns"], rec["ts_ns"] = T0 + ts_us * US, 1
+    ring.commit(1)
+
+
+def send_event(ring, ts_us, kind, side, price, qty, uid=1):
+    view = ring.claim(1)
+    view[0] = 0
+    rec = view[0]
+    rec["exch_ts_ns"], rec["kind"], rec["side"], rec["price"], rec["qty"] = T0 + ts_us * US, kind, side, price, qty
+    rec["update_id"], rec["symbol_id"], rec["flags"] = uid, 1, EventFlag.LAST_IN_MESSAGE
+    ring.commit(1)
+
+
+def drain_reports(ring) -> np.ndarray:
+    view = ring.poll(1024)
+    out = view.copy()
+    ring.release(len(view))
+    return out
+
+
+def test_orders_and_market_data_in_reports_out(rings, tmp_path):
+    worker, ctx = start(rings, tmp_path)
+    send_event(rings["md"], 0, EventKind.DEPTH, Side.SELL, 100.1, 1.0)
+    send_event(rings["md"], 0, EventKind.DEPTH, Side.BUY, 100.0, 1.0)
+    assert worker.do_work() == 2
+    send_order(rings["orders"], 1, Side.BUY, 100.1, 0.4, 10)
+    send_order(rings["orders"], 2, Side.BUY, math.nan, 0.4, 10)
+    worker.do_work()
+    send_event(rings["md"], 5000, EventKind.DEPTH, Side.BUY, 99.9, 1.0)  # market time passes the arrival
+    worker.do_work()
+    reports = drain_reports(rings["reports"])
+    assert [(int(r["order_id"]), int(r["event"])) for r in reports] == [
+        (1, ReportEvent.ACK), (1, ReportEvent.FILL), (2, ReportEvent.REJECT)]
+    assert list(reports["seq"]) == [0, 1, 2] and (reports["local_ts_ns"] > 0).all()
+    assert reports[0]["exch_ts_ns"] > T0 + 10 * US
+    counters = dict(zip(COUNTERS, ctx.counters))
+    assert counters["orders_in"] == 2 and counters["events_in"] == 3 and counters["fills"] == 1
+    assert counters["rejects"] == 1 and ctx.histograms["hop"][COUNT] == 2
+
+
+def test_parity_holds_market_data_behind_the_upstream_watermark(rings, tmp_path):
+    worker, ctx = start(rings, tmp_path, parity=True)
+    send_event(rings["md"], 0, EventKind.DEPTH, Side.SELL, 100.1, 1.0)
+    send_event(rings["md"], 1000, EventKind.DEPTH, Side.SELL, 100.2, 1.0)
+    assert worker.do_work() == 0 and ctx.counters[COUNTERS.index("horizon_waits")] == 1  # no watermark yet
+    send_order(rings["orders"], 0, 0, 0.0, 0.0, 0, action=WATERMARK_ACTION)  # upstream: done up to t=0
+    worker.do_work()
+    assert worker.sim.clock_ns == T0  # t=0 applied; t=1000us is beyond 0 + 50us min latency
+    send_order(rings["orders"], 0, 0, 0.0, 0.0, 2000, action=WATERMARK_ACTION)
+    worker.do_work()
+    assert worker.sim.clock_ns == T0 + 1000 * US and ctx.counters[COUNTERS.index("watermarks")] == 2
+    assert len(drain_reports(rings["reports"])) == 0  # watermark records are not orders
+
+
+def test_full_output_ring_holds_reports_back_and_drain_applies_orders_in_flight(rings, tmp_path):
+    worker, ctx = start(rings, tmp_path)
+    send_event(rings["md"], 0, EventKind.DEPTH, Side.BUY, 100.0, 1.0)
+    worker.do_work()
+    for k in range(1, 8):  # 7 rejects (bad qty) + 7 acks: more than the 8-slot report ring
+        send_order(rings["orders"], k, Side.SELL, 101.0, 0.0, 0)
+        send_order(rings["orders"], 100 + k, Side.SELL, 101.0, 0.1, 0)
+    worker.do_work()
+    assert rings["reports"].occupancy() == 0  # not arrived: market time has not moved
+    assert worker.on_drain() == 14  # upstream stopped: the 14 orders in flight arrive at their own times
+    assert worker.on_drain() == 0  # the report ring is full: the rest waits, nothing is lost
+    got = drain_reports(rings["reports"])
+    assert len(got) == 8 and ctx.counters[COUNTERS.index("backlog_gauge")] == 6
+    worker.do_work()
+    got = np.concatenate([got, drain_reports(rings["reports"])])
+    assert len(got) == 14 and list(got["seq"]) == list(range(14))
+    assert (got["event"] == ReportEvent.ACK).sum() == 7 and (got["event"] == ReportEvent.REJECT).sum() == 7
+
+
+def test_worker_needs_its_rings(tmp_path):
+    with no_segment_leaks():
+        ring = Ring.create(unique_name("xo"), "order", 16)
+        try:
+            ctx = WorkerContext(name="exchange", params={}, inputs={"o": ring}, outputs={}, config=None,
+                                counters=np.zeros(32, np.int64), histograms={}, run_dir=tmp_path)
+            with pytest.raises(ValueError, match="market_event"):
+                ExchangeWorker().on_start(ctx)
+        finally:
+            ring.close()
+            ring.unlink()
