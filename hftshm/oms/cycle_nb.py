@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from numba import njit
 
+from hftshm.codes import Action
 from hftshm.metrics.histogram_nb import record as record_latency
 from hftshm.oms.book_nb import S_OPEN
 from hftshm.oms.oms_nb import C_EVENTS, C_ORDERS, C_REPORTS, O_NEXT_DEADLINE, ST_WORDS, on_orders, on_reports
@@ -94,7 +95,8 @@ def _flush(rings, report_ctrls, report_records, out):
 
 
 @njit(cache=True)
-def cycle(book, ctl, out, rings, report_ctrls, report_records, histogram, counters, batch, now_ns, wall_ns):
+def cycle(book, ctl, out, rings, report_ctrls, report_records, histogram, tick_to_order, counters, batch, now_ns,
+          wall_ns):
     """One duty cycle: reports, then orders, then ack timeouts. Returns the work done or EVENTS_FULL.
 
     ``counters`` (the worker's shared-memory counters) get the ``ST_*`` statistics in their first
@@ -123,6 +125,7 @@ def cycle(book, ctl, out, rings, report_ctrls, report_records, histogram, counte
         consumed = on_orders(book, ctl, out, records, n, now_ns, wall_ns)
         _flush(rings, report_ctrls, report_records, out)
         _order_hops(histogram, records, consumed)
+        record_tick_to_order(tick_to_order, records, consumed)
         release(rings[0], consumed)
         work += consumed
         room = _room(rings, report_ctrls, out)
@@ -155,6 +158,18 @@ def _order_hops(histogram, records, n):
     for i in range(n):
         if records[i].ts_ns > 0:
             record_latency(histogram, now - records[i].ts_ns)
+
+
+@njit(cache=True)
+def record_tick_to_order(histogram, records, n):
+    """The platform's headline latency: the feed published the tick that caused an order
+    (``origin_ts_ns``) -> the OMS has published that order to the exchange (now). New orders only."""
+    if histogram.shape[0] == 0 or n == 0:
+        return
+    now = monotonic_ns()
+    for i in range(n):
+        if records[i].action == Action.NEW and records[i].origin_ts_ns > 0:
+            record_latency(histogram, now - records[i].origin_ts_ns)
 
 
 @njit(cache=True)

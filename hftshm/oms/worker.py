@@ -52,7 +52,9 @@ assert len(oms_nb.STAT_NAMES) == oms_nb.ST_WORDS and _X["open_orders_gauge"] == 
 
 class OmsWorker(Worker):
     COUNTER_NAMES = oms_nb.STAT_NAMES + EXTRA_COUNTERS
-    HISTOGRAMS = ("hop",)  # upstream publish -> OMS publish, per order and report
+    # hop: upstream publish -> OMS publish, per order and report; tick_to_order: the feed's publish of
+    # the tick behind a new order -> that order published to the exchange
+    HISTOGRAMS = ("hop", "tick_to_order")
 
     def __init__(self, batch: int = 0, oms: dict | None = None, redis_url: str = "", redis_namespace: str = "default"):
         """``batch``: records per ring poll (0: ``[oms] batch_size``); ``oms``: ``[oms]`` keys to override;
@@ -97,6 +99,8 @@ class OmsWorker(Worker):
         self.counters[_X["epoch_gauge"]] = epoch
         self._hop = ctx.histograms.get("hop")
         self._histogram = self._hop if self._hop is not None else np.zeros(0, dtype=np.int64)
+        tick_to_order = ctx.histograms.get("tick_to_order")
+        self._tick_to_order = tick_to_order if tick_to_order is not None else np.zeros(0, dtype=np.int64)
         self._rings = None
         if self.events_out is not None:  # the fast path: one numba call per cycle
             self._rings = (self.orders_in.ctrl, self.orders_in.records, self.reports_in.ctrl, self.reports_in.records,
@@ -145,7 +149,8 @@ class OmsWorker(Worker):
             return self._recover()
         if self._rings is not None and self.spill.pending_bytes == 0:
             work = cycle_nb.cycle(self.engine.book, self.engine.ctl, self.engine.out, self._rings, self._report_ctrls,
-                                  self._report_records, self._histogram, self.counters, self.batch,
+                                  self._report_records, self._histogram, self._tick_to_order, self.counters,
+                                  self.batch,
                                   time.monotonic_ns(), time.time_ns())
             if work >= 0:
                 return work
@@ -181,6 +186,7 @@ class OmsWorker(Worker):
                 self._publish(now)
                 if self._hop is not None:
                     cycle_nb.record_hops(self._hop, view["ts_ns"][:consumed], time.monotonic_ns())
+                cycle_nb.record_tick_to_order(self._tick_to_order, view, consumed)
                 self.orders_in.release(consumed)
                 work += consumed
                 room = self._output_room()

@@ -110,15 +110,16 @@ class PlatformRun:
             started = time.monotonic()
             self._loop(sup, view, started, console)
             sup.wait_quiet(timeout_s=5.0)
+            elapsed_s = time.monotonic() - started
+            sup.shutdown()  # the segments stay mapped until the supervisor exits: read the final state
             final = view.snapshot()
-            summary = build_summary(final, time.monotonic() - started, self.stop_reason)
+            summary = build_summary(final, elapsed_s, self.stop_reason)
             if self.app is not None:
                 from hftshm.web.wiring import record_last_run
 
                 record_last_run(self.app, final)
             print_summary(summary, console)
             self._write_summary(summary)
-            sup.shutdown()
             if self.options.serve and self.options.web and self.stop_reason is None:
                 console.print(f"serving the last values on {self._url()} (Ctrl-C to exit)")
                 while self.stop_reason is None:
@@ -202,10 +203,11 @@ def status_line(snapshot, elapsed_s: float) -> str:
     progress = f"{events:,}/{total:,} ({100.0 * events / total:.0f}%)" if total else f"{events:,}"
     rate = events / elapsed_s if elapsed_s > 0 else 0.0
     tick_to_order = snapshot.histograms.get(TICK_TO_ORDER)
-    p50 = summarize(tick_to_order).p50_ns / 1e3 if tick_to_order is not None else float("nan")
+    figures = summarize(tick_to_order) if tick_to_order is not None else None
+    p50 = f"{figures.p50_ns / 1e3:.1f}us" if figures is not None and figures.count else "-"
     return (f"events {progress}  {rate / 1e6:.2f}M/s  intents {_counter(snapshot, 'strategies', 'intents'):,}  "
             f"orders {_counter(snapshot, 'oms', 'orders'):,}  fills {_counter(snapshot, 'exchange', 'fills'):,}  "
-            f"tick->order p50 {p50:.1f}us  PnL {snapshot.total_pnl:+,.2f}")
+            f"tick->order p50 {p50}  PnL {snapshot.total_pnl:+,.2f}")
 
 
 def build_summary(snapshot, elapsed_s: float, stop_reason: str | None) -> dict:

@@ -154,7 +154,10 @@ class Attachments:
             # a socket arrival rings no doorbell: the comparison pipeline polls its sockets
             return WaitStrategy.from_config("spin-yield")
         inputs = [self._rings[r.segment] for r in self.manifest.rings if r.consumer in process.workers]
-        return WaitStrategy.from_config(process.wait).bind(inputs=inputs)
+        # outputs too: a worker blocked on a full output parks on that ring's producer doorbell
+        # (the consumer's release rings it) instead of spinning on an input it cannot act on
+        outputs = [self._rings[r.segment] for r in self.manifest.rings if r.producer in process.workers]
+        return WaitStrategy.from_config(process.wait).bind(inputs=inputs, outputs=outputs)
 
     def pumps(self, process) -> list:
         if self.manifest.transport != "zmq":

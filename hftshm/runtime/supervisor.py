@@ -357,7 +357,8 @@ class Supervisor:
 
 
 def placement_cpus(processes) -> list[int]:
-    """CPU per process: explicit numbers as given; ``auto`` spreads round-robin over the allowed CPUs."""
+    """CPU per process: explicit numbers as given; ``auto`` spreads round-robin over the allowed CPUs;
+    ``none`` (-1) leaves the process to the scheduler (I/O-bound helpers such as the database writer)."""
     allowed = sorted(os.sched_getaffinity(0))
     automatic = [p for p in processes if p.cpu == "auto"]
     if len(automatic) > len(allowed):
@@ -368,6 +369,8 @@ def placement_cpus(processes) -> list[int]:
         if process.cpu == "auto":
             result.append(allowed[next_auto % len(allowed)])
             next_auto += 1
+        elif process.cpu == "none":
+            result.append(-1)
         elif isinstance(process.cpu, list):
             result.append(process.cpu[0])
         else:

@@ -5,7 +5,7 @@ Read from ``[workers.NAME]`` tables and ``[[rings]]`` entries of the platform co
     [workers.feed]
     class = "hftshm.feed.worker:FeedWorker"   # module:Class of a hftshm.runtime.worker.Worker
     process = "pipeline"                      # workers naming the same process share it (composite)
-    cpu = "auto"                              # auto | CPU number | list of CPUs
+    cpu = "auto"                              # auto | none (not pinned) | CPU number | list of CPUs
     wait = "spin-park"                        # busy-spin | spin-yield | spin-park
     params = { }                              # keyword arguments for the class
     external = false                          # true: started by ``hftshm worker feed`` instead
@@ -145,9 +145,10 @@ def _worker_from(name: str, body: Any) -> WorkerSpec:
     if ":" not in factory:
         raise ConfigError(f"workers.{name}.class must be 'module:Class', found {factory!r}")
     cpu = section._get("cpu", "auto")
-    if not (cpu == "auto" or (isinstance(cpu, int) and not isinstance(cpu, bool) and cpu >= 0)
+    if not (cpu in ("auto", "none") or (isinstance(cpu, int) and not isinstance(cpu, bool) and cpu >= 0)
             or (isinstance(cpu, list) and cpu and all(isinstance(c, int) and c >= 0 for c in cpu))):
-        raise ConfigError(f"workers.{name}.cpu is {cpu!r}; allowed: \"auto\", a CPU number, or a list of CPU numbers")
+        raise ConfigError(f"workers.{name}.cpu is {cpu!r}; allowed: \"auto\", \"none\", a CPU number, "
+                          "or a list of CPU numbers")
     spec = WorkerSpec(
         name=name,
         factory=factory,
