@@ -61,7 +61,8 @@ def load_exchange_config(config_path: Path | None):
 def replay_command(
     orders_csv: Path = typer.Argument(..., help="orders CSV: ts,order_id,owner,symbol,action,side,type,tif,price,qty"),
     output: Path = typer.Option(..., "--output", "-o", help="reports CSV to write"),
-    config: Path = typer.Option(None, "--config", "-c", help="platform config (default config/platform.toml if present)"),
+    config: Path = typer.Option(None, "--config", "-c",
+                                help="platform config (default config/platform.toml if present)"),
     strict: bool = typer.Option(False, "--strict", help="exit 1 when any row was malformed"),
 ) -> None:
     """Run ORDERS.csv through the price-time priority matching engine and write every report."""

@@ -32,7 +32,7 @@ from hftshm.exchange.common_nb import (MAX_PRICE_TICKS, MAX_QTY_LOTS, SC_LOT, SC
                                        check_codes, idmap_find, idmap_insert, idmap_remove, reject_order,
                                        to_float, to_units, write_report)
 from hftshm.exchange.latency_nb import draw
-from hftshm.exchange.market_view_nb import (MV_LAST_UPDATE_ID, MV_LEN, apply_bbo, best_pos, clear, event_units,
+from hftshm.exchange.market_view_nb import (MV_LAST_UPDATE_ID, apply_bbo, best_pos, clear, event_units,
                                             qty_at, set_level)
 
 # report flags: how a fill happened

@@ -125,6 +125,13 @@ class ExchangeSimulator:
         caused by events up to ``upstream_watermark_ns`` (no such order can arrive earlier)."""
         return int(upstream_watermark_ns) + self.min_entry_latency_ns
 
+    @property
+    def kernel_state(self) -> tuple:
+        """(S, pend, pend_arrival, room_per_order) for a compiled driver calling ``fill_model_nb`` kernels
+        itself (``run_events``, ``enqueue_orders``, ``apply_due``) from inside numba. The output buffer is
+        the caller's: it must hold ``room_per_order`` reports beyond what it already holds."""
+        return self._S, self._pend, self._pend_arrival, self._room_per_order
+
     # ------------------------------------------------------------------ looking at it
     @property
     def clock_ns(self) -> int:

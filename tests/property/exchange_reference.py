@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from hftshm.codes import Action, OrderType, Reason, Side, TimeInForce
+from hftshm.codes import Action, OrderType, Side, TimeInForce
 
 MAX_PRICE_TICKS = 10**15
 MAX_QTY_LOTS = 10**12

@@ -123,4 +123,5 @@ def _check_book(engine: MatchingEngine, live: dict[int, Live]) -> None:
         state = engine.open_order(oid)
         assert state is not None and lots(state["leaves_qty"]) == mirror.open_lots and state["price"] == mirror.price
     assert engine.resting_orders(1) == len(live)
-    assert sum(lots(q) for q in bids["qty"]) + sum(lots(q) for q in asks["qty"]) == sum(v.open_lots for v in live.values())
+    shown = sum(lots(q) for q in bids["qty"]) + sum(lots(q) for q in asks["qty"])
+    assert shown == sum(v.open_lots for v in live.values())

@@ -59,15 +59,13 @@ class Quoter:
         for k, (action, target, side, order_type, tif, price, qty) in enumerate(rows):
             if action == Action.NEW:
                 out[k]["order_id"] = self.next_id
-                if tif == TimeInForce.GTC:
-                    self.open.add(self.next_id)
                 self.next_id += 1
             else:
                 out[k]["order_id"] = out[k]["target_order_id"] = target
             out[k]["action"], out[k]["side"], out[k]["order_type"], out[k]["tif"] = action, side, order_type, tif
             out[k]["price"], out[k]["qty"], out[k]["symbol_id"], out[k]["market_ts_ns"] = price, qty, 1, ts_ns
-        self.open.clear() if rows[0][0] == Action.CANCEL else None
-        self.open.update(int(o["order_id"]) for o in out if o["action"] == Action.NEW and o["tif"] == TimeInForce.GTC)
+        # everything open was just cancelled; the new quotes are what is open now
+        self.open = {int(o["order_id"]) for o in out if o["action"] == Action.NEW and o["tif"] == TimeInForce.GTC}
         return out
 
 
@@ -145,7 +143,8 @@ def conservation(reports):
         if event != ReportEvent.REJECT:
             last_leaves[oid] = lots(r["leaves_qty"])
     for oid, qty in acked.items():
-        assert qty == done[oid] + last_leaves[oid], f"order {oid}: {qty} acked, {done[oid]} done, {last_leaves[oid]} open"
+        assert qty == done[oid] + last_leaves[oid], \
+            f"order {oid}: {qty} acked, {done[oid]} done, {last_leaves[oid]} open"
 
 
 @pytest.mark.slow

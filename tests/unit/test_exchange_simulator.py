@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from hftshm.codes import Action, EventFlag, EventKind, OrderType, ReportEvent, Side, TimeInForce
+from hftshm.codes import Action, EventFlag, EventKind, OrderType, Reason as R, ReportEvent, Side, TimeInForce
 from hftshm.exchange import fill_model_nb as fm
 from hftshm.exchange.config import ExchangeConfig, LatencyConfig
 from hftshm.exchange.simulator import EVENT_DTYPE, ORDER_DTYPE, ExchangeSimulator
@@ -176,7 +176,6 @@ def test_rejects_post_only_fok_duplicate_unknown():
         act(Action.CANCEL, 42, 0), act(Action.REPLACE, 43, 0, 99.0, 1.0),
     ]))
     reasons = [(int(r["order_id"]), int(r["reason"])) for r in sim.flush() if r["event"] == ReportEvent.REJECT]
-    from hftshm.codes import Reason as R
     assert reasons == [(1, R.POST_ONLY_WOULD_CROSS), (2, R.FOK_CANNOT_FILL), (3, R.DUPLICATE_ORDER_ID),
                        (5, R.BOOK_FULL), (6, R.BAD_PRICE), (7, R.BAD_QTY), (42, R.UNKNOWN_ORDER),
                        (43, R.UNKNOWN_ORDER)]
