@@ -87,7 +87,7 @@ class ExchangeConfig:
     def from_section(cls, section: Section) -> "ExchangeConfig":
         d = cls()
         cfg = cls(
-            book_capacity=section.integer("book_capacity", d.book_capacity, min=1, max=1 << 26),
+            book_capacity=section.integer("book_capacity", d.book_capacity, min=1, max=1 << 22),
             fill_model=section.choice("fill_model", FILL_MODELS, d.fill_model),
             queue_power=float(section.number("queue_power", d.queue_power, positive=True, max=50)),
             market_depth_levels=section.integer("market_depth_levels", d.market_depth_levels, min=1, max=1 << 20),

@@ -57,9 +57,11 @@ class ExchangeWorker(Worker):
             raise ValueError(f"worker {ctx.name!r} needs an execution_report output ring; it has {sorted(ctx.outputs)}")
         config = getattr(ctx.config, "exchange", None) or ExchangeConfig()
         symbols = getattr(ctx.config, "symbols", None)
-        ExchangeSimulator(config, symbols).flush()  # compile (or load cached) kernels before the first batch
+        warm = ExchangeSimulator(config, symbols)  # compile (or load cached) kernels before the first batch
+        warm.on_orders(self.orders_in.records[:0])
+        warm.on_market(self.market_in.records[:0])
+        warm.flush()
         self.sim = ExchangeSimulator(config, symbols, self.seed)
-        self.sim.on_market(self.market_in.records[:0])
         self.counters = ctx.counters
         self._hop = ctx.histograms.get("hop")
         self._seq = [0] * len(self.reports_out)
