@@ -6,6 +6,8 @@ Rows (market events) per second for:
 * ``backtest-warm-start``: a fresh process with the cache that run left: load kernels + one run
   (``cache=True`` kernels are not recompiled);
 * ``backtest-warm``: repeated runs in one process (the loop alone; p50/p99 over repeats of ns/row);
+* ``stage-book``, ``stage-exchange-market``: the L2 book and the exchange fill model's market view
+  alone over the same events (where the warm loop's time goes);
 * ``backtest-python``: the same strategy through the Python path (``StrategyHost`` callbacks), on
   the first ``--python-rows`` events: what a plain-Python strategy costs;
 * ``hftbacktest-*``: hftbacktest on the raw recording, when an interpreter with it is given
@@ -82,6 +84,7 @@ def backtest_command(
                         "cpu_s": run["run_cpu_s"], "wall_s": run["run_wall_s"], "p50_ns": float("nan"),
                         "p99_ns": float("nan"), "p999_ns": float("nan"), "rows": rows, "fills": run["fills"]})
     results.append(_warm(events, repeats))
+    results += _stages(events, repeats)
     if python_rows > 0:
         results.append(_python_path(events[:python_rows]))
     peer = _peer(peer_python, peer_data, notes)
@@ -123,6 +126,37 @@ def _warm(events, repeats: int) -> dict:
             "wall_rows_per_s": len(events) / float(np.median(wall)), "cpu_s": float(np.median(cpu)),
             "wall_s": float(np.median(wall)), **percentiles_ns(per_row_ns), "rows": len(events),
             "fills": int(result.trades)}
+
+
+def _stages(events, repeats: int) -> list[dict]:
+    """What the loop's parts cost alone over the same events: the L2 book, and the exchange fill
+    model keeping its view of the market (no orders). The loop's own share is the rest."""
+    import numpy as np
+
+    from hftshm.book.book import BookSet
+    from hftshm.exchange.config import ExchangeConfig
+    from hftshm.exchange.simulator import ExchangeSimulator
+    from hftshm.symbols import DEFAULT_SYMBOLS
+
+    def book():
+        BookSet(DEFAULT_SYMBOLS).apply(events)
+
+    def exchange():
+        ExchangeSimulator(ExchangeConfig(), DEFAULT_SYMBOLS, seed=1).on_market(events)
+
+    rows = []
+    for name, fn in (("stage-book", book), ("stage-exchange-market", exchange)):
+        fn()
+        cpu = []
+        for _ in range(max(1, repeats)):
+            c0 = time.process_time()
+            fn()
+            cpu.append(time.process_time() - c0)
+        best = float(np.median(cpu))
+        nan = float("nan")
+        rows.append({"name": name, "ops_per_s": len(events) / best, "cpu_s": best, "p50_ns": nan, "p99_ns": nan,
+                     "p999_ns": nan, "rows": len(events)})
+    return rows
 
 
 def _python_path(events) -> dict:
