@@ -47,6 +47,9 @@ def backtest_command(
     from hftshm.strategies.base import StrategyError
 
     cfg = config if Path(config).is_file() else None
+    if not _kernels_cached():
+        typer.secho("first run: compiling the kernels (a minute or two); later runs load them from the cache",
+                    fg="yellow", err=True)
     try:
         params = parse_params(param)
         if sweep:
@@ -65,6 +68,18 @@ def backtest_command(
         typer.echo(json.dumps(summary, indent=1))
         return
     _print_result(summary)
+
+
+def _kernels_cached() -> bool:
+    """Whether numba's on-disk cache already holds the compiled backtest loop."""
+    import os
+
+    from hftshm.backtest import compiled_nb
+
+    module = Path(compiled_nb.__file__)
+    cache_dir = os.environ.get("NUMBA_CACHE_DIR")
+    roots = [Path(cache_dir)] if cache_dir else [module.parent / "__pycache__"]
+    return any(any(root.rglob("compiled_nb.run_market_maker-*.nbi")) for root in roots if root.is_dir())
 
 
 def _print_result(d: dict) -> None:
