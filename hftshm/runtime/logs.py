@@ -61,3 +61,21 @@ def setup_process_logging(run_dir: str | Path, name: str, level: int) -> logging
     for handler in logger.handlers:
         root.addHandler(handler)
     return logger
+
+
+def setup_supervisor_logging(run_dir: str | Path, level: int) -> None:
+    """The supervisor's own log, ``<run_dir>/logs/supervisor.log``; warnings also reach the terminal."""
+    directory = logs_dir(run_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    logger = logging.getLogger("hftshm")
+    logger.setLevel(level)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    to_file = logging.FileHandler(directory / "supervisor.log")
+    to_file.setFormatter(logging.Formatter(_FORMAT))
+    to_file.addFilter(_WorkerFilter("supervisor"))
+    logger.addHandler(to_file)
+    to_terminal = logging.StreamHandler()
+    to_terminal.setLevel(logging.WARNING)
+    to_terminal.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger.addHandler(to_terminal)

@@ -85,6 +85,9 @@ class PlatformRun:
         except (PreflightError, ConfigError) as exc:
             console.print(f"[red]cannot start:[/red] {exc}")
             return 2
+        from hftshm.runtime.logs import level_from, setup_supervisor_logging
+
+        setup_supervisor_logging(self.config.platform.run_dir, level_from(self.config.platform.log_level))
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         sup = Supervisor(self.config.topology, self.config)
         try:
@@ -111,9 +114,10 @@ class PlatformRun:
             self._loop(sup, view, started, console)
             sup.wait_quiet(timeout_s=5.0)
             elapsed_s = time.monotonic() - started
-            sup.shutdown()  # the segments stay mapped until the supervisor exits: read the final state
-            final = view.snapshot()
+            final = view.snapshot()  # before the drain: workers still hold their own segments
+            sup.shutdown()
             summary = build_summary(final, elapsed_s, self.stop_reason)
+            summary["workers_after_drain"] = {w.name: w.state for w in view.snapshot().workers}
             if self.app is not None:
                 from hftshm.web.wiring import record_last_run
 
@@ -288,6 +292,7 @@ def print_summary(summary: dict, console) -> None:
         latency.add_row(name, f"{h.get('count', 0):,}", *(f"{h.get(k, float('nan')) / 1e3:.1f}"
                                                           for k in ("p50_ns", "p99_ns", "p999_ns", "max_ns")))
     console.print(latency)
-    workers = ", ".join(f"{name} {w['state']}" + (f" ({w['restarts']} restarts)" if w["restarts"] else "")
+    after = summary.get("workers_after_drain", {})
+    workers = ", ".join(f"{name} {after.get(name, w['state'])}" + (f" ({w['restarts']} restarts)" if w["restarts"] else "")
                         for name, w in summary["workers"].items())
     console.print(f"workers: {workers}")

@@ -60,7 +60,10 @@ class DutyCycleRunner:
                 try:
                     if command == WorkerCommand.RUN:
                         done = slot.worker.do_work()
-                        if done == 0 and words[row, st.STATE] == WorkerState.RUNNING and slot.worker.is_done():
+                        state = words[row, st.STATE]
+                        if state == WorkerState.STARTING:
+                            words[row, st.STATE] = WorkerState.RUNNING
+                        elif done == 0 and state == WorkerState.RUNNING and slot.worker.is_done():
                             words[row, st.STATE] = WorkerState.FINISHED
                     elif command == WorkerCommand.DRAIN:
                         words[row, st.STATE] = WorkerState.DRAINING
