@@ -23,7 +23,7 @@ def test_backtest_writes_the_report(tmp_path):
                                  "--param", "spread_bps=1", "--seed", "4", "--out", str(out), "--json",
                                  "--config", str(tmp_path / "none.toml")])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output)
+    summary = json.loads(result.stdout)
     assert summary["engine"] == "compiled" and summary["params"]["spread_bps"] == 1.0
     for name in ("report.json", "report.html", "fills.csv"):
         assert (out / name).is_file()
@@ -46,7 +46,7 @@ def test_sweep_runs_every_combination_ranked(tmp_path):
     result = runner.invoke(app, ["backtest", "--data", str(data_file(tmp_path, 200)), "--sweep", "spread_bps=1,3",
                                  "--sweep", "quantity=0.01,0.02", "--jobs", "2", "--json", "--config", "nope.toml"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)
+    rows = json.loads(result.stdout)
     assert len(rows) == 4
     assert {(r["params"]["spread_bps"], r["params"]["quantity"]) for r in rows} == {
         ("1", "0.01"), ("1", "0.02"), ("3", "0.01"), ("3", "0.02")}
@@ -59,7 +59,7 @@ def test_strategies_list_and_params_without_a_platform(tmp_path):
     config.write_text('[strategies.mm]\nclass = "market_maker"\nspread_bps = 3.0\n')
     result = runner.invoke(app, ["strategies", "list", "--config", str(config), "--run-dir", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
-    listing = json.loads(result.output)
+    listing = json.loads(result.stdout)
     assert listing["running"] is False
     assert listing["configured"][0]["params"]["spread_bps"] == 3.0
     assert {"market_maker", "mean_reversion", "vwap"} <= set(listing["classes"])
