@@ -79,15 +79,20 @@ def find_level_pos(ladder, levels, book_i64, b, side, price_ticks):
     """(position in the side's sorted array, found): where the level is or would be inserted."""
     n = book_i64[b, BK_LEVELS + side]
     key = side_key(side, price_ticks)
-    # the common case is at or near the top: check the best level before bisecting
-    if n > 0:
-        top_key = side_key(side, levels[ladder[b, side, n - 1], LV_PRICE])
-        if key == top_key:
-            return n - 1, True
-        if key > top_key:
-            return n, False
+    # most activity is within a few levels of the top: walk down from the best before bisecting
+    k = n - 1
+    stop = max(n - 8, 0)
+    while k >= stop:
+        level_key = side_key(side, levels[ladder[b, side, k], LV_PRICE])
+        if key == level_key:
+            return k, True
+        if key > level_key:
+            return k + 1, False
+        k -= 1
+    if stop == 0:
+        return 0, False
     lo = 0
-    hi = n
+    hi = stop
     while lo < hi:
         mid = (lo + hi) >> 1
         if side_key(side, levels[ladder[b, side, mid], LV_PRICE]) < key:
