@@ -23,7 +23,7 @@ from numba import njit
 
 from hftshm.backtest import venue_nb
 from hftshm.book import book_nb
-from hftshm.codes import Action, EventFlag, ReportEvent
+from hftshm.codes import Action, EventFlag, EventKind, ReportEvent
 from hftshm.oms import oms_nb
 from hftshm.strategies import portfolio_nb as pnb
 from hftshm.strategies.builtin import market_maker_nb as mm_nb
@@ -106,7 +106,13 @@ def run_market_maker(events, start, stop, books, book_out, V, mm_params, mm_stat
             break
         # one exchange message: events up to the one flagged last
         end = i
-        while end < stop - 1 and (events[end].flags & _LAST) == 0:
+        book_event = False  # any record that can change the L2 levels (not a trade, not a BBO)
+        while True:
+            kind = events[end].kind
+            if kind != EventKind.TRADE and kind != EventKind.BBO:
+                book_event = True
+            if end >= stop - 1 or (events[end].flags & _LAST) != 0:
+                break
             end += 1
         end += 1
         now = events[end - 1].exch_ts_ns
@@ -138,8 +144,10 @@ def run_market_maker(events, start, stop, books, book_out, V, mm_params, mm_stat
                               now, events[end - 1].publish_ts_ns, best_bid, best_ask)
         # 3. the book: its per-message kernel on unpacked arrays (one call, no per-event tuple unpacking)
         changed = False
-        _, rows, _, _, _ = book_nb._run(b_state, b_params, b_bw, b_aw, b_fbp, b_fbq, b_fap, b_faq, b_issues, b_of,
-                                        events, i, end, 1, b_meta, b_px, b_qty, None, b_meta.shape[0])
+        rows = 0
+        if book_event:  # a message of trades or BBOs only leaves the L2 levels as they are
+            _, rows, _, _, _ = book_nb._run(b_state, b_params, b_bw, b_aw, b_fbp, b_fbq, b_fap, b_faq, b_issues, b_of,
+                                            events, i, end, 1, b_meta, b_px, b_qty, None, b_meta.shape[0])
         for r in range(rows):
             if b_meta[r, 0] == mine:
                 changed = True
