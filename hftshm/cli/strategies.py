@@ -6,7 +6,7 @@ record into the strategy worker's control ring (``control.<worker>``, found thro
 ``<run_dir>/current.json``) and wait for the worker to show the change.
 
 A control ring has one producer at a time (SPSC), so every writer holds the lock file
-``<run_dir>/control.<worker>.lock`` (flock) while writing.
+``<run_dir>/<ring name>.lock`` (flock) while writing.
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def _control_ring(run_dir: Path, manifest, worker: str, ring_name: str | None):
     if entry is None:
         names = ", ".join(r.name for r in manifest.rings if r.layout == "control_message") or "(none)"
         _fail(f"the running platform has no control ring {ring_name!r}; control rings: {names}")
-    lock_path = Path(run_dir) / f"control.{worker}.lock"
+    lock_path = Path(run_dir) / f"{ring_name}.lock"  # the one-producer convention for operator rings
     with open(lock_path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         ring = Ring.attach(entry.segment, "control_message")
