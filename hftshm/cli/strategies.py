@@ -3,18 +3,13 @@
 ``list`` and ``params`` work without a running platform (configured instances, known classes). The
 others act on a running platform without restarting anything: they write one ``control_message``
 record into the strategy worker's control ring (``control.<worker>``, found through the run manifest
-``<run_dir>/current.json``) and wait for the worker to show the change.
-
-A control ring has one producer at a time (SPSC), so every writer holds the lock file
-``<run_dir>/<ring name>.lock`` (flock) while writing.
+``<run_dir>/current.json``) and wait for the worker to show the change (``hftshm.strategies.control``,
+which the web API uses too).
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -59,24 +54,10 @@ def _manifest(run_dir: Path):
         _fail(str(exc))
 
 
-def _status_rows(manifest, worker: str) -> list[dict] | None:
-    from hftshm.strategies.runtime import STATUS_LAYOUT, status_rows
-    from hftshm.strategies.worker import status_segment_name
-    from hftshm.transport.segment import Segment, SegmentNotFound
+def _status_rows(manifest, worker: str) -> list[dict]:
+    from hftshm.strategies.control import status
 
-    import numpy as np
-
-    try:
-        segment = Segment.attach(status_segment_name(manifest.prefix, worker))
-    except SegmentNotFound:
-        return None
-    try:
-        table = np.ndarray((segment.size // STATUS_LAYOUT.itemsize,), dtype=STATUS_LAYOUT.dtype, buffer=segment.buf)
-        rows = status_rows(table.copy())
-        del table
-    finally:
-        segment.close()
-    return rows
+    return status(manifest, worker)
 
 
 def _registry(run_dir: Path, worker: str) -> list[dict]:
@@ -197,79 +178,27 @@ def params_command(
 
 # ------------------------------------------------------------------------------------ control
 
-@contextmanager
-def _control_ring(run_dir: Path, manifest, worker: str, ring_name: str | None):
-    from hftshm.transport.ring import Ring
-
-    ring_name = ring_name or f"control.{worker}"
-    entry = next((r for r in manifest.rings if r.name == ring_name), None)
-    if entry is None:
-        names = ", ".join(r.name for r in manifest.rings if r.layout == "control_message") or "(none)"
-        _fail(f"the running platform has no control ring {ring_name!r}; control rings: {names}")
-    lock_path = Path(run_dir) / f"{ring_name}.lock"  # the one-producer convention for operator rings
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        ring = Ring.attach(entry.segment, "control_message")
-        try:
-            yield ring
-        finally:
-            ring.close()
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def send_control(run_dir: Path, manifest, worker: str, ring_name: str | None, kind: int, target_id: int,
-                 value_i: int = 0) -> None:
-    """Write one control_message into the worker's control ring (under the writers' lock)."""
-    with _control_ring(run_dir, manifest, worker, ring_name) as ring:
-        record = {"ts_ns": time.time_ns(), "target_id": target_id, "value_i": value_i, "kind": kind,
-                  "seq": time.time_ns()}
-        if not ring.write(record, timeout_s=2.0):
-            _fail(f"control ring {ring.name} stayed full for 2 s: is the {worker} worker running?")
-
-
-def _resolve(run_dir: Path, manifest, worker: str, name: str) -> dict:
-    rows = _status_rows(manifest, worker) or []
-    for row in rows:
-        if row["name"] == name or str(row["strategy_id"]) == name:
-            return row
-    known = ", ".join(r["name"] for r in rows if r["state"] != "removed") or "(none)"
-    _fail(f"no strategy {name!r} on worker {worker}; running: {known}")
-
-
-def _wait_state(manifest, worker: str, strategy_id: int, states: tuple[str, ...], wait_s: float) -> str | None:
-    deadline = time.monotonic() + wait_s
-    while True:
-        rows = {r["strategy_id"]: r for r in (_status_rows(manifest, worker) or [])}
-        state = rows.get(strategy_id, {}).get("state")
-        if state in states or time.monotonic() > deadline:
-            return state
-        time.sleep(0.05)
-
-
-def _simple(kind_name: str, states: tuple[str, ...]):
+def _simple(kind_name: str):
     def command(name: str = typer.Argument(..., help="strategy name or id"), config: Path = ConfigOption,
                 run_dir: Path = RunDirOption, worker: str = WorkerOption, ring: str = RingOption,
                 wait: float = WaitOption) -> None:
-        from hftshm.codes import ControlKind
+        from hftshm.strategies import control
 
-        directory = _run_dir(run_dir, config)
-        manifest = _manifest(directory)
-        row = _resolve(directory, manifest, worker, name)
-        send_control(directory, manifest, worker, ring, int(ControlKind[f"STRATEGY_{kind_name.upper()}"]),
-                     int(row["strategy_id"]))
-        state = _wait_state(manifest, worker, int(row["strategy_id"]), states, wait)
-        if state in states:
-            typer.echo(f"{row['name']}: {state}")
-        else:
-            _fail(f"{row['name']}: sent {kind_name}, but the worker shows {state!r} after {wait:g}s")
+        manifest = _manifest(_run_dir(run_dir, config))
+        action = getattr(control, f"{kind_name}_strategy")
+        try:
+            state = action(manifest, name, worker, ring, wait)
+        except control.ControlError as exc:
+            _fail(str(exc))
+        typer.echo(f"{name}: {state}")
 
-    command.__doc__ = f"{kind_name.capitalize()} a running strategy (by name or id)."
+    command.__doc__ = f"{kind_name.capitalize()} a running strategy (by name or id), without restarting anything."
     return command
 
 
-strategies_app.command("pause")(_simple("pause", ("paused",)))
-strategies_app.command("resume")(_simple("resume", ("running",)))
-strategies_app.command("remove")(_simple("remove", ("removed",)))
+strategies_app.command("pause")(_simple("pause"))
+strategies_app.command("resume")(_simple("resume"))
+strategies_app.command("remove")(_simple("remove"))
 
 
 @strategies_app.command("add")
@@ -285,45 +214,24 @@ def add_command(
 ) -> None:
     """Start a new strategy on the running platform (others keep running). Parameters are checked here
     first, so a typo fails before anything is sent."""
-    from hftshm.codes import ControlKind
     from hftshm.config import read_toml
-    from hftshm.strategies.base import StrategyError, resolve_params
-    from hftshm.strategies.registry import load_class
-    from hftshm.strategies.worker import requests_dir
+    from hftshm.strategies import control
 
-    directory = _run_dir(run_dir, config)
-    manifest = _manifest(directory)
+    manifest = _manifest(_run_dir(run_dir, config))
     configured = (read_toml(config).get("strategies", {}) if Path(config).is_file() else {}).get(name, {})
     configured = configured if isinstance(configured, dict) else {}
     spec = strategy_class or configured.get("class", name)
     symbol = (symbol or configured.get("symbol") or "BTCUSDT").upper()
     base = {k: v for k, v in configured.items() if k not in ("class", "symbol", "enabled", "strategy_id")}
     try:
-        given = {**base, **parse_params(param)}
-        cls = load_class(spec)
-        params = resolve_params(name, cls.PARAMS, given)
-    except (LookupError, StrategyError, ValueError) as exc:
+        params = {**base, **parse_params(param)}
+    except ValueError as exc:
         _fail(str(exc), 2)
-    request_id = time.time_ns() // 1000
-    folder = requests_dir(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    request = folder / f"{request_id}.json"
-    request.write_text(json.dumps({"name": name, "class": spec, "symbol": symbol, "params": params,
-                                   "paused": paused}))
-    send_control(directory, manifest, worker, ring, int(ControlKind.STRATEGY_ADD), -1, request_id)
-    result_path = folder / f"{request_id}.result.json"
-    deadline = time.monotonic() + wait
-    while not result_path.exists():
-        if time.monotonic() > deadline:
-            _fail(f"sent add for {name}, but the {worker} worker did not answer within {wait:g}s")
-        time.sleep(0.05)
-    result = json.loads(result_path.read_text())
-    request.unlink(missing_ok=True)
-    result_path.unlink(missing_ok=True)
-    if not result.get("ok"):
-        _fail(f"{name} was not added: {result.get('error')}")
-    typer.echo(f"{name}: added as strategy {result['strategy_id']} ({spec} on {symbol})"
-               + (", paused" if paused else ""))
+    try:
+        strategy_id = control.add_strategy(manifest, name, spec, symbol, params, paused, worker, ring, wait)
+    except control.ControlError as exc:
+        _fail(str(exc), 2)
+    typer.echo(f"{name}: added as strategy {strategy_id} ({spec} on {symbol})" + (", paused" if paused else ""))
 
 
 def parse_params(items: list[str]) -> dict[str, str]:

@@ -18,7 +18,7 @@ class IntentSink(Worker):
         super().on_start(ctx)
         self.intents = next(r for r in ctx.inputs.values() if r.layout.name == "order_intent")
         self.reports = next(r for r in ctx.outputs.values() if r.layout.name == "execution_report")
-        self.control = next(r for r in ctx.outputs.values() if r.layout.name == "control_message")
+        self.control = next((r for r in ctx.outputs.values() if r.layout.name == "control_message"), None)
         self.c = ctx.counters
         self.sent = set()
         self.seen = set()
@@ -41,10 +41,10 @@ class IntentSink(Worker):
                                 "exch_ts_ns": int(intent["market_ts_ns"])})
             self.c[2] += 1
         self.c[1] += len(new)
-        if self.c[1] >= self.pause_after and "pause" not in self.sent:
+        if self.control is not None and self.c[1] >= self.pause_after and "pause" not in self.sent:
             self.sent.add("pause")
             self._control(ControlKind.STRATEGY_PAUSE, 1)
-        if self.add_request and self.c[1] >= self.pause_after and "add" not in self.sent:
+        if self.control is not None and self.add_request and self.c[1] >= self.pause_after and "add" not in self.sent:
             self.sent.add("add")
             self._control(ControlKind.STRATEGY_ADD, -1, self.add_request)
         return n

@@ -85,3 +85,40 @@ def test_strategies_in_their_own_process_on_the_real_day(run_dir):
     assert int(sink[0]) == sum(int(r["intents"]) for r in status.values())
     assert int(strategies[0]) == 598_754  # every market event reached the strategy worker
     assert segments.segments_of(prefix) == []
+
+
+def test_operator_commands_drive_a_running_worker(run_dir):
+    from hftshm.strategies import control
+
+    cfg = config(run_dir)
+    raw = cfg.raw
+    raw["workers"]["sink"]["params"] = {"pause_after": 10**9}  # the operator drives the control ring here
+    raw["rings"][-1]["from"] = "operator"
+    raw["strategies"].pop("bad")
+    cfg = PlatformConfig.from_raw(raw, base_dir=run_dir)
+    with Supervisor(cfg.topology, cfg, create_control=False) as sup:
+        sup.start()
+        manifest = sup.manifest
+        deadline = time.monotonic() + 120
+        while not control.status(manifest):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert control.pause_strategy(manifest, "mm") == "paused"
+        assert control.resume_strategy(manifest, 1) == "running"
+        new_id = control.add_strategy(manifest, "mr", "mean_reversion", "BTCUSDT", {"window": "20"})
+        assert {r["name"]: r["state"] for r in control.status(manifest)}["mr"] == "running"
+        try:
+            control.add_strategy(manifest, "broken", "market_maker", "BTCUSDT", {"spread_bps": -1})
+            raise AssertionError("a bad parameter must be refused")
+        except control.ControlError as exc:
+            assert "spread_bps" in str(exc)
+        assert control.remove_strategy(manifest, "mr") == "removed"
+        try:
+            control.pause_strategy(manifest, "nope")
+            raise AssertionError("an unknown strategy must be refused")
+        except control.ControlError as exc:
+            assert "no strategy 'nope'" in str(exc)
+        sup.shutdown()
+        prefix = sup.prefix
+    assert new_id == 2
+    assert segments.segments_of(prefix) == []
