@@ -128,6 +128,18 @@ class StrategyWorker(Worker):
                 return status_segment_name(ring.name[: -len(suffix)], ctx.name)
         return ""
 
+    def on_drain(self) -> int:
+        # The platform is stopping: stop quoting and cancel resting orders now, while risk, the OMS
+        # and the exchange still run to carry the cancels and bring their confirmations back here.
+        # (on_close does it too, for a worker stopped without a drain, but then nobody reads the replies.)
+        work = 0
+        if not getattr(self, "_drain_cancelled", False):
+            self._drain_cancelled = True
+            for slot in list(self.host.slots.values()):
+                self.host.pause(slot.strategy_id)
+            work = self.host.outbox_count
+        return work + self.do_work()
+
     def on_close(self) -> None:
         host = getattr(self, "host", None)
         if host is None or getattr(self, "_closed", False):
