@@ -151,6 +151,9 @@ class WorkerCommand(IntEnum):
     RUN = 0
     DRAIN = 1  # stop producing new work, consume what is queued, then close
     STOP = 2  # close now
+    # stop producing new work but keep consuming, and do not close: phase one of a drain, held until
+    # the whole pipeline is quiet (replies to a worker's last requests still reach it), then DRAIN
+    QUIESCE = 3
 
 
 class StrategyState(IntEnum):

@@ -114,7 +114,10 @@ class PlatformRun:
             self._loop(sup, view, started, console)
             sup.wait_quiet(timeout_s=5.0)
             elapsed_s = time.monotonic() - started
-            final = view.snapshot()  # before the drain: workers still hold their own segments
+            # strategies cancel their resting orders and the pipeline settles; nobody has closed yet,
+            # so the summary includes the cancels and workers still hold their own segments
+            sup.quiesce()
+            final = view.snapshot()
             sup.shutdown()
             summary = build_summary(final, elapsed_s, self.stop_reason)
             summary["workers_after_drain"] = {w.name: w.state for w in view.snapshot().workers}

@@ -6,9 +6,10 @@ the process's wait strategy, which spins, yields or parks when it is zero. Sever
 process run with no kernel wake-up between them: with fewer cores than workers this is the cheap
 placement (a futex wake costs 30-50 us here; a ring hop inside one process costs nanoseconds).
 
-The supervisor speaks through each worker's status row: ``command`` RUN / DRAIN / STOP. A worker
-under DRAIN keeps consuming until a step does no work, then closes. Heartbeats are written every
-cycle (one int64 store); a parked process wakes at least every park timeout to write it.
+The supervisor speaks through each worker's status row: ``command`` RUN / QUIESCE / DRAIN / STOP. A
+worker under DRAIN keeps consuming until a step does no work, then closes; under QUIESCE it steps
+``on_drain`` the same way but stays open (the supervisor's first drain phase). Heartbeats are
+written every cycle (one int64 store); a parked process wakes at least every park timeout to write it.
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ class DutyCycleRunner:
                         done = slot.worker.on_drain()
                         if done == 0:
                             self._close(slot, 0)
+                    elif command == WorkerCommand.QUIESCE:
+                        # as DRAIN, but stay open until the supervisor sees the whole pipeline quiet
+                        words[row, st.STATE] = WorkerState.DRAINING
+                        done = slot.worker.on_drain()
                     else:
                         done = 0
                         self._close(slot, 0)

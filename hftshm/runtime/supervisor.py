@@ -69,6 +69,7 @@ class Supervisor:
         self._create_control = create_control
         self._create_metrics = create_metrics
         self._mp = mp.get_context("spawn")
+        self._spawn_command = WorkerCommand.RUN
 
     # -- setup -----------------------------------------------------------------------------------
 
@@ -186,7 +187,7 @@ class Supervisor:
         words = self.status.words
         for name in handle.entry.workers:
             row = self.manifest.worker(name).row
-            words[row, st.COMMAND] = WorkerCommand.RUN
+            words[row, st.COMMAND] = self._spawn_command
             words[row, st.STATE] = WorkerState.STARTING
             words[row, st.PID] = 0
         process = self._mp.Process(target=process_main, args=(_manifest_dict(self.manifest), handle.entry.name),
@@ -279,9 +280,34 @@ class Supervisor:
                 return True
         return False
 
-    def shutdown(self, drain: bool = True) -> None:
-        """Drain workers upstream first (each closes once its inputs are empty), then reap processes."""
+    def quiesce(self, quiet_s: float = 0.3, timeout_s: float | None = None) -> bool:
+        """Drain, phase one: every worker stops producing new work (sources stop, strategies cancel
+        their resting orders) but keeps consuming, and nobody closes until the whole pipeline is
+        quiet. The pipeline has cycles (oms -> exchange -> oms, oms -> strategies and risk): a worker
+        that closed as soon as it was idle would leave the replies to its last requests (a cancel's
+        confirmation) unread in its input ring. True when quiet within ``timeout_s`` (default
+        ``drain_timeout_s``). Idempotent; ``shutdown`` calls it first."""
         words = self.status.words
+        self._spawn_command = WorkerCommand.QUIESCE  # a process restarted meanwhile joins the drain
+        for spec in self.topology.workers:
+            row = self.manifest.worker(spec.name).row
+            if words[row, st.COMMAND] == WorkerCommand.RUN:
+                words[row, st.COMMAND] = WorkerCommand.QUIESCE
+            handle = self.handles.get(self.manifest.worker(spec.name).process)
+            if handle is not None:
+                self._wake(handle)
+        quiet = self.wait_quiet(quiet_s=quiet_s, timeout_s=timeout_s or self.settings.drain_timeout_s)
+        if not quiet:
+            log.warning("pipeline not quiet within %.1f s of the drain request; closing workers anyway",
+                        timeout_s or self.settings.drain_timeout_s)
+        return quiet
+
+    def shutdown(self, drain: bool = True) -> None:
+        """Drain: quiesce the whole pipeline, then close workers upstream first (each once its inputs
+        are empty), then reap processes. ``drain=False`` stops every worker at once."""
+        words = self.status.words
+        if drain:
+            self.quiesce()
         command = WorkerCommand.DRAIN if drain else WorkerCommand.STOP
         for spec in self.topology.workers:
             row = self.manifest.worker(spec.name).row
