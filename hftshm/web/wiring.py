@@ -13,9 +13,7 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import time
 from pathlib import Path
 
 from hftshm.codes import ControlKind, TradingState, parse_code
@@ -77,7 +75,6 @@ class PlatformTradingProvider:
 
     def set_strategy_paused(self, name: str, paused: bool, *, actor: str) -> None:
         from hftshm.runtime.manifest import NoRunningPlatform, read_running
-        from hftshm.transport.ring import Ring
 
         strategy = next((s for s in self.view.snapshot().strategies if s.name == name and s.state != "removed"), None)
         if strategy is None:
@@ -86,23 +83,13 @@ class PlatformTradingProvider:
             manifest = read_running(self.run_dir)
         except NoRunningPlatform as exc:
             raise Unavailable(str(exc)) from None
-        ring_name = f"control.{strategy.worker}"
-        entry = next((r for r in manifest.rings if r.name == ring_name), None)
-        if entry is None:
-            raise Unavailable(f"the running platform has no control ring {ring_name!r}")
+        from hftshm.strategies.control import ControlError, send_control
+
         kind = ControlKind.STRATEGY_PAUSE if paused else ControlKind.STRATEGY_RESUME
-        record = {"ts_ns": time.time_ns(), "target_id": strategy.strategy_id, "value_i": 0, "kind": int(kind),
-                  "seq": time.time_ns()}
-        # one producer at a time on the SPSC control ring: the lock every control writer takes
-        with open(self.run_dir / f"control.{strategy.worker}.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            ring = Ring.attach(entry.segment, "control_message")
-            try:
-                if not ring.write(record, timeout_s=2.0):
-                    raise Unavailable(f"control ring {ring_name} stayed full for 2 s; is {strategy.worker} running?")
-            finally:
-                ring.close()
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        try:
+            send_control(manifest, kind, strategy.strategy_id, worker=strategy.worker)
+        except ControlError as exc:
+            raise Unavailable(str(exc)) from None
         log.warning("strategy %s %s by %s", name, "paused" if paused else "resumed", actor)
 
 
