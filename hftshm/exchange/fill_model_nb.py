@@ -32,8 +32,8 @@ from hftshm.exchange.common_nb import (MAX_PRICE_TICKS, MAX_QTY_LOTS, SC_LOT, SC
                                        check_codes, idmap_find, idmap_insert, idmap_remove, reject_order,
                                        to_float, to_units, write_report)
 from hftshm.exchange.latency_nb import draw
-from hftshm.exchange.market_view_nb import (MV_LAST_UPDATE_ID, apply_bbo, best_pos, clear, event_units,
-                                            qty_at, set_level)
+from hftshm.exchange.market_view_nb import (MV_LAST_UPDATE_ID, apply_bbo, best_loc, clear, event_units, loc_price,
+                                            next_loc, qty_at, set_level)
 
 # report flags: how a fill happened
 LIQ_TAKER = 1  # our order took visible liquidity
@@ -144,10 +144,10 @@ def _available(S, b, side, limit_ticks):
     mv_price, mv_qty, mv_used, mv_i64 = S[2], S[3], S[4], S[5]
     opp = 1 - side
     got = 0
-    k = best_pos(mv_i64, b, opp)
-    while k >= 0 and _crosses(side, limit_ticks, mv_price[b, opp, k]):
+    k = best_loc(mv_price, mv_i64, b, opp)
+    while k >= 0 and _crosses(side, limit_ticks, loc_price(mv_price, mv_i64, b, opp, k)):
         got += max(mv_qty[b, opp, k] - mv_used[b, opp, k], 0)
-        k -= 1
+        k = next_loc(mv_price, mv_qty, mv_i64, b, opp, k)
     return got
 
 
@@ -158,8 +158,8 @@ def _take(S, out, j, slot, ts, limit_ticks):
     b = so[slot, SO_BOOK]
     side = so[slot, SO_SIDE]
     opp = 1 - side
-    k = best_pos(mv_i64, b, opp)
-    while so[slot, SO_LEAVES] > 0 and k >= 0 and _crosses(side, limit_ticks, mv_price[b, opp, k]):
+    k = best_loc(mv_price, mv_i64, b, opp)
+    while so[slot, SO_LEAVES] > 0 and k >= 0 and _crosses(side, limit_ticks, loc_price(mv_price, mv_i64, b, opp, k)):
         free_lots = mv_qty[b, opp, k] - mv_used[b, opp, k]
         if free_lots > 0:
             lots = min(free_lots, so[slot, SO_LEAVES])
@@ -168,9 +168,9 @@ def _take(S, out, j, slot, ts, limit_ticks):
             so[slot, SO_CUM] += lots
             sw[SW_FILLS] += 1
             event = ReportEvent.FILL if so[slot, SO_LEAVES] == 0 else ReportEvent.PARTIAL
-            price = to_float(mv_price[b, opp, k], scale[b, SC_TICK], scale[b, SC_TICK_INV])
+            price = to_float(loc_price(mv_price, mv_i64, b, opp, k), scale[b, SC_TICK], scale[b, SC_TICK_INV])
             j = _emit(S, out, j, slot, ts, event, price, lots, Reason.NONE, params[P_TAKER_BPS], LIQ_TAKER)
-        k -= 1
+        k = next_loc(mv_price, mv_qty, mv_i64, b, opp, k)
     return j
 
 
@@ -245,8 +245,8 @@ def _new(S, out, j, o, ts):
         return _reject(S, out, j, o, ts, o.order_id, Reason.DUPLICATE_ORDER_ID)
     if sw[SW_FREE_TOP] == 0:
         return _reject(S, out, j, o, ts, o.order_id, Reason.BOOK_FULL)
-    k = best_pos(mv_i64, b, 1 - side)
-    crosses = k >= 0 and _crosses(side, limit_ticks, mv_price[b, 1 - side, k])
+    k = best_loc(mv_price, mv_i64, b, 1 - side)
+    crosses = k >= 0 and _crosses(side, limit_ticks, loc_price(mv_price, mv_i64, b, 1 - side, k))
     if tif == TimeInForce.POST_ONLY and crosses:
         return _reject(S, out, j, o, ts, o.order_id, Reason.POST_ONLY_WOULD_CROSS)
     if tif == TimeInForce.FOK and _available(S, b, side, limit_ticks) < lots:
@@ -311,8 +311,8 @@ def _replace(S, out, j, o, ts, target):
     lots = to_units(o.qty, scale[b, SC_LOT], scale[b, SC_LOT_INV], MAX_QTY_LOTS)
     if lots < 0:
         return _reject(S, out, j, o, ts, target, Reason.BAD_QTY)
-    k = best_pos(mv_i64, b, 1 - side)
-    crosses = k >= 0 and _crosses(side, ticks, mv_price[b, 1 - side, k])
+    k = best_loc(mv_price, mv_i64, b, 1 - side)
+    crosses = k >= 0 and _crosses(side, ticks, loc_price(mv_price, mv_i64, b, 1 - side, k))
     if crosses and so[slot, SO_TIF] == TimeInForce.POST_ONLY:
         return _reject(S, out, j, o, ts, target, Reason.POST_ONLY_WOULD_CROSS)
     keeps_priority = ticks == so[slot, SO_PRICE] and lots <= so[slot, SO_LEAVES]
@@ -420,14 +420,15 @@ def _on_cross(S, out, j, b, ts):
         side = so[slot, SO_SIDE]
         opp = 1 - side
         price = so[slot, SO_PRICE]
-        level = best_pos(mv_i64, b, opp)
+        level = best_loc(mv_price, mv_i64, b, opp)
         fill = 0
-        while level >= 0 and fill < so[slot, SO_LEAVES] and _crosses(side, price, mv_price[b, opp, level]):
+        while level >= 0 and fill < so[slot, SO_LEAVES] and \
+                _crosses(side, price, loc_price(mv_price, mv_i64, b, opp, level)):
             take = min(mv_qty[b, opp, level] - mv_used[b, opp, level], so[slot, SO_LEAVES] - fill)
             if take > 0:
                 mv_used[b, opp, level] += take
                 fill += take
-            level -= 1
+            level = next_loc(mv_price, mv_qty, mv_i64, b, opp, level)
         if fill > 0:
             j = _passive_fill(S, out, j, slot, ts, fill, LIQ_BOOK_CROSS)
             if so[slot, SO_LEAVES] == 0:
@@ -448,7 +449,7 @@ def apply_event(S, out, j, ev, ts):
         return j
     kind = ev.kind
     if kind == EventKind.CLEAR:
-        clear(mv_i64, b)
+        clear(mv_price, mv_qty, mv_used, mv_i64, b)
         return j
     side = np.int64(ev.side) - 1
     if side != 0 and side != 1:

@@ -1,15 +1,25 @@
 """The fill model's own view of the visible market book: price levels, and what we already took.
 
-Per book and side, levels sit in sorted arrays with the BEST at the END (as in the matching
-engine): the top changes most and is cheapest to touch there. Each level carries the market's
-quantity and ``used``: lots our own simulated orders already took from it, which the next of our
-orders cannot take again. The market's own next update of a level (depth, snapshot, bbo) resets
-``used``, because its quantity is then the exchange's fresh word on that level.
+Each level carries the market's quantity and ``used``: lots our own simulated orders already took
+from it, which the next of our orders cannot take again. The market's own next update of a level
+(depth, snapshot, bbo) resets ``used``, because its quantity is then the exchange's fresh word on it.
 
 Depth diffs and snapshot levels set levels; a CLEAR empties the book. A BBO (the exchange's own
 top of book) is newer than the depth it follows when its update id is higher: then better-priced
 levels on its side are stale and removed, and its level is set. A side full to ``depth`` levels
 drops its worst level to admit a better one (deep levels never matter for fills).
+
+Storage (per book and side), as in the L2 book (``hftshm.book.levels_nb``): a dense window of
+``WINDOW_TICKS`` ticks ``[lo, lo + WINDOW_TICKS)`` holds the levels near the touch at ``price - lo``,
+so the common update is one store and the next best level is a short scan; every level outside
+the window sits in sorted ``far`` arrays (best at the END; deep updates shift them, but they are
+few). When the side's best drifts near a window edge the window is re-centred (O(window + far),
+rare). Shifting sorted arrays of thousands of levels on every deep update was what made the old
+view slow.
+
+A level is addressed by a location ``loc``: ``loc < depth`` is far slot ``loc``, ``loc >= depth``
+is window slot ``loc - depth``; ``mv_qty``/``mv_used`` hold both ranges, ``mv_price`` the far prices
+(a window slot's price is ``lo + slot``). Walk a side from its best with ``best_loc``/``next_loc``.
 """
 
 from __future__ import annotations
@@ -19,31 +29,79 @@ from numba import njit
 
 from hftshm.exchange.common_nb import SC_LOT, SC_LOT_INV, SC_TICK, SC_TICK_INV, nearest_units
 
-# per-book words (mv_i64[book, MV_*])
-MV_LEN = 0  # + side: levels on side 0 (bids) / 1 (asks)
+WINDOW_TICKS = 4096
+_MARGIN = WINDOW_TICKS // 8  # re-centre when the best is this close to a window edge
+NO_LEVEL = -1
+
+# per-book words (mv_i64[book, MV_*]); "+ side" words: side 0 (bids) / 1 (asks)
+MV_FAR_N = 0  # + side: levels in the far arrays
 MV_LAST_UPDATE_ID = 2  # highest depth/snapshot update id applied
 MV_DROPPED = 3  # levels dropped because a side was full
-MV_WORDS = 4
+MV_WIN_N = 4  # + side: levels in the window
+MV_WIN_BEST = 6  # + side: window slot of the window's best level, -1 if none
+MV_WIN_LO = 8  # + side: price ticks of window slot 0
+MV_RECENTRES = 10
+MV_WORDS = 12
 
 
 def allocate(n_books: int, depth: int) -> dict:
+    mv_i64 = np.zeros((n_books, MV_WORDS), dtype=np.int64)
+    mv_i64[:, MV_WIN_BEST] = NO_LEVEL
+    mv_i64[:, MV_WIN_BEST + 1] = NO_LEVEL
     return {
         "mv_price": np.zeros((n_books, 2, depth), dtype=np.int64),
-        "mv_qty": np.zeros((n_books, 2, depth), dtype=np.int64),
-        "mv_used": np.zeros((n_books, 2, depth), dtype=np.int64),
-        "mv_i64": np.zeros((n_books, MV_WORDS), dtype=np.int64),
+        "mv_qty": np.zeros((n_books, 2, depth + WINDOW_TICKS), dtype=np.int64),
+        "mv_used": np.zeros((n_books, 2, depth + WINDOW_TICKS), dtype=np.int64),
+        "mv_i64": mv_i64,
     }
 
 
 @njit(cache=True, _nrt=False, inline="always")
 def _key(side, price_ticks):
+    """Larger is better on both sides."""
     return price_ticks if side == 0 else -price_ticks
 
 
+@njit(cache=True, _nrt=False, inline="always")
+def _worse_step(side):
+    """Window slot step towards worse prices."""
+    return -1 if side == 0 else 1
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _worst_edge(mv_i64, b, side):
+    """Price of the window's worst slot."""
+    lo = mv_i64[b, MV_WIN_LO + side]
+    return lo if side == 0 else lo + WINDOW_TICKS - 1
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _best_edge(mv_i64, b, side):
+    lo = mv_i64[b, MV_WIN_LO + side]
+    return lo + WINDOW_TICKS - 1 if side == 0 else lo
+
+
+# ------------------------------------------------------------------ far levels (sorted by key, best at end)
+
+
 @njit(cache=True, _nrt=False)
-def find(mv_price, mv_i64, b, side, price_ticks):
-    """(position, found) of a price in the side's sorted array."""
-    n = mv_i64[b, MV_LEN + side]
+def _far_lower_bound(mv_price, mv_i64, b, side, key):
+    """Number of far levels with key below ``key``."""
+    lo = 0
+    hi = mv_i64[b, MV_FAR_N + side]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if _key(side, mv_price[b, side, mid]) < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True, _nrt=False)
+def _far_find(mv_price, mv_i64, b, side, price_ticks):
+    """(position, found) of a price in the far array."""
+    n = mv_i64[b, MV_FAR_N + side]
     key = _key(side, price_ticks)
     if n > 0:
         top = _key(side, mv_price[b, side, n - 1])
@@ -51,71 +109,263 @@ def find(mv_price, mv_i64, b, side, price_ticks):
             return n - 1, True
         if key > top:
             return n, False
-    lo = 0
-    hi = n
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if _key(side, mv_price[b, side, mid]) < key:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo, lo < n and mv_price[b, side, lo] == price_ticks
+    pos = _far_lower_bound(mv_price, mv_i64, b, side, key)
+    return pos, pos < n and mv_price[b, side, pos] == price_ticks
+
+
+@njit(cache=True, _nrt=False)
+def _far_delete(mv_price, mv_qty, mv_used, mv_i64, b, side, pos):
+    n = mv_i64[b, MV_FAR_N + side]
+    for k in range(pos, n - 1):
+        mv_price[b, side, k] = mv_price[b, side, k + 1]
+        mv_qty[b, side, k] = mv_qty[b, side, k + 1]
+        mv_used[b, side, k] = mv_used[b, side, k + 1]
+    mv_i64[b, MV_FAR_N + side] = n - 1
+
+
+@njit(cache=True, _nrt=False)
+def _far_insert(mv_price, mv_qty, mv_used, mv_i64, b, side, pos, price_ticks, lots, used):
+    n = mv_i64[b, MV_FAR_N + side]
+    for k in range(n, pos, -1):
+        mv_price[b, side, k] = mv_price[b, side, k - 1]
+        mv_qty[b, side, k] = mv_qty[b, side, k - 1]
+        mv_used[b, side, k] = mv_used[b, side, k - 1]
+    mv_price[b, side, pos] = price_ticks
+    mv_qty[b, side, pos] = lots
+    mv_used[b, side, pos] = used
+    mv_i64[b, MV_FAR_N + side] = n + 1
+
+
+# ------------------------------------------------------------------ walking a side
+
+
+@njit(cache=True, _nrt=False)
+def _scan_worse(mv_qty, b, side, cap, slot):
+    """First occupied window slot strictly worse than ``slot``, -1 if none."""
+    step = _worse_step(side)
+    s = slot + step
+    while 0 <= s < WINDOW_TICKS:
+        if mv_qty[b, side, cap + s] > 0:
+            return s
+        s += step
+    return NO_LEVEL
+
+
+@njit(cache=True, _nrt=False)
+def best_loc(mv_price, mv_i64, b, side):
+    """Location of the best level of a side, NO_LEVEL (-1) if empty."""
+    n = mv_i64[b, MV_FAR_N + side]
+    wb = mv_i64[b, MV_WIN_BEST + side]
+    cap = mv_price.shape[2]
+    if n > 0:
+        # the far array's best is the only far level that can beat the window
+        if wb < 0 or _key(side, mv_price[b, side, n - 1]) > _key(side, mv_i64[b, MV_WIN_LO + side] + wb):
+            return n - 1
+    if wb >= 0:
+        return cap + wb
+    return NO_LEVEL
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def loc_price(mv_price, mv_i64, b, side, loc):
+    cap = mv_price.shape[2]
+    return mv_price[b, side, loc] if loc < cap else mv_i64[b, MV_WIN_LO + side] + loc - cap
+
+
+@njit(cache=True, _nrt=False)
+def next_loc(mv_price, mv_qty, mv_i64, b, side, loc):
+    """Location of the next worse level after ``loc``, NO_LEVEL (-1) if none."""
+    cap = mv_price.shape[2]
+    if loc >= cap:
+        s = _scan_worse(mv_qty, b, side, cap, loc - cap)
+        if s >= 0:
+            return cap + s
+        # then the far levels worse than the window: the best of them is just below the split
+        below = _far_lower_bound(mv_price, mv_i64, b, side, _key(side, _worst_edge(mv_i64, b, side)))
+        return below - 1 if below > 0 else NO_LEVEL
+    k = loc - 1
+    if k < 0:
+        return NO_LEVEL
+    best_edge_key = _key(side, _best_edge(mv_i64, b, side))
+    if _key(side, mv_price[b, side, loc]) > best_edge_key:  # leaving the far levels better than the window
+        if _key(side, mv_price[b, side, k]) > best_edge_key:
+            return k
+        wb = mv_i64[b, MV_WIN_BEST + side]
+        if wb >= 0:
+            return cap + wb
+    return k
+
+
+@njit(cache=True, _nrt=False)
+def _worst_loc(mv_price, mv_qty, mv_i64, b, side):
+    """Location of the worst level of a non-empty side."""
+    cap = mv_price.shape[2]
+    if mv_i64[b, MV_FAR_N + side] > 0 and \
+            _key(side, mv_price[b, side, 0]) < _key(side, _worst_edge(mv_i64, b, side)):
+        return 0
+    if mv_i64[b, MV_WIN_N + side] > 0:
+        s = 0 if side == 0 else WINDOW_TICKS - 1
+        step = -_worse_step(side)
+        while mv_qty[b, side, cap + s] == 0:
+            s += step
+        return cap + s
+    return 0
+
+
+@njit(cache=True, _nrt=False)
+def _remove_loc(mv_price, mv_qty, mv_used, mv_i64, b, side, loc):
+    cap = mv_price.shape[2]
+    if loc < cap:
+        _far_delete(mv_price, mv_qty, mv_used, mv_i64, b, side, loc)
+        return
+    s = loc - cap
+    mv_qty[b, side, loc] = 0
+    mv_used[b, side, loc] = 0
+    mv_i64[b, MV_WIN_N + side] -= 1
+    if mv_i64[b, MV_WIN_BEST + side] == s:
+        mv_i64[b, MV_WIN_BEST + side] = _scan_worse(mv_qty, b, side, cap, s)
+
+
+@njit(cache=True, _nrt=False)
+def _recentre(mv_price, mv_qty, mv_used, mv_i64, b, side, new_lo):
+    """Move the window to ``[new_lo, new_lo + WINDOW_TICKS)``: its levels go to the far arrays, the far
+    levels inside the new range come in. Total levels never exceed ``depth``, so the far arrays fit."""
+    cap = mv_price.shape[2]
+    n = mv_i64[b, MV_FAR_N + side]
+    win_n = mv_i64[b, MV_WIN_N + side]
+    lo = mv_i64[b, MV_WIN_LO + side]
+    if win_n > 0:
+        split = _far_lower_bound(mv_price, mv_i64, b, side, _key(side, _worst_edge(mv_i64, b, side)))
+        for k in range(n - 1, split - 1, -1):
+            mv_price[b, side, k + win_n] = mv_price[b, side, k]
+            mv_qty[b, side, k + win_n] = mv_qty[b, side, k]
+            mv_used[b, side, k + win_n] = mv_used[b, side, k]
+        k = split
+        for m in range(WINDOW_TICKS):
+            s = m if side == 0 else WINDOW_TICKS - 1 - m  # worst first: far arrays ascend by key
+            if mv_qty[b, side, cap + s] > 0:
+                mv_price[b, side, k] = lo + s
+                mv_qty[b, side, k] = mv_qty[b, side, cap + s]
+                mv_used[b, side, k] = mv_used[b, side, cap + s]
+                mv_qty[b, side, cap + s] = 0
+                mv_used[b, side, cap + s] = 0
+                k += 1
+        n += win_n
+    mv_i64[b, MV_FAR_N + side] = n
+    mv_i64[b, MV_WIN_N + side] = 0
+    mv_i64[b, MV_WIN_BEST + side] = NO_LEVEL
+    mv_i64[b, MV_WIN_LO + side] = new_lo
+    first = _far_lower_bound(mv_price, mv_i64, b, side, _key(side, _worst_edge(mv_i64, b, side)))
+    stop = _far_lower_bound(mv_price, mv_i64, b, side, _key(side, _best_edge(mv_i64, b, side)) + 1)
+    for k in range(first, stop):
+        s = mv_price[b, side, k] - new_lo
+        mv_qty[b, side, cap + s] = mv_qty[b, side, k]
+        mv_used[b, side, cap + s] = mv_used[b, side, k]
+    if stop > first:
+        mv_i64[b, MV_WIN_BEST + side] = mv_price[b, side, stop - 1] - new_lo
+        mv_i64[b, MV_WIN_N + side] = stop - first
+        gone = stop - first
+        for k in range(stop, n):
+            mv_price[b, side, k - gone] = mv_price[b, side, k]
+            mv_qty[b, side, k - gone] = mv_qty[b, side, k]
+            mv_used[b, side, k - gone] = mv_used[b, side, k]
+        mv_i64[b, MV_FAR_N + side] = n - gone
+    mv_i64[b, MV_RECENTRES] += 1
+
+
+@njit(cache=True, _nrt=False)
+def _keep_best_in_window(mv_price, mv_qty, mv_used, mv_i64, b, side):
+    loc = best_loc(mv_price, mv_i64, b, side)
+    if loc < 0:
+        return
+    s = loc_price(mv_price, mv_i64, b, side, loc) - mv_i64[b, MV_WIN_LO + side]
+    if _MARGIN <= s < WINDOW_TICKS - _MARGIN:
+        return
+    # leave most of the window on the worse side of the best, where the levels are
+    best = s + mv_i64[b, MV_WIN_LO + side]
+    new_lo = best - (WINDOW_TICKS - 2 * _MARGIN) if side == 0 else best - 2 * _MARGIN
+    _recentre(mv_price, mv_qty, mv_used, mv_i64, b, side, new_lo)
+
+
+# ------------------------------------------------------------------ updates and reads
 
 
 @njit(cache=True, _nrt=False)
 def qty_at(mv_price, mv_qty, mv_i64, b, side, price_ticks):
     """Visible lots at a price (0 if no level)."""
-    pos, found = find(mv_price, mv_i64, b, side, price_ticks)
+    s = price_ticks - mv_i64[b, MV_WIN_LO + side]
+    if 0 <= s < WINDOW_TICKS:
+        return mv_qty[b, side, mv_price.shape[2] + s]
+    pos, found = _far_find(mv_price, mv_i64, b, side, price_ticks)
     return mv_qty[b, side, pos] if found else 0
+
+
+@njit(cache=True, _nrt=False)
+def _admit(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks):
+    """Room for one new level on a side full to ``depth``: False if it is worse than everything kept,
+    else the worst level is dropped."""
+    cap = mv_price.shape[2]
+    if mv_i64[b, MV_FAR_N + side] + mv_i64[b, MV_WIN_N + side] < cap:
+        return True
+    mv_i64[b, MV_DROPPED] += 1
+    worst = _worst_loc(mv_price, mv_qty, mv_i64, b, side)
+    if _key(side, price_ticks) < _key(side, loc_price(mv_price, mv_i64, b, side, worst)):
+        return False
+    _remove_loc(mv_price, mv_qty, mv_used, mv_i64, b, side, worst)
+    return True
 
 
 @njit(cache=True, _nrt=False)
 def set_level(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks, lots):
     """Set a level's quantity (0 deletes it); returns the quantity it had before."""
-    pos, found = find(mv_price, mv_i64, b, side, price_ticks)
-    n = mv_i64[b, MV_LEN + side]
-    depth = mv_price.shape[2]
-    if found:
-        before = mv_qty[b, side, pos]
-        if lots > 0:
-            mv_qty[b, side, pos] = lots
-            mv_used[b, side, pos] = 0
+    cap = mv_price.shape[2]
+    s = price_ticks - mv_i64[b, MV_WIN_LO + side]
+    if 0 <= s < WINDOW_TICKS:
+        loc = cap + s
+        before = mv_qty[b, side, loc]
+        if before > 0:
+            if lots > 0:
+                mv_qty[b, side, loc] = lots
+                mv_used[b, side, loc] = 0
+                return before
+            _remove_loc(mv_price, mv_qty, mv_used, mv_i64, b, side, loc)
         else:
-            for k in range(pos, n - 1):
-                mv_price[b, side, k] = mv_price[b, side, k + 1]
-                mv_qty[b, side, k] = mv_qty[b, side, k + 1]
-                mv_used[b, side, k] = mv_used[b, side, k + 1]
-            mv_i64[b, MV_LEN + side] = n - 1
-        return before
-    if lots <= 0:
-        return 0
-    if n == depth:
-        if pos == 0:
-            mv_i64[b, MV_DROPPED] += 1  # worse than everything kept
-            return 0
-        # drop the worst level (index 0) and insert below pos
-        for k in range(0, pos - 1):
-            mv_price[b, side, k] = mv_price[b, side, k + 1]
-            mv_qty[b, side, k] = mv_qty[b, side, k + 1]
-            mv_used[b, side, k] = mv_used[b, side, k + 1]
-        pos -= 1
-        mv_i64[b, MV_DROPPED] += 1
+            if lots <= 0 or not _admit(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks):
+                return 0
+            mv_qty[b, side, loc] = lots
+            mv_used[b, side, loc] = 0
+            mv_i64[b, MV_WIN_N + side] += 1
+            wb = mv_i64[b, MV_WIN_BEST + side]
+            if wb < 0 or _key(side, s) > _key(side, wb):
+                mv_i64[b, MV_WIN_BEST + side] = s
     else:
-        for k in range(n, pos, -1):
-            mv_price[b, side, k] = mv_price[b, side, k - 1]
-            mv_qty[b, side, k] = mv_qty[b, side, k - 1]
-            mv_used[b, side, k] = mv_used[b, side, k - 1]
-        mv_i64[b, MV_LEN + side] = n + 1
-    mv_price[b, side, pos] = price_ticks
-    mv_qty[b, side, pos] = lots
-    mv_used[b, side, pos] = 0
-    return 0
+        pos, found = _far_find(mv_price, mv_i64, b, side, price_ticks)
+        before = mv_qty[b, side, pos] if found else 0
+        if found:
+            if lots > 0:
+                mv_qty[b, side, pos] = lots
+                mv_used[b, side, pos] = 0
+                return before
+            _far_delete(mv_price, mv_qty, mv_used, mv_i64, b, side, pos)
+        else:
+            if lots <= 0 or not _admit(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks):
+                return 0
+            pos, found = _far_find(mv_price, mv_i64, b, side, price_ticks)  # the drop may have moved it
+            _far_insert(mv_price, mv_qty, mv_used, mv_i64, b, side, pos, price_ticks, lots, 0)
+    _keep_best_in_window(mv_price, mv_qty, mv_used, mv_i64, b, side)
+    return before
 
 
 @njit(cache=True, _nrt=False)
-def clear(mv_i64, b):
-    mv_i64[b, MV_LEN] = 0
-    mv_i64[b, MV_LEN + 1] = 0
+def clear(mv_price, mv_qty, mv_used, mv_i64, b):
+    cap = mv_price.shape[2]
+    for side in range(2):
+        for s in range(WINDOW_TICKS):
+            mv_qty[b, side, cap + s] = 0
+            mv_used[b, side, cap + s] = 0
+        mv_i64[b, MV_FAR_N + side] = 0
+        mv_i64[b, MV_WIN_N + side] = 0
+        mv_i64[b, MV_WIN_BEST + side] = NO_LEVEL
 
 
 @njit(cache=True, _nrt=False)
@@ -123,18 +373,26 @@ def apply_bbo(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks, lots, upd
     """The exchange's top of one side, if newer than the depth applied: trims stale better levels."""
     if update_id < mv_i64[b, MV_LAST_UPDATE_ID] or price_ticks <= 0:
         return
-    n = mv_i64[b, MV_LEN + side]
     key = _key(side, price_ticks)
-    while n > 0 and _key(side, mv_price[b, side, n - 1]) > key:
-        n -= 1
-    mv_i64[b, MV_LEN + side] = n
+    loc = best_loc(mv_price, mv_i64, b, side)
+    while loc >= 0 and _key(side, loc_price(mv_price, mv_i64, b, side, loc)) > key:
+        _remove_loc(mv_price, mv_qty, mv_used, mv_i64, b, side, loc)
+        loc = best_loc(mv_price, mv_i64, b, side)
     set_level(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks, lots)
+    _keep_best_in_window(mv_price, mv_qty, mv_used, mv_i64, b, side)  # set_level skips it for a mere resize
 
 
-@njit(cache=True, _nrt=False, inline="always")
-def best_pos(mv_i64, b, side):
-    """Index of the best level of a side, -1 if empty."""
-    return mv_i64[b, MV_LEN + side] - 1
+@njit(cache=True, _nrt=False)
+def top_levels(mv_price, mv_qty, mv_i64, b, side, out_price, out_qty):
+    """The best ``len(out_price)`` levels of a side, best first (price ticks, lots); returns how many."""
+    n = 0
+    loc = best_loc(mv_price, mv_i64, b, side)
+    while loc >= 0 and n < len(out_price):
+        out_price[n] = loc_price(mv_price, mv_i64, b, side, loc)
+        out_qty[n] = mv_qty[b, side, loc]
+        n += 1
+        loc = next_loc(mv_price, mv_qty, mv_i64, b, side, loc)
+    return n
 
 
 @njit(cache=True, _nrt=False)

@@ -177,15 +177,15 @@ class ExchangeSimulator:
         b = int(self._sym_to_book[symbol_id]) if 0 <= symbol_id < 65536 else -1
         if b < 0:
             raise KeyError(f"unknown symbol id {symbol_id}")
-        price, qty, mv_i64 = self._S[2], self._S[3], self._S[5]
         tick, tick_inv, lot, lot_inv = (self._scale[b, c] for c in (SC_TICK, SC_TICK_INV, SC_LOT, SC_LOT_INV))
         sides = []
         for side in (0, 1):
-            count = int(mv_i64[b, mv.MV_LEN + side])
-            idx = np.arange(count - 1, max(count - 1 - n, -1), -1)
-            levels = np.zeros(len(idx), dtype=LEVEL_DTYPE)
-            levels["price"] = price[b, side, idx] / tick_inv if tick_inv > 0 else price[b, side, idx] * tick
-            levels["qty"] = qty[b, side, idx] / lot_inv if lot_inv > 0 else qty[b, side, idx] * lot
+            price = np.zeros(max(int(n), 0), dtype=np.int64)
+            qty = np.zeros(len(price), dtype=np.int64)
+            count = int(mv.top_levels(self._S[2], self._S[3], self._S[5], b, side, price, qty))
+            levels = np.zeros(count, dtype=LEVEL_DTYPE)
+            levels["price"] = price[:count] / tick_inv if tick_inv > 0 else price[:count] * tick
+            levels["qty"] = qty[:count] / lot_inv if lot_inv > 0 else qty[:count] * lot
             sides.append(levels)
         return sides[0], sides[1]
 
