@@ -38,6 +38,7 @@ class PreflightError(RuntimeError):
 
 def preflight(config, web: bool) -> None:
     """Checks that need the outside world; config values themselves were validated on load."""
+    config.feed.data_paths()  # a missing data file: ConfigError naming feed.data, before any process starts
     if web:
         host, port = config.web.host, config.web.port
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:

@@ -47,9 +47,8 @@ class DutyCycleRunner:
         words = self.status.words
         active = list(self.slots)
         monotonic_ns = time.monotonic_ns
-        for slot in active:
-            words[slot.row, st.STATE] = WorkerState.RUNNING
         pumps = self.pumps
+        first_cycle = True
         while active:
             total = 0
             for pump in pumps:
@@ -61,10 +60,7 @@ class DutyCycleRunner:
                 try:
                     if command == WorkerCommand.RUN:
                         done = slot.worker.do_work()
-                        state = words[row, st.STATE]
-                        if state == WorkerState.STARTING:
-                            words[row, st.STATE] = WorkerState.RUNNING
-                        elif done == 0 and state == WorkerState.RUNNING and slot.worker.is_done():
+                        if done == 0 and words[row, st.STATE] == WorkerState.RUNNING and slot.worker.is_done():
                             words[row, st.STATE] = WorkerState.FINISHED
                     elif command == WorkerCommand.DRAIN:
                         words[row, st.STATE] = WorkerState.DRAINING
@@ -90,6 +86,17 @@ class DutyCycleRunner:
                     words[row, st.IDLE_COUNT] += 1
                 words[row, st.HEARTBEAT_NS] = now
                 total += done
+            if first_cycle:
+                # A first step may compile kernels (seconds to minutes on a busy machine, and in a
+                # composite every worker's first step delays the others'): the supervisor judges
+                # only RUNNING heartbeats, so workers turn RUNNING, with a fresh heartbeat, once
+                # every worker of this process is past its first step.
+                first_cycle = False
+                fresh_ns = monotonic_ns()
+                for slot in active:
+                    if words[slot.row, st.STATE] == WorkerState.STARTING:
+                        words[slot.row, st.HEARTBEAT_NS] = fresh_ns
+                        words[slot.row, st.STATE] = WorkerState.RUNNING
             if any(slot.closed for slot in active):
                 active = [slot for slot in active if not slot.closed]
             self.wait.idle(total)
