@@ -126,14 +126,22 @@ def stop_command(run_dir: Path = RunDirOption, config: Path = ConfigOption,
     os.kill(manifest.supervisor_pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(manifest.supervisor_pid, 0)
-        except ProcessLookupError:
+        if not _running(manifest.supervisor_pid):
             typer.echo(f"stopped (supervisor pid {manifest.supervisor_pid})")
             return
         time.sleep(0.1)
     typer.secho(f"supervisor pid {manifest.supervisor_pid} still running after {timeout:.0f} s", fg="red", err=True)
     raise typer.Exit(1)
+
+
+def _running(pid: int) -> bool:
+    """A zombie (exited, not yet reaped by the parent that started it) has stopped too."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def worker_command(name: str = typer.Argument(..., help="worker name from [workers]"),
