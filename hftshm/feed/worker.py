@@ -55,6 +55,8 @@ class FeedWorker(Worker):
         self._steps = 0
         c = ctx.counters
         published = int(c[self._C["events_published"]])
+        # a restarted feed's replayer counts snapshots from zero; the counter keeps the run's total
+        self._snapshots_before = int(c[self._C["snapshots_published"]]) if published else 0
         if published:
             skipped = self.replayer.fast_forward(published)
             ctx.log.info("feed resumes after %d published events (books rebuilt from the data up to there)", skipped)
@@ -98,7 +100,7 @@ class FeedWorker(Worker):
         n = r.step()
         c = self.ctx.counters
         c[0] = r.events_published
-        c[2] = r.snapshots_published
+        c[2] = self._snapshots_before + r.snapshots_published
         if n == 0 and r.pending:
             c[7] += 1
         self._steps += 1
