@@ -29,8 +29,8 @@ from numba import njit
 
 from hftshm.exchange.common_nb import SC_LOT, SC_LOT_INV, SC_TICK, SC_TICK_INV, nearest_units
 
-WINDOW_TICKS = 4096
-_MARGIN = WINDOW_TICKS // 8  # re-centre when the best is this close to a window edge
+# 32768 ticks (3,276.8 USD for BTCUSDT) hold nearly all of a 4096-level book side: far updates are rare
+WINDOW_TICKS = 1 << 15
 NO_LEVEL = -1
 
 # per-book words (mv_i64[book, MV_*]); "+ side" words: side 0 (bids) / 1 (asks)
@@ -41,17 +41,22 @@ MV_WIN_N = 4  # + side: levels in the window
 MV_WIN_BEST = 6  # + side: window slot of the window's best level, -1 if none
 MV_WIN_LO = 8  # + side: price ticks of window slot 0
 MV_RECENTRES = 10
-MV_WORDS = 12
+MV_WIN_WORST = 12  # + side: window slot of the window's worst level, -1 if none (found when a side is full)
+MV_WINDOW = 14  # window width in ticks (kept here, not compiled in: numba caches of callers stay valid)
+MV_WORDS = 16
 
 
-def allocate(n_books: int, depth: int) -> dict:
+def allocate(n_books: int, depth: int, window_ticks: int = WINDOW_TICKS) -> dict:
     mv_i64 = np.zeros((n_books, MV_WORDS), dtype=np.int64)
+    mv_i64[:, MV_WINDOW] = window_ticks
     mv_i64[:, MV_WIN_BEST] = NO_LEVEL
     mv_i64[:, MV_WIN_BEST + 1] = NO_LEVEL
+    mv_i64[:, MV_WIN_WORST] = NO_LEVEL
+    mv_i64[:, MV_WIN_WORST + 1] = NO_LEVEL
     return {
         "mv_price": np.zeros((n_books, 2, depth), dtype=np.int64),
-        "mv_qty": np.zeros((n_books, 2, depth + WINDOW_TICKS), dtype=np.int64),
-        "mv_used": np.zeros((n_books, 2, depth + WINDOW_TICKS), dtype=np.int64),
+        "mv_qty": np.zeros((n_books, 2, depth + window_ticks), dtype=np.int64),
+        "mv_used": np.zeros((n_books, 2, depth + window_ticks), dtype=np.int64),
         "mv_i64": mv_i64,
     }
 
@@ -72,13 +77,13 @@ def _worse_step(side):
 def _worst_edge(mv_i64, b, side):
     """Price of the window's worst slot."""
     lo = mv_i64[b, MV_WIN_LO + side]
-    return lo if side == 0 else lo + WINDOW_TICKS - 1
+    return lo if side == 0 else lo + mv_i64[b, MV_WINDOW] - 1
 
 
 @njit(cache=True, _nrt=False, inline="always")
 def _best_edge(mv_i64, b, side):
     lo = mv_i64[b, MV_WIN_LO + side]
-    return lo + WINDOW_TICKS - 1 if side == 0 else lo
+    return lo + mv_i64[b, MV_WINDOW] - 1 if side == 0 else lo
 
 
 # ------------------------------------------------------------------ far levels (sorted by key, best at end)
@@ -144,7 +149,21 @@ def _scan_worse(mv_qty, b, side, cap, slot):
     """First occupied window slot strictly worse than ``slot``, -1 if none."""
     step = _worse_step(side)
     s = slot + step
-    while 0 <= s < WINDOW_TICKS:
+    w = mv_qty.shape[2] - cap
+    while 0 <= s < w:
+        if mv_qty[b, side, cap + s] > 0:
+            return s
+        s += step
+    return NO_LEVEL
+
+
+@njit(cache=True, _nrt=False)
+def _scan_better(mv_qty, b, side, cap, slot):
+    """First occupied window slot strictly better than ``slot``, -1 if none."""
+    step = -_worse_step(side)
+    s = slot + step
+    w = mv_qty.shape[2] - cap
+    while 0 <= s < w:
         if mv_qty[b, side, cap + s] > 0:
             return s
         s += step
@@ -204,11 +223,7 @@ def _worst_loc(mv_price, mv_qty, mv_i64, b, side):
             _key(side, mv_price[b, side, 0]) < _key(side, _worst_edge(mv_i64, b, side)):
         return 0
     if mv_i64[b, MV_WIN_N + side] > 0:
-        s = 0 if side == 0 else WINDOW_TICKS - 1
-        step = -_worse_step(side)
-        while mv_qty[b, side, cap + s] == 0:
-            s += step
-        return cap + s
+        return cap + mv_i64[b, MV_WIN_WORST + side]
     return 0
 
 
@@ -224,16 +239,19 @@ def _remove_loc(mv_price, mv_qty, mv_used, mv_i64, b, side, loc):
     mv_i64[b, MV_WIN_N + side] -= 1
     if mv_i64[b, MV_WIN_BEST + side] == s:
         mv_i64[b, MV_WIN_BEST + side] = _scan_worse(mv_qty, b, side, cap, s)
+    if mv_i64[b, MV_WIN_WORST + side] == s:
+        mv_i64[b, MV_WIN_WORST + side] = _scan_better(mv_qty, b, side, cap, s)
 
 
 @njit(cache=True, _nrt=False)
 def _recentre(mv_price, mv_qty, mv_used, mv_i64, b, side, new_lo):
-    """Move the window to ``[new_lo, new_lo + WINDOW_TICKS)``: its levels go to the far arrays, the far
+    """Move the window to ``[new_lo, new_lo + window)``: its levels go to the far arrays, the far
     levels inside the new range come in. Total levels never exceed ``depth``, so the far arrays fit."""
     cap = mv_price.shape[2]
     n = mv_i64[b, MV_FAR_N + side]
     win_n = mv_i64[b, MV_WIN_N + side]
     lo = mv_i64[b, MV_WIN_LO + side]
+    w = mv_i64[b, MV_WINDOW]
     if win_n > 0:
         split = _far_lower_bound(mv_price, mv_i64, b, side, _key(side, _worst_edge(mv_i64, b, side)))
         for k in range(n - 1, split - 1, -1):
@@ -241,8 +259,8 @@ def _recentre(mv_price, mv_qty, mv_used, mv_i64, b, side, new_lo):
             mv_qty[b, side, k + win_n] = mv_qty[b, side, k]
             mv_used[b, side, k + win_n] = mv_used[b, side, k]
         k = split
-        for m in range(WINDOW_TICKS):
-            s = m if side == 0 else WINDOW_TICKS - 1 - m  # worst first: far arrays ascend by key
+        for m in range(w):
+            s = m if side == 0 else w - 1 - m  # worst first: far arrays ascend by key
             if mv_qty[b, side, cap + s] > 0:
                 mv_price[b, side, k] = lo + s
                 mv_qty[b, side, k] = mv_qty[b, side, cap + s]
@@ -254,6 +272,7 @@ def _recentre(mv_price, mv_qty, mv_used, mv_i64, b, side, new_lo):
     mv_i64[b, MV_FAR_N + side] = n
     mv_i64[b, MV_WIN_N + side] = 0
     mv_i64[b, MV_WIN_BEST + side] = NO_LEVEL
+    mv_i64[b, MV_WIN_WORST + side] = NO_LEVEL
     mv_i64[b, MV_WIN_LO + side] = new_lo
     first = _far_lower_bound(mv_price, mv_i64, b, side, _key(side, _worst_edge(mv_i64, b, side)))
     stop = _far_lower_bound(mv_price, mv_i64, b, side, _key(side, _best_edge(mv_i64, b, side)) + 1)
@@ -263,6 +282,7 @@ def _recentre(mv_price, mv_qty, mv_used, mv_i64, b, side, new_lo):
         mv_used[b, side, cap + s] = mv_used[b, side, k]
     if stop > first:
         mv_i64[b, MV_WIN_BEST + side] = mv_price[b, side, stop - 1] - new_lo
+        mv_i64[b, MV_WIN_WORST + side] = mv_price[b, side, first] - new_lo
         mv_i64[b, MV_WIN_N + side] = stop - first
         gone = stop - first
         for k in range(stop, n):
@@ -279,11 +299,13 @@ def _keep_best_in_window(mv_price, mv_qty, mv_used, mv_i64, b, side):
     if loc < 0:
         return
     s = loc_price(mv_price, mv_i64, b, side, loc) - mv_i64[b, MV_WIN_LO + side]
-    if _MARGIN <= s < WINDOW_TICKS - _MARGIN:
+    w = mv_i64[b, MV_WINDOW]
+    margin = w >> 3  # re-centre when the best is this close to a window edge
+    if margin <= s < w - margin:
         return
     # leave most of the window on the worse side of the best, where the levels are
     best = s + mv_i64[b, MV_WIN_LO + side]
-    new_lo = best - (WINDOW_TICKS - 2 * _MARGIN) if side == 0 else best - 2 * _MARGIN
+    new_lo = best - (w - 2 * margin) if side == 0 else best - 2 * margin
     _recentre(mv_price, mv_qty, mv_used, mv_i64, b, side, new_lo)
 
 
@@ -294,7 +316,7 @@ def _keep_best_in_window(mv_price, mv_qty, mv_used, mv_i64, b, side):
 def qty_at(mv_price, mv_qty, mv_i64, b, side, price_ticks):
     """Visible lots at a price (0 if no level)."""
     s = price_ticks - mv_i64[b, MV_WIN_LO + side]
-    if 0 <= s < WINDOW_TICKS:
+    if 0 <= s < mv_i64[b, MV_WINDOW]:
         return mv_qty[b, side, mv_price.shape[2] + s]
     pos, found = _far_find(mv_price, mv_i64, b, side, price_ticks)
     return mv_qty[b, side, pos] if found else 0
@@ -320,7 +342,7 @@ def set_level(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks, lots):
     """Set a level's quantity (0 deletes it); returns the quantity it had before."""
     cap = mv_price.shape[2]
     s = price_ticks - mv_i64[b, MV_WIN_LO + side]
-    if 0 <= s < WINDOW_TICKS:
+    if 0 <= s < mv_i64[b, MV_WINDOW]:
         loc = cap + s
         before = mv_qty[b, side, loc]
         if before > 0:
@@ -338,6 +360,9 @@ def set_level(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks, lots):
             wb = mv_i64[b, MV_WIN_BEST + side]
             if wb < 0 or _key(side, s) > _key(side, wb):
                 mv_i64[b, MV_WIN_BEST + side] = s
+            ww = mv_i64[b, MV_WIN_WORST + side]
+            if ww < 0 or _key(side, s) < _key(side, ww):
+                mv_i64[b, MV_WIN_WORST + side] = s
     else:
         pos, found = _far_find(mv_price, mv_i64, b, side, price_ticks)
         before = mv_qty[b, side, pos] if found else 0
@@ -360,12 +385,13 @@ def set_level(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks, lots):
 def clear(mv_price, mv_qty, mv_used, mv_i64, b):
     cap = mv_price.shape[2]
     for side in range(2):
-        for s in range(WINDOW_TICKS):
+        for s in range(mv_i64[b, MV_WINDOW]):
             mv_qty[b, side, cap + s] = 0
             mv_used[b, side, cap + s] = 0
         mv_i64[b, MV_FAR_N + side] = 0
         mv_i64[b, MV_WIN_N + side] = 0
         mv_i64[b, MV_WIN_BEST + side] = NO_LEVEL
+        mv_i64[b, MV_WIN_WORST + side] = NO_LEVEL
 
 
 @njit(cache=True, _nrt=False)
