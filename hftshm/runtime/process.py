@@ -29,6 +29,7 @@ def process_main(manifest_data: dict, process_name: str) -> None:
     """Entry point of a worker process; exits with the runner's exit code."""
     # Ctrl-C in the terminal reaches the whole process group; only the supervisor decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     manifest = RunManifest.from_dict(manifest_data)
     sys.exit(run_process(manifest, process_name))
 
@@ -97,6 +98,24 @@ def run_process(manifest: RunManifest, process_name: str, sigint_handler=None) -
         return 1
     finally:
         attachments.close()
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """A supervisor killed with SIGKILL cannot drain its workers; without this they would spin on
+    forever, orphaned. The kernel sends us SIGTERM when the supervisor dies (our SIGTERM handler
+    drains and exits); if it died before we got here, we exit at once."""
+    import ctypes
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if parent == 1 or os.getppid() != parent:
+        sys.exit(0)
 
 
 class Attachments:

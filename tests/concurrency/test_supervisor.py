@@ -157,3 +157,49 @@ def test_zmq_transport_moves_the_same_records(run_dir):
         sup.shutdown()
         sink = counters(sup, "sink")
         assert sink["received"] == count and sink["gaps"] == 0 and sink["torn"] == 0
+
+
+def test_workers_exit_when_the_supervisor_is_killed(run_dir):
+    """A SIGKILLed supervisor cannot drain its workers; they must not spin on as orphans."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    script = (
+        "import time\n"
+        "from hftshm.runtime.supervisor import Supervisor\n"
+        "from tests.concurrency.test_supervisor import soak_config\n"
+        f"config = soak_config(__import__('pathlib').Path({str(run_dir)!r}), 10**12)\n"
+        "sup = Supervisor(config.topology, config, create_control=False)\n"
+        "sup.create_segments()\n"
+        "sup.start()\n"
+        "print(' '.join(str(h.process.pid) for h in sup.handles.values()), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    try:
+        pids = [int(p) for p in proc.stdout.readline().split()]
+        assert len(pids) == 3 and all(psutil.pid_exists(p) for p in pids)
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 20
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in pids), "worker processes outlived their supervisor"
+    finally:
+        proc.kill()
+    # what the dead supervisor left is swept by the next one
+    config = soak_config(run_dir, 10)
+    with Supervisor(config.topology, config, create_control=False):
+        assert not [n for n in segments.stale_segments()]
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
