@@ -1,0 +1,5 @@
+"""``python -m hftshm.cli``: the same as the ``hftshm`` command."""
+
+from hftshm.cli import main
+
+main()
