@@ -48,6 +48,10 @@ HFTSHM = str(Path(sys.executable).with_name("hftshm"))  # the installed console 
 # tighter spread, so orders, cancels and fills keep flowing through a fault, within [risk] limits.
 BUSY_MARKET_MAKER = {"strategies": {"market_maker": {"spread_bps": 0.5, "min_requote_interval_ms": 5,
                                                      "max_inventory": 0.05}}}
+# ... and a VWAP buyer taking liquidity all day: fills from the first minutes, on both sides of the
+# symbol (the market maker mostly sells into this day's fall), so realized PnL is not zero
+MARKET_MAKER_AND_VWAP = merge(BUSY_MARKET_MAKER, {"strategies": {"vwap": {
+    "enabled": True, "side": "buy", "target_qty": 0.2, "horizon_s": 300}}})
 
 
 def e2e_config(run_dir: Path, overrides: dict | None = None, rings: dict[str, dict] | None = None) -> PlatformConfig:

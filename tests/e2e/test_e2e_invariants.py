@@ -12,7 +12,7 @@ import pytest
 from hftshm.platform import merge
 from tests.e2e.platform_harness import (
     assert_holds,
-    BUSY_MARKET_MAKER,
+    MARKET_MAKER_AND_VWAP,
     REAL_DAY_BOOK_SNAPSHOTS,
     REAL_DAY_EVENTS,
     books_from_fills,
@@ -29,8 +29,6 @@ from tests.e2e.platform_harness import (
 pytestmark = pytest.mark.slow
 
 REDIS_URL = "redis://localhost:6379/0"
-BOTH_SIDES = merge(BUSY_MARKET_MAKER, {"strategies": {"vwap": {"enabled": True, "side": "buy", "target_qty": 0.2,
-                                                             "horizon_s": 300}}})
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +36,7 @@ def result(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("e2e-invariants") / "run"
     namespace = f"e2e-{uuid.uuid4().hex[:12]}"
     # Redis on: risk mirrors its per-symbol positions there, the only place they are readable from outside
-    config = e2e_config(run_dir, merge(BOTH_SIDES, {"redis": {"url": REDIS_URL, "namespace": namespace}}))
+    config = e2e_config(run_dir, merge(MARKET_MAKER_AND_VWAP, {"redis": {"url": REDIS_URL, "namespace": namespace}}))
     try:
         yield run_platform(config)
     finally:
