@@ -39,7 +39,7 @@ class PlatformSettings:
 
 @dataclass
 class SupervisorSettings:
-    heartbeat_timeout_s: float = 10.0
+    heartbeat_timeout_s: float = 60.0
     start_timeout_s: float = 120.0
     max_restarts: int = 5
     restart_backoff_s: float = 0.2
@@ -101,7 +101,7 @@ class PlatformConfig:
         section.done()
         sup = Section("supervisor", raw.get("supervisor", {}))
         supervisor = SupervisorSettings(
-            heartbeat_timeout_s=float(sup.number("heartbeat_timeout_s", 10.0, positive=True)),
+            heartbeat_timeout_s=float(sup.number("heartbeat_timeout_s", 60.0, positive=True)),
             start_timeout_s=float(sup.number("start_timeout_s", 120.0, positive=True)),
             max_restarts=sup.integer("max_restarts", 5, min=0),
             restart_backoff_s=float(sup.number("restart_backoff_s", 0.2, positive=True)),
