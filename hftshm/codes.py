@@ -16,6 +16,7 @@ class EventKind(IntEnum):
     BBO = 3  # one side of the exchange's own best bid/offer
     SNAPSHOT = 4  # one level of a full book snapshot; levels of one snapshot follow a CLEAR
     CLEAR = 5  # the book is cleared (start of a snapshot, or invalid after a gap)
+    END_OF_DATA = 6  # deterministic runs: the data has ended and every stage has settled (no book change)
 
 
 class EventFlag(IntFlag):
@@ -56,6 +57,9 @@ class ReportEvent(IntEnum):
     FILL = 4
     CANCEL = 5
     REPLACE = 6
+    # not about an order: deterministic runs only. "Every report due by market time exch_ts_ns has
+    # been sent before this record" (hftshm.runtime.lockstep); consumers skip it otherwise
+    WATERMARK = 15
 
 
 class Reason(IntEnum):
@@ -75,6 +79,7 @@ class Reason(IntEnum):
     IOC_REMAINDER = 10
     DUPLICATE_ORDER_ID = 11  # a new order reused the id of a live order
     MALFORMED_ORDER = 12  # action, side, order type or time in force is not a known code
+    MARKET_CLOSED = 13  # a new order or replace reached the simulated exchange after the data ended
     # risk
     MAX_ORDER_SIZE = 20
     MAX_POSITION = 21

@@ -35,6 +35,7 @@ class PlatformSettings:
     run_dir: Path
     log_level: str
     placement: str
+    deterministic: bool = False
 
 
 @dataclass
@@ -97,6 +98,7 @@ class PlatformConfig:
             run_dir=run_dir if run_dir.is_absolute() else (base_dir / run_dir),
             log_level=section.choice("log_level", ("debug", "info", "warning", "error"), "info"),
             placement=section.choice("placement", ("composite", "process-per-worker"), "composite"),
+            deterministic=section.boolean("deterministic", False),
         )
         section.done()
         sup = Section("supervisor", raw.get("supervisor", {}))

@@ -185,15 +185,11 @@ def needs_delivery(V, now_ns):
 
 
 @njit(cache=True)
-def deliver(V, now_ns, out, j):
-    """Reports due by ``now_ns`` into ``out[j:]``, in order: the platform's own rejects, then the
-    exchange's (through the OMS, as its worker forwards them). Returns the new ``j``."""
+def _deliver_local(V, out, j):
+    """The platform's own rejects (risk's, the OMS's) into ``out[j:]``, in the order they were made."""
     risk = V[0]
-    oms = V[1]
-    stats = V[6]
     symbols, account, table, control = risk[0], risk[2], risk[3], risk[4]
     cap = out.shape[0]
-    first = j
     reports, times, srcs, ptr = V[4]
     qcap = reports.shape[0]
     while ptr[Q_HEAD] < ptr[Q_TAIL] and j < cap:
@@ -203,6 +199,23 @@ def deliver(V, now_ns, out, j):
             accounting_nb.apply_reports(out, j, -1, 1, symbols, account, table, control)
         ptr[Q_HEAD] += 1
         j += 1
+    return j
+
+
+@njit(cache=True)
+def deliver(V, now_ns, out, j):
+    """Reports due by ``now_ns`` into ``out[j:]``, in order: the platform's own rejects, the
+    exchange's (through the OMS, as its worker forwards them), and what the OMS's ack timers
+    produce at ``now_ns`` (a deterministic platform run hands those over at the same time: the OMS
+    runs its timers when the exchange's watermark moves its clock, before passing the watermark on).
+    Returns the new ``j``."""
+    risk = V[0]
+    oms = V[1]
+    stats = V[6]
+    symbols, account, table, control = risk[0], risk[2], risk[3], risk[4]
+    cap = out.shape[0]
+    first = j
+    j = _deliver_local(V, out, j)
     reports, times, srcs, ptr = V[3]
     qcap = reports.shape[0]
     one = V[5][1]
@@ -221,9 +234,10 @@ def deliver(V, now_ns, out, j):
             accounting_nb.apply_reports(out, j, -1, 1, symbols, account, table, control)
             j += 1
         counts[:] = 0
-    if now_ns >= oms[1][1][oms_nb.O_NEXT_DEADLINE]:
+    if now_ns >= oms[1][1][oms_nb.O_NEXT_DEADLINE] and j < cap:
         oms_nb.on_timers(oms[0], oms[1], oms[2], now_ns, now_ns)
         _drain_oms(V, now_ns)
+        j = _deliver_local(V, out, j)
     stats[ST_DELIVERED] += j - first
     return j
 

@@ -44,6 +44,8 @@ def run_command(
     no_web: bool = typer.Option(False, "--no-web", help="do not start the web server"),
     external: list[str] = typer.Option([], "--external", help="leave this worker to 'hftshm worker NAME'"),
     quiet: bool = typer.Option(False, "--quiet", help="no live status line"),
+    deterministic: bool = typer.Option(False, "--deterministic",
+                                       help="lockstep replay (speed 0 unless --speed): fills equal 'hftshm backtest'"),
 ) -> None:
     """Run the whole pipeline on the configured data: feed, strategies, risk, OMS, exchange, web.
 
@@ -57,6 +59,10 @@ def run_command(
         overrides.setdefault("feed", {})["speed"] = speed
     if placement is not None:
         overrides.setdefault("platform", {})["placement"] = placement
+    if deterministic:
+        overrides.setdefault("platform", {})["deterministic"] = True
+        if speed is None:
+            overrides.setdefault("feed", {})["speed"] = 0.0
     if port is not None:
         overrides.setdefault("web", {})["port"] = port
     for name in external:

@@ -14,6 +14,10 @@ Watermarks travel in the order ring, in order, as records with ``action = 0`` (n
 ``market_ts_ns`` is W), so a watermark can never overtake the orders it covers. With parity off the
 worker applies events as they come (a live-like run; fills then depend on timing).
 On drain, orders still in flight are applied at their arrival times.
+
+Deterministic runs (``[platform] deterministic``): one market message per step, reports held until
+their simulated arrival and sent with a watermark after each message, the market closed at the
+end of data (``hftshm.exchange.lockstep``).
 """
 
 from __future__ import annotations
@@ -22,9 +26,12 @@ import time
 
 import numpy as np
 
+from hftshm.codes import Action
 from hftshm.exchange import fill_model_nb as fm
+from hftshm.exchange import lockstep as held
 from hftshm.exchange.config import ExchangeConfig
 from hftshm.exchange.simulator import ExchangeSimulator
+from hftshm.runtime import lockstep
 from hftshm.runtime.worker import Worker, WorkerContext
 
 WATERMARK_ACTION = 0  # an order-ring record with this action only carries the upstream watermark
@@ -67,12 +74,18 @@ class ExchangeWorker(Worker):
         self._seq = [0] * len(self.reports_out)
         self._backlog: list[list[np.ndarray]] = [[] for _ in self.reports_out]
         self._iota = np.arange(max(ring.capacity for ring in self.reports_out), dtype=np.int64)
+        self._lockstep = lockstep.enabled(ctx)
+        self._held = held.HeldReports()
+        self._closed = False
+        self._last_message_ns = 0
 
     # ------------------------------------------------------------------ duty cycle
     def do_work(self) -> int:
         work = self._flush_backlog()
         if any(self._backlog):
             return work  # an output ring is full: take no more input until it drains
+        if self._lockstep:
+            return work + self._lockstep_step()
         view = self.orders_in.poll(self.batch)
         if len(view):
             now = time.monotonic_ns()
@@ -107,6 +120,59 @@ class ExchangeWorker(Worker):
             self._update_counters()
         return work
 
+    def _lockstep_step(self) -> int:
+        """Orders in, then one market message; reports go out when due, then a watermark."""
+        work = 0
+        view = self.orders_in.poll(self.batch)
+        if len(view):
+            self._record_hops(view)
+            if self._closed:
+                self._publish(held.market_closed_rejects(view, self.sim.clock_ns))
+                cancels = view[view["action"] == Action.CANCEL]
+                if len(cancels):
+                    self.counters[_C["orders_in"]] += len(cancels)
+                    self.sim.on_orders(cancels)
+                    self._publish(self.sim.flush())
+            else:
+                self._held.push(self._take_orders(view))
+            self.orders_in.release(len(view))
+            work += len(view)
+        if self._closed:
+            if work:
+                self._update_counters()
+            return work
+        events = self.market_in.poll(self.batch)
+        if not len(events):
+            return work
+        n = lockstep.message_end(events)
+        whole = n > 0
+        if not whole:
+            n = len(events)  # the message runs past the ring's end: the rest comes with the next poll
+        part = events[:n]
+        if whole and lockstep.is_end_of_data(part):
+            until = held.drain_until(self._last_message_ns)
+            self._held.push(self.sim.advance_to(until))
+            self._publish(self._held.take_all())
+            self._publish(held.watermark(until), count=False)
+            self._closed = True
+        else:
+            self._held.push(self.sim.on_market(part))
+            self.counters[_C["events_in"]] += n
+            if whole:
+                now = int(part["exch_ts_ns"][-1])
+                self._last_message_ns = now
+                self._publish(self._held.take_due(now))
+                self._publish(held.watermark(now), count=False)
+        self.market_in.release(n)
+        self._update_counters()
+        return work + n
+
+    def _record_hops(self, view: np.ndarray) -> None:
+        if self._hop is not None:
+            from hftshm.metrics.histogram_nb import record_many
+
+            record_many(self._hop, time.monotonic_ns() - view["ts_ns"])
+
     # ------------------------------------------------------------------ internals
     def _take_orders(self, view: np.ndarray) -> np.ndarray:
         marks = view["action"] == WATERMARK_ACTION
@@ -127,11 +193,12 @@ class ExchangeWorker(Worker):
         effective = np.maximum.accumulate(np.maximum(events["exch_ts_ns"], self.sim.clock_ns))
         return int(np.searchsorted(effective, horizon, side="left"))
 
-    def _publish(self, reports: np.ndarray | None) -> None:
+    def _publish(self, reports: np.ndarray | None, count: bool = True) -> None:
         if reports is None or not len(reports):
             return
         reports["local_ts_ns"] = time.monotonic_ns()
-        self.counters[_C["reports_out"]] += len(reports)
+        if count:
+            self.counters[_C["reports_out"]] += len(reports)
         for k, ring in enumerate(self.reports_out):
             if self._backlog[k]:
                 self._backlog[k].append(reports.copy())

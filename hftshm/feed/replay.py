@@ -122,7 +122,14 @@ class Replayer:
         if name not in ("market_event", "book_snapshot"):
             raise ValueError(f"ring {ring.name!r} holds {name} records; the feed publishes market_event and "
                              f"book_snapshot")
-        self.outputs.append(_Output(ring, name == "book_snapshot", ring.backpressure == "drop"))
+        output = _Output(ring, name == "book_snapshot", ring.backpressure == "drop")
+        if output.is_snapshot:
+            # books are committed before events: a consumer that sees a message's events can then
+            # also see the book after it (a deterministic run relies on it)
+            first_event = next((k for k, out in enumerate(self.outputs) if not out.is_snapshot), len(self.outputs))
+            self.outputs.insert(first_event, output)
+        else:
+            self.outputs.append(output)
 
     # ------------------------------------------------------------------ progress
     @property
@@ -141,6 +148,11 @@ class Replayer:
     @property
     def done(self) -> bool:
         return self.exhausted and not self.pending
+
+    @property
+    def last_staged_exch_ts_ns(self) -> int | None:
+        """Exchange time of the last event of the batch staged last (None before any)."""
+        return int(self._staged["exch_ts_ns"][self._n_staged - 1]) if self._n_staged else None
 
     @property
     def clock_offset_ns(self) -> int | None:
@@ -195,11 +207,32 @@ class Replayer:
                 c.release(done)
                 self._released[k] = done
 
-    def step(self, now_ns: int | None = None) -> int:
-        """Publish what is pending; if nothing is, stage the next batch (the events due by now) and
-        publish it. Returns the records written to rings (or staged, without rings); 0 = idle."""
+    def next_message_events(self) -> int:
+        """Records of the exchange message the next stage would start with (the merge's pick); a
+        full batch when a message is split or none is left in this pass."""
+        if self._rstate[replay_nb.RS_OPEN_SOURCE] >= 0:
+            return self.batch_events
+        cursors = self._cursors
+        if all(int(c) >= len(s) for c, s in zip(cursors, self._sources)):
+            cursors = np.zeros_like(cursors)  # the next pass starts over
+        best, best_ts = -1, 0
+        for k, src in enumerate(self._sources):
+            c = int(cursors[k])
+            if c < len(src) and (best < 0 or int(src[c]["exch_ts_ns"]) < best_ts):
+                best, best_ts = k, int(src[c]["exch_ts_ns"])
+        if best < 0:
+            return self.batch_events
+        c = int(cursors[best])
+        flags = self._sources[best]["flags"][c:c + self.batch_events]
+        ends = np.flatnonzero(flags & np.uint32(EventFlag.LAST_IN_MESSAGE))
+        return int(ends[0]) + 1 if len(ends) else self.batch_events
+
+    def step(self, now_ns: int | None = None, max_events: int | None = None) -> int:
+        """Publish what is pending; if nothing is, stage the next batch (the events due by now, at most
+        ``max_events``) and publish it. Returns the records written to rings (or staged, without
+        rings); 0 = idle."""
         if not self.pending:
-            staged = self._stage(time.perf_counter_ns() if now_ns is None else now_ns)
+            staged = self._stage(time.perf_counter_ns() if now_ns is None else now_ns, max_events)
             if staged == 0:
                 return 0
             if not self.outputs:

@@ -6,15 +6,22 @@ Replays ``[feed] data`` through the L2 books and publishes, per output ring by i
 A restarted feed finds ``events_published`` where it left it, rebuilds its books from the data up to
 there without publishing, and carries on (records of a batch cut short by the crash may arrive
 twice: at-least-once).
+
+Deterministic runs (``[platform] deterministic``): one exchange message per step, and the next only
+once every stage has settled (``hftshm.runtime.lockstep``).
 """
 
 from __future__ import annotations
+
+import os
+import time
 
 from hftshm.book.issues import REJECTS, BookIssue
 from hftshm.config import Section
 from hftshm.feed.config import FeedConfig
 from hftshm.feed.replay import Replayer
 from hftshm.feed.ticks import REJECT_ISSUES, RowIssue
+from hftshm.runtime import lockstep
 from hftshm.runtime.worker import Worker, WorkerContext
 
 
@@ -52,6 +59,13 @@ class FeedWorker(Worker):
         for ring in ctx.outputs.values():
             self.replayer.add_output(ring)
         self._warm_up()
+        self._settle = None
+        self._end_sent = False
+        self._last_message_ns = 0
+        if lockstep.enabled(ctx):
+            self._settle = lockstep.PipelineSettle(ctx.observe_rings())
+            ctx.log.info("feed: deterministic replay, one message at a time over %d rings (%s)",
+                         len(self._settle.rings), ", ".join(self._settle.names))
         self._steps = 0
         c = ctx.counters
         published = int(c[self._C["events_published"]])
@@ -97,7 +111,19 @@ class FeedWorker(Worker):
 
     def do_work(self) -> int:
         r = self.replayer
-        n = r.step()
+        if self._settle is None:
+            n = r.step()
+        elif r.pending:
+            n = r.step()  # the rest of a message a full ring held back
+        elif not self._settle.settled():
+            os.sched_yield()  # the stages downstream need this core more than we do
+            return 0
+        elif r.done:
+            n = self._end_of_data()
+        else:
+            n = r.step(max_events=r.next_message_events())
+            if n:
+                self._last_message_ns = r.last_staged_exch_ts_ns
         c = self.ctx.counters
         c[0] = r.events_published
         c[2] = self._snapshots_before + r.snapshots_published
@@ -118,8 +144,26 @@ class FeedWorker(Worker):
     def on_drain(self) -> int:
         return 0  # a source stops producing when asked to drain
 
+    def _end_of_data(self) -> int:
+        """Deterministic: the last message has settled; tell the market_event consumers (once)."""
+        if self._end_sent:
+            return 0
+        rings = [out.ring for out in self.replayer.outputs if not out.is_snapshot]
+        if any(ring.occupancy() >= ring.capacity for ring in rings):
+            return 0
+        for ring in rings:
+            view = ring.claim(1)
+            lockstep.end_of_data_record(view, self._last_message_ns)
+            view["publish_ts_ns"] = time.perf_counter_ns()
+            ring.commit(1)
+        self._end_sent = True
+        return 1
+
     def is_done(self) -> bool:
-        return self.replayer.done
+        # deterministic: done once the end-of-data marker has gone all the way round
+        if self._settle is None:
+            return self.replayer.done
+        return self._end_sent and self._settle.settled()
 
     def on_close(self) -> None:
         r = getattr(self, "replayer", None)

@@ -39,6 +39,7 @@ from hftshm.oms.journal import Journal, journal_pending_records
 from hftshm.oms.recovery import reforward_lost_reports
 from hftshm.oms.store import Store, safe_url
 from hftshm.oms.writer import oms_config_of, redis_config_of, writer_from_config
+from hftshm.runtime import lockstep
 from hftshm.runtime.worker import Worker, WorkerContext
 
 EXTRA_COUNTERS = ("open_orders_gauge", "event_spill_gauge", "event_ring_full", "backlog_halts", "blocked_cycles",
@@ -108,6 +109,8 @@ class OmsWorker(Worker):
                            self.events_out.records)
             self._report_ctrls = tuple(r.ctrl for r in self.reports_out)
             self._report_records = tuple(r.records for r in self.reports_out)
+        self._lockstep = lockstep.enabled(ctx)
+        self._market_clock_ns = 0
         self.recovering = True
         self.counters[_X["recovering_gauge"]] = 1
         self._recovery_deadline = time.monotonic() + config.recovery_timeout_s
@@ -147,6 +150,8 @@ class OmsWorker(Worker):
     def do_work(self) -> int:
         if self.recovering:
             return self._recover()
+        if self._lockstep:
+            return self._lockstep_cycle()
         if self._rings is not None and self.spill.pending_bytes == 0:
             work = cycle_nb.cycle(self.engine.book, self.engine.ctl, self.engine.out, self._rings, self._report_ctrls,
                                   self._report_records, self._histogram, self._tick_to_order, self.counters,
@@ -194,6 +199,49 @@ class OmsWorker(Worker):
             work += engine.on_timers(now, wall)
             self._publish(now)
         self._update_counters()
+        return work
+
+    def _lockstep_cycle(self) -> int:
+        """Deterministic runs: the same steps on market time. Reports up to the exchange's watermark,
+        then the clock moves to it, ack timers run at it and the watermark goes on to every report
+        ring (after the reports it covers); orders are handled at their market time."""
+        engine = self.engine
+        room = self._output_room() - 1  # one slot for a watermark
+        if room < len(self._iota) or self.overflow_n > self._spill_high:
+            self.counters[_X["blocked_cycles"]] += 1
+            return self._drain_spill() if self.overflow_n else 0
+        wall = time.time_ns()
+        work = 0
+        view = self.reports_in.poll(min(self.batch, room))
+        if len(view):
+            mark = lockstep.watermark_index(view, np.iinfo(np.int64).min)
+            upto = mark if mark >= 0 else len(view)
+            consumed = engine.on_reports(view[:upto], self._market_clock_ns, wall) if upto else 0
+            self._publish(self._market_clock_ns)
+            if self._hop is not None:
+                cycle_nb.record_hops(self._hop, view["local_ts_ns"][:consumed], time.monotonic_ns())
+            if mark >= 0 and consumed == upto:
+                self._market_clock_ns = max(self._market_clock_ns, int(view["exch_ts_ns"][mark]))
+                if self._market_clock_ns >= engine.words[oms_nb.O_NEXT_DEADLINE]:
+                    engine.on_timers(self._market_clock_ns, wall)
+                    self._publish(self._market_clock_ns)
+                for ring in self.reports_out:
+                    _write_all(ring, view[mark:mark + 1], self._iota)
+                consumed += 1
+            self.reports_in.release(consumed)
+            work += consumed
+        view = self.orders_in.poll(min(self.batch, self._output_room()))
+        if len(view):
+            self._market_clock_ns = max(self._market_clock_ns, int(view["market_ts_ns"].max()))
+            consumed = engine.on_orders(view, self._market_clock_ns, wall)
+            self._publish(self._market_clock_ns)
+            if self._hop is not None:
+                cycle_nb.record_hops(self._hop, view["ts_ns"][:consumed], time.monotonic_ns())
+            cycle_nb.record_tick_to_order(self._tick_to_order, view, consumed)
+            self.orders_in.release(consumed)
+            work += consumed
+        if work:
+            self._update_counters()
         return work
 
     def _output_room(self) -> int:

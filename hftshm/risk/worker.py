@@ -31,10 +31,11 @@ import numpy as np
 from hftshm.codes import ControlKind, Reason, TradingState
 from hftshm.config import Section
 from hftshm.redis_config import RedisConfig
-from hftshm.risk import rings_nb
+from hftshm.risk import accounting_nb, rings_nb
 from hftshm.risk.config import RiskConfig
 from hftshm.risk.control import KILL_SWITCH_WORD, ControlBlock
 from hftshm.risk.engine import RiskEngine
+from hftshm.runtime import lockstep
 from hftshm.runtime.worker import Worker, WorkerContext
 
 HOUSEKEEPING_NS = 100_000_000
@@ -102,6 +103,8 @@ class RiskWorker(Worker):
         self._kill_cursor = -1  # table slot the kill-cancel scan continues from; -1: no scan running
         self._kill_ids = 0
         self._next_housekeeping_ns = 0
+        self._lockstep = lockstep.enabled(ctx)
+        self._report_watermark_ns = np.iinfo(np.int64).min
         self._compile_ring_kernels()
         log.info("risk limits: %s", self.state.limits())
 
@@ -177,6 +180,8 @@ class RiskWorker(Worker):
     # -- duty cycle ------------------------------------------------------------------------------
 
     def do_work(self) -> int:
+        if self._lockstep:
+            return self._lockstep_work()
         s = self.state
         ctl = self.control.words
         work = 0
@@ -195,6 +200,42 @@ class RiskWorker(Worker):
                 self.ctx.counters[self._C["backpressure_cycles"]] += 1  # the OMS is behind: intents wait in their ring
             else:
                 work += n
+        now = time.monotonic_ns()
+        if now >= self._next_housekeeping_ns:
+            self._housekeeping(now)
+        return work
+
+    def _lockstep_work(self) -> int:
+        """Deterministic runs: reports (up to the OMS's watermark), then marks, then only the intents
+        of market time the watermark covers, so every check sees what a backtest's would."""
+        s = self.state
+        ctl = self.control.words
+        work = 0
+        for ring in self.reports_in:
+            view = ring.poll(REPORT_BATCH)
+            if len(view):
+                self._report_watermark_ns = lockstep.last_watermark(view, self._report_watermark_ns)
+                reports = lockstep.without_watermarks(view)
+                if len(reports):
+                    accounting_nb.apply_reports(reports, 0, -1, len(reports), s.symbols, s.account, s.table, ctl)
+                ring.release(len(view))
+                work += len(view)
+        for ring in self.marks_in:
+            work += rings_nb.consume_marks(ring.ctrl, ring.records, MARK_BATCH, s.symbols, s.account, ctl)
+        if self.control_in:
+            work += self._controls()
+        if ctl[KILL_SWITCH_WORD] != 0 or self._kill_on:
+            work += self._kill_switch()
+        for ring in self.intents_in:
+            view = ring.poll(self.batch)
+            covered = view["market_ts_ns"] <= self._report_watermark_ns
+            n = len(view) if covered.all() else int(np.argmin(covered))
+            if n:
+                done = self._consume_intents(ring, n)
+                if done == rings_nb.BACKPRESSURE:
+                    self.ctx.counters[self._C["backpressure_cycles"]] += 1
+                else:
+                    work += done
         now = time.monotonic_ns()
         if now >= self._next_housekeeping_ns:
             self._housekeeping(now)

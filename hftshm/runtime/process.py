@@ -82,6 +82,7 @@ def run_process(manifest: RunManifest, process_name: str, sigint_handler=None) -
                 run_dir=Path(manifest.run_dir),
                 log=worker_log,
                 control=attachments.control(),
+                observe_rings=attachments.observe_all,
             )
             worker.on_start(ctx)
             words[row, st.STARTED_NS] = time.monotonic_ns()
@@ -145,6 +146,22 @@ class Attachments:
         else:
             ring.register_consumer()
         return ring
+
+    def observe_all(self) -> dict:
+        """Every ring of the run, attached to watch its cursors (no role taken):
+        {ring name: (ring, producer worker name, consumer worker name)}."""
+        from hftshm.transport.ring import Ring
+
+        if self.manifest.transport != "shm":
+            raise RuntimeError("watching every ring needs the shared-memory transport")
+        found = {}
+        for entry in self.manifest.rings:
+            ring = self._rings.get(entry.segment)
+            if ring is None:
+                ring = self._rings[entry.segment] = Ring.attach(entry.segment, layouts.load(entry.layout),
+                                                                ready_timeout_s=5.0)
+            found[entry.name] = (ring, entry.producer, entry.consumer)
+        return found
 
     def histograms(self, worker: str, names) -> dict:
         if not names or not self.manifest.metrics_segment:

@@ -43,6 +43,9 @@ class WorkerContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("hftshm.worker"))
     # shared-memory control block (kill switch, trading state), ``hftshm.risk.control``; None if absent
     control: Any = None
+    # () -> {ring name: (ring, producer, consumer worker names)} for every ring of the run, attached to watch
+    # only (no producer or consumer role): the deterministic feed waits on them (hftshm.runtime.lockstep)
+    observe_rings: Any = None
 
     def input(self, name: str):
         try:

@@ -11,6 +11,11 @@ Output: the ``order_intent`` ring to risk. Intents are published after every bat
 ring is full the worker stops taking market data (reports and control still flow) until it drains,
 so nothing is lost and nothing queues without bound.
 
+Deterministic runs (``[platform] deterministic``, hftshm.runtime.lockstep): one market message per
+step, taken only once the OMS's report watermark has reached its time; the reports up to it are
+handed over first, at the message's market time, then the events and the book, and the intents go
+out before any input is released. After the feed's end-of-data marker the worker runs as usual.
+
 Shared memory: a ``strategy_status`` table (one row per strategy) named
 ``<run prefix>strategy_status.<worker>``, created here and unlinked on close; ``hftshm strategies
 list`` reads it. Hot-add requests carry more than a control record holds (class, parameters), so
@@ -29,6 +34,7 @@ import numpy as np
 
 from hftshm.codes import ControlKind
 from hftshm.config import Section
+from hftshm.runtime import lockstep
 from hftshm.runtime.worker import Worker, WorkerContext
 from hftshm.strategies.base import StrategyError
 from hftshm.strategies.config import StrategiesConfig
@@ -95,6 +101,12 @@ class StrategyWorker(Worker):
                 ctx.log.error("%s; not started", exc)
         self._intent_seq = 0
         self._next_status_ns = 0
+        self._lockstep = lockstep.enabled(ctx)
+        self._ended = False
+        self._partial = None  # deterministic: the first part of a message that wrapped the ring's end
+        if self._lockstep and len(self.events_in) != 1:
+            raise RuntimeError(f"worker {ctx.name!r}: a deterministic run needs exactly one market_event input "
+                               f"ring, found {[r.name for r in self.events_in]}")
         self.counters = ctx.counters
         self._write_registry()
 
@@ -158,11 +170,13 @@ class StrategyWorker(Worker):
 
     # -- duty cycle ------------------------------------------------------------------------------
     def do_work(self) -> int:
+        if self._lockstep and not self._ended:
+            return self._lockstep_work()
         work = self._control()
         for ring in self.reports_in:
             view = ring.poll(REPORT_BATCH)
             if len(view):
-                self.host.on_reports(view)
+                self.host.on_reports(lockstep.without_watermarks(view) if self._lockstep else view)
                 ring.release(len(view))
                 self.counters[self._C["reports"]] += len(view)
                 work += len(view)
@@ -189,6 +203,61 @@ class StrategyWorker(Worker):
         if work:
             self._status()
         return work
+
+    def _lockstep_work(self) -> int:
+        work = self._control()
+        if not self._publish():
+            return work
+        ring = self.events_in[0]
+        view = ring.poll(EVENT_BATCH)
+        if not len(view):
+            return work
+        n = lockstep.message_end(view)
+        if n == 0:  # the message runs past the ring's end: keep this part, the rest follows
+            part = view.copy()
+            self._partial = part if self._partial is None else np.concatenate([self._partial, part])
+            ring.release(len(view))
+            return work + len(view)
+        message = view[:n] if self._partial is None else np.concatenate([self._partial, view[:n]])
+        now = int(message["exch_ts_ns"][-1])
+        # every report due by the message's time, in ring order (risk's rejects ring first, as the
+        # backtest hands over rejects before the exchange's reports); wait for the OMS's watermark
+        self.host.set_time(now)
+        covered = False
+        for reports_ring in self.reports_in:
+            while True:
+                reports = reports_ring.poll(REPORT_BATCH)
+                if not len(reports):
+                    break
+                mark = lockstep.watermark_index(reports, now)
+                take = len(reports) if mark < 0 else mark + 1
+                orders = lockstep.without_watermarks(reports[:take])
+                if len(orders):
+                    self.host.on_reports(orders)
+                    self.counters[self._C["reports"]] += len(orders)
+                reports_ring.release(take)
+                work += take
+                if mark >= 0:
+                    covered = True
+                    break
+        if not covered:
+            return work  # the exchange has not yet sent everything due by now
+        ended = lockstep.is_end_of_data(message)
+        if not ended:
+            self.host.on_events(message)
+            self.counters[self._C["events"]] += len(message)
+            for books_ring in self.books_in:
+                books = books_ring.poll(BOOK_BATCH)
+                if len(books):
+                    self.host.on_books(books)
+                    books_ring.release(len(books))
+                    self.counters[self._C["books"]] += len(books)
+        self._publish()  # before the message is released: the feed waits on both
+        ring.release(n)
+        self._partial = None
+        self._ended = ended
+        self._status()
+        return work + n
 
     def _publish(self) -> bool:
         """Move queued intents to the risk ring; True when none are left."""
