@@ -189,7 +189,9 @@ def reject_request(ctl, out, rec, order_id, reason, now_ns):
 
 
 @njit(cache=True)
-def forward_report(out, rep, now_ns, event, reason):
+def forward_report(out, rep, now_ns, event, reason, client_order_id):
+    """An exchange report passed on to the strategies and risk, as ``event``/``reason``, naming the
+    order by ``client_order_id`` (the report's own, or the order's when the report ends the order)."""
     counts = out[3]
     k = counts[C_REPORTS]
     counts[C_REPORTS] = k + 1
@@ -199,7 +201,7 @@ def forward_report(out, rep, now_ns, event, reason):
     r.local_ts_ns = now_ns
     r.origin_ts_ns = rep.origin_ts_ns
     r.order_id = rep.order_id
-    r.client_order_id = rep.client_order_id
+    r.client_order_id = client_order_id
     r.contra_order_id = rep.contra_order_id
     r.price = rep.price
     r.qty = rep.qty

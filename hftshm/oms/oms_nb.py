@@ -323,7 +323,11 @@ def _apply_report(book, ctl, out, rep, slot, now_ns, wall_ns):
     emit_event(ctl, out, orders, slot, kind, prev, reason, exch_ts, wall_ns, exec_price, exec_qty, fee)
     finish(book, ctl, slot)
     if kind != E.ACK or first_ack:
-        forward_report(out, rep, now_ns, forward_event, forward_reason)
+        # a reject of the order itself names the order, even when the exchange refused our cancel
+        # (UNKNOWN_ORDER: it lost the order before acking it) and its report names the cancel:
+        # risk and the strategies find orders by client order id and would keep this one open
+        client_id = o.client_order_id if kind == E.REJECT else rep.client_order_id
+        forward_report(out, rep, now_ns, forward_event, forward_reason, client_id)
 
 
 @njit(cache=True)
