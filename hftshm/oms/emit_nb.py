@@ -51,6 +51,8 @@ STAT_NAMES = (
     "fills",
     "cancels_requested",
     "replaces_requested",
+    "venue_sessions",  # new exchange sessions (after an exchange restart) the OMS logged on to
+    "venue_cancels",  # orders cancelled because the exchange session they lived in ended
 )
 ST_ORDERS_IN = 0
 ST_REPORTS_IN = 1
@@ -68,7 +70,9 @@ ST_EVENTS = 12
 ST_FILLS = 13
 ST_CANCELS = 14
 ST_REPLACES = 15
-ST_WORDS = 16
+ST_VENUE_SESSIONS = 16
+ST_VENUE_CANCELS = 17
+ST_WORDS = 18
 
 
 @njit(cache=True, inline="always")
