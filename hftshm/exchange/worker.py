@@ -14,6 +14,9 @@ Watermarks travel in the order ring, in order, as records with ``action = 0`` (n
 ``market_ts_ns`` is W), so a watermark can never overtake the orders it covers. With parity off the
 worker applies events as they come (a live-like run; fills then depend on timing).
 On drain, orders still in flight are applied at their arrival times.
+
+A restart is a new exchange session (``hftshm.exchange.session``): the restarted worker announces
+it to the OMS and ignores the orders sent into the dead session, until the OMS answers.
 """
 
 from __future__ import annotations
@@ -24,14 +27,17 @@ import numpy as np
 
 from hftshm.exchange import fill_model_nb as fm
 from hftshm.exchange.config import ExchangeConfig
+from hftshm.exchange.session import VenueSession
 from hftshm.exchange.simulator import ExchangeSimulator
 from hftshm.runtime.worker import Worker, WorkerContext
 
 WATERMARK_ACTION = 0  # an order-ring record with this action only carries the upstream watermark
 
 COUNTERS = ("orders_in", "events_in", "reports_out", "fills", "rejects", "late_orders", "open_orders_gauge",
-            "pending_orders_gauge", "backlog_gauge", "horizon_waits", "watermarks", "clock_ms_gauge")
+            "pending_orders_gauge", "backlog_gauge", "horizon_waits", "watermarks", "clock_ms_gauge",
+            "session_gauge", "orders_ignored")  # orders_ignored: sent into an ended session (before a restart)
 _C = {name: i for i, name in enumerate(COUNTERS)}
+_RUN_TOTALS = ("fills", "rejects", "late_orders", "orders_ignored")  # counted across restarts
 
 
 class ExchangeWorker(Worker):
@@ -64,9 +70,17 @@ class ExchangeWorker(Worker):
         self.sim = ExchangeSimulator(config, symbols, self.seed)
         self.counters = ctx.counters
         self._hop = ctx.histograms.get("hop")
-        self._seq = [0] * len(self.reports_out)
+        self._seq = [ring.producer_position for ring in self.reports_out]  # dense across restarts
         self._backlog: list[list[np.ndarray]] = [[] for _ in self.reports_out]
         self._iota = np.arange(max(ring.capacity for ring in self.reports_out), dtype=np.int64)
+        # the simulator's totals restart from zero with the process; the status row keeps the run's
+        self._totals_before = {name: int(self.counters[_C[name]]) for name in _RUN_TOTALS}
+        self.session = VenueSession(int(self.counters[_C["session_gauge"]]) + 1)
+        self.counters[_C["session_gauge"]] = self.session.number
+        if self.session.announces:
+            ctx.log.warning("exchange: session %d after a restart: the orders of the earlier session are gone "
+                            "(cancel-on-disconnect); orders are ignored until the OMS confirms", self.session.number)
+            self._publish(self.session.announcement())
 
     # ------------------------------------------------------------------ duty cycle
     def do_work(self) -> int:
@@ -114,6 +128,7 @@ class ExchangeWorker(Worker):
             self.watermark_ns = max(self.watermark_ns, int(view["market_ts_ns"][marks].max()))
             self.counters[_C["watermarks"]] += int(marks.sum())
             view = view[~marks]
+        view = self.session.admit(view)
         self.counters[_C["orders_in"]] += len(view)
         return self.sim.on_orders(view) if len(view) else None
 
@@ -172,9 +187,11 @@ class ExchangeWorker(Worker):
     def _update_counters(self) -> None:
         words = self.sim._sw
         c = self.counters
-        c[_C["fills"]] = words[fm.SW_FILLS]
-        c[_C["rejects"]] = words[fm.SW_REJECTS]
-        c[_C["late_orders"]] = words[fm.SW_LATE_ORDERS]
+        before = self._totals_before
+        c[_C["fills"]] = before["fills"] + words[fm.SW_FILLS]
+        c[_C["rejects"]] = before["rejects"] + words[fm.SW_REJECTS]
+        c[_C["late_orders"]] = before["late_orders"] + words[fm.SW_LATE_ORDERS]
+        c[_C["orders_ignored"]] = before["orders_ignored"] + self.session.ignored
         c[_C["open_orders_gauge"]] = words[fm.SW_N_ACTIVE]
         c[_C["pending_orders_gauge"]] = self.sim.pending
         c[_C["backlog_gauge"]] = sum(len(part) for parts in self._backlog for part in parts)
