@@ -8,7 +8,9 @@ gone (cancel-on-disconnect), and the new session says so.
   the process): 1 for the first start of a run, 2 after the first restart, ...
 - The first session is the run's first contact: nothing to announce, orders are taken at once.
 - A later session publishes one ``execution_report`` with ``event = ReportEvent.SESSION``,
-  ``order_id = 0`` and ``client_order_id`` = the session number, before any other report. It then
+  ``order_id = 0``, ``client_order_id`` = the session number and ``exch_ts_ns`` = when it started
+  (wall clock: unique, unlike the number, across runs on one database; the OMS stamps the cancels
+  it causes with it), before any other report. It then
   ignores every order record until the OMS's answer arrives on the order ring: a record with
   ``action = Action.LOGON`` and the same ``client_order_id``. The OMS sends it after it has
   cancelled every order it had open (reason ``venue_restart``) and told risk and the strategies.
@@ -42,9 +44,10 @@ class VenueSession:
         """Whether this session must tell the OMS it started (it follows an earlier one)."""
         return self.number > 1
 
-    def announcement(self) -> np.ndarray:
-        """The one report that opens a session after a restart."""
+    def announcement(self, started_ns: int) -> np.ndarray:
+        """The one report that opens a session after a restart (``started_ns``: wall clock)."""
         report = np.zeros(1, dtype=REPORT_DTYPE)
+        report["exch_ts_ns"] = started_ns
         report["event"] = ReportEvent.SESSION
         report["client_order_id"] = self.number
         report["reason"] = Reason.VENUE_RESTART

@@ -80,7 +80,7 @@ class ExchangeWorker(Worker):
         if self.session.announces:
             ctx.log.warning("exchange: session %d after a restart: the orders of the earlier session are gone "
                             "(cancel-on-disconnect); orders are ignored until the OMS confirms", self.session.number)
-            self._publish(self.session.announcement())
+            self._publish(self.session.announcement(time.time_ns()))
 
     # ------------------------------------------------------------------ duty cycle
     def do_work(self) -> int:

@@ -4,6 +4,7 @@ run's totals in its status row. The first start of a run announces nothing and t
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -103,9 +104,11 @@ def test_restarted_exchange_announces_then_ignores_the_dead_sessions_orders_unti
     send(rings["orders"], 1, 2000)
     send(rings["orders"], 1, 2000, action=Action.CANCEL, client_order_id=7)
     send(rings["orders"], 2, 2000)
+    before_ns = time.time_ns()
     worker = start(rings, tmp_path, counters)
     assert counters[C["session_gauge"]] == 2
     (announcement,) = read(rings["reports"])
+    assert before_ns <= announcement["exch_ts_ns"] <= time.time_ns(), "when the session started"
     assert announcement["event"] == ReportEvent.SESSION and announcement["client_order_id"] == 2
     assert announcement["order_id"] == 0 and announcement["reason"] == Reason.VENUE_RESTART
     assert announcement["seq"] == 1, "seq stays dense across the restart"
