@@ -7,13 +7,13 @@ gone (cancel-on-disconnect), and the new session says so.
 - Each start of the exchange worker is a session, numbered in the worker's status row (it outlives
   the process): 1 for the first start of a run, 2 after the first restart, ...
 - The first session is the run's first contact: nothing to announce, orders are taken at once.
-- A later session publishes one ``execution_report`` with ``event = ReportEvent.SESSION``,
-  ``order_id = 0``, ``client_order_id`` = the session number and ``exch_ts_ns`` = when it started
-  (wall clock: unique, unlike the number, across runs on one database; the OMS stamps the cancels
-  it causes with it), before any other report. It then
-  ignores every order record until the OMS's answer arrives on the order ring: a record with
-  ``action = Action.LOGON`` and the same ``client_order_id``. The OMS sends it after it has
-  cancelled every order it had open (reason ``venue_restart``) and told risk and the strategies.
+- A later session publishes, before any other report, one ``execution_report`` with ``event =
+  ReportEvent.SESSION``, ``order_id = 0``, ``client_order_id`` = the session number and
+  ``exch_ts_ns`` = when it started (wall clock: unique across runs on one database, unlike the
+  number; the OMS stamps the cancels it causes with it). It then ignores every order record until
+  the OMS's answer arrives on the order ring: a record with ``action = Action.LOGON`` and the same
+  ``client_order_id``. The OMS sends it after it has cancelled every order it had open (reason
+  ``venue_restart``) and told risk and the strategies.
 
 Why ignore what comes before the answer: the order ring resumes at its released cursor, so orders
 the dead process had read but not released arrive again, and the OMS keeps sending (and resending)

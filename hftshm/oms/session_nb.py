@@ -6,7 +6,8 @@ resting orders died with it, and it ignores every order sent before the OMS's an
 
 1. cancels every order it holds open (CANCELLED, reason ``venue_restart``; an order event each,
    and a CANCEL report under the order's own client order id, so risk and the strategies close it
-   too). That covers the orders sent after the restart but before the announcement was read: the
+   too; both stamped ``exch_ts_ns`` = the session's start, by which recovery finds them again).
+   That covers the orders sent after the restart but before the announcement was read: the
    exchange ignores them as well. Their ack timers stop with them (nothing is pending any more).
 2. sends ``Action.LOGON`` with the session number: from that record on, the exchange takes orders.
 
@@ -25,8 +26,16 @@ from numba import njit
 from hftshm.codes import Action, Reason, ReportEvent
 from hftshm.codes import OrderEventKind as E
 from hftshm.oms.book_nb import PENDING_NONE, S_OPEN
-from hftshm.oms.emit_nb import C_ORDERS, C_REPORTS, ST_VENUE_CANCELS, ST_VENUE_SESSIONS, emit_event, finish, refuse, \
-    staging_room
+from hftshm.oms.emit_nb import (
+    C_ORDERS,
+    C_REPORTS,
+    ST_VENUE_CANCELS,
+    ST_VENUE_SESSIONS,
+    emit_event,
+    finish,
+    refuse,
+    staging_room,
+)
 
 
 @njit(cache=True)
