@@ -48,6 +48,10 @@ class Action(IntEnum):
     NEW = 1
     CANCEL = 2
     REPLACE = 3
+    # OMS -> exchange only, never an intent: the OMS has heard of exchange session ``client_order_id``
+    # (a ReportEvent.SESSION) and has cancelled every order of the sessions before it; the exchange
+    # ignores every order sent before this record (it was meant for a session that is gone)
+    LOGON = 4
 
 
 class ReportEvent(IntEnum):
@@ -57,6 +61,10 @@ class ReportEvent(IntEnum):
     FILL = 4
     CANCEL = 5
     REPLACE = 6
+    # exchange -> OMS only, no order: the exchange started session ``client_order_id`` after an earlier
+    # one ended (a restart). Every order of the earlier session is gone (cancel-on-disconnect) and the
+    # exchange ignores orders until the OMS answers with Action.LOGON
+    SESSION = 7
     # not about an order: deterministic runs only. "Every report due by market time exch_ts_ns has
     # been sent before this record" (hftshm.runtime.lockstep); consumers skip it otherwise
     WATERMARK = 15
@@ -79,7 +87,8 @@ class Reason(IntEnum):
     IOC_REMAINDER = 10
     DUPLICATE_ORDER_ID = 11  # a new order reused the id of a live order
     MALFORMED_ORDER = 12  # action, side, order type or time in force is not a known code
-    MARKET_CLOSED = 13  # a new order or replace reached the simulated exchange after the data ended
+    VENUE_RESTART = 13  # the exchange session the order lived in ended (cancel-on-disconnect); the OMS cancels it
+    MARKET_CLOSED = 14  # a new order or replace reached the simulated exchange after the data ended
     # risk
     MAX_ORDER_SIZE = 20
     MAX_POSITION = 21

@@ -18,6 +18,9 @@ On drain, orders still in flight are applied at their arrival times.
 Deterministic runs (``[platform] deterministic``): one market message per step, reports held until
 their simulated arrival and sent with a watermark after each message, the market closed at the
 end of data (``hftshm.exchange.lockstep``).
+
+A restart is a new exchange session (``hftshm.exchange.session``): the restarted worker announces
+it to the OMS and ignores the orders sent into the dead session, until the OMS answers.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from hftshm.codes import Action
 from hftshm.exchange import fill_model_nb as fm
 from hftshm.exchange import lockstep as held
 from hftshm.exchange.config import ExchangeConfig
+from hftshm.exchange.session import VenueSession
 from hftshm.exchange.simulator import ExchangeSimulator
 from hftshm.runtime import lockstep
 from hftshm.runtime.worker import Worker, WorkerContext
@@ -37,8 +41,10 @@ from hftshm.runtime.worker import Worker, WorkerContext
 WATERMARK_ACTION = 0  # an order-ring record with this action only carries the upstream watermark
 
 COUNTERS = ("orders_in", "events_in", "reports_out", "fills", "rejects", "late_orders", "open_orders_gauge",
-            "pending_orders_gauge", "backlog_gauge", "horizon_waits", "watermarks", "clock_ms_gauge")
+            "pending_orders_gauge", "backlog_gauge", "horizon_waits", "watermarks", "clock_ms_gauge",
+            "session_gauge", "orders_ignored")  # orders_ignored: sent into an ended session (before a restart)
 _C = {name: i for i, name in enumerate(COUNTERS)}
+_RUN_TOTALS = ("fills", "rejects", "late_orders", "orders_ignored")  # counted across restarts
 
 
 class ExchangeWorker(Worker):
@@ -71,13 +77,21 @@ class ExchangeWorker(Worker):
         self.sim = ExchangeSimulator(config, symbols, self.seed)
         self.counters = ctx.counters
         self._hop = ctx.histograms.get("hop")
-        self._seq = [0] * len(self.reports_out)
+        self._seq = [ring.producer_position for ring in self.reports_out]  # dense across restarts
         self._backlog: list[list[np.ndarray]] = [[] for _ in self.reports_out]
         self._iota = np.arange(max(ring.capacity for ring in self.reports_out), dtype=np.int64)
         self._lockstep = lockstep.enabled(ctx)
         self._held = held.HeldReports()
         self._closed = False
         self._last_message_ns = 0
+        # the simulator's totals restart from zero with the process; the status row keeps the run's
+        self._totals_before = {name: int(self.counters[_C[name]]) for name in _RUN_TOTALS}
+        self.session = VenueSession(int(self.counters[_C["session_gauge"]]) + 1)
+        self.counters[_C["session_gauge"]] = self.session.number
+        if self.session.announces:
+            ctx.log.warning("exchange: session %d after a restart: the orders of the earlier session are gone "
+                            "(cancel-on-disconnect); orders are ignored until the OMS confirms", self.session.number)
+            self._publish(self.session.announcement(time.time_ns()))
 
     # ------------------------------------------------------------------ duty cycle
     def do_work(self) -> int:
@@ -180,6 +194,7 @@ class ExchangeWorker(Worker):
             self.watermark_ns = max(self.watermark_ns, int(view["market_ts_ns"][marks].max()))
             self.counters[_C["watermarks"]] += int(marks.sum())
             view = view[~marks]
+        view = self.session.admit(view)
         self.counters[_C["orders_in"]] += len(view)
         return self.sim.on_orders(view) if len(view) else None
 
@@ -239,9 +254,11 @@ class ExchangeWorker(Worker):
     def _update_counters(self) -> None:
         words = self.sim._sw
         c = self.counters
-        c[_C["fills"]] = words[fm.SW_FILLS]
-        c[_C["rejects"]] = words[fm.SW_REJECTS]
-        c[_C["late_orders"]] = words[fm.SW_LATE_ORDERS]
+        before = self._totals_before
+        c[_C["fills"]] = before["fills"] + words[fm.SW_FILLS]
+        c[_C["rejects"]] = before["rejects"] + words[fm.SW_REJECTS]
+        c[_C["late_orders"]] = before["late_orders"] + words[fm.SW_LATE_ORDERS]
+        c[_C["orders_ignored"]] = before["orders_ignored"] + self.session.ignored
         c[_C["open_orders_gauge"]] = words[fm.SW_N_ACTIVE]
         c[_C["pending_orders_gauge"]] = self.sim.pending
         c[_C["backlog_gauge"]] = sum(len(part) for parts in self._backlog for part in parts)

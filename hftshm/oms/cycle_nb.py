@@ -6,7 +6,9 @@ a dozen ring and kernel calls, so a cycle costs one dispatch (a few microseconds
 Order of effects per batch, so a crash at any point loses nothing and doubles nothing:
 
 1. the batch is sized so that everything it can produce fits in every output ring *now*
-   (at most 2 events, 1 order and 1 report per input, plus what is staged);
+   (at most 2 events, 1 order and 1 report per input, plus what is staged; a new exchange
+   session's report, alone at the head of its batch, uses the budget of the whole batch:
+   ``hftshm.oms.session_nb``);
 2. events are committed to the writer's ring first, then orders to the exchange, then reports
    to every report ring (strategies, risk);
 3. only then are the inputs released. A crash before 3 re-delivers the batch; the OMS refuses

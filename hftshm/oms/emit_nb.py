@@ -51,6 +51,8 @@ STAT_NAMES = (
     "fills",
     "cancels_requested",
     "replaces_requested",
+    "venue_sessions",  # new exchange sessions (after an exchange restart) the OMS logged on to
+    "venue_cancels",  # orders cancelled because the exchange session they lived in ended
 )
 ST_ORDERS_IN = 0
 ST_REPORTS_IN = 1
@@ -68,7 +70,9 @@ ST_EVENTS = 12
 ST_FILLS = 13
 ST_CANCELS = 14
 ST_REPLACES = 15
-ST_WORDS = 16
+ST_VENUE_SESSIONS = 16
+ST_VENUE_CANCELS = 17
+ST_WORDS = 18
 
 
 @njit(cache=True, inline="always")
@@ -189,7 +193,9 @@ def reject_request(ctl, out, rec, order_id, reason, now_ns):
 
 
 @njit(cache=True)
-def forward_report(out, rep, now_ns, event, reason):
+def forward_report(out, rep, now_ns, event, reason, client_order_id):
+    """An exchange report passed on to the strategies and risk, as ``event``/``reason``, naming the
+    order by ``client_order_id`` (the report's own, or the order's when the report ends the order)."""
     counts = out[3]
     k = counts[C_REPORTS]
     counts[C_REPORTS] = k + 1
@@ -199,7 +205,7 @@ def forward_report(out, rep, now_ns, event, reason):
     r.local_ts_ns = now_ns
     r.origin_ts_ns = rep.origin_ts_ns
     r.order_id = rep.order_id
-    r.client_order_id = rep.client_order_id
+    r.client_order_id = client_order_id
     r.contra_order_id = rep.contra_order_id
     r.price = rep.price
     r.qty = rep.qty

@@ -1,7 +1,8 @@
 """The OMS hot path (numba): orders from risk and execution reports from the exchange.
 
-Ack timeouts and recovery loads are in ``hftshm.oms.timers_nb``; the ring-to-ring duty cycle that
-calls both is ``hftshm.oms.cycle_nb``.
+Ack timeouts and recovery loads are in ``hftshm.oms.timers_nb``, a new exchange session (the
+exchange restarted) in ``hftshm.oms.session_nb``; the ring-to-ring duty cycle that calls them is
+``hftshm.oms.cycle_nb``.
 
 Each kernel reads a batch of input records and writes its results into three preallocated staging
 arrays (``out``): ``order`` records for the exchange, ``execution_report`` records for the
@@ -75,6 +76,8 @@ from hftshm.oms.emit_nb import (  # noqa: F401  (constants re-exported: callers 
     ST_STALE,
     ST_TABLE_FULL,
     ST_UNKNOWN_REPORTS,
+    ST_VENUE_CANCELS,
+    ST_VENUE_SESSIONS,
     ST_WORDS,
     STAT_NAMES,
     arm,
@@ -86,6 +89,7 @@ from hftshm.oms.emit_nb import (  # noqa: F401  (constants re-exported: callers 
     send_order,
     staging_room,
 )
+from hftshm.oms.session_nb import on_session
 
 
 @njit(cache=True)
@@ -323,7 +327,11 @@ def _apply_report(book, ctl, out, rep, slot, now_ns, wall_ns):
     emit_event(ctl, out, orders, slot, kind, prev, reason, exch_ts, wall_ns, exec_price, exec_qty, fee)
     finish(book, ctl, slot)
     if kind != E.ACK or first_ack:
-        forward_report(out, rep, now_ns, forward_event, forward_reason)
+        # a reject of the order itself names the order, even when the exchange refused our cancel
+        # (UNKNOWN_ORDER: it lost the order before acking it) and its report names the cancel:
+        # risk and the strategies find orders by client order id and would keep this one open
+        client_id = o.client_order_id if kind == E.REJECT else rep.client_order_id
+        forward_report(out, rep, now_ns, forward_event, forward_reason, client_id)
 
 
 @njit(cache=True)
@@ -336,6 +344,13 @@ def on_reports(book, ctl, out, records, n, now_ns, wall_ns):
         if not staging_room(out, 0, 1, 1):
             break
         rep = records[i]
+        if rep.event == ReportEvent.SESSION:
+            # the exchange restarted: taken alone at the head of a batch, with the whole batch's output
+            # budget, and consumed only once every open order is cancelled and the LOGON staged
+            if i == 0 and on_session(book, ctl, out, rep, n, now_ns, wall_ns):
+                stats[ST_REPORTS_IN] += 1
+                i += 1
+            break
         stats[ST_REPORTS_IN] += 1
         slot = index_find(oid_a, oid_b, oid_v, rep.order_id, 0)
         if slot < 0:

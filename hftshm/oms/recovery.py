@@ -9,13 +9,21 @@ input ring) with the last records each report ring holds (a ring keeps its last 
 records in place after they are read) and forwards, ring by ring, those that are applied but
 missing. Orders need no such step: a NEW order that never reached the exchange is sent again by
 its ack timeout.
+
+A new exchange session's announcement (``ReportEvent.SESSION``, ``hftshm.oms.session_nb``) has no
+order of its own: its reports are the CANCELs (reason ``venue_restart``) of every order the OMS then
+held open. If it is among the re-delivered reports, those cancels are read back from the database
+(``Store.venue_cancels``: the events stamped with the session's start) and go through the same
+comparison.
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
-from hftshm.codes import OrderState, ReportEvent
+from hftshm.codes import OrderState, Reason, ReportEvent
 
 
 def _applied(engine, report: np.void) -> bool:
@@ -54,9 +62,30 @@ def _pending(ring, window: int) -> np.ndarray:
     return ring.records[seqs & (ring.capacity - 1)].copy()
 
 
-def reforward_lost_reports(engine, reports_in, reports_out: list, window: int) -> int:
-    """Forward applied-but-unforwarded reports to each report ring that lacks them; returns how many."""
-    candidates = [r for r in _pending(reports_in, window) if _applied(engine, r)]
+def _venue_cancels(store, session: np.void, dtype: np.dtype) -> list[np.void]:
+    """The CANCEL reports the OMS forwarded (or was forwarding) for the new session ``session``."""
+    events = store.venue_cancels(int(session["exch_ts_ns"]))
+    out = np.zeros(len(events), dtype=dtype)
+    for k, e in enumerate(events):
+        r = out[k]
+        r["exch_ts_ns"] = e["exch_ts_ns"]
+        r["local_ts_ns"] = time.monotonic_ns()
+        for name in ("order_id", "client_order_id", "price", "cum_qty", "strategy_id", "symbol_id", "side"):
+            r[name] = e[name]
+        r["qty"] = e["exec_qty"]
+        r["event"] = ReportEvent.CANCEL
+        r["reason"] = Reason.VENUE_RESTART
+    return list(out)
+
+
+def reforward_lost_reports(engine, reports_in, reports_out: list, window: int, store=None) -> int:
+    """Forward applied-but-unforwarded reports to each report ring that lacks them; returns how many.
+    ``store``: where the cancels of a re-delivered new-session announcement are read back from."""
+    pending = _pending(reports_in, window)
+    candidates = [r for r in pending if _applied(engine, r)]
+    if store is not None:
+        for session in pending[pending["event"] == ReportEvent.SESSION]:
+            candidates += _venue_cancels(store, session, pending.dtype)
     if not candidates:
         return 0
     sent = 0

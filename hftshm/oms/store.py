@@ -33,7 +33,7 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
-from hftshm.codes import OrderEventKind
+from hftshm.codes import OrderEventKind, Reason
 from hftshm.oms import book_nb, oms_nb, states
 from hftshm.oms.models import EVENT_COLUMNS, FILL_COLUMNS, ORDER_COLUMNS, Base
 from hftshm.transport.layout import load
@@ -277,6 +277,17 @@ class Store:
                                      f"ORDER BY event_id"),
                                 {"o": int(order_id)}).fetchall()
         return [dict(zip(FILL_COLUMNS, row)) for row in rows]
+
+    def venue_cancels(self, session_started_ns: int) -> list[dict]:
+        """The CANCELLED events (reason ``venue_restart``) one new exchange session caused: the OMS
+        stamps them with the session's start (``exch_ts_ns`` of its announcement). Oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(text(
+                f"SELECT {', '.join(EVENT_COLUMNS)} FROM order_events WHERE kind = :kind AND reason = :reason "
+                f"AND exch_ts_ns = :started ORDER BY event_id"),
+                {"kind": int(OrderEventKind.CANCELLED), "reason": int(Reason.VENUE_RESTART),
+                 "started": int(session_started_ns)}).fetchall()
+        return [dict(zip(EVENT_COLUMNS, row)) for row in rows]
 
     def reconcile_open_orders(self, limit: int = 20) -> list[str]:
         """Problems with the open orders a restart reloads (empty when consistent): each row must be

@@ -348,7 +348,8 @@ class OmsWorker(Worker):
                 self.ctx.log.error("oms: recovery: %s", problem)
         rows = self.store.load_orders(self.config.recover_recent_orders)
         loaded = self.engine.restore(rows)
-        reforwarded = reforward_lost_reports(self.engine, self.reports_in, self.reports_out, 4 * self.batch)
+        reforwarded = reforward_lost_reports(self.engine, self.reports_in, self.reports_out, 4 * self.batch,
+                                             self.store)
         if reforwarded:
             self.counters[_X["reports_reforwarded"]] = reforwarded
             self.ctx.log.warning("oms: forwarded %d report(s) the previous run had applied but not yet sent on",

@@ -54,14 +54,12 @@ STRATEGY_STATE = ("the strategies keep positions, PnL and their open orders in p
 RISK_STATE = ("risk keeps positions, PnL and open exposure in process memory; without [redis] a restarted risk "
               "worker starts from zero (its log says so) and with Redis it restores a write-behind snapshot up "
               "to 100 ms older than its ring cursors")
-EXCHANGE_STATE = ("the simulated exchange keeps its book in process memory: a restarted exchange has forgotten "
-                  "every resting order, answers their cancels UNKNOWN_ORDER, and nothing reconciles the OMS, "
-                  "risk and the strategies with it (orders stay open in some and not in others)")
+# not the exchange: a restarted exchange is a new session whose predecessor's orders are gone
+# (cancel-on-disconnect), and the OMS cancels them everywhere before it trades on (hftshm.exchange.session)
 STATE_LOSS = {
     "strategies": STRATEGY_STATE,
     "risk": RISK_STATE,
-    "trading": f"{STRATEGY_STATE}; {RISK_STATE}; {EXCHANGE_STATE}",
-    "exchange": EXCHANGE_STATE,
+    "trading": f"{STRATEGY_STATE}; {RISK_STATE}",
 }
 
 _kill_results: dict = {}
