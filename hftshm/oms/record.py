@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hftshm.oms import states
-from hftshm.oms.config import spill_path
+from hftshm.oms.config import journal_path, spill_path
 from hftshm.oms.journal import journal_pending_records
 from hftshm.transport.layout import load as load_layout
 
@@ -129,8 +129,8 @@ class CatchUp:
     ``begin`` ran; then read the run's record.
 
     ``events`` is the OMS's ``order_event`` ring (attached here without a role: only its positions
-    and last record are read); without one (the OMS journals in-process) the database is read as
-    it is, after the OMS's journal drained.
+    and last record are read). Without one the OMS journals its events in-process before it
+    publishes the reports about them, and the journal's newest record is the target instead.
     """
 
     def __init__(self, store, run_dir, since_ns: int, events=None, timeout_s: float = 60.0, log=None):
@@ -155,7 +155,7 @@ class CatchUp:
     def _last_event_id(self) -> int:
         ring = self.events
         if ring is None:
-            return 0
+            return last_journaled_event_id(journal_path(self.run_dir))
         while True:
             end = ring.producer_position
             if end == 0:
@@ -174,11 +174,6 @@ class CatchUp:
             self.begin()
         if self._spilling():
             return self._waiting("the OMS's spill file (events made while its writer ring was full)")
-        if self.events is None:
-            from hftshm.oms.config import journal_path
-
-            pending = journal_pending_records(journal_path(self.run_dir), ORDER_EVENT.itemsize)
-            return True if pending == 0 else self._waiting(f"{pending} journaled order events")
         if self.target_event_id == 0:
             return True
         try:
@@ -206,6 +201,33 @@ class CatchUp:
 
     def read(self) -> RunRecord:
         return load_run(self.store, self.since_ns)
+
+
+def last_journaled_event_id(stem) -> int:
+    """Event id of the newest record in a journal on disk (another process's), 0 if it is empty."""
+    from pathlib import Path
+
+    stem = Path(stem)
+    if not stem.parent.is_dir():
+        return 0
+    prefix = stem.name + "."
+    segments = sorted((p for p in stem.parent.iterdir()
+                       if p.name.startswith(prefix) and p.name[len(prefix):].isdigit()),
+                      key=lambda p: int(p.name[len(prefix):]), reverse=True)
+    size = ORDER_EVENT.itemsize
+    for path in segments:
+        try:
+            with open(path, "rb") as f:
+                whole = f.seek(0, 2) // size * size
+                if whole == 0:
+                    continue
+                f.seek(whole - size)
+                data = f.read(size)
+        except OSError:
+            continue
+        if len(data) == size:
+            return int(np.frombuffer(data, dtype=ORDER_EVENT.dtype)[0]["event_id"])
+    return 0
 
 
 def events_ring_of(ctx):

@@ -271,6 +271,31 @@ def test_catch_up_waits_for_the_event_the_oms_published_last(tmp_path):
         oms.close()
 
 
+def test_catch_up_without_an_event_ring_waits_for_the_journal_s_newest_event(tmp_path):
+    """The OMS journals in-process (no order_event ring): the target is the journal's last record."""
+    from hftshm.oms.config import journal_path
+    from hftshm.oms.journal import Journal
+
+    oms = Oms(tmp_path)
+    journal = Journal(journal_path(tmp_path), oms.engine.staged().events.dtype.itemsize)
+    try:
+        trade(oms)
+        late = oms.events[-1]
+        journal.append(np.ascontiguousarray(late).data.cast("B"))
+        oms.store.engine.dispose()
+        with oms.store.engine.begin() as conn:  # as if the writer had not committed the last step yet
+            conn.exec_driver_sql(f"DELETE FROM order_events WHERE event_id = {int(late['event_id'][-1])}")
+        catch_up = CatchUp(oms.store, tmp_path, 0, None, timeout_s=5.0)
+        catch_up.begin()
+        assert catch_up.target_event_id == int(late["event_id"][-1])
+        assert not catch_up.caught_up()
+        oms.store.write_events(late)
+        assert catch_up.caught_up()
+    finally:
+        journal.close()
+        oms.close()
+
+
 # -- strategies ------------------------------------------------------------------------------------
 
 
