@@ -22,7 +22,6 @@ orders open now, and finished orders touched since then.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -112,11 +111,13 @@ def load_run(store, since_ns: int) -> RunRecord:
 
 def _array(rows, dtype: np.dtype) -> np.ndarray:
     out = np.zeros(len(rows), dtype=dtype)
-    for i, row in enumerate(rows):
-        for name, value in zip(dtype.names, row):
-            if value is None:  # SQLite keeps a NaN (a market order's price) as NULL
-                value = math.nan if dtype[name].kind == "f" else 0
-            out[i][name] = value
+    if not rows:
+        return out
+    for name, column in zip(dtype.names, zip(*rows)):
+        if dtype[name].kind == "f":  # SQLite keeps a NaN (a market order's price) as NULL
+            out[name] = np.array(column, dtype=np.float64)  # None -> nan
+        else:
+            out[name] = [0 if value is None else value for value in column]
     return out
 
 
