@@ -22,6 +22,7 @@ from tests.e2e.platform_harness import (
     REAL_DAY_BOOK_SNAPSHOTS,
     Probe,
     database_problems,
+    delete_redis_namespace,
     e2e_config,
     event_delivery_problems,
     kill_when,
@@ -234,6 +235,24 @@ def test_unreachable_redis_runs_from_shared_memory(tmp_path):
     assert_holds(database_problems(result))
     assert_holds(event_delivery_problems(result))
     assert_holds(position_problems(result))
+
+
+def test_sigkill_of_risk_with_redis_rebuilds_from_the_database_and_mirrors_it(tmp_path):
+    """With [redis], a restarted risk worker still rebuilds from the OMS database (not the mirror,
+    which may be 100 ms behind its ring cursors), and the mirror then shows the rebuilt positions."""
+    namespace = f"e2e{uuid.uuid4().hex[:10]}"
+    url = "redis://localhost:6379/0"
+    config = e2e_config(tmp_path / "run", merge(MARKET_MAKER_AND_VWAP, {
+        "platform": {"placement": "process-per-worker"}, "redis": {"url": url, "namespace": namespace}}))
+    try:
+        result = run_platform(config, hooks=[kill_when("risk", trading_midway)])
+    finally:
+        delete_redis_namespace(url, namespace)
+    assert "kill:risk" in result.fired and result.restarts["risk"] == 1
+    assert "rebuilt from the OMS's record" in result.logs["risk"]
+    assert result.redis_risk is not None and result.redis_risk["positions"]
+    assert_holds(pipeline_problems(result), database_problems(result), position_problems(result),
+                 open_order_problems(result))
 
 
 # -- a slow consumer: back-pressure ----------------------------------------------------------------------
