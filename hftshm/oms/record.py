@@ -12,9 +12,10 @@ The database is written behind (``hftshm.oms.writer``), so it may lag the rings.
 until it holds every event behind every report the predecessor released: the OMS commits an
 order's events to its ``order_event`` ring before the reports about them, and the writer commits
 that ring in order, so once the database holds the event of the ring's last published record it
-holds every earlier one. Events spilled to disk while that ring was full reach it later, so the
-OMS's spill file must be empty around the reading (it is, unless the database is down; then the
-restart waits for it, as the OMS's own recovery does).
+holds every earlier one. Events the OMS spilled to disk while that ring was full reach it later,
+after reports about them went out: with a spill pending, the target is the ring's newest record
+once the spill has drained into it (a spill means the database is down or slow; the restart waits
+for it, as the OMS's own recovery does).
 
 What belongs to this run: fills whose event happened since the run's control block was created,
 orders open now, and finished orders touched since then.
@@ -145,12 +146,16 @@ class CatchUp:
         self._deadline = 0.0
         self._last_log = 0.0
         self._begun = False
+        self._retarget = False
 
     def begin(self) -> None:
         """Note how far the OMS has published. Call after the ring positions that must be covered
         were read (the caller's report and order rings)."""
         self._deadline = time.monotonic() + self.timeout_s
         self._begun = True
+        # events spilled while the writer's ring was full reach the ring only later, after older
+        # reports were published: with a spill pending, the target is taken once it has drained
+        self._retarget = self._spilling()
         self.target_event_id = self._last_event_id()
 
     def _last_event_id(self) -> int:
@@ -174,7 +179,11 @@ class CatchUp:
         if not self._begun:
             self.begin()
         if self._spilling():
+            self._retarget = True
             return self._waiting("the OMS's spill file (events made while its writer ring was full)")
+        if self._retarget:
+            self._retarget = False
+            self.target_event_id = self._last_event_id()
         if self.target_event_id == 0:
             return True
         try:
@@ -185,9 +194,6 @@ class CatchUp:
             return self._waiting(f"the database ({type(exc).__name__})")
         if found is None:
             return self._waiting(f"order event {self.target_event_id}")
-        if self._spilling():  # a spill episode began while we read: its events may be older than the target
-            self.target_event_id = self._last_event_id()
-            return False
         return True
 
     def _waiting(self, what: str) -> bool:

@@ -271,6 +271,38 @@ def test_catch_up_waits_for_the_event_the_oms_published_last(tmp_path):
         oms.close()
 
 
+def test_catch_up_waits_out_a_spill_and_then_targets_the_newest_event(tmp_path):
+    """Events the OMS spilled (its writer ring full) reach the ring after the reports about them:
+    while the spill is pending nothing counts as caught up, and the target moves past it."""
+    from hftshm.oms.config import spill_path
+    from hftshm.oms.journal import Journal
+
+    oms = Oms(tmp_path)
+    events = Ring.create(unique_name("ev"), "order_event", 64)
+    spill = Journal(spill_path(tmp_path), events.dtype.itemsize)
+    try:
+        trade(oms)
+        first, spilled = oms.events[1], oms.events[2]
+        view = events.claim(len(first))
+        view[:] = first
+        events.commit(len(view))
+        spill.append(np.ascontiguousarray(spilled).data.cast("B"))
+        catch_up = CatchUp(oms.store, tmp_path, 0, events, timeout_s=5.0)
+        catch_up.begin()
+        assert not catch_up.caught_up()  # the database has it all, but the spill is not drained
+        spill.advance(spill.pending_bytes)  # the OMS hands the spill to the ring
+        view = events.claim(len(spilled))
+        view[:] = spilled
+        events.commit(len(view))
+        assert catch_up.caught_up()
+        assert catch_up.target_event_id == int(spilled["event_id"][-1])
+    finally:
+        spill.close()
+        events.unlink()
+        events.close()
+        oms.close()
+
+
 def test_catch_up_without_an_event_ring_waits_for_the_journal_s_newest_event(tmp_path):
     """The OMS journals in-process (no order_event ring): the target is the journal's last record."""
     from hftshm.oms.config import journal_path
