@@ -12,9 +12,10 @@ import numpy as np
 from numba import njit
 
 from hftshm.metrics.histogram_nb import record as record_latency
-from hftshm.risk.accounting_nb import apply_marks, apply_reports
+from hftshm.risk.accounting_nb import apply_marks
 from hftshm.risk.checks_nb import check_intents
 from hftshm.risk.emit_nb import emit_decisions, emit_kill_cancels
+from hftshm.risk.replay_nb import apply_new_reports
 from hftshm.transport import ring_nb
 from hftshm.transport.clock_nb import monotonic_ns
 
@@ -44,12 +45,14 @@ def consume_marks(ctrl, records, max_n, symbols, account, control_words):
 
 
 @njit(cache=True, nogil=True)
-def consume_reports(ctrl, records, max_n, symbols, account, table, control_words):
+def consume_reports(ctrl, records, max_n, symbols, account, table, control_words, replayed):
+    """``replayed``: fills a restart rebuilt from the OMS's record (``replay_nb``), skipped when
+    the ring delivers them again; empty otherwise."""
     n = ring_nb.try_poll(ctrl, max_n)
     if n == 0:
         return 0
-    apply_reports(records, ring_nb.consumer_position(ctrl), ring_nb.capacity(ctrl) - 1, n, symbols, account, table,
-                  control_words)
+    apply_new_reports(records, ring_nb.consumer_position(ctrl), ring_nb.capacity(ctrl) - 1, n, symbols, account,
+                      table, control_words, replayed)
     ring_nb.release(ctrl, n)
     return n
 

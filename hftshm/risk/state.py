@@ -15,6 +15,7 @@ import numpy as np
 from hftshm.codes import Reason, Side, TradingState
 from hftshm.risk import orders_nb
 from hftshm.risk.config import RiskConfig
+from hftshm.risk.replay_nb import REPLAYED_DTYPE
 from hftshm.risk.state_nb import (ACCOUNT_DTYPE, BUCKET_DTYPE, STRATEGY_SLOTS, SYMBOL_DTYPE, refresh_symbol_pnl_all,
                                   refresh_totals_and_loss)
 from hftshm.symbols import SymbolTable
@@ -58,6 +59,9 @@ class RiskState:
         acct["max_daily_loss"] = config.max_daily_loss
         acct["loss_halt_armed"] = 1
         self.table = orders_nb.new_table(config.max_open_orders)
+        # fills a restart rebuilt from the OMS's record, so the report ring's redelivery of them is
+        # recognised (``replay_nb``); empty unless this worker restarted
+        self.replayed = np.zeros(0, dtype=REPLAYED_DTYPE)
         self.day: int | None = None  # trading day (clock // DAY_NS) the daily PnL counts from
 
     # -- reads -----------------------------------------------------------------------------------

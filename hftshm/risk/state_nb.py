@@ -61,6 +61,7 @@ ACCOUNT_DTYPE = np.dtype(
         ("reports_bad", "i8"),  # malformed reports (unknown symbol, NaN fill) counted and skipped
         ("marks", "i8"),
         ("last_market_ns", "i8"),  # newest exchange time seen in a mark: the day roll's clock in replays
+        ("reports_replayed", "i8"),  # fill reports a restart found already booked from the OMS's record
     ]
 )
 

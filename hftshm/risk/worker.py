@@ -36,6 +36,7 @@ from hftshm.risk.config import RiskConfig
 from hftshm.risk.control import KILL_SWITCH_WORD, ControlBlock
 from hftshm.risk.engine import RiskEngine
 from hftshm.runtime import lockstep
+from hftshm.risk.restart import RiskRestart, note_day, save_start_state
 from hftshm.runtime.worker import Worker, WorkerContext
 
 HOUSEKEEPING_NS = 100_000_000
@@ -49,7 +50,7 @@ _REASON_COUNTERS = (Reason.MAX_ORDER_SIZE, Reason.MAX_POSITION, Reason.MAX_DAILY
                     Reason.UNKNOWN_SYMBOL, Reason.BAD_PRICE, Reason.BAD_QTY, Reason.MALFORMED_INTENT,
                     Reason.MAX_OPEN_ORDERS, Reason.DUPLICATE_CLIENT_ORDER_ID, Reason.UNKNOWN_ORDER)
 _BLOCK_COUNTERS = ("checks", "approved", "rejected", "kill_cancels", "open_orders")
-_ACCOUNT_COUNTERS = ("reports", "reports_unknown_order", "reports_bad", "marks")
+_ACCOUNT_COUNTERS = ("reports", "reports_unknown_order", "reports_bad", "marks", "reports_replayed")
 
 
 class RiskWorker(Worker):
@@ -88,12 +89,17 @@ class RiskWorker(Worker):
             self.control.set_trading_state(risk_config.initial_state)
 
         self._route(ctx)
+        # restarted within the run: rebuild from the OMS's record before the first check (do_work)
+        self.restart = RiskRestart.begin(ctx, self.state, self.control, self.orders_out, self.rejects_out,
+                                         self.intents_in)
         self.mirror = None
         if redis_config.enabled:
-            self._start_mirror(redis_config, log)
+            self._start_mirror(redis_config, log, restore=self.restart is None)
         else:
             log.info("Redis not configured ([redis] url is empty): risk state (positions, PnL, kill switch) "
-                     "lives in shared memory only and starts from zero after a restart")
+                     "lives in this process and shared memory; a restart rebuilds it from the OMS database")
+        if self.restart is None and ctx.config is not None:
+            save_start_state(ctx, self.state, self.control)
         self.control.array[0]["worker_pid"] = os.getpid()
 
         self._decisions = np.zeros(self.batch, dtype=np.uint16)
@@ -130,7 +136,7 @@ class RiskWorker(Worker):
             ctx.log.warning("risk has no book_snapshot input ring: without marks every limit order is "
                             "rejected by the price band and unrealized PnL stays 0")
 
-    def _start_mirror(self, redis_config: RedisConfig, log) -> None:
+    def _start_mirror(self, redis_config: RedisConfig, log, restore: bool = True) -> None:
         from hftshm.risk.redis_mirror import RedisMirror
 
         try:
@@ -141,7 +147,7 @@ class RiskWorker(Worker):
             log.error("Redis at %s unreachable at start (%s): starting from zero state, not mirroring",
                       redis_config.url, exc)
             return
-        if snapshot is not None:
+        if snapshot is not None and restore:
             same_run = snapshot.get("control_created_unix_ns") == self.control.created_unix_ns
             for note in self.state.restore(snapshot, self.control, restore_open_orders=same_run):
                 log.info("restored from Redis: %s", note)
@@ -159,7 +165,8 @@ class RiskWorker(Worker):
         for ring in self.marks_in:
             rings_nb.consume_marks(ring.ctrl, ring.records, 0, s.symbols, s.account, self.control.words)
         for ring in self.reports_in:
-            rings_nb.consume_reports(ring.ctrl, ring.records, 0, s.symbols, s.account, s.table, self.control.words)
+            rings_nb.consume_reports(ring.ctrl, ring.records, 0, s.symbols, s.account, s.table, self.control.words,
+                                     s.replayed)
         for ring in self.intents_in:
             self._consume_intents(ring, 0)
         rings_nb.publish_kill_cancels(s.table, len(s.table), self.orders_out.ctrl, self.orders_out.records, 0,
@@ -167,10 +174,16 @@ class RiskWorker(Worker):
 
     def on_drain(self) -> int:
         # keep checking and forwarding what is queued; the runner stops asking once this returns 0
+        if self.restart is not None:
+            return self._restart_step() or 1  # queued intents wait for the rebuild, not for nothing
         return self.do_work()
 
     def on_close(self) -> None:
-        self._housekeeping(time.monotonic_ns(), force=True)
+        if getattr(self, "restart", None) is not None:
+            self.restart.close()  # stopped before the rebuild finished: publish nothing, the next start rebuilds
+            self.restart = None
+        else:
+            self._housekeeping(time.monotonic_ns(), force=True)
         if self.mirror is not None:
             self.mirror.stop()
             self.mirror = None
@@ -180,6 +193,8 @@ class RiskWorker(Worker):
     # -- duty cycle ------------------------------------------------------------------------------
 
     def do_work(self) -> int:
+        if self.restart is not None:
+            return self._restart_step()
         if self._lockstep:
             return self._lockstep_work()
         s = self.state
@@ -189,7 +204,7 @@ class RiskWorker(Worker):
             work += rings_nb.consume_marks(ring.ctrl, ring.records, MARK_BATCH, s.symbols, s.account, ctl)
         for ring in self.reports_in:
             work += rings_nb.consume_reports(ring.ctrl, ring.records, REPORT_BATCH, s.symbols, s.account, s.table,
-                                             ctl)
+                                             ctl, s.replayed)
         if self.control_in:
             work += self._controls()
         if ctl[KILL_SWITCH_WORD] != 0 or self._kill_on:
@@ -240,6 +255,13 @@ class RiskWorker(Worker):
         if now >= self._next_housekeeping_ns:
             self._housekeeping(now)
         return work
+
+    def _restart_step(self) -> int:
+        if not self.restart.step():
+            return 0
+        self.restart = None
+        self._housekeeping(time.monotonic_ns(), force=True)  # show the rebuilt positions and PnL now
+        return 1
 
     def _consume_intents(self, ring, max_n: int) -> int:
         s = self.state
@@ -294,8 +316,8 @@ class RiskWorker(Worker):
         s = self.state
         acct = s.account[0]
         clock = int(acct["last_market_ns"]) if int(acct["use_market_clock"]) else time.time_ns()
-        if clock > 0:
-            s.roll_day(clock, self.control)
+        if clock > 0 and s.roll_day(clock, self.control) and self.ctx.config is not None:
+            note_day(self.ctx, s, self.control)
         if self._kill_on and self._kill_cursor < 0 and int(acct["open_orders"]) > 0:
             self._kill_cursor = 0  # rescan: an order whose cancel was refused is cancelled again
         s.publish_summary(self.control)

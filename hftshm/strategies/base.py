@@ -27,6 +27,8 @@ Callbacks (all optional except none; each may queue intents):
   orders: ack, reject (risk, OMS or exchange), partial fill, fill, cancel, replace. The portfolio
   (``self.portfolio``: position, open orders, PnL) is already updated when it is called.
 * ``on_timer(now_ns)``: every ``TIMER_INTERVAL_NS`` of *market* time (0: never).
+* ``on_restart()``: the platform restarted the strategy worker mid-run and rebuilt the portfolio
+  from the OMS's record; rebuild the strategy's own bookkeeping from it (see ``VwapExecution``).
 
 Time is market time (``self.now_ns``, the exchange timestamp of the last event seen), never the
 wall clock, so a backtest replays identically.
@@ -197,6 +199,11 @@ class Strategy:
 
     def on_timer(self, now_ns: int) -> None:
         pass
+
+    def on_restart(self) -> None:
+        """The worker restarted within a run and rebuilt ``self.portfolio`` (position, PnL, open
+        orders) from the OMS's record, before any data: rebuild what else the strategy keeps from it.
+        Default: nothing (the strategy's own state starts fresh)."""
 
     def summary(self) -> dict[str, Any]:
         """Strategy-specific results for reports (e.g. VWAP slippage). Default: nothing extra."""

@@ -73,6 +73,9 @@ class StrategyHost:
         self.slots: dict[int, StrategySlot] = {}
         self.failures: list[tuple[str, str]] = []  # (strategy name, error) in order of occurrence
         self.orphan_reports = 0  # reports for a strategy id no longer here
+        # after a restart: (slot, report) -> True for a redelivered report the rebuilt portfolio
+        # already holds (``hftshm.strategies.restart.ReplayFilter``)
+        self.report_filter = None
         self.now_ns = 0
         # ids are never reused while the host lives: a removed strategy's (id, client order id)
         # pairs may still be known downstream, and a new strategy restarts its client order ids
@@ -220,6 +223,8 @@ class StrategyHost:
             slot = self.slots.get(int(report["strategy_id"]))
             if slot is None:
                 self.orphan_reports += 1
+                continue
+            if self.report_filter is not None and self.report_filter(slot, report):
                 continue
             slot.strategy.portfolio.apply_report(report)
             if slot.state == StrategyState.RUNNING:

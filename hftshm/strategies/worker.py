@@ -38,6 +38,7 @@ from hftshm.runtime import lockstep
 from hftshm.runtime.worker import Worker, WorkerContext
 from hftshm.strategies.base import StrategyError
 from hftshm.strategies.config import StrategiesConfig
+from hftshm.strategies.restart import StrategyRestart
 from hftshm.strategies.runtime import STATUS_LAYOUT, StrategyHost, status_rows
 
 EVENT_BATCH = 4096
@@ -99,7 +100,7 @@ class StrategyWorker(Worker):
             except StrategyError as exc:
                 # one broken strategy must not keep the others (or the platform) from starting
                 ctx.log.error("%s; not started", exc)
-        self._intent_seq = 0
+        self._intent_seq = self.intents_out.producer_position  # dense per ring, across restarts too
         self._next_status_ns = 0
         self._lockstep = lockstep.enabled(ctx)
         self._ended = False
@@ -109,6 +110,8 @@ class StrategyWorker(Worker):
                                f"ring, found {[r.name for r in self.events_in]}")
         self.counters = ctx.counters
         self._write_registry()
+        # restarted within the run: rebuild the portfolios from the OMS's record before any data (do_work)
+        self.restart = StrategyRestart.begin(ctx, self.host, self.intents_out)
 
     def _create_status(self, ctx: WorkerContext) -> np.ndarray:
         from hftshm.transport.segment import Segment
@@ -144,6 +147,8 @@ class StrategyWorker(Worker):
         # The platform is stopping: stop quoting and cancel resting orders now, while risk, the OMS
         # and the exchange still run to carry the cancels and bring their confirmations back here.
         # (on_close does it too, for a worker stopped without a drain, but then nobody reads the replies.)
+        if self.restart is not None:
+            return self._restart_step() or 1  # the orders to cancel are known once the rebuild is done
         work = 0
         if not getattr(self, "_drain_cancelled", False):
             self._drain_cancelled = True
@@ -157,6 +162,9 @@ class StrategyWorker(Worker):
         if host is None or getattr(self, "_closed", False):
             return
         self._closed = True
+        if getattr(self, "restart", None) is not None:
+            self.restart.close()  # stopped before the rebuild finished: the next start rebuilds
+            self.restart = None
         for slot in list(host.slots.values()):
             host.pause(slot.strategy_id)  # cancels resting orders
         self._publish()
@@ -170,6 +178,8 @@ class StrategyWorker(Worker):
 
     # -- duty cycle ------------------------------------------------------------------------------
     def do_work(self) -> int:
+        if self.restart is not None:
+            return self._restart_step()
         if self._lockstep and not self._ended:
             return self._lockstep_work()
         work = self._control()
@@ -258,6 +268,13 @@ class StrategyWorker(Worker):
         self._ended = ended
         self._status()
         return work + n
+
+    def _restart_step(self) -> int:
+        if not self.restart.step():
+            return 0
+        self.restart = None
+        self._write_registry()
+        return 1
 
     def _publish(self) -> bool:
         """Move queued intents to the risk ring; True when none are left."""

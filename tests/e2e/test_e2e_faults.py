@@ -1,7 +1,7 @@
 """The platform on the real day with faults injected mid-run: a worker process SIGKILLed (the
 supervisor restarts it), PostgreSQL stopped and started, Redis absent, a consumer too slow for its
 ring. The invariants of test_e2e_invariants must still hold (duplicates where the design allows
-at-least-once delivery, never a loss); where a restart loses state by design, an xfail says which."""
+at-least-once delivery, never a loss)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from tests.e2e.platform_harness import (
     REAL_DAY_BOOK_SNAPSHOTS,
     Probe,
     database_problems,
+    delete_redis_namespace,
     e2e_config,
     event_delivery_problems,
     kill_when,
@@ -49,18 +50,9 @@ KILLS = [
     ("composite", "trading"),
 ]
 
-STRATEGY_STATE = ("the strategies keep positions, PnL and their open orders in process memory only: a restarted "
-                  "strategy worker starts flat and does not know the orders (and fills) of its predecessor")
-RISK_STATE = ("risk keeps positions, PnL and open exposure in process memory; without [redis] a restarted risk "
-              "worker starts from zero (its log says so) and with Redis it restores a write-behind snapshot up "
-              "to 100 ms older than its ring cursors")
-# not the exchange: a restarted exchange is a new session whose predecessor's orders are gone
-# (cancel-on-disconnect), and the OMS cancels them everywhere before it trades on (hftshm.exchange.session)
-STATE_LOSS = {
-    "strategies": STRATEGY_STATE,
-    "risk": RISK_STATE,
-    "trading": f"{STRATEGY_STATE}; {RISK_STATE}",
-}
+# Every worker keeps (or rebuilds) its state across a SIGKILL: strategies and risk rebuild positions
+# and open orders from the OMS's record (hftshm.strategies.restart, hftshm.risk.restart); a restarted
+# exchange is a new session whose predecessor's orders the OMS cancels everywhere (hftshm.exchange.session).
 
 _kill_results: dict = {}
 
@@ -116,13 +108,14 @@ def test_sigkill_loses_nothing(killed):
         assert result.rings["book.strategies"].producer_position >= REAL_DAY_BOOK_SNAPSHOTS
 
 
-@pytest.mark.parametrize("killed", [
-    pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=STATE_LOSS[k[1]])) if k[1] in STATE_LOSS else k
-    for k in KILLS], indirect=True, ids=_ids)
+@pytest.mark.parametrize("killed", KILLS, indirect=True, ids=_ids)
 def test_sigkill_keeps_positions_and_open_orders_in_step(killed):
     """Risk, the strategies and the exchange agree with the database after the restart."""
-    _, result = killed
+    process, result = killed
     assert_holds(position_problems(result), open_order_problems(result))
+    if process in ("strategies", "risk"):
+        # the restarted worker rebuilt from the OMS's record (not from a lucky flat position)
+        assert "rebuilt from the OMS's record" in result.logs[process]
 
 
 # -- PostgreSQL down for a few seconds mid-run ---------------------------------------------------------
@@ -231,6 +224,24 @@ def test_unreachable_redis_runs_from_shared_memory(tmp_path):
     assert_holds(database_problems(result))
     assert_holds(event_delivery_problems(result))
     assert_holds(position_problems(result))
+
+
+def test_sigkill_of_risk_with_redis_rebuilds_from_the_database_and_mirrors_it(tmp_path):
+    """With [redis], a restarted risk worker still rebuilds from the OMS database (not the mirror,
+    which may be 100 ms behind its ring cursors), and the mirror then shows the rebuilt positions."""
+    namespace = f"e2e{uuid.uuid4().hex[:10]}"
+    url = "redis://localhost:6379/0"
+    config = e2e_config(tmp_path / "run", merge(MARKET_MAKER_AND_VWAP, {
+        "platform": {"placement": "process-per-worker"}, "redis": {"url": url, "namespace": namespace}}))
+    try:
+        result = run_platform(config, hooks=[kill_when("risk", trading_midway)])
+    finally:
+        delete_redis_namespace(url, namespace)
+    assert "kill:risk" in result.fired and result.restarts["risk"] == 1
+    assert "rebuilt from the OMS's record" in result.logs["risk"]
+    assert result.redis_risk is not None and result.redis_risk["positions"]
+    assert_holds(pipeline_problems(result), database_problems(result), position_problems(result),
+                 open_order_problems(result))
 
 
 # -- a slow consumer: back-pressure ----------------------------------------------------------------------

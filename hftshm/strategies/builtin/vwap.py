@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from hftshm.codes import EventKind, ReportEvent, Side, TimeInForce
+from hftshm.strategies import portfolio_nb as pnb
 from hftshm.strategies.base import Param, Strategy
 
 
@@ -73,6 +74,14 @@ class VwapExecution(Strategy):
             self.fill_notional += float(report["qty"]) * float(report["price"])
             if self.remaining() < self.symbol.lot_size and not self.done_ns:
                 self.done_ns = self.now_ns
+
+    def on_restart(self):
+        # what this side executed before the restart is in the rebuilt portfolio: do not work it again
+        pf = self.portfolio.pf
+        self.fill_qty = float(pf[pnb.PF_BUY_QTY] if self.side == Side.BUY else pf[pnb.PF_SELL_QTY])
+        self.fill_notional = float(pf[pnb.PF_TRADED_NOTIONAL]) if self.fill_qty else 0.0
+        if self.fill_qty and self.remaining() < self.symbol.lot_size:
+            self.done_ns = int(pf[pnb.PF_LAST_FILL_TS]) or 1
 
     # -- decisions -------------------------------------------------------------------------------
     def remaining(self) -> float:
