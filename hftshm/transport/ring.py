@@ -73,12 +73,7 @@ class Ring:
         """Create and initialise a ring. ``capacity`` must be a power of two (>= 2). The header's
         version word is written last, so an attacher never sees a half-initialised ring."""
         layout = _layout(layout)
-        if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 2 \
-                or capacity & (capacity - 1):
-            raise ValueError(f"ring {name!r}: capacity must be a power of two >= 2, got {capacity!r}")
-        if backpressure not in d.BACKPRESSURE_MODES:
-            raise ValueError(f"ring {name!r}: backpressure must be one of {', '.join(d.BACKPRESSURE_MODES)},"
-                             f" got {backpressure!r}")
+        _check_shape(name, capacity, backpressure)
         if replace:
             cls.unlink_name(name)
         try:
@@ -86,6 +81,20 @@ class Ring:
         except FileExistsError:
             raise FileExistsError(f"ring {name!r} already exists in shared memory (a previous run did not "
                                   f"clean up?): unlink it, or create with replace=True") from None
+        return cls._initialise(segment, layout, capacity, backpressure)
+
+    @classmethod
+    def private(cls, layout: Layout | str, capacity: int = 256, backpressure: str = "block",
+                name: str = "private") -> "Ring":
+        """A ring in this process's own memory, for warm-ups and scratch work: the same header and
+        record arrays as a shared ring (the same numba types), nothing in /dev/shm."""
+        layout = _layout(layout)
+        _check_shape(name, capacity, backpressure)
+        return cls._initialise(Segment.private(name, d.segment_bytes(int(capacity), layout.itemsize)), layout,
+                               capacity, backpressure)
+
+    @classmethod
+    def _initialise(cls, segment: Segment, layout: Layout, capacity: int, backpressure: str) -> "Ring":
         ctrl = np.ndarray((d.HEADER_WORDS,), dtype=np.int64, buffer=segment.buf)
         ctrl[d.MAGIC_WORD] = d.MAGIC
         ctrl[d.FINGERPRINT_WORD] = layout.fingerprint
@@ -354,6 +363,15 @@ class Ring:
 def header_layout_name(ctrl: np.ndarray) -> str:
     raw = ctrl[d.LAYOUT_NAME_WORD: d.LAYOUT_NAME_WORD + 4].view(np.uint8).tobytes()
     return raw.rstrip(b"\0").decode("ascii", "replace")
+
+
+def _check_shape(name: str, capacity, backpressure: str) -> None:
+    if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 2 \
+            or capacity & (capacity - 1):
+        raise ValueError(f"ring {name!r}: capacity must be a power of two >= 2, got {capacity!r}")
+    if backpressure not in d.BACKPRESSURE_MODES:
+        raise ValueError(f"ring {name!r}: backpressure must be one of {', '.join(d.BACKPRESSURE_MODES)},"
+                         f" got {backpressure!r}")
 
 
 def _layout(layout: Layout | str) -> Layout:
