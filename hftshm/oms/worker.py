@@ -38,6 +38,7 @@ from hftshm.oms.engine import ORDER_EVENT, OmsEngine
 from hftshm.oms.journal import Journal, journal_pending_records
 from hftshm.oms.recovery import reforward_lost_reports
 from hftshm.oms.store import Store, safe_url
+from hftshm.oms.warmup import warm_oms
 from hftshm.oms.writer import oms_config_of, redis_config_of, writer_from_config
 from hftshm.runtime.worker import Worker, WorkerContext
 
@@ -112,6 +113,7 @@ class OmsWorker(Worker):
         self.counters[_X["recovering_gauge"]] = 1
         self._recovery_deadline = time.monotonic() + config.recovery_timeout_s
         self._last_wait_log = 0.0
+        warm_oms(self)  # the cycle and the recovery kernels, on scratch state, before RUNNING
         ctx.log.info("oms: epoch %d, database %s, ack timeouts %s ms", epoch, safe_url(url),
                      [t / 1e6 for t in self.engine.timeouts_ns.tolist()])
 

@@ -33,6 +33,7 @@ from hftshm.runtime.worker import Worker, WorkerContext
 from hftshm.strategies.base import StrategyError
 from hftshm.strategies.config import StrategiesConfig
 from hftshm.strategies.runtime import STATUS_LAYOUT, StrategyHost, status_rows
+from hftshm.strategies.warmup import rehearse
 
 EVENT_BATCH = 4096
 BOOK_BATCH = 1024
@@ -93,6 +94,7 @@ class StrategyWorker(Worker):
             except StrategyError as exc:
                 # one broken strategy must not keep the others (or the platform) from starting
                 ctx.log.error("%s; not started", exc)
+        rehearse(self.host, ctx.log)  # compile the strategies' kernels now, not at the first book
         self._intent_seq = 0
         self._next_status_ns = 0
         self.counters = ctx.counters
