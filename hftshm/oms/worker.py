@@ -150,10 +150,14 @@ class OmsWorker(Worker):
         if self.recovering:
             return self._recover()
         if self._rings is not None and self.spill.pending_bytes == 0:
+            now = time.monotonic_ns()
+            if (not self.orders_in.has_records() and not self.reports_in.has_records()
+                    and now < self.engine.words[oms_nb.O_NEXT_DEADLINE]):
+                return 0  # what the cycle would find: skip its dispatch (~5 us of arguments)
             work = cycle_nb.cycle(self.engine.book, self.engine.ctl, self.engine.out, self._rings, self._report_ctrls,
                                   self._report_records, self._histogram, self._tick_to_order, self.counters,
                                   self.batch,
-                                  time.monotonic_ns(), time.time_ns())
+                                  now, time.time_ns())
             if work >= 0:
                 return work
         # the writer's ring is full, or events wait in the spill file, or there is no ring at all
