@@ -22,6 +22,7 @@ from hftshm.codes import Action, EventFlag, EventKind, ReportEvent, Side
 from hftshm.strategies.runtime import STATUS_LAYOUT, StrategyHost
 from hftshm.transport.layout import load as load_layout
 
+INTENT = load_layout("order_intent")
 EVENT = load_layout("market_event")
 BOOK = load_layout("book_snapshot")
 REPORT = load_layout("execution_report")
@@ -86,6 +87,14 @@ def rehearse(host: StrategyHost, log: logging.Logger | None = None) -> int:
             log.warning("warm-up: the rehearsal of strategy %s raised (%s); the strategy runs, but kernels it "
                         "had not reached compile at first use", name, error)
     return calls
+
+
+def warm_latency_kernels(book_age: np.ndarray, tick_to_intent: np.ndarray) -> None:
+    """The worker's latency recorders (``latency_nb``), on scratch histograms of the same type."""
+    from hftshm.strategies import latency_nb
+
+    latency_nb.record_age(np.zeros_like(book_age), BOOK.zeros(1))
+    latency_nb.record_intents(np.zeros_like(tick_to_intent), INTENT.zeros(1), 1)
 
 
 def _events(symbol_id: int, tick: float, mid_ticks: int, now: int) -> np.ndarray:
