@@ -46,6 +46,8 @@ def run_process(manifest: RunManifest, process_name: str, sigint_handler=None) -
             psutil.Process().cpu_affinity([process.cpu])
         except (psutil.Error, ValueError, OSError) as exc:
             log.warning("could not pin process %s to CPU %d: %s", process_name, process.cpu, exc)
+    else:
+        _background(log, process_name)
     status = st.StatusTable.attach(manifest.status_segment, len(manifest.workers))
     stop_requested = []
 
@@ -105,6 +107,17 @@ def run_process(manifest: RunManifest, process_name: str, sigint_handler=None) -
 
 
 PR_SET_PDEATHSIG = 1
+
+
+def _background(log, process_name: str) -> None:
+    """An unpinned process (``cpu = "none"``: the database writer) is off the hot path: run it as a
+    SCHED_BATCH task, which the scheduler never lets preempt a running task when it wakes. As a
+    normal task, each wake-up (the OMS commits its order events) landed on the trading CPU and took
+    it from the OMS between its event commit and its order publish: ~0.3 ms of tick-to-order."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError) as exc:
+        log.warning("could not make process %s a batch task: %s", process_name, exc)
 
 
 def _die_with_parent() -> None:
