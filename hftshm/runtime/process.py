@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 
 from hftshm.codes import WorkerCommand, WorkerState
-from hftshm.runtime import jit_watch, logs
+from hftshm.runtime import jit_watch, logs, scheduling
 from hftshm.runtime import status as st
 from hftshm.runtime.manifest import RunManifest
 from hftshm.runtime.runner import DutyCycleRunner, WorkerSlot
@@ -46,8 +46,9 @@ def run_process(manifest: RunManifest, process_name: str, sigint_handler=None) -
             psutil.Process().cpu_affinity([process.cpu])
         except (psutil.Error, ValueError, OSError) as exc:
             log.warning("could not pin process %s to CPU %d: %s", process_name, process.cpu, exc)
+        scheduling.foreground(log, f"process {process_name}")
     else:
-        _background(log, process_name)
+        scheduling.background(log, f"process {process_name}")  # off the hot path: never preempts it
     status = st.StatusTable.attach(manifest.status_segment, len(manifest.workers))
     stop_requested = []
 
@@ -107,17 +108,6 @@ def run_process(manifest: RunManifest, process_name: str, sigint_handler=None) -
 
 
 PR_SET_PDEATHSIG = 1
-
-
-def _background(log, process_name: str) -> None:
-    """An unpinned process (``cpu = "none"``: the database writer) is off the hot path: run it as a
-    SCHED_BATCH task, which the scheduler never lets preempt a running task when it wakes. As a
-    normal task, each wake-up (the OMS commits its order events) landed on the trading CPU and took
-    it from the OMS between its event commit and its order publish: ~0.3 ms of tick-to-order."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-    except (AttributeError, OSError) as exc:
-        log.warning("could not make process %s a batch task: %s", process_name, exc)
 
 
 def _die_with_parent() -> None:
