@@ -1,10 +1,26 @@
-"""Benchmark: the real day through the full pipeline at speed 0, on shared-memory rings and on pyzmq.
+"""Benchmark: the real day through the full pipeline, on shared-memory rings and on pyzmq.
 
-Each variant runs the configured topology under a supervisor (no web server), from the moment the
-feed starts until the feed has finished and every ring is empty. Reported: events per second end to
-end, tick-to-order latency (feed publish -> order leaves the OMS) p50/p99/p99.9, and the per-hop
-histograms. Variants: placement composite and process-per-worker, each on shm rings and on ZeroMQ
-(``hftshm.runtime.zmq_bridge``), so the ratio is measured in one run on one machine.
+Each variant runs the configured topology under a supervisor (no web server) in one of two modes:
+
+- ``flood``: speed 0, the whole day as fast as the pipeline takes it, from the feed's start until
+  it has finished and every ring is empty. Throughput; tick-to-order is mostly queueing behind the
+  backlog the feed builds.
+- ``paced``: the day replayed at ``--speed`` (market time / wall time) for ``--duration`` seconds:
+  the latency a tick sees when the pipeline keeps up.
+
+Reported per variant: events per second (wall) and per CPU-second of the worker processes,
+tick-to-order (feed publish -> the OMS publishes the order to the exchange) p50/p99/p99.9, and the
+per-hop histograms that split it:
+
+    strategies.book_age        feed publish -> the strategies poll the book   (queueing, wake-up)
+    strategies.tick_to_intent  feed publish -> intent published to risk        (+ the strategies)
+    risk.hop                   intent published -> order published to the OMS
+    oms.hop                    upstream publish -> the OMS publishes (orders and reports)
+    exchange.hop               OMS publish -> the exchange takes the order
+    feed.recv_to_publish       when an event was due (paced) or staged (flood) -> published
+
+Variants: placement composite and process-per-worker, on shm rings and on ZeroMQ
+(``hftshm.runtime.zmq_bridge``), so the ratios are measured in one run on one machine.
 """
 
 from __future__ import annotations
@@ -17,6 +33,10 @@ import typer
 
 from hftshm.config import DEFAULT_CONFIG
 
+# the histograms that split tick-to-order, in path order (others are reported after them)
+HOPS = ("strategies.book_age", "strategies.tick_to_intent", "risk.hop", "oms.hop", "exchange.hop",
+        "feed.recv_to_publish")
+
 
 def register(bench_app: typer.Typer) -> None:
     bench_app.command("pipeline")(pipeline_command)
@@ -26,62 +46,116 @@ def pipeline_command(
     config: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="platform config (its topology and data)"),
     placements: str = typer.Option("composite,process-per-worker", help="comma-separated placements to run"),
     transports: str = typer.Option("shm,zmq", help="comma-separated transports: shm, zmq"),
+    modes: str = typer.Option("flood,paced", help="comma-separated modes: flood (speed 0), paced (--speed)"),
+    speed: float = typer.Option(10.0, help="paced mode: replay speed (1 = real time)"),
+    duration: float = typer.Option(20.0, help="paced mode: seconds of wall time per variant"),
     json_path: Path = typer.Option(None, "--json", help="write {\"results\": [...]} here"),
 ) -> None:
-    """Real data through feed -> strategies -> risk -> oms -> exchange at speed 0, hftshm rings vs pyzmq."""
+    """Real data through feed -> strategies -> risk -> oms -> exchange, hftshm rings vs pyzmq,
+    flooded (speed 0) and paced, with tick-to-order and its per-hop breakdown."""
     from hftshm.bench.report import emit
 
     results, hops = [], []
-    for transport in [t.strip() for t in transports.split(",") if t.strip()]:
-        for placement in [p.strip() for p in placements.split(",") if p.strip()]:
-            row, hop_rows = run_variant(config, placement, transport)
-            results.append(row)
-            hops += hop_rows
+    for mode in _split(modes):
+        if mode not in ("flood", "paced"):
+            raise typer.BadParameter(f"mode {mode!r}; allowed: flood, paced", param_hint="--modes")
+        for transport in _split(transports):
+            for placement in _split(placements):
+                row, hop_rows = run_variant(config, placement, transport, mode, speed, duration)
+                results.append(row)
+                hops += hop_rows
+    notes = ratio_notes(results)
+    emit("pipeline: real day end to end, tick-to-order and its hops (latencies in ns)", results + hops,
+         json_path, notes, width=160,
+         columns=["name", "events", "ops_per_s", "ops_per_cpu_s", "count", "p50_ns", "p99_ns", "p999_ns"])
+
+
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def ratio_notes(results: list[dict]) -> list[str]:
+    """hftshm versus zmq for each placement and mode measured on both."""
     notes = []
-    by_key = {(r["transport"], r["placement"]): r for r in results}
-    for placement in {r["placement"] for r in results}:
-        shm, zmq = by_key.get(("shm", placement)), by_key.get(("zmq", placement))
-        if shm and zmq and zmq["ops_per_s"] and shm["p50_ns"] == shm["p50_ns"]:
-            notes.append(f"{placement}: hftshm / zmq throughput {shm['ops_per_s'] / zmq['ops_per_s']:.1f}x, "
-                         f"tick-to-order p50 zmq / hftshm {zmq['p50_ns'] / shm['p50_ns']:.1f}x")
-    emit("pipeline: real day end to end at speed 0", results + hops, json_path, notes)
+    by_key = {(r["transport"], r["placement"], r["mode"]): r for r in results}
+    for (transport, placement, mode), shm in sorted(by_key.items()):
+        zmq = by_key.get(("zmq", placement, mode))
+        if transport != "shm" or zmq is None:
+            continue
+        parts = []
+        if mode == "flood" and zmq["ops_per_s"]:
+            parts.append(f"throughput hftshm / zmq {shm['ops_per_s'] / zmq['ops_per_s']:.1f}x")
+        for q in ("p50", "p99", "p999"):
+            a, b = shm[f"{q}_ns"], zmq[f"{q}_ns"]
+            if a == a and b == b and a > 0:
+                parts.append(f"tick-to-order {q} zmq / hftshm {b / a:.1f}x")
+        notes.append(f"{placement} {mode}: " + ", ".join(parts))
+    return notes
 
 
-def run_variant(config_path: Path, placement: str, transport: str) -> tuple[dict, list[dict]]:
+def run_variant(config_path: Path, placement: str, transport: str, mode: str = "flood", speed: float = 10.0,
+                duration_s: float = 20.0) -> tuple[dict, list[dict]]:
     from hftshm.metrics.histogram import summarize
     from hftshm.platform import PlatformConfig
+    from hftshm.runtime import scheduling
     from hftshm.runtime import status as st
     from hftshm.runtime.platform_run import TICK_TO_ORDER
     from hftshm.runtime.supervisor import Supervisor
 
-    name = "pipeline-hftshm" if transport == "shm" else "pipeline-zmq"
+    base = "pipeline-hftshm" if transport == "shm" else "pipeline-zmq"
+    name = f"{base}/{placement}/{mode}"
+    replay_speed = 0.0 if mode == "flood" else float(speed)
     with tempfile.TemporaryDirectory(prefix="hftshm-bench-") as tmp:
-        overrides = {"feed": {"speed": 0.0}, "platform": {"placement": placement, "run_dir": tmp}}
+        overrides = {"feed": {"speed": replay_speed}, "platform": {"placement": placement, "run_dir": tmp}}
         config = PlatformConfig.load(config_path, overrides)
         with Supervisor(config.topology, config, transport=transport) as sup:
             sup.start()
-            deadline = time.monotonic() + 600
+            policy = scheduling.as_batch_task()  # our own polling must not preempt the pinned workers
+            feed = sup.manifest.worker("feed")
+            started_ns = int(sup.status.words[feed.row, st.STARTED_NS])
+            limit_s = 600.0 if mode == "flood" else duration_s
+            deadline = time.monotonic() + limit_s
             while not sup.finished() and time.monotonic() < deadline:
                 sup.poll()
                 time.sleep(0.002)
             finished_ns = time.monotonic_ns()
-            feed = sup.manifest.worker("feed")
-            started_ns = int(sup.status.words[feed.row, st.STARTED_NS])
             published = int(sup.status.counters(feed.row)[feed.counter_names.index("events_published")])
             histograms = sup.metrics.snapshot() if sup.metrics else {}
+            cpu_s = _cpu_seconds(sup)
+            scheduling.restore(policy)
             sup.shutdown()
     elapsed_s = (finished_ns - started_ns) / 1e9
     headline = summarize(histograms[TICK_TO_ORDER]) if TICK_TO_ORDER in histograms else None
-    row = {"name": name, "transport": transport, "placement": placement, "events": published,
-           "seconds": round(elapsed_s, 3), "ops_per_s": published / elapsed_s if elapsed_s > 0 else 0.0,
+    row = {"name": name, "transport": transport, "placement": placement, "mode": mode, "speed": replay_speed,
+           "events": published, "seconds": round(elapsed_s, 3),
+           "ops_per_s": published / elapsed_s if elapsed_s > 0 else 0.0,
+           "ops_per_cpu_s": published / cpu_s if cpu_s > 0 else 0.0, "cpu_s": round(cpu_s, 2),
+           "count": headline.count if headline else 0,
            "p50_ns": headline.p50_ns if headline else float("nan"),
            "p99_ns": headline.p99_ns if headline else float("nan"),
            "p999_ns": headline.p999_ns if headline else float("nan")}
     hop_rows = []
-    for hop, counts in sorted(histograms.items()):
-        figures = summarize(counts)
+    ordered = [h for h in HOPS if h in histograms] + sorted(h for h in histograms if h not in HOPS)
+    for hop in ordered:
+        figures = summarize(histograms[hop])
         if figures.count and hop != TICK_TO_ORDER:
-            hop_rows.append({"name": f"{name}/{placement}/{hop}", "transport": transport, "placement": placement,
-                             "events": figures.count, "p50_ns": figures.p50_ns, "p99_ns": figures.p99_ns,
-                             "p999_ns": figures.p999_ns})
+            hop_rows.append({"name": f"{name}/{hop}", "transport": transport, "placement": placement, "mode": mode,
+                             "speed": replay_speed, "count": figures.count, "p50_ns": figures.p50_ns,
+                             "p99_ns": figures.p99_ns, "p999_ns": figures.p999_ns})
     return row, hop_rows
+
+
+def _cpu_seconds(sup) -> float:
+    """User + system CPU time of every worker process so far (their children included)."""
+    import psutil
+
+    total = 0.0
+    for handle in sup.handles.values():
+        if handle.process is None or not handle.process.is_alive():
+            continue
+        try:
+            times = psutil.Process(handle.process.pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total

@@ -29,19 +29,23 @@ def _cell(value) -> str:
     return str(value)
 
 
-def emit(title: str, results: list[dict], json_path: str | Path | None = None, notes: list[str] | None = None) -> None:
-    """Print ``results`` as a table (columns in first-seen order) and write them as JSON if asked."""
-    columns: list[str] = []
-    for row in results:
-        for key in row:
-            if key not in columns:
-                columns.append(key)
+def emit(title: str, results: list[dict], json_path: str | Path | None = None, notes: list[str] | None = None,
+         width: int | None = None, columns: list[str] | None = None) -> None:
+    """Print ``results`` as a table (columns in first-seen order) and write them as JSON if asked.
+    ``width``: the table's width in characters even when printed to a file (default: the terminal's);
+    ``columns``: only these in the table (the JSON keeps every key)."""
+    if columns is None:
+        columns = []
+        for row in results:
+            for key in row:
+                if key not in columns:
+                    columns.append(key)
     table = Table(title=title)
     for column in columns:
         table.add_column(column, justify="left" if column in ("name", "transport") else "right")
     for row in results:
         table.add_row(*(_cell(row.get(c, "")) for c in columns))
-    console = Console()
+    console = Console(width=width)
     console.print(table)
     for note in notes or []:
         console.print(note)

@@ -35,6 +35,7 @@ from hftshm.exchange import lockstep as held
 from hftshm.exchange.config import ExchangeConfig
 from hftshm.exchange.session import VenueSession
 from hftshm.exchange.simulator import ExchangeSimulator
+from hftshm.exchange.warmup import warm_exchange
 from hftshm.runtime import lockstep
 from hftshm.runtime.worker import Worker, WorkerContext
 
@@ -70,10 +71,7 @@ class ExchangeWorker(Worker):
             raise ValueError(f"worker {ctx.name!r} needs an execution_report output ring; it has {sorted(ctx.outputs)}")
         config = getattr(ctx.config, "exchange", None) or ExchangeConfig()
         symbols = getattr(ctx.config, "symbols", None)
-        warm = ExchangeSimulator(config, symbols)  # compile (or load cached) kernels before the first batch
-        warm.on_orders(self.orders_in.records[:0])
-        warm.on_market(self.market_in.records[:0])
-        warm.flush()
+        warm_exchange(ExchangeSimulator(config, symbols), self.orders_in.layout, self.market_in.layout)
         self.sim = ExchangeSimulator(config, symbols, self.seed)
         self.counters = ctx.counters
         self._hop = ctx.histograms.get("hop")

@@ -33,7 +33,8 @@ from hftshm.oms.book_nb import S_OPEN
 from hftshm.oms.oms_nb import C_EVENTS, C_ORDERS, C_REPORTS, O_NEXT_DEADLINE, ST_WORDS, on_orders, on_reports
 from hftshm.oms.timers_nb import on_timers
 from hftshm.transport.clock_nb import monotonic_ns
-from hftshm.transport.ring_nb import commit, consumer_position, free_capacity, release, try_claim, try_poll
+from hftshm.transport.ring_nb import (commit, commit_quiet, consumer_position, free_capacity, release, try_claim,
+                                     try_poll, wake_consumer_if_parked)
 
 EVENTS_FULL = -1
 
@@ -63,11 +64,13 @@ def _room(rings, report_ctrls, out):
 
 @njit(cache=True)
 def _publish_plain(ctrl, records, staged, n):
+    """Publish the writer's events without waking it: ``cycle`` wakes it once at its end, after the
+    orders and reports are out (a futex wake-up costs microseconds; the writer lingers anyway)."""
     seq = try_claim(ctrl, n)
     mask = records.shape[0] - 1
     for i in range(n):
         records[(seq + i) & mask] = staged[i]
-    commit(ctrl, seq, n)
+    commit_quiet(ctrl, seq, n)
 
 
 @njit(cache=True)
@@ -102,7 +105,17 @@ def cycle(book, ctl, out, rings, report_ctrls, report_records, histogram, tick_t
     """One duty cycle: reports, then orders, then ack timeouts. Returns the work done or EVENTS_FULL.
 
     ``counters`` (the worker's shared-memory counters) get the ``ST_*`` statistics in their first
-    slots and the open-order count after them, whenever there was work."""
+    slots and the open-order count after them, whenever there was work. The order-event writer, if
+    parked, is woken at the end."""
+    work = _cycle(book, ctl, out, rings, report_ctrls, report_records, histogram, tick_to_order, counters, batch,
+                  now_ns, wall_ns)
+    wake_consumer_if_parked(rings[6])
+    return work
+
+
+@njit(cache=True)
+def _cycle(book, ctl, out, rings, report_ctrls, report_records, histogram, tick_to_order, counters, batch, now_ns,
+           wall_ns):
     staging = out[2].shape[0]
     limit = min(batch, staging // 2)
     work = 0

@@ -38,6 +38,7 @@ from hftshm.oms.engine import ORDER_EVENT, OmsEngine
 from hftshm.oms.journal import Journal, journal_pending_records
 from hftshm.oms.recovery import reforward_lost_reports
 from hftshm.oms.store import Store, safe_url
+from hftshm.oms.warmup import warm_oms
 from hftshm.oms.writer import oms_config_of, redis_config_of, writer_from_config
 from hftshm.runtime import lockstep
 from hftshm.runtime.worker import Worker, WorkerContext
@@ -115,6 +116,7 @@ class OmsWorker(Worker):
         self.counters[_X["recovering_gauge"]] = 1
         self._recovery_deadline = time.monotonic() + config.recovery_timeout_s
         self._last_wait_log = 0.0
+        warm_oms(self)  # the cycle and the recovery kernels, on scratch state, before RUNNING
         ctx.log.info("oms: epoch %d, database %s, ack timeouts %s ms", epoch, safe_url(url),
                      [t / 1e6 for t in self.engine.timeouts_ns.tolist()])
 
@@ -153,10 +155,14 @@ class OmsWorker(Worker):
         if self._lockstep:
             return self._lockstep_cycle()
         if self._rings is not None and self.spill.pending_bytes == 0:
+            now = time.monotonic_ns()
+            if (not self.orders_in.has_records() and not self.reports_in.has_records()
+                    and now < self.engine.words[oms_nb.O_NEXT_DEADLINE]):
+                return 0  # what the cycle would find: skip its dispatch (~5 us of arguments)
             work = cycle_nb.cycle(self.engine.book, self.engine.ctl, self.engine.out, self._rings, self._report_ctrls,
                                   self._report_records, self._histogram, self._tick_to_order, self.counters,
                                   self.batch,
-                                  time.monotonic_ns(), time.time_ns())
+                                  now, time.time_ns())
             if work >= 0:
                 return work
         # the writer's ring is full, or events wait in the spill file, or there is no ring at all

@@ -200,16 +200,21 @@ class RiskWorker(Worker):
         s = self.state
         ctl = self.control.words
         work = 0
+        # has_records: an idle ring costs two loads, not a kernel call with a dozen arguments
         for ring in self.marks_in:
-            work += rings_nb.consume_marks(ring.ctrl, ring.records, MARK_BATCH, s.symbols, s.account, ctl)
+            if ring.has_records():
+                work += rings_nb.consume_marks(ring.ctrl, ring.records, MARK_BATCH, s.symbols, s.account, ctl)
         for ring in self.reports_in:
-            work += rings_nb.consume_reports(ring.ctrl, ring.records, REPORT_BATCH, s.symbols, s.account, s.table,
-                                             ctl, s.replayed)
+            if ring.has_records():
+                work += rings_nb.consume_reports(ring.ctrl, ring.records, REPORT_BATCH, s.symbols, s.account,
+                                                 s.table, ctl, s.replayed)
         if self.control_in:
             work += self._controls()
         if ctl[KILL_SWITCH_WORD] != 0 or self._kill_on:
             work += self._kill_switch()
         for ring in self.intents_in:
+            if not ring.has_records():
+                continue
             n = self._consume_intents(ring, self.batch)
             if n == rings_nb.BACKPRESSURE:
                 self.ctx.counters[self._C["backpressure_cycles"]] += 1  # the OMS is behind: intents wait in their ring

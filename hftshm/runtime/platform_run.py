@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hftshm.config import ConfigError
+from hftshm.runtime import scheduling
 from hftshm.runtime.supervisor import Supervisor, SupervisorError
 
 log = logging.getLogger("hftshm.run")
@@ -98,7 +99,11 @@ class PlatformRun:
             except (ConfigError, SupervisorError, OSError) as exc:
                 console.print(f"[red]cannot start:[/red] {exc}")
                 return 2
-            self._run_pipeline(sup, console)
+            policy = scheduling.as_batch_task()  # watching (and the web server) never preempts a worker
+            try:
+                self._run_pipeline(sup, console)
+            finally:
+                scheduling.restore(policy)
         finally:
             self._stop_web()
             sup.__exit__(None, None, None)  # drains what still runs, unlinks every segment

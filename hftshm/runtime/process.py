@@ -16,13 +16,14 @@ from pathlib import Path
 import psutil
 
 from hftshm.codes import WorkerCommand, WorkerState
-from hftshm.runtime import logs
+from hftshm.runtime import jit_watch, logs, scheduling
 from hftshm.runtime import status as st
 from hftshm.runtime.manifest import RunManifest
 from hftshm.runtime.runner import DutyCycleRunner, WorkerSlot
 from hftshm.runtime.topology import load_factory
 from hftshm.runtime.worker import WorkerContext
 from hftshm.transport import layout as layouts
+from hftshm.transport.warmup import warm_transport
 
 
 def process_main(manifest_data: dict, process_name: str) -> None:
@@ -45,6 +46,9 @@ def run_process(manifest: RunManifest, process_name: str, sigint_handler=None) -
             psutil.Process().cpu_affinity([process.cpu])
         except (psutil.Error, ValueError, OSError) as exc:
             log.warning("could not pin process %s to CPU %d: %s", process_name, process.cpu, exc)
+        scheduling.foreground(log, f"process {process_name}")
+    else:
+        scheduling.background(log, f"process {process_name}")  # off the hot path: never preempts it
     status = st.StatusTable.attach(manifest.status_segment, len(manifest.workers))
     stop_requested = []
 
@@ -61,6 +65,7 @@ def run_process(manifest: RunManifest, process_name: str, sigint_handler=None) -
     attachments = Attachments(manifest)
     slots = []
     try:
+        warm_transport()  # the ring API's and the parker's kernels, before any worker's on_start
         for name in process.workers:
             entry = manifest.worker(name)
             row = entry.row
@@ -90,7 +95,9 @@ def run_process(manifest: RunManifest, process_name: str, sigint_handler=None) -
             worker_log.info("started in process %s (pid %d, cpu %d)", process_name, os.getpid(), process.cpu)
             slots.append(WorkerSlot(worker, name, row))
         wait_strategy = attachments.wait_strategy(process)
-        return DutyCycleRunner(slots, status, wait_strategy, pumps=attachments.pumps(process)).run()
+        runner = DutyCycleRunner(slots, status, wait_strategy, pumps=attachments.pumps(process))
+        with jit_watch.watching(log, process_name):
+            return runner.run()
     except Exception:
         log.exception("process %s failed to start", process_name)
         for name in process.workers:

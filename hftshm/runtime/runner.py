@@ -49,6 +49,11 @@ class DutyCycleRunner:
         monotonic_ns = time.monotonic_ns
         pumps = self.pumps
         first_cycle = True
+        # plain ints: a numpy int64 compared with an IntEnum member takes ~7 us (numpy's slow path),
+        # which made the loop's bookkeeping cost more than the workers' idle steps
+        RUN, DRAIN, QUIESCE = int(WorkerCommand.RUN), int(WorkerCommand.DRAIN), int(WorkerCommand.QUIESCE)
+        RUNNING = int(WorkerState.RUNNING)
+        COMMAND, STATE = st.COMMAND, st.STATE
         while active:
             total = 0
             for pump in pumps:
@@ -56,18 +61,18 @@ class DutyCycleRunner:
             now = monotonic_ns()
             for slot in active:
                 row = slot.row
-                command = words[row, st.COMMAND]
+                command = words[row, COMMAND]
                 try:
-                    if command == WorkerCommand.RUN:
+                    if command == RUN:
                         done = slot.worker.do_work()
-                        if done == 0 and words[row, st.STATE] == WorkerState.RUNNING and slot.worker.is_done():
+                        if done == 0 and words[row, STATE] == RUNNING and slot.worker.is_done():
                             words[row, st.STATE] = WorkerState.FINISHED
-                    elif command == WorkerCommand.DRAIN:
+                    elif command == DRAIN:
                         words[row, st.STATE] = WorkerState.DRAINING
                         done = slot.worker.on_drain()
                         if done == 0:
                             self._close(slot, 0)
-                    elif command == WorkerCommand.QUIESCE:
+                    elif command == QUIESCE:
                         # as DRAIN, but stay open until the supervisor sees the whole pipeline quiet
                         words[row, st.STATE] = WorkerState.DRAINING
                         done = slot.worker.on_drain()

@@ -224,11 +224,17 @@ class StrategyHost:
             if slot is None:
                 self.orphan_reports += 1
                 continue
+            strategy = slot.strategy
             if self.report_filter is not None and self.report_filter(slot, report):
                 continue
-            slot.strategy.portfolio.apply_report(report)
+            strategy.portfolio.apply_report(report)
             if slot.state == StrategyState.RUNNING:
-                self._call(slot, slot.strategy.on_execution_report, report)
+                # an order sent in reply to a report was caused by no feed tick: it carries no origin
+                # stamp, so tick-to-order (feed publish -> order out) does not count the time since
+                # the last book as if it were the platform's latency
+                origin, strategy.origin_ts_ns = strategy.origin_ts_ns, 0
+                self._call(slot, strategy.on_execution_report, report)
+                strategy.origin_ts_ns = origin
 
     def set_time(self, now_ns: int) -> None:
         """Market time moved to ``now_ns`` (before reports that arrive then are handed over)."""

@@ -36,10 +36,12 @@ from hftshm.codes import ControlKind
 from hftshm.config import Section
 from hftshm.runtime import lockstep
 from hftshm.runtime.worker import Worker, WorkerContext
+from hftshm.strategies import latency_nb
 from hftshm.strategies.base import StrategyError
 from hftshm.strategies.config import StrategiesConfig
 from hftshm.strategies.restart import StrategyRestart
 from hftshm.strategies.runtime import STATUS_LAYOUT, StrategyHost, status_rows
+from hftshm.strategies.warmup import rehearse, warm_latency_kernels
 
 EVENT_BATCH = 4096
 BOOK_BATCH = 1024
@@ -65,6 +67,7 @@ class StrategyWorker(Worker):
     COUNTER_NAMES = ("events", "books", "reports", "intents", "controls", "strategy_errors", "running_strategies",
                      "backpressure_cycles", "orphan_reports")
     _C = {name: index for index, name in enumerate(COUNTER_NAMES)}
+    HISTOGRAMS = ("book_age", "tick_to_intent")  # hftshm.strategies.latency_nb
 
     def __init__(self, status_segment: str = "", first_client_order_id: int = 0):
         self._status_segment_name = status_segment
@@ -100,6 +103,8 @@ class StrategyWorker(Worker):
             except StrategyError as exc:
                 # one broken strategy must not keep the others (or the platform) from starting
                 ctx.log.error("%s; not started", exc)
+        rehearse(self.host, ctx.log)  # compile the strategies' kernels now, not at the first book
+        self._status_due = False
         self._intent_seq = self.intents_out.producer_position  # dense per ring, across restarts too
         self._next_status_ns = 0
         self._lockstep = lockstep.enabled(ctx)
@@ -109,6 +114,9 @@ class StrategyWorker(Worker):
             raise RuntimeError(f"worker {ctx.name!r}: a deterministic run needs exactly one market_event input "
                                f"ring, found {[r.name for r in self.events_in]}")
         self.counters = ctx.counters
+        self._book_age = ctx.histograms.get("book_age", np.zeros(0, dtype=np.int64))
+        self._tick_to_intent = ctx.histograms.get("tick_to_intent", np.zeros(0, dtype=np.int64))
+        warm_latency_kernels(self._book_age, self._tick_to_intent)
         self._write_registry()
         # restarted within the run: rebuild the portfolios from the OMS's record before any data (do_work)
         self.restart = StrategyRestart.begin(ctx, self.host, self.intents_out)
@@ -190,7 +198,7 @@ class StrategyWorker(Worker):
                 ring.release(len(view))
                 self.counters[self._C["reports"]] += len(view)
                 work += len(view)
-                self._next_status_ns = 0  # fills move positions: show them now, not at the next tick
+                self._status_due = True  # fills move positions: show them soon, not at the next interval
         if not self._publish():
             # risk is behind: hold market data until the intents ring drains
             self.counters[self._C["backpressure_cycles"]] += 1
@@ -205,13 +213,14 @@ class StrategyWorker(Worker):
         for ring in self.books_in:
             view = ring.poll(BOOK_BATCH)
             if len(view):
+                latency_nb.record_age(self._book_age, view)
                 self.host.on_books(view)
                 ring.release(len(view))
                 self.counters[self._C["books"]] += len(view)
                 work += len(view)
         self._publish()
-        if work:
-            self._status()
+        if work or self._status_due:
+            self._status(idle=not work)
         return work
 
     def _lockstep_work(self) -> int:
@@ -287,16 +296,20 @@ class StrategyWorker(Worker):
             batch = host.take_outbox(n)
             view[:] = batch
             view["seq"] = np.arange(self._intent_seq, self._intent_seq + n)
-            view["ts_ns"] = time.perf_counter_ns()
+            view["ts_ns"] = now = time.perf_counter_ns()
+            latency_nb.record_intents(self._tick_to_intent, view, now)
             self.intents_out.commit(n)
             self._intent_seq += n
             self.counters[self._C["intents"]] += n
         return True
 
-    def _status(self) -> None:
+    def _status(self, idle: bool = False) -> None:
+        # off the order path: the table (tens of us) is written every STATUS_INTERVAL_NS while busy,
+        # and after reports at the next idle step rather than between an intent and risk's check
         now = time.monotonic_ns()
-        if now < self._next_status_ns:
+        if now < self._next_status_ns and not (idle and self._status_due):
             return
+        self._status_due = False
         self._next_status_ns = now + STATUS_INTERVAL_NS
         self.host.publish_status()
         if len(self.host.failures) != self.counters[self._C["strategy_errors"]]:
@@ -310,6 +323,8 @@ class StrategyWorker(Worker):
         done = 0
         for ring in self.control_in:
             view = ring.poll(CONTROL_BATCH)
+            if not len(view):
+                continue
             messages = view.copy()
             ring.release(len(view))
             for message in messages:

@@ -168,6 +168,14 @@ def commit(ctrl, seq, n):
     return wake_consumer_if_parked(ctrl)
 
 
+@njit(cache=True, nogil=True)
+def commit_quiet(ctrl, seq, n):
+    """``commit`` without ringing a parked consumer: for a consumer that may wait (a write-behind
+    writer), so the producer rings it later with ``wake_consumer_if_parked``, off its hot path.
+    Still no lost wake-up: that later check of the parked flag also follows the cursor store."""
+    store_release(ctrl, d.PRODUCER_CURSOR, seq + n)
+
+
 # ---------------------------------------------------------------- consumer side
 
 

@@ -53,6 +53,12 @@ class Segment:
         return cls(name, mapping, owner=True)
 
     @classmethod
+    def private(cls, name: str, size: int) -> "Segment":
+        """Anonymous memory of this process only, laid out like a segment (warm-ups, scratch rings):
+        nothing in /dev/shm, nothing to unlink."""
+        return cls(name, mmap.mmap(-1, size), owner=False)
+
+    @classmethod
     def attach(cls, name: str) -> "Segment":
         try:
             fd = _posixshmem.shm_open(_posix_name(name), os.O_RDWR, mode=0o600)

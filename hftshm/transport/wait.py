@@ -28,9 +28,10 @@ name          idle behaviour                                       use when
 ============  ===================================================  ===============================
 busy-spin     returns at once: the core is burnt, latency minimal  a dedicated core per worker
 spin-yield    spins ``spins`` idle cycles, then ``sched_yield``    a core shared with a few workers
-spin-park     spins, yields ``yields`` times, then parks on the    more workers than cores (the
-              doorbells of every bound ring until a producer       default): idle workers cost
-              publishes (or ``park_timeout_ms``)                   no CPU
+spin-park     spins (``spins`` idle cycles and ``spin_us`` of     more workers than cores (the
+              idle time), yields ``yields`` times, then parks on   default): idle workers cost
+              the doorbells of every bound ring until a producer   no CPU
+              publishes (or ``park_timeout_ms``)
 ============  ===================================================  ===============================
 
 A producer whose output ring is full in ``block`` mode (outside the runner's duty cycle) calls
@@ -46,6 +47,8 @@ from typing import Any, ClassVar, Iterable
 
 from hftshm.config import ConfigError
 from hftshm.transport.doorbell import DEFAULT_PARK_TIMEOUT_S, Parker, wait_for_space
+
+DEFAULT_SPIN_US = 2000.0  # spin-park: idle time spent spinning before it yields, then parks
 
 
 class WaitStrategy:
@@ -135,11 +138,17 @@ class SpinYield(WaitStrategy):
 
 class SpinPark(WaitStrategy):
     name = "spin-park"
-    PARAMS = ("spins", "yields", "park_timeout_ms")
+    PARAMS = ("spins", "spin_us", "yields", "park_timeout_ms")
 
-    def __init__(self, spins: int = 100, yields: int = 20, park_timeout_ms: float = DEFAULT_PARK_TIMEOUT_S * 1e3) -> None:
+    def __init__(self, spins: int = 100, yields: int = 20, park_timeout_ms: float = DEFAULT_PARK_TIMEOUT_S * 1e3,
+                 spin_us: float = DEFAULT_SPIN_US) -> None:
         super().__init__()
         self.spins = int(spins)
+        # spinning lasts at least spin_us as well as spins cycles: a count alone spun 10x shorter
+        # once idle cycles got 10x cheaper, and every park costs a futex wake-up (tens of us here)
+        self.spin_us = float(spin_us)
+        self._spin_ns = int(self.spin_us * 1e3)
+        self._idle_since_ns = 0
         self.yields = int(yields)
         self.park_timeout_ms = float(park_timeout_ms)
         self.parker: Parker | None = None
@@ -149,9 +158,15 @@ class SpinPark(WaitStrategy):
         return self
 
     def _back_off(self) -> None:
-        if self.idle_cycles <= self.spins:
+        cycles = self.idle_cycles
+        if cycles == 1:
+            self._idle_since_ns = time.monotonic_ns()
+        if cycles <= self.spins:
             return
-        if self.idle_cycles <= self.spins + self.yields or self.parker is None:
+        if self._spin_ns and time.monotonic_ns() - self._idle_since_ns < self._spin_ns:
+            self.idle_cycles = self.spins + 1  # still spinning: yields and the park come after
+            return
+        if cycles <= self.spins + self.yields or self.parker is None:
             os.sched_yield()
             return
         self.parker.park()

@@ -364,3 +364,43 @@ def test_out_of_band_wake_only_when_parked(ring):
     ring_nb.arm_consumer_park(ring.ctrl)
     assert ring.wake_consumer() is True and ring.consumer_wakes == 1
     assert ring.wake_producer() is False
+
+
+def test_has_records_and_the_empty_poll_follow_the_cursors():
+    ring = Ring.private("market_event", capacity=8)
+    assert not ring.has_records() and len(ring.poll(4)) == 0
+    view = ring.claim(3)
+    view["seq"] = [7, 8, 9]
+    assert not ring.has_records()  # claimed is not published
+    ring.commit(3)
+    assert ring.has_records()
+    got = ring.poll(8)
+    assert list(got["seq"]) == [7, 8, 9]
+    ring.release(2)
+    assert ring.has_records() and list(ring.poll(8)["seq"]) == [9]
+    ring.release()
+    assert not ring.has_records() and len(ring.poll(8)) == 0
+    ring.close()
+
+
+def test_commit_quiet_publishes_without_ringing_a_parked_consumer():
+    ring = Ring.private("market_event", capacity=8)
+    ring_nb.arm_consumer_park(ring.ctrl)  # the consumer is about to sleep
+    seq = ring_nb.try_claim(ring.ctrl, 2)
+    ring_nb.commit_quiet(ring.ctrl, seq, 2)
+    assert ring.has_records() and ring.consumer_wakes == 0 and ring.ctrl[d.CONSUMER_PARKED] == 1
+    assert ring_nb.wake_consumer_if_parked(ring.ctrl) == 1  # the producer rings later, off its hot path
+    assert ring.consumer_wakes == 1 and ring.ctrl[d.CONSUMER_PARKED] == 0
+    ring.close()
+
+
+def test_a_private_ring_has_the_shared_rings_types_and_no_segment():
+    from numba import typeof
+
+    with no_segment_leaks():
+        private = Ring.private("order", capacity=16)
+        shared = Ring.create(unique_name(), "order", 16)
+        assert typeof(private.records) == typeof(shared.records) and typeof(private.ctrl) == typeof(shared.ctrl)
+        shared.unlink()
+        shared.close()
+        private.close()

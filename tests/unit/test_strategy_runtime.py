@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hftshm.codes import Action, ReportEvent, StrategyState
-from hftshm.strategies import StrategyError
+from hftshm.strategies import Strategy, StrategyError
 from hftshm.strategies.runtime import StrategyHost, status_rows
 from hftshm.symbols import DEFAULT_SYMBOLS
 from tests.unit.strategy_fixtures import T0, bbo_events, report, snapshot
@@ -98,3 +98,30 @@ def test_timer_runs_on_market_time():
     host.on_events(bbo_events([(100.0, 100.1)] * 3, step_ns=200_000_000))
     host.on_timer(T0 + 2 * 10**9)
     assert calls[0] == T0 + 400_000_000 and calls[-1] == T0 + 2 * 10**9
+
+
+class _Answerer(Strategy):
+    """Buys on a book and again whenever a report arrives."""
+
+    def on_book(self, book):
+        self.buy(self.round_bid(float(book["mid"])) - 1.0, 0.001)
+
+    def on_execution_report(self, report):
+        self.buy(self.round_bid(float(report["price"])) - 1.0, 0.001)
+
+
+def test_orders_sent_from_a_report_carry_no_feed_origin():
+    """Tick-to-order runs from the feed's publish stamp of the tick behind an order; an order sent
+    in reply to a report has no such tick, so it must not carry the last book's stamp (the time
+    since that book would count as platform latency)."""
+    host = StrategyHost(DEFAULT_SYMBOLS)
+    sid = host.add("answerer", _Answerer, "BTCUSDT")
+    book = snapshot(60000.0, 60000.1)
+    book["publish_ts_ns"] = 123_456
+    host.on_books(book)
+    first = host.take_outbox()
+    assert len(first) == 1 and first[0]["origin_ts_ns"] == 123_456
+    host.on_reports(report(ReportEvent.ACK, int(first[0]["client_order_id"]), price=59999.0, strategy_id=sid))
+    answer = host.take_outbox()
+    assert len(answer) == 1 and answer[0]["origin_ts_ns"] == 0
+    assert host.strategy("answerer").origin_ts_ns == 123_456  # restored for the next market callback

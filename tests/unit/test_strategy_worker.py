@@ -74,6 +74,8 @@ def test_market_data_in_intents_out_with_status_in_shared_memory(rig):
     coid = int(intents[intents["strategy_id"] == 2][0]["client_order_id"])
     write(rings["risk.rejects"], report(ReportEvent.REJECT, coid, strategy_id=2, reason=21))
     worker.do_work()
+    # the status table is written off the order path: after reports, at the next idle step
+    assert worker.do_work() == 0
     segment = Segment.attach(status_segment_name(prefix, "strategies"))
     table = np.ndarray((64,), dtype=STATUS_LAYOUT.dtype, buffer=segment.buf)
     rows = {r["name"]: r for r in status_rows(table.copy())}

@@ -66,12 +66,25 @@ def test_spin_yield_yields_only_after_spins(monkeypatch):
 
 
 def test_spin_park_times_out_without_a_producer(rings):
-    strategy = SpinPark(spins=0, yields=0, park_timeout_ms=1).bind(rings)
+    strategy = SpinPark(spins=0, yields=0, park_timeout_ms=1, spin_us=0).bind(rings)
     strategy.idle(0)
     strategy.idle(0)
     assert strategy.parks == 2
     assert rings[0].consumer_parks == 2 and rings[1].consumer_parks == 2
     assert rings[0].ctrl[ring_nb.d.CONSUMER_PARKED] == 0, "parked flag cleared after the park"
+
+
+def test_spin_park_spins_for_spin_us_of_idle_time_before_parking(rings):
+    strategy = SpinPark(spins=0, yields=0, park_timeout_ms=1, spin_us=50_000).bind(rings)
+    for _ in range(20):
+        strategy.idle(0)  # cheap idle cycles: far fewer than 50 ms of them
+    assert strategy.parks == 0
+    time.sleep(0.06)
+    strategy.idle(0)
+    assert strategy.parks == 1
+    strategy.idle(3)  # work: the next idle stretch spins its 50 ms again
+    strategy.idle(0)
+    assert strategy.parks == 1
 
 
 def test_park_returns_at_once_when_data_is_waiting(rings):
