@@ -110,6 +110,7 @@ class StrategyWorker(Worker):
         self._lockstep = lockstep.enabled(ctx)
         self._ended = False
         self._partial = None  # deterministic: the first part of a message that wrapped the ring's end
+        self._held_reports: list = [None] * len(self.reports_in)  # deterministic: reports not yet handed over
         if self._lockstep and len(self.events_in) != 1:
             raise RuntimeError(f"worker {ctx.name!r}: a deterministic run needs exactly one market_event input "
                                f"ring, found {[r.name for r in self.events_in]}")
@@ -225,6 +226,9 @@ class StrategyWorker(Worker):
 
     def _lockstep_work(self) -> int:
         work = self._control()
+        # reports are taken off their rings at once (so the pipeline can settle) and handed over
+        # before the next message, at its market time: as a backtest hands over what arrived since
+        work += self._hold_reports()
         if not self._publish():
             return work
         ring = self.events_in[0]
@@ -243,22 +247,17 @@ class StrategyWorker(Worker):
         # backtest hands over rejects before the exchange's reports); wait for the OMS's watermark
         self.host.set_time(now)
         covered = False
-        for reports_ring in self.reports_in:
-            while True:
-                reports = reports_ring.poll(REPORT_BATCH)
-                if not len(reports):
-                    break
-                mark = lockstep.watermark_index(reports, now)
-                take = len(reports) if mark < 0 else mark + 1
-                orders = lockstep.without_watermarks(reports[:take])
-                if len(orders):
-                    self.host.on_reports(orders)
-                    self.counters[self._C["reports"]] += len(orders)
-                reports_ring.release(take)
-                work += take
-                if mark >= 0:
-                    covered = True
-                    break
+        for k, held in enumerate(self._held_reports):
+            if held is None or covered:
+                continue
+            mark = lockstep.watermark_index(held, now)
+            take = len(held) if mark < 0 else mark + 1
+            orders = lockstep.without_watermarks(held[:take])
+            if len(orders):
+                self.host.on_reports(orders)
+                self.counters[self._C["reports"]] += len(orders)
+            self._held_reports[k] = held[take:] if take < len(held) else None
+            covered = mark >= 0
         if not covered:
             return work  # the exchange has not yet sent everything due by now
         ended = lockstep.is_end_of_data(message)
@@ -275,8 +274,26 @@ class StrategyWorker(Worker):
         ring.release(n)
         self._partial = None
         self._ended = ended
+        if ended:  # from now on reports go straight to the strategies: hand over what is held
+            for k, held in enumerate(self._held_reports):
+                if held is not None:
+                    self.host.on_reports(lockstep.without_watermarks(held))
+                    self._held_reports[k] = None
         self._status()
         return work + n
+
+    def _hold_reports(self) -> int:
+        taken = 0
+        for k, reports_ring in enumerate(self.reports_in):
+            while True:
+                view = reports_ring.poll(REPORT_BATCH)
+                if not len(view):
+                    break
+                held = self._held_reports[k]
+                self._held_reports[k] = view.copy() if held is None else np.concatenate([held, view])
+                reports_ring.release(len(view))
+                taken += len(view)
+        return taken
 
     def _restart_step(self) -> int:
         if not self.restart.step():

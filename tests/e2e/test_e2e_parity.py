@@ -1,0 +1,67 @@
+"""Backtest / platform parity: the in-process backtest and a deterministic multi-process run of the
+same data, strategy, seed and latency model produce the same fills, bit for bit.
+
+The platform run is the real thing (supervisor, processes, shared-memory rings, SQLite OMS); the
+fills are read back from the OMS database. Client order ids are compared relative to each run's
+first id (the platform starts its ids from the wall clock so they never repeat across runs)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hftshm.backtest.api import run_backtest
+from hftshm.codes import EventFlag
+
+from .platform_harness import BUSY_MARKET_MAKER, REAL_DAY, e2e_config, run_platform
+
+pytestmark = pytest.mark.slow
+
+# a busy market maker: hundreds of orders and fills over the day, so a divergence shows quickly
+STRATEGY = {"strategies": {"market_maker": {"enabled": True}, "mean_reversion": {"enabled": False},
+                           "vwap": {"enabled": False}}}
+
+
+def _platform_fills(result) -> list[tuple]:
+    coid = {o["order_id"]: o["client_order_id"] for o in result.orders}
+    first = min(coid.values())
+    return sorted((int(f["exch_ts_ns"]), int(coid[f["order_id"]]) - first, int(f["side"]), float(f["price"]),
+                   float(f["qty"]), float(f["fee"])) for f in result.fills)
+
+
+def _backtest_fills(result) -> list[tuple]:
+    return sorted((int(f["exch_ts_ns"]), int(f["client_order_id"]) - 1, int(f["side"]), float(f["price"]),
+                   float(f["qty"]), float(f["fee"])) for f in result.fills)
+
+
+@pytest.fixture(scope="module", params=["composite"])
+def both_runs(request, tmp_path_factory):
+    from hftshm.platform import merge
+
+    run_dir = tmp_path_factory.mktemp(f"parity-{request.param}") / "run"
+    overrides = merge(merge(BUSY_MARKET_MAKER, STRATEGY),
+                      {"platform": {"deterministic": True, "placement": request.param}})
+    config = e2e_config(run_dir, overrides)
+    platform = run_platform(config, timeout_s=900.0)
+    seed = config.exchange.seed
+    backtest = run_backtest(config.raw, REAL_DAY, "market_maker", {}, seed=seed)
+    return platform, backtest
+
+
+def test_the_platform_and_the_backtest_fill_the_same_orders_at_the_same_prices(both_runs):
+    platform, backtest = both_runs
+    expected = _backtest_fills(backtest)
+    got = _platform_fills(platform)
+    assert len(expected) > 20, "the market maker should trade over the day"
+    assert got[:len(expected)] == expected[:len(got)], "the first fills differ"
+    assert len(got) == len(expected)
+    assert got == expected
+
+
+def test_the_deterministic_run_replayed_every_event_and_closed_the_market(both_runs):
+    platform, _ = both_runs
+    assert platform.counters["feed"]["events_published"] == platform.counters["feed"]["events_total"]
+    assert platform.counters["exchange"]["events_in"] == platform.counters["feed"]["events_total"]
+    assert "deterministic replay" in platform.logs["feed"]
+    assert int(EventFlag.END_OF_DATA)  # the end-of-data marker reached the exchange: no fill after it
+    last_market = max(int(f["exch_ts_ns"]) for f in platform.fills)
+    assert last_market <= platform.counters["exchange"]["clock_ms_gauge"] * 1_000_000 + 1_000_000
