@@ -292,3 +292,38 @@ def unreleased(ring) -> np.ndarray:
     start, end = ring.consumer_position, ring.producer_position
     seqs = np.arange(start, end)
     return ring.records[seqs & (ring.capacity - 1)].copy()
+
+
+class RebuildFromRecord:
+    """A restarted stage's rebuild: poll (every ``POLL_INTERVAL_S``, from its duty cycle) until the
+    database holds everything its predecessor saw, then read the run's record once and ``rebuild``
+    from it. Subclasses set ``self.catch_up`` and implement ``rebuild(record)``."""
+
+    POLL_INTERVAL_S = 0.02
+    catch_up: "CatchUp"
+    _next_poll: float = 0.0
+
+    def step(self) -> bool:
+        """True once the rebuild is done (call again until then)."""
+        now = time.monotonic()
+        if now < self._next_poll:
+            return False
+        self._next_poll = now + self.POLL_INTERVAL_S
+        if not self.catch_up.caught_up():
+            return False
+        try:
+            record = self.catch_up.read()
+        finally:
+            self.close()
+        self.rebuild(record)
+        return True
+
+    def close(self) -> None:
+        self.catch_up.store.close()
+        if self.catch_up.events is not None:
+            self.catch_up.events.close()
+            self.catch_up.events = None
+
+    def rebuild(self, record: "RunRecord") -> None:
+        raise NotImplementedError
+

@@ -31,18 +31,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 
 from hftshm.codes import Action, OrderState, Side
-from hftshm.oms.record import CatchUp, RunRecord, catch_up_for, recent
+from hftshm.oms.record import CatchUp, RebuildFromRecord, RunRecord, catch_up_for, recent
 from hftshm.risk import orders_nb, replay_nb
 from hftshm.risk.state import RiskState
 from hftshm.risk.state_nb import refresh_symbol_pnl_all, refresh_totals_and_loss
 
-POLL_INTERVAL_S = 0.02
 _EVENT_PENDING_MASK = 3  # hftshm.oms.emit_nb: the pending request of an order row's latest event
 _PENDING_CANCEL = 2
 _PENDING_REPLACE = 3
@@ -95,7 +93,7 @@ def _write_json(path: Path, data: dict, log) -> None:
         log.warning("could not write %s (a restart would start from zero before the run's fills): %s", path, exc)
 
 
-class RiskRestart:
+class RiskRestart(RebuildFromRecord):
     """The rebuild of one restarted risk worker; ``step`` once per duty cycle until it returns True."""
 
     def __init__(self, ctx, state: RiskState, control, catch_up: CatchUp, orders_out, rejects_out, intents_in):
@@ -110,7 +108,6 @@ class RiskRestart:
         # the database holds that position, and one it had not taken yet is still in the ring
         self.in_flight_from = orders_out.consumer_position
         catch_up.begin()
-        self._next_poll = 0.0
         self.notes: dict = {}
 
     @classmethod
@@ -123,26 +120,6 @@ class RiskRestart:
             ctx.log.warning("restarted without a platform config or control block: no OMS record to rebuild from")
             return None
         return cls(ctx, state, control, catch_up, orders_out, rejects_out, intents_in)
-
-    def step(self) -> bool:
-        now = time.monotonic()
-        if now < self._next_poll:
-            return False
-        self._next_poll = now + POLL_INTERVAL_S
-        if not self.catch_up.caught_up():
-            return False
-        try:
-            record = self.catch_up.read()
-        finally:
-            self.close()
-        self.rebuild(record)
-        return True
-
-    def close(self) -> None:
-        self.catch_up.store.close()
-        if self.catch_up.events is not None:
-            self.catch_up.events.close()
-            self.catch_up.events = None
 
     # -- the rebuild -------------------------------------------------------------------------------
 

@@ -26,15 +26,13 @@ counters the record cannot tell (intents, signals, rejects, acks), and strategie
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 
 from hftshm.codes import Action, OrderState, ReportEvent
-from hftshm.oms.record import CatchUp, RunRecord, catch_up_for
+from hftshm.oms.record import CatchUp, RebuildFromRecord, RunRecord, catch_up_for
 from hftshm.strategies import portfolio_nb as pnb
 
-POLL_INTERVAL_S = 0.02
 _EVENT_PENDING_MASK = 3  # hftshm.oms.emit_nb: the pending request of an order row's latest event
 _PENDING_CANCEL = 2
 _PENDING_REPLACE = 3
@@ -88,7 +86,7 @@ class ReplayFilter:
         return False
 
 
-class StrategyRestart:
+class StrategyRestart(RebuildFromRecord):
     """The rebuild of one restarted strategy worker; ``step`` once per duty cycle until it returns True."""
 
     def __init__(self, ctx, host, catch_up: CatchUp, intents_out):
@@ -97,7 +95,6 @@ class StrategyRestart:
         self.catch_up = catch_up
         self.intents_out = intents_out
         catch_up.begin()
-        self._next_poll = 0.0
         self.filter: ReplayFilter | None = None
         self.notes: dict = {}
 
@@ -112,26 +109,6 @@ class StrategyRestart:
                             "from; the strategies start flat")
             return None
         return cls(ctx, host, catch_up, intents_out)
-
-    def step(self) -> bool:
-        now = time.monotonic()
-        if now < self._next_poll:
-            return False
-        self._next_poll = now + POLL_INTERVAL_S
-        if not self.catch_up.caught_up():
-            return False
-        try:
-            record = self.catch_up.read()
-        finally:
-            self.close()
-        self.rebuild(record)
-        return True
-
-    def close(self) -> None:
-        self.catch_up.store.close()
-        if self.catch_up.events is not None:
-            self.catch_up.events.close()
-            self.catch_up.events = None
 
     # -- the rebuild -------------------------------------------------------------------------------
 
