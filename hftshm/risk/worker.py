@@ -195,19 +195,16 @@ class RiskWorker(Worker):
     def do_work(self) -> int:
         if self.restart is not None:
             return self._restart_step()
-        if self._lockstep:
-            return self._lockstep_work()
         s = self.state
         ctl = self.control.words
         work = 0
         # has_records: an idle ring costs two loads, not a kernel call with a dozen arguments
+        for ring in self.reports_in:
+            if ring.has_records():
+                work += self._take_reports(ring)
         for ring in self.marks_in:
             if ring.has_records():
                 work += rings_nb.consume_marks(ring.ctrl, ring.records, MARK_BATCH, s.symbols, s.account, ctl)
-        for ring in self.reports_in:
-            if ring.has_records():
-                work += rings_nb.consume_reports(ring.ctrl, ring.records, REPORT_BATCH, s.symbols, s.account,
-                                                 s.table, ctl, s.replayed)
         if self.control_in:
             work += self._controls()
         if ctl[KILL_SWITCH_WORD] != 0 or self._kill_on:
@@ -215,7 +212,10 @@ class RiskWorker(Worker):
         for ring in self.intents_in:
             if not ring.has_records():
                 continue
-            n = self._consume_intents(ring, self.batch)
+            limit = self._covered_intents(ring) if self._lockstep else self.batch
+            if limit == 0:
+                continue
+            n = self._consume_intents(ring, limit)
             if n == rings_nb.BACKPRESSURE:
                 self.ctx.counters[self._C["backpressure_cycles"]] += 1  # the OMS is behind: intents wait in their ring
             else:
@@ -225,48 +225,28 @@ class RiskWorker(Worker):
             self._housekeeping(now)
         return work
 
-    def _lockstep_work(self) -> int:
-        """Deterministic runs: reports (up to the OMS's watermark), then marks, then only the intents
-        of market time the watermark covers, so every check sees what a backtest's would."""
+    def _take_reports(self, ring) -> int:
         s = self.state
-        ctl = self.control.words
-        work = 0
-        for ring in self.reports_in:
-            view = ring.poll(REPORT_BATCH)
-            if len(view):
-                self._report_watermark_ns = lockstep.last_watermark(view, self._report_watermark_ns)
-                reports = lockstep.without_watermarks(view)
-                if len(reports):
-                    accounting_nb.apply_reports(reports, 0, -1, len(reports), s.symbols, s.account, s.table, ctl)
-                ring.release(len(view))
-                work += len(view)
-        for ring in self.marks_in:
-            work += rings_nb.consume_marks(ring.ctrl, ring.records, MARK_BATCH, s.symbols, s.account, ctl)
-        if self.control_in:
-            work += self._controls()
-        if ctl[KILL_SWITCH_WORD] != 0 or self._kill_on:
-            work += self._kill_switch()
-        for ring in self.intents_in:
-            view = ring.poll(self.batch)
-            covered = view["market_ts_ns"] <= self._report_watermark_ns
-            n = len(view) if covered.all() else int(np.argmin(covered))
-            if n:
-                done = self._consume_intents(ring, n)
-                if done == rings_nb.BACKPRESSURE:
-                    self.ctx.counters[self._C["backpressure_cycles"]] += 1
-                else:
-                    work += done
-        now = time.monotonic_ns()
-        if now >= self._next_housekeeping_ns:
-            self._housekeeping(now)
-        return work
+        if not self._lockstep:
+            return rings_nb.consume_reports(ring.ctrl, ring.records, REPORT_BATCH, s.symbols, s.account, s.table,
+                                            self.control.words, s.replayed)
+        # deterministic runs (hftshm.runtime.lockstep): the OMS's watermarks say up to which market
+        # time every report has arrived; they are not about an order
+        view = ring.poll(REPORT_BATCH)
+        self._report_watermark_ns = lockstep.last_watermark(view, self._report_watermark_ns)
+        reports = lockstep.without_watermarks(view)
+        if len(reports):
+            accounting_nb.apply_reports(reports, 0, -1, len(reports), s.symbols, s.account, s.table,
+                                        self.control.words)
+        ring.release(len(view))
+        return len(view)
 
-    def _restart_step(self) -> int:
-        if not self.restart.step():
-            return 0
-        self.restart = None
-        self._housekeeping(time.monotonic_ns(), force=True)  # show the rebuilt positions and PnL now
-        return 1
+    def _covered_intents(self, ring) -> int:
+        """Deterministic runs: the leading intents whose market time the report watermark covers, so
+        every check sees the reports (and marks) a backtest's check at that time would."""
+        view = ring.poll(self.batch)
+        covered = view["market_ts_ns"] <= self._report_watermark_ns
+        return len(view) if covered.all() else int(np.argmin(covered))
 
     def _consume_intents(self, ring, max_n: int) -> int:
         s = self.state

@@ -75,9 +75,9 @@ def test_run_replays_the_day_and_prints_the_summary(platform):
     assert summary["headline"]["events"] == 598_754
     assert summary["headline"]["orders"] > 0 and summary["headline"]["ring_drops"] == 0
     assert set(summary["workers_after_drain"].values()) == {"stopped"}
-    # the shipped config has no Redis: risk says so and runs from shared memory
+    # the shipped config has no Redis: risk says so, and that a restart rebuilds from the OMS database
     risk_log = (run_dir / "logs" / "risk.log").read_text()
-    assert "Redis not configured" in risk_log and "shared memory only" in risk_log
+    assert "Redis not configured" in risk_log and "rebuilds it from the OMS database" in risk_log
     assert_cleaned_up(process.pid, run_dir)
 
 
