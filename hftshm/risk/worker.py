@@ -248,6 +248,13 @@ class RiskWorker(Worker):
         covered = view["market_ts_ns"] <= self._report_watermark_ns
         return len(view) if covered.all() else int(np.argmin(covered))
 
+    def _restart_step(self) -> int:
+        if not self.restart.step():
+            return 0
+        self.restart = None
+        self._housekeeping(time.monotonic_ns(), force=True)  # show the rebuilt positions and PnL now
+        return 1
+
     def _consume_intents(self, ring, max_n: int) -> int:
         s = self.state
         return rings_nb.consume_intents(
