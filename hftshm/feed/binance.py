@@ -412,14 +412,15 @@ class _BackgroundWriter:
 
 
 def import_files(sources: Iterable[str | Path], out_path: str | Path, *, strict: bool = False,
-                 compresslevel: int = 6, fast: bool = True,
+                 compresslevel: int = 1, fast: bool = True,
                  on_progress: Callable[[int, int], None] | None = None) -> ImportSummary:
     """Convert recordings to one canonical CSV (``.gz`` out if the name ends in .gz).
 
     Several inputs are merged by local receive time (e.g. one file per symbol, or consecutive days).
     ``on_progress(bytes_read, bytes_total)`` is called every few thousand lines.
     One input goes through the byte scanner (binance_fast.py; the same output, several times faster);
-    ``fast=False`` or several inputs: every line through the JSON decoder.
+    ``fast=False`` or several inputs: every line through the JSON decoder. ``compresslevel`` 1 by default:
+    deflating the output at 6 costs more CPU than all the rest of the import (the file is ~25 % smaller).
     """
     paths = [Path(s) for s in sources]
     for path in paths:

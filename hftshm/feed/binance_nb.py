@@ -247,11 +247,14 @@ def _key_id(buf, s, e):
 
 
 @njit(cache=True)
-def _parse_fields(buf, i, end, fields, row, stack):
+def _parse_fields(buf, i, end, fields, stack):
     """The object at i: records [type, start, end, int value or pair count] of the known keys in
-    fields[row]; returns the index after the object, or -1 (fallback)."""
+    fields[0], and those of an object under "data" in fields[1] (parsed in the same pass, not skipped
+    and parsed again); returns the index after the object, or -1 (fallback)."""
     for k in range(N_KEYS):
-        fields[row, k, 0] = T_NONE
+        fields[0, k, 0] = T_NONE
+        fields[1, k, 0] = T_NONE
+    row = 0
     i = _ws(buf, i + 1, end)
     if i < end and buf[i] == 125:
         return i + 1
@@ -275,7 +278,17 @@ def _parse_fields(buf, i, end, fields, row, stack):
         value = 0
         if key >= 0 and fields[row, key, 0] != T_NONE:
             return -1  # duplicate key: the decoder keeps the last one; not worth copying
-        if c == 34:
+        if c == 123 and key == K_DATA and row == 0:  # into the wrapped event
+            fields[0, K_DATA, 0] = T_OBJ
+            fields[0, K_DATA, 1] = vs
+            row = 1
+            i = _ws(buf, i + 1, end)
+            if i >= end:
+                return -1
+            if buf[i] != 125:
+                continue
+            key = -1  # an empty event: closed below like any other one
+        elif c == 34:
             i = _string_end(buf, i, end)
             kind = T_STR
         elif 48 <= c <= 57:
@@ -294,15 +307,14 @@ def _parse_fields(buf, i, end, fields, row, stack):
                 kind = T_LEVELS
             else:
                 i = _skip_value(buf, vs, end, stack)
-        elif c == 123:
-            kind = T_OBJ
-            i = _skip_value(buf, i, end, stack)
         else:
             i = _skip_value(buf, i, end, stack)
             if c == 116:
                 kind = T_TRUE
             elif c == 102:
                 kind = T_FALSE
+            elif c == 123:
+                kind = T_OBJ
         if i < 0:
             return -1
         if key >= 0:
@@ -310,11 +322,17 @@ def _parse_fields(buf, i, end, fields, row, stack):
             fields[row, key, 1] = vs
             fields[row, key, 2] = i
             fields[row, key, 3] = value
-        i = _ws(buf, i, end)
-        if i >= end:
-            return -1
-        if buf[i] == 125:
-            return i + 1
+        while True:
+            i = _ws(buf, i, end)
+            if i >= end:
+                return -1
+            if buf[i] != 125:
+                break
+            i += 1
+            if row == 0:
+                return i
+            row = 0  # the wrapped event ends: back in the outer object
+            fields[0, K_DATA, 2] = i
         if buf[i] != 44:
             return -1
         i = _ws(buf, i + 1, end)
@@ -335,14 +353,12 @@ def _classify(buf, s, e, fields, stack, out):
     i = _ws(buf, i + 1, e)
     if i >= e or buf[i] != 123:
         return FALLBACK
-    i = _parse_fields(buf, i, e, fields, 0, stack)
+    i = _parse_fields(buf, i, e, fields, stack)
     if i < 0 or _ws(buf, i, e) != e:
         return FALLBACK
     row = 0
     if fields[0, K_STREAM, 0] != T_NONE:
         if fields[0, K_DATA, 0] != T_OBJ:
-            return FALLBACK
-        if _parse_fields(buf, fields[0, K_DATA, 1], e, fields, 1, stack) < 0:
             return FALLBACK
         row = 1
     f = fields[row]
@@ -509,9 +525,19 @@ def _put_head(out, pos, buf, row, local, kind_text, side_text):
     return pos + 1
 
 
+@njit(cache=True, inline="always")
+def _copy_within(out, pos, s, e):
+    for k in range(s, e):
+        out[pos] = out[k]
+        pos += 1
+    return pos
+
+
 @njit(cache=True)
 def _put_levels(out, pos, buf, row, local, s, e, side_text):
-    """One depth row per [price, qty] pair of the (validated, escape-free) array buf[s:e]."""
+    """One depth row per [price, qty] pair of the (validated, escape-free) array buf[s:e]. The rows of
+    a message share their head (stamps, symbol, kind, side) and tail (update id): formatted once, copied."""
+    head_s = head_e = tail_s = tail_e = -1
     k = s
     while True:
         while k < e and buf[k] != 34:
@@ -530,14 +556,24 @@ def _put_levels(out, pos, buf, row, local, s, e, side_text):
         while buf[qe] != 34:
             qe += 1
         k = qe + 1
-        pos = _put_head(out, pos, buf, row, local, b"depth", side_text)
+        if head_s < 0:
+            head_s = pos
+            pos = _put_head(out, pos, buf, row, local, b"depth", side_text)
+            head_e = pos
+        else:
+            pos = _copy_within(out, pos, head_s, head_e)
         pos = _put(out, pos, buf, ps, pe)
         out[pos] = 44
         pos = _put(out, pos + 1, buf, qs, qe)
-        out[pos] = 44
-        pos = _put_int(out, pos + 1, row[C_UID])
-        out[pos] = 10
-        pos += 1
+        if tail_s < 0:
+            tail_s = pos
+            out[pos] = 44
+            pos = _put_int(out, pos + 1, row[C_UID])
+            out[pos] = 10
+            pos += 1
+            tail_e = pos
+        else:
+            pos = _copy_within(out, pos, tail_s, tail_e)
 
 
 @njit(cache=True)

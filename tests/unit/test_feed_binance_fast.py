@@ -89,6 +89,8 @@ def test_scanner_takes_binance_message_shapes():
     '{"lastUpdateId":5,"bids":[],"asks":[]}',  # snapshots: the JSON path
     '{"stream":"btcusdt@markPrice","data":{"e":"markPriceUpdate","E":1,"s":"BTCUSDT","p":"1"}}',
     '[1,2]',
+    '{"stream":"btcusdt@trade","data":{}}',
+    '{"stream":"btcusdt@trade","data":[]}',
     TRADE.replace('"t":5266583935', '"t":12345678901234567890'),  # beyond int64
 ])
 def test_scanner_leaves_unusual_lines_to_the_json_path(payload):
@@ -101,6 +103,9 @@ def test_scanner_skips_unknown_keys_but_validates_them():
     assert _kind(DEPTH.replace('"s":"BTCUSDT"', '"s":"BTCUSDT","x":[1,,2]')) == nb.FALLBACK
     assert _kind(DEPTH.replace('"s":"BTCUSDT"', '"s":"BTCUSDT","x":[1,2')) == nb.FALLBACK
     assert _kind(DEPTH.replace('"s":"BTCUSDT"', '"s":"BTCUSDT","x":01')) == nb.FALLBACK
+    bare = BBO[BBO.index('"data":') + 7:-1]  # the event without the combined-stream wrapper
+    assert _kind(bare) == nb.BBO
+    assert _kind(bare[:-1] + ',"data":{"s":"X"}}') == nb.BBO  # a bare event's own "data" is just a key
 
 
 def test_timestamps_the_scanner_does_not_take():
