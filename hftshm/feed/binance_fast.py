@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from hftshm.feed import binance_nb as nb
+from hftshm.feed import binance_rows_nb as rows_nb
 from hftshm.feed.binance import _LIVE, BinanceImporter, ImportSummary, _is_gzip, split_line
 
 BLOCK_BYTES = 4 << 20  # decompressed input per block
@@ -222,7 +223,7 @@ def _write_plan(importer: _PlanningImporter, data: bytes, table: np.ndarray, wri
     buf = np.frombuffer(data, np.uint8) if data else np.zeros(0, np.uint8)
     entry, line = 0, -1
     while entry < len(plan):
-        entry, line, size = nb.format_plan(buf, table, plan, blob, offsets, entry, line, out)
+        entry, line, size = rows_nb.format_plan(buf, table, plan, blob, offsets, entry, line, out)
         if size:
             write(out[:size].tobytes())
     importer.plan.clear()
