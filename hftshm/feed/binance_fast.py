@@ -112,6 +112,52 @@ def _blocks(path: Path, on_bytes: Callable[[int], None]):
         raw.close()
 
 
+def _prefetched(blocks, depth: int = 2):
+    """The blocks inflated on a thread (zlib releases the GIL) while the caller scans the one before."""
+    import queue
+    import threading
+
+    pipe: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    failure: list[BaseException] = []
+    stop = threading.Event()
+
+    def run():
+        try:
+            for block in blocks:
+                while not stop.is_set():
+                    try:
+                        pipe.put(block, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # re-raised in the caller's thread
+            failure.append(exc)
+        finally:
+            blocks.close()
+            pipe.put(done)
+
+    thread = threading.Thread(target=run, name="hftshm-import-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            block = pipe.get()
+            if block is done:
+                if failure:
+                    raise failure[0]
+                return
+            yield block
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                pipe.get(timeout=0.1)
+            except queue.Empty:
+                pass
+
+
 def import_scanned(path: Path, name: str, write: Callable[[bytes], None], *, strict: bool = False,
                    on_progress: Callable[[int, int], None] | None = None) -> ImportSummary:
     """Import one recording; rows go to ``write`` as bytes. Same rows and summary as the line path."""
@@ -119,7 +165,7 @@ def import_scanned(path: Path, name: str, write: Callable[[bytes], None], *, str
     total = path.stat().st_size
     report = (lambda done: on_progress(done, total)) if on_progress is not None else (lambda done: None)
     lines_before = 0
-    for data in _blocks(path, report):
+    for data in _prefetched(_blocks(path, report)):
         if b"\r" in data:  # universal newlines would split these lines differently: the line path decides
             lines_before = _feed_text(importer, data, name, lines_before)
             _write_plan(importer, data, np.zeros((0, nb.N_COLS), np.int64), write)

@@ -178,6 +178,9 @@ def test_strict_stops_at_the_same_line(tmp_path):
             import_files([src], tmp_path / "out.csv", strict=True, fast=fast)
         messages.append(str(err.value))
     assert messages[0] == messages[1] and ":2:" in messages[0]
+    import threading
+
+    assert not any(t.name == "hftshm-import-reader" for t in threading.enumerate())  # stopped with the import
 
 
 @pytest.mark.skipif(not RAW_RECORDING, reason="set HFTSHM_RAW_RECORDING to the raw Binance recording of the day")
@@ -193,3 +196,19 @@ def test_real_recording_gives_the_shipped_day_both_ways(tmp_path):
     with gzip.open(SHIPPED_DAY, "rb") as handle:
         assert outputs[0][0] == handle.read()
     assert summary.rows == 598_753 and summary.gaps == [] and not summary.rejects
+
+
+def test_a_truncated_gzip_fails_the_same_way_and_leaves_no_reader(tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(binance_fast, "BLOCK_BYTES", 256)
+    src = write_recording(tmp_path / "rec.gz", [book_ticker(k, k, ("1", "1"), ("2", "1")) for k in range(200)])
+    src.write_bytes(src.read_bytes()[:-40])
+    errors = []
+    for fast in (True, False):
+        with pytest.raises(Exception) as err:
+            import_files([src], tmp_path / "out.csv", fast=fast)
+        errors.append(type(err.value))
+        assert not (tmp_path / "out.csv").exists() and not (tmp_path / "out.csv.partial").exists()
+    assert errors[0] is errors[1]
+    assert not any(t.name == "hftshm-import-reader" for t in threading.enumerate())
