@@ -11,7 +11,8 @@ Rows (market events) per second for:
 * ``backtest-python``: the same strategy through the Python path (``StrategyHost`` callbacks), on
   the first ``--python-rows`` events: what a plain-Python strategy costs;
 * ``hftbacktest-*``: hftbacktest on the raw recording, when an interpreter with it is given
-  (``--peer-python``; it is never a dependency) or importable here.
+  (``--peer-python``; it is never a dependency) or importable here; ``hftbacktest-convert`` (its
+  ``binancefutures.convert``) next to ``hftshm-import`` (``hftshm data import`` of the same file).
 
 Both CPU seconds and wall seconds are measured; ``ops_per_s`` uses CPU time, which a machine shared
 with other work disturbs less (wall figures are reported next to it).
@@ -189,9 +190,30 @@ def _peer(peer_python: str | None, peer_data: Path | None, notes: list[str]) -> 
     peer = json.loads(proc.stdout.strip().splitlines()[-1])
     rows = peer["rows"]
     nan = float("nan")
-    return [
+    ours = _import(peer_data)
+    notes.append(f"conversion of {peer_data.name}: hftshm data import {ours['wall_s']:.2f} s wall "
+                 f"({ours['cpu_s']:.2f} s CPU; first in the process: {ours['first_wall_s']:.2f} s, with the "
+                 f"kernels' load), hftbacktest binancefutures.convert {peer['convert_s']:.2f} s: "
+                 f"{ours['wall_s'] / peer['convert_s']:.2f}x")
+    return [ours,
+        {"name": "hftbacktest-convert", "ops_per_s": nan, "wall_rows_per_s": rows / peer["convert_s"],
+         "wall_s": peer["convert_s"], "p50_ns": nan, "p99_ns": nan, "p999_ns": nan, "rows": rows},
         {"name": "hftbacktest-compile", "ops_per_s": nan, "wall_rows_per_s": peer["rows_per_s_cold"],
          "wall_s": peer["cold_s"], "p50_ns": nan, "p99_ns": nan, "p999_ns": nan, "rows": rows},
         {"name": "hftbacktest-warm", "ops_per_s": nan, "wall_rows_per_s": peer["rows_per_s_warm"],
          "wall_s": peer["warm_s"], "p50_ns": nan, "p99_ns": nan, "p999_ns": nan, "rows": rows},
     ]
+
+
+def _import(raw: Path) -> dict:
+    """hftshm's import of the same raw recording (gzip level 1 output): the peer of binancefutures.convert."""
+    from hftshm.feed.binance import import_files
+
+    nan = float("nan")
+    with tempfile.TemporaryDirectory(prefix="hftshm-bench-import-") as tmp:
+        first = import_files([raw], Path(tmp) / "day.csv.gz")
+        runs = [import_files([raw], Path(tmp) / "day.csv.gz") for _ in range(3)]
+    best = min(runs, key=lambda run: run.cpu_s)
+    return {"name": "hftshm-import", "ops_per_s": best.rows / best.cpu_s, "wall_rows_per_s": best.rows / best.elapsed_s,
+            "cpu_s": best.cpu_s, "wall_s": best.elapsed_s, "first_wall_s": first.elapsed_s, "p50_ns": nan,
+            "p99_ns": nan, "p999_ns": nan, "rows": best.rows}

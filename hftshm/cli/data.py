@@ -47,7 +47,9 @@ def import_command(
     out: Path = typer.Option(..., "--out", "-o", help="tick CSV to write (.gz compresses)"),
     format: str = typer.Option("binance", "--format", help="recording format (binance: spot and futures streams)"),
     strict: bool = typer.Option(False, "--strict", help="stop at the first malformed line"),
-    compress_level: int = typer.Option(6, "--compress-level", min=1, max=9, help="gzip level for a .gz output"),
+    compress_level: int = typer.Option(1, "--compress-level", min=1, max=9,
+                                       help="gzip level for a .gz output (1: fastest, compression is most of an "
+                                            "import's time; 6: about a quarter smaller, twice the time)"),
 ) -> None:
     """Convert exchange recordings to the canonical tick CSV, with Binance's book synchronisation."""
     from rich.console import Console
