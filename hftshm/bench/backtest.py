@@ -31,6 +31,7 @@ from pathlib import Path
 import typer
 
 DEFAULT_DATA = Path("data/btcusdt_20240808.csv.gz")
+DEFAULT_RAW = Path("data/binance_usdm_btcusdt_20240808.gz")  # the raw recording DEFAULT_DATA came from
 PEER_SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "hftbacktest_peer.py"
 
 _CHILD = r"""
@@ -56,7 +57,7 @@ def backtest_command(
     repeats: int = typer.Option(5, "--repeats", "-n", help="warm in-process runs"),
     python_rows: int = typer.Option(100_000, "--python-rows", help="events for the Python-path run (0: skip)"),
     peer_python: str = typer.Option(None, "--peer-python", help="interpreter with hftbacktest installed"),
-    peer_data: Path = typer.Option(None, "--peer-data",
+    peer_data: Path = typer.Option(DEFAULT_RAW, "--peer-data",
                                    help="the raw Binance recording (the source of the shipped day) for hftbacktest"),
     json_path: Path = typer.Option(None, "--json", help="write {\"results\": [...]} here"),
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +15,8 @@ from hftshm.feed.testing import book_ticker, depth, local_ns, snapshot, trade, w
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_DAY = REPO / "data" / "btcusdt_20240808.csv.gz"
-# the raw recording the shipped day was converted from (not in the repository: 28 MB; see data/README.md)
-RAW_RECORDING = os.environ.get("HFTSHM_RAW_RECORDING")
+# the raw recording the shipped day was converted from (data/README.md)
+RAW_RECORDING = REPO / "data" / "binance_usdm_btcusdt_20240808.gz"
 
 TS = local_ns(0)
 DEPTH = ('{"stream":"btcusdt@depth@0ms","data":{"e":"depthUpdate","E":1723161256299,"T":1723161256298,'
@@ -183,7 +182,6 @@ def test_strict_stops_at_the_same_line(tmp_path):
     assert not any(t.name == "hftshm-import-reader" for t in threading.enumerate())  # stopped with the import
 
 
-@pytest.mark.skipif(not RAW_RECORDING, reason="set HFTSHM_RAW_RECORDING to the raw Binance recording of the day")
 def test_real_recording_gives_the_shipped_day_both_ways(tmp_path):
     src = Path(RAW_RECORDING)
     outputs = []
