@@ -177,6 +177,17 @@ def _skip_value(buf, i, end, stack):
 
 
 @njit(cache=True)
+def _string_then_ws(buf, i, end):
+    """A JSON string at ``i``: the index after it and the whitespace that follows; -1 if none is there."""
+    if i >= end or buf[i] != 34:
+        return -1
+    i = _string_end(buf, i, end)
+    if i < 0:
+        return -1
+    return _ws(buf, i, end)
+
+
+@njit(cache=True)
 def _levels_end(buf, i, end):
     """An array of [string, string] pairs at i: (index after it, pair count), or (-1, 0) if it is not one."""
     i = _ws(buf, i + 1, end)
@@ -186,23 +197,11 @@ def _levels_end(buf, i, end):
     while True:
         if i >= end or buf[i] != 91:
             return -1, 0
-        i = _ws(buf, i + 1, end)
-        if i >= end or buf[i] != 34:
+        i = _string_then_ws(buf, _ws(buf, i + 1, end), end)
+        if i < 0 or i >= end or buf[i] != 44:
             return -1, 0
-        i = _string_end(buf, i, end)
-        if i < 0:
-            return -1, 0
-        i = _ws(buf, i, end)
-        if i >= end or buf[i] != 44:
-            return -1, 0
-        i = _ws(buf, i + 1, end)
-        if i >= end or buf[i] != 34:
-            return -1, 0
-        i = _string_end(buf, i, end)
-        if i < 0:
-            return -1, 0
-        i = _ws(buf, i, end)
-        if i >= end or buf[i] != 93:
+        i = _string_then_ws(buf, _ws(buf, i + 1, end), end)
+        if i < 0 or i >= end or buf[i] != 93:
             return -1, 0
         count += 1
         i = _ws(buf, i + 1, end)

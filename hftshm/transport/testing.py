@@ -36,3 +36,19 @@ def no_segment_leaks(prefix: str | None = None) -> Iterator[None]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(SHM_DIR, name))
     assert not leaked, f"shared memory segments left behind: {leaked}"
+
+
+@contextlib.contextmanager
+def temporary_rings(specs: dict[str, tuple[str, int]]) -> Iterator[dict]:
+    """Rings {key: Ring} made from {key: (layout, capacity)}, unlinked afterwards, with a leak check."""
+    from hftshm.transport.ring import Ring
+
+    with no_segment_leaks():
+        made = {key: Ring.create(unique_name(key[:6]), layout, capacity) for key, (layout, capacity) in specs.items()}
+        try:
+            yield made
+        finally:
+            for ring in made.values():
+                ring.close()
+                ring.unlink()
+

@@ -15,8 +15,7 @@ from hftshm.exchange.session import VenueSession
 from hftshm.exchange.worker import COUNTERS, ExchangeWorker
 from hftshm.oms.engine import ORDER
 from hftshm.runtime.worker import WorkerContext
-from hftshm.transport.ring import Ring
-from hftshm.transport.testing import no_segment_leaks, unique_name
+from hftshm.transport.testing import temporary_rings
 
 T0 = 1_700_000_000_000_000_000
 US = 1000
@@ -25,18 +24,9 @@ C = {name: i for i, name in enumerate(COUNTERS)}
 
 @pytest.fixture
 def rings():
-    with no_segment_leaks():
-        made = {
-            "orders": Ring.create(unique_name("xo"), "order", 64),
-            "md": Ring.create(unique_name("xm"), "market_event", 64),
-            "reports": Ring.create(unique_name("xr"), "execution_report", 64),
-        }
-        try:
-            yield made
-        finally:
-            for ring in made.values():
-                ring.close()
-                ring.unlink()
+    specs = {"orders": ("order", 64), "md": ("market_event", 64), "reports": ("execution_report", 64)}
+    with temporary_rings(specs) as made:
+        yield made
 
 
 def start(rings, tmp_path: Path, counters: np.ndarray) -> ExchangeWorker:

@@ -15,7 +15,7 @@ from hftshm.exchange.worker import COUNTERS, WATERMARK_ACTION, ExchangeWorker
 from hftshm.metrics.histogram_nb import COUNT, SLOTS
 from hftshm.runtime.worker import WorkerContext
 from hftshm.transport.ring import Ring
-from hftshm.transport.testing import no_segment_leaks, unique_name
+from hftshm.transport.testing import no_segment_leaks, temporary_rings, unique_name
 
 T0 = 1_700_000_000_000_000_000
 US = 1000
@@ -23,18 +23,9 @@ US = 1000
 
 @pytest.fixture
 def rings():
-    with no_segment_leaks():
-        made = {
-            "orders": Ring.create(unique_name("xo"), "order", 64),
-            "md": Ring.create(unique_name("xm"), "market_event", 64),
-            "reports": Ring.create(unique_name("xr"), "execution_report", 8),
-        }
-        try:
-            yield made
-        finally:
-            for ring in made.values():
-                ring.close()
-                ring.unlink()
+    specs = {"orders": ("order", 64), "md": ("market_event", 64), "reports": ("execution_report", 8)}
+    with temporary_rings(specs) as made:
+        yield made
 
 
 def start(rings, tmp_path: Path, **params) -> tuple[ExchangeWorker, WorkerContext]:
