@@ -143,7 +143,7 @@ class ExchangeWorker(Worker):
                 cancels = view[view["action"] == Action.CANCEL]
                 if len(cancels):
                     self.counters[_C["orders_in"]] += len(cancels)
-                    self.sim.on_orders(cancels)
+                    self._publish(self.sim.on_orders(cancels))  # those already due are answered at once
                     self._publish(self.sim.flush())
             else:
                 self._held.push(self._take_orders(view))

@@ -32,7 +32,7 @@ import time
 import numpy as np
 
 from hftshm.codes import Reason, TradingState
-from hftshm.oms import cycle_nb, oms_nb
+from hftshm.oms import cycle_nb, oms_nb, timers_nb
 from hftshm.oms.config import journal_path, spill_path
 from hftshm.oms.engine import ORDER_EVENT, OmsEngine
 from hftshm.oms.journal import Journal, journal_pending_records
@@ -112,6 +112,8 @@ class OmsWorker(Worker):
             self._report_records = tuple(r.records for r in self.reports_out)
         self._lockstep = lockstep.enabled(ctx)
         self._market_clock_ns = 0
+        if self._lockstep:
+            self._warm_lockstep()
         self.recovering = True
         self.counters[_X["recovering_gauge"]] = 1
         self._recovery_deadline = time.monotonic() + config.recovery_timeout_s
@@ -206,6 +208,21 @@ class OmsWorker(Worker):
             self._publish(now)
         self._update_counters()
         return work
+
+    def _warm_lockstep(self) -> None:
+        """Compile (or load) the kernels of the deterministic cycle with its exact argument types now,
+        not inside a step: empty batches, a clock before any deadline."""
+        engine = self.engine
+        orders, reports = self.orders_in.records[:0], self.reports_in.records[:0]
+        engine.on_orders(orders, 0, 0)
+        engine.on_reports(reports, 0, 0)
+        timers_nb.on_timers(engine.book, engine.ctl, engine.out, np.int64(-1), np.int64(0))
+        histogram = self._histogram if self._hop is not None else np.zeros(0, dtype=np.int64)
+        # stamps as a field of a record array (strided: numba's 'A' layout); zero stamps are skipped
+        cycle_nb.record_hops(histogram, np.zeros(2, dtype=reports.dtype)["local_ts_ns"], 0)
+        cycle_nb.record_hops(histogram, np.zeros(2, dtype=np.int64), 0)
+        cycle_nb.record_tick_to_order(self._tick_to_order, orders, 0)
+        engine.clear()
 
     def _lockstep_cycle(self) -> int:
         """Deterministic runs: the same steps on market time. Reports up to the exchange's watermark,
