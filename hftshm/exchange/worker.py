@@ -31,7 +31,7 @@ import numpy as np
 
 from hftshm.codes import Action
 from hftshm.exchange import fill_model_nb as fm
-from hftshm.exchange import lockstep as held
+from hftshm.exchange import lockstep as exchange_lockstep
 from hftshm.exchange.config import ExchangeConfig
 from hftshm.exchange.session import VenueSession
 from hftshm.exchange.simulator import ExchangeSimulator
@@ -79,7 +79,7 @@ class ExchangeWorker(Worker):
         self._backlog: list[list[np.ndarray]] = [[] for _ in self.reports_out]
         self._iota = np.arange(max(ring.capacity for ring in self.reports_out), dtype=np.int64)
         self._lockstep = lockstep.enabled(ctx)
-        self._held = held.HeldReports()
+        self._held = exchange_lockstep.HeldReports()
         self._closed = False
         self._last_message_ns = 0
         # the simulator's totals restart from zero with the process; the status row keeps the run's
@@ -139,7 +139,7 @@ class ExchangeWorker(Worker):
         if len(view):
             self._record_hops(view)
             if self._closed:
-                self._publish(held.market_closed_rejects(view, self.sim.clock_ns))
+                self._publish(exchange_lockstep.market_closed_rejects(view, self.sim.clock_ns))
                 cancels = view[view["action"] == Action.CANCEL]
                 if len(cancels):
                     self.counters[_C["orders_in"]] += len(cancels)
@@ -162,10 +162,10 @@ class ExchangeWorker(Worker):
             n = len(events)  # the message runs past the ring's end: the rest comes with the next poll
         part = events[:n]
         if whole and lockstep.is_end_of_data(part):
-            until = held.drain_until(self._last_message_ns)
+            until = exchange_lockstep.drain_until(self._last_message_ns)
             self._held.push(self.sim.advance_to(until))
             self._publish(self._held.take_all())
-            self._publish(held.watermark(until), count=False)
+            self._publish(exchange_lockstep.watermark(until), count=False)
             self._closed = True
         else:
             self._held.push(self.sim.on_market(part))
@@ -174,7 +174,7 @@ class ExchangeWorker(Worker):
                 now = int(part["exch_ts_ns"][-1])
                 self._last_message_ns = now
                 self._publish(self._held.take_due(now))
-                self._publish(held.watermark(now), count=False)
+                self._publish(exchange_lockstep.watermark(now), count=False)
         self.market_in.release(n)
         self._update_counters()
         return work + n
