@@ -70,22 +70,24 @@ def _number_end(buf, i, end):
     else:
         return -1
     if i < end and buf[i] == 46:
-        i += 1
-        start = i
-        while i < end and 48 <= buf[i] <= 57:
-            i += 1
-        if i == start:
+        i = _digits_end(buf, i + 1, end)
+        if i < 0:
             return -1
     if i < end and (buf[i] == 101 or buf[i] == 69):
         i += 1
         if i < end and (buf[i] == 43 or buf[i] == 45):
             i += 1
-        start = i
-        while i < end and 48 <= buf[i] <= 57:
-            i += 1
-        if i == start:
-            return -1
+        i = _digits_end(buf, i, end)
     return i
+
+
+@njit(cache=True, inline="always")
+def _digits_end(buf, i, end):
+    """Index after one or more ASCII digits at i; -1 if there is none."""
+    start = i
+    while i < end and 48 <= buf[i] <= 57:
+        i += 1
+    return i if i > start else -1
 
 
 @njit(cache=True)
