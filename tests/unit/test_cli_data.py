@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hftshm.cli import app
+from hftshm.feed.instruments import Instrument, write_sidecar
 from hftshm.feed.testing import book_ticker, depth, read_tick_csv, snapshot, trade, write_recording, write_tick_csv
 
 T = 1_723_161_256_000_000_000
@@ -80,6 +81,8 @@ def test_check_reports_bad_rows_with_line_numbers_and_fails(runner, tmp_path):
         "1,2,BTCUSDT,trade",
         (T - 5, T - 5, "BTCUSDT", "trade", "sell", "100.0", "1.000", 4),
     ])
+    # the file's instruments know BTCUSDT only: NOPE rows are rows of an unknown symbol
+    write_sidecar(src, [Instrument("BTCUSDT", 1, "linear", "0.1", "0.001")], {})
     result = runner.invoke(app, ["data", "check", str(src)])
     assert result.exit_code == 1, result.output
     out = result.output
