@@ -29,6 +29,7 @@ class SymbolTable:
     def __init__(self, symbols: list[Symbol], explicit: dict[str, frozenset] | None = None):
         # which keys [symbols] set explicitly per symbol (a data file's instrument fills in the rest)
         self.explicit = dict(explicit or {})
+        self.fallback = False  # True: built-in defaults, not a user's config (data instruments replace them)
         self._by_name = {s.name: s for s in symbols}
         self._by_id = {s.symbol_id: s for s in symbols}
         if len(self._by_id) != len(symbols):
@@ -80,4 +81,6 @@ class SymbolTable:
         return max(self._by_id, default=0)
 
 
+# used when there is no config at all; a data file's own instruments replace these entries
 DEFAULT_SYMBOLS = SymbolTable([Symbol("BTCUSDT", 1, 0.1, 0.001), Symbol("ETHUSDT", 2, 0.01, 0.001)])
+DEFAULT_SYMBOLS.fallback = True

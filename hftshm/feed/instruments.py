@@ -324,7 +324,11 @@ def instruments_of(data: str | Path, *, scan: bool = True) -> list[Instrument]:
 
 def resolve(config: SymbolTable | None, instruments: Iterable[Instrument], source: str = "the data") -> SymbolTable:
     """The symbol table for a run: the data's instruments merged with ``[symbols]`` (config overrides)."""
+    instruments = list(instruments)
     configured = list(config) if config is not None else []
+    if config is not None and config.fallback:  # built-in defaults: the data's own instruments win
+        in_data = {i.symbol for i in instruments}
+        configured = [s for s in configured if s.name not in in_data]
     by_name = {s.name: s for s in configured}
     used_ids = {s.symbol_id for s in configured}
     out = list(configured)
