@@ -8,6 +8,7 @@ market: ``spot``, ``linear`` (USD-M: qty in the coin) or ``inverse`` (COIN-M: qt
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
 from hftshm.config import ConfigError, Section
 
@@ -23,6 +24,18 @@ class Symbol:
 
 
 MARKETS = ("spot", "linear", "inverse")
+
+
+class Market(IntEnum):
+    """Market kind as kernels take it (``hftshm.instruments_nb``); the names are ``MARKETS``."""
+
+    SPOT = 0
+    LINEAR = 1
+    INVERSE = 2
+
+    @classmethod
+    def of(cls, name: str) -> "Market":
+        return cls[name.upper()]
 
 
 class SymbolTable:
