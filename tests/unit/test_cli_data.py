@@ -109,3 +109,22 @@ def test_import_rejects_and_strict(runner, tmp_path):
     assert result.exit_code == 2 and "r.txt:2" in result.output
     result = runner.invoke(app, ["data", "import", str(src), "-o", str(tmp_path / "o.csv"), "--format", "kraken"])
     assert result.exit_code == 2 and "not supported" in result.output
+
+
+def test_progress_bar_shows_only_on_a_terminal_after_its_delay_and_not_with_quiet():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from hftshm.cli.data import _Progress
+
+    def shown(terminal: bool, quiet: bool, delay_s: float) -> str:
+        console = Console(file=StringIO(), force_terminal=terminal, width=100)
+        with _Progress(console, "importing", 1 << 20, quiet, delay_s=delay_s) as progress:
+            progress.update(1 << 19)
+        return console.file.getvalue()
+
+    assert "importing" in shown(terminal=True, quiet=False, delay_s=0)
+    assert shown(terminal=True, quiet=False, delay_s=60) == ""  # a short job: no bar
+    assert shown(terminal=True, quiet=True, delay_s=0) == ""
+    assert shown(terminal=False, quiet=False, delay_s=0) == ""
