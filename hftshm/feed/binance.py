@@ -461,9 +461,6 @@ def import_files(sources: Iterable[str | Path], out_path: str | Path, *, strict:
         tmp_path.replace(out_path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
-        from hftshm.feed.instruments import sidecar_path
-
-        sidecar_path(tmp_path).unlink(missing_ok=True)
         raise
     if on_progress is not None:
         on_progress(total, total)
@@ -511,29 +508,17 @@ def _record_instruments(tmp_path: Path, out_path: Path, summary: ImportSummary, 
     overrides, and write the sidecar next to the output (named for the final file)."""
     from hftshm.feed import instruments as inst
 
-    stats, _report = inst.scan_csv(tmp_path, summary.symbols)
     markets = {}
-    for symbol in stats:
+    for symbol in summary.symbols:
         depth = summary.depth_markets.get(symbol)
         markets[symbol] = inst.market_from_recording(symbol, depth is not None, depth == "spot")
     try:
-        found = inst.build_instruments(stats, markets, tick_sizes=overrides.get("tick_size"),
-                                       lot_sizes=overrides.get("lot_size"),
-                                       contract_sizes=overrides.get("contract_size"),
-                                       market_overrides=overrides.get("market"))
+        return inst.record_instruments(tmp_path, out_path, summary.symbols, markets, overrides,
+                                       {"sources": [p.name for p in paths]})
     except inst.OffGridError as exc:
         raise FeedImportError(_off_grid_in_sources(exc, paths)) from None
     except inst.InstrumentError as exc:
         raise FeedImportError(str(exc)) from None
-    sidecar = inst.write_sidecar(tmp_path, found, stats, {"sources": [p.name for p in paths]})
-    final = inst.sidecar_path(out_path)
-    body = json.loads(sidecar.read_text())
-    body["data"] = out_path.name
-    final_tmp = final.with_name(final.name + ".partial")
-    final_tmp.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
-    sidecar.unlink()
-    final_tmp.replace(final)
-    return found
 
 
 def _off_grid_in_sources(error, paths: list[Path]) -> str:

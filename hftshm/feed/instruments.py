@@ -280,6 +280,19 @@ def symbols_in_csv(path: str | Path) -> list[str]:
     return sorted(s.decode(errors="replace").upper() for s in seen if s)
 
 
+def record_instruments(tmp_path: Path, out_path: Path, names: Iterable[str], markets: dict[str, str],
+                       overrides: dict, extra: dict | None = None) -> list[Instrument]:
+    """An importer's last step: scan the rows written to ``tmp_path``, infer each symbol's instrument
+    (overrides applied; OffGridError when one does not fit), and write the sidecar for ``out_path``
+    (before the output is renamed into place, so a reader never sees data without its instruments)."""
+    stats, _report = scan_csv(tmp_path, names)
+    found = build_instruments(stats, markets, tick_sizes=overrides.get("tick_size"),
+                              lot_sizes=overrides.get("lot_size"), contract_sizes=overrides.get("contract_size"),
+                              market_overrides=overrides.get("market"))
+    write_sidecar(out_path, found, stats, extra)
+    return found
+
+
 # --------------------------------------------------------------------- sidecar files
 
 
