@@ -91,6 +91,21 @@ class _Progress:
 
 
 QuietOption = typer.Option(False, "--quiet", "-q", help="no progress bar")
+IMPORT_FORMATS = ("binance", "tardis", "hftbacktest")
+
+
+def _importer(fmt: str):
+    if fmt == "tardis":
+        from hftshm.feed.tardis import import_tardis
+
+        return import_tardis
+    if fmt == "hftbacktest":
+        from hftshm.feed.hftbacktest_npz import import_npz
+
+        return import_npz
+    from hftshm.feed.binance import import_files
+
+    return import_files
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -105,7 +120,10 @@ def import_command(
     sources: List[Path] = typer.Argument(..., help="recordings: '<local ns> <stream JSON>' lines, gzip or plain; "
                                                     "several files of one recording continue each other"),
     out: Path = typer.Option(..., "--out", "-o", help="tick CSV to write (.gz compresses)"),
-    format: str = typer.Option("binance", "--format", help="recording format (binance: spot and futures streams)"),
+    format: str = typer.Option("binance", "--format",
+                               help="binance (spot and futures stream recordings), tardis (Tardis.dev CSV: "
+                                    "incremental_book_L2, book_snapshot_N, trades, quotes), hftbacktest (npz "
+                                    "event files)"),
     strict: bool = typer.Option(False, "--strict", help="stop at the first malformed line"),
     compress_level: int = typer.Option(1, "--compress-level", min=1, max=9,
                                        help="gzip level for a .gz output (1: fastest, compression is most of an "
@@ -117,16 +135,19 @@ def import_command(
                                                  "BTC 100, others 10)"),
     market: List[str] = typer.Option(None, "--market", help="SYMBOL=spot|linear|inverse (default: from the streams)"),
     quiet: bool = QuietOption,
+    symbol: str = typer.Option(None, "--symbol", help="hftbacktest npz: the symbol its events are of (required)"),
 ) -> None:
     """Convert exchange recordings to the canonical tick CSV, with Binance's book synchronisation; each
     symbol's instrument (market, tick, lot, contract size) goes to OUT.instruments.json next to it."""
     from rich.console import Console
 
-    from hftshm.feed.binance import FeedImportError, import_files
+    from hftshm.feed.binance import FeedImportError
     from hftshm.feed.instruments import parse_overrides
 
-    if format.lower() != "binance":
-        raise typer.BadParameter(f"format {format!r} is not supported; supported: binance", param_hint="--format")
+    fmt = format.lower()
+    if fmt not in IMPORT_FORMATS:
+        raise typer.BadParameter(f"format {format!r} is not supported; supported: {', '.join(IMPORT_FORMATS)}",
+                                 param_hint="--format")
     console = Console()
     total = sum(p.stat().st_size for p in sources if p.is_file())
     overrides = {"tick_size": parse_overrides(tick_size, "--tick-size"),
@@ -135,8 +156,10 @@ def import_command(
                  "market": {k: v.lower() for k, v in parse_overrides(market, "--market").items()}}
     with _Progress(console, "importing", total, quiet) as progress:
         try:
-            summary = import_files(sources, out, strict=strict, compresslevel=compress_level,
-                                   on_progress=progress.update, overrides=overrides)
+            convert = _importer(fmt)
+            kwargs = {"symbol": symbol} if fmt == "hftbacktest" else {}
+            summary = convert(sources, out, strict=strict, compresslevel=compress_level,
+                              on_progress=progress.update, overrides=overrides, **kwargs)
         except FeedImportError as exc:
             _fail(str(exc))
     _print_import_summary(console, summary, out)
@@ -294,6 +317,39 @@ def check_command(
         console.print(f"[red]error:[/red] {refusal}")
     if report.rejected or books.rejected():
         raise typer.Exit(1)
+
+
+@data_app.command("export-hftbacktest")
+def export_hftbacktest_command(
+    source: Path = typer.Argument(..., help="tick CSV (plain or .gz)"),
+    out: Path = typer.Option(..., "--out", "-o", help="hftbacktest event file to write (.npz)"),
+    symbol: str = typer.Option(None, "--symbol", help="the symbol to export (required when the file holds several)"),
+    config: Path = ConfigOption,
+    quiet: bool = QuietOption,
+) -> None:
+    """Write one symbol of a tick CSV as an hftbacktest npz event file (its 64-byte event dtype, EXCH/LOCAL
+    flags from the exchange-time and local-time orders)."""
+    import time
+
+    from rich.console import Console
+
+    from hftshm.feed.binance import FeedImportError
+    from hftshm.feed.hftbacktest_npz import export_npz
+    from hftshm.feed.tickcsv import TickCsvError
+
+    console = Console()
+    _require_file(source)
+    symbols = _symbols(config, [source])
+    started = time.perf_counter()
+    try:
+        counts = export_npz(source, out, symbols, symbol.upper() if symbol else None)
+    except (FeedImportError, TickCsvError) as exc:
+        _fail(str(exc))
+    except KeyError as exc:
+        _fail(str(exc.args[0]))
+    console.print(f"{out}: {counts['rows']:,} hftbacktest rows for {counts['events']:,} events in "
+                  f"{time.perf_counter() - started:.2f} s: " + ", ".join(
+                      f"{k} {counts[k]:,}" for k in ("depth", "snapshot", "clear", "trade", "bbo")))
 
 
 @data_app.command("info")
