@@ -179,8 +179,10 @@ def export_npz(source: str | Path, out_path: str | Path, symbols, symbol: str | 
     from hftshm.feed.hftbacktest_npz_nb import merge_orders
     from hftshm.feed.tickcsv import iter_records
 
+    from hftshm.feed.instruments import instruments_of
+
     source, out_path = Path(source), Path(out_path)
-    names = [s.name for s in symbols]
+    names = [i.symbol for i in instruments_of(source)]
     if symbol is None:
         if len(names) != 1:
             raise FeedImportError(f"{source} holds {', '.join(names)}: an hftbacktest file is one asset, give --symbol")
