@@ -69,7 +69,7 @@ def run_backtest(config: Any, data: str | Path | np.ndarray, strategy: str, para
     if engine_name not in ENGINES:
         raise ValueError(f"engine {engine_name!r}; allowed: {', '.join(ENGINES)}")
     raw = platform_raw(config)
-    symbols, data_symbols = _symbols_for(raw, data)
+    symbols, data_symbols = symbol_table_for(raw, data)
     name, spec, merged, sym_name = resolve_strategy(raw, symbols, strategy, params, symbol)
     if symbol is None and len(data_symbols) == 1 and sym_name not in data_symbols:
         sym_name = data_symbols[0]  # one instrument in the data: the strategy trades it
@@ -106,7 +106,7 @@ def run_backtest(config: Any, data: str | Path | np.ndarray, strategy: str, para
                    venue, elapsed, equity_interval_ms)
 
 
-def _symbols_for(raw: dict, data) -> tuple[SymbolTable, list[str]]:
+def symbol_table_for(raw: dict, data) -> tuple[SymbolTable, list[str]]:
     """(symbol table, the data's symbols): the data's instruments (hftshm.feed.instruments) merged with
     [symbols], the config overriding; an events array brings none."""
     from hftshm.backtest.data import BacktestDataError
