@@ -342,7 +342,8 @@ def export_hftbacktest_command(
     symbols = _symbols(config, [source])
     started = time.perf_counter()
     try:
-        counts = export_npz(source, out, symbols, symbol.upper() if symbol else None)
+        with _Progress(console, "exporting", source.stat().st_size, quiet) as progress:
+            counts = export_npz(source, out, symbols, symbol.upper() if symbol else None, on_progress=progress.update)
     except (FeedImportError, TickCsvError) as exc:
         _fail(str(exc))
     except KeyError as exc:

@@ -173,7 +173,8 @@ def _write_rows(events: np.ndarray, path: Path, symbol: str, out, summary: Impor
     out.write("".join(rows).encode())
 
 
-def export_npz(source: str | Path, out_path: str | Path, symbols, symbol: str | None = None) -> dict:
+def export_npz(source: str | Path, out_path: str | Path, symbols, symbol: str | None = None,
+               on_progress: Callable[[int, int], None] | None = None) -> dict:
     """One symbol of a canonical CSV -> an hftbacktest npz (``data``); returns counts by kind."""
     from hftshm.codes import EventFlag, EventKind, Side
     from hftshm.feed.hftbacktest_npz_nb import merge_orders
@@ -188,7 +189,7 @@ def export_npz(source: str | Path, out_path: str | Path, symbols, symbol: str | 
             raise FeedImportError(f"{source} holds {', '.join(names)}: an hftbacktest file is one asset, give --symbol")
         symbol = names[0]
     symbol_id = symbols.by_name(symbol).symbol_id
-    blocks = [b[b["symbol_id"] == symbol_id].copy() for b in iter_records(source, symbols)]
+    blocks = [b[b["symbol_id"] == symbol_id].copy() for b in iter_records(source, symbols, on_progress=on_progress)]
     records = np.concatenate(blocks) if blocks else np.zeros(0, np.dtype([("kind", "u1")]))
     kinds, sides, flags = records["kind"], records["side"], records["flags"]
     side_bits = np.where(sides == Side.BUY, BUY_EVENT, np.where(sides == Side.SELL, SELL_EVENT, 0)).astype(np.uint64)
