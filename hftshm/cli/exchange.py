@@ -121,7 +121,6 @@ def _replay_symbols(orders_csv: Path, configured, instrument_files, tick_sizes, 
     """The symbol table for a replay: the config's, the --instruments files', then every other symbol of
     the orders file with the grid its own prices and quantities are on; --tick-size/--lot-size win."""
     from dataclasses import replace
-    from decimal import Decimal, InvalidOperation
 
     from hftshm.exchange.csv_io import order_symbols
     from hftshm.feed import instruments as inst
@@ -154,7 +153,7 @@ def _replay_symbols(orders_csv: Path, configured, instrument_files, tick_sizes, 
         table.append(Symbol(name, next_id, float(inst.parse_step(tick, f"tick of {name}")),
                             float(inst.parse_step(lot, f"lot of {name}"))))
         next_id += 1
-    for name, step in {**ticks}.items():
+    for name in ticks:
         if name not in seen and name not in symbols:
             raise inst.InstrumentError(f"--tick-size names {name}, which is neither in the orders nor configured")
     out = []
@@ -172,7 +171,6 @@ def _grid_of(texts: list[str]) -> str | None:
 
     from hftshm.feed.instruments import text_of
 
-    scale, units = 0, []
     values = []
     for text in texts:
         try:

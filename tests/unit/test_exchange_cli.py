@@ -279,3 +279,23 @@ def test_tick_size_option_sets_the_grid_of_any_symbol(tmp_path):
         1,reject,1.25,1,0,0,bad_price
         2,ack,1.3,1,1,0,
     """)
+
+
+def test_instruments_of_a_data_file_give_the_grid(tmp_path):
+    from hftshm.feed.instruments import Instrument, write_sidecar
+
+    data = tmp_path / "cm.csv.gz"  # only its instruments file is read
+    write_sidecar(data, [Instrument("ETHUSD_PERP", 1, "inverse", "0.01", "1", "10")], {})
+    out, err, code = replay(tmp_path, """
+        1,1,a,ETHUSD_PERP,new,buy,limit,gtc,2680.495,1
+        2,2,a,ETHUSD_PERP,new,buy,limit,gtc,2680.49,0.5
+        3,3,a,ETHUSD_PERP,new,buy,limit,gtc,2680.49,2
+    """, "--instruments", str(data))
+    assert code == 0, err
+    assert out == golden("""
+        1,reject,2680.495,1,0,0,bad_price
+        2,reject,2680.49,0.5,0,0,bad_qty
+        3,ack,2680.49,2,2,0,
+    """)
+    _, err, code = replay(tmp_path, "1,1,a,X,new,buy,limit,gtc,1,1", "--instruments", str(tmp_path / "none.csv"))
+    assert code == 2 and "neither a tick CSV nor an instruments file" in err
