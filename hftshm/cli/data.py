@@ -145,6 +145,9 @@ def import_command(
     from hftshm.feed.instruments import parse_overrides
 
     fmt = format.lower()
+    if symbol and fmt != "hftbacktest":
+        raise typer.BadParameter("--symbol names the symbol of an hftbacktest npz; the other formats say it",
+                                 param_hint="--symbol")
     if fmt not in IMPORT_FORMATS:
         raise typer.BadParameter(f"format {format!r} is not supported; supported: {', '.join(IMPORT_FORMATS)}",
                                  param_hint="--format")
@@ -357,6 +360,9 @@ def export_hftbacktest_command(
 def info_command(
     source: Path = typer.Argument(..., help="tick CSV (plain or .gz)"),
     config: Path = ConfigOption,
+    write: bool = typer.Option(False, "--write", help="a CSV without instruments file: write the inferred one "
+                                                      "(what hftshm run reads for [feed] data)"),
+    market: List[str] = typer.Option(None, "--market", help="with --write: SYMBOL=spot|linear|inverse"),
 ) -> None:
     """The instruments of a tick CSV (its .instruments.json sidecar, else inferred from the rows), merged
     with [symbols] of the config, and each symbol's time range and row counts."""
@@ -376,9 +382,15 @@ def info_command(
                       + (f" (imported from {', '.join(body['sources'])})" if body.get("sources") else ""))
     else:
         stats, _report = inst.scan_csv(source)
-        found = inst.build_instruments(stats, {})
+        try:
+            found = inst.build_instruments(stats, {}, market_overrides={
+                k: v.lower() for k, v in inst.parse_overrides(market, "--market").items()})
+        except inst.InstrumentError as exc:
+            _fail(str(exc))
         console.print(f"{source}: no {inst.SIDECAR_SUFFIX} sidecar; instruments inferred from the rows "
-                      f"(market kind unknown: assumed linear unless the name says inverse)")
+                      f"(market kind: from --market, else linear unless the name says inverse)")
+        if write:
+            console.print(f"wrote {inst.write_sidecar(source, found, stats)}")
 
     def when(ns: int) -> str:
         return datetime.fromtimestamp(ns / 1e9, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
@@ -387,8 +399,8 @@ def info_command(
         console.print(f"instrument {_describe_instrument(item)}")
         if item.symbol in symbols:
             used = symbols.by_name(item.symbol)
-            console.print(f"  as used with {config}: id {used.symbol_id}, {used.market}, tick {used.tick_size:g}, "
-                          f"lot {used.lot_size:g}" + (f", contract {used.contract_size:g} USD"
+            console.print(f"  as used with {config}: id {used.symbol_id}, {used.market}, tick {_step_text(used.tick_size)}, "
+                          f"lot {_step_text(used.lot_size)}" + (f", contract {used.contract_size:g} USD"
                                                       if used.market == "inverse" else ""))
         s = stats.get(item.symbol)
         if s:
@@ -396,6 +408,21 @@ def info_command(
             console.print(f"  {when(s['first_exch_ts_ns'])} .. {when(s['last_exch_ts_ns'])} UTC (exchange time), "
                           f"{sum(rows.values()):,} rows: "
                           + ", ".join(f"{k} {rows.get(k, 0):,}" for k in ("depth", "snapshot", "trade", "bbo", "clear")))
+
+
+def _step_text(value: float) -> str:
+    from decimal import Decimal
+
+    from hftshm.feed.instruments import text_of
+
+    return text_of(Decimal(repr(float(value))))
+
+
+def _e8_text(gcd_e8: int) -> str:
+    from hftshm.feed.instruments import step_from_e8, text_of
+
+    step = step_from_e8(gcd_e8)
+    return text_of(step) if step is not None else "-"
 
 
 def _print_statistics(console, report, books) -> None:
@@ -407,18 +434,16 @@ def _print_statistics(console, report, books) -> None:
         console.print(f"[bold]{name}[/bold] (id {stats['symbol_id']}): "
                       + ", ".join(f"{k} {rows[k]:,}" for k in ("depth", "snapshot", "trade", "bbo", "clear"))
                       + f"; {span:,.1f} s of exchange time")
-        console.print(f"  tick size: data {stats['inferred_tick_size']} (prices have up to {stats['price_decimals']} "
-                      f"decimals), config {stats['config_tick_size']}; lot size: data {stats['inferred_lot_size']}, "
-                      f"config {stats['config_lot_size']}")
+        data_tick, data_lot = (_e8_text(stats["price_gcd_e8"]), _e8_text(stats["qty_gcd_e8"]))
+        used = book.symbol
+        console.print(f"  {used.market}; tick size: data {data_tick} (prices printed with up to "
+                      f"{stats['price_decimals']} decimals), used {_step_text(used.tick_size)}; lot size: data "
+                      f"{data_lot}, used {_step_text(used.lot_size)}"
+                      + (f"; contract {used.contract_size:g} USD" if used.market == "inverse" else ""))
         console.print(f"  final book: bid {bid[0][0] if bid else '-'} / ask {ask[0][0] if ask else '-'}, "
                       f"{book.depth()[0]:,} bid and {book.depth()[1]:,} ask levels, "
                       f"{'valid' if book.valid else 'NOT valid (no snapshot since start or since a gap)'}, "
                       f"{book.messages:,} book messages")
-        inferred = stats["inferred_tick_size"]
-        config_tick = stats["config_tick_size"]
-        if inferred and config_tick and round(inferred / config_tick, 9) % 1:
-            console.print(f"  [red]prices are on a {inferred} grid, not a multiple of the configured tick "
-                          f"{config_tick}[/red]: fix [symbols.{name}] tick_size")
     offset = report.min_local_minus_exch_ns
     if offset is not None:
         behind = "behind" if offset < 0 else "ahead of"

@@ -183,3 +183,13 @@ def test_symbol_table_reads_market_and_contract_size():
     assert table.by_name("ETHUSD_PERP") == Symbol("ETHUSD_PERP", 3, 0.01, 1.0, "inverse", 10.0)
     with pytest.raises(ConfigError):
         SymbolTable.from_section({"X": {"id": 3, "tick_size": 0.01, "market": "options"}})
+
+
+def test_data_info_writes_the_instruments_of_a_csv_without_them(tmp_path):
+    src = write_tick_csv(tmp_path / "t.csv", [(T, T, "SOLUSDT", "trade", "buy", "150.25", "0.5", 1),
+                                               (T, T, "SOLUSDT", "trade", "sell", "150.5", "1.5", 2)])
+    result = CliRunner().invoke(app, ["data", "info", str(src), "--write", "--market", "SOLUSDT=spot",
+                                      "-c", str(tmp_path / "none")])
+    assert result.exit_code == 0, result.output
+    (found,) = inst.instruments_of(src)
+    assert (found.market, found.tick_size, found.lot_size) == ("spot", "0.25", "0.5")
