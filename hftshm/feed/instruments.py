@@ -184,31 +184,12 @@ def _checked_step(symbol: str, what: str, flag: str, override: str | None, infer
 
 
 class OffGridError(InstrumentError):
-    """The data is not on a grid it was said to be on; ``locate`` finds the first offending row."""
+    """The data is not on a grid it was said to be on (importers name the recording line they find it on)."""
 
-    def __init__(self, symbol: str, what: str, step: Decimal, inferred: Decimal, where: str = ""):
+    def __init__(self, symbol: str, what: str, step: Decimal, inferred: Decimal):
         self.symbol, self.what, self.step, self.inferred = symbol, what, step, inferred
-        self.where = where
-        super().__init__(self._text())
-
-    def _text(self) -> str:
-        head = f"{self.where}: " if self.where else ""
-        return (f"{head}{self.symbol}: {self.what} {text_of(self.step)} does not fit the data, whose values "
-                f"are on a {text_of(self.inferred)} grid")
-
-    def located(self, path: str | Path) -> "OffGridError":
-        """The same error naming the first row (file, line, value) off the grid."""
-        column = 5 if self.what == "tick size" else 6
-        found = first_off_grid(path, self.symbol, column, self.step)
-        if found is None:
-            return self
-        line, value = found
-        error = OffGridError(self.symbol, self.what, self.step, self.inferred)
-        error.where = f"{path}:{line}"
-        error.args = (f"{path}:{line}: {self.symbol} {'price' if column == 5 else 'qty'} {value} is off the "
-                      f"{self.what} grid {text_of(self.step)} (the data's values are on a "
-                      f"{text_of(self.inferred)} grid)",)
-        return error
+        super().__init__(f"{symbol}: {what} {text_of(step)} does not fit the data, whose values are on a "
+                         f"{text_of(inferred)} grid")
 
 
 def first_off_grid(path: str | Path, symbol: str, column: int, step: Decimal) -> tuple[int, str] | None:

@@ -263,7 +263,7 @@ def import_tardis(sources: Iterable[str | Path], out_path: str | Path, *, strict
             summary.instruments = inst.record_instruments(tmp_path, out_path, summary.symbols, markets,
                                                           overrides or {}, {"sources": [p.name for p in paths]})
         except inst.OffGridError as exc:
-            raise FeedImportError(f"{', '.join(map(str, paths))}: {exc}; nothing written") from None
+            raise FeedImportError(_off_grid_line(paths, exc)) from None
         except inst.InstrumentError as exc:
             raise FeedImportError(str(exc)) from None
         tmp_path.replace(out_path)
@@ -275,3 +275,31 @@ def import_tardis(sources: Iterable[str | Path], out_path: str | Path, *, strict
     summary.elapsed_s = time.perf_counter() - started
     summary.cpu_s = time.process_time() - cpu_started
     return summary
+
+
+def _off_grid_line(paths: list[Path], error) -> str:
+    """The first Tardis row whose price (tick) or amount (lot) of the symbol is off the grid given for it:
+    file, line, value, grid (the error path only: a plain scan)."""
+    from decimal import Decimal, InvalidOperation
+
+    from hftshm.feed.instruments import on_grid, text_of
+
+    suffix = ("price",) if error.what == "tick size" else ("amount",)
+    for path in paths:
+        with _open_text(path, []) as handle:
+            reader = csv.reader(handle)
+            header = [h.strip() for h in next(reader, [])]
+            columns = [k for k, h in enumerate(header) if h.endswith(suffix)]
+            for row in reader:
+                if len(row) != len(header) or row[1].strip().upper() != error.symbol:
+                    continue
+                for k in columns:
+                    try:
+                        value = Decimal(row[k])
+                    except InvalidOperation:
+                        continue
+                    if value != 0 and not on_grid(value, error.step):
+                        return (f"{path}:{reader.line_num}: {error.symbol} {header[k]} {row[k]} is off the "
+                                f"{error.what} grid {text_of(error.step)} given for it (the data is on a "
+                                f"{text_of(error.inferred)} grid); nothing written")
+    return f"{', '.join(map(str, paths))}: {error}; nothing written"

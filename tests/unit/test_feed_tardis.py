@@ -126,3 +126,14 @@ def test_not_a_tardis_file_and_malformed_rows(tmp_path):
     assert summary.rejects == {"malformed_row": 1} and summary.reject_lines == [(str(src), 2, "malformed_row")]
     with pytest.raises(FeedImportError, match=r"t.csv.gz:2: malformed row"):
         import_tardis([src], tmp_path / "o.csv", strict=True)
+
+
+def test_a_tick_size_the_data_is_not_on_names_the_row(tmp_path):
+    header = "exchange,symbol,timestamp,local_timestamp,id,side,price,amount"
+    src = _write(tmp_path / "t.csv.gz", header, [("binance", "ETHUSDT", T_US, T_US, "1", "buy", "2600.10", "1"),
+                                                  ("binance", "ETHUSDT", T_US, T_US, "2", "buy", "2600.15", "1")])
+    result = CliRunner().invoke(app, ["data", "import", "--format", "tardis", str(src), "-o", str(tmp_path / "o.csv"),
+                                      "--tick-size", "ETHUSDT=0.1"])
+    assert result.exit_code == 2
+    assert "t.csv.gz:3: ETHUSDT price 2600.15 is off the tick size grid 0.1" in " ".join(result.output.split())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv.gz"]
