@@ -64,23 +64,26 @@ class _Progress:
         self._bar = None
         self._task = None
 
-    def update(self, done: int, total: int | None = None) -> None:
+    def update(self, done: int, total: int | None = None, rows: int | None = None) -> None:
+        """``done`` bytes of ``total`` read; ``rows`` so far when the caller counts them (rows/s shown)."""
         import time
 
         if not self._enabled:
             return
+        elapsed = time.perf_counter() - self._started
         if self._bar is None:
-            if time.perf_counter() - self._started < self._delay:
+            if elapsed < self._delay:
                 return
-            from rich.progress import (BarColumn, DownloadColumn, Progress, TimeRemainingColumn,
+            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                        TransferSpeedColumn)
 
             self._bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), TimeRemainingColumn(), console=self._console,
-                                 transient=True)
+                                 TransferSpeedColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                                 console=self._console, transient=True)
             self._bar.start()
-            self._task = self._bar.add_task(self._description, total=total or self._total)
-        self._bar.update(self._task, completed=done)
+            self._task = self._bar.add_task(self._description, total=total or self._total, rate="")
+        rate = f"{rows / max(elapsed, 1e-9):,.0f} rows/s" if rows is not None else ""
+        self._bar.update(self._task, completed=done, rate=rate)
 
     def __enter__(self) -> "_Progress":
         return self

@@ -256,7 +256,7 @@ def import_tardis(sources: Iterable[str | Path], out_path: str | Path, *, strict
                     out.write("".join(chunk).encode())
                     chunk.clear()
                 if on_progress is not None and count & 4095 == 0:
-                    on_progress(sum(r.tell() for r in raws if not r.closed), total)
+                    on_progress(sum(r.tell() for r in raws if not r.closed), total, summary.rows)
             out.write("".join(chunk).encode())
         markets = {s: m or inst.market_from_recording(s, False, False) for s, m in markets.items()}
         try:

@@ -100,7 +100,8 @@ def iter_records(path: str | Path, symbols: SymbolTable, *, strict: bool = False
     """Yield blocks of ``market_event`` records parsed from ``path`` (each valid until the next is taken).
 
     Fill ``report`` (pass one in to read it afterwards) with line counts, issues and per-symbol stats.
-    ``on_progress(bytes_read, bytes_total)`` (file bytes, compressed for gzip) is called per block.
+    ``on_progress(bytes_read, bytes_total, records_so_far)`` (file bytes, compressed for gzip) is called per
+    block.
     """
     path = Path(path)
     if report is None:
@@ -132,7 +133,7 @@ def iter_records(path: str | Path, symbols: SymbolTable, *, strict: bool = False
         while True:
             chunk = handle.read(block_bytes)
             if on_progress is not None:
-                on_progress(raw_file.tell(), total_bytes)
+                on_progress(raw_file.tell(), total_bytes, report.records)
             if chunk:
                 data = rest + chunk
                 cut = data.rfind(b"\n")

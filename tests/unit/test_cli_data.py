@@ -121,10 +121,11 @@ def test_progress_bar_shows_only_on_a_terminal_after_its_delay_and_not_with_quie
     def shown(terminal: bool, quiet: bool, delay_s: float) -> str:
         console = Console(file=StringIO(), force_terminal=terminal, width=100)
         with _Progress(console, "importing", 1 << 20, quiet, delay_s=delay_s) as progress:
-            progress.update(1 << 19)
+            progress.update(1 << 19, rows=1000)
         return console.file.getvalue()
 
-    assert "importing" in shown(terminal=True, quiet=False, delay_s=0)
+    bar = shown(terminal=True, quiet=False, delay_s=0)
+    assert "importing" in bar and "rows/s" in bar and "MB" in bar
     assert shown(terminal=True, quiet=False, delay_s=60) == ""  # a short job: no bar
     assert shown(terminal=True, quiet=True, delay_s=0) == ""
     assert shown(terminal=False, quiet=False, delay_s=0) == ""
