@@ -111,9 +111,31 @@ class PlatformConfig:
             drain_timeout_s=float(sup.number("drain_timeout_s", 10.0, positive=True)),
         )
         sup.done()
-        symbols = SymbolTable.from_section(raw.get("symbols"))
+        symbols = _with_data_instruments(raw, SymbolTable.from_section(raw.get("symbols")))
         topology = Topology.from_config(raw, placement=settings.placement)
         return cls(raw=raw, platform=settings, symbols=symbols, supervisor=supervisor, topology=topology)
+
+
+def _with_data_instruments(raw: dict, configured: SymbolTable) -> SymbolTable:
+    """[symbols] merged with the instruments of the [feed] data files (their .instruments.json sidecars,
+    written by ``hftshm data import``): any symbol of the data is known without a [symbols] entry; the
+    config overrides, and an instrument the config contradicts is a ConfigError."""
+    from hftshm.feed.config import FeedConfig
+    from hftshm.feed.instruments import InstrumentError, instruments_of, resolve
+
+    try:
+        paths = FeedConfig.from_section(Section("feed", copy.deepcopy(raw.get("feed") or {}))).data_paths()
+    except ConfigError:
+        return configured  # reported when [feed] itself is validated
+    found = []
+    try:
+        for path in paths:
+            found.extend(instruments_of(path, scan=False))
+        if not found:
+            return configured
+        return resolve(configured, found, source=", ".join(str(p) for p in paths))
+    except InstrumentError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _load_section(name: str, factory: str, body: Any) -> Any:

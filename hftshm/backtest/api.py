@@ -69,8 +69,10 @@ def run_backtest(config: Any, data: str | Path | np.ndarray, strategy: str, para
     if engine_name not in ENGINES:
         raise ValueError(f"engine {engine_name!r}; allowed: {', '.join(ENGINES)}")
     raw = platform_raw(config)
-    symbols = SymbolTable.from_section(raw["symbols"]) if raw.get("symbols") else DEFAULT_SYMBOLS
+    symbols, data_symbols = symbol_table_for(raw, data)
     name, spec, merged, sym_name = resolve_strategy(raw, symbols, strategy, params, symbol)
+    if symbol is None and len(data_symbols) == 1 and sym_name not in data_symbols:
+        sym_name = data_symbols[0]  # one instrument in the data: the strategy trades it
     cls = load_class(spec)
     try:
         sym = symbols.by_name(sym_name)
@@ -102,6 +104,23 @@ def run_backtest(config: Any, data: str | Path | np.ndarray, strategy: str, para
         raise StrategyError(failed_name, f"raised during the backtest and was paused: {error}")
     return _result(name, resolved, seed, description, "compiled" if use_compiled else "python", out, strategy_obj,
                    venue, elapsed, equity_interval_ms)
+
+
+def symbol_table_for(raw: dict, data) -> tuple[SymbolTable, list[str]]:
+    """(symbol table, the data's symbols): the data's instruments (hftshm.feed.instruments) merged with
+    [symbols], the config overriding; an events array brings none."""
+    from hftshm.backtest.data import BacktestDataError
+    from hftshm.feed.instruments import InstrumentError, instruments_of, resolve
+
+    configured = SymbolTable.from_section(raw["symbols"]) if raw.get("symbols") else None
+    path = Path(data) if isinstance(data, (str, Path)) else None
+    if path is None or path.suffix == ".npy" or not path.is_file():
+        return configured or DEFAULT_SYMBOLS, []
+    try:
+        found = instruments_of(path)
+        return resolve(configured, found, source=str(path)), [i.symbol for i in found]
+    except InstrumentError as exc:
+        raise BacktestDataError(str(exc)) from None
 
 
 def make_venue(raw: dict, symbols: SymbolTable, seed: int):

@@ -9,7 +9,7 @@ Prices and quantities are formatted from integer ticks and lots (``61800.2``, ne
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -47,8 +47,17 @@ def format_rows(books: BookSet, rows: TopRows) -> list[str]:
     return [",".join(row) for row in table]
 
 
-def write_books(books: BookSet, blocks: Iterable[np.ndarray], out: str | Path, levels: int) -> int:
-    """Apply event blocks to ``books`` and write the top ``levels`` at every consistent point."""
+class BooksRejected(ValueError):
+    """The books could not be written faithfully (``accept`` refused them); nothing was written."""
+
+
+def write_books(books: BookSet, blocks: Iterable[np.ndarray], out: str | Path, levels: int,
+                accept: Callable[[], str | None] | None = None) -> int:
+    """Apply event blocks to ``books`` and write the top ``levels`` at every consistent point.
+
+    Written to ``out.partial`` and renamed at the end; ``accept()`` (when given) is asked first, and a
+    message from it means the output is wrong (e.g. the book rejected off-grid events): the partial file
+    goes and ``BooksRejected`` carries the message."""
     out = Path(out)
     written = 0
     tmp = out.with_name(out.name + ".partial")
@@ -61,6 +70,9 @@ def write_books(books: BookSet, blocks: Iterable[np.ndarray], out: str | Path, l
                     if lines:
                         handle.write(("\n".join(lines) + "\n").encode())
                     written += len(lines)
+        refusal = accept() if accept is not None else None
+        if refusal:
+            raise BooksRejected(refusal)
         tmp.replace(out)
     except BaseException:
         tmp.unlink(missing_ok=True)

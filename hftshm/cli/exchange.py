@@ -3,7 +3,11 @@
 The contract (others' tests and tools rely on it):
 
 Input header ``ts,order_id,owner,symbol,action,side,type,tif,price,qty``; action new|cancel|replace,
-side buy|sell, type limit|market, tif gtc|ioc|fok|post_only. Cancel uses only order_id; replace
+side buy|sell, type limit|market, tif gtc|ioc|fok|post_only. owner is an opaque account name ("alice",
+"42"): the same name is the same owner for self-trade prevention and FOK. symbol is any symbol: its tick
+and lot come from --tick-size/--lot-size, [symbols] of the config, --instruments (a tick CSV's
+instruments), or else the grid the file's own prices and quantities are on (said on stderr); an empty
+symbol is rejected unknown_symbol. Cancel uses only order_id; replace
 carries the new price and the new OPEN qty. Output header
 ``order_id,event,price,qty,leaves_qty,contra_order_id,reason``, event ack|reject|partial|fill|cancel|replace,
 in the order the engine produced them:
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import List
 
 import typer
 
@@ -64,15 +69,28 @@ def replay_command(
     config: Path = typer.Option(None, "--config", "-c",
                                 help="platform config (default config/platform.toml if present)"),
     strict: bool = typer.Option(False, "--strict", help="exit 1 when any row was malformed"),
+    instruments: List[Path] = typer.Option(None, "--instruments",
+                                           help="a tick CSV (its .instruments.json) or the sidecar itself: "
+                                                "instruments of its symbols"),
+    tick_size: List[str] = typer.Option(None, "--tick-size", help="SYMBOL=STEP: price grid of a symbol"),
+    lot_size: List[str] = typer.Option(None, "--lot-size", help="SYMBOL=STEP: quantity grid of a symbol"),
 ) -> None:
-    """Run ORDERS.csv through the price-time priority matching engine and write every report."""
+    """Run ORDERS.csv through the price-time priority matching engine and write every report.
+
+    Any symbol: its tick and lot come from --tick-size/--lot-size, else [symbols] of the config, else
+    --instruments, else the grid the file's own prices and quantities are on."""
     from hftshm.exchange.csv_io import HeaderError, read_orders_file, write_reports
     from hftshm.exchange.engine import MatchingEngine
+    from hftshm.feed.instruments import InstrumentError
 
     try:
         exchange_config, symbols = load_exchange_config(config)
-    except ConfigError as exc:
+        symbols = _replay_symbols(orders_csv, symbols, instruments, tick_size, lot_size)
+    except (ConfigError, InstrumentError) as exc:
         typer.secho(f"config error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        typer.secho(f"cannot read {orders_csv}: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
     try:
         orders, errors = read_orders_file(orders_csv, symbols)
@@ -97,3 +115,76 @@ def replay_command(
           f"{stats['rejects']} rejects), {len(errors)} malformed rows skipped; wrote {output}", file=sys.stderr)
     if strict and errors:
         raise typer.Exit(1)
+
+
+def _replay_symbols(orders_csv: Path, configured, instrument_files, tick_sizes, lot_sizes):
+    """The symbol table for a replay: the config's, the --instruments files', then every other symbol of
+    the orders file with the grid its own prices and quantities are on; --tick-size/--lot-size win."""
+    from dataclasses import replace
+
+    from hftshm.exchange.csv_io import order_symbols
+    from hftshm.feed import instruments as inst
+    from hftshm.symbols import Symbol, SymbolTable
+
+    found = []
+    for path in instrument_files or ():
+        path = Path(path)
+        data = path if not path.name.endswith(inst.SIDECAR_SUFFIX) else path.with_name(
+            path.name[: -len(inst.SIDECAR_SUFFIX)])
+        if inst.read_sidecar(data) is None and not data.is_file():
+            raise inst.InstrumentError(f"--instruments {path}: neither a tick CSV nor an instruments file")
+        found.extend(inst.instruments_of(data))
+    symbols = inst.resolve(configured, found, source=", ".join(map(str, instrument_files or ()))) if found \
+        else configured
+    ticks = inst.parse_overrides(tick_sizes, "--tick-size")
+    lots = inst.parse_overrides(lot_sizes, "--lot-size")
+    with open(orders_csv, newline="") as stream:
+        seen = order_symbols(stream)
+    table = list(symbols)
+    next_id = symbols.max_id() + 1
+    for name in sorted(seen):
+        if name in symbols:
+            continue
+        prices, qtys = seen[name]
+        tick = ticks.get(name) or _grid_of(prices) or "1"
+        lot = lots.get(name) or _grid_of(qtys) or "1"
+        print(f"{name}: not in the config; tick {tick}, lot {lot} "
+              f"({'given' if name in ticks else 'the grid its orders are on'})", file=sys.stderr)
+        table.append(Symbol(name, next_id, float(inst.parse_step(tick, f"tick of {name}")),
+                            float(inst.parse_step(lot, f"lot of {name}"))))
+        next_id += 1
+    for name in ticks:
+        if name not in seen and name not in symbols:
+            raise inst.InstrumentError(f"--tick-size names {name}, which is neither in the orders nor configured")
+    out = []
+    for sym in table:
+        tick, lot = ticks.get(sym.name), lots.get(sym.name)
+        out.append(replace(sym, tick_size=float(inst.parse_step(tick, "--tick-size")) if tick else sym.tick_size,
+                           lot_size=float(inst.parse_step(lot, "--lot-size")) if lot else sym.lot_size))
+    return SymbolTable(out, explicit=symbols.explicit)
+
+
+def _grid_of(texts: list[str]) -> str | None:
+    """The largest decimal step dividing every positive number of ``texts`` (exact), None if there is none."""
+    from decimal import Decimal, InvalidOperation
+    from math import gcd
+
+    from hftshm.feed.instruments import text_of
+
+    values = []
+    for text in texts:
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            continue
+        if value.is_finite() and value > 0:
+            values.append(value.normalize())
+    if not values:
+        return None
+    scale = max(max(0, -v.as_tuple().exponent) for v in values)
+    if scale > 12:
+        return None
+    step = 0
+    for value in values:
+        step = gcd(step, int(value.scaleb(scale)))
+    return text_of(Decimal(step).scaleb(-scale))

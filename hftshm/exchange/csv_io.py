@@ -1,7 +1,7 @@
 """Orders CSV in, reports CSV out: the file formats of ``hftshm exchange replay``.
 
 Orders: ``ts,order_id,owner,symbol,action,side,type,tif,price,qty`` (cancel needs only order_id;
-replace carries the new price and qty). Reports: ``order_id,event,price,qty,leaves_qty,
+replace carries the new price and qty; owner is an opaque account name, numbers included). Reports: ``order_id,event,price,qty,leaves_qty,
 contra_order_id,reason``. Numbers print as the shortest decimal that reads back as the same
 double, so 61800.1 prints as ``61800.1`` and never as ``61800.10000000001``.
 
@@ -81,6 +81,37 @@ def _number(text: str, what: str) -> float:
         raise ValueError(f"{what} {text!r} is not a number") from None
 
 
+class OwnerIds(dict):
+    """Owner (an opaque account name: "alice", "42", "desk-7") -> the u2 id in ``order`` records, by first
+    appearance; the same name is always the same owner (self-trade prevention, FOK), an empty one is 0."""
+
+    def __init__(self):
+        super().__init__({"": 0})
+
+    def id_of(self, name: str) -> int:
+        key = name.strip()
+        found = self.get(key)
+        if found is None:
+            if len(self) > 65535:
+                raise ValueError(f"owner {key!r}: more than 65535 distinct owners in one file")
+            found = self[key] = len(self)
+        return found
+
+
+def order_symbols(stream: TextIO) -> dict[str, tuple[list[str], list[str]]]:
+    """symbol -> (price texts, qty texts) of an orders CSV (a first pass: to infer unknown instruments)."""
+    reader = csv.reader(stream)
+    next(reader, None)
+    out: dict[str, tuple[list[str], list[str]]] = {}
+    for row in reader:
+        if len(row) != len(ORDER_HEADER) or not row[3].strip():
+            continue
+        prices, qtys = out.setdefault(row[3].strip().upper(), ([], []))
+        prices.append(row[8].strip())
+        qtys.append(row[9].strip())
+    return out
+
+
 def read_orders(stream: TextIO, symbols: SymbolTable) -> tuple[np.ndarray, list[RowError]]:
     """Parse an orders CSV into ``order`` records (in file order) and the rows that were malformed."""
     reader = csv.reader(stream)
@@ -89,12 +120,13 @@ def read_orders(stream: TextIO, symbols: SymbolTable) -> tuple[np.ndarray, list[
         raise HeaderError(f"expected header {','.join(ORDER_HEADER)}, found {','.join(header or []) or '(empty file)'}")
     rows: list[tuple] = []
     errors: list[RowError] = []
+    owners = OwnerIds()
     for row in reader:
         line = reader.line_num
         if not row or all(not cell.strip() for cell in row):
             continue
         try:
-            rows.append(_parse_row(row, symbols, len(rows)))
+            rows.append(_parse_row(row, symbols, len(rows), owners))
         except ValueError as exc:
             errors.append(RowError(line, str(exc)))
     orders = np.zeros(len(rows), dtype=load("order").dtype)
@@ -103,7 +135,7 @@ def read_orders(stream: TextIO, symbols: SymbolTable) -> tuple[np.ndarray, list[
     return orders, errors
 
 
-def _parse_row(row: list[str], symbols: SymbolTable, seq: int) -> np.ndarray:
+def _parse_row(row: list[str], symbols: SymbolTable, seq: int, owners: OwnerIds) -> np.ndarray:
     if len(row) != len(ORDER_HEADER):
         raise ValueError(f"expected {len(ORDER_HEADER)} columns, found {len(row)}")
     ts_text, id_text, owner_text, symbol, action_text, side_text, type_text, tif_text, price_text, qty_text = row
@@ -118,7 +150,7 @@ def _parse_row(row: list[str], symbols: SymbolTable, seq: int) -> np.ndarray:
     if action != Action.NEW:
         record["target_order_id"] = order_id
     record["action"] = action
-    record["owner"] = record["strategy_id"] = _integer(owner_text, "owner", default=0, lo=0, hi=65535)
+    record["owner"] = record["strategy_id"] = owners.id_of(owner_text)
     if action == Action.CANCEL:
         record["price"] = record["qty"] = math.nan  # not part of a cancel: a reject echoes them empty
         return record
@@ -126,7 +158,8 @@ def _parse_row(row: list[str], symbols: SymbolTable, seq: int) -> np.ndarray:
     record["qty"] = _number(qty_text, "qty")
     if action == Action.REPLACE:
         return record
-    record["symbol_id"] = symbols.by_name(symbol).symbol_id if symbol.strip() in symbols else UNKNOWN_SYMBOL_ID
+    symbol = symbol.strip()
+    record["symbol_id"] = symbols.by_name(symbol).symbol_id if symbol and symbol in symbols else UNKNOWN_SYMBOL_ID
     record["side"] = _choice(side_text, _SIDES, "side")
     record["order_type"] = _choice(type_text, _TYPES, "type")
     if record["order_type"] == OrderType.MARKET:

@@ -71,6 +71,9 @@ class ImportSummary:
     notes: Counter = field(default_factory=Counter)
     snapshots_applied: int = 0
     symbols: set = field(default_factory=set)
+    depth_markets: dict = field(default_factory=dict)  # symbol -> "spot" (diffs without pu) or "futures"
+    never_synced: list = field(default_factory=list)  # symbols with depth diffs but no snapshot to build on
+    instruments: list = field(default_factory=list)  # hftshm.feed.instruments.Instrument, one per symbol
     elapsed_s: float = 0.0
     cpu_s: float = 0.0  # process CPU time (both threads); steadier than elapsed_s on a busy machine
 
@@ -145,6 +148,9 @@ class BinanceImporter:
         for source, pending in self._pending_snapshots.items():
             self.summary.dropped["snapshot_without_symbol"] += len(pending)
         for sync in self._syncs.values():
+            self.summary.depth_markets[sync.symbol] = "spot" if sync.spot else "futures"
+            if sync.last_update_id < 0 and (sync.buffer or sync.state == _NO_SNAPSHOT):
+                self.summary.never_synced.append(sync.symbol)
             if sync.buffer:
                 self.summary.dropped["depth_never_synced"] += len(sync.buffer)
                 sync.buffer.clear()
@@ -413,11 +419,13 @@ class _BackgroundWriter:
 
 def import_files(sources: Iterable[str | Path], out_path: str | Path, *, strict: bool = False,
                  compresslevel: int = 1, fast: bool = True,
-                 on_progress: Callable[[int, int], None] | None = None) -> ImportSummary:
+                 on_progress: Callable[[int, int], None] | None = None,
+                 overrides: dict | None = None) -> ImportSummary:
     """Convert recordings to one canonical CSV (``.gz`` out if the name ends in .gz).
 
     Several inputs are merged by local receive time (e.g. one file per symbol, or consecutive days).
-    ``on_progress(bytes_read, bytes_total)`` is called every few thousand lines.
+    ``on_progress(bytes_read, bytes_total[, rows_written])`` is called every few thousand lines (the line path
+    also passes the rows written so far).
     One input goes through the byte scanner (binance_fast.py; the same output, several times faster);
     ``fast=False`` or several inputs: every line through the JSON decoder. ``compresslevel`` 1 by default:
     deflating the output at 6 costs more CPU than all the rest of the import (the file is ~25 % smaller).
@@ -426,6 +434,8 @@ def import_files(sources: Iterable[str | Path], out_path: str | Path, *, strict:
     for path in paths:
         if not path.is_file():
             raise FeedImportError(f"input {path} does not exist or is not a file")
+    if len(set(p.resolve() for p in paths)) != len(paths):
+        raise FeedImportError("the same input is named twice")
     names = [str(p) if len(paths) > 1 else p.name for p in paths]
     total = sum(p.stat().st_size for p in paths)
     progress = [0] * len(paths)
@@ -447,6 +457,8 @@ def import_files(sources: Iterable[str | Path], out_path: str | Path, *, strict:
                     writer.close()
             else:
                 summary = _import_lines(paths, names, writer, progress, strict, on_progress, total)
+        _refuse_bookless(summary, names)
+        summary.instruments = _record_instruments(tmp_path, out_path, summary, paths, overrides or {})
         tmp_path.replace(out_path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -472,8 +484,71 @@ def _import_lines(paths, names, writer, progress, strict, on_progress, total) ->
             importer.reject(names[index], line_no, "bad_timestamp")
         count += 1
         if on_progress is not None and count & 8191 == 0:
-            on_progress(sum(progress), total)
+            on_progress(sum(progress), total, importer.summary.rows)
     try:
         return importer.finish()
     finally:
         writer.close()
+
+
+def _refuse_bookless(summary: ImportSummary, names: list[str]) -> None:
+    """Depth diffs with no snapshot to start from cannot become a book: say so instead of writing
+    trades and quotes next to a book that does not exist."""
+    if not summary.never_synced:
+        return
+    symbols = ", ".join(sorted(summary.never_synced))
+    raise FeedImportError(
+        f"{symbols}: {', '.join(names)} holds depth diffs but no depth snapshot to build the book on, so no "
+        f"book can be built (a continuation file? import it together with the file holding the snapshot, as "
+        f"several sources of one recording: hftshm data import FIRST.gz CONTINUATION.gz -o OUT.csv.gz)")
+
+
+def _record_instruments(tmp_path: Path, out_path: Path, summary: ImportSummary, paths: list[Path],
+                        overrides: dict) -> list:
+    """Infer each symbol's instrument from the written rows (exact decimal gcds), apply the user's
+    overrides, and write the sidecar next to the output (named for the final file)."""
+    from hftshm.feed import instruments as inst
+
+    markets = {}
+    for symbol in summary.symbols:
+        depth = summary.depth_markets.get(symbol)
+        markets[symbol] = inst.market_from_recording(symbol, depth is not None, depth == "spot")
+    try:
+        return inst.record_instruments(tmp_path, out_path, summary.symbols, markets, overrides,
+                                       {"sources": [p.name for p in paths]})
+    except inst.OffGridError as exc:
+        raise FeedImportError(_off_grid_in_sources(exc, paths)) from None
+    except inst.InstrumentError as exc:
+        raise FeedImportError(str(exc)) from None
+
+
+def _off_grid_in_sources(error, paths: list[Path]) -> str:
+    """The recording line of the first value off the grid the user gave (file, line, value, grid)."""
+    import gzip
+
+    from hftshm.feed.instruments import on_grid, text_of
+    from decimal import Decimal, InvalidOperation
+
+    import re
+
+    column = "price" if error.what == "tick size" else "qty"
+    # price: the first of a level pair, or the p/b/a fields; qty: the second, or q/B/A
+    pattern = (re.compile(r'\["([0-9.]+)","[0-9.]+"|"[pba]":"([0-9.]+)"') if column == "price"
+               else re.compile(r'\["[0-9.]+","([0-9.]+)"|"[qBA]":"([0-9.]+)"'))
+    for path in paths:
+        opener = gzip.open if _is_gzip(path) else open
+        with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+            for line_no, line in enumerate(handle, 1):
+                if error.symbol.lower() not in line.lower():
+                    continue
+                for groups in pattern.findall(line):
+                    text = groups[0] or groups[1]
+                    try:
+                        value = Decimal(text)
+                    except InvalidOperation:
+                        continue
+                    if value != 0 and not on_grid(value, error.step):
+                        return (f"{path}:{line_no}: {error.symbol} value {text} is off the {error.what} grid "
+                                f"{text_of(error.step)} given for it (its {column}s are on a "
+                                f"{text_of(error.inferred)} grid); nothing written")
+    return str(error) + "; nothing written"

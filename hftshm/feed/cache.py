@@ -164,6 +164,7 @@ def build(source: str | Path, symbols: SymbolTable, cache: str | Path | None = N
                 count += len(block)
                 if on_block is not None:
                     on_block(count)
+            check_grids(source, report, symbols)
             header = {
                 "layout": layout.name,
                 "fingerprint": layout.fingerprint,
@@ -181,6 +182,30 @@ def build(source: str | Path, symbols: SymbolTable, cache: str | Path | None = N
         tmp.unlink(missing_ok=True)
         raise
     return cache, report
+
+
+def check_grids(source: Path, report: RowReport, symbols: SymbolTable) -> None:
+    """Every price and quantity of each symbol on its tick and lot (the scan's exact gcds say so at no
+    extra cost); else ``TickCsvError`` naming the first row off the grid: a replay or backtest never runs
+    on a book that would reject most of its events."""
+    from decimal import Decimal
+
+    from hftshm.feed.instruments import first_off_grid, on_grid, step_from_e8, text_of
+
+    for name, stats in report.symbol_stats.items():
+        sym = symbols.by_name(name)
+        for key, step_value, column, what in (("price_gcd_e8", sym.tick_size, 5, "tick"),
+                                              ("qty_gcd_e8", sym.lot_size, 6, "lot")):
+            gcd = step_from_e8(int(stats.get(key, 0)))
+            step = Decimal(repr(float(step_value))).normalize()
+            if gcd is None or -step.as_tuple().exponent > 8 or on_grid(gcd, step):
+                continue
+            found = first_off_grid(source, name, column, step)
+            where = f"{source}:{found[0]}: {name} {'price' if column == 5 else 'qty'} {found[1]}" if found else \
+                f"{source}: {name}"
+            raise TickCsvError(f"{where} is off the {what} size grid {text_of(step)} of {name} (its values are on a "
+                               f"{text_of(gcd)} grid): fix the instrument ({source.name}.instruments.json or "
+                               f"[symbols.{name}])")
 
 
 def _report_json(report: RowReport) -> dict:

@@ -96,10 +96,12 @@ def _symbol_arrays(symbols: SymbolTable):
 
 
 def iter_records(path: str | Path, symbols: SymbolTable, *, strict: bool = False, report: RowReport | None = None,
-                 block_bytes: int = BLOCK_BYTES) -> Iterator[np.ndarray]:
+                 block_bytes: int = BLOCK_BYTES, on_progress=None) -> Iterator[np.ndarray]:
     """Yield blocks of ``market_event`` records parsed from ``path`` (each valid until the next is taken).
 
     Fill ``report`` (pass one in to read it afterwards) with line counts, issues and per-symbol stats.
+    ``on_progress(bytes_read, bytes_total, records_so_far)`` (file bytes, compressed for gzip) is called per
+    block.
     """
     path = Path(path)
     if report is None:
@@ -126,8 +128,12 @@ def iter_records(path: str | Path, symbols: SymbolTable, *, strict: bool = False
             raise TickCsvError(f"{path}:1: not a canonical tick CSV header: expected {HEADER!r}, "
                                f"found {header[:120]!r}")
         rest = b""
+        raw_file = getattr(handle, "fileobj", None) or handle
+        total_bytes = path.stat().st_size
         while True:
             chunk = handle.read(block_bytes)
+            if on_progress is not None:
+                on_progress(raw_file.tell(), total_bytes, report.records)
             if chunk:
                 data = rest + chunk
                 cut = data.rfind(b"\n")
@@ -191,6 +197,8 @@ def _finish_report(report, table, state, issue_counts, issue_lines, issue_codes,
             "rows": rows,
             "inferred_tick_size": _from_e8(int(s[csv_nb.SS_PRICE_GCD_E8])),
             "inferred_lot_size": _from_e8(int(s[csv_nb.SS_QTY_GCD_E8])),
+            "price_gcd_e8": int(s[csv_nb.SS_PRICE_GCD_E8]),  # exact: units of 1e-8
+            "qty_gcd_e8": int(s[csv_nb.SS_QTY_GCD_E8]),
             "price_decimals": int(s[csv_nb.SS_PRICE_DECIMALS]),
             "qty_decimals": int(s[csv_nb.SS_QTY_DECIMALS]),
             "first_local_ts_ns": int(s[csv_nb.SS_FIRST_LOCAL]),

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hftshm.cli import app
+from hftshm.feed.instruments import Instrument, write_sidecar
 from hftshm.feed.testing import book_ticker, depth, read_tick_csv, snapshot, trade, write_recording, write_tick_csv
 
 T = 1_723_161_256_000_000_000
@@ -80,6 +81,8 @@ def test_check_reports_bad_rows_with_line_numbers_and_fails(runner, tmp_path):
         "1,2,BTCUSDT,trade",
         (T - 5, T - 5, "BTCUSDT", "trade", "sell", "100.0", "1.000", 4),
     ])
+    # the file's instruments know BTCUSDT only: NOPE rows are rows of an unknown symbol
+    write_sidecar(src, [Instrument("BTCUSDT", 1, "linear", "0.1", "0.001")], {})
     result = runner.invoke(app, ["data", "check", str(src)])
     assert result.exit_code == 1, result.output
     out = result.output
@@ -106,3 +109,23 @@ def test_import_rejects_and_strict(runner, tmp_path):
     assert result.exit_code == 2 and "r.txt:2" in result.output
     result = runner.invoke(app, ["data", "import", str(src), "-o", str(tmp_path / "o.csv"), "--format", "kraken"])
     assert result.exit_code == 2 and "not supported" in result.output
+
+
+def test_progress_bar_shows_only_on_a_terminal_after_its_delay_and_not_with_quiet():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from hftshm.cli.data import _Progress
+
+    def shown(terminal: bool, quiet: bool, delay_s: float) -> str:
+        console = Console(file=StringIO(), force_terminal=terminal, width=100)
+        with _Progress(console, "importing", 1 << 20, quiet, delay_s=delay_s) as progress:
+            progress.update(1 << 19, rows=1000)
+        return console.file.getvalue()
+
+    bar = shown(terminal=True, quiet=False, delay_s=0)
+    assert "importing" in bar and "rows/s" in bar and "MB" in bar
+    assert shown(terminal=True, quiet=False, delay_s=60) == ""  # a short job: no bar
+    assert shown(terminal=True, quiet=True, delay_s=0) == ""
+    assert shown(terminal=False, quiet=False, delay_s=0) == ""

@@ -175,7 +175,7 @@ def test_quantity_decrease_keeps_time_priority_increase_loses_it(tmp_path):
 
 def test_unknown_symbol_is_rejected_malformed_rows_are_reported_by_line(tmp_path):
     out, err, code = replay(tmp_path, """
-        1,1,1,DOGEUSDT,new,buy,limit,gtc,1,1
+        1,1,1,,new,buy,limit,gtc,1,1
         2,2,1,BTCUSDT,new,up,limit,gtc,1,1
         3,x,1,BTCUSDT,new,buy,limit,gtc,1,1
         4,4,1,BTCUSDT,new,buy,limit,gtc,abc,1
@@ -246,3 +246,56 @@ def test_broken_exchange_config_is_a_clear_error(tmp_path, text):
     result = CliRunner().invoke(app, ["exchange", "replay", str(orders), "-o", str(tmp_path / "r.csv"),
                                       "--config", str(config)])
     assert result.exit_code == 2 and "config error: exchange." in result.output.replace("[exchange]", "exchange.")
+
+
+def test_owner_is_an_account_name_and_any_symbol_trades(tmp_path):
+    # DOGEUSDT is in no config: its grid is the one its orders are on (largest steps dividing them all)
+    out, err, code = replay(tmp_path, """
+        1,1,alice smith,DOGEUSDT,new,buy,limit,gtc,0.10235,300
+        2,2,bob,DOGEUSDT,new,sell,limit,gtc,0.10230,100
+        3,3,alice smith,DOGEUSDT,new,sell,limit,gtc,0.10235,100
+        4,4,007,DOGEUSDT,new,sell,limit,gtc,0.10235,50
+    """)
+    assert code == 0, err
+    assert "DOGEUSDT: not in the config; tick 0.00005, lot 50" in err.replace("\n", " ")
+    assert out == golden("""
+        1,ack,0.10235,300,300,0,
+        2,ack,0.1023,100,100,0,
+        2,fill,0.10235,100,0,1,
+        1,partial,0.10235,100,200,2,
+        3,ack,0.10235,100,100,0,
+        1,cancel,0.10235,200,0,0,stp
+        4,ack,0.10235,50,50,0,
+    """)  # alice's own sell cancelled her resting buy (same owner name): bob and "007" are others
+
+
+def test_tick_size_option_sets_the_grid_of_any_symbol(tmp_path):
+    out, err, code = replay(tmp_path, """
+        1,1,a,XYZUSDT,new,buy,limit,gtc,1.25,1
+        2,2,a,XYZUSDT,new,buy,limit,gtc,1.3,1
+    """, "--tick-size", "XYZUSDT=0.1")
+    assert code == 0, err
+    assert out == golden("""
+        1,reject,1.25,1,0,0,bad_price
+        2,ack,1.3,1,1,0,
+    """)
+
+
+def test_instruments_of_a_data_file_give_the_grid(tmp_path):
+    from hftshm.feed.instruments import Instrument, write_sidecar
+
+    data = tmp_path / "cm.csv.gz"  # only its instruments file is read
+    write_sidecar(data, [Instrument("ETHUSD_PERP", 1, "inverse", "0.01", "1", "10")], {})
+    out, err, code = replay(tmp_path, """
+        1,1,a,ETHUSD_PERP,new,buy,limit,gtc,2680.495,1
+        2,2,a,ETHUSD_PERP,new,buy,limit,gtc,2680.49,0.5
+        3,3,a,ETHUSD_PERP,new,buy,limit,gtc,2680.49,2
+    """, "--instruments", str(data))
+    assert code == 0, err
+    assert out == golden("""
+        1,reject,2680.495,1,0,0,bad_price
+        2,reject,2680.49,0.5,0,0,bad_qty
+        3,ack,2680.49,2,2,0,
+    """)
+    _, err, code = replay(tmp_path, "1,1,a,X,new,buy,limit,gtc,1,1", "--instruments", str(tmp_path / "none.csv"))
+    assert code == 2 and "neither a tick CSV nor an instruments file" in err

@@ -11,6 +11,7 @@ import pytest
 
 from hftshm.feed import cache
 from hftshm.feed.testing import write_tick_csv
+from hftshm.feed.tickcsv import TickCsvError
 from hftshm.symbols import DEFAULT_SYMBOLS, Symbol, SymbolTable
 from hftshm.transport.layout import load as load_layout
 
@@ -128,3 +129,13 @@ def test_replay_memory_stays_flat_over_a_long_file(tmp_path, monkeypatch, releas
         assert growth_mb < 48, f"RSS grew {growth_mb:.0f} MB replaying a 128 MB file"
     else:
         assert growth_mb > 100
+
+
+def test_rows_off_their_symbols_grid_stop_the_cache_build_naming_the_row(tmp_path):
+    t = 1_723_161_256_000_000_000
+    src = write_tick_csv(tmp_path / "t.csv", [(t, t, "BTCUSDT", "trade", "buy", "100.0", "1.000", 1),
+                                              (t, t, "BTCUSDT", "trade", "buy", "100.05", "1.000", 2)])
+    with pytest.raises(TickCsvError, match=r"t.csv:3: BTCUSDT price 100.05 is off the tick size grid 0.1"):
+        cache.load(src, SymbolTable([Symbol("BTCUSDT", 1, 0.1, 0.001)]))
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]  # no cache, no partial
+    assert cache.load(src, SymbolTable([Symbol("BTCUSDT", 1, 0.05, 0.001)])).count == 2
