@@ -65,7 +65,7 @@ class OperatorControls:
         redis_error = self.store.save(bool(on), previous["trading_state"], changed_by=actor.name, source=actor.source)
         self._record(action="kill_switch", actor=actor.name, role=actor.role, source=actor.source,
                      previous=_on_off(previous["kill_switch"]), new=_on_off(on), detail=detail)
-        log.warning("kill switch %s by %s (%s, %s)", _on_off(on).upper(), actor.name, actor.role or "-", actor.source)
+        log.info("kill switch %s by %s (%s, %s)", _on_off(on).upper(), actor.name, actor.role or "-", actor.source)
         return {"previous": previous["kill_switch"], "kill_switch": bool(on), "running": block is not None,
                 "redis_error": redis_error}
 
@@ -78,7 +78,7 @@ class OperatorControls:
         redis_error = self.store.save(previous["kill_switch"], new, changed_by=actor.name, source=actor.source)
         self._record(action="trading_state", actor=actor.name, role=actor.role, source=actor.source,
                      previous=previous["trading_state"], new=new.name.lower(), detail=detail)
-        log.warning("trading state %s by %s (%s, %s)", new.name.lower(), actor.name, actor.role or "-", actor.source)
+        log.info("trading state %s by %s (%s, %s)", new.name.lower(), actor.name, actor.role or "-", actor.source)
         return {"previous": previous["trading_state"], "trading_state": new.name.lower(), "running": block is not None,
                 "redis_error": redis_error}
 
