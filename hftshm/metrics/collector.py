@@ -16,7 +16,8 @@ Families (base units, ``_total`` counters, ``_seconds`` histograms)::
     hftshm_<name>{worker}                             COUNTER_NAMES entries ending in _gauge
                                                       (_ms/_us/_ns names are exported in _seconds)
     hftshm_rejects_total{worker,reason}               COUNTER_NAMES reject_<reason> / rejects_<reason>
-    hftshm_worker_<counter>_total{worker}             a counter whose name a family above already takes
+    hftshm_worker_<counter>_total{worker}             a counter whose name a family above already takes,
+                                                      or a gauge of a name another worker counts with
                                                       (the exchange's plain ``rejects``)
     hftshm_latency_seconds{worker,stage}              histogram per metrics-segment histogram
     hftshm_latency_negative_total{worker,stage}       samples with a negative latency (clock skew)
@@ -186,6 +187,11 @@ def _worker_families(snap: PlatformSnapshot) -> list[Metric]:
             if suffix in _RESERVED:
                 suffix = reserved_alias(suffix)
             family = counters.get(suffix)
+            if family is not None and (family.type == "gauge") != is_gauge:
+                # the same name is a counter in one worker and a gauge in another (risk's open_orders
+                # counter, the OMS's open_orders_gauge): the later kind goes out under the alias
+                suffix = reserved_alias(suffix)
+                family = counters.get(suffix)
             if family is None:
                 if is_gauge:
                     family = _gauge(suffix, f"worker gauge {counter_name}", ["worker"])
