@@ -1,6 +1,7 @@
 """Durable operator controls on the whole platform, as a user runs it: the kill switch set with no
 platform running holds the next ``hftshm run`` (not one order reaches the exchange) until it is
-turned off, and survives a SIGKILL of the supervisor. Short runs (``--duration``) of the real day."""
+turned off (then trading starts, mid-run), and survives a SIGKILL of the supervisor. Short runs of
+the real day (``--duration``, or stopped with SIGTERM)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from hftshm.risk.control import ControlStore
 from tests.e2e.platform_harness import HFTSHM, cli_env, hftshm, shipped_config_text, wait_for_running
 
 pytestmark = pytest.mark.slow
@@ -52,16 +54,46 @@ def test_switch_set_with_no_platform_holds_the_next_run_until_turned_off(platfor
     assert summary["controls"]["started_halted"] and summary["controls"]["at_end"]["kill_switch"] is True
     assert summary["workers"]["risk"].get("reject_kill_switch", 0) > 0
 
-    assert hftshm(["kill-switch", "off", "--config", str(config)]).returncode == 0
-    trading = run(config, "--duration", "6")
-    assert trading.returncode == 0, trading.stdout + trading.stderr
-    assert "started halted" not in trading.stdout
+    # a second run, in real time, still held; the operator turns the switch off mid-run: trading starts
+    process = subprocess.Popen([HFTSHM, "run", "--no-web", "--quiet", "--config", str(config), "--speed", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env())
+    try:
+        manifest = wait_for_running(run_dir, process)
+        time.sleep(3.0)
+        assert live_counter(manifest, "strategies", "intents") > 0  # trying all along
+        assert live_counter(manifest, "exchange", "orders_in") == 0
+        off = hftshm(["kill-switch", "off", "--config", str(config)])
+        assert off.returncode == 0 and "in " in off.stdout and "persisted" not in off.stdout, off.stdout
+        deadline = time.monotonic() + 60
+        while live_counter(manifest, "exchange", "orders_in") == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert live_counter(manifest, "exchange", "orders_in") > 0, "no order after the switch went off"
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0 and "started halted: the kill switch is ON" in out, out
     orders, summary = exchange_orders(run_dir)
-    assert orders > 0 and summary["controls"]["started_halted"] == ""
+    assert orders > 0 and summary["controls"]["at_end"]["kill_switch"] is False
+    assert ControlStore(run_dir).load()["kill_switch"] is False  # the next start trades
 
     rows = json.loads(hftshm(["audit", "--config", str(config), "--json"]).stdout)["audit"]
     assert [(r["action"], r["new"], r["source"]) for r in rows] == [("kill_switch", "off", "cli"),
                                                                    ("kill_switch", "on", "cli")]
+
+
+def live_counter(manifest, worker: str, name: str) -> int:
+    """A running worker's counter, read from the platform's status segment."""
+    from hftshm.runtime import status as st
+
+    entry = manifest.worker(worker)
+    table = st.StatusTable.attach(manifest.status_segment, len(manifest.workers))
+    try:
+        return int(table.counters(entry.row)[entry.counter_names.index(name)])
+    finally:
+        table.close()
 
 
 def test_switch_survives_a_sigkilled_supervisor(platform):
