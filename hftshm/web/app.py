@@ -77,6 +77,10 @@ def create_app(config: WebConfig, view_provider: PlatformView, *, trading: Tradi
     jobs = BacktestJobs(backtest_runner) if backtest_runner is not None else None
     model = DashboardModel()
     audit = audit if audit is not None else (controls.audit if controls is not None else None)
+    if controls is not None:
+        from hftshm.web.controls_metrics import ControlsCollector
+
+        registry.register(ControlsCollector(controls, audit))
     rate = Limiter(config.rate_limit_per_s, 1, "api")
     logins = Limiter(config.login_failures, config.login_window_s, "login")
     collector.listeners.append(model.sample)  # Prometheus scrapes keep the charts' history going too

@@ -4,6 +4,8 @@ Retry-After), the security headers, and the published OpenAPI document covering 
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 
 import jwt
@@ -61,6 +63,8 @@ def test_kill_switch_and_status_work_with_no_platform_running(tmp_path):
     again = client.get("/api/risk/status", headers=bearer("dev")).json
     assert again["kill_switch"] is True and again["trading_state"] == "reducing" and again["running"] is False
 
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert "hftshm_persisted_kill_switch 1.0" in metrics and 'hftshm_persisted_trading_state{state="reducing"} 1.0' in metrics
     rows = client.get("/api/audit", headers=bearer("risk")).json["audit"]
     assert [(r["action"], r["actor"], r["role"], r["source"], r["previous"], r["new"], r["outcome"])
             for r in rows] == [("trading_state", "bob", "ops", "api", "active", "reducing", "applied"),
@@ -156,3 +160,14 @@ def test_openapi_document_covers_every_route(tmp_path):
             for code in errors:
                 assert op["responses"][code]["content"]["application/json"]["schema"] == \
                     {"$ref": "#/components/schemas/Error"}
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (apt-get install prometheus)")
+def test_controls_metrics_pass_promtool(tmp_path):
+    app, controls, audit = make_app(tmp_path)
+    client = app.test_client()
+    client.post("/api/risk/kill-switch", json={"active": True}, headers=bearer())
+    text = client.get("/metrics").get_data()
+    assert b"hftshm_audit_pending_rows" in text
+    result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, timeout=60)
+    assert result.returncode == 0 and (result.stdout + result.stderr).strip() == b"", result.stdout + result.stderr
