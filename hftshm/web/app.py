@@ -31,11 +31,11 @@ from hftshm.metrics.snapshot import PlatformSnapshot, PlatformView, RiskSnapshot
 from hftshm.security import tokens
 from hftshm.security.roles import Permission
 from hftshm.web import errors, validation as v
+from hftshm.web.abuse import Limiter
 from hftshm.web.auth import Authenticator
 from hftshm.web.config import WebConfig
 from hftshm.web.dashboard import DashboardModel
 from hftshm.web.errors import ApiError, bad_request
-from hftshm.web.abuse import Limiter
 from hftshm.web.jobs import BacktestJobs, QueueFull
 from hftshm.web.openapi import openapi_document
 from hftshm.web.provider import MemoryTradingProvider, TradingProvider, Unavailable, UnknownStrategy
@@ -250,7 +250,9 @@ def create_app(config: WebConfig, view_provider: PlatformView, *, trading: Tradi
 
     @app.post("/api/risk/kill-switch")
     def kill_switch():
-        principal = require_control(Permission.RISK_CONTROL, "kill_switch", "?")
+        wanted = _peek_json().get("active")
+        principal = require_control(Permission.RISK_CONTROL, "kill_switch",
+                                    {True: "on", False: "off"}.get(wanted, "?") if isinstance(wanted, bool) else "?")
         body = v.json_body({"active": v.boolean, "reason": v.text(200)}, required=("active",))
         if controls is not None:
             controls.set_kill_switch(body["active"], api_actor(), detail=body.get("reason") or "")
@@ -263,7 +265,7 @@ def create_app(config: WebConfig, view_provider: PlatformView, *, trading: Tradi
 
     @app.post("/api/risk/trading-state")
     def trading_state():
-        principal = require_control(Permission.RISK_CONTROL, "trading_state", "?")
+        principal = require_control(Permission.RISK_CONTROL, "trading_state", str(_peek_json().get("state", "?"))[:40])
         body = v.json_body({"state": v.choice(TRADING_STATES), "reason": v.text(200)}, required=("state",))
         if controls is not None:
             controls.set_trading_state(body["state"], api_actor(), detail=body.get("reason") or "")
@@ -474,6 +476,12 @@ def _json_object() -> dict:
     if not isinstance(data, dict):
         raise bad_request(f"the body must be a JSON object, found {type(data).__name__}")
     return data
+
+
+def _peek_json() -> dict:
+    """The body as a dict if it is one (for auditing what a refused request asked for), else {}."""
+    data = request.get_json(silent=True, cache=True)
+    return data if isinstance(data, dict) else {}
 
 
 def _plain(data: dict) -> dict:

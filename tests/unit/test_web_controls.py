@@ -91,8 +91,8 @@ def test_refused_attempts_are_audited_with_who_tried(tmp_path):
     assert ControlStore(tmp_path).load()["kill_switch"] is False
     rows, total = audit.rows()
     assert total == 1
-    assert (rows[0]["action"], rows[0]["actor"], rows[0]["role"], rows[0]["outcome"]) == \
-        ("kill_switch", "mallory", "dev", "refused")
+    assert (rows[0]["action"], rows[0]["actor"], rows[0]["role"], rows[0]["new"], rows[0]["outcome"]) == \
+        ("kill_switch", "mallory", "dev", "on", "refused")
     assert "may not" in rows[0]["detail"]
     assert client.get("/api/audit", headers=bearer("dev")).status_code == 403  # Risk and Ops only
     assert client.get("/api/audit", headers=bearer("ops")).json["total"] == 1
