@@ -13,10 +13,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help reads as written: rich markup would eat "[strategies]" and the like
 )
 
 # Each module defines register(app). Order is the order of --help.
-_COMMAND_MODULES = ("run", "data", "exchange", "strategies", "risk", "orders", "web", "backtest", "bench", "layouts")
+_COMMAND_MODULES = ("run", "data", "exchange", "strategies", "risk", "orders", "web", "backtest", "bench", "layouts", "audit")
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(f"hftshm.cli.{_name}").register(app)

@@ -2,8 +2,9 @@
 
 These write the running platform's shared-memory risk control block, found through the run manifest
 of ``--run-dir`` (or named directly with ``--segment``); the risk check reads it on every intent, so
-the change applies from the next check. With ``[redis] url`` configured the kill switch is also set
-in Redis (``hftshm:<namespace>:kill_switch``), where another host's platform sees it.
+the change applies from the next check. Every change is also persisted (``<run_dir>/controls.json``,
+and with ``[redis] url`` the keys ``hftshm:<namespace>:kill_switch`` / ``trading_state``, where another
+host's platform sees it) and audited: with no platform running it waits there for the next start.
 """
 
 from __future__ import annotations
@@ -64,38 +65,56 @@ def _attach(run_dir: Path | None, segment: str | None, config_path: Path, requir
         raise typer.Exit(1) from None
 
 
+def _operator_controls(config_path: Path, run_dir: Path | None, segment: str | None):
+    """The control path every CLI change takes: running block (if any), persisted copies, audit."""
+    from hftshm.audit.controls import operator_controls
+
+    cfg = _config(config_path)
+    block = _attach(run_dir, segment, config_path, required=segment is not None)  # a named block must exist
+    return operator_controls(cfg, run_dir or cfg.platform.run_dir, find_block=lambda: block), block
+
+
+def _cli_actor():
+    from hftshm.audit.controls import Actor
+    from hftshm.audit.log import os_user
+
+    return Actor(os_user(), "", "cli")
+
+
+def _finish(ops, block, result: dict, what: str) -> None:
+    where = f"in {block.name} (epoch {block.epoch})" if block is not None else \
+        f"persisted in {ops.store.path}: no platform runs here; the next start applies it"
+    typer.echo(f"{what} {where}")
+    if ops.store.redis_config is not None and not result["redis_error"]:
+        typer.echo(f"Redis {ops.store.redis_config.key('kill_switch')} / {ops.store.redis_config.key('trading_state')} "
+                   "updated")
+    if block is not None:
+        block.close()
+    if ops.audit is not None:
+        ops.audit.try_drain()  # the row is in the journal already; delivered now if the database is up
+    if result["redis_error"]:
+        typer.secho(result["redis_error"], fg="red", err=True)
+        raise typer.Exit(1)
+
+
 def kill_switch_command(
     state: str = typer.Argument(..., help="on: reject every new order and cancel all open ones; off: resume"),
     run_dir: Path = RunDirOption, segment: str = SegmentOption, config: Path = ConfigOption,
 ) -> None:
-    """Turn the kill switch on or off.
+    """Turn the kill switch on or off, with or without a running platform.
 
     On: from the next check every new order and replace is rejected (kill_switch), and the risk worker
     sends a cancel for every open order it knows. Off: orders are checked normally again (the trading
-    state is unchanged; see 'hftshm risk state').
+    state is unchanged; see 'hftshm risk state'). The setting is persisted in the run directory (and
+    Redis when configured): a platform started while it is on starts halted. Audited (hftshm audit).
     """
     if state.lower() not in ("on", "off"):
         typer.secho(f"kill-switch takes 'on' or 'off', not {state!r}", fg="red", err=True)
         raise typer.Exit(2)
     on = state.lower() == "on"
-    cfg = _config(config)
-    redis_config = cfg.redis
-    block = _attach(run_dir, segment, config, required=not redis_config.enabled)
-    if block is not None:
-        block.set_kill_switch(on)
-        typer.echo(f"kill switch {'ON' if on else 'off'} in {block.name} (epoch {block.epoch})")
-        block.close()
-    if redis_config.enabled:
-        from hftshm.risk.redis_mirror import set_kill_switch_key
-
-        try:
-            set_kill_switch_key(redis_config, on)
-        except Exception as exc:
-            typer.secho(f"Redis {redis_config.url} not updated: {exc}", fg="red", err=True)
-            raise typer.Exit(1) from None
-        typer.echo(f"Redis {redis_config.key('kill_switch')} = {1 if on else 0}")
-        if block is None:
-            typer.echo("no platform runs here; platforms watching this Redis namespace will see it")
+    ops, block = _operator_controls(config, run_dir, segment)
+    result = ops.set_kill_switch(on, _cli_actor())
+    _finish(ops, block, result, f"kill switch {'ON' if on else 'off'}")
 
 
 @risk_app.command("state")
@@ -103,7 +122,7 @@ def state_command(
     state: str = typer.Argument(..., help="active | reducing (only position-reducing orders) | halted (only cancels)"),
     run_dir: Path = RunDirOption, segment: str = SegmentOption, config: Path = ConfigOption,
 ) -> None:
-    """Set the trading state of the running platform."""
+    """Set the trading state, with or without a running platform (persisted and audited)."""
     from hftshm.codes import TradingState, parse_code
 
     try:
@@ -111,10 +130,9 @@ def state_command(
     except ValueError as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
-    block = _attach(run_dir, segment, config)
-    block.set_trading_state(trading_state)
-    typer.echo(f"trading state {trading_state.name.lower()} in {block.name} (epoch {block.epoch})")
-    block.close()
+    ops, block = _operator_controls(config, run_dir, segment)
+    result = ops.set_trading_state(trading_state, _cli_actor())
+    _finish(ops, block, result, f"trading state {trading_state.name.lower()}")
 
 
 @risk_app.command("status")
@@ -122,8 +140,21 @@ def status_command(
     run_dir: Path = RunDirOption, segment: str = SegmentOption, config: Path = ConfigOption,
     as_json: bool = typer.Option(False, "--json", help="print the control block as JSON"),
 ) -> None:
-    """Kill switch, trading state, PnL summary and reject counts of the running platform."""
-    block = _attach(run_dir, segment, config)
+    """Kill switch, trading state, PnL summary and reject counts of the running platform; with none
+    running, the persisted controls the next start will apply."""
+    block = _attach(run_dir, segment, config, required=False)
+    if block is None:
+        from hftshm.audit.controls import operator_controls
+
+        cfg = _config(config)
+        persisted = operator_controls(cfg, run_dir or cfg.platform.run_dir, audit=False).current()
+        if as_json:
+            typer.echo(json.dumps(persisted, indent=2))
+        else:
+            typer.echo(f"no platform running; persisted controls: kill switch "
+                       f"{'ON' if persisted['kill_switch'] else 'off'}, trading state {persisted['trading_state']}"
+                       + (f" (set by {persisted['changed_by']} via {persisted['source']})" if persisted['changed_by'] else ""))
+        return
     snap = block.snapshot()
     block.close()
     if as_json:

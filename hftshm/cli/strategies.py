@@ -14,6 +14,8 @@ from pathlib import Path
 
 import typer
 
+from hftshm.cli.audit import record_cli_action
+
 from hftshm.config import DEFAULT_CONFIG
 
 strategies_app = typer.Typer(help="List strategies, add/remove/pause/resume them on a running platform.",
@@ -189,7 +191,10 @@ def _simple(kind_name: str):
         try:
             state = action(manifest, name, worker, ring, wait)
         except control.ControlError as exc:
+            record_cli_action(config, run_dir, f"strategy_{kind_name}", target=name, new=kind_name,
+                              outcome="refused", detail=str(exc))
             _fail(str(exc))
+        record_cli_action(config, run_dir, f"strategy_{kind_name}", target=name, new=str(state))
         typer.echo(f"{name}: {state}")
 
     command.__doc__ = f"{kind_name.capitalize()} a running strategy (by name or id), without restarting anything."
@@ -230,7 +235,11 @@ def add_command(
     try:
         strategy_id = control.add_strategy(manifest, name, spec, symbol, params, paused, worker, ring, wait)
     except control.ControlError as exc:
+        record_cli_action(config, run_dir, "strategy_add", target=name, new=f"{spec} on {symbol}", outcome="refused",
+                          detail=str(exc))
         _fail(str(exc), 2)
+    record_cli_action(config, run_dir, "strategy_add", target=name, new=f"{spec} on {symbol} {params}"
+                      + (" paused" if paused else ""))
     typer.echo(f"{name}: added as strategy {strategy_id} ({spec} on {symbol})" + (", paused" if paused else ""))
 
 

@@ -16,6 +16,9 @@ Families (base units, ``_total`` counters, ``_seconds`` histograms)::
     hftshm_<name>{worker}                             COUNTER_NAMES entries ending in _gauge
                                                       (_ms/_us/_ns names are exported in _seconds)
     hftshm_rejects_total{worker,reason}               COUNTER_NAMES reject_<reason> / rejects_<reason>
+    hftshm_worker_<counter>_total{worker}             a counter whose name a family above already takes,
+                                                      or a gauge of a name another worker counts with
+                                                      (the exchange's plain ``rejects``)
     hftshm_latency_seconds{worker,stage}              histogram per metrics-segment histogram
     hftshm_latency_negative_total{worker,stage}       samples with a negative latency (clock skew)
     hftshm_ring_capacity_records{ring,producer,consumer}
@@ -67,6 +70,14 @@ def metric_suffix(name: str) -> str:
     if cleaned.endswith("_total"):
         cleaned = cleaned[: -len("_total")]
     return cleaned
+
+
+def reserved_alias(suffix: str) -> str:
+    """A worker counter whose name is taken by a platform family (the exchange's ``rejects``): it goes
+    out as ``hftshm_worker_<name>_total{worker}``. Never "counter" in the name: promtool refuses a
+    metric name that includes its type."""
+    alias = "worker_" + suffix
+    return alias if alias not in _RESERVED else alias + "_events"
 
 
 _UNIT_SCALES = (("_ns", 1e-9), ("_us", 1e-6), ("_ms", 1e-3))
@@ -174,8 +185,13 @@ def _worker_families(snap: PlatformSnapshot) -> list[Metric]:
                 suffix = suffix[: -len("_gauge")]
             suffix, scale = base_units(suffix)
             if suffix in _RESERVED:
-                suffix = "counter_" + suffix
+                suffix = reserved_alias(suffix)
             family = counters.get(suffix)
+            if family is not None and (family.type == "gauge") != is_gauge:
+                # the same name is a counter in one worker and a gauge in another (risk's open_orders
+                # counter, the OMS's open_orders_gauge): the later kind goes out under the alias
+                suffix = reserved_alias(suffix)
+                family = counters.get(suffix)
             if family is None:
                 if is_gauge:
                     family = _gauge(suffix, f"worker gauge {counter_name}", ["worker"])

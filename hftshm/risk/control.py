@@ -190,3 +190,120 @@ class ControlBlock:
         out["halt_reason"] = Reason(out["halt_reason"]).name.lower() if out["halt_reason"] else ""
         out["reject_counts"] = self.reject_counts()
         return out
+
+
+# -- durable controls ------------------------------------------------------------------------------
+
+CONTROLS_FILE = "controls.json"
+
+
+class ControlStore:
+    """The operator's controls where they outlive a run: ``<run_dir>/controls.json`` and, with
+    ``[redis] url``, the keys ``hftshm:<ns>:kill_switch`` ("1"/"0") and ``hftshm:<ns>:trading_state``.
+
+    Every operator change (CLI, API, the Redis key) is saved here as well as written to the running
+    block; the supervisor loads it into a new block before any worker starts, so a platform started
+    while the switch is on starts halted. On load the kill switch is on if either copy says so (a
+    Redis outage, or a key set by hand while nothing ran, never turns it off); the trading state is
+    the file's unless only Redis has one.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, redis_config=None):
+        from pathlib import Path
+
+        self.path = Path(run_dir) / CONTROLS_FILE
+        self.redis_config = redis_config if redis_config is not None and redis_config.enabled else None
+
+    def read_file(self) -> dict | None:
+        import json
+
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            # unreadable: the safe reading of a damaged control file is "halted"
+            return {"kill_switch": True, "trading_state": "halted", "damaged": True}
+        return data if isinstance(data, dict) else None
+
+    def read_redis(self) -> dict | None:
+        """``{"kill_switch": bool|None, "trading_state": str|None}``; raises if Redis is unreachable."""
+        if self.redis_config is None:
+            return None
+        from hftshm.risk.redis_mirror import TRUE_VALUES, connect
+
+        client = connect(self.redis_config)
+        try:
+            kill, state = client.mget([self.redis_config.key("kill_switch"), self.redis_config.key("trading_state")])
+        finally:
+            client.close()
+        return {"kill_switch": None if kill is None else kill.strip().lower() in TRUE_VALUES,
+                "trading_state": None if state is None else state.decode(errors="replace").strip().lower()}
+
+    def load(self) -> dict:
+        """``{"kill_switch", "trading_state", "saved": bool, "changed_unix_ns", "changed_by", "source",
+        "redis_error"}``: the persisted controls, defaults when none were ever saved."""
+        stored = self.read_file()
+        out = {"kill_switch": False, "trading_state": TradingState.ACTIVE.name.lower(), "saved": stored is not None,
+               "changed_unix_ns": 0, "changed_by": "", "source": "", "redis_error": ""}
+        if stored:
+            out.update({k: stored[k] for k in ("kill_switch", "trading_state", "changed_unix_ns", "changed_by", "source")
+                        if k in stored})
+        try:
+            remote = self.read_redis()
+        except Exception as exc:  # noqa: BLE001 - Redis down: the file still holds the controls
+            out["redis_error"] = f"{exc.__class__.__name__}: {exc}"
+            remote = None
+        if remote:
+            if remote["kill_switch"]:
+                out["kill_switch"] = True
+                out["saved"] = True
+            if remote["trading_state"] and not stored and remote["trading_state"] in _STATE_NAMES:
+                out["trading_state"] = remote["trading_state"]
+                out["saved"] = True
+        out["kill_switch"] = bool(out["kill_switch"])
+        if out["trading_state"] not in _STATE_NAMES:
+            out["trading_state"] = TradingState.HALTED.name.lower()
+        return out
+
+    def save(self, kill_switch: bool, trading_state: TradingState | str, *, changed_by: str, source: str) -> str:
+        """Write both copies; returns "" or what failed in Redis (the file is always written first)."""
+        import json
+
+        state = TradingState[str(trading_state).upper()] if isinstance(trading_state, str) else TradingState(trading_state)
+        record = {"kill_switch": bool(kill_switch), "trading_state": state.name.lower(),
+                  "changed_unix_ns": time.time_ns(), "changed_by": changed_by, "source": source}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        with open(tmp, "w", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, self.path)  # atomic: a reader sees the old controls or the new, never half
+        if self.redis_config is None:
+            return ""
+        try:
+            from hftshm.risk.redis_mirror import connect
+
+            client = connect(self.redis_config)
+            try:
+                client.mset({self.redis_config.key("kill_switch"): "1" if kill_switch else "0",
+                             self.redis_config.key("trading_state"): state.name.lower()})
+            finally:
+                client.close()
+        except Exception as exc:  # noqa: BLE001 - Redis down: the file holds it; the caller reports it
+            return f"Redis {self.redis_config.url} not updated: {exc.__class__.__name__}: {exc}"
+        return ""
+
+    def apply_to(self, block: ControlBlock, controls: dict | None = None) -> dict:
+        """Load the persisted controls into ``block`` (a new run's, before any worker starts). Only
+        saved controls are written (bumping the epoch, so the risk worker keeps them rather than its
+        configured ``initial_state``); returns what was loaded."""
+        controls = controls if controls is not None else self.load()
+        if controls["saved"]:
+            block.set_kill_switch(controls["kill_switch"])
+            block.set_trading_state(TradingState[controls["trading_state"].upper()])
+        return controls
+
+
+_STATE_NAMES = tuple(s.name.lower() for s in TradingState)

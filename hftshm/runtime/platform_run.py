@@ -95,6 +95,9 @@ class PlatformRun:
         try:
             try:
                 sup.create_segments()
+                halted = started_halted_message(sup.controls_at_start)
+                if halted:
+                    console.print(f"[bold red]{halted}[/bold red]")
                 sup.start()
             except (ConfigError, SupervisorError, OSError) as exc:
                 console.print(f"[red]cannot start:[/red] {exc}")
@@ -113,6 +116,9 @@ class PlatformRun:
 
     def _run_pipeline(self, sup: Supervisor, console) -> None:
         view = self._view(sup)
+        from hftshm.audit.controls import ControlWatcher, operator_controls
+
+        watcher = ControlWatcher(operator_controls(self.config, sup.run_dir, find_block=lambda: sup.control)).start()
         try:
             if self.options.web:
                 self._start_web(view, console)
@@ -127,17 +133,25 @@ class PlatformRun:
             sup.shutdown()
             summary = build_summary(final, elapsed_s, self.stop_reason)
             summary["workers_after_drain"] = {w.name: w.state for w in view.snapshot().workers}
+            summary["controls"] = {"at_start": sup.controls_at_start,
+                                   "started_halted": started_halted_message(sup.controls_at_start),
+                                   "at_end": {"kill_switch": sup.control.kill_switch,
+                                              "trading_state": sup.control.trading_state.name.lower()}
+                                   if sup.control is not None else {}}
             if self.app is not None:
                 from hftshm.web.wiring import record_last_run
 
                 record_last_run(self.app, final)
             print_summary(summary, console)
+            if summary["controls"]["started_halted"]:
+                console.print(f"[bold red]{summary['controls']['started_halted']}[/bold red]")
             self._write_summary(summary)
             if self.options.serve and self.options.web and self.stop_reason is None:
                 console.print(f"serving the last values on {self._url()} (Ctrl-C to exit)")
                 while self.stop_reason is None:
                     time.sleep(0.2)
         finally:
+            watcher.stop()
             view.close()
 
     def _view(self, sup: Supervisor):
@@ -197,6 +211,22 @@ class PlatformRun:
         path = self.options.summary_path or (Path(self.config.platform.run_dir) / "summary.json")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(summary, indent=2, default=float) + "\n")
+
+
+def started_halted_message(controls: dict) -> str:
+    """What start and summary say when the persisted controls held trading back ("" if they did not)."""
+    if not controls:
+        return ""
+    held = []
+    if controls.get("kill_switch"):
+        held.append("the kill switch is ON")
+    if controls.get("trading_state", "active") != "active":
+        held.append(f"trading state {controls['trading_state']}")
+    if not held:
+        return ""
+    return (f"started halted: {' and '.join(held)} (persisted by {controls.get('changed_by') or '?'} via "
+            f"{controls.get('source') or '?'}); no order is sent until 'hftshm kill-switch off' / "
+            "'hftshm risk state active'")
 
 
 # the histogram that measures the platform's headline figure: feed publish -> order leaves the OMS

@@ -65,6 +65,7 @@ class Supervisor:
         self.status: st.StatusTable | None = None
         self.metrics = None
         self.control = None
+        self.controls_at_start: dict = {}
         self.manifest: RunManifest | None = None
         self._create_control = create_control
         self._create_metrics = create_metrics
@@ -137,6 +138,10 @@ class Supervisor:
             control_name = self._segment("control")
             self.control = ControlBlock.create(control_name)
             self.created.append(control_name)
+            # the operator's persisted kill switch / trading state, before any worker can send an order
+            from hftshm.audit.controls import load_persisted_controls
+
+            self.controls_at_start = load_persisted_controls(self.control, self.config, self.run_dir)
         process_entries = []
         cpus = placement_cpus(self.topology.processes())
         for process, cpu in zip(self.topology.processes(), cpus):

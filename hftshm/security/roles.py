@@ -2,7 +2,8 @@
 
 Reads are open to every role; acting on the platform is split by job: Risk and Ops may flip the
 kill switch and change risk state, Dev and Ops run backtests, Ops and System (automation such as
-the supervisor or a scheduler) pause and resume strategies.
+the supervisor or a scheduler) pause and resume strategies; Risk and Ops read the audit of control
+actions.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ class Permission(str, Enum):
     RISK_CONTROL = "risk_control"  # kill switch, trading state
     BACKTEST = "backtest"  # start backtests
     STRATEGY_CONTROL = "strategy_control"  # pause / resume strategies
+    AUDIT_READ = "audit_read"  # the audit of control actions (GET /api/audit)
 
 
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.OPS: frozenset({Permission.READ, Permission.RISK_CONTROL, Permission.BACKTEST, Permission.STRATEGY_CONTROL}),
-    Role.RISK: frozenset({Permission.READ, Permission.RISK_CONTROL}),
+    Role.OPS: frozenset({Permission.READ, Permission.RISK_CONTROL, Permission.BACKTEST, Permission.STRATEGY_CONTROL,
+                         Permission.AUDIT_READ}),
+    Role.RISK: frozenset({Permission.READ, Permission.RISK_CONTROL, Permission.AUDIT_READ}),
     Role.DEV: frozenset({Permission.READ, Permission.BACKTEST}),
     Role.SYSTEM: frozenset({Permission.READ, Permission.STRATEGY_CONTROL}),
 }

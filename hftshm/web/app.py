@@ -22,17 +22,22 @@ from flask import Flask, Response, g, jsonify, redirect, render_template, reques
 from flask.json.provider import DefaultJSONProvider
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from hftshm.audit.controls import Actor, OperatorControls
+from hftshm.audit.log import OUTCOMES, SOURCES, AuditEntry, AuditLog
 from hftshm.codes import OrderState, TradingState
 from hftshm.metrics.collector import PlatformCollector, split_histogram_name
 from hftshm.metrics.histogram import summarize
-from hftshm.metrics.snapshot import PlatformSnapshot, PlatformView
+from hftshm.metrics.snapshot import PlatformSnapshot, PlatformView, RiskSnapshot
+from hftshm.security import tokens
 from hftshm.security.roles import Permission
 from hftshm.web import errors, validation as v
+from hftshm.web.abuse import Limiter
 from hftshm.web.auth import Authenticator
 from hftshm.web.config import WebConfig
 from hftshm.web.dashboard import DashboardModel
 from hftshm.web.errors import ApiError, bad_request
 from hftshm.web.jobs import BacktestJobs, QueueFull
+from hftshm.web.openapi import openapi_document
 from hftshm.web.provider import MemoryTradingProvider, TradingProvider, Unavailable, UnknownStrategy
 
 log = logging.getLogger("hftshm.web")
@@ -40,13 +45,23 @@ log = logging.getLogger("hftshm.web")
 ORDER_STATES = [s.name.lower() for s in OrderState]
 TRADING_STATES = [s.name.lower() for s in TradingState]
 RECENT_ROWS = 15
+# scripts and styles only from this server (the dashboard has no inline script or style), nobody may
+# frame the page (clickjacking the kill-switch button), forms and base URLs stay here
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                           "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                           "frame-ancestors 'none'")
 
 
 def create_app(config: WebConfig, view_provider: PlatformView, *, trading: TradingProvider | None = None,
                backtest_runner: Callable[[dict], dict] | None = None, jwt_secret: str,
-               fallback: Callable[[], PlatformSnapshot | None] | None = None) -> Flask:
+               fallback: Callable[[], PlatformSnapshot | None] | None = None,
+               controls: OperatorControls | None = None, audit: AuditLog | None = None,
+               limits: dict | None = None) -> Flask:
     """Build the app. ``fallback`` supplies what to show when no platform is attached (zeros, or
-    the last run's values); ``jwt_secret`` must already be resolved (``security.tokens.resolve_secret``)."""
+    the last run's values); ``jwt_secret`` must already be resolved (``security.tokens.resolve_secret``).
+    ``controls`` (``hftshm.audit.controls.OperatorControls``) makes the kill switch and trading state
+    durable and usable with no platform running; ``audit`` records every control action (defaults to
+    ``controls.audit``); ``limits`` is what GET /api/risk/status reports as the limits in force."""
     from hftshm.security.tokens import check_secret_strength
 
     check_secret_strength(jwt_secret, "create_app(jwt_secret=...)")
@@ -61,9 +76,16 @@ def create_app(config: WebConfig, view_provider: PlatformView, *, trading: Tradi
     trading = trading if trading is not None else MemoryTradingProvider()
     jobs = BacktestJobs(backtest_runner) if backtest_runner is not None else None
     model = DashboardModel()
+    audit = audit if audit is not None else (controls.audit if controls is not None else None)
+    if controls is not None:
+        from hftshm.web.controls_metrics import ControlsCollector
+
+        registry.register(ControlsCollector(controls, audit))
+    rate = Limiter(config.rate_limit_per_s, 1, "api")
+    logins = Limiter(config.login_failures, config.login_window_s, "login")
     collector.listeners.append(model.sample)  # Prometheus scrapes keep the charts' history going too
     app.extensions["hftshm"] = {"registry": registry, "auth": auth, "trading": trading, "jobs": jobs,
-                                "collector": collector, "model": model}
+                                "collector": collector, "model": model, "controls": controls, "audit": audit}
     errors.install(app)
 
     def snapshot() -> PlatformSnapshot:
@@ -72,6 +94,31 @@ def create_app(config: WebConfig, view_provider: PlatformView, *, trading: Tradi
     def actor() -> str:
         principal = getattr(g, "principal", None)
         return f"{principal.subject} ({principal.role.value})" if principal else "anonymous"
+
+    def api_actor() -> Actor:
+        principal = getattr(g, "principal", None)
+        if principal is None:
+            return Actor("anonymous", "", "api")
+        return Actor(principal.subject, principal.role.value, "api")
+
+    def record(action: str, *, target: str = "", previous: str = "", new: str = "", outcome: str = "applied",
+               detail: str = "", actor: Actor | None = None) -> None:
+        if audit is None:
+            return
+        who = actor or api_actor()
+        audit.record(AuditEntry(action=action, actor=who.name, role=who.role, source="api", target=target,
+                                previous=previous, new=new, outcome=outcome, detail=detail[:1000]))
+
+    def require_control(permission: Permission, action: str, new: str, target: str = ""):
+        """``auth.require`` for a control action: a refusal by role is audited with who tried."""
+        try:
+            return auth.require(permission)
+        except ApiError as exc:
+            refused = getattr(g, "refused_principal", None)
+            if exc.status == 403 and refused is not None:
+                record(action, target=target, new=new, outcome="refused", detail=exc.message,
+                       actor=Actor(refused.subject, refused.role.value, "api"))
+            raise
 
     def provider_call(fn, *args, **kwargs):
         try:
@@ -115,7 +162,19 @@ def create_app(config: WebConfig, view_provider: PlatformView, *, trading: Tradi
         snap = snapshot()
         orders = provider_call(trading.orders, limit=RECENT_ROWS, offset=0)[0]
         trades = provider_call(trading.trades, limit=RECENT_ROWS, offset=0)[0]
-        return jsonify(model.render(snap, orders, trades))
+        data = model.render(snap, orders, trades)
+        if controls is not None:
+            # the controls the next start applies (or the running block's): the kill-switch button and
+            # the "started halted" banner work with or without a platform
+            persisted = controls.store.load()
+            risk = data["risk"] or {"orders_checked": 0, "orders_approved": 0, "open_orders": 0,
+                                    "rejects_by_reason": {}, "daily_pnl": 0.0, "changed_unix_ns": 0}
+            if not snap.running:
+                risk.update(kill_switch=persisted["kill_switch"], trading_state=persisted["trading_state"],
+                            changed_unix_ns=persisted["changed_unix_ns"])
+            risk["persisted"] = {k: persisted[k] for k in ("kill_switch", "trading_state", "changed_by", "source")}
+            data["risk"] = risk
+        return jsonify(data)
 
     # -- /api --------------------------------------------------------------------------------------
 
@@ -135,7 +194,22 @@ def create_app(config: WebConfig, view_provider: PlatformView, *, trading: Tradi
                                 "client_secret": v.text(512)}, required=("client_id", "client_secret"))
         if not body["client_id"] or not body["client_secret"]:
             raise bad_request("client_id and client_secret must not be empty")
-        return jsonify(auth.issue_for_client(body["client_id"], body["client_secret"]))
+        client_id = body["client_id"][:64]
+        keys = (f"id:{client_id}", f"ip:{request.remote_addr}")
+        wait = max(logins.test(k) for k in keys)
+        anonymous = Actor(client_id, "", "api")
+        if wait:
+            record("login", target=client_id, outcome="refused", actor=anonymous,
+                   detail=f"backing off after repeated failed logins; retry in {wait:.0f} s")
+            raise ApiError(429, f"too many failed logins for this client or address; retry in {wait:.0f} s",
+                           reason="login_backoff", headers={"Retry-After": str(int(wait))})
+        try:
+            return jsonify(auth.issue_for_client(client_id, body["client_secret"]))
+        except ApiError as exc:
+            for key in keys:
+                logins.hit(key)
+            record("login", target=client_id, outcome="refused", actor=anonymous, detail=exc.message)
+            raise
 
     @app.get("/api")
     def api_index():
@@ -154,9 +228,19 @@ def create_app(config: WebConfig, view_provider: PlatformView, *, trading: Tradi
 
     def risk_status() -> dict:
         snap = snapshot()
-        if snap.risk is None:
+        if snap.risk is None and controls is None:
             raise ApiError(503, "no risk state: the platform is not running (or runs without a risk stage)")
-        return {"running": snap.running, **_plain(asdict(snap.risk))}
+        # not running: the last run's figures (the fallback snapshot), with the persisted controls
+        body = {"running": snap.running, **_plain(asdict(snap.risk if snap.risk is not None else RiskSnapshot()))}
+        if controls is not None:
+            persisted = controls.store.load()
+            body["persisted"] = {k: persisted[k] for k in ("kill_switch", "trading_state", "changed_unix_ns",
+                                                           "changed_by", "source")}
+            if not snap.running:
+                body["kill_switch"] = persisted["kill_switch"]
+                body["trading_state"] = persisted["trading_state"]
+        body["limits"] = limits or {}
+        return body
 
     @app.get("/api/risk/status")
     def get_risk_status():
@@ -166,21 +250,31 @@ def create_app(config: WebConfig, view_provider: PlatformView, *, trading: Tradi
 
     @app.post("/api/risk/kill-switch")
     def kill_switch():
-        principal = auth.require(Permission.RISK_CONTROL)
+        wanted = _peek_json().get("active")
+        principal = require_control(Permission.RISK_CONTROL, "kill_switch",
+                                    {True: "on", False: "off"}.get(wanted, "?") if isinstance(wanted, bool) else "?")
         body = v.json_body({"active": v.boolean, "reason": v.text(200)}, required=("active",))
+        if controls is not None:
+            controls.set_kill_switch(body["active"], api_actor(), detail=body.get("reason") or "")
+            return jsonify(risk_status())
         provider_call(trading.set_kill_switch, body["active"], actor=actor())
+        record("kill_switch", new="on" if body["active"] else "off", detail=body.get("reason") or "")
         log.warning("kill switch %s by %s (%s)%s", "ON" if body["active"] else "off", principal.subject,
                     principal.role.value, f": {body['reason']}" if body.get("reason") else "")
         return jsonify(risk_status())
 
     @app.post("/api/risk/trading-state")
     def trading_state():
-        principal = auth.require(Permission.RISK_CONTROL)
+        principal = require_control(Permission.RISK_CONTROL, "trading_state", str(_peek_json().get("state", "?"))[:40])
         body = v.json_body({"state": v.choice(TRADING_STATES), "reason": v.text(200)}, required=("state",))
+        if controls is not None:
+            controls.set_trading_state(body["state"], api_actor(), detail=body.get("reason") or "")
+            return jsonify(risk_status())
         setter = getattr(trading, "set_trading_state", None)
         if setter is None:
             raise ApiError(501, "this platform does not support setting the trading state from the API")
         provider_call(setter, body["state"], actor=actor())
+        record("trading_state", new=body["state"], detail=body.get("reason") or "")
         log.warning("trading state %s by %s (%s)", body["state"], principal.subject, principal.role.value)
         return jsonify(risk_status())
 
@@ -226,17 +320,20 @@ def create_app(config: WebConfig, view_provider: PlatformView, *, trading: Tradi
 
     @app.post("/api/backtest")
     def start_backtest():
-        principal = auth.require(Permission.BACKTEST)
+        principal = require_control(Permission.BACKTEST, "backtest_submit", "?")
         runner_jobs = need_jobs()
         raw = _json_object() if request.get_data().strip() else {}
         try:
             params = runner_jobs.validate(raw)
         except (ValueError, KeyError) as exc:
+            record("backtest_submit", new=json.dumps(raw)[:400], outcome="refused", detail=f"bad parameters: {exc}")
             raise bad_request(f"bad backtest parameters: {exc}") from None
         try:
             job = runner_jobs.submit(params, principal.subject)
         except QueueFull as exc:
+            record("backtest_submit", new=json.dumps(params, default=str)[:400], outcome="refused", detail=str(exc))
             raise ApiError(429, str(exc)) from None
+        record("backtest_submit", target=str(job["id"]), new=json.dumps(params, default=str)[:400])
         response = jsonify(job)
         response.status_code = 202
         response.headers["Location"] = f"/api/backtest/{job['id']}"
@@ -270,13 +367,19 @@ def create_app(config: WebConfig, view_provider: PlatformView, *, trading: Tradi
         return jsonify({"strategies": rows})
 
     def control_strategy(name: str, paused: bool):
-        principal = auth.require(Permission.STRATEGY_CONTROL)
+        action = "strategy_pause" if paused else "strategy_resume"
+        principal = require_control(Permission.STRATEGY_CONTROL, action, "paused" if paused else "running", name)
         v.name_param()("strategy name", name)
-        v.json_body({"reason": v.text(200)}, allow_empty=True)
+        body = v.json_body({"reason": v.text(200)}, allow_empty=True)
         try:
             provider_call(trading.set_strategy_paused, name, paused, actor=actor())
         except UnknownStrategy:
+            record(action, target=name, outcome="refused", detail="no such strategy")
             raise ApiError(404, f"no strategy {name!r}; GET /api/strategies lists them") from None
+        except ApiError as exc:
+            record(action, target=name, outcome="refused", detail=exc.message)
+            raise
+        record(action, target=name, new="paused" if paused else "running", detail=body.get("reason") or "")
         log.warning("strategy %s %s by %s (%s)", name, "paused" if paused else "resumed", principal.subject,
                     principal.role.value)
         return jsonify({"strategy": name, "state": "paused" if paused else "running"})
@@ -289,11 +392,55 @@ def create_app(config: WebConfig, view_provider: PlatformView, *, trading: Tradi
     def resume_strategy(name: str):
         return control_strategy(name, False)
 
+    # -- audit and contract ---------------------------------------------------------------------
+
+    @app.get("/api/audit")
+    def audit_rows():
+        auth.require(Permission.AUDIT_READ)
+        q = v.query({"action": v.name_param(), "source": v.choice(list(SOURCES)), "outcome": v.choice(list(OUTCOMES)),
+                     **page}, {"limit": 100, "offset": 0})
+        if audit is None:
+            raise ApiError(503, "this server keeps no audit (no OMS database configured)")
+        try:
+            rows, total = audit.rows(**{k: q.get(k) for k in ("action", "source", "outcome")}, limit=q["limit"],
+                                     offset=q["offset"])
+        except Exception as exc:  # noqa: BLE001 - a broken database: 503 with what failed
+            raise ApiError(503, f"audit database unreachable: {exc.__class__.__name__}") from None
+        return jsonify({"audit": rows, "total": total, "limit": q["limit"], "offset": q["offset"],
+                        "pending_delivery": bool(audit.last_error)})
+
+    @app.get("/api/openapi.json")
+    def openapi():
+        return jsonify(openapi_document(app))
+
+    # -- abuse limits and security headers --------------------------------------------------------
+
+    @app.before_request
+    def rate_limit():
+        if not request.path.startswith("/api"):
+            return None
+        key = request.remote_addr or "?"
+        header = request.headers.get("Authorization", "")
+        if header.lower().startswith("bearer "):
+            try:  # by subject when the token verifies; a bad token counts against the address
+                key = "sub:" + tokens.verify(header[7:].strip(), jwt_secret, issuer=config.issuer,
+                                             audience=config.audience).subject
+            except tokens.TokenError:
+                pass
+        wait = rate.hit(key)
+        if wait:
+            raise ApiError(429, f"rate limit: at most {config.rate_limit_per_s} requests per second; retry in "
+                                f"{wait:.0f} s", reason="rate_limited", headers={"Retry-After": str(int(wait))})
+        return None
+
     @app.after_request
     def no_cache(response):
         if request.path.startswith(("/api", "/dashboard/data", "/metrics", "/healthz")):
             response.headers["Cache-Control"] = "no-store"
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "no-referrer"
         return response
 
     app.config["HFTSHM_STARTED"] = time.time()
@@ -329,6 +476,12 @@ def _json_object() -> dict:
     if not isinstance(data, dict):
         raise bad_request(f"the body must be a JSON object, found {type(data).__name__}")
     return data
+
+
+def _peek_json() -> dict:
+    """The body as a dict if it is one (for auditing what a refused request asked for), else {}."""
+    data = request.get_json(silent=True, cache=True)
+    return data if isinstance(data, dict) else {}
 
 
 def _plain(data: dict) -> dict:

@@ -47,6 +47,7 @@ class Authenticator:
         except tokens.TokenError as exc:
             self._fail(exc.reason, 401, str(exc))
         if not allows(principal.role, permission):
+            g.refused_principal = principal  # the app audits refused control attempts with who tried
             self._fail("forbidden", 403, f"role {principal.role.value!r} may not {permission.value.replace('_', ' ')}",
                        principal.subject)
         g.principal = principal

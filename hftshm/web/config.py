@@ -33,6 +33,9 @@ class WebConfig:
     jwt_secret: str = ""  # prefer HFTSHM_JWT_SECRET; empty: generated into <run_dir>/jwt_secret
     refresh_s: float = 1.0  # dashboard poll interval
     clients: dict[str, WebClient] = field(default_factory=dict)
+    rate_limit_per_s: int = 100  # /api requests per second per token subject (per address without a token)
+    login_failures: int = 5  # failed client-credential logins per client id / address before back-off
+    login_window_s: int = 60  # ... within this many seconds; then POST /api/token answers 429
 
     @classmethod
     def from_section(cls, section: Section) -> "WebConfig":
@@ -72,6 +75,9 @@ class WebConfig:
             jwt_secret=section.string("jwt_secret", ""),
             refresh_s=float(section.number("refresh_s", 1.0, min=0.1, max=60)),
             clients=clients,
+            rate_limit_per_s=int(section.integer("rate_limit_per_s", 100, min=1, max=1_000_000)),
+            login_failures=int(section.integer("login_failures", 5, min=1, max=1000)),
+            login_window_s=int(section.integer("login_window_s", 60, min=1, max=86400)),
         )
         section.done()
         if not config.issuer or not config.audience:

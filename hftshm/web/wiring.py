@@ -143,6 +143,22 @@ def create_platform_app(config, view):
     run_dir = Path(config.platform.run_dir)
     secret = resolve_secret(config.web.jwt_secret, run_dir)
     recorded = LastRunRecorder(view, run_dir / LAST_RUN_FILE)
+    from hftshm.audit.controls import operator_controls
+
+    controls = operator_controls(config, run_dir, find_block=lambda: getattr(recorded, "control", None))
+    controls.audit.start()  # delivers the journal to the OMS database behind the requests
     return create_app(config.web, recorded, trading=PlatformTradingProvider(config, recorded),
                       backtest_runner=BacktestRunner(config), jwt_secret=secret,
-                      fallback=fallback_for(config, run_dir))
+                      fallback=fallback_for(config, run_dir), controls=controls, limits=limits_of(config))
+
+
+def limits_of(config) -> dict:
+    """The risk limits in force, as GET /api/risk/status reports them."""
+    from dataclasses import asdict
+
+    risk = getattr(config, "risk", None)
+    if risk is None:
+        return {}
+    out = asdict(risk)
+    out["initial_state"] = risk.initial_state.name.lower()
+    return out

@@ -75,7 +75,12 @@ def chromium(url: str, profile: Path, *extra: str) -> str:
 
 def load(url: str, profile: Path) -> ById:
     parser = ById()
-    parser.feed(chromium(url, profile, "--dump-dom"))
+    dom = chromium(url, profile, "--dump-dom")
+    parser.feed(dom)
+    chart = dom[dom.index('id="pnl-chart"'):]
+    chart = chart[:chart.index("</svg>")]
+    # the PnL chart's time-axis labels (the value labels have no colon)
+    parser.time_labels = [t for t in re.findall(r'class="axis-label"[^>]*>([^<]*)<', chart) if ":" in t]
     return parser
 
 
@@ -108,6 +113,10 @@ def test_dashboard_shows_live_data_in_chromium(tmp_path):
     # charts: a PnL curve with several points, sparklines drawn
     assert int(page.attrs["pnl-chart"]["data-points"]) >= 3
     assert page.paths.get("pnl-chart", 0) >= 4 and page.paths.get("spark-ticks", 0) >= 2
+    # a few seconds of history: the time axis still reads as distinct times (once every label was
+    # the same second)
+    labels = page.time_labels
+    assert len(labels) >= 2 and len(set(labels)) == len(labels), labels
     # tables filled from the stack: one latency row per histogram, workers, rings, positions, orders, trades
     assert page.rows["latency-table"] == 1 + 6
     assert page.rows["workers-table"] == 1 + 5
@@ -120,3 +129,14 @@ def test_dashboard_shows_live_data_in_chromium(tmp_path):
     # live: the second load, a second later, shows more ticks than the first
     assert number(second.text["kpi-ticks-total"]) > number(first.text["kpi-ticks-total"])
     assert shot.exists() and shot.stat().st_size > 50_000
+
+
+def test_pnl_time_axis_reads_distinct_times_on_a_short_window(tmp_path):
+    """About two seconds of history (samples every 0.5 s): labels in tenths, never one second twice."""
+    with live_stack(step_interval_s=0.05) as (url, rig, _):
+        for _ in range(4):
+            urllib.request.urlopen(url + "/dashboard/data", timeout=10).read()
+            time.sleep(0.55)
+        page = load(url + "/dashboard", tmp_path / "profile")
+    labels = page.time_labels
+    assert len(labels) >= 2 and len(set(labels)) == len(labels), labels

@@ -93,3 +93,30 @@ def test_a_real_prometheus_scrapes_and_answers_queries(tmp_path):
                 proc.kill()
                 proc.wait(10)
             log.close()
+
+
+@pytest.mark.skipif(not shutil.os.path.exists(PROMTOOL), reason="promtool not installed (apt-get install prometheus)")
+def test_every_metric_the_shipped_platform_declares_passes_promtool():
+    """Every worker counter of the shipped topology (the exchange's plain ``rejects`` among them,
+    which once went out as hftshm_counter_rejects_total) through the real collector."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from hftshm.config import read_toml
+    from hftshm.metrics.collector import PlatformCollector
+    from hftshm.metrics.discovery import declared_snapshot
+    from hftshm.platform import PlatformConfig
+
+    config = PlatformConfig.from_raw(read_toml(ROOT / "config" / "platform.toml"), base_dir=ROOT)
+    snapshot = declared_snapshot(config)
+
+    class View:
+        def snapshot(self):
+            return snapshot
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PlatformCollector(View()))
+    text = generate_latest(registry)
+    result = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, timeout=60)
+    assert result.returncode == 0 and (result.stdout + result.stderr).strip() == b"", (result.stdout + result.stderr).decode()
+    assert b"counter" not in text.split(b"# HELP")[0] and b"hftshm_counter_" not in text
+    assert b'hftshm_worker_rejects_total{worker="exchange"}' in text

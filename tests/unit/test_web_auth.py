@@ -79,6 +79,10 @@ ATTACKS = {
     "no_exp": (lambda: token(exp=None), 401, "missing_claim"),
     "no_iat": (lambda: token(iat=None), 401, "missing_claim"),
     "garbage": (lambda: "not.a.jwt", 401, "malformed"),
+    # role escalation: a role the permission table does not know, signed with the right key or not
+    "role_admin": (lambda: token(role="admin"), 401, "bad_role"),
+    "role_list": (lambda: token(role=["dev", "ops"]), 401, "bad_role"),
+    "role_escalated_unsigned": (lambda: token(role="ops", secret=OTHER_SECRET), 401, "bad_signature"),
     "hs512": (lambda: jwt.encode({"sub": "x", "role": "ops", "iss": ISS, "aud": AUD, "iat": int(time.time()),
                                   "exp": int(time.time()) + 60}, SECRET + SECRET, algorithm="HS512"), 401, "bad_algorithm"),
 }
@@ -191,3 +195,13 @@ def test_open_routes_can_be_closed_by_config(rig):
 def test_weak_secret_refused_at_start(rig):
     with pytest.raises(tokens.WeakSecretError, match="HFTSHM_JWT_SECRET"):
         create_app(WebConfig(), rig.view(), jwt_secret="changeme")
+
+
+def test_missing_token_and_dev_escalation_on_the_kill_switch_are_refused(rig):
+    app, trading = make_app(rig)
+    client = app.test_client()
+    missing = client.post("/api/risk/kill-switch", json={"active": True})
+    assert missing.status_code == 401 and missing.json["reason"] == "missing_token"
+    dev = client.post("/api/risk/kill-switch", json={"active": True}, headers={"Authorization": f"Bearer {token('dev')}"})
+    assert dev.status_code == 403 and dev.json["reason"] == "forbidden"
+    assert rig.control.kill_switch is False and trading.actions == []

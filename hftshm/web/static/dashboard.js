@@ -54,6 +54,20 @@ function fmtTime(unixNs) {
   const d = new Date(unixNs / 1e6);
   return d.toTimeString().slice(0, 8) + "." + String(d.getMilliseconds()).padStart(3, "0");
 }
+// bar widths go through the CSSOM: the Content-Security-Policy (style-src 'self') blocks style="" in markup
+function applyWidths(root) {
+  root.querySelectorAll("[data-w]").forEach((el) => { el.style.width = el.dataset.w + "%"; });
+}
+// time-axis labels: as fine as the tick spacing needs (HH:MM, HH:MM:SS, or with tenths/ms), so
+// labels on a short window read as distinct times rather than the same second five times
+function fmtAxisTime(tSec, stepSec) {
+  const d = new Date(tSec * 1000);
+  const hms = d.toTimeString().slice(0, 8);
+  if (stepSec >= 60) return hms.slice(0, 5);
+  if (stepSec >= 1) return hms;
+  const digits = stepSec >= 0.1 ? 1 : stepSec >= 0.01 ? 2 : 3;
+  return hms + "." + String(d.getMilliseconds()).padStart(3, "0").slice(0, digits);
+}
 function signClass(x) { return x > 0 ? "pos" : x < 0 ? "neg" : ""; }
 function esc(s) {
   return String(s === null || s === undefined ? "" : s).replace(/[&<>"']/g, (c) =>
@@ -129,10 +143,16 @@ function pnlChart(svg, history) {
     lbl.textContent = fmtMoney(v, false);
     svg.appendChild(lbl);
   }
-  for (let i = 0; i <= 4; i++) {
-    const t = t0 + ((t1 - t0) * i) / 4;
-    const lbl = svgEl("text", { x: x(t), y: H - 6, "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle", class: "axis-label" });
-    lbl.textContent = new Date(t * 1000).toTimeString().slice(0, 8);
+  const ticks = Math.max(1, Math.min(4, Math.floor(plotW / 90)));
+  const step = (t1 - t0) / ticks;
+  let previous = "";
+  for (let i = 0; i <= ticks; i++) {
+    const t = t0 + step * i;
+    const text = fmtAxisTime(t, step);
+    if (text === previous) continue;  // never print the same time twice
+    previous = text;
+    const lbl = svgEl("text", { x: x(t), y: H - 6, "text-anchor": i === 0 ? "start" : i === ticks ? "end" : "middle", class: "axis-label" });
+    lbl.textContent = text;
     svg.appendChild(lbl);
   }
   const zeroY = y(0);
@@ -210,7 +230,7 @@ function render(d) {
       <td title="${esc(l.name)}">${esc(l.worker)}<span class="dim">.</span>${esc(l.stage)}</td>
       <td class="r dim">${fmtInt(l.count)}</td>
       <td class="r">${fmtNs(l.p50_ns)}</td><td class="r">${fmtNs(l.p99_ns)}</td><td class="r">${fmtNs(l.p999_ns)}</td>
-      <td><div class="lat-bar"><span class="p999" style="width:${logScale(l.p999_ns).toFixed(1)}%"></span><span class="p99" style="width:${logScale(l.p99_ns).toFixed(1)}%"></span><span class="p50" style="width:${logScale(l.p50_ns).toFixed(1)}%"></span></div></td>
+      <td><div class="lat-bar"><span class="p999" data-w="${logScale(l.p999_ns).toFixed(1)}"></span><span class="p99" data-w="${logScale(l.p99_ns).toFixed(1)}"></span><span class="p50" data-w="${logScale(l.p50_ns).toFixed(1)}"></span></div></td>
     </tr>`), 6, "no latency histograms yet");
 
   // rings
@@ -218,9 +238,11 @@ function render(d) {
   ringsEl.innerHTML = d.rings.length ? d.rings.map((r) => {
     const pct = (r.ratio * 100);
     return `<div class="ring"><div class="name" title="${esc(r.producer)} → ${esc(r.consumer)}">${esc(r.name)}</div>
-      <div class="meter"><span class="${pct > 75 ? "warn" : ""}" style="width:${Math.max(0.5, pct).toFixed(1)}%"></span></div>
+      <div class="meter"><span class="${pct > 75 ? "warn" : ""}" data-w="${Math.max(0.5, pct).toFixed(1)}"></span></div>
       <div class="nums"><b>${fmtInt(r.occupancy)}</b>/${fmtInt(r.capacity)} · w <b class="${r.full_waits ? "neg" : ""}">${fmtInt(r.full_waits)}</b> · d <b class="${r.drops ? "neg" : ""}">${fmtInt(r.drops)}</b></div></div>`;
   }).join("") : `<div class="dim">no rings</div>`;
+  applyWidths(ringsEl);
+  applyWidths($("latency-table"));
 
   // workers
   const up = d.workers.filter((w) => w.up).length;
@@ -259,6 +281,15 @@ function render(d) {
   btn.textContent = kill ? "Release kill switch" : "Activate kill switch";
   btn.className = "btn danger" + (kill ? " release" : "");
   btn.disabled = !r;
+  const halted = r && (r.kill_switch || r.trading_state !== "active");
+  const banner = $("halt-banner");
+  banner.classList.toggle("hidden", !halted);
+  if (halted) {
+    const who = r.persisted && r.persisted.changed_by ? ` (set by ${r.persisted.changed_by} via ${r.persisted.source})` : "";
+    const what = r.kill_switch ? "kill switch ON" : "trading state " + r.trading_state;
+    banner.textContent = (d.running ? "Trading halted: " : "No platform running; the next start begins halted: ")
+      + what + who + ". No order is sent until it is released.";
+  }
   const ts = $("trading-state");
   ts.textContent = r ? r.trading_state.toUpperCase() : "NO RISK STATE";
   ts.className = "pill " + (!r ? "dimpill" : r.trading_state === "active" ? "ok" : r.trading_state === "halted" ? "down" : "idle");
@@ -312,6 +343,23 @@ async function poll() {
   }
 }
 
+async function pollAudit() {
+  if (!token) { setText("audit-msg", "paste a Risk or Ops token to see the audit"); return; }
+  try {
+    const res = await fetch("/api/audit?limit=10", { headers: authHeaders(), cache: "no-store" });
+    const out = await res.json();
+    if (!res.ok) { setText("audit-msg", (out.message || "refused") + " (HTTP " + res.status + ")"); return; }
+    setText("audit-msg", `${out.total} action(s)` + (out.pending_delivery ? " · database down: rows wait in the journal" : ""));
+    rows($("audit-table").tBodies[0], out.audit.map((a) => `<tr>
+      <td class="dim">${fmtTime(a.ts_unix_ns)}</td><td>${esc(a.action)}${a.target ? " " + esc(a.target) : ""}</td>
+      <td>${esc(a.actor)}${a.role ? ` <span class="dim">${esc(a.role)}</span>` : ""}</td><td>${esc(a.source)}</td>
+      <td>${esc(a.previous)} → ${esc(a.new)}</td>
+      <td><span class="state ${a.outcome === "refused" ? "rejected" : "filled"}">${esc(a.outcome)}</span></td></tr>`), 6, "no control actions yet");
+  } catch (e) {
+    setText("audit-msg", "audit unavailable");
+  }
+}
+
 async function toggleKill() {
   if (!lastData || !lastData.risk) return;
   if (!token) {
@@ -329,6 +377,7 @@ async function toggleKill() {
   const out = await res.json().catch(() => ({}));
   if (res.ok) {
     setText("risk-msg", "kill switch " + (want ? "activated" : "released"));
+    pollAudit();
   } else {
     setText("risk-msg", (out.message || "refused") + " (HTTP " + res.status + ")");
     if (res.status === 401) $("token-box").classList.remove("hidden");
@@ -342,7 +391,10 @@ $("token-save").addEventListener("click", () => {
   $("token-input").value = "";
   $("token-box").classList.add("hidden");
   setText("risk-msg", token ? "token set for this tab" : "");
+  pollAudit();
 });
+setInterval(pollAudit, 5000);
+pollAudit();
 setInterval(() => { $("clock").textContent = new Date().toTimeString().slice(0, 8); }, 250);
 $("refresh-s").textContent = (REFRESH_MS / 1000).toString();
 if (TOKEN_REQUIRED && !token) $("token-box").classList.remove("hidden");
