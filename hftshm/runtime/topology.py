@@ -18,6 +18,11 @@ Read from ``[workers.NAME]`` tables and ``[[rings]]`` entries of the platform co
     capacity = 65536                          # records, a power of two
     backpressure = "block"                    # block | drop
 
+A ring's ``from`` or ``to`` may be ``nats:<subject>`` (``nats:`` alone = ``hftshm.<[bridge] namespace>.<ring>``):
+the ring then crosses hosts through NATS JetStream, and the topology adds the bridge worker that
+carries it (``hftshm.bridge``): ``to = "nats:"`` exports the ring's records, ``from = "nats:SUBJECT"``
+imports a subject into it. Bridge workers share one unpinned process, ``bridge``.
+
 Declaration order is pipeline order: the supervisor starts processes downstream first (so every
 consumer is attached before its producer runs) and drains them upstream first.
 """
@@ -35,6 +40,8 @@ WAIT_STRATEGIES = ("busy-spin", "spin-yield", "spin-park")
 # API) rather than by a worker; they take ``<run_dir>/<ring>.lock`` so there is still one producer.
 OPERATOR = "operator"
 BACKPRESSURE_MODES = ("block", "drop")
+NATS_PREFIX = "nats:"
+BRIDGE_PROCESS = "bridge"
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,8 @@ class RingSpec:
     consumer: str
     capacity: int
     backpressure: str
+    # the NATS subject when the ring crosses hosts (its producer or consumer is then a bridge worker)
+    remote_subject: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,6 +121,8 @@ class Topology:
         if not isinstance(rings_raw, list):
             raise ConfigError("rings must be an array of tables ([[rings]])")
         rings = [_ring_from(i, body) for i, body in enumerate(rings_raw)]
+        rings, bridge_workers = _bridge_endpoints(rings, raw.get("bridge") or {})
+        workers += bridge_workers
         topology = cls(tuple(workers), tuple(rings), placement)
         topology.validate()
         return topology
@@ -184,6 +195,39 @@ def _ring_from(index: int, body: Any) -> RingSpec:
     )
     section.done()
     return spec
+
+
+def _bridge_endpoints(rings: list[RingSpec], bridge_raw: dict) -> tuple[list[RingSpec], list[WorkerSpec]]:
+    """Rings with a ``nats:`` end get a bridge worker at that end (export or import)."""
+    import dataclasses
+    import re
+
+    namespace = bridge_raw.get("namespace", "default") if isinstance(bridge_raw, dict) else "default"
+    result, workers = [], []
+    for ring in rings:
+        ends = [role for role, end in (("from", ring.producer), ("to", ring.consumer)) if end.startswith(NATS_PREFIX)]
+        if not ends:
+            result.append(ring)
+            continue
+        if len(ends) == 2:
+            raise ConfigError(f"ring {ring.name!r}: only one of from/to may be {NATS_PREFIX}<subject>")
+        end = ring.producer if ends[0] == "from" else ring.consumer
+        subject = end[len(NATS_PREFIX):] or f"hftshm.{namespace}.{ring.name}"
+        if not re.fullmatch(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*", subject):
+            raise ConfigError(f"rings.{ring.name}: {end!r} is not a NATS subject (dot-separated tokens of "
+                              "letters, digits, _ -; no wildcards)")
+        token = ring.name.replace(".", "_")
+        if ends[0] == "from":
+            worker = WorkerSpec(f"bridge_import_{token}", "hftshm.bridge.importer:ImportWorker", BRIDGE_PROCESS,
+                                "none", "spin-park", {"ring": ring.name, "subject": subject})
+            ring = dataclasses.replace(ring, producer=worker.name, remote_subject=subject)
+        else:
+            worker = WorkerSpec(f"bridge_export_{token}", "hftshm.bridge.export:ExportWorker", BRIDGE_PROCESS,
+                                "none", "spin-park", {"ring": ring.name, "subject": subject})
+            ring = dataclasses.replace(ring, consumer=worker.name, remote_subject=subject)
+        workers.append(worker)
+        result.append(ring)
+    return result, workers
 
 
 def load_factory(path: str):

@@ -1,0 +1,175 @@
+"""The export worker: reads one ring and publishes its records to a JetStream subject, batched.
+
+``do_work`` polls up to ``[bridge] batch_records`` records, copies them into one message (header:
+``hftshm.bridge.batch_header``), releases them and hands the message to the NATS thread, which
+publishes in order and waits for each PubAck. Back-pressure is explicit: at most ``in_flight``
+messages wait for NATS; beyond, ``do_work`` stops polling, so the ring fills and its producer waits
+(block mode) or counts drops (drop mode), as with any slow consumer. A publish that fails (NATS
+restarting) is retried with the same ``Nats-Msg-Id``, so JetStream stores it once.
+
+At the end of a run (drain), the worker publishes an END batch: the importing platform then knows
+the stream is complete and its import worker finishes, as a feed does at the end of its data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from pathlib import Path
+
+from hftshm.bridge import batch_header as bh
+from hftshm.bridge import config as bridge_config
+from hftshm.bridge.nats_thread import BridgeError, NatsThread, connect, ensure_stream
+from hftshm.runtime.worker import Worker, WorkerContext
+
+PUBLISH_TIMEOUT_S = 2.0
+RETRY_PAUSE_S = 0.05
+
+
+def run_epoch(run_dir: Path) -> int:
+    """The exporting run's identity: its manifest's start time (stable across worker restarts)."""
+    try:
+        return int(json.loads((Path(run_dir) / "current.json").read_text())["started_ns"])
+    except (OSError, ValueError, KeyError):
+        return time.time_ns()
+
+
+class ExportWorker(Worker):
+    COUNTER_NAMES = ("records_exported", "batches_published", "publish_retries", "in_flight_full")
+
+    def __init__(self, ring: str, subject: str):
+        self.ring_name = ring
+        self.subject = subject
+        self._queued = 0      # messages handed to the NATS thread (this thread writes it)
+        self._published = 0   # messages JetStream acknowledged (the NATS thread writes it)
+        self._records_published = 0
+        self._retries = 0
+        self._end_sent = False
+        self._error: BaseException | None = None
+        self._full = False
+
+    def on_start(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self.config = bridge_config.of(ctx.config)
+        self.ring = ctx.input(self.ring_name)
+        self.fingerprint = self.ring.layout.fingerprint
+        self.record_size = self.ring.layout.itemsize
+        self.epoch = run_epoch(ctx.run_dir)
+        self.thread = NatsThread(ctx.name)
+        self._pending: deque = deque()
+        self._wakeup = None
+        try:
+            self.thread.submit(self._open()).result(self.config.connect_timeout_s + 5)
+        except BaseException:
+            self.thread.stop()
+            raise
+        self._batch = min(self.config.batch_records, max(1, (self._max_payload - bh.HEADER_BYTES) // self.record_size))
+        self._publisher = self.thread.submit(self._publish_loop())
+        ctx.log.info("exporting ring %s (%s) to %s on %s, up to %d records per message", self.ring_name,
+                     self.ring.layout.describe(), self.subject, self.config.url, self._batch)
+
+    async def _open(self) -> None:
+        self.nc = await connect(self.config, f"hftshm-export-{self.ring_name}")
+        self.js = self.nc.jetstream()
+        await ensure_stream(self.js, self.config)
+        self._max_payload = self.nc.max_payload
+        self._wakeup = asyncio.Event()
+
+    # ---------------------------------------------------------------- duty cycle (worker thread)
+
+    def do_work(self) -> int:
+        if self._error is not None:
+            raise BridgeError(f"export of {self.ring_name} to {self.subject} failed: {self._error}") from self._error
+        counters = self.ctx.counters
+        counters[0] = self._records_published
+        counters[1] = self._published
+        counters[2] = self._retries
+        if self._queued - self._published >= self.config.in_flight:
+            if not self._full:
+                self._full = True
+                counters[3] += 1
+            return 0
+        self._full = False
+        view = self.ring.poll(self._batch)
+        n = len(view)
+        if n == 0:
+            return 0
+        message = bh.encode(self.fingerprint, self.ring.consumer_position, view, self.record_size, self.epoch)
+        first = self.ring.consumer_position
+        self.ring.release(n)
+        self._hand_over(first, message)
+        return n
+
+    def _hand_over(self, first_seq: int, message: bytes) -> None:
+        self._queued += 1
+        self.thread.call(self._enqueue, first_seq, message)
+
+    def on_drain(self) -> int:
+        moved = self.do_work()
+        if moved or self.ring.has_records():
+            return max(moved, 1)
+        if not self._end_sent:
+            self._end_sent = True
+            self._hand_over(self.ring.consumer_position,
+                            bh.encode(self.fingerprint, self.ring.consumer_position, b"", self.record_size, self.epoch,
+                                      flags=bh.FLAG_END))
+        if self._queued > self._published and self._error is None:
+            time.sleep(0.001)  # draining: waiting for the last PubAcks is the only work left
+            return 1
+        return 0
+
+    def on_close(self) -> None:
+        self.ctx.counters[0] = self._records_published
+        self.ctx.counters[1] = self._published
+        try:
+            self.thread.submit(self._close()).result(5)
+        except Exception:
+            pass
+        self.thread.stop()
+
+    # ---------------------------------------------------------------- NATS thread
+
+    def _enqueue(self, first_seq: int, message: bytes) -> None:
+        self._pending.append((first_seq, message))
+        self._wakeup.set()
+
+    async def _publish_loop(self) -> None:
+        try:
+            while True:
+                if not self._pending:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                first_seq, message = self._pending[0]
+                await self._publish(first_seq, message)
+                self._pending.popleft()
+                self._records_published += (len(message) - bh.HEADER_BYTES) // self.record_size
+                self._published += 1
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # surfaced by do_work
+            self._error = exc
+
+    async def _publish(self, first_seq: int, message: bytes) -> None:
+        # the id makes a retried publish (its PubAck lost in a NATS restart) a no-op in JetStream
+        headers = {"Nats-Msg-Id": f"{self.epoch}:{first_seq}:{len(message)}"}
+        while True:
+            try:
+                await self.js.publish(self.subject, message, timeout=PUBLISH_TIMEOUT_S, headers=headers)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._retries += 1
+                if self._retries % 100 == 1:
+                    self.ctx.log.warning("publishing to %s failed (%s: %s); retrying (NATS restarting?)",
+                                         self.subject, type(exc).__name__, exc)
+                await asyncio.sleep(RETRY_PAUSE_S)
+
+    async def _close(self) -> None:
+        try:
+            await self.nc.close()
+        except Exception:
+            pass
