@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from pathlib import Path
 
@@ -80,3 +81,24 @@ def drain_ring(ring, into: list, max_n: int = 65536) -> int:
     into.extend(view["seq"].tolist())
     ring.release(len(view))
     return len(view)
+
+
+def run_importer(ring_name: str, subject: str, namespace: str, run_dir: str) -> None:
+    """An import worker alone in this process, duty cycle until killed (``python -m tests.bridge_helpers``)."""
+    from hftshm.bridge.importer import ImportWorker
+    from hftshm.transport.ring import Ring
+
+    ring = Ring.attach(ring_name, "market_event", role="producer", takeover=True)
+    worker = ImportWorker(ring_name, subject)
+    worker.on_start(context("import", BridgeConfig(url=NATS_URL, namespace=namespace), Path(run_dir),
+                            outputs={ring_name: ring}))
+    print("ready", flush=True)
+    while True:
+        worker.do_work()
+        time.sleep(0.001)
+
+
+if __name__ == "__main__":
+    import sys
+
+    run_importer(*sys.argv[1:5])

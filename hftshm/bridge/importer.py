@@ -61,6 +61,7 @@ class ImportWorker(Worker):
         self.finished = False
         self._error: BaseException | None = None
         self._reported = 0
+        self._gap_checked_at = (0, -1)  # the gap a rewind already confirmed as real
 
     def on_start(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
@@ -100,11 +101,34 @@ class ImportWorker(Worker):
         self.js = self.nc.jetstream()
         if self.subject.startswith(f"hftshm.{self.config.namespace}."):
             await ensure_stream(self.js, self.config)  # our own namespace: no need to wait for the exporter
-        stream = await self._stream_of_subject()
-        self.psub = await self.js.pull_subscribe(
-            self.subject, durable=self.durable, stream=stream,
-            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
-                                  ack_wait=self.config.ack_wait_s, max_ack_pending=4 * FETCH_BATCH))
+        self.stream = await self._stream_of_subject()
+        self.psub = None
+        await self._rewind()
+
+    async def _rewind(self) -> None:
+        """(Re)create the durable consumer just after its ack floor: whatever was delivered and not
+        acked (to a killed worker, or lost in a NATS restart) comes again now and in order, rather
+        than after ``ack_wait`` behind later messages, where it would look like a gap."""
+        import nats.js.errors
+
+        start = None
+        try:
+            info = await self.js.consumer_info(self.stream, self.durable)
+            start = info.ack_floor.stream_seq + 1
+            await self.js.delete_consumer(self.stream, self.durable)
+        except nats.js.errors.NotFoundError:
+            pass
+        if self.psub is not None:
+            try:
+                await self.psub.unsubscribe()
+            except Exception:
+                pass
+        policy = dict(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start) if start \
+            else dict(deliver_policy=DeliverPolicy.ALL)
+        await self.js.add_consumer(self.stream, ConsumerConfig(
+            durable_name=self.durable, filter_subject=self.subject, ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.config.ack_wait_s, max_ack_pending=4 * FETCH_BATCH, **policy))
+        self.psub = await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
 
     async def _stream_of_subject(self) -> str:
         deadline = time.monotonic() + STREAM_WAIT_S
@@ -137,12 +161,12 @@ class ImportWorker(Worker):
         return 0
 
     def on_close(self) -> None:
-        self.ctx.counters[: len(self.counts)] = self.counts
         try:
             self.thread.submit(self._close()).result(5)
         except Exception:
             pass
         self.thread.stop()
+        self.ctx.counters[: len(self.counts)] = self.counts  # final, after the NATS thread stopped
 
     # ---------------------------------------------------------------- NATS thread
 
@@ -159,14 +183,27 @@ class ImportWorker(Worker):
                         await asyncio.sleep(0.05)
                     continue
                 for message in messages:
-                    await self._deliver(message)
-                    await message.ack()
+                    if not await self._deliver(message):
+                        await self._rewind()  # a gap: make sure it is not a redelivery still to come
+                        break
+                    await self._ack(message)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
             self._error = exc
 
-    async def _deliver(self, message) -> None:
+    async def _ack(self, message) -> None:
+        # acknowledged by the server before the next message: the ack floor a rewind starts after is exact
+        try:
+            await message.ack_sync(timeout=2.0)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.counts[6] += 1  # NATS restarting: the message comes again and is dropped as a duplicate
+
+    async def _deliver(self, message) -> bool:
+        """Write the message's new records into the ring; False (nothing written) for a gap not yet
+        confirmed by a rewind of the consumer."""
         header, payload = bh.decode(message.data)
         layout = self.ring.layout
         if header.fingerprint != layout.fingerprint or header.record_size != layout.itemsize:
@@ -189,15 +226,18 @@ class ImportWorker(Worker):
         if header.end:
             self.ctx.log.info("the exporting platform of %s finished; %d records imported", self.subject, counts[0])
             self.finished = True
-            return
+            return True
         expected = state.offset + self.ring.producer_position
         if header.next_seq <= expected:
             counts[2] += header.count
-            return
+            return True
         skip = 0
         if header.first_seq < expected:
             skip = expected - header.first_seq
             counts[2] += skip
+        elif header.first_seq > expected and self._gap_checked_at != (header.epoch, header.first_seq):
+            self._gap_checked_at = (header.epoch, header.first_seq)
+            return False
         elif header.first_seq > expected:
             missing = header.first_seq - expected
             counts[3] += 1
@@ -211,6 +251,7 @@ class ImportWorker(Worker):
         await self._write(records, message)
         counts[0] += len(records)
         counts[1] += 1
+        return True
 
     async def _write(self, records: np.ndarray, message) -> None:
         ring = self.ring

@@ -119,3 +119,29 @@ def test_a_restarted_importer_resumes_after_its_last_ack_without_duplicates(tmp_
         drain_ring(rings["dst"], got)
         assert got == list(range(1100))
         assert counters(second)["records_imported"] == 100 and counters(second)["gaps"] == 0
+
+
+def test_records_discarded_by_retention_are_reported_as_a_gap(tmp_path):
+    with fresh_namespace(max_msgs=3) as config, temporary_rings({"dst": ("market_event", 4096)}) as rings:
+        subject = config.subject("md")
+        batch = lambda first, n: bh.encode(MARKET.fingerprint, first, market_events(first, n), 64, epoch=3)
+        publish_raw(config, subject, [batch(0, 10)])
+        first = ImportWorker("dst", subject)
+        first.on_start(context("import", config, tmp_path, outputs={"dst": rings["dst"]}))
+        try:
+            assert _wait(lambda: rings["dst"].producer_position == 10, step=first.do_work)
+        finally:
+            first.on_close()
+        # while the importer is down, 8 more batches arrive; the stream keeps only the newest 3
+        publish_raw(config, subject, [batch(10 + i * 10, 10) for i in range(8)])
+        second = ImportWorker("dst", subject)
+        second.on_start(context("import", config, tmp_path, outputs={"dst": rings["dst"]}))
+        try:
+            assert _wait(lambda: rings["dst"].producer_position == 40, step=second.do_work)
+            second.do_work()
+        finally:
+            second.on_close()
+        got = []
+        drain_ring(rings["dst"], got)
+        assert got == list(range(10)) + list(range(60, 90))
+        assert (counters(second)["gaps"], counters(second)["gap_records"]) == (1, 50)
