@@ -40,6 +40,10 @@ async def _delete_stream(namespace: str) -> None:
         await nc.close()
 
 
+def delete_stream(namespace: str) -> None:
+    asyncio.run(_delete_stream(namespace))
+
+
 @contextlib.contextmanager
 def fresh_namespace(**settings):
     """A BridgeConfig on a namespace no other test uses; its stream is deleted afterwards."""

@@ -12,7 +12,8 @@ One NATS message carries many records of one layout, as their raw ring bytes, be
                                cursor: a count of records since that ring was created)
     24    3     count (low 32 bits) | flags (high 32 bits)
                                records in the batch; flag END = the exporting platform finished
-                               (count 0), the importer's worker then finishes too
+                               (count 0), the importer's worker then finishes too; flag START
+                               (count 0, on ``<subject>.start``) = a new run begins here
     32    4     record_size    bytes per record (the payload is count * record_size bytes)
     40    5     epoch          the exporting run's start (ns since the epoch, from its manifest):
                                sequences restart at 0 when the exporting platform restarts, the
@@ -42,6 +43,8 @@ RECORD_SIZE_WORD = 4
 EPOCH_WORD = 5
 
 FLAG_END = 1
+FLAG_START = 2
+START_SUFFIX = ".start"  # the subject of a run's START marker: <subject>.start
 COUNT_MASK = 0xFFFF_FFFF
 
 

@@ -39,9 +39,10 @@ def run_epoch(run_dir: Path) -> int:
 class ExportWorker(Worker):
     COUNTER_NAMES = ("records_exported", "batches_published", "publish_retries", "in_flight_full")
 
-    def __init__(self, ring: str, subject: str):
+    def __init__(self, ring: str, subject: str, forward: str = ""):
         self.ring_name = ring
         self.subject = subject
+        self.forward_name = forward  # a local ring that gets every record too (``export = "nats:"``)
         self._queued = 0      # messages handed to the NATS thread (this thread writes it)
         self._published = 0   # messages JetStream acknowledged (the NATS thread writes it)
         self._records_published = 0
@@ -54,6 +55,7 @@ class ExportWorker(Worker):
         self.ctx = ctx
         self.config = bridge_config.of(ctx.config)
         self.ring = ctx.input(self.ring_name)
+        self.forward = ctx.output(self.forward_name) if self.forward_name else None
         self.fingerprint = self.ring.layout.fingerprint
         self.record_size = self.ring.layout.itemsize
         self.epoch = run_epoch(ctx.run_dir)
@@ -74,8 +76,24 @@ class ExportWorker(Worker):
         self.nc = await connect(self.config, f"hftshm-export-{self.ring_name}")
         self.js = self.nc.jetstream()
         await ensure_stream(self.js, self.config)
+        await self._mark_start()
         self._max_payload = self.nc.max_payload
         self._wakeup = asyncio.Event()
+
+    async def _mark_start(self) -> None:
+        """Once per run: a START marker on ``<subject>.start``, where a new importing run begins
+        (rather than at older runs' batches still retained). A restarted worker does not mark again."""
+        import nats.js.errors
+
+        start_subject = self.subject + bh.START_SUFFIX
+        try:
+            last = await self.js.get_last_msg(self.config.stream, start_subject)
+            if bh.decode(last.data)[0].epoch == self.epoch:
+                return
+        except nats.js.errors.NotFoundError:
+            pass
+        await self.js.publish(start_subject, bh.encode(self.fingerprint, self.ring.consumer_position, b"",
+                                                       self.record_size, self.epoch, flags=bh.FLAG_START))
 
     # ---------------------------------------------------------------- duty cycle (worker thread)
 
@@ -96,6 +114,14 @@ class ExportWorker(Worker):
         n = len(view)
         if n == 0:
             return 0
+        if self.forward is not None:  # the local consumer first; a full local ring holds the rest back
+            slots = self.forward.claim(n)
+            n = len(slots)
+            if n == 0:
+                return 0
+            slots[:] = view[:n]
+            self.forward.commit(n)
+            view = view[:n]
         message = bh.encode(self.fingerprint, self.ring.consumer_position, view, self.record_size, self.epoch)
         first = self.ring.consumer_position
         self.ring.release(n)

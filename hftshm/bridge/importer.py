@@ -118,6 +118,11 @@ class ImportWorker(Worker):
             await self.js.delete_consumer(self.stream, self.durable)
         except nats.js.errors.NotFoundError:
             pass
+        if not self.state.epoch:  # a new importing run: begin at the exporter's latest run
+            try:
+                start = (await self.js.get_last_msg(self.stream, self.subject + bh.START_SUFFIX)).seq + 1
+            except nats.js.errors.NotFoundError:
+                pass
         if self.psub is not None:
             try:
                 await self.psub.unsubscribe()

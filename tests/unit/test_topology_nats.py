@@ -34,3 +34,16 @@ def test_bad_subject_and_double_nats_are_config_errors():
         Topology.from_config(_raw([{"name": "r", "layout": "market_event", "from": "feed", "to": "nats:a.*"}]))
     with pytest.raises(ConfigError, match="only one of from/to"):
         Topology.from_config(_raw([{"name": "r", "layout": "market_event", "from": "nats:", "to": "nats:"}]))
+
+
+def test_export_key_tees_a_local_ring_to_nats():
+    raw = _raw([{"name": "md", "layout": "market_event", "from": "feed", "to": "strategies", "export": "nats:"}])
+    topology = Topology.from_config(raw)
+    tee = topology.worker("bridge_export_md")
+    assert tee.params == {"ring": "md", "subject": "hftshm.md.md", "forward": "md.local"}
+    rings = {r.name: r for r in topology.rings}
+    assert (rings["md"].producer, rings["md"].consumer) == ("feed", tee.name)
+    assert (rings["md.local"].producer, rings["md.local"].consumer) == (tee.name, "strategies")
+    with pytest.raises(ConfigError, match="export must be"):
+        Topology.from_config(_raw([{"name": "md", "layout": "market_event", "from": "feed", "to": "strategies",
+                                    "export": "kafka:x"}]))
