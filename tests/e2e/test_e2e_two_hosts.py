@@ -45,6 +45,11 @@ def test_trading_host_imports_the_real_day_exactly_once_and_exports_its_order_ev
                               cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert feed.returncode == 0, feed.stdout + feed.stderr
         result = run_platform(trading_host(tmp_path, md_ns, trade_ns), timeout_s=400)
+        replay_db = tmp_path / "replayed.sqlite"
+        replay = subprocess.run([HFTSHM, "journal", "replay", "--namespace", trade_ns, "--database",
+                                 f"sqlite:///{replay_db}", "-c", str(ROOT / "config" / "trading-host.toml")],
+                                cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert replay.returncode == 0, replay.stdout + replay.stderr
     finally:
         delete_stream(md_ns)
         delete_stream(trade_ns)
@@ -59,3 +64,22 @@ def test_trading_host_imports_the_real_day_exactly_once_and_exports_its_order_ev
     assert exported == len(result.events) == result.rings["oms.events.local"].producer_position
     assert result.counters["bridge_export_oms_reports"]["records_exported"] == result.rings["oms.reports"].producer_position > 0
     assert not result.consistency, result.consistency
+    # the journal rebuilt the OMS tables on "another host": the same orders and fills
+    replayed_orders, replayed_fills = _orders_and_fills(f"sqlite:///{replay_db}")
+    assert replayed_orders == result.orders
+    assert replayed_fills == result.fills
+
+
+def _orders_and_fills(url):
+    from hftshm.oms.models import FILL_COLUMNS
+    from hftshm.oms.store import Store
+
+    store = Store(url, create=False)
+    try:
+        orders = store.list_orders(limit=10_000_000)
+        with store.engine.connect() as conn:
+            fills = [dict(zip(FILL_COLUMNS, row)) for row in conn.exec_driver_sql(
+                f"SELECT {', '.join(FILL_COLUMNS)} FROM fills ORDER BY event_id")]
+    finally:
+        store.close()
+    return orders, fills

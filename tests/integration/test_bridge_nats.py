@@ -145,3 +145,30 @@ def test_records_discarded_by_retention_are_reported_as_a_gap(tmp_path):
         drain_ring(rings["dst"], got)
         assert got == list(range(10)) + list(range(60, 90))
         assert (counters(second)["gaps"], counters(second)["gap_records"]) == (1, 50)
+
+
+def _order_events(first_id, n):
+    events = layout.load("order_event").zeros(n)
+    events["event_id"] = np.arange(first_id, first_id + n)
+    events["order_id"] = 7
+    events["kind"] = 1
+    return events
+
+
+def test_journal_reads_retained_order_events_between_ids(tmp_path):
+    from hftshm.bridge.journal import Bound, read_journal
+
+    order_event = layout.load("order_event")
+    with fresh_namespace() as config:
+        subject = config.subject("oms.events")
+        batch = lambda first, n: bh.encode(order_event.fingerprint, first, _order_events(100 + first, n), 144, epoch=1)
+        publish_raw(config, subject, [batch(0, 10), batch(10, 10),
+                                      bh.encode(order_event.fingerprint, 20, b"", 144, epoch=1, flags=bh.FLAG_END)])
+        everything = [b.records["event_id"].tolist() for b in read_journal(config, subject, order_event)]
+        assert sum(everything, []) == list(range(100, 120))
+        cut = read_journal(config, subject, order_event, Bound.parse("105", "--from"), Bound.parse("112", "--to"))
+        assert sum((b.records["event_id"].tolist() for b in cut), []) == list(range(105, 113))
+        with pytest.raises(BridgeError, match="fingerprint"):
+            list(read_journal(config, subject, MARKET))
+    with pytest.raises(ValueError, match="neither a record id"):
+        Bound.parse("yesterday", "--from")
