@@ -59,7 +59,7 @@ class ExportWorker(Worker):
         self.fingerprint = self.ring.layout.fingerprint
         self.record_size = self.ring.layout.itemsize
         self.epoch = run_epoch(ctx.run_dir)
-        self.thread = NatsThread(ctx.name)
+        self.thread = NatsThread(ctx.name)  # also shortens the GIL switch interval (see nats_thread)
         self._pending: deque = deque()
         self._wakeup = None
         try:
@@ -122,15 +122,15 @@ class ExportWorker(Worker):
             slots[:] = view[:n]
             self.forward.commit(n)
             view = view[:n]
-        message = bh.encode(self.fingerprint, self.ring.consumer_position, view, self.record_size, self.epoch)
         first = self.ring.consumer_position
+        records = view.tobytes()
         self.ring.release(n)
-        self._hand_over(first, message)
+        self._hand_over(first, n, records)
         return n
 
-    def _hand_over(self, first_seq: int, message: bytes) -> None:
+    def _hand_over(self, first_seq: int, count: int, records: bytes, flags: int = 0) -> None:
         self._queued += 1
-        self.thread.call(self._enqueue, first_seq, message)
+        self.thread.call(self._enqueue, (first_seq, count, records, flags))
 
     def on_drain(self) -> int:
         moved = self.do_work()
@@ -138,9 +138,7 @@ class ExportWorker(Worker):
             return max(moved, 1)
         if not self._end_sent:
             self._end_sent = True
-            self._hand_over(self.ring.consumer_position,
-                            bh.encode(self.fingerprint, self.ring.consumer_position, b"", self.record_size, self.epoch,
-                                      flags=bh.FLAG_END))
+            self._hand_over(self.ring.consumer_position, 0, b"", bh.FLAG_END)
         if self._queued > self._published and self._error is None:
             time.sleep(0.001)  # draining: waiting for the last PubAcks is the only work left
             return 1
@@ -158,9 +156,23 @@ class ExportWorker(Worker):
 
     # ---------------------------------------------------------------- NATS thread
 
-    def _enqueue(self, first_seq: int, message: bytes) -> None:
-        self._pending.append((first_seq, message))
+    def _enqueue(self, item: tuple) -> None:
+        self._pending.append(item)
         self._wakeup.set()
+
+    def _coalesce(self) -> tuple[int, int, int, int]:
+        """(first_seq, count, flags, items): the queued batches that go out as one message. While a
+        PubAck is awaited the queue grows; consecutive batches then share one message (up to the
+        server's payload limit), so a slow round trip raises the batch size instead of the delay."""
+        first_seq, count, records, flags = self._pending[0]
+        items, size = 1, len(records)
+        limit = self._max_payload - bh.HEADER_BYTES
+        while not flags and items < len(self._pending):
+            seq, n, more, more_flags = self._pending[items]
+            if more_flags or seq != first_seq + count or size + len(more) > limit:
+                break
+            count, size, items = count + n, size + len(more), items + 1
+        return first_seq, count, flags, items
 
     async def _publish_loop(self) -> None:
         try:
@@ -169,11 +181,15 @@ class ExportWorker(Worker):
                     self._wakeup.clear()
                     await self._wakeup.wait()
                     continue
-                first_seq, message = self._pending[0]
+                first_seq, count, flags, items = self._coalesce()
+                parts = [self._pending[i][2] for i in range(items)]
+                message = bh.encode(self.fingerprint, first_seq, parts[0] if items == 1 else b"".join(parts),
+                                    self.record_size, self.epoch, flags=flags)
                 await self._publish(first_seq, message)
-                self._pending.popleft()
-                self._records_published += (len(message) - bh.HEADER_BYTES) // self.record_size
-                self._published += 1
+                for _ in range(items):
+                    self._pending.popleft()
+                self._records_published += count
+                self._published += items
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # surfaced by do_work

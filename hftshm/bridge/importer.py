@@ -70,7 +70,7 @@ class ImportWorker(Worker):
         self.durable = self.durable or durable_name(self.config.namespace, self.ring_name)
         self.state_path = Path(ctx.run_dir) / "bridge" / f"{self.ring_name}.json"
         self.state = self._load_state()
-        self.thread = NatsThread(ctx.name)
+        self.thread = NatsThread(ctx.name)  # also shortens the GIL switch interval (see nats_thread)
         try:
             self.thread.submit(self._open()).result(self.config.connect_timeout_s + 5)
         except BaseException:
@@ -131,7 +131,7 @@ class ImportWorker(Worker):
         policy = dict(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start) if start \
             else dict(deliver_policy=DeliverPolicy.ALL)
         await self.js.add_consumer(self.stream, ConsumerConfig(
-            durable_name=self.durable, filter_subject=self.subject, ack_policy=AckPolicy.EXPLICIT,
+            durable_name=self.durable, filter_subject=self.subject, ack_policy=AckPolicy.ALL,
             ack_wait=self.config.ack_wait_s, max_ack_pending=4 * FETCH_BATCH, **policy))
         self.psub = await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
 
@@ -187,11 +187,17 @@ class ImportWorker(Worker):
                         self.counts[6] += 1
                         await asyncio.sleep(0.05)
                     continue
+                done = None
                 for message in messages:
                     if not await self._deliver(message):
+                        if done is not None:
+                            await self._ack(done)
+                            done = None
                         await self._rewind()  # a gap: make sure it is not a redelivery still to come
                         break
-                    await self._ack(message)
+                    done = message
+                if done is not None:
+                    await self._ack(done)  # AckPolicy.ALL: one ack covers the fetched batch
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
