@@ -2,7 +2,8 @@
 the real day and exports it (config/market-data-host.toml); a trading host imports it and trades
 (config/trading-host.toml), exporting its order events. Judged by sequence: every event the feed
 published reaches each imported ring exactly once, and the exported order events are the ones the
-trading host's OMS database holds."""
+trading host's OMS database holds: replayed from the journal, and imported by a monitor host
+(config/monitor-host.toml) into its own database."""
 
 import subprocess
 import uuid
@@ -24,6 +25,16 @@ def market_data_host(tmp_path, namespace):
     text = text.replace('namespace = "md"', f'namespace = "{namespace}"')
     text = text.replace('data = ["data/btcusdt_20240808.csv.gz"]', f'data = ["{REAL_DAY}"]').replace("speed = 10.0", "speed = 0.0")
     path = tmp_path / "market-data.toml"
+    path.write_text(text)
+    return path
+
+
+def monitor_host(tmp_path, trade_namespace):
+    text = (ROOT / "config" / "monitor-host.toml").read_text()
+    text = text.replace('run_dir = "run/monitor"', f'run_dir = "{tmp_path / "monitor"}"')
+    text = text.replace('namespace = "monitor"', f'namespace = "{trade_namespace}mon"')
+    text = text.replace("nats:hftshm.trade.oms.events", f"nats:hftshm.{trade_namespace}.oms.events")
+    path = tmp_path / "monitor.toml"
     path.write_text(text)
     return path
 
@@ -50,9 +61,12 @@ def test_trading_host_imports_the_real_day_exactly_once_and_exports_its_order_ev
                                  f"sqlite:///{replay_db}", "-c", str(ROOT / "config" / "trading-host.toml")],
                                 cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert replay.returncode == 0, replay.stdout + replay.stderr
+        monitor = subprocess.run([HFTSHM, "run", "-c", str(monitor_host(tmp_path, trade_ns)), "--no-web", "--quiet"],
+                                 cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert monitor.returncode == 0, monitor.stdout + monitor.stderr
     finally:
-        delete_stream(md_ns)
-        delete_stream(trade_ns)
+        for namespace in (md_ns, trade_ns, trade_ns + "mon"):
+            delete_stream(namespace)
     for ring, published in IMPORTED.items():
         worker = f"bridge_import_{ring.replace('.', '_')}"
         seen = result.counters[worker]
@@ -68,6 +82,10 @@ def test_trading_host_imports_the_real_day_exactly_once_and_exports_its_order_ev
     replayed_orders, replayed_fills = _orders_and_fills(f"sqlite:///{replay_db}")
     assert replayed_orders == result.orders
     assert replayed_fills == result.fills
+    # the monitor host imported the order events into its own OMS database: the same orders and fills
+    monitored_orders, monitored_fills = _orders_and_fills(f"sqlite:///{tmp_path / 'monitor' / 'oms.sqlite'}")
+    assert monitored_orders == result.orders
+    assert monitored_fills == result.fills
 
 
 def _orders_and_fills(url):
