@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import sys
 import threading
 from typing import Any, Awaitable, Callable
@@ -66,12 +67,25 @@ class NatsThread:
 
 
 async def connect(config: BridgeConfig, name: str):
-    """A connection that reconnects forever (a NATS restart mid-run is waited out, not fatal)."""
+    """A connection that reconnects forever once up (a NATS restart mid-run is waited out, not
+    fatal); the first connection must succeed within ``connect_timeout_s``."""
+    log = logging.getLogger("hftshm.bridge")
+    reported = set()
+
+    async def on_error(exc: Exception) -> None:  # one line per kind of error, not a traceback per retry
+        kind = type(exc).__name__
+        if kind not in reported:
+            reported.add(kind)
+            log.warning("NATS %s (%s): %s", config.url, name, exc or kind)
+
     try:
-        return await nats.connect(config.url, name=name, connect_timeout=config.connect_timeout_s,
-                                  max_reconnect_attempts=-1, reconnect_time_wait=0.1, allow_reconnect=True)
+        return await asyncio.wait_for(
+            nats.connect(config.url, name=name, connect_timeout=config.connect_timeout_s, error_cb=on_error,
+                         max_reconnect_attempts=-1, reconnect_time_wait=0.1, allow_reconnect=True),
+            config.connect_timeout_s)
     except Exception as exc:
-        raise BridgeError(f"cannot connect to NATS at {config.url}: {exc} (is nats-server running with -js?)") from exc
+        raise BridgeError(f"cannot connect to NATS at {config.url} within {config.connect_timeout_s:g} s "
+                          f"({type(exc).__name__}: {exc}); is nats-server running with -js?") from None
 
 
 async def ensure_stream(js, config: BridgeConfig) -> None:
