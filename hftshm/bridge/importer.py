@@ -35,7 +35,7 @@ from hftshm.runtime.worker import Worker, WorkerContext
 FETCH_BATCH = 16
 FETCH_TIMEOUT_S = 0.25
 FULL_PAUSE_S = 0.0002
-STREAM_WAIT_S = 30.0  # the exporting host may start after us
+STREAM_POLL_S = 0.2  # while the exporting host has not started yet
 
 
 @dataclass
@@ -101,9 +101,7 @@ class ImportWorker(Worker):
         self.js = self.nc.jetstream()
         if self.subject.startswith(f"hftshm.{self.config.namespace}."):
             await ensure_stream(self.js, self.config)  # our own namespace: no need to wait for the exporter
-        self.stream = await self._stream_of_subject()
         self.psub = None
-        await self._rewind()
 
     async def _rewind(self) -> None:
         """(Re)create the durable consumer just after its ack floor: whatever was delivered and not
@@ -136,15 +134,19 @@ class ImportWorker(Worker):
         self.psub = await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
 
     async def _stream_of_subject(self) -> str:
-        deadline = time.monotonic() + STREAM_WAIT_S
+        """The stream holding our subject; waits for it (the exporting host may start after us)."""
+        waited = False
         while True:
             try:
                 return await self.js.find_stream_name_by_subject(self.subject)
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:
-                if time.monotonic() > deadline:
-                    raise BridgeError(f"no JetStream stream holds subject {self.subject!r} on {self.config.url} "
-                                      f"(has the exporting platform started?): {exc}") from None
-                await asyncio.sleep(0.1)
+                if not waited:
+                    waited = True
+                    self.ctx.log.warning("no JetStream stream holds %s yet (%s); waiting for the exporting "
+                                         "platform to start", self.subject, type(exc).__name__)
+                await asyncio.sleep(STREAM_POLL_S)
 
     # ---------------------------------------------------------------- duty cycle (worker thread)
 
@@ -177,6 +179,8 @@ class ImportWorker(Worker):
 
     async def _consume(self) -> None:
         try:
+            self.stream = await self._stream_of_subject()
+            await self._rewind()
             while not self.finished:
                 try:
                     messages = await self.psub.fetch(FETCH_BATCH, timeout=FETCH_TIMEOUT_S)

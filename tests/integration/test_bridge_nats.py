@@ -172,3 +172,36 @@ def test_journal_reads_retained_order_events_between_ids(tmp_path):
             list(read_journal(config, subject, MARKET))
     with pytest.raises(ValueError, match="neither a record id"):
         Bound.parse("yesterday", "--from")
+
+
+def test_an_importer_started_before_the_exporter_waits_for_its_stream(tmp_path):
+    with fresh_namespace() as exporting, temporary_rings({"dst": ("market_event", 1024)}) as rings:
+        subject = exporting.subject("md")
+        importing = type(exporting)(url=exporting.url, namespace=exporting.namespace + "x")
+        importer = ImportWorker("dst", subject)
+        importer.on_start(context("import", importing, tmp_path, outputs={"dst": rings["dst"]}))
+        try:
+            time.sleep(0.5)  # nothing exists yet: the worker runs and waits
+            importer.do_work()
+            publish_raw(exporting, subject, [bh.encode(MARKET.fingerprint, 0, market_events(0, 50), 64, epoch=2)])
+            assert _wait(lambda: rings["dst"].producer_position == 50, step=importer.do_work)
+        finally:
+            importer.on_close()
+
+
+def test_journal_reads_from_a_time(tmp_path):
+    import datetime as dt
+
+    from hftshm.bridge.journal import Bound, read_journal
+
+    with fresh_namespace() as config:
+        subject = config.subject("md")
+        publish_raw(config, subject, [bh.encode(MARKET.fingerprint, 0, market_events(0, 5), 64, epoch=1)])
+        time.sleep(1.1)
+        between = dt.datetime.now(dt.timezone.utc)
+        time.sleep(0.1)
+        publish_raw(config, subject, [bh.encode(MARKET.fingerprint, 5, market_events(5, 5), 64, epoch=1)])
+        later = list(read_journal(config, subject, MARKET, Bound(time=between)))
+        earlier = list(read_journal(config, subject, MARKET, None, Bound(time=between)))
+    assert sum((b.records["seq"].tolist() for b in later), []) == [5, 6, 7, 8, 9]
+    assert sum((b.records["seq"].tolist() for b in earlier), []) == [0, 1, 2, 3, 4]

@@ -1,5 +1,7 @@
 """``hftshm journal replay`` from the command line: printing a range, and clear errors."""
 
+import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from hftshm.bridge import batch_header as bh
@@ -10,9 +12,6 @@ from hftshm.cli import app
 from hftshm.transport import layout
 from hftshm.transport.testing import temporary_rings
 from tests.bridge_helpers import context, fresh_namespace, publish_raw
-
-import numpy as np
-import pytest
 
 runner = CliRunner()
 
