@@ -28,12 +28,12 @@ def replay_command(
     start: str = typer.Option(None, "--from", help="first record: an id (order event_id / report seq) or an ISO time"),
     stop: str = typer.Option(None, "--to", help="last record (inclusive): an id or an ISO time"),
     ring: str = typer.Option("oms.events", help="exported ring: oms.events (order events) or oms.reports"),
-    namespace: str = typer.Option(None, help="the exporting platform's [bridge] namespace (default: the config's)"),
+    namespace: str = typer.Option(None, help="the exporting platform's \\[bridge] namespace (default: the config's)"),
     subject: str = typer.Option(None, help="NATS subject (default hftshm.<namespace>.<ring>)"),
     layout: str = typer.Option(None, help="record layout (default: by ring)"),
     database: str = typer.Option(None, "--database", help="write order events into this OMS database URL "
                                  "(sqlite:///file or postgresql+psycopg://...); default: print them"),
-    url: str = typer.Option(None, "--url", help="NATS server (default [bridge] url)"),
+    url: str = typer.Option(None, "--url", help="NATS server (default \\[bridge] url)"),
     config: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="platform config file"),
 ) -> None:
     """Re-read order events (or execution reports) retained in JetStream: print them, or rebuild the
