@@ -102,7 +102,27 @@ def run_importer(ring_name: str, subject: str, namespace: str, run_dir: str) -> 
         time.sleep(0.001)
 
 
+def run_exporter(ring_name: str, subject: str, namespace: str, run_dir: str) -> None:
+    """An export worker alone in this process, duty cycle until killed."""
+    from hftshm.bridge.export import ExportWorker
+    from hftshm.transport.ring import Ring
+
+    ring = Ring.attach(ring_name, "market_event", role="consumer", takeover=True)
+    # the run's identity, as a supervisor's manifest gives it: a restarted worker keeps the epoch
+    manifest = Path(run_dir) / "current.json"
+    if not manifest.exists():
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        manifest.write_text('{"started_ns": %d}' % time.time_ns())
+    worker = ExportWorker(ring_name, subject)
+    worker.on_start(context("export", BridgeConfig(url=NATS_URL, namespace=namespace, batch_records=256),
+                            Path(run_dir), inputs={ring_name: ring}))
+    print("ready", flush=True)
+    while True:
+        if not worker.do_work():
+            time.sleep(0.0005)
+
+
 if __name__ == "__main__":
     import sys
 
-    run_importer(*sys.argv[1:5])
+    {"import": run_importer, "export": run_exporter}[sys.argv[1]](*sys.argv[2:6])

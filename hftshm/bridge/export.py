@@ -1,10 +1,12 @@
 """The export worker: reads one ring and publishes its records to a JetStream subject, batched.
 
-``do_work`` polls up to ``[bridge] batch_records`` records, copies them into one message (header:
-``hftshm.bridge.batch_header``), releases them and hands the message to the NATS thread, which
-publishes in order and waits for each PubAck. Back-pressure is explicit: at most ``in_flight``
-messages wait for NATS; beyond, ``do_work`` stops polling, so the ring fills and its producer waits
-(block mode) or counts drops (drop mode), as with any slow consumer. A publish that fails (NATS
+``do_work`` copies up to ``[bridge] batch_records`` new records and hands them to the NATS thread,
+which publishes in order (header: ``hftshm.bridge.batch_header``) and waits for each PubAck; the
+records are released from the ring only once JetStream has stored them, so a killed export worker
+loses nothing (its successor publishes again from the ring's consumer cursor; the importer drops
+what had arrived). Back-pressure is explicit: at most ``in_flight`` batches wait for NATS, and
+unstored records occupy the ring, so a stalled NATS fills the ring and its producer waits (block
+mode) or counts drops (drop mode), as with any slow consumer. A publish that fails (NATS
 restarting) is retried with the same ``Nats-Msg-Id``, so JetStream stores it once.
 
 At the end of a run (drain), the worker publishes an END batch: the importing platform then knows
@@ -45,7 +47,8 @@ class ExportWorker(Worker):
         self.forward_name = forward  # a local ring that gets every record too (``export = "nats:"``)
         self._queued = 0      # messages handed to the NATS thread (this thread writes it)
         self._published = 0   # messages JetStream acknowledged (the NATS thread writes it)
-        self._records_published = 0
+        self._records_published = 0  # records JetStream stored (the NATS thread writes it)
+        self._released = 0           # of those, released from the ring (this thread)
         self._retries = 0
         self._end_sent = False
         self._error: BaseException | None = None
@@ -56,6 +59,7 @@ class ExportWorker(Worker):
         self.config = bridge_config.of(ctx.config)
         self.ring = ctx.input(self.ring_name)
         self.forward = ctx.output(self.forward_name) if self.forward_name else None
+        self._sent_upto = self.ring.consumer_position  # a predecessor's unacked records go out again
         self.fingerprint = self.ring.layout.fingerprint
         self.record_size = self.ring.layout.itemsize
         self.epoch = run_epoch(ctx.run_dir)
@@ -104,29 +108,50 @@ class ExportWorker(Worker):
         counters[0] = self._records_published
         counters[1] = self._published
         counters[2] = self._retries
+        ring = self.ring
+        # records stay in the ring until JetStream has stored them: a killed export worker loses
+        # nothing, its successor publishes again from the ring's consumer cursor (the importer drops
+        # what had arrived already). Sent records sit between the consumer cursor and _sent_upto.
+        view = ring.poll(ring.capacity)
+        first = ring.consumer_position
+        acked = self._records_published - self._released
+        if acked:
+            done = min(acked, len(view))
+            ring.release(done)
+            self._released += done
+            view, first = view[done:], first + done
         if self._queued - self._published >= self.config.in_flight:
             if not self._full:
                 self._full = True
                 counters[3] += 1
             return 0
         self._full = False
-        view = self.ring.poll(self._batch)
-        n = len(view)
+        fresh = view[self._sent_upto - first: self._sent_upto - first + self._batch]
+        n = len(fresh)
         if n == 0:
             return 0
-        if self.forward is not None:  # the local consumer first; a full local ring holds the rest back
-            slots = self.forward.claim(n)
-            n = len(slots)
+        if self.forward is not None:
+            n = self._forward(fresh)
             if n == 0:
                 return 0
-            slots[:] = view[:n]
-            self.forward.commit(n)
-            view = view[:n]
-        first = self.ring.consumer_position
-        records = view.tobytes()
-        self.ring.release(n)
-        self._hand_over(first, n, records)
+            fresh = fresh[:n]
+        self._hand_over(self._sent_upto, n, fresh.tobytes())
+        self._sent_upto += n
         return n
+
+    def _forward(self, fresh) -> int:
+        """The local consumer first (``export = "nats:"``); returns how many of ``fresh`` may go out.
+        A restarted worker does not forward again what its predecessor did (the local ring's
+        producer cursor counts it); a full local ring holds the rest back."""
+        already = max(0, min(len(fresh), self.forward.producer_position - self._sent_upto))
+        if already == len(fresh):
+            return already
+        slots = self.forward.claim(len(fresh) - already)
+        if len(slots) == 0:
+            return already
+        slots[:] = fresh[already: already + len(slots)]
+        self.forward.commit(len(slots))
+        return already + len(slots)
 
     def _hand_over(self, first_seq: int, count: int, records: bytes, flags: int = 0) -> None:
         self._queued += 1
@@ -134,7 +159,9 @@ class ExportWorker(Worker):
 
     def on_drain(self) -> int:
         moved = self.do_work()
-        if moved or self.ring.has_records():
+        if moved or self.ring.has_records():  # not yet all stored by JetStream (and released)
+            if not moved:
+                time.sleep(0.0005)
             return max(moved, 1)
         if not self._end_sent:
             self._end_sent = True
