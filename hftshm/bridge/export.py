@@ -129,6 +129,8 @@ class ExportWorker(Worker):
         fresh = view[self._sent_upto - first: self._sent_upto - first + self._batch]
         n = len(fresh)
         if n == 0:
+            if self._sent_upto > first:
+                time.sleep(0)  # waiting on PubAcks: hand the GIL to the NATS thread rather than spin on it
             return 0
         if self.forward is not None:
             n = self._forward(fresh)
