@@ -20,6 +20,12 @@ NATS_START = ["start-stop-daemon", "--start", "--oknodo", "--background", "--exe
 
 
 def context(name: str, config: BridgeConfig, run_dir: Path, inputs=None, outputs=None) -> WorkerContext:
+    """A worker context in ``run_dir``, which gets a run manifest's start time as a supervisor's run
+    has one: workers started again in the same ``run_dir`` belong to the same run."""
+    manifest = Path(run_dir) / "current.json"
+    if not manifest.exists():
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        manifest.write_text('{"started_ns": %d}' % time.time_ns())
     return WorkerContext(name=name, params={}, inputs=inputs or {}, outputs=outputs or {}, config=config,
                          counters=np.zeros(32, np.int64), histograms={}, run_dir=Path(run_dir),
                          log=logging.getLogger(f"test.{name}"))
@@ -108,11 +114,6 @@ def run_exporter(ring_name: str, subject: str, namespace: str, run_dir: str) -> 
     from hftshm.transport.ring import Ring
 
     ring = Ring.attach(ring_name, "market_event", role="consumer", takeover=True)
-    # the run's identity, as a supervisor's manifest gives it: a restarted worker keeps the epoch
-    manifest = Path(run_dir) / "current.json"
-    if not manifest.exists():
-        manifest.parent.mkdir(parents=True, exist_ok=True)
-        manifest.write_text('{"started_ns": %d}' % time.time_ns())
     worker = ExportWorker(ring_name, subject)
     worker.on_start(context("export", BridgeConfig(url=NATS_URL, namespace=namespace, batch_records=256),
                             Path(run_dir), inputs={ring_name: ring}))

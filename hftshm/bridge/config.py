@@ -61,6 +61,19 @@ def stream_name(namespace: str) -> str:
     return f"HFTSHM_{namespace}".replace("-", "_")
 
 
+def run_identity(run_dir) -> int:
+    """This platform run's identity: its manifest's start time (``<run_dir>/current.json``), the same
+    for every worker and every restart of one within the run; a new run gets a new one."""
+    import json
+    import time
+    from pathlib import Path
+
+    try:
+        return int(json.loads((Path(run_dir) / "current.json").read_text())["started_ns"])
+    except (OSError, ValueError, KeyError):
+        return time.time_ns()
+
+
 def of(config) -> BridgeConfig:
     """The ``[bridge]`` settings of a ``PlatformConfig`` (defaults when it has none, e.g. unit tests)."""
     if config is None:

@@ -16,10 +16,8 @@ the stream is complete and its import worker finishes, as a feed does at the end
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import deque
-from pathlib import Path
 
 from hftshm.bridge import batch_header as bh
 from hftshm.bridge import config as bridge_config
@@ -28,14 +26,6 @@ from hftshm.runtime.worker import Worker, WorkerContext
 
 PUBLISH_TIMEOUT_S = 2.0
 RETRY_PAUSE_S = 0.05
-
-
-def run_epoch(run_dir: Path) -> int:
-    """The exporting run's identity: its manifest's start time (stable across worker restarts)."""
-    try:
-        return int(json.loads((Path(run_dir) / "current.json").read_text())["started_ns"])
-    except (OSError, ValueError, KeyError):
-        return time.time_ns()
 
 
 class ExportWorker(Worker):
@@ -62,7 +52,7 @@ class ExportWorker(Worker):
         self._sent_upto = self.ring.consumer_position  # a predecessor's unacked records go out again
         self.fingerprint = self.ring.layout.fingerprint
         self.record_size = self.ring.layout.itemsize
-        self.epoch = run_epoch(ctx.run_dir)
+        self.epoch = bridge_config.run_identity(ctx.run_dir)  # stable across restarts of this worker
         self.thread = NatsThread(ctx.name)  # also shortens the GIL switch interval (see nats_thread)
         self._pending: deque = deque()
         self._wakeup = None

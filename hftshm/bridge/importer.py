@@ -40,6 +40,7 @@ STREAM_POLL_S = 0.2  # while the exporting host has not started yet
 
 @dataclass
 class ImportState:
+    run: int = 0          # the importing run (its manifest's start): another run's state is stale
     epoch: int = 0        # the exporting run whose sequences ``offset`` maps (0: none seen yet)
     offset: int = 0       # source sequence of ring slot 0: source seq = offset + ring producer cursor
     position: int = 0     # the ring's producer cursor when this was written (a new ring is behind it)
@@ -81,12 +82,13 @@ class ImportWorker(Worker):
                      self.ring.layout.describe(), self.durable)
 
     def _load_state(self) -> ImportState:
+        run = bridge_config.run_identity(self.ctx.run_dir)
         try:
             state = ImportState(**json.loads(self.state_path.read_text()))
         except (OSError, ValueError, TypeError):
-            return ImportState()
-        if state.position > self.ring.producer_position:
-            return ImportState()  # written for an earlier ring of this name (an earlier run)
+            return ImportState(run=run)
+        if state.run != run or state.position > self.ring.producer_position:
+            return ImportState(run=run)  # written for an earlier ring of this name (an earlier run)
         return state
 
     def _save_state(self) -> None:

@@ -205,3 +205,35 @@ def test_journal_reads_from_a_time(tmp_path):
         earlier = list(read_journal(config, subject, MARKET, None, Bound(time=between)))
     assert sum((b.records["seq"].tolist() for b in later), []) == [5, 6, 7, 8, 9]
     assert sum((b.records["seq"].tolist() for b in earlier), []) == [0, 1, 2, 3, 4]
+
+
+def test_a_new_importing_run_begins_at_the_exporters_latest_run(tmp_path):
+    def marker(epoch, flags):
+        return bh.encode(MARKET.fingerprint, 0, b"", 64, epoch=epoch, flags=flags)
+
+    with fresh_namespace() as config, temporary_rings({"old": ("market_event", 1024),
+                                                       "new": ("market_event", 1024)}) as rings:
+        subject = config.subject("md")
+        batch = lambda epoch, first, n: bh.encode(MARKET.fingerprint, first, market_events(first, n), 64, epoch=epoch)
+        publish_raw(config, subject + bh.START_SUFFIX, [marker(1, bh.FLAG_START)])
+        publish_raw(config, subject, [batch(1, 0, 100)])
+        first = ImportWorker("old", subject, durable="shared")
+        first.on_start(context("import", config, tmp_path / "run1", outputs={"old": rings["old"]}))
+        try:
+            assert _wait(lambda: rings["old"].producer_position == 100, step=first.do_work)
+        finally:
+            first.on_close()
+        # the rest of the exporter's first run (never imported), then its second run
+        publish_raw(config, subject, [batch(1, 100, 100), marker(1, bh.FLAG_END)])
+        publish_raw(config, subject + bh.START_SUFFIX, [marker(2, bh.FLAG_START)])
+        publish_raw(config, subject, [batch(2, 0, 30), marker(2, bh.FLAG_END)])
+        # a new importing run (its own run directory and manifest), same durable consumer name
+        second = ImportWorker("new", subject, durable="shared")
+        second.on_start(context("import", config, tmp_path / "run2", outputs={"new": rings["new"]}))
+        try:
+            assert _wait(second.is_done, step=second.do_work)
+        finally:
+            second.on_close()
+        got = []
+        drain_ring(rings["new"], got)
+        assert got == list(range(30))
