@@ -199,6 +199,7 @@ class ImportWorker(Worker):
                         if done is not None:
                             await self._ack(done)
                             done = None
+                        await self._flush()  # every ack reached the server: the ack floor is exact
                         await self._rewind()  # a gap: make sure it is not a redelivery still to come
                         break
                     done = message
@@ -210,13 +211,21 @@ class ImportWorker(Worker):
             self._error = exc
 
     async def _ack(self, message) -> None:
-        # acknowledged by the server before the next message: the ack floor a rewind starts after is exact
+        # sent without waiting for the server (one round trip less per batch); a rewind flushes first
         try:
-            await message.ack_sync(timeout=2.0)
+            await message.ack()
         except asyncio.CancelledError:
             raise
         except Exception:
             self.counts[6] += 1  # NATS restarting: the message comes again and is dropped as a duplicate
+
+    async def _flush(self) -> None:
+        try:
+            await self.nc.flush(timeout=2)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.counts[6] += 1
 
     async def _deliver(self, message) -> bool:
         """Write the message's new records into the ring; False (nothing written) for a gap not yet
@@ -294,6 +303,7 @@ class ImportWorker(Worker):
 
     async def _close(self) -> None:
         try:
+            await self.nc.flush(timeout=2)  # the last acks, so a successor does not see them again
             await self.nc.close()
         except Exception:
             pass
