@@ -1,6 +1,5 @@
 """Sweeps on Dask (several worker processes): a LocalCluster gives the local pool's rows, survives a
-killed worker, and a days x
-parameters grid names each row's day."""
+killed worker, and a days x parameters grid names each row's day."""
 
 import os
 import signal
