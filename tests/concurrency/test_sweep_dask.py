@@ -91,3 +91,15 @@ def test_cli_sweep_on_a_local_cluster_over_two_days(tmp_path):
     bad = CliRunner().invoke(app, ["backtest", "--data", str(days[0]), "--sweep", "spread_bps=1", "--cluster", "udp://x",
                                    "--config", str(tmp_path / "none.toml")])
     assert bad.exit_code == 2 and "--cluster" in bad.output
+
+
+def test_a_running_cluster_by_its_scheduler_address(tmp_path):
+    day = _files(tmp_path, [300])[0]
+    grid = parse_sweep(["spread_bps=1,3"])
+    expected = run_sweep(None, day, "market_maker", {}, grid, seed=5, workers=1, progress=False)
+    with local_cluster(2) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        rows = run_sweep_dask(cluster.scheduler_address, None, day, "market_maker", {}, grid, seed=5, progress=False)
+    assert _comparable(rows) == _comparable(expected)
+    with pytest.raises(ValueError, match="no Dask scheduler answers"):
+        run_sweep_dask("tcp://127.0.0.1:1", None, day, "market_maker", {}, grid, progress=False)
