@@ -127,6 +127,11 @@ class Topology:
             raise ConfigError("rings must be an array of tables ([[rings]])")
         rings = [_ring_from(i, body) for i, body in enumerate(rings_raw)]
         rings, bridge_workers = _bridge_endpoints(rings, raw.get("bridge") or {})
+        platform = raw.get("platform") if isinstance(raw.get("platform"), dict) else {}
+        if platform.get("deterministic") and any(w.factory.endswith(":ImportWorker") for w in bridge_workers):
+            raise ConfigError("[platform] deterministic = true needs the feed in this platform (it replays in "
+                              "lockstep with every stage); rings imported from NATS (from = \"nats:...\") arrive "
+                              "as the other host sends them: run this platform without --deterministic")
         workers += bridge_workers
         topology = cls(tuple(workers), tuple(rings), placement)
         topology.validate()

@@ -47,3 +47,10 @@ def test_export_key_tees_a_local_ring_to_nats():
     with pytest.raises(ConfigError, match="export must be"):
         Topology.from_config(_raw([{"name": "md", "layout": "market_event", "from": "feed", "to": "strategies",
                                     "export": "kafka:x"}]))
+
+
+def test_a_deterministic_run_cannot_import_market_data_from_nats():
+    raw = _raw([{"name": "md", "layout": "market_event", "from": "nats:hftshm.md.md", "to": "strategies"}])
+    raw["platform"] = {"deterministic": True}
+    with pytest.raises(ConfigError, match="deterministic"):
+        Topology.from_config(raw)
