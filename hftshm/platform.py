@@ -26,6 +26,7 @@ SECTION_CLASSES = {
     "exchange": "hftshm.exchange.config:ExchangeConfig",
     "web": "hftshm.web.config:WebConfig",
     "redis": "hftshm.redis_config:RedisConfig",
+    "bridge": "hftshm.bridge.config:BridgeConfig",
 }
 STRUCTURE_SECTIONS = ("platform", "symbols", "workers", "rings", "supervisor")
 

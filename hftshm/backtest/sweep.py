@@ -3,8 +3,10 @@
     grid = parse_sweep(["spread_bps=1,2,4", "quantity=0.01,0.02"])   # 6 combinations
     rows = run_sweep(None, "data/btcusdt_20240808.csv.gz", "market_maker", {}, grid, seed=1)
 
-Each worker process loads the data once (``initializer``) and runs its share of the grid; results
-come back as summary dicts (no equity curves: a grid of hundreds stays small), ranked by a metric.
+Each worker process loads each data file once (on first use) and runs its share of the grid;
+several data files make a days x parameters grid. Results come back as summary dicts (no equity
+curves: a grid of hundreds stays small), ranked by a metric. ``--cluster`` runs the same tasks on
+Dask (``hftshm.backtest.sweep_dask``).
 """
 
 from __future__ import annotations
@@ -42,23 +44,36 @@ def combinations(grid: dict[str, list[str]]) -> list[dict[str, str]]:
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
-def _init(config, data, strategy, seed, engine_name) -> None:
+def _init(config, strategy, seed, engine_name) -> None:
+    """Once per worker process: the platform config and the symbols; data files load on first use."""
     from hftshm.backtest.api import platform_raw
-    from hftshm.backtest.data import load_events
     from hftshm.symbols import DEFAULT_SYMBOLS, SymbolTable
 
     raw = platform_raw(config)
     symbols = SymbolTable.from_section(raw["symbols"]) if raw.get("symbols") else DEFAULT_SYMBOLS
-    events, description = load_events(data, symbols)
-    _state.update(raw=raw, events=events, description=description, strategy=strategy, seed=seed,
-                  engine_name=engine_name)
+    _state.clear()
+    _state.update(setup=(config, strategy, seed, engine_name), raw=raw, symbols=symbols, events={},
+                  strategy=strategy, seed=seed, engine_name=engine_name)
 
 
-def _run_one(params: dict[str, Any]) -> dict[str, Any]:
+def _events(data):
+    """The events of one data file, loaded once per worker process (a days x parameters grid reuses them)."""
+    from hftshm.backtest.data import load_events
+
+    cache = _state["events"]
+    key = str(data)
+    if key not in cache:
+        cache[key] = load_events(data, _state["symbols"])[0]
+    return cache[key]
+
+
+def run_task(task: tuple[Any, dict[str, Any]]) -> dict[str, Any]:
+    """One combination on one data file; a failure is reported in its row, never raised."""
     from hftshm.backtest.api import run_backtest
 
+    data, params = task
     try:
-        result = run_backtest(_state["raw"], _state["events"], _state["strategy"], params, _state["seed"],
+        result = run_backtest(_state["raw"], _events(data), _state["strategy"], params, _state["seed"],
                               engine_name=_state["engine_name"])
     except Exception as exc:  # one bad combination must not sink the grid; it is reported in its row
         return {"params": params, "error": f"{type(exc).__name__}: {exc}"}
@@ -66,20 +81,78 @@ def _run_one(params: dict[str, Any]) -> dict[str, Any]:
     return {"params": params, **{k: summary.get(k) for k in SUMMARY_KEYS}}
 
 
+def grid_tasks(data, base_params: dict[str, Any], grid: dict[str, list[str]]) -> tuple[list, list]:
+    """(tasks, labels): every data file x every combination, days outermost."""
+    files = list(data) if isinstance(data, (list, tuple)) else [data]
+    tasks, labels = [], []
+    for path in files:
+        for combo in combinations(grid):
+            tasks.append((path, {**base_params, **combo}))
+            labels.append((path, combo))
+    return tasks, labels
+
+
+def finish_rows(rows: list[dict[str, Any]], labels: list, several_files: bool, rank_by: str) -> list[dict[str, Any]]:
+    from pathlib import Path
+
+    for row, (path, combo) in zip(rows, labels):
+        row["params"] = combo  # show what varied, not the whole parameter set
+        if several_files:
+            row["data"] = Path(path).name
+    return rank(rows, rank_by)
+
+
+def progress_bar(total: int):
+    """A progress bar of combinations done, on stderr (stdout stays the table or the JSON)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=False)
+
+
 def run_sweep(config, data, strategy: str, base_params: dict[str, Any], grid: dict[str, list[str]], seed: int = 1,
-              rank_by: str = "net_pnl", workers: int | None = None, engine_name: str = "auto") -> list[dict[str, Any]]:
-    """Every combination of ``grid`` over ``base_params``; rows ranked best first by ``rank_by``
-    (max_drawdown: smallest first). Rows with an ``error`` key failed and sort last."""
+              rank_by: str = "net_pnl", workers: int | None = None, engine_name: str = "auto",
+              progress: bool = True) -> list[dict[str, Any]]:
+    """Every combination of ``grid`` over ``base_params`` on every file of ``data`` (one path or a
+    list: a days x parameters grid); rows ranked best first by ``rank_by`` (max_drawdown: smallest
+    first). Rows with an ``error`` key failed and sort last; with several files each row names its
+    ``data``. The local process pool; ``hftshm.backtest.sweep_dask`` runs the same tasks on Dask."""
+    from concurrent.futures import as_completed
+
     if rank_by not in RANK_METRICS:
         raise ValueError(f"rank by {rank_by!r}; allowed: {', '.join(RANK_METRICS)}")
-    combos = [{**base_params, **combo} for combo in combinations(grid)]
-    workers = max(1, min(workers or (os.cpu_count() or 1), len(combos)))
+    tasks, labels = grid_tasks(data, base_params, grid)
+    workers = max(1, min(workers or (os.cpu_count() or 1), len(tasks)))
+    rows: list[Any] = [None] * len(tasks)
     with ProcessPoolExecutor(max_workers=workers, initializer=_init,
-                             initargs=(config, data, strategy, seed, engine_name)) as pool:
-        rows = list(pool.map(_run_one, combos))
-    for row, combo in zip(rows, combinations(grid)):
-        row["params"] = combo  # show what varied, not the whole parameter set
-    return rank(rows, rank_by)
+                             initargs=(config, strategy, seed, engine_name)) as pool, \
+            _maybe_progress(progress, len(tasks)) as bar:
+        futures = {pool.submit(run_task, task): i for i, task in enumerate(tasks)}
+        for future in as_completed(futures):
+            rows[futures[future]] = future.result()
+            bar.advance()
+    return finish_rows(rows, labels, isinstance(data, (list, tuple)) and len(data) > 1, rank_by)
+
+
+class _maybe_progress:
+    def __init__(self, enabled: bool, total: int):
+        self.bar = progress_bar(total) if enabled else None
+        self.total = total
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.__enter__()
+            self.task = self.bar.add_task("sweep", total=self.total)
+        return self
+
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
 
 
 def rank(rows: list[dict[str, Any]], rank_by: str) -> list[dict[str, Any]]:

@@ -17,8 +17,9 @@ def register(app: typer.Typer) -> None:
 
 
 def backtest_command(
-    data: Path = typer.Option(DEFAULT_DATA, "--data", "-d",
-                              help="canonical tick CSV (.csv/.csv.gz) or .npy of market_event"),
+    data: list[Path] = typer.Option([DEFAULT_DATA], "--data", "-d",
+                                    help="canonical tick CSV (.csv/.csv.gz) or .npy of market_event; several "
+                                         "with --sweep: a days x parameters grid"),
     strategy: str = typer.Option("market_maker", "--strategy", "-s",
                                  help="a [strategies] instance, built-in name, package.module:Class or entry point"),
     param: list[str] = typer.Option([], "--param", "-p", help="k=v strategy parameter (repeatable)"),
@@ -27,6 +28,8 @@ def backtest_command(
     sweep: list[str] = typer.Option([], "--sweep", help="k=v1,v2,... grid axis (repeatable): run every combination"),
     rank_by: str = typer.Option("net_pnl", "--rank-by", help="sweep ranking: net_pnl, sharpe, max_drawdown, ..."),
     jobs: int = typer.Option(None, "--jobs", "-j", help="sweep processes (default: CPUs)"),
+    cluster: str = typer.Option(None, "--cluster", help="run the sweep on Dask: 'local' (a LocalCluster of --jobs "
+                                "workers) or a scheduler tcp://HOST:8786 (default: the local process pool)"),
     engine: str = typer.Option("auto", "--engine",
                                help="auto (compiled when the strategy has a kernel), compiled, python"),
     config: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c",
@@ -53,10 +56,19 @@ def backtest_command(
     try:
         params = parse_params(param)
         if sweep:
-            rows = run_sweep(cfg, data, strategy, params, parse_sweep(sweep), seed, rank_by, jobs, engine)
+            sweep_data = data if len(data) > 1 else data[0]
+            if cluster:
+                from hftshm.backtest.sweep_dask import run_sweep_dask
+
+                rows = run_sweep_dask(cluster, cfg, sweep_data, strategy, params, parse_sweep(sweep), seed, rank_by,
+                                      jobs, engine)
+            else:
+                rows = run_sweep(cfg, sweep_data, strategy, params, parse_sweep(sweep), seed, rank_by, jobs, engine)
             _print_sweep(rows, rank_by, as_json)
             return
-        result = run_backtest(cfg, data, strategy, params, seed, engine_name=engine)
+        if len(data) > 1 or cluster:
+            raise ValueError("several --data files and --cluster are for sweeps: add --sweep k=v1,v2")
+        result = run_backtest(cfg, data[0], strategy, params, seed, engine_name=engine)
     except (BacktestDataError, ConfigError, StrategyError, LookupError, ValueError) as exc:
         typer.secho(f"backtest: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
@@ -126,15 +138,18 @@ def _print_sweep(rows: list[dict], rank_by: str, as_json: bool) -> None:
     from rich.table import Table
 
     keys = list(rows[0]["params"]) if rows else []
+    days = any("data" in row for row in rows)
     table = Table(title=f"sweep: {len(rows)} runs ranked by {rank_by}")
     table.add_column("#", justify="right")
+    if days:
+        table.add_column("data")
     for key in keys:
         table.add_column(key, justify="right")
     metrics = ("net_pnl", "sharpe", "max_drawdown", "trades", "fill_ratio", "fees", "position")
     for metric in metrics:
         table.add_column(metric, justify="right")
     for rank, row in enumerate(rows, 1):
-        cells = [str(rank)] + [str(row["params"][k]) for k in keys]
+        cells = [str(rank)] + ([row.get("data", "")] if days else []) + [str(row["params"][k]) for k in keys]
         if "error" in row:
             cells += [row["error"]] + [""] * (len(metrics) - 1)
         else:

@@ -18,6 +18,14 @@ Read from ``[workers.NAME]`` tables and ``[[rings]]`` entries of the platform co
     capacity = 65536                          # records, a power of two
     backpressure = "block"                    # block | drop
 
+A ring's ``from`` or ``to`` may be ``nats:<subject>`` (``nats:`` alone = ``hftshm.<[bridge] namespace>.<ring>``):
+the ring then crosses hosts through NATS JetStream, and the topology adds the bridge worker that
+carries it (``hftshm.bridge``): ``to = "nats:"`` exports the ring's records, ``from = "nats:SUBJECT"``
+imports a subject into it. Bridge workers share one unpinned process, ``bridge``. A ring that stays
+local and is exported as well (the order events: the OMS database writer here, the journal and a
+monitor host there) says ``export = "nats:"``: its export worker forwards every record to the
+declared consumer through ``<ring>.local`` and publishes it.
+
 Declaration order is pipeline order: the supervisor starts processes downstream first (so every
 consumer is attached before its producer runs) and drains them upstream first.
 """
@@ -35,6 +43,8 @@ WAIT_STRATEGIES = ("busy-spin", "spin-yield", "spin-park")
 # API) rather than by a worker; they take ``<run_dir>/<ring>.lock`` so there is still one producer.
 OPERATOR = "operator"
 BACKPRESSURE_MODES = ("block", "drop")
+NATS_PREFIX = "nats:"
+BRIDGE_PROCESS = "bridge"
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,10 @@ class RingSpec:
     consumer: str
     capacity: int
     backpressure: str
+    # the NATS subject when the ring crosses hosts (its producer or consumer is then a bridge worker)
+    remote_subject: str = ""
+    # ``export = "nats:..."``: the ring's records also go to NATS (a tee; resolved into a bridge worker)
+    export: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,6 +126,13 @@ class Topology:
         if not isinstance(rings_raw, list):
             raise ConfigError("rings must be an array of tables ([[rings]])")
         rings = [_ring_from(i, body) for i, body in enumerate(rings_raw)]
+        rings, bridge_workers = _bridge_endpoints(rings, raw.get("bridge") or {})
+        platform = raw.get("platform") if isinstance(raw.get("platform"), dict) else {}
+        if platform.get("deterministic") and any(w.factory.endswith(":ImportWorker") for w in bridge_workers):
+            raise ConfigError("[platform] deterministic = true needs the feed in this platform (it replays in "
+                              "lockstep with every stage); rings imported from NATS (from = \"nats:...\") arrive "
+                              "as the other host sends them: run this platform without --deterministic")
+        workers += bridge_workers
         topology = cls(tuple(workers), tuple(rings), placement)
         topology.validate()
         return topology
@@ -181,9 +202,64 @@ def _ring_from(index: int, body: Any) -> RingSpec:
         consumer=section.string("to"),
         capacity=capacity,
         backpressure=section.choice("backpressure", BACKPRESSURE_MODES, "block"),
+        export=section.string("export", ""),
     )
     section.done()
+    if spec.export and not spec.export.startswith(NATS_PREFIX):
+        raise ConfigError(f"rings.{name}.export must be {NATS_PREFIX!r} or {NATS_PREFIX}<subject>, found {spec.export!r}")
     return spec
+
+
+def _bridge_endpoints(rings: list[RingSpec], bridge_raw: dict) -> tuple[list[RingSpec], list[WorkerSpec]]:
+    """Rings with a ``nats:`` end get a bridge worker at that end (export or import)."""
+    import dataclasses
+
+    namespace = bridge_raw.get("namespace", "default") if isinstance(bridge_raw, dict) else "default"
+    result, workers = [], []
+    for ring in rings:
+        ends = [role for role, end in (("from", ring.producer), ("to", ring.consumer)) if end.startswith(NATS_PREFIX)]
+        if ring.export:
+            if ends:
+                raise ConfigError(f"ring {ring.name!r}: export = ... is for a local ring; this one already crosses "
+                                  f"hosts through {NATS_PREFIX}")
+            subject = _subject(ring.name, ring.export, namespace)
+            local = dataclasses.replace(ring, name=f"{ring.name}.local", export="")
+            worker = WorkerSpec(f"bridge_export_{ring.name.replace('.', '_')}", "hftshm.bridge.export:ExportWorker",
+                                BRIDGE_PROCESS, "none", "spin-park",
+                                {"ring": ring.name, "subject": subject, "forward": local.name})
+            result += [dataclasses.replace(ring, consumer=worker.name, remote_subject=subject, export=""),
+                       dataclasses.replace(local, producer=worker.name)]
+            workers.append(worker)
+            continue
+        if not ends:
+            result.append(ring)
+            continue
+        if len(ends) == 2:
+            raise ConfigError(f"ring {ring.name!r}: only one of from/to may be {NATS_PREFIX}<subject>")
+        end = ring.producer if ends[0] == "from" else ring.consumer
+        subject = _subject(ring.name, end, namespace)
+        token = ring.name.replace(".", "_")
+        if ends[0] == "from":
+            worker = WorkerSpec(f"bridge_import_{token}", "hftshm.bridge.importer:ImportWorker", BRIDGE_PROCESS,
+                                "none", "spin-park", {"ring": ring.name, "subject": subject})
+            ring = dataclasses.replace(ring, producer=worker.name, remote_subject=subject)
+        else:
+            worker = WorkerSpec(f"bridge_export_{token}", "hftshm.bridge.export:ExportWorker", BRIDGE_PROCESS,
+                                "none", "spin-park", {"ring": ring.name, "subject": subject})
+            ring = dataclasses.replace(ring, consumer=worker.name, remote_subject=subject)
+        workers.append(worker)
+        result.append(ring)
+    return result, workers
+
+
+def _subject(ring: str, end: str, namespace: str) -> str:
+    import re
+
+    subject = end[len(NATS_PREFIX):] or f"hftshm.{namespace}.{ring}"
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*", subject):
+        raise ConfigError(f"rings.{ring}: {end!r} is not a NATS subject (dot-separated tokens of "
+                          "letters, digits, _ -; no wildcards)")
+    return subject
 
 
 def load_factory(path: str):

@@ -1,0 +1,103 @@
+"""Two platform instances on this machine, joined only by NATS JetStream: a market-data host replays
+the real day and exports it (config/market-data-host.toml); a trading host imports it and trades
+(config/trading-host.toml), exporting its order events. Judged by sequence: every event the feed
+published reaches each imported ring exactly once, and the exported order events are the ones the
+trading host's OMS database holds: replayed from the journal, and imported by a monitor host
+(config/monitor-host.toml) into its own database."""
+
+import subprocess
+import uuid
+
+import pytest
+
+from hftshm.config import read_toml
+from hftshm.platform import PlatformConfig, merge
+from tests.bridge_helpers import delete_stream
+from tests.e2e.platform_harness import HFTSHM, REAL_DAY, REAL_DAY_BOOK_SNAPSHOTS, REAL_DAY_EVENTS, ROOT, run_platform
+
+IMPORTED = {"md.strategies": REAL_DAY_EVENTS, "md.exchange": REAL_DAY_EVENTS,
+            "book.strategies": REAL_DAY_BOOK_SNAPSHOTS, "book.risk": REAL_DAY_BOOK_SNAPSHOTS}
+
+
+def market_data_host(tmp_path, namespace):
+    text = (ROOT / "config" / "market-data-host.toml").read_text()
+    text = text.replace('run_dir = "run/market-data"', f'run_dir = "{tmp_path / "market-data"}"')
+    text = text.replace('namespace = "md"', f'namespace = "{namespace}"')
+    text = text.replace('data = ["data/btcusdt_20240808.csv.gz"]', f'data = ["{REAL_DAY}"]').replace("speed = 10.0", "speed = 0.0")
+    path = tmp_path / "market-data.toml"
+    path.write_text(text)
+    return path
+
+
+def monitor_host(tmp_path, trade_namespace):
+    text = (ROOT / "config" / "monitor-host.toml").read_text()
+    text = text.replace('run_dir = "run/monitor"', f'run_dir = "{tmp_path / "monitor"}"')
+    text = text.replace('namespace = "monitor"', f'namespace = "{trade_namespace}mon"')
+    text = text.replace("nats:hftshm.trade.oms.events", f"nats:hftshm.{trade_namespace}.oms.events")
+    path = tmp_path / "monitor.toml"
+    path.write_text(text)
+    return path
+
+
+def trading_host(tmp_path, md_namespace, namespace) -> PlatformConfig:
+    raw = read_toml(ROOT / "config" / "trading-host.toml")
+    for ring in raw["rings"]:
+        ring["from"] = ring["from"].replace("nats:hftshm.md.", f"nats:hftshm.{md_namespace}.")
+    raw = merge(raw, {"platform": {"run_dir": str(tmp_path / "trading")}, "bridge": {"namespace": namespace},
+                      "supervisor": {"restart_backoff_s": 0.05, "drain_timeout_s": 20.0, "heartbeat_timeout_s": 300.0}})
+    return PlatformConfig.from_raw(raw, base_dir=ROOT).validate_all()
+
+
+@pytest.mark.slow
+def test_trading_host_imports_the_real_day_exactly_once_and_exports_its_order_events(tmp_path):
+    md_ns, trade_ns = "e2emd" + uuid.uuid4().hex[:6], "e2etr" + uuid.uuid4().hex[:6]
+    try:
+        feed = subprocess.run([HFTSHM, "run", "-c", str(market_data_host(tmp_path, md_ns)), "--no-web", "--quiet"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert feed.returncode == 0, feed.stdout + feed.stderr
+        result = run_platform(trading_host(tmp_path, md_ns, trade_ns), timeout_s=400)
+        replay_db = tmp_path / "replayed.sqlite"
+        replay = subprocess.run([HFTSHM, "journal", "replay", "--namespace", trade_ns, "--database",
+                                 f"sqlite:///{replay_db}", "-c", str(ROOT / "config" / "trading-host.toml")],
+                                cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert replay.returncode == 0, replay.stdout + replay.stderr
+        monitor = subprocess.run([HFTSHM, "run", "-c", str(monitor_host(tmp_path, trade_ns)), "--no-web", "--quiet"],
+                                 cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert monitor.returncode == 0, monitor.stdout + monitor.stderr
+    finally:
+        for namespace in (md_ns, trade_ns, trade_ns + "mon"):
+            delete_stream(namespace)
+    for ring, published in IMPORTED.items():
+        worker = f"bridge_import_{ring.replace('.', '_')}"
+        seen = result.counters[worker]
+        assert seen["records_imported"] == published, (ring, seen)
+        assert seen["gaps"] == 0 and seen["duplicates_dropped"] == 0, (ring, seen)
+        assert result.rings[ring].producer_position == published
+    assert result.orders and result.fills, "the trading host traded nothing"
+    exported = result.counters["bridge_export_oms_events"]["records_exported"]
+    assert exported == len(result.events) == result.rings["oms.events.local"].producer_position
+    assert result.counters["bridge_export_oms_reports"]["records_exported"] == result.rings["oms.reports"].producer_position > 0
+    assert not result.consistency, result.consistency
+    # the journal rebuilt the OMS tables on "another host": the same orders and fills
+    replayed_orders, replayed_fills = _orders_and_fills(f"sqlite:///{replay_db}")
+    assert replayed_orders == result.orders
+    assert replayed_fills == result.fills
+    # the monitor host imported the order events into its own OMS database: the same orders and fills
+    monitored_orders, monitored_fills = _orders_and_fills(f"sqlite:///{tmp_path / 'monitor' / 'oms.sqlite'}")
+    assert monitored_orders == result.orders
+    assert monitored_fills == result.fills
+
+
+def _orders_and_fills(url):
+    from hftshm.oms.models import FILL_COLUMNS
+    from hftshm.oms.store import Store
+
+    store = Store(url, create=False)
+    try:
+        orders = store.list_orders(limit=10_000_000)
+        with store.engine.connect() as conn:
+            fills = [dict(zip(FILL_COLUMNS, row)) for row in conn.exec_driver_sql(
+                f"SELECT {', '.join(FILL_COLUMNS)} FROM fills ORDER BY event_id")]
+    finally:
+        store.close()
+    return orders, fills

@@ -1,0 +1,56 @@
+"""``nats:<subject>`` ring endpoints: the topology adds the bridge worker that carries the ring."""
+
+import pytest
+
+from hftshm.config import ConfigError
+from hftshm.runtime.topology import Topology
+
+
+def _raw(rings, namespace="md"):
+    return {"bridge": {"namespace": namespace},
+            "workers": {"feed": {"class": "hftshm.feed.worker:FeedWorker"},
+                        "strategies": {"class": "hftshm.strategies.worker:StrategyWorker"}},
+            "rings": rings}
+
+
+def test_export_and_import_endpoints_become_bridge_workers():
+    topology = Topology.from_config(_raw([
+        {"name": "md.strategies", "layout": "market_event", "from": "feed", "to": "nats:"},
+        {"name": "md.in", "layout": "market_event", "from": "nats:hftshm.other.md.strategies", "to": "strategies"},
+    ]))
+    export = topology.worker("bridge_export_md_strategies")
+    imported = topology.worker("bridge_import_md_in")
+    assert export.factory == "hftshm.bridge.export:ExportWorker"
+    assert export.params == {"ring": "md.strategies", "subject": "hftshm.md.md.strategies"}
+    assert imported.params == {"ring": "md.in", "subject": "hftshm.other.md.strategies"}
+    rings = {r.name: r for r in topology.rings}
+    assert rings["md.strategies"].consumer == export.name and rings["md.in"].producer == imported.name
+    assert rings["md.in"].remote_subject == "hftshm.other.md.strategies"
+    assert {w.name for p in topology.processes() if p.name == "bridge" for w in p.workers} == {export.name, imported.name}
+
+
+def test_bad_subject_and_double_nats_are_config_errors():
+    with pytest.raises(ConfigError, match="not a NATS subject"):
+        Topology.from_config(_raw([{"name": "r", "layout": "market_event", "from": "feed", "to": "nats:a.*"}]))
+    with pytest.raises(ConfigError, match="only one of from/to"):
+        Topology.from_config(_raw([{"name": "r", "layout": "market_event", "from": "nats:", "to": "nats:"}]))
+
+
+def test_export_key_tees_a_local_ring_to_nats():
+    raw = _raw([{"name": "md", "layout": "market_event", "from": "feed", "to": "strategies", "export": "nats:"}])
+    topology = Topology.from_config(raw)
+    tee = topology.worker("bridge_export_md")
+    assert tee.params == {"ring": "md", "subject": "hftshm.md.md", "forward": "md.local"}
+    rings = {r.name: r for r in topology.rings}
+    assert (rings["md"].producer, rings["md"].consumer) == ("feed", tee.name)
+    assert (rings["md.local"].producer, rings["md.local"].consumer) == (tee.name, "strategies")
+    with pytest.raises(ConfigError, match="export must be"):
+        Topology.from_config(_raw([{"name": "md", "layout": "market_event", "from": "feed", "to": "strategies",
+                                    "export": "kafka:x"}]))
+
+
+def test_a_deterministic_run_cannot_import_market_data_from_nats():
+    raw = _raw([{"name": "md", "layout": "market_event", "from": "nats:hftshm.md.md", "to": "strategies"}])
+    raw["platform"] = {"deterministic": True}
+    with pytest.raises(ConfigError, match="deterministic"):
+        Topology.from_config(raw)
