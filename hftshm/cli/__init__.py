@@ -16,7 +16,8 @@ app = typer.Typer(
 )
 
 # Each module defines register(app). Order is the order of --help.
-_COMMAND_MODULES = ("run", "data", "exchange", "strategies", "risk", "orders", "web", "backtest", "bench", "layouts")
+_COMMAND_MODULES = ("run", "data", "exchange", "strategies", "risk", "orders", "web", "backtest", "bench", "layouts",
+                    "record")
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(f"hftshm.cli.{_name}").register(app)
