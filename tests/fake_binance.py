@@ -247,3 +247,24 @@ class FakeBinance:
                     self.sent += 1
         else:
             raise ValueError(f"unknown fake Binance action {action!r}")
+
+
+def main() -> None:  # python -m tests.fake_binance RECORDING: serve it until Ctrl-C (manual runs)
+    import argparse
+
+    parser = argparse.ArgumentParser(description="a fake Binance on 127.0.0.1 replaying a recording")
+    parser.add_argument("recording", type=Path)
+    parser.add_argument("--time-scale", type=float, default=1.0)
+    parser.add_argument("--max-frames", type=int, default=None)
+    args = parser.parse_args()
+    with FakeBinance(args.recording, time_scale=args.time_scale, max_frames=args.max_frames) as fake:
+        print(f"ws_url {fake.ws_url}\nrest_url {fake.rest_url('usdm')}", flush=True)
+        try:
+            fake.done.wait()
+            time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

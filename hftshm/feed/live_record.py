@@ -104,7 +104,7 @@ class Recorder:
     """The client's sink: writes every frame and snapshot, watches the sequence, asks for snapshots."""
 
     def __init__(self, directory: str | Path, subscriptions: list[Subscription], *, rotate_bytes: int = 0,
-                 compresslevel: int = 6):
+                 compresslevel: int = 6, watch_sequence: bool = True):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.subscriptions = subscriptions
@@ -118,6 +118,8 @@ class Recorder:
         # gap detection: the importer's own synchronisation, its rows discarded
         self.sync = {sub.market.name: BinanceImporter(lambda text: None) for sub in subscriptions}
         self.report = RecordReport()
+        # False when the caller synchronises the streams itself (the live feed's --record)
+        self.watch_sequence = watch_sequence
         self.client: BinanceStreamClient | None = None
         self._line = Counter()
 
@@ -158,6 +160,8 @@ class Recorder:
             self.client.request_snapshot(market, rec.stem.rsplit("_", 1)[1])
 
     def _check(self, market: str, recv_ns: int, frame: bytes, snapshot_symbol: str | None) -> None:
+        if not self.watch_sequence:
+            return
         importer = self.sync[market]
         summary = importer.summary
         gaps, stale = len(summary.gaps), summary.dropped["snapshot_older_than_buffered_diffs"]
