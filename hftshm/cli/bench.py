@@ -9,7 +9,7 @@ import typer
 bench_app = typer.Typer(help="Benchmarks: each prints a table and, with --json PATH, writes {\"results\": [...]}.",
                         no_args_is_help=True)
 
-_BENCH_MODULES = ("ring", "book", "feed", "match", "risk", "oms", "pipeline", "backtest", "metrics")
+_BENCH_MODULES = ("ring", "book", "feed", "match", "risk", "oms", "pipeline", "backtest", "metrics", "live")
 
 
 def register(app: typer.Typer) -> None:

@@ -139,7 +139,11 @@ class LiveFeed:
             self.recorder.close()
 
     def warm_up(self) -> None:
-        """Compile (or load from numba's cache) every kernel ``step`` calls, before the first frame."""
+        """Compile (or load from numba's cache) every kernel ``step`` calls, before the first frame:
+        a throwaway decoder takes one frame of each kind (the books and rings are not touched)."""
+        warm = LiveDecoder(self.symbols, ["warm-up"])
+        symbol = next(iter(self.symbols)).name
+        warm.decode([(1, line.encode(), "warm-up") for line in _warm_up_frames(symbol)])
         self._stage(load_layout("market_event").zeros(0))
         for out in self.outputs:
             staged = self._snaps if out.is_snapshot else self._staged
@@ -249,3 +253,19 @@ class LiveFeed:
             "queued_frames": len(self.queue.items),
             "rings": {o.ring.name: o.written for o in self.outputs},
         }
+
+
+def _warm_up_frames(symbol: str) -> list[str]:
+    s = symbol.lower()
+    return [
+        '{"stream":"%s@depth@0ms","data":{"e":"depthUpdate","E":1,"T":1,"s":"%s","U":1,"u":2,"pu":0,'
+        '"b":[["1.0","1.0"]],"a":[["2.0","1.0"]]}}' % (s, symbol),
+        '{"stream":"%s@depthSnapshot","data":{"lastUpdateId":1,"E":1,"T":1,"bids":[["1.0","1.0"]],'
+        '"asks":[["2.0","1.0"]]}}' % s,
+        '{"stream":"%s@depth@0ms","data":{"e":"depthUpdate","E":2,"T":2,"s":"%s","U":3,"u":4,"pu":2,'
+        '"b":[["1.0","2.0"]],"a":[]}}' % (s, symbol),
+        '{"stream":"%s@trade","data":{"e":"trade","E":3,"T":3,"s":"%s","t":1,"p":"1.0","q":"1.0","X":"MARKET",'
+        '"m":true}}' % (s, symbol),
+        '{"stream":"%s@bookTicker","data":{"e":"bookTicker","u":5,"s":"%s","b":"1.0","B":"1.0","a":"2.0",'
+        '"A":"1.0","T":4,"E":4}}' % (s, symbol),
+    ]
