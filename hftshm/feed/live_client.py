@@ -218,33 +218,50 @@ class BinanceStreamClient:
             delay = min(delay * 2, self.backoff_max_s)
 
     async def _receive(self, ws, sub: Subscription) -> str:
-        """Frames to the sink until the connection ends; returns why it ended."""
+        """Frames to the sink until the connection ends; returns why it ended. The heartbeat is a
+        watchdog task, not a timeout per receive (a timer per frame costs more than the frame)."""
         from websockets.exceptions import ConnectionClosed
 
         name = sub.market.name
         sink_frame = self.sink.on_frame
         waiting = {s.lower().encode() for s in sub.symbols}  # first depth diff triggers the snapshot
         stats = self.stats
-        timeout = self.heartbeat_timeout_s
+        clock = time.time_ns
+        last = [clock()]  # this connection's last frame (one watchdog per connection)
+        stalled = []
+        watchdog = asyncio.get_running_loop().create_task(self._watchdog(ws, last, stalled))
+        try:
+            while True:
+                try:
+                    frame = await ws.recv(decode=False)
+                except ConnectionClosed as exc:
+                    if stalled:
+                        return stalled[0]
+                    return f"closed by peer ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
+                recv_ns = clock()
+                last[0] = recv_ns
+                stats.frames += 1
+                stats.bytes += len(frame)
+                sink_frame(name, recv_ns, frame)
+                if waiting and is_depth_frame(frame):
+                    symbol = frame_symbol(frame)
+                    if symbol in waiting:
+                        waiting.discard(symbol)
+                        self._spawn_snapshot(name, symbol.decode().upper())
+        finally:
+            watchdog.cancel()
+
+    async def _watchdog(self, ws, last: list, stalled: list) -> None:
+        """Close a connection that delivered nothing for ``heartbeat_timeout_s`` (open but stalled)."""
+        timeout_ns = int(self.heartbeat_timeout_s * 1e9)
         while True:
-            try:
-                frame = await asyncio.wait_for(ws.recv(decode=False), timeout)
-            except asyncio.TimeoutError:
-                stats.stalls += 1
-                return f"stalled: no frame for {timeout:g} s"
-            except ConnectionClosed as exc:
-                return f"closed by peer ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
-            recv_ns = time.time_ns()
-            if isinstance(frame, str):
-                frame = frame.encode()
-            stats.frames += 1
-            stats.bytes += len(frame)
-            sink_frame(name, recv_ns, frame)
-            if waiting and is_depth_frame(frame):
-                symbol = frame_symbol(frame)
-                if symbol in waiting:
-                    waiting.discard(symbol)
-                    self._spawn_snapshot(name, symbol.decode().upper())
+            silent_ns = time.time_ns() - last[0]
+            if silent_ns >= timeout_ns:
+                self.stats.stalls += 1
+                stalled.append(f"stalled: no frame for {self.heartbeat_timeout_s:g} s")
+                await ws.close(1001, "no data")
+                return
+            await asyncio.sleep((timeout_ns - silent_ns) / 1e9 + 0.001)
 
     # ------------------------------------------------------------------ snapshots
     def _spawn_snapshot(self, market: str, symbol: str) -> None:
