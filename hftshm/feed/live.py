@@ -37,6 +37,7 @@ from hftshm.symbols import SymbolTable
 from hftshm.transport.layout import load as load_layout
 
 _NO_LIMIT = np.iinfo(np.int64).max
+_RESERVE_EVENTS = 1 << 16
 
 
 class FrameQueue:
@@ -116,6 +117,7 @@ class LiveFeed:
         self.events_published = 0
         self.snapshots_published = 0
         self.blocked = 0
+        self._reserve_budget = 0
 
     # ------------------------------------------------------------------ set-up
     def add_output(self, ring) -> None:
@@ -192,7 +194,10 @@ class LiveFeed:
         self._cursors[0] = 0
         offset = self.decoder.clock_offset_ns
         self._offsets[0] = offset if offset is not None else 0
-        self.books.reserve(n)
+        if self._reserve_budget < n:  # far-level room for the next batches at once (reserve is not free)
+            self._reserve_budget = max(n, _RESERVE_EVENTS)
+            self.books.reserve(self._reserve_budget)
+        self._reserve_budget -= n
         staged, snaps = replay_nb.stage(
             self._sources, self._cursors, self._offsets, 0, _NO_LIMIT, max(n, 1), self._staged,
             self.events_published, self._rstate, self.books.arrays, self.book_levels, self._snaps,

@@ -65,6 +65,8 @@ class LiveDecoder:
         self._table, self._names, self._lens, self._ids = _symbol_arrays(symbols)
         self._state = np.zeros(csv_nb.N_STATE, np.int64)
         self._issue_counts = np.zeros(N_ISSUES, np.int64)
+        self._reject_index = np.array(REJECT_ISSUES, np.int64)
+        self._rejects_seen = 0
         self._issue_lines = np.zeros(MAX_RECORDED_ISSUES, np.int64)
         self._issue_codes = np.zeros(MAX_RECORDED_ISSUES, np.int64)
         n = len(self._ids)
@@ -135,12 +137,12 @@ class LiveDecoder:
             self.out = np.zeros(2 * n_lines + 2, self._dtype)
         state = self._state
         state[csv_nb.ST_CARRY] = 0
-        before = int(self._issue_counts[list(REJECT_ISSUES)].sum())
         n = csv_nb.parse_block(np.frombuffer(buf, np.uint8), self._csv_line + 1, False, self._names, self._lens,
                                self._ids, self.out, state, self._issue_counts, self._issue_lines, self._issue_codes,
                                self._last_local, self._last_exch, self._sym_stats)
         self._csv_line += n_lines
-        self.stats.row_rejects += int(self._issue_counts[list(REJECT_ISSUES)].sum()) - before
+        if state[csv_nb.ST_N_RECORDED]:  # some row had an issue: count the rejects among them
+            self.stats.row_rejects = int(self._issue_counts[self._reject_index].sum())
         if n:
             self.out[n - 1]["flags"] |= _LAST  # a batch ends at a frame's end: its last message is whole
         self.stats.records += n
