@@ -40,6 +40,7 @@ class RotatingRecording:
 
     def __init__(self, directory: Path, market: str, symbol: str, rotate_bytes: int, compresslevel: int = 6):
         self.directory = directory
+        self.symbol = symbol.upper()
         self.stem = f"binance_{market}_{symbol.lower()}"
         self.rotate_bytes = rotate_bytes
         self.compresslevel = compresslevel
@@ -157,7 +158,7 @@ class Recorder:
         rec.rotate(recv_ns)
         if not first_file and self.client is not None:
             # a new file starts with its own snapshot, so it imports on its own
-            self.client.request_snapshot(market, rec.stem.rsplit("_", 1)[1])
+            self.client.request_snapshot(market, rec.symbol)
 
     def _check(self, market: str, recv_ns: int, frame: bytes, snapshot_symbol: str | None) -> None:
         if not self.watch_sequence:

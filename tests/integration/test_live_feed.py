@@ -119,3 +119,38 @@ def test_malformed_and_unknown_frames_are_counted_not_fatal():
     assert stats["ignored_streams"] == {"usdm": {"kline": 1}}
     assert stats["dropped"]["usdm"]["snapshot_older_than_buffered_diffs"] == 1
     assert validity == [False, True, False, True]  # the stale snapshot was replaced by a fresh one
+
+
+def test_feed_worker_with_source_binance_becomes_the_live_worker(rings):
+    import logging
+    from pathlib import Path
+
+    from hftshm.feed.live_worker import LiveFeedWorker
+    from hftshm.feed.worker import FeedWorker
+    from hftshm.metrics.histogram import new_histogram
+    from hftshm.runtime.worker import WorkerContext
+
+    md = rings("market_event")
+    with FakeBinance(SHIPPED, time_scale=8.0, max_frames=800) as fake:
+        worker = FeedWorker(source="binance", ws_url={"usdm": fake.ws_url}, rest_url={"usdm": fake.rest_url()})
+        ctx = WorkerContext(name="feed", params={}, inputs={}, outputs={"md": md}, config=None,
+                            counters=np.zeros(32, np.int64),
+                            histograms={"exch_to_recv": new_histogram(), "recv_to_publish": new_histogram()},
+                            run_dir=Path("."), log=logging.getLogger("test.live"))
+        worker.on_start(ctx)
+        try:
+            assert isinstance(worker, LiveFeedWorker)
+            deadline = time.monotonic() + 60
+            while not (fake.done.is_set() and worker.feed.decoder.stats.frames >= fake.sent + 1):
+                assert time.monotonic() < deadline
+                if not worker.do_work():
+                    time.sleep(0.001)
+                md.poll(1 << 20)
+                md.release()
+            worker._counters()
+        finally:
+            worker.on_close()
+    c = {name: int(ctx.counters[i]) for i, name in enumerate(LiveFeedWorker.COUNTER_NAMES)}
+    assert c["frames"] == 801 and c["snapshots_fetched"] == 1 and c["book_valid_gauge"] == 1
+    assert c["events_published"] == worker.feed.events_published > 0 and not worker.is_done()
+    assert c["clock_offset_ms_gauge"] == round(worker.feed.clock_offset_ns / 1e6)
