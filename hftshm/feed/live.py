@@ -118,6 +118,7 @@ class LiveFeed:
         self.snapshots_published = 0
         self.blocked = 0
         self._reserve_budget = 0
+        self._source_buffer = None
 
     # ------------------------------------------------------------------ set-up
     def add_output(self, ring) -> None:
@@ -190,7 +191,10 @@ class LiveFeed:
         if len(self._staged) < n:
             self._staged = load_layout("market_event").zeros(2 * n)
             self._snaps = load_layout("book_snapshot").zeros(2 * n)
-        self._sources[0] = records
+        base = records.base if records.base is not None else records
+        if base is not self._source_buffer:  # the decoder's buffer (re)allocated: the kernel's source
+            self._sources[0] = base
+            self._source_buffer = base
         self._cursors[0] = 0
         offset = self.decoder.clock_offset_ns
         self._offsets[0] = offset if offset is not None else 0
@@ -199,7 +203,7 @@ class LiveFeed:
             self.books.reserve(self._reserve_budget)
         self._reserve_budget -= n
         staged, snaps = replay_nb.stage(
-            self._sources, self._cursors, self._offsets, 0, _NO_LIMIT, max(n, 1), self._staged,
+            self._sources, self._cursors, self._offsets, 0, _NO_LIMIT, n, self._staged,
             self.events_published, self._rstate, self.books.arrays, self.book_levels, self._snaps,
             self._scratch_px, self._scratch_qty, self.hist_exch_to_recv)
         self._n_staged, self._n_snaps = int(staged), int(snaps)

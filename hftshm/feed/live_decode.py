@@ -28,6 +28,7 @@ from hftshm.symbols import SymbolTable
 from hftshm.transport.layout import load as load_layout
 
 _LAST = 1  # EventFlag.LAST_IN_MESSAGE
+LINE_PATH_FRAMES = 32  # segments up to this many frames take the import's line path, longer ones its block path
 
 
 class _LiveImporter(_PlanningImporter):
@@ -108,6 +109,9 @@ class LiveDecoder:
             return
         market = frames[start][2]
         importer = self.importers[market]
+        if stop - start <= LINE_PATH_FRAMES:
+            self._segment_by_line(importer, market, frames, start, stop)
+            return
         data = b"".join([b"%d %b\n" % (ns, frame) for ns, frame, _ in frames[start:stop]])
         n_lines = stop - start
         table = scan_nb.scan_lines(np.frombuffer(data, np.uint8), n_lines)
@@ -118,6 +122,31 @@ class LiveDecoder:
         self.stats.frames += n_lines
         self._drain_plan(importer, data, table)
         importer.materialize(data, table)
+        for gap in summary.gaps[gaps:]:
+            self.snapshot_requests.append((market, gap.symbol))
+        if summary.dropped["snapshot_older_than_buffered_diffs"] > stale:
+            self.snapshot_requests.extend((market, s) for s in importer.unsynced())
+
+    def _segment_by_line(self, importer, market: str, frames: list, start: int, stop: int) -> None:
+        """A few frames: the import's line path (``BinanceImporter.feed``, what it runs for several
+        inputs; the same rows as the block path) costs ~6 us a frame against the block path's ~50 us
+        of fixed cost per block, which is what a frame arriving on its own would pay."""
+        summary = importer.summary
+        gaps, stale = len(summary.gaps), summary.dropped["snapshot_older_than_buffered_diffs"]
+        line = self._lines[market]
+        feed = importer.feed
+        for k in range(start, stop):
+            recv_ns, frame, _ = frames[k]
+            line += 1
+            feed(recv_ns, frame.decode("utf-8", "replace"), market, line)
+        self._lines[market] = line
+        self.stats.frames += stop - start
+        if importer.plan:  # the importer flushed on its own (a huge snapshot): keep the order
+            self._drain_plan(importer, b"", None)
+        rows = importer._rows
+        if rows:
+            self._csv.append("".join(rows).encode())
+            rows.clear()
         for gap in summary.gaps[gaps:]:
             self.snapshot_requests.append((market, gap.symbol))
         if summary.dropped["snapshot_older_than_buffered_diffs"] > stale:

@@ -85,7 +85,7 @@ class LiveFeedWorker(Worker):
     def _counters(self) -> None:
         c, C, feed = self.ctx.counters, self._C, self.feed
         c[C["events_published"]] = feed.events_published
-        c[C["events_total"]] = feed.events_published
+        c[C["events_total"]] = 0  # unknown: the market does not end (the status line then shows a count)
         c[C["snapshots_published"]] = feed.snapshots_published
         c[C["blocked_cycles"]] = feed.blocked
         issues = feed.books.arrays[8]

@@ -40,7 +40,7 @@ def test_live_batches_give_the_records_the_import_gives(tmp_path):
         out.writelines(lines)
     import_files([source], tmp_path / "part.csv")
     expected = np.concatenate(list(r.copy() for r in iter_records(tmp_path / "part.csv", DEFAULT_SYMBOLS)))
-    for batch in (1, 97, 4096):  # batch boundaries change nothing
+    for batch in (1, 5, 33, 97, 4096):  # the line path (<= 32 frames), the block path: the same records
         got = _decode_all(LiveDecoder(DEFAULT_SYMBOLS, ["usdm"]), _frames(lines), batch)
         assert len(got) == len(expected) > 10_000
         for name in FIELDS:
