@@ -34,7 +34,7 @@ def truncated_original(tmp: Path, frames_after_snapshot: int, source: Path = SHI
 def record_from(fake, directory: Path, *, market: str = "usdm", heartbeat_timeout_s: float = 5.0,
                 settle_s: float = 10.0):
     """Record everything the fake serves (until its timeline ends and every sent frame arrived)."""
-    sub = Subscription(market_for(market, fake.ws_url, fake.rest_url(market)), (fake.symbol or "BTCUSDT",))
+    sub = Subscription(market_for(market, fake.ws_url, fake.rest_url(market)), ((fake.symbol or "BTCUSDT").upper(),))
     recorder = Recorder(directory, [sub])
     client = BinanceStreamClient([sub], recorder, heartbeat_timeout_s=heartbeat_timeout_s, backoff_initial_s=0.05)
     recorder.client = client

@@ -34,17 +34,18 @@ def rings():
         ring.unlink()
 
 
-def run_live(fake, *, rings_out=(), heartbeat_timeout_s=5.0, settle_s=0.3):
+def run_live(fake, *, rings_out=(), heartbeat_timeout_s=5.0, settle_s=0.3, market="usdm", symbol="BTCUSDT",
+             symbols=DEFAULT_SYMBOLS):
     """Run the live feed until the fake's timeline ended and everything sent was taken; returns
-    (feed, the BTCUSDT book's validity changes over time, records drained from the rings)."""
-    sub = Subscription(market_for("usdm", fake.ws_url, fake.rest_url("usdm")), ("BTCUSDT",))
-    feed = LiveFeed([sub], DEFAULT_SYMBOLS, heartbeat_timeout_s=heartbeat_timeout_s, backoff_initial_s=0.05,
+    (feed, the symbol's book validity changes over time, records drained from the rings)."""
+    sub = Subscription(market_for(market, fake.ws_url, fake.rest_url(market)), (symbol,))
+    feed = LiveFeed([sub], symbols, heartbeat_timeout_s=heartbeat_timeout_s, backoff_initial_s=0.05,
                     batch_frames=256)
     for ring in rings_out:
         feed.add_output(ring)
     feed.warm_up()
     drained = {ring.name: [] for ring in rings_out}
-    validity = [feed.book_valid("BTCUSDT")]
+    validity = [feed.book_valid(symbol)]
     feed.start()
     try:
         deadline = time.monotonic() + 120
@@ -57,7 +58,7 @@ def run_live(fake, *, rings_out=(), heartbeat_timeout_s=5.0, settle_s=0.3):
                 if len(view):
                     drained[ring.name].append(view.copy())
                 ring.release()
-            valid = feed.book_valid("BTCUSDT")
+            valid = feed.book_valid(symbol)
             if valid != validity[-1]:
                 validity.append(valid)
             if end is None and fake.done.is_set() and feed.client.stats.frames >= fake.sent:
@@ -154,3 +155,19 @@ def test_feed_worker_with_source_binance_becomes_the_live_worker(rings):
     assert c["frames"] == 801 and c["snapshots_fetched"] == 1 and c["book_valid_gauge"] == 1
     assert c["events_published"] == worker.feed.events_published > 0 and not worker.is_done()
     assert c["clock_offset_ms_gauge"] == round(worker.feed.clock_offset_ns / 1e6)
+
+
+def test_spot_stream_without_pu_builds_a_valid_book():
+    from pathlib import Path
+
+    from hftshm.symbols import Symbol, SymbolTable
+
+    spot = SymbolTable([Symbol("ETHUSDT", 2, 0.01, 0.0001)])  # spot's lot is 0.0001
+    source = Path(__file__).resolve().parents[1] / "data" / "binance_spot_ethusdt_20240808_head.gz"
+    with FakeBinance(source, time_scale=8.0, symbol="ETHUSDT", script={1200: ("gap", 1)}) as fake:
+        feed, validity, _ = run_live(fake, market="spot", symbol="ETHUSDT", symbols=spot)
+    assert validity == [False, True, False, True]
+    book = feed.books["ETHUSDT"]
+    assert book.best_bid < book.best_ask and not feed.books.rejected()
+    [gap] = feed.gaps()
+    assert gap.expected_id + gap.missing_ids == gap.got_id  # spot: U continues the previous u + 1

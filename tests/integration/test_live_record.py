@@ -5,6 +5,7 @@ disconnects, injected gaps, stale snapshots and bad frames are reported, never p
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 import sys
 
 import pytest
@@ -102,3 +103,27 @@ def test_record_command_without_a_server_fails_clearly(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "hftshm.cli", "record", "nasdaq:AAPL", "--duration", "1"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unknown Binance market" in bad.stderr
+
+
+HEADS = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.mark.parametrize("market, name, symbol", [
+    ("spot", "binance_spot_ethusdt_20240808_head.gz", "ETHUSDT"),  # no pu: U == previous u + 1
+    ("coinm", "binance_coinm_ethusd_perp_20240808_head.gz", "ETHUSD_PERP"),
+])
+def test_spot_and_coinm_recordings_import_to_the_same_books(tmp_path, market, name, symbol):
+    source = HEADS / name
+    summary0, rows0 = import_csv(source, tmp_path)
+    books0 = books_by_update_id(rows0)
+    with FakeBinance(source, time_scale=SCALE, symbol=symbol, script={1200: ("gap", 1)}) as fake:
+        report, _ = record_from(fake, tmp_path / "rec", market=market)
+    [path] = report.files
+    assert path.name.startswith(f"binance_{market}_{symbol.lower()}_")
+    assert len(report.gaps) == 1 and report.snapshots == 2
+    summary, rows = import_csv(path, tmp_path)
+    assert len(summary.gaps) == 1 and summary.snapshots_applied == 2 and not summary.rejects
+    books = books_by_update_id(rows)
+    common = set(books) & set(books0)
+    assert set(books) <= set(books0) and len(common) > 0.8 * len(books0)
+    assert all(books[uid] == books0[uid] for uid in common)
