@@ -41,15 +41,23 @@ _RESERVE_EVENTS = 1 << 16
 
 
 class FrameQueue:
-    """The client's sink for the live feed: every frame, snapshot and disconnect, in arrival order."""
+    """The client's sink for the live feed: every frame, snapshot and disconnect, in arrival order.
 
-    def __init__(self, recorder: Recorder | None = None):
+    Bounded: past ``max_frames`` waiting (the feed thread cannot keep up) a frame is dropped and
+    counted; the synchronisation then sees the gap in the depth sequence and resyncs the book."""
+
+    def __init__(self, recorder: Recorder | None = None, max_frames: int = 1 << 20):
         self.items: deque = deque()
-        self.recorder = recorder  # --record: the raw stream is written alongside
+        self.recorder = recorder  # --record: the raw stream is written alongside (dropped frames too)
+        self.max_frames = max_frames
+        self.dropped = 0
         self.connects = 0
 
     def on_frame(self, market: str, recv_ns: int, frame: bytes) -> None:
-        self.items.append((recv_ns, frame, market))
+        if len(self.items) < self.max_frames:
+            self.items.append((recv_ns, frame, market))
+        else:
+            self.dropped += 1
         if self.recorder is not None:
             self.recorder.on_frame(market, recv_ns, frame)
 
@@ -92,7 +100,8 @@ class LiveFeed:
         self.book_levels = int(book_levels)
         recorder = None
         if record_dir is not None:
-            recorder = Recorder(record_dir, subscriptions, watch_sequence=False)
+            # level 1: the compression runs on the network thread, between receiving frames
+            recorder = Recorder(record_dir, subscriptions, watch_sequence=False, compresslevel=1)
         self.recorder = recorder
         self.queue = FrameQueue(recorder)
         self.client = BinanceStreamClient(subscriptions, self.queue, heartbeat_timeout_s=heartbeat_timeout_s,
@@ -260,6 +269,7 @@ class LiveFeed:
             "row_rejects": self.decoder.stats.row_rejects,
             "clock_offset_ns": self.clock_offset_ns,
             "queued_frames": len(self.queue.items),
+            "frames_dropped": self.queue.dropped,
             "rings": {o.ring.name: o.written for o in self.outputs},
         }
 

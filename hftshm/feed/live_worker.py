@@ -22,13 +22,14 @@ from hftshm.runtime.worker import Worker, WorkerContext
 
 
 SWITCH_INTERVAL_S = 50e-6
+_CUMULATIVE = ("events_published", "snapshots_published", "frames", "frames_dropped")
 
 
 class LiveFeedWorker(Worker):
     # the replay feed's counters first, in the same slots (dashboards and alerts read them by name)
     COUNTER_NAMES = FeedWorker.COUNTER_NAMES + (
         "frames", "reconnects", "stalls", "snapshots_fetched", "frame_rejects", "ignored_frames",
-        "book_valid_gauge", "queued_frames_gauge", "interruptions")
+        "book_valid_gauge", "queued_frames_gauge", "interruptions", "frames_dropped")
     HISTOGRAMS = FeedWorker.HISTOGRAMS
     _C = {name: i for i, name in enumerate(COUNTER_NAMES)}
 
@@ -68,6 +69,9 @@ class LiveFeedWorker(Worker):
         # spinning feed lets the network thread in only every 5 ms (CPython's default switch interval)
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._steps = 0
+        # a restarted live feed starts over from a fresh snapshot; its running totals carry on
+        c = ctx.counters
+        self._before = {name: int(c[self._C[name]]) for name in _CUMULATIVE}
         self._symbols = [item.split(":")[1] for item in config.live_symbols]
         self.feed.start()
         urls = ", ".join(s.url()[:120] for s in config.subscriptions())
@@ -84,9 +88,10 @@ class LiveFeedWorker(Worker):
 
     def _counters(self) -> None:
         c, C, feed = self.ctx.counters, self._C, self.feed
-        c[C["events_published"]] = feed.events_published
+        before = self._before
+        c[C["events_published"]] = before["events_published"] + feed.events_published
         c[C["events_total"]] = 0  # unknown: the market does not end (the status line then shows a count)
-        c[C["snapshots_published"]] = feed.snapshots_published
+        c[C["snapshots_published"]] = before["snapshots_published"] + feed.snapshots_published
         c[C["blocked_cycles"]] = feed.blocked
         issues = feed.books.arrays[8]
         c[C["gaps"]] = int(issues[:, BookIssue.GAP_CLEAR].sum())
@@ -97,7 +102,8 @@ class LiveFeedWorker(Worker):
         if offset is not None:
             c[C["clock_offset_ms_gauge"]] = int(round(offset / 1e6))
         stats = feed.client.stats
-        c[C["frames"]] = feed.decoder.stats.frames
+        c[C["frames"]] = before["frames"] + feed.decoder.stats.frames
+        c[C["frames_dropped"]] = before["frames_dropped"] + feed.queue.dropped
         c[C["reconnects"]] = max(stats.connects - 1, 0)
         c[C["stalls"]] = stats.stalls
         c[C["snapshots_fetched"]] = stats.snapshots

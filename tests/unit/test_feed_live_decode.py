@@ -79,3 +79,23 @@ def test_disconnect_clears_synced_books_and_bad_frames_are_counted():
     other = decoder.decode(_frames([trade(6, 1, "0.1", "10", False, symbol="DOGEUSDT")]))
     assert decoder.stats.row_rejects == 1 and len(other) == 0
     assert decoder.row_issues() == {"unknown_symbol": 1}
+
+
+def test_a_full_frame_queue_drops_and_counts_and_the_sync_sees_the_gap():
+    from hftshm.feed.live import FrameQueue
+
+    queue = FrameQueue(max_frames=2)
+    lines = [depth(1, 10, 19, pu=9), snapshot(2, 15), depth(3, 20, 29, pu=19), depth(4, 30, 39, pu=29)]
+    frames = _frames(lines)
+    for ns, frame, market in frames[:1]:
+        queue.on_frame(market, ns, frame)
+    queue.on_snapshot("usdm", "BTCUSDT", frames[1][0], frames[1][1])
+    for ns, frame, market in frames[2:]:
+        queue.on_frame(market, ns, frame)  # the queue is full: both dropped, counted
+    assert queue.dropped == 2 and len(queue.items) == 2
+    decoder = LiveDecoder(DEFAULT_SYMBOLS, ["usdm"])
+    decoder.decode(list(queue.items))
+    decoder.decode(_frames([depth(5, 40, 49, pu=39)]))  # the next diff shows what was lost
+    [gap] = decoder.summaries()["usdm"].gaps
+    assert gap.expected_id == 19 and gap.got_id == 39
+    assert decoder.snapshot_requests == [("usdm", "BTCUSDT")]
