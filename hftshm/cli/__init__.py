@@ -16,11 +16,11 @@ app = typer.Typer(
 )
 
 # Each module defines register(app). Order is the order of --help.
-_COMMAND_MODULES = ("run", "data", "exchange", "strategies", "risk", "orders", "web", "backtest", "bench", "layouts",
-                    "record")
+_COMMAND_MODULES = ("run", "data", "exchange", "strategies", "risk", "orders", "web", "backtest", "bench", "layouts")
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(f"hftshm.cli.{_name}").register(app)
+importlib.import_module("hftshm.cli.record").register(app)  # live data (a line of its own: merges cleanly)
 
 
 def main() -> None:
