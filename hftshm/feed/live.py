@@ -30,7 +30,7 @@ from numba import typed
 from hftshm.book.book import DEFAULT_WINDOW_TICKS, BookSet
 from hftshm.feed import live_latency_nb, replay_nb
 from hftshm.feed.live_client import BinanceStreamClient, Subscription
-from hftshm.feed.live_decode import LiveDecoder
+from hftshm.feed.live_decode import LINE_PATH_FRAMES, LiveDecoder
 from hftshm.feed.live_record import Recorder, wrap_snapshot
 from hftshm.metrics.histogram import new_histogram
 from hftshm.symbols import SymbolTable
@@ -155,7 +155,9 @@ class LiveFeed:
         a throwaway decoder takes one frame of each kind (the books and rings are not touched)."""
         warm = LiveDecoder(self.symbols, ["warm-up"])
         symbol = next(iter(self.symbols)).name
-        warm.decode([(1, line.encode(), "warm-up") for line in _warm_up_frames(symbol)])
+        frames = [(1, line.encode(), "warm-up") for line in _warm_up_frames(symbol)]
+        warm.decode(frames)  # a few frames: the import's line path
+        warm.decode(frames * (LINE_PATH_FRAMES // len(frames) + 1))  # a burst: its block path
         self._stage(load_layout("market_event").zeros(0))
         for out in self.outputs:
             staged = self._snaps if out.is_snapshot else self._staged

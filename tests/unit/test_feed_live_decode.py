@@ -99,3 +99,27 @@ def test_a_full_frame_queue_drops_and_counts_and_the_sync_sees_the_gap():
     [gap] = decoder.summaries()["usdm"].gaps
     assert gap.expected_id == 19 and gap.got_id == 39
     assert decoder.snapshot_requests == [("usdm", "BTCUSDT")]
+
+
+def test_warm_up_compiles_both_decode_paths_before_the_first_frame():
+    """In a fresh process (nothing compiled yet): after warm_up, a burst of frames (the block path)
+    and a frame on its own (the line path) find every kernel compiled; one compiled inside a live
+    step holds the GIL for seconds and the network thread with it."""
+    import subprocess
+    import sys
+
+    code = """
+from hftshm.feed import binance_nb, binance_rows_nb, csv_nb, replay_nb
+from hftshm.feed.live import LiveFeed
+from hftshm.feed.live_client import Subscription, market_for
+from hftshm.symbols import DEFAULT_SYMBOLS
+kernels = (binance_nb.scan_lines, binance_nb.symbol_changes, binance_rows_nb.format_plan, csv_nb.parse_block,
+           replay_nb.stage)
+assert not any(k.signatures for k in kernels)
+sub = Subscription(market_for("usdm", "ws://127.0.0.1:9/stream", "http://127.0.0.1:9/d"), ("BTCUSDT",))
+LiveFeed([sub], DEFAULT_SYMBOLS).warm_up()
+print([bool(k.signatures) for k in kernels])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[True, True, True, True, True]"
