@@ -22,6 +22,7 @@ _COMMAND_MODULES = ("run", "data", "exchange", "strategies", "risk", "orders", "
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(f"hftshm.cli.{_name}").register(app)
+importlib.import_module("hftshm.cli.record").register(app)  # live data (a line of its own: merges cleanly)
 
 
 def main() -> None:

@@ -17,4 +17,5 @@ def register(app: typer.Typer) -> None:
     for name in _BENCH_MODULES:
         module = importlib.import_module(f"hftshm.bench.{name}")
         module.register(bench_app)
+    importlib.import_module("hftshm.bench.live").register(bench_app)  # a line of its own: merges cleanly
     app.add_typer(bench_app, name="bench")

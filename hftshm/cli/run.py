@@ -46,6 +46,9 @@ def run_command(
     quiet: bool = typer.Option(False, "--quiet", help="no live status line"),
     deterministic: bool = typer.Option(False, "--deterministic",
                                        help="lockstep replay (speed 0 unless --speed): fills equal 'hftshm backtest'"),
+    live: bool = typer.Option(False, "--live", help="live Binance streams instead of the data ([feed] source = "
+                              "\"binance\", live_symbols, ws_url, rest_url): paper trading"),
+    record: Path = typer.Option(None, "--record", help="with --live: also write the raw stream to this directory"),
 ) -> None:
     """Run the whole pipeline on the configured data: feed, strategies, risk, OMS, exchange, web.
 
@@ -65,6 +68,14 @@ def run_command(
             overrides.setdefault("feed", {})["speed"] = 0.0
     if port is not None:
         overrides.setdefault("web", {})["port"] = port
+    if live:  # the live feed worker (hftshm.feed.live_worker) in the feed's place
+        overrides.setdefault("feed", {})["source"] = "binance"
+        overrides.setdefault("workers", {}).setdefault("feed", {})["class"] = "hftshm.feed.live_worker:LiveFeedWorker"
+    if record is not None:
+        if not live:
+            typer.secho("--record needs --live (a replay's data is already recorded)", fg="red", err=True)
+            raise typer.Exit(2)
+        overrides.setdefault("feed", {})["record"] = str(record)
     for name in external:
         overrides.setdefault("workers", {}).setdefault(name, {})["external"] = True
     cfg = _load(config, overrides)

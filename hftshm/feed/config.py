@@ -1,4 +1,4 @@
-"""``[feed]``: what the feed replays and how fast."""
+"""``[feed]``: what the feed replays and how fast, or (``source = "binance"``) which live streams it takes."""
 
 from __future__ import annotations
 
@@ -21,6 +21,14 @@ class FeedConfig:
     window_ticks: int = DEFAULT_WINDOW_TICKS
     repeat: int = 1
     strict: bool = False
+    # live market data (hftshm.feed.live): source "binance" takes these streams instead of replaying data
+    source: str = "replay"
+    live_symbols: tuple[str, ...] = ("usdm:BTCUSDT",)  # MARKET:SYMBOL, markets spot / usdm / coinm
+    ws_url: tuple[tuple[str, str], ...] = ()  # (market, combined-stream URL); default Binance's
+    rest_url: tuple[tuple[str, str], ...] = ()  # (market, depth snapshot URL); default Binance's
+    heartbeat_timeout_s: float = 10.0
+    batch_frames: int = 2048
+    record: str = ""  # a directory: the raw stream is written there as it arrives (hftshm record's files)
 
     @classmethod
     def from_section(cls, section: Section) -> "FeedConfig":
@@ -38,9 +46,27 @@ class FeedConfig:
             window_ticks=section.integer("window_ticks", DEFAULT_WINDOW_TICKS, min=64, max=1 << 24),
             repeat=section.integer("repeat", 1, min=1),
             strict=section.boolean("strict", False),
+            source=section.choice("source", ("replay", "binance"), "replay"),
+            live_symbols=tuple(_live_symbols(section.list_of("live_symbols", str, ["usdm:BTCUSDT"]))),
+            ws_url=_endpoints(section, "ws_url", ("ws://", "wss://")),
+            rest_url=_endpoints(section, "rest_url", ("http://", "https://")),
+            heartbeat_timeout_s=float(section.number("heartbeat_timeout_s", 10.0, min=0.05)),
+            batch_frames=section.integer("batch_frames", 2048, min=1, max=1 << 20),
+            record=section.string("record", ""),
         )
         section.done()
         return config
+
+    def subscriptions(self) -> list:
+        """The live streams, one ``hftshm.feed.live_client.Subscription`` per market."""
+        from hftshm.feed.live_client import Subscription, market_for
+
+        by_market: dict[str, list[str]] = {}
+        for item in self.live_symbols:
+            market, symbol = item.split(":")
+            by_market.setdefault(market, []).append(symbol)
+        ws, rest = dict(self.ws_url), dict(self.rest_url)
+        return [Subscription(market_for(m, ws.get(m), rest.get(m)), tuple(symbols)) for m, symbols in by_market.items()]
 
     def data_paths(self) -> list[Path]:
         """The data files: relative names are tried in the working directory, then the project root."""
@@ -54,3 +80,30 @@ class FeedConfig:
                                   f"directory, then in {_PROJECT_ROOT})")
             paths.append(path)
         return paths
+
+
+_MARKETS = ("spot", "usdm", "coinm")
+
+
+def _live_symbols(items: list[str]) -> list[str]:
+    out = []
+    for item in items:
+        market, sep, symbol = item.rpartition(":")
+        market = market if sep else "usdm"
+        if market not in _MARKETS or not symbol or not symbol.replace("_", "").isalnum():
+            raise ConfigError(f"feed.live_symbols: {item!r} is not MARKET:SYMBOL with a market of "
+                              f"{', '.join(_MARKETS)} (e.g. \"usdm:BTCUSDT\")")
+        out.append(f"{market}:{symbol.upper()}")
+    if not out:
+        raise ConfigError("feed.live_symbols is empty: name at least one MARKET:SYMBOL")
+    return out
+
+
+def _endpoints(section: Section, key: str, schemes: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    table = section.table(key, {})
+    for market, url in table.items():
+        if market not in _MARKETS:
+            raise ConfigError(f"feed.{key}: unknown market {market!r}; known: {', '.join(_MARKETS)}")
+        if not isinstance(url, str) or not url.startswith(schemes):
+            raise ConfigError(f"feed.{key}.{market} must be a URL starting with {' or '.join(schemes)}, found {url!r}")
+    return tuple(sorted(table.items()))

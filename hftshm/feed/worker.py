@@ -49,6 +49,12 @@ class FeedWorker(Worker):
 
             config = FeedConfig.from_section(Section("feed", dict(self.params)))
             symbols = DEFAULT_SYMBOLS
+        if config.source != "replay":  # live market data: same rings, books and counters, another source
+            from hftshm.feed.live_worker import LiveFeedWorker
+
+            self.__class__ = LiveFeedWorker
+            LiveFeedWorker.on_start(self, ctx)
+            return
         self.config = config
         paths = config.data_paths()
         self.replayer = Replayer.from_files(

@@ -1,0 +1,228 @@
+"""``hftshm bench live``: the live feed (hftshm.feed.live) on the shipped recording served by the fake
+Binance of the test suite (tests/fake_binance.py, in a process of its own, on 127.0.0.1).
+
+Results:
+
+``frames_per_cpu_s``: the same frames over this process's CPU time (both threads), steadier than wall
+time on a shared machine.
+
+* ``live-flood``: frames per second through the whole live path (websocket receive, batch decode
+  with the import's synchronisation, books, publish into a ``market_event`` and a ``book_snapshot``
+  ring) while the fake sends as fast as it can; the clock runs from the first frame received to
+  the last one published. The fake's own sending (Python, one process) may be the limit: see
+  ``live-decode``.
+* ``live-decode``: frames per second of the feed thread alone (decode + books + publish) on the
+  same frames already received (queued before the clock starts): the feed's ceiling.
+* ``live-paced``: the recorded pace (``--time-scale``, 1 = real time): receive-to-publish p50/p99/p99.9
+  per event (the frame's receive stamp to the ring commit, same wall clock), the figure the target
+  is about. ``exch_to_recv`` is not reported: the fake replays 2024 exchange times.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+TARGET_FRAMES_PER_S = 100_000
+TARGET_P50_NS = 50_000
+_ROOT = Path(__file__).resolve().parents[2]
+_FAKE = _ROOT / "tests" / "fake_binance.py"
+
+
+def register(bench_app: typer.Typer) -> None:
+    bench_app.command("live")(live_command)
+
+
+def live_command(
+    recording: Path = typer.Option(_ROOT / "data" / "binance_usdm_btcusdt_20240808.gz", "--recording",
+                                   help="raw Binance recording the fake serves"),
+    frames: int = typer.Option(60_000, "--frames", min=1000, help="frames of the flooded runs"),
+    paced_s: float = typer.Option(20.0, "--paced-seconds", min=1.0, help="wall seconds of the paced run"),
+    time_scale: float = typer.Option(1.0, "--time-scale", min=0.1, help="pace of the paced run (1 = recorded)"),
+    batch_frames: int = typer.Option(2048, "--batch-frames", min=1, help="frames the feed takes per step"),
+    json_path: Path = typer.Option(None, "--json", help="write {\"results\": [...]} here"),
+) -> None:
+    """Live feed frames/s flooded (target >= 100k/s) and receive->publish at the recorded pace (p50 <= 50 us)."""
+    from hftshm.bench.report import emit
+
+    if not _FAKE.is_file():
+        typer.secho(f"the fake Binance server ({_FAKE}) is part of the source tree's tests/: run this from a "
+                    f"clone of the project", fg="red", err=True)
+        raise typer.Exit(2)
+    if not recording.is_file():
+        typer.secho(f"no recording {recording}", fg="red", err=True)
+        raise typer.Exit(2)
+    results = [
+        _flood(recording, frames, batch_frames),
+        _decode_only(recording, frames, batch_frames),
+        _paced(recording, paced_s, time_scale, batch_frames),
+    ]
+    flood, decode, paced = results
+    load = os.getloadavg()
+    notes = [
+        f"target >= {TARGET_FRAMES_PER_S:,} frames/s: flooded {flood['ops_per_s']:,.0f}/s end to end "
+        f"({flood['frames_per_cpu_s']:,.0f} per CPU-second of this process, both threads), "
+        f"{decode['ops_per_s']:,.0f}/s decode+publish alone ({decode['frames_per_cpu_s']:,.0f} per CPU-second): "
+        f"{'meets' if decode['ops_per_s'] >= TARGET_FRAMES_PER_S else 'below'} wall, "
+        f"{'meets' if decode['frames_per_cpu_s'] >= TARGET_FRAMES_PER_S else 'below'} per CPU-second",
+        f"target receive->publish p50 <= {TARGET_P50_NS / 1e3:.0f} us at the recorded pace: "
+        f"{paced['p50_ns'] / 1e3:.1f} us ({'meets' if paced['p50_ns'] <= TARGET_P50_NS else 'below'})",
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs; the fake runs in its own "
+        f"process on 127.0.0.1",
+    ]
+    emit("live: fake Binance -> websocket -> decode -> books -> rings", results, json_path, notes)
+
+
+# --------------------------------------------------------------------- fake server process
+
+
+class _FakeProcess:
+    def __init__(self, recording: Path, time_scale: float, max_frames: int | None):
+        args = [sys.executable, str(_FAKE), str(recording), "--time-scale", str(time_scale)]
+        if max_frames is not None:
+            args += ["--max-frames", str(max_frames)]
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=_ROOT)
+        urls = {}
+        while len(urls) < 2:
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError("the fake Binance server did not start")
+            key, _, value = line.strip().partition(" ")
+            urls[key] = value
+        self.ws_url, self.rest_url = urls["ws_url"], urls["rest_url"]
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _feed(ws_url: str, rest_url: str, batch_frames: int):
+    from hftshm.feed.live import LiveFeed
+    from hftshm.feed.live_client import Subscription, market_for
+    from hftshm.symbols import DEFAULT_SYMBOLS
+
+    sub = Subscription(market_for("usdm", ws_url, rest_url), ("BTCUSDT",))
+    return LiveFeed([sub], DEFAULT_SYMBOLS, batch_frames=batch_frames, heartbeat_timeout_s=30.0)
+
+
+class _Rings:
+    def __init__(self):
+        import uuid
+
+        from hftshm.transport.ring import Ring
+
+        prefix = f"hftshm_{os.getpid()}_bench-live-{uuid.uuid4().hex[:8]}-"
+        self.md = Ring.create(prefix + "md", "market_event", 1 << 16)
+        self.bk = Ring.create(prefix + "bk", "book_snapshot", 1 << 14)
+
+    def drain(self) -> None:
+        for ring in (self.md, self.bk):
+            ring.poll(1 << 16)
+            ring.release()
+
+    def close(self) -> None:
+        for ring in (self.md, self.bk):
+            ring.close()
+            ring.unlink()
+
+
+def _run(feed, rings: _Rings, until, timeout_s: float) -> tuple[float, float, float]:
+    """Step and drain until ``until()``; returns (wall from the first frame, cpu seconds, wall total)."""
+    first = None
+    cpu0 = time.process_time()
+    started = time.perf_counter()
+    deadline = started + timeout_s
+    while not until():
+        n = feed.step()
+        rings.drain()
+        if n and first is None:
+            first = time.perf_counter()
+        if not n:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"the live feed stalled: {feed.stats()}")
+            time.sleep(0)
+    end = time.perf_counter()
+    return end - (first or started), time.process_time() - cpu0, end - started
+
+
+def _flood(recording: Path, frames: int, batch_frames: int) -> dict:
+    fake = _FakeProcess(recording, 0.0, frames)
+    rings = _Rings()
+    feed = _feed(fake.ws_url, fake.rest_url, batch_frames)
+    try:
+        feed.add_output(rings.md)
+        feed.add_output(rings.bk)
+        feed.warm_up()
+        feed.start()
+        wall, cpu, _ = _run(feed, rings, lambda: feed.decoder.stats.frames >= frames + 1 and not feed.pending, 120)
+    finally:
+        feed.close()
+        rings.close()
+        fake.close()
+    return {"name": "live-flood", "ops_per_s": frames / wall, "frames_per_cpu_s": frames / cpu, "wall_s": wall,
+            "cpu_s": cpu, "frames": frames, "events": feed.events_published}
+
+
+def _decode_only(recording: Path, frames: int, batch_frames: int) -> dict:
+    """The same frames, queued before the clock starts (one snapshot first, as the client would)."""
+    import gzip
+
+    from hftshm.feed.live_record import wrap_snapshot
+
+    rings = _Rings()
+    feed = _feed("ws://127.0.0.1:9/stream", "http://127.0.0.1:9/fapi/v1/depth", batch_frames)
+    try:
+        feed.add_output(rings.md)
+        feed.add_output(rings.bk)
+        feed.warm_up()
+        queued = feed.queue.items
+        with gzip.open(recording, "rb") as handle:
+            for line in handle:
+                ts, _, payload = line.rstrip(b"\n").partition(b" ")
+                if b'"lastUpdateId"' in payload[:40]:
+                    payload = wrap_snapshot("BTCUSDT", payload)
+                queued.append((int(ts), payload, "usdm"))
+                if len(queued) >= frames:
+                    break
+        n = len(queued)
+        wall, cpu, _ = _run(feed, rings, lambda: not queued and not feed.pending, 120)
+    finally:
+        feed.close()
+        rings.close()
+    return {"name": "live-decode", "ops_per_s": n / wall, "frames_per_cpu_s": n / cpu, "wall_s": wall, "cpu_s": cpu,
+            "frames": n, "events": feed.events_published}
+
+
+def _paced(recording: Path, seconds: float, time_scale: float, batch_frames: int) -> dict:
+    from hftshm.metrics.histogram import summarize
+
+    fake = _FakeProcess(recording, time_scale, None)
+    rings = _Rings()
+    feed = _feed(fake.ws_url, fake.rest_url, batch_frames)
+    try:
+        feed.add_output(rings.md)
+        feed.add_output(rings.bk)
+        feed.warm_up()
+        feed.start()
+        sys.setswitchinterval(50e-6)  # as LiveFeedWorker: the network thread shares the GIL
+        stop_at = time.perf_counter() + seconds
+        wall, cpu, total = _run(feed, rings, lambda: time.perf_counter() >= stop_at, seconds + 60)
+    finally:
+        sys.setswitchinterval(0.005)
+        feed.close()
+        rings.close()
+        fake.close()
+    figures = summarize(feed.hist_recv_to_publish)
+    frames = feed.decoder.stats.frames
+    return {"name": "live-paced", "ops_per_s": frames / total, "p50_ns": figures.p50_ns, "p99_ns": figures.p99_ns,
+            "p999_ns": figures.p999_ns, "wall_s": total, "cpu_s": cpu, "frames": frames,
+            "events": feed.events_published, "time_scale": time_scale}

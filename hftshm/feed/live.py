@@ -1,0 +1,292 @@
+"""Live feed: Binance frames -> L2 books -> rings, as the replay publishes a file.
+
+    feed = LiveFeed(subscriptions, symbols)
+    feed.add_output(ring)              # market_event rings get events, book_snapshot rings get books
+    feed.start()                       # the websocket client's own thread and loop
+    while running: feed.step()         # one bounded batch; 0 when nothing has arrived
+
+Threads: the client (``live_client``) receives frames on its loop thread and appends them, with their
+receive time, to a deque (``collections.deque.append`` is atomic: no lock). ``step`` on the feed's
+thread takes up to ``batch_frames`` of them at once and decodes the whole batch with the import's
+code (``live_decode``); the records then go through the replay's kernels: ``replay_nb.stage`` (books,
+``book_snapshot`` records, exchange->receive latency) and ``replay_nb.publish`` (one copy per ring),
+so Python touches a batch, never an event. A full ``block`` ring holds the batch back (counted as
+a blocked cycle); a full ``drop`` ring loses it (counted in the ring's drops).
+
+Latency: ``exch_to_recv`` = receive - exchange - clock offset, the offset being the smallest
+receive - exchange seen so far (the local clock is not the exchange's; the shipped day's ran
+1.27 s behind), so never negative; ``recv_to_publish`` = wall clock at the ring commit - receive.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from numba import typed
+
+from hftshm.book.book import DEFAULT_WINDOW_TICKS, BookSet
+from hftshm.feed import live_latency_nb, replay_nb
+from hftshm.feed.live_client import BinanceStreamClient, Subscription
+from hftshm.feed.live_decode import LINE_PATH_FRAMES, LiveDecoder
+from hftshm.feed.live_record import Recorder, wrap_snapshot
+from hftshm.metrics.histogram import new_histogram
+from hftshm.symbols import SymbolTable
+from hftshm.transport.layout import load as load_layout
+
+_NO_LIMIT = np.iinfo(np.int64).max
+_RESERVE_EVENTS = 1 << 16
+
+
+class FrameQueue:
+    """The client's sink for the live feed: every frame, snapshot and disconnect, in arrival order.
+
+    Bounded: past ``max_frames`` waiting (the feed thread cannot keep up) a frame is dropped and
+    counted; the synchronisation then sees the gap in the depth sequence and resyncs the book."""
+
+    def __init__(self, recorder: Recorder | None = None, max_frames: int = 1 << 20):
+        self.items: deque = deque()
+        self.recorder = recorder  # --record: the raw stream is written alongside (dropped frames too)
+        self.max_frames = max_frames
+        self.dropped = 0
+        self.connects = 0
+
+    def on_frame(self, market: str, recv_ns: int, frame: bytes) -> None:
+        if len(self.items) < self.max_frames:
+            self.items.append((recv_ns, frame, market))
+        else:
+            self.dropped += 1
+        if self.recorder is not None:
+            self.recorder.on_frame(market, recv_ns, frame)
+
+    def on_snapshot(self, market: str, symbol: str, recv_ns: int, body: bytes) -> None:
+        self.items.append((recv_ns, wrap_snapshot(symbol, body), market))
+        if self.recorder is not None:
+            self.recorder.on_snapshot(market, symbol, recv_ns, body)
+
+    def on_connect(self, market: str, attempt: int) -> None:
+        self.connects += 1
+
+    def on_disconnect(self, market: str, recv_ns: int, reason: str) -> None:
+        self.items.append((recv_ns, None, market))
+        if self.recorder is not None:
+            self.recorder.on_disconnect(market, recv_ns, reason)
+
+
+@dataclass
+class _Output:
+    ring: object
+    is_snapshot: bool
+    drop: bool
+    pos: int = 0
+    written: int = 0
+
+
+class LiveFeed:
+    def __init__(self, subscriptions: list[Subscription], symbols: SymbolTable, *, batch_frames: int = 2048,
+                 book_levels: int = 10, window_ticks: int = DEFAULT_WINDOW_TICKS, heartbeat_timeout_s: float = 10.0,
+                 backoff_initial_s: float = 0.2, record_dir: str | None = None,
+                 hist_exch_to_recv: np.ndarray | None = None, hist_recv_to_publish: np.ndarray | None = None):
+        if batch_frames < 1:
+            raise ValueError(f"batch_frames must be >= 1, got {batch_frames}")
+        self.symbols = symbols
+        self.batch_frames = int(batch_frames)
+        self.books = BookSet(symbols, window_ticks=window_ticks)
+        width = load_layout("book_snapshot").dtype["bid_px"].shape[0]
+        if not 1 <= book_levels <= width:
+            raise ValueError(f"book_levels must be 1..{width}, got {book_levels}")
+        self.book_levels = int(book_levels)
+        recorder = None
+        if record_dir is not None:
+            # level 1: the compression runs on the network thread, between receiving frames
+            recorder = Recorder(record_dir, subscriptions, watch_sequence=False, compresslevel=1)
+        self.recorder = recorder
+        self.queue = FrameQueue(recorder)
+        self.client = BinanceStreamClient(subscriptions, self.queue, heartbeat_timeout_s=heartbeat_timeout_s,
+                                          backoff_initial_s=backoff_initial_s)
+        self.decoder = LiveDecoder(symbols, [s.market.name for s in subscriptions])
+        self.hist_exch_to_recv = new_histogram() if hist_exch_to_recv is None else hist_exch_to_recv
+        self.hist_recv_to_publish = new_histogram() if hist_recv_to_publish is None else hist_recv_to_publish
+        self._sources = typed.List()
+        self._sources.append(load_layout("market_event").zeros(1))
+        self._cursors = np.zeros(1, np.int64)
+        self._offsets = np.zeros(1, np.int64)
+        self._rstate = np.zeros(replay_nb.N_REPLAY_STATE, np.int64)
+        self._rstate[replay_nb.RS_OPEN_SOURCE] = -1
+        self._staged = load_layout("market_event").zeros(1 << 14)
+        self._snaps = load_layout("book_snapshot").zeros(1 << 14)
+        self._scratch_px = np.zeros((1, 2, width), np.int64)
+        self._scratch_qty = np.zeros((1, 2, width), np.int64)
+        self.outputs: list[_Output] = []
+        self._n_staged = 0
+        self._n_snaps = 0
+        self._latency_recorded = True
+        self.events_published = 0
+        self.snapshots_published = 0
+        self.blocked = 0
+        self._reserve_budget = 0
+        self._source_buffer = None
+
+    # ------------------------------------------------------------------ set-up
+    def add_output(self, ring) -> None:
+        name = ring.layout.name
+        if name not in ("market_event", "book_snapshot"):
+            raise ValueError(f"ring {ring.name!r} holds {name} records; the feed publishes market_event and "
+                             f"book_snapshot")
+        output = _Output(ring, name == "book_snapshot", ring.backpressure == "drop")
+        if output.is_snapshot:  # books before events, as the replay commits them
+            first_event = next((k for k, o in enumerate(self.outputs) if not o.is_snapshot), len(self.outputs))
+            self.outputs.insert(first_event, output)
+        else:
+            self.outputs.append(output)
+
+    def start(self) -> None:
+        self.client.start()
+
+    def close(self) -> None:
+        self.client.stop()
+        if self.recorder is not None:
+            self.recorder.close()
+
+    def warm_up(self) -> None:
+        """Compile (or load from numba's cache) every kernel ``step`` calls, before the first frame:
+        a throwaway decoder takes one frame of each kind (the books and rings are not touched)."""
+        warm = LiveDecoder(self.symbols, ["warm-up"])
+        symbol = next(iter(self.symbols)).name
+        frames = [(1, line.encode(), "warm-up") for line in _warm_up_frames(symbol)]
+        warm.decode(frames)  # a few frames: the import's line path
+        warm.decode(frames * (LINE_PATH_FRAMES // len(frames) + 1))  # a burst: its block path
+        self._stage(load_layout("market_event").zeros(0))
+        for out in self.outputs:
+            staged = self._snaps if out.is_snapshot else self._staged
+            replay_nb.publish(out.ring.ctrl, out.ring.records, staged, 0, 0, 0, out.drop)
+        live_latency_nb.receive_to_publish(self.hist_recv_to_publish, self._staged, 0, 0, 0)
+
+    # ------------------------------------------------------------------ work
+    @property
+    def pending(self) -> bool:
+        return any(o.pos < (self._n_snaps if o.is_snapshot else self._n_staged) for o in self.outputs)
+
+    @property
+    def clock_offset_ns(self) -> int | None:
+        return self.decoder.clock_offset_ns
+
+    def step(self) -> int:
+        """Publish what a full ring held back, or take the frames that have arrived, decode, stage and
+        publish them. Returns the records written (or staged, without rings); 0 = idle."""
+        if self.pending:
+            return self._publish()
+        items = self.queue.items
+        if not items:
+            return 0
+        take = min(len(items), self.batch_frames)
+        popleft = items.popleft
+        frames = [popleft() for _ in range(take)]
+        records = self.decoder.decode(frames)
+        for market, symbol in self.decoder.snapshot_requests:
+            self.client.request_snapshot(market, symbol)
+        self.decoder.snapshot_requests.clear()
+        staged = self._stage(records)
+        if staged == 0:
+            return 0
+        if not self.outputs:
+            self.events_published += staged
+            self.snapshots_published += self._n_snaps
+            return staged
+        return self._publish()
+
+    def _stage(self, records: np.ndarray) -> int:
+        n = len(records)
+        if len(self._staged) < n:
+            self._staged = load_layout("market_event").zeros(2 * n)
+            self._snaps = load_layout("book_snapshot").zeros(2 * n)
+        base = records.base if records.base is not None else records
+        if base is not self._source_buffer:  # the decoder's buffer (re)allocated: the kernel's source
+            self._sources[0] = base
+            self._source_buffer = base
+        self._cursors[0] = 0
+        offset = self.decoder.clock_offset_ns
+        self._offsets[0] = offset if offset is not None else 0
+        if self._reserve_budget < n:  # far-level room for the next batches at once (reserve is not free)
+            self._reserve_budget = max(n, _RESERVE_EVENTS)
+            self.books.reserve(self._reserve_budget)
+        self._reserve_budget -= n
+        staged, snaps = replay_nb.stage(
+            self._sources, self._cursors, self._offsets, 0, _NO_LIMIT, n, self._staged,
+            self.events_published, self._rstate, self.books.arrays, self.book_levels, self._snaps,
+            self._scratch_px, self._scratch_qty, self.hist_exch_to_recv)
+        self._n_staged, self._n_snaps = int(staged), int(snaps)
+        self._latency_recorded = False
+        for out in self.outputs:
+            out.pos = 0
+        return self._n_staged
+
+    def _publish(self) -> int:
+        written = 0
+        for out in self.outputs:
+            staged = self._snaps if out.is_snapshot else self._staged
+            stop = self._n_snaps if out.is_snapshot else self._n_staged
+            if out.pos >= stop:
+                continue
+            publish_ts = time.perf_counter_ns()
+            wall = time.time_ns()
+            n = int(replay_nb.publish(out.ring.ctrl, out.ring.records, staged, out.pos, stop, publish_ts, out.drop))
+            if n and not out.is_snapshot and not self._latency_recorded:
+                live_latency_nb.receive_to_publish(self.hist_recv_to_publish, staged, out.pos, out.pos + n, wall)
+                if out.pos + n >= stop:
+                    self._latency_recorded = True
+            out.pos += n
+            out.written += n
+            written += n
+        if written == 0:
+            self.blocked += 1
+        if not self.pending:
+            self.events_published += self._n_staged
+            self.snapshots_published += self._n_snaps
+            self._latency_recorded = True
+        return written
+
+    # ------------------------------------------------------------------ reporting
+    def book_valid(self, symbol: str) -> bool:
+        return self.books[symbol].valid
+
+    def gaps(self) -> list:
+        return [g for s in self.decoder.summaries().values() for g in s.gaps]
+
+    def stats(self) -> dict:
+        c = self.client.stats
+        summaries = self.decoder.summaries()
+        return {
+            "frames": self.decoder.stats.frames,
+            "events_published": self.events_published,
+            "snapshots_published": self.snapshots_published,
+            "connects": c.connects, "disconnects": c.disconnects, "stalls": c.stalls,
+            "snapshots": c.snapshots, "snapshot_errors": c.snapshot_errors,
+            "gaps": len(self.gaps()), "interruptions": self.decoder.stats.interruptions,
+            "rejects": {m: dict(s.rejects) for m, s in summaries.items() if s.rejects},
+            "ignored_streams": {m: dict(s.ignored_streams) for m, s in summaries.items() if s.ignored_streams},
+            "dropped": {m: dict(s.dropped) for m, s in summaries.items() if s.dropped},
+            "row_rejects": self.decoder.stats.row_rejects,
+            "clock_offset_ns": self.clock_offset_ns,
+            "queued_frames": len(self.queue.items),
+            "frames_dropped": self.queue.dropped,
+            "rings": {o.ring.name: o.written for o in self.outputs},
+        }
+
+
+def _warm_up_frames(symbol: str) -> list[str]:
+    s = symbol.lower()
+    return [
+        '{"stream":"%s@depth@0ms","data":{"e":"depthUpdate","E":1,"T":1,"s":"%s","U":1,"u":2,"pu":0,'
+        '"b":[["1.0","1.0"]],"a":[["2.0","1.0"]]}}' % (s, symbol),
+        '{"stream":"%s@depthSnapshot","data":{"lastUpdateId":1,"E":1,"T":1,"bids":[["1.0","1.0"]],'
+        '"asks":[["2.0","1.0"]]}}' % s,
+        '{"stream":"%s@depth@0ms","data":{"e":"depthUpdate","E":2,"T":2,"s":"%s","U":3,"u":4,"pu":2,'
+        '"b":[["1.0","2.0"]],"a":[]}}' % (s, symbol),
+        '{"stream":"%s@trade","data":{"e":"trade","E":3,"T":3,"s":"%s","t":1,"p":"1.0","q":"1.0","X":"MARKET",'
+        '"m":true}}' % (s, symbol),
+        '{"stream":"%s@bookTicker","data":{"e":"bookTicker","u":5,"s":"%s","b":"1.0","B":"1.0","a":"2.0",'
+        '"A":"1.0","T":4,"E":4}}' % (s, symbol),
+    ]

@@ -1,0 +1,131 @@
+"""``LiveFeedWorker``: the pipeline's market data source on live Binance streams (``[feed] source =
+"binance"``, ``hftshm run --live``).
+
+Same rings, records, books, counters and latency histograms as ``FeedWorker`` (so risk, OMS, the
+simulated exchange, dashboard, API and metrics see no difference: paper trading against the live
+book and trades), plus the network's own counters. A live feed never ends: the run stops on
+``--duration``, ``hftshm stop`` or Ctrl-C. Deterministic (lockstep) runs need a replay: refused.
+A restarted live feed starts over from a fresh snapshot (nothing to fast-forward: the market moved on).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from hftshm.book.issues import REJECTS, BookIssue
+from hftshm.config import ConfigError, Section
+from hftshm.feed.config import FeedConfig
+from hftshm.feed.live import LiveFeed
+from hftshm.feed.worker import FeedWorker
+from hftshm.runtime import lockstep
+from hftshm.runtime.worker import Worker, WorkerContext
+
+
+SWITCH_INTERVAL_S = 50e-6
+_CUMULATIVE = ("events_published", "snapshots_published", "frames", "frames_dropped")
+
+
+class LiveFeedWorker(Worker):
+    # the replay feed's counters first, in the same slots (dashboards and alerts read them by name)
+    COUNTER_NAMES = FeedWorker.COUNTER_NAMES + (
+        "frames", "reconnects", "stalls", "snapshots_fetched", "frame_rejects", "ignored_frames",
+        "book_valid_gauge", "queued_frames_gauge", "interruptions", "frames_dropped")
+    HISTOGRAMS = FeedWorker.HISTOGRAMS
+    _C = {name: i for i, name in enumerate(COUNTER_NAMES)}
+
+    def __init__(self, **params):
+        self.params = params
+
+    def on_start(self, ctx: WorkerContext) -> None:
+        super().on_start(ctx)
+        if ctx.config is not None:
+            config: FeedConfig = ctx.config.feed
+            symbols = ctx.config.symbols
+            if self.params:
+                merged = dict(ctx.config.raw.get("feed", {}))
+                merged.update(self.params)
+                config = FeedConfig.from_section(Section("workers.feed.params", merged))
+        else:  # unit tests: the params stand in for the config file
+            from hftshm.symbols import DEFAULT_SYMBOLS
+
+            config = FeedConfig.from_section(Section("feed", dict(self.params)))
+            symbols = DEFAULT_SYMBOLS
+        if lockstep.enabled(ctx):
+            raise ConfigError("[platform] deterministic needs a replay: live market data arrives when it arrives "
+                              "(run without --deterministic, or replay a recording)")
+        for item in config.live_symbols:
+            if item.split(":")[1] not in symbols:
+                raise ConfigError(f"feed.live_symbols: {item} has no [symbols] entry (tick and lot size)")
+        self.config = config
+        self.feed = LiveFeed(
+            config.subscriptions(), symbols, batch_frames=config.batch_frames, book_levels=config.book_levels,
+            window_ticks=config.window_ticks, heartbeat_timeout_s=config.heartbeat_timeout_s,
+            record_dir=config.record or None, hist_exch_to_recv=ctx.histograms.get("exch_to_recv"),
+            hist_recv_to_publish=ctx.histograms.get("recv_to_publish"))
+        for ring in ctx.outputs.values():
+            self.feed.add_output(ring)
+        self.feed.warm_up()
+        # the websocket thread shares this process's GIL with the feed's duty cycle: without this, a
+        # spinning feed lets the network thread in only every 5 ms (CPython's default switch interval)
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        self._steps = 0
+        # a restarted live feed starts over from a fresh snapshot; its running totals carry on
+        c = ctx.counters
+        self._before = {name: int(c[self._C[name]]) for name in _CUMULATIVE}
+        self._symbols = [item.split(":")[1] for item in config.live_symbols]
+        self.feed.start()
+        urls = ", ".join(s.url()[:120] for s in config.subscriptions())
+        ctx.log.info("feed: live Binance streams %s (heartbeat timeout %g s)%s; outputs %s", urls,
+                     config.heartbeat_timeout_s, f", recording to {config.record}" if config.record else "",
+                     ", ".join(ctx.outputs) or "(none)")
+
+    def do_work(self) -> int:
+        n = self.feed.step()
+        self._steps += 1
+        if n or self._steps & 1023 == 0:
+            self._counters()
+        return n
+
+    def _counters(self) -> None:
+        c, C, feed = self.ctx.counters, self._C, self.feed
+        before = self._before
+        c[C["events_published"]] = before["events_published"] + feed.events_published
+        c[C["events_total"]] = 0  # unknown: the market does not end (the status line then shows a count)
+        c[C["snapshots_published"]] = before["snapshots_published"] + feed.snapshots_published
+        c[C["blocked_cycles"]] = feed.blocked
+        issues = feed.books.arrays[8]
+        c[C["gaps"]] = int(issues[:, BookIssue.GAP_CLEAR].sum())
+        c[C["book_rejects"]] = int(sum(issues[:, i].sum() for i in REJECTS))
+        c[C["crossed_books"]] = int(issues[:, BookIssue.CROSSED].sum())
+        c[C["rows_rejected"]] = feed.decoder.stats.row_rejects
+        offset = feed.clock_offset_ns
+        if offset is not None:
+            c[C["clock_offset_ms_gauge"]] = int(round(offset / 1e6))
+        stats = feed.client.stats
+        c[C["frames"]] = before["frames"] + feed.decoder.stats.frames
+        c[C["frames_dropped"]] = before["frames_dropped"] + feed.queue.dropped
+        c[C["reconnects"]] = max(stats.connects - 1, 0)
+        c[C["stalls"]] = stats.stalls
+        c[C["snapshots_fetched"]] = stats.snapshots
+        summaries = feed.decoder.summaries().values()
+        c[C["frame_rejects"]] = sum(sum(s.rejects.values()) for s in summaries)
+        c[C["ignored_frames"]] = sum(sum(s.ignored_streams.values()) for s in summaries)
+        c[C["book_valid_gauge"]] = sum(1 for s in self._symbols if feed.book_valid(s))
+        c[C["queued_frames_gauge"]] = len(feed.queue.items)
+        c[C["interruptions"]] = feed.decoder.stats.interruptions
+
+    def on_drain(self) -> int:
+        return 0  # a source stops producing when asked to drain
+
+    def is_done(self) -> bool:
+        return False  # the market does not end
+
+    def on_close(self) -> None:
+        feed = getattr(self, "feed", None)
+        if feed is None:
+            return
+        feed.close()
+        self._counters()
+        self.ctx.log.info("live feed closed: %s", feed.stats())
+        for gap in feed.gaps()[:50]:
+            self.ctx.log.warning("live feed: %s", gap.describe())

@@ -1,0 +1,173 @@
+"""The live feed (hftshm.feed.live) against the fake Binance on 127.0.0.1: books and rings as the
+replay publishes them; a gap or a stalled connection makes the book invalid until the resync."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from hftshm.codes import EventKind
+from hftshm.feed.live import LiveFeed
+from hftshm.feed.live_client import Subscription, market_for
+from hftshm.metrics import histogram_nb
+from hftshm.symbols import DEFAULT_SYMBOLS
+from hftshm.transport.ring import Ring
+from hftshm.transport.testing import unique_name
+from tests.fake_binance import FakeBinance
+from tests.live_helpers import SHIPPED
+
+
+@pytest.fixture
+def rings():
+    made = []
+
+    def make(layout, capacity=1 << 16):
+        ring = Ring.create(unique_name("live"), layout, capacity, "block")
+        made.append(ring)
+        return ring
+
+    yield make
+    for ring in made:
+        ring.close()
+        ring.unlink()
+
+
+def run_live(fake, *, rings_out=(), heartbeat_timeout_s=5.0, settle_s=0.3, market="usdm", symbol="BTCUSDT",
+             symbols=DEFAULT_SYMBOLS):
+    """Run the live feed until the fake's timeline ended and everything sent was taken; returns
+    (feed, the symbol's book validity changes over time, records drained from the rings)."""
+    sub = Subscription(market_for(market, fake.ws_url, fake.rest_url(market)), (symbol,))
+    feed = LiveFeed([sub], symbols, heartbeat_timeout_s=heartbeat_timeout_s, backoff_initial_s=0.05,
+                    batch_frames=256)
+    for ring in rings_out:
+        feed.add_output(ring)
+    feed.warm_up()
+    drained = {ring.name: [] for ring in rings_out}
+    validity = [feed.book_valid(symbol)]
+    feed.start()
+    try:
+        deadline = time.monotonic() + 120
+        end = None
+        while time.monotonic() < deadline:
+            if feed.step() == 0:
+                time.sleep(0.0005)
+            for ring in rings_out:
+                view = ring.poll(1 << 20)
+                if len(view):
+                    drained[ring.name].append(view.copy())
+                ring.release()
+            valid = feed.book_valid(symbol)
+            if valid != validity[-1]:
+                validity.append(valid)
+            if end is None and fake.done.is_set() and feed.client.stats.frames >= fake.sent:
+                end = time.monotonic() + settle_s
+            if end is not None and time.monotonic() > end and not feed.queue.items and not feed.pending:
+                break
+    finally:
+        feed.close()
+    return feed, validity, {k: np.concatenate(v) if v else None for k, v in drained.items()}
+
+
+def test_live_feed_publishes_books_and_events_like_the_replay(rings):
+    md, books = rings("market_event"), rings("book_snapshot")
+    with FakeBinance(SHIPPED, time_scale=8.0, max_frames=1500) as fake:
+        feed, validity, out = run_live(fake, rings_out=(md, books))
+    assert validity == [False, True]
+    events, snaps = out[md.name], out[books.name]
+    assert len(events) == feed.events_published > 5000
+    assert np.array_equal(events["seq"], np.arange(len(events)))  # dense, nothing lost
+    assert {int(k) for k in np.unique(events["kind"])} >= {EventKind.DEPTH, EventKind.TRADE, EventKind.BBO,
+                                                          EventKind.SNAPSHOT}
+    assert len(snaps) == feed.snapshots_published > 0
+    last = snaps[-1]
+    book = feed.books["BTCUSDT"]
+    assert last["bid_px"][0] == pytest.approx(book.best_bid) and last["ask_px"][0] == pytest.approx(book.best_ask)
+    assert book.best_bid < book.best_ask
+    # latencies: recorded, never negative (exchange->receive is measured above the clock offset)
+    for hist in (feed.hist_exch_to_recv, feed.hist_recv_to_publish):
+        assert hist[histogram_nb.COUNT] > 0 and hist[histogram_nb.NEGATIVE] == 0
+    assert feed.clock_offset_ns is not None
+
+
+def test_gap_marks_the_book_invalid_until_the_fresh_snapshot():
+    with FakeBinance(SHIPPED, time_scale=8.0, max_frames=2000, script={900: ("gap", 2)}) as fake:
+        feed, validity, _ = run_live(fake)
+    assert validity == [False, True, False, True]
+    [gap] = feed.gaps()
+    assert gap.symbol == "BTCUSDT" and gap.missing_ids > 0
+    assert feed.client.stats.snapshots == 2 == fake.snapshot_requests
+    assert feed.books["BTCUSDT"].issues()  # the clear is on the book's record
+
+
+def test_stalled_connection_is_detected_and_reconnected():
+    with FakeBinance(SHIPPED, time_scale=4.0, max_frames=2500, script={600: "stall"}) as fake:
+        feed, validity, _ = run_live(fake, heartbeat_timeout_s=0.4)
+    stats = feed.client.stats
+    assert stats.stalls >= 1 and stats.connects >= 2 and fake.connections >= 2
+    # invalid from the stall until the snapshot after the reconnect, then valid again
+    assert validity[:4] == [False, True, False, True]
+    assert feed.decoder.stats.interruptions >= 1 and stats.snapshots >= 2
+
+
+def test_malformed_and_unknown_frames_are_counted_not_fatal():
+    script = {100: "malformed", 200: "unknown", 300: "stale_snapshot", 301: ("gap", 1)}
+    with FakeBinance(SHIPPED, time_scale=8.0, max_frames=800, script=script) as fake:
+        feed, validity, _ = run_live(fake)
+    stats = feed.stats()
+    assert stats["rejects"] == {"usdm": {"bad_json": 1}}
+    assert stats["ignored_streams"] == {"usdm": {"kline": 1}}
+    assert stats["dropped"]["usdm"]["snapshot_older_than_buffered_diffs"] == 1
+    assert validity == [False, True, False, True]  # the stale snapshot was replaced by a fresh one
+
+
+def test_feed_worker_with_source_binance_becomes_the_live_worker(rings):
+    import logging
+    from pathlib import Path
+
+    from hftshm.feed.live_worker import LiveFeedWorker
+    from hftshm.feed.worker import FeedWorker
+    from hftshm.metrics.histogram import new_histogram
+    from hftshm.runtime.worker import WorkerContext
+
+    md = rings("market_event")
+    with FakeBinance(SHIPPED, time_scale=8.0, max_frames=800) as fake:
+        worker = FeedWorker(source="binance", ws_url={"usdm": fake.ws_url}, rest_url={"usdm": fake.rest_url()})
+        ctx = WorkerContext(name="feed", params={}, inputs={}, outputs={"md": md}, config=None,
+                            counters=np.zeros(32, np.int64),
+                            histograms={"exch_to_recv": new_histogram(), "recv_to_publish": new_histogram()},
+                            run_dir=Path("."), log=logging.getLogger("test.live"))
+        worker.on_start(ctx)
+        try:
+            assert isinstance(worker, LiveFeedWorker)
+            deadline = time.monotonic() + 60
+            while not (fake.done.is_set() and worker.feed.decoder.stats.frames >= fake.sent + 1):
+                assert time.monotonic() < deadline
+                if not worker.do_work():
+                    time.sleep(0.001)
+                md.poll(1 << 20)
+                md.release()
+            worker._counters()
+        finally:
+            worker.on_close()
+    c = {name: int(ctx.counters[i]) for i, name in enumerate(LiveFeedWorker.COUNTER_NAMES)}
+    assert c["frames"] == 801 and c["snapshots_fetched"] == 1 and c["book_valid_gauge"] == 1
+    assert c["events_published"] == worker.feed.events_published > 0 and not worker.is_done()
+    assert c["clock_offset_ms_gauge"] == round(worker.feed.clock_offset_ns / 1e6)
+
+
+def test_spot_stream_without_pu_builds_a_valid_book():
+    from pathlib import Path
+
+    from hftshm.symbols import Symbol, SymbolTable
+
+    spot = SymbolTable([Symbol("ETHUSDT", 2, 0.01, 0.0001)])  # spot's lot is 0.0001
+    source = Path(__file__).resolve().parents[1] / "data" / "binance_spot_ethusdt_20240808_head.gz"
+    with FakeBinance(source, time_scale=8.0, symbol="ETHUSDT", script={1200: ("gap", 1)}) as fake:
+        feed, validity, _ = run_live(fake, market="spot", symbol="ETHUSDT", symbols=spot)
+    assert validity == [False, True, False, True]
+    book = feed.books["ETHUSDT"]
+    assert book.best_bid < book.best_ask and not feed.books.rejected()
+    [gap] = feed.gaps()
+    assert gap.expected_id + gap.missing_ids == gap.got_id  # spot: U continues the previous u + 1
