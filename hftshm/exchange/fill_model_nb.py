@@ -444,7 +444,7 @@ FOLLOW_TRADE = 1  # a print: queues at its price advance, orders it reached or w
 FOLLOW_DEPTH = 2  # a level changed size: queues at its price move; at a message's end, crosses fill
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, forceinline=True)
 def _view_event(scale, sym_to_book, mv_price, mv_qty, mv_used, mv_i64, sw, ev):
     """The market view takes one event. Returns (FOLLOW_*, book, side, price ticks, lots, level's lots
     before, settled). Takes only the arrays it needs: the per-event path never passes the whole state
