@@ -483,7 +483,7 @@ def _view_event(scale, sym_to_book, mv_price, mv_qty, mv_used, mv_i64, sw, ev):
     return FOLLOW_DEPTH, b, side, price_ticks, lots, before, settled
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, forceinline=True)
 def _rests_at(so, active, sw, b, side, price_ticks):
     """One of our orders rests at this book, side and price (only those see a level's size change)."""
     for k in range(sw[SW_N_ACTIVE]):
@@ -493,7 +493,7 @@ def _rests_at(so, active, sw, b, side, price_ticks):
     return False
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, forceinline=True)
 def _crossed(mv_price, mv_i64, so, active, sw, b):
     """The visible opposite best crosses one of our orders of book ``b`` (else ``_on_cross`` has
     nothing to do: it only fills crossed orders)."""
