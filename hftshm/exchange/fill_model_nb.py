@@ -573,7 +573,7 @@ def apply_due(S, pend, pend_arrival, until_ns, out, j, room_per_order):
     return j
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, forceinline=True)
 def run_events(S, pend, pend_arrival, events, start, stop, out, j, room_per_order):
     """Apply events[start:stop] in order, each preceded by the orders due by its time.
 
