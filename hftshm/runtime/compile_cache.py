@@ -217,6 +217,25 @@ def _record_backtest() -> None:
 WORKLOADS = {"backtest": _record_backtest}
 
 
+def _link_edges(kernels: list[Kernel]) -> None:
+    """Callees from what each compiled kernel links (the nesting of compile events shows a callee
+    only under the first caller that compiled it; a second caller must wait for it too, or it
+    compiles the callee again, racing the process that owns it for the cache index)."""
+    by_library: dict[int, int] = {}
+    libraries: dict[int, object] = {}
+    for i, k in enumerate(kernels):
+        disp = _dispatcher(k.module, k.qualname)
+        cres = disp.overloads.get(tuple(k.signature)) if disp is not None else None
+        if cres is not None:
+            by_library[id(cres.library)] = i
+            libraries[i] = cres.library
+    for i, library in libraries.items():
+        for linked in getattr(library, "_linking_libraries", ()):
+            callee = by_library.get(id(linked))
+            if callee is not None and callee != i:
+                kernels[i].callees.add(callee)
+
+
 def record(families: list[str], path: Path = MANIFEST) -> dict[str, list[Kernel]]:
     """Run each family's workload with an EMPTY cache (call in a fresh process with NUMBA_CACHE_DIR
     pointing at an empty directory) and write what compiled, and what called what, to ``path``."""
@@ -253,6 +272,7 @@ def record(families: list[str], path: Path = MANIFEST) -> dict[str, list[Kernel]
             WORKLOADS[family]()
         finally:
             event.unregister("numba:compile", listener)
+        _link_edges(kernels)
         recorded[family] = kernels
     existing = load_manifest(path)
     existing.update(recorded)
