@@ -53,6 +53,9 @@ def backtest_command(
     if not _kernels_cached():
         typer.secho("first run: compiling the kernels (a minute or two); later runs load them from the cache",
                     fg="yellow", err=True)
+        from hftshm.runtime.compile_cache import ensure_warm
+
+        ensure_warm("backtest")  # in parallel processes, with a progress line
     try:
         params = parse_params(param)
         if sweep:

@@ -438,46 +438,99 @@ def _on_cross(S, out, j, b, ts):
     return j
 
 
-@njit(cache=True, _nrt=False)
-def apply_event(S, out, j, ev, ts):
-    """One market event at simulated time ``ts``."""
-    scale, sym_to_book, mv_price, mv_qty, mv_used, mv_i64, sw = S[0], S[1], S[2], S[3], S[4], S[5], S[11]
+# what a market event asks of our resting orders once the view has taken it (_view_event)
+FOLLOW_NONE = 0
+FOLLOW_TRADE = 1  # a print: queues at its price advance, orders it reached or went through fill
+FOLLOW_DEPTH = 2  # a level changed size: queues at its price move; at a message's end, crosses fill
+
+
+@njit(cache=True, _nrt=False, forceinline=True)
+def _view_event(scale, sym_to_book, mv_price, mv_qty, mv_used, mv_i64, sw, ev):
+    """The market view takes one event. Returns (FOLLOW_*, book, side, price ticks, lots, level's lots
+    before, settled). Takes only the arrays it needs: the per-event path never passes the whole state
+    tuple (a call taking it moves ~150 words of array descriptors)."""
     sw[SW_EVENTS] += 1
     b = sym_to_book[ev.symbol_id]
     if b < 0:
         sw[SW_FOREIGN_EVENTS] += 1
-        return j
+        return FOLLOW_NONE, b, 0, 0, 0, 0, False
     kind = ev.kind
     if kind == EventKind.CLEAR:
         clear(mv_price, mv_qty, mv_used, mv_i64, b)
-        return j
+        return FOLLOW_NONE, b, 0, 0, 0, 0, False
     side = np.int64(ev.side) - 1
     if side != 0 and side != 1:
-        return j
+        return FOLLOW_NONE, b, 0, 0, 0, 0, False
     price_ticks, lots = event_units(scale, b, ev.price, ev.qty)
     if kind == EventKind.TRADE:
-        if price_ticks > 0 and lots > 0 and sw[SW_N_ACTIVE] > 0:
-            j = _on_trade(S, out, j, b, ts, price_ticks, lots, side)
-        return j
+        if price_ticks > 0 and lots > 0:
+            return FOLLOW_TRADE, b, side, price_ticks, lots, 0, False
+        return FOLLOW_NONE, b, 0, 0, 0, 0, False
     if price_ticks <= 0:
-        return j
+        return FOLLOW_NONE, b, 0, 0, 0, 0, False
     if kind == EventKind.BBO:
         before = qty_at(mv_price, mv_qty, mv_i64, b, side, price_ticks)
         apply_bbo(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks, lots, ev.update_id)
-        settled = True
+        settled = (ev.flags & _BOOK_INVALID) == 0
     elif kind == EventKind.DEPTH or kind == EventKind.SNAPSHOT:
         before = set_level(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks, lots)
         if ev.update_id > mv_i64[b, MV_LAST_UPDATE_ID]:
             mv_i64[b, MV_LAST_UPDATE_ID] = ev.update_id
         # the book is consistent only at the end of an exchange message
-        settled = (ev.flags & _LAST_IN_MESSAGE) != 0
+        settled = (ev.flags & _LAST_IN_MESSAGE) != 0 and (ev.flags & _BOOK_INVALID) == 0
     else:
-        return j
-    if sw[SW_N_ACTIVE] == 0:
-        return j
-    _queue_on_depth(S, b, side, price_ticks, before, qty_at(mv_price, mv_qty, mv_i64, b, side, price_ticks))
-    if settled and (ev.flags & _BOOK_INVALID) == 0:
+        return FOLLOW_NONE, b, 0, 0, 0, 0, False
+    return FOLLOW_DEPTH, b, side, price_ticks, lots, before, settled
+
+
+@njit(cache=True, _nrt=False, forceinline=True)
+def _rests_at(so, active, sw, b, side, price_ticks):
+    """One of our orders rests at this book, side and price (only those see a level's size change)."""
+    for k in range(sw[SW_N_ACTIVE]):
+        slot = active[k]
+        if so[slot, SO_PRICE] == price_ticks and so[slot, SO_SIDE] == side and so[slot, SO_BOOK] == b:
+            return True
+    return False
+
+
+@njit(cache=True, _nrt=False, forceinline=True)
+def _crossed(mv_price, mv_i64, so, active, sw, b):
+    """The visible opposite best crosses one of our orders of book ``b`` (else ``_on_cross`` has
+    nothing to do: it only fills crossed orders)."""
+    loc = best_loc(mv_price, mv_i64, b, 0)
+    best_bid = loc_price(mv_price, mv_i64, b, 0, loc) if loc >= 0 else -1
+    loc = best_loc(mv_price, mv_i64, b, 1)
+    best_ask = loc_price(mv_price, mv_i64, b, 1, loc) if loc >= 0 else -1
+    for k in range(sw[SW_N_ACTIVE]):
+        slot = active[k]
+        if so[slot, SO_BOOK] != b:
+            continue
+        side = so[slot, SO_SIDE]
+        opp = best_ask if side == 0 else best_bid
+        if opp >= 0 and _crosses(side, so[slot, SO_PRICE], opp):
+            return True
+    return False
+
+
+@njit(cache=True, _nrt=False)
+def _follow(S, out, j, ts, follow, b, side, price_ticks, lots, before, settled):
+    """Our resting orders after the view took an event (``_view_event``'s verdict)."""
+    mv_price, mv_qty, mv_i64, so, active, sw = S[2], S[3], S[5], S[6], S[8], S[11]
+    if follow == FOLLOW_TRADE:
+        return _on_trade(S, out, j, b, ts, price_ticks, lots, side)
+    if _rests_at(so, active, sw, b, side, price_ticks):
+        _queue_on_depth(S, b, side, price_ticks, before, qty_at(mv_price, mv_qty, mv_i64, b, side, price_ticks))
+    if settled and _crossed(mv_price, mv_i64, so, active, sw, b):
         j = _on_cross(S, out, j, b, ts)
+    return j
+
+
+@njit(cache=True, _nrt=False)
+def apply_event(S, out, j, ev, ts):
+    """One market event at simulated time ``ts``."""
+    follow, b, side, price_ticks, lots, before, settled = _view_event(S[0], S[1], S[2], S[3], S[4], S[5], S[11], ev)
+    if follow != FOLLOW_NONE and S[11][SW_N_ACTIVE] > 0:
+        j = _follow(S, out, j, ts, follow, b, side, price_ticks, lots, before, settled)
     return j
 
 
@@ -520,23 +573,33 @@ def apply_due(S, pend, pend_arrival, until_ns, out, j, room_per_order):
     return j
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, forceinline=True)
 def run_events(S, pend, pend_arrival, events, start, stop, out, j, room_per_order):
     """Apply events[start:stop] in order, each preceded by the orders due by its time.
 
-    Returns (next event, next report). Stops early when ``out`` might not hold what comes next.
+    Returns (next event index, next report). Stops early when ``out`` might not hold what comes next.
+    The state tuple is unpacked once here: per event, the view takes only its arrays, and the calls
+    that need all of ``S`` happen only when an order is due or one of ours rests.
     """
-    sw = S[11]
+    scale, sym_to_book, mv_price, mv_qty, mv_used, mv_i64, so, active, sw = (S[0], S[1], S[2], S[3], S[4], S[5],
+                                                                              S[6], S[8], S[11])
+    mask = len(pend) - 1
     i = start
     while i < stop:
         ev = events[i]
         ts = ev.exch_ts_ns if ev.exch_ts_ns > sw[SW_CLOCK] else sw[SW_CLOCK]
-        j = apply_due(S, pend, pend_arrival, ts, out, j, room_per_order)
-        if sw[SW_PEND_HEAD] < sw[SW_PEND_TAIL] and pend_arrival[sw[SW_PEND_HEAD] & (len(pend) - 1)] <= ts:
-            break  # out of room with orders still due before this event
+        if sw[SW_PEND_HEAD] < sw[SW_PEND_TAIL] and pend_arrival[sw[SW_PEND_HEAD] & mask] <= ts:
+            j = apply_due(S, pend, pend_arrival, ts, out, j, room_per_order)
+            if sw[SW_PEND_HEAD] < sw[SW_PEND_TAIL] and pend_arrival[sw[SW_PEND_HEAD] & mask] <= ts:
+                break  # out of room with orders still due before this event
         if len(out) - j < sw[SW_N_ACTIVE] + 1:
             break
         sw[SW_CLOCK] = ts
-        j = apply_event(S, out, j, ev, ts)
+        follow, b, side, price_ticks, lots, before, settled = _view_event(scale, sym_to_book, mv_price, mv_qty,
+                                                                          mv_used, mv_i64, sw, ev)
+        if follow != FOLLOW_NONE and sw[SW_N_ACTIVE] > 0:
+            if follow == FOLLOW_TRADE or _rests_at(so, active, sw, b, side, price_ticks) or (
+                    settled and _crossed(mv_price, mv_i64, so, active, sw, b)):
+                j = _follow(S, out, j, ts, follow, b, side, price_ticks, lots, before, settled)
         i += 1
     return i, j

@@ -170,7 +170,7 @@ def _scan_better(mv_qty, b, side, cap, slot):
     return NO_LEVEL
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, forceinline=True)
 def best_loc(mv_price, mv_i64, b, side):
     """Location of the best level of a side, NO_LEVEL (-1) if empty."""
     n = mv_i64[b, MV_FAR_N + side]
@@ -293,7 +293,7 @@ def _recentre(mv_price, mv_qty, mv_used, mv_i64, b, side, new_lo):
     mv_i64[b, MV_RECENTRES] += 1
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, forceinline=True)
 def _keep_best_in_window(mv_price, mv_qty, mv_used, mv_i64, b, side):
     loc = best_loc(mv_price, mv_i64, b, side)
     if loc < 0:
@@ -312,7 +312,7 @@ def _keep_best_in_window(mv_price, mv_qty, mv_used, mv_i64, b, side):
 # ------------------------------------------------------------------ updates and reads
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, forceinline=True)
 def qty_at(mv_price, mv_qty, mv_i64, b, side, price_ticks):
     """Visible lots at a price (0 if no level)."""
     s = price_ticks - mv_i64[b, MV_WIN_LO + side]
@@ -337,7 +337,7 @@ def _admit(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks):
     return True
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, forceinline=True)
 def set_level(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks, lots):
     """Set a level's quantity (0 deletes it); returns the quantity it had before."""
     cap = mv_price.shape[2]
@@ -394,7 +394,7 @@ def clear(mv_price, mv_qty, mv_used, mv_i64, b):
         mv_i64[b, MV_WIN_WORST + side] = NO_LEVEL
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, forceinline=True)
 def apply_bbo(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks, lots, update_id):
     """The exchange's top of one side, if newer than the depth applied: trims stale better levels."""
     if update_id < mv_i64[b, MV_LAST_UPDATE_ID] or price_ticks <= 0:

@@ -1,0 +1,317 @@
+"""Fill numba's kernel cache in parallel processes before a first run, with a progress line.
+
+A cold first ``hftshm backtest`` compiles its kernels one after another in one process: the loop
+kernel pulls in the venue, the fill model, the OMS, risk, the book and the strategy, each compiled
+when the caller's type inference first meets it. Most of those kernels do not depend on each
+other, so they can compile at the same time in other processes; numba then loads them from the
+cache (``cache=True``) when the real run meets them, and only links and optimises its own caller.
+
+What to compile, with which argument types, and what calls what, is recorded once, by running the
+workload with an empty cache (``python -m hftshm.runtime.compile_cache record``), into
+``kernels.manifest`` next to this module: per kernel family ("backtest", ...), every hftshm
+kernel compiled, its signature (numba types, pickled) and its callees. ``warm_cache`` compiles
+the kernels that are not cached yet level by level (a kernel after its callees, so that it loads
+them rather than compiling them again), spreading each level over a process pool.
+
+A manifest older than the code only costs time: a signature nobody uses any more is compiled for
+nothing, a kernel missing from it compiles in the run as before. Re-record after changing which
+kernels the loop calls.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MANIFEST = Path(__file__).with_name("kernels.manifest")
+PREFIX = "hftshm."
+
+
+@dataclass
+class Kernel:
+    module: str
+    qualname: str
+    signature: tuple  # numba types of the arguments
+    callees: set = field(default_factory=set)  # indices into the family's kernel list
+
+    @property
+    def name(self) -> str:
+        return f"{self.module}.{self.qualname}"
+
+
+# ------------------------------------------------------------------ looking kernels up
+
+
+def _dispatcher(module: str, qualname: str):
+    from numba.core.dispatcher import Dispatcher
+
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj if isinstance(obj, Dispatcher) else None
+
+
+def is_cached(kernel: Kernel) -> bool:
+    """The kernel's signature is in numba's cache index, for this source and this machine."""
+    disp = _dispatcher(kernel.module, kernel.qualname)
+    if disp is None or disp._cache is None or not hasattr(disp._cache, "_cache_file"):
+        return True  # nothing we could compile ahead
+    try:
+        key = disp._cache._index_key(tuple(kernel.signature), disp.targetctx.codegen())
+        return key in disp._cache._cache_file._load_index()
+    except Exception:  # noqa: BLE001 - numba internals moved: treat as cached, the run compiles what it needs
+        return True
+
+
+def _compile(entry: tuple[str, str, bytes]) -> tuple[str, float, str]:
+    """(name, seconds, error) of compiling one kernel (in a pool worker); the cache keeps it."""
+    module, qualname, signature = entry
+    started = time.perf_counter()
+    try:
+        disp = _dispatcher(module, qualname)
+        if disp is not None:
+            disp.compile(tuple(pickle.loads(signature)))
+        return f"{module}.{qualname}", time.perf_counter() - started, ""
+    except Exception as exc:  # noqa: BLE001 - the run compiles it itself; say why here
+        return f"{module}.{qualname}", time.perf_counter() - started, f"{type(exc).__name__}: {exc}"
+
+
+# ------------------------------------------------------------------ the manifest
+
+
+def load_manifest(path: Path = MANIFEST) -> dict[str, list[Kernel]]:
+    """{family: [Kernel, ...]}; empty if there is none or it cannot be read by this numba."""
+    try:
+        with open(path, "rb") as f:
+            raw = pickle.load(f)
+    except Exception:  # noqa: BLE001 - a manifest from another numba version: warm nothing
+        return {}
+    return {family: [Kernel(m, q, sig, set(c)) for m, q, sig, c in kernels] for family, kernels in raw.items()}
+
+
+def levels(kernels: list[Kernel]) -> list[list[int]]:
+    """Kernel indices by level: level 0 calls no other recorded kernel, level k only lower ones."""
+    level: dict[int, int] = {}
+
+    def depth(i: int, seen: frozenset = frozenset()) -> int:
+        if i in level:
+            return level[i]
+        callees = [c for c in kernels[i].callees if c not in seen and c != i]
+        level[i] = 1 + max((depth(c, seen | {i}) for c in callees), default=-1)
+        return level[i]
+
+    by_level: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(kernels)):
+        by_level[depth(i)].append(i)
+    return [by_level[k] for k in sorted(by_level)]
+
+
+# ------------------------------------------------------------------ warming
+
+
+def cold_kernels(family: str, manifest: dict[str, list[Kernel]] | None = None) -> list[Kernel]:
+    kernels = (load_manifest() if manifest is None else manifest).get(family, [])
+    return [k for k in kernels if not is_cached(k)]
+
+
+def warm_cache(family: str = "backtest", processes: int | None = None, progress=None,
+               manifest: dict[str, list[Kernel]] | None = None) -> dict:
+    """Compile the family's kernels that are not cached yet, in parallel; returns a summary
+    {"compiled", "failed", "wall_s", "processes"}. ``progress(done, total)`` is called as kernels
+    finish (default: a "compiling kernels (first run only) k/n" line on stderr)."""
+    kernels = (load_manifest() if manifest is None else manifest).get(family, [])
+    todo = {i for i, k in enumerate(kernels) if not is_cached(k)}
+    summary = {"compiled": 0, "failed": [], "wall_s": 0.0, "processes": 0}
+    if not todo:
+        return summary
+    import multiprocessing
+
+    if progress is None:
+        progress = _ProgressLine()
+    n = processes or max(1, min(len(os.sched_getaffinity(0)), 8))
+    summary["processes"] = n
+    started = time.perf_counter()
+    done = 0
+    progress(done, len(todo))
+    # fork: the workers inherit the imported modules (numba's import alone is ~0.5 s a process)
+    ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    for module in sorted({kernels[i].module for i in todo}):
+        importlib.import_module(module)
+    with ctx.Pool(n) as pool:
+        for level in levels(kernels):
+            batch = [(kernels[i].module, kernels[i].qualname, pickle.dumps(kernels[i].signature))
+                     for i in level if i in todo]
+            # big kernels first so the level's tail is short
+            for name, _seconds, error in pool.imap_unordered(_compile, batch):
+                done += 1
+                if error:
+                    summary["failed"].append((name, error))
+                progress(done, len(todo))
+    summary["compiled"] = done - len(summary["failed"])
+    summary["wall_s"] = time.perf_counter() - started
+    if hasattr(progress, "finish"):
+        progress.finish(summary)
+    return summary
+
+
+class _ProgressLine:
+    """One line on stderr: rewritten in place on a terminal, printed at start and end otherwise."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.started = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.tty:
+            self.stream.write(f"\rcompiling kernels (first run only) {done}/{total}")
+            self.stream.flush()
+        elif done == 0:
+            self.stream.write(f"compiling kernels (first run only) 0/{total}\n")
+            self.stream.flush()
+
+    def finish(self, summary: dict) -> None:
+        elapsed = time.perf_counter() - self.started
+        end = "\r" if self.tty else ""
+        self.stream.write(f"{end}compiling kernels (first run only) {summary['compiled']}/"
+                          f"{summary['compiled'] + len(summary['failed'])} done in {elapsed:.1f} s "
+                          f"({summary['processes']} processes); cached for the next runs\n")
+        self.stream.flush()
+
+
+def ensure_warm(family: str = "backtest", quiet: bool = False) -> dict | None:
+    """For the CLI: warm the family's kernels if any is cold (a progress line unless ``quiet``);
+    never fails a run (a kernel it could not compile compiles in the run itself)."""
+    if os.environ.get("HFTSHM_NO_PARALLEL_COMPILE"):
+        return None
+    try:
+        manifest = load_manifest()
+        if not cold_kernels(family, manifest):
+            return None
+        return warm_cache(family, manifest=manifest, progress=(lambda done, total: None) if quiet else None)
+    except Exception as exc:  # noqa: BLE001 - warming is an optimisation, never a reason to fail
+        print(f"compiling kernels ahead failed ({type(exc).__name__}: {exc}); compiling in the run", file=sys.stderr)
+        return None
+
+
+# ------------------------------------------------------------------ recording the manifest
+
+
+def _record_backtest() -> None:
+    """The compiled backtest of the built-in market maker over the shipped day, as ``hftshm backtest``
+    runs it (events as ``load_events`` gives them: the argument types are part of what is cached)."""
+    from hftshm.backtest.api import run_backtest
+
+    data = Path(__file__).resolve().parents[2] / "data" / "btcusdt_20240808.csv.gz"
+    run_backtest(None, data, "market_maker", {}, seed=1, engine_name="compiled")
+
+
+WORKLOADS = {"backtest": _record_backtest}
+
+
+def _link_edges(kernels: list[Kernel]) -> None:
+    """Callees from what each compiled kernel links (the nesting of compile events shows a callee
+    only under the first caller that compiled it; a second caller must wait for it too, or it
+    compiles the callee again, racing the process that owns it for the cache index)."""
+    by_library: dict[int, int] = {}
+    libraries: dict[int, object] = {}
+    for i, k in enumerate(kernels):
+        disp = _dispatcher(k.module, k.qualname)
+        cres = disp.overloads.get(tuple(k.signature)) if disp is not None else None
+        if cres is not None:
+            by_library[id(cres.library)] = i
+            libraries[i] = cres.library
+    for i, library in libraries.items():
+        for linked in getattr(library, "_linking_libraries", ()):
+            callee = by_library.get(id(linked))
+            if callee is not None and callee != i:
+                kernels[i].callees.add(callee)
+
+
+def record(families: list[str], path: Path = MANIFEST) -> dict[str, list[Kernel]]:
+    """Run each family's workload with an EMPTY cache (call in a fresh process with NUMBA_CACHE_DIR
+    pointing at an empty directory) and write what compiled, and what called what, to ``path``."""
+    from numba.core import event
+
+    recorded: dict[str, list[Kernel]] = {}
+    for family in families:
+        kernels: list[Kernel] = []
+        index: dict[tuple, int] = {}
+        stack: list[int | None] = []
+
+        class Listener(event.Listener):
+            def on_start(self, ev):
+                disp = ev.data["dispatcher"]
+                func = disp.py_func
+                if not func.__module__.startswith(PREFIX) or "<locals>" in func.__qualname__:
+                    stack.append(None)
+                    return
+                key = (func.__module__, func.__qualname__, tuple(ev.data["args"]))
+                if key not in index:
+                    index[key] = len(kernels)
+                    kernels.append(Kernel(key[0], key[1], key[2]))
+                caller = next((c for c in reversed(stack) if c is not None), None)
+                if caller is not None:
+                    kernels[caller].callees.add(index[key])
+                stack.append(index[key])
+
+            def on_end(self, ev):
+                stack.pop()
+
+        listener = Listener()
+        event.register("numba:compile", listener)
+        try:
+            WORKLOADS[family]()
+        finally:
+            event.unregister("numba:compile", listener)
+        _link_edges(kernels)
+        recorded[family] = kernels
+    existing = load_manifest(path)
+    existing.update(recorded)
+    with open(path, "wb") as f:
+        pickle.dump({family: [(k.module, k.qualname, k.signature, sorted(k.callees)) for k in kernels]
+                     for family, kernels in existing.items()}, f)
+    return recorded
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(prog="python -m hftshm.runtime.compile_cache",
+                                     description="record the kernel manifest, or warm the cache from it")
+    parser.add_argument("action", choices=("record", "warm", "status"))
+    parser.add_argument("families", nargs="*", default=sorted(WORKLOADS))
+    opts = parser.parse_args(argv)
+    if opts.action == "record" and not os.environ.get("HFTSHM_RECORDING"):
+        # a fresh process with an empty cache, so that every kernel compiles and shows its callees
+        import subprocess
+
+        with tempfile.TemporaryDirectory(prefix="hftshm-record-") as tmp:
+            env = dict(os.environ, NUMBA_CACHE_DIR=tmp, HFTSHM_RECORDING="1")
+            return subprocess.call([sys.executable, "-m", "hftshm.runtime.compile_cache", "record", *opts.families],
+                                   env=env)
+    if opts.action == "record":
+        for family, kernels in record(opts.families).items():
+            print(f"{family}: {len(kernels)} kernels in {len(levels(kernels))} levels -> {MANIFEST}")
+        return 0
+    manifest = load_manifest()
+    for family in opts.families:
+        if opts.action == "status":
+            kernels = manifest.get(family, [])
+            print(f"{family}: {len(kernels)} kernels, {len(cold_kernels(family, manifest))} not cached")
+        else:
+            print(f"{family}: {warm_cache(family, manifest=manifest)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
