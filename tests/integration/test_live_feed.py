@@ -35,12 +35,12 @@ def rings():
 
 
 def run_live(fake, *, rings_out=(), heartbeat_timeout_s=5.0, settle_s=0.3, market="usdm", symbol="BTCUSDT",
-             symbols=DEFAULT_SYMBOLS):
+             symbols=DEFAULT_SYMBOLS, network="process"):
     """Run the live feed until the fake's timeline ended and everything sent was taken; returns
     (feed, the symbol's book validity changes over time, records drained from the rings)."""
     sub = Subscription(market_for(market, fake.ws_url, fake.rest_url(market)), (symbol,))
     feed = LiveFeed([sub], symbols, heartbeat_timeout_s=heartbeat_timeout_s, backoff_initial_s=0.05,
-                    batch_frames=256)
+                    batch_frames=256, network=network)
     for ring in rings_out:
         feed.add_output(ring)
     feed.warm_up()
@@ -63,17 +63,18 @@ def run_live(fake, *, rings_out=(), heartbeat_timeout_s=5.0, settle_s=0.3, marke
                 validity.append(valid)
             if end is None and fake.done.is_set() and feed.client.stats.frames >= fake.sent:
                 end = time.monotonic() + settle_s
-            if end is not None and time.monotonic() > end and not feed.queue.items and not feed.pending:
+            if end is not None and time.monotonic() > end and feed.frames_waiting == 0 and not feed.pending:
                 break
     finally:
         feed.close()
     return feed, validity, {k: np.concatenate(v) if v else None for k, v in drained.items()}
 
 
-def test_live_feed_publishes_books_and_events_like_the_replay(rings):
+@pytest.mark.parametrize("network", ["process", "thread"])
+def test_live_feed_publishes_books_and_events_like_the_replay(rings, network):
     md, books = rings("market_event"), rings("book_snapshot")
     with FakeBinance(SHIPPED, time_scale=8.0, max_frames=1500) as fake:
-        feed, validity, out = run_live(fake, rings_out=(md, books))
+        feed, validity, out = run_live(fake, rings_out=(md, books), network=network)
     assert validity == [False, True]
     events, snaps = out[md.name], out[books.name]
     assert len(events) == feed.events_published > 5000
