@@ -175,6 +175,12 @@ class LiveFeed:
         return self.net.dropped if self.net is not None else self.queue.dropped
 
     @property
+    def wake_rings(self) -> list:
+        """Rings whose commits mean work for ``step`` (the frame ring): an idle caller parks on them
+        (``transport.doorbell.Parker``) instead of sleeping blind; none when the network is a thread."""
+        return [self.net.ring] if self.net is not None else []
+
+    @property
     def net_restarts(self) -> int:
         return self.net.restarts if self.net is not None else 0
 

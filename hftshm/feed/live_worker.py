@@ -81,6 +81,13 @@ class LiveFeedWorker(Worker):
                      config.heartbeat_timeout_s, config.live_network, f", recording to {config.record}" if config.record else "",
                      ", ".join(ctx.outputs) or "(none)")
 
+    @property
+    def wake_rings(self) -> list:
+        """The frame ring: the process's park wakes when the network process commits a frame (without
+        it a live feed with no input rings parks on a plain sleep of the whole park timeout)."""
+        feed = getattr(self, "feed", None)
+        return feed.wake_rings if feed is not None else []
+
     def do_work(self) -> int:
         n = self.feed.step()
         self._steps += 1

@@ -172,3 +172,46 @@ def test_spot_stream_without_pu_builds_a_valid_book():
     assert book.best_bid < book.best_ask and not feed.books.rejected()
     [gap] = feed.gaps()
     assert gap.expected_id + gap.missing_ids == gap.got_id  # spot: U continues the previous u + 1
+
+
+def test_killed_network_process_is_reported_restarted_and_the_book_resyncs(rings):
+    """SIGKILL the feed's network process mid-stream: the feed notices, marks the market disconnected
+    (book invalid), starts a new network process, which reconnects and snapshots: valid again; the
+    market_event ring stays dense."""
+    import os
+    import signal
+
+    md = rings("market_event")
+    with FakeBinance(SHIPPED, time_scale=4.0, max_frames=2500) as fake:
+        sub = Subscription(market_for("usdm", fake.ws_url, fake.rest_url()), ("BTCUSDT",))
+        feed = LiveFeed([sub], DEFAULT_SYMBOLS, heartbeat_timeout_s=5.0, backoff_initial_s=0.05, batch_frames=256)
+        feed.add_output(md)
+        feed.warm_up()
+        validity = [feed.book_valid("BTCUSDT")]
+        events = []
+        killed = None
+        feed.start()
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not (killed and len(validity) >= 4):
+                if feed.step() == 0:
+                    time.sleep(0.0005)
+                view = md.poll(1 << 20)
+                if len(view):
+                    events.append(view.copy())
+                md.release()
+                valid = feed.book_valid("BTCUSDT")
+                if valid != validity[-1]:
+                    validity.append(valid)
+                if killed is None and valid and feed.decoder.stats.frames > 300:
+                    killed = feed.net.pid
+                    os.kill(killed, signal.SIGKILL)
+        finally:
+            feed.close()
+    assert killed is not None
+    assert feed.net_restarts == 1 and feed.net.pid != killed
+    assert validity == [False, True, False, True]
+    assert feed.decoder.stats.interruptions >= 1 and fake.connections >= 2
+    assert feed.client.stats.snapshots >= 1 and feed.stats()["net_restarts"] == 1
+    events = np.concatenate(events)
+    assert np.array_equal(events["seq"], np.arange(len(events)))
