@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import typer
 
 TARGET_FRAMES_PER_S = 100_000
@@ -83,11 +84,17 @@ def live_command(
         f"flooded {flood['ops_per_s']:,.0f} vs {flood_thread['ops_per_s']:,.0f} frames/s wall, "
         f"{flood['feed_frames_per_cpu_s']:,.0f} vs {flood_thread['feed_frames_per_cpu_s']:,.0f} per CPU-second of the "
         f"feed's process; paced p50 {paced['p50_ns'] / 1e3:.1f} vs {paced_thread['p50_ns'] / 1e3:.1f} us, "
-        f"p99 {paced['p99_ns'] / 1e3:.1f} vs {paced_thread['p99_ns'] / 1e3:.1f} us",
+        f"p99 {paced['p99_ns'] / 1e3:.1f} vs {paced_thread['p99_ns'] / 1e3:.1f} us; the feed's own work per step "
+        f"(p50) {_us(paced['step_p50_ns'])} vs {_us(paced_thread['step_p50_ns'])} us: the rest of receive->publish "
+        f"is the hand-off (scheduling)",
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs; the fake runs in its own "
         f"process on 127.0.0.1",
     ]
     emit("live: fake Binance -> websocket -> decode -> books -> rings", results, json_path, notes)
+
+
+def _us(ns) -> str:
+    return "-" if ns is None else f"{ns / 1e3:.1f}"
 
 
 # --------------------------------------------------------------------- fake server process
@@ -147,7 +154,7 @@ class _Rings:
             ring.unlink()
 
 
-def _run(feed, rings: _Rings, until, timeout_s: float) -> tuple[float, float, float]:
+def _run(feed, rings: _Rings, until, timeout_s: float, step_ns: list | None = None) -> tuple[float, float, float]:
     """Step and drain until ``until()``; returns (wall from the first frame, cpu seconds, wall total).
     Idle: with a frame ring, spin briefly then park on its doorbell (as the platform's spin-park wait
     strategy does with the worker's ``wake_rings``); without one, yield."""
@@ -160,7 +167,10 @@ def _run(feed, rings: _Rings, until, timeout_s: float) -> tuple[float, float, fl
     started = time.perf_counter()
     deadline = started + timeout_s
     while not until():
+        t0 = time.perf_counter_ns()
         n = feed.step()
+        if n and step_ns is not None:
+            step_ns.append(time.perf_counter_ns() - t0)
         rings.drain()
         if n and first is None:
             first = time.perf_counter()
@@ -305,7 +315,8 @@ def _paced(recording: Path, seconds: float, time_scale: float, batch_frames: int
             sys.setswitchinterval(50e-6)  # as LiveFeedWorker: the network thread shares the GIL
         stop_at = time.perf_counter() + seconds
         net0 = _net_cpu(feed)
-        wall, cpu, total = _run(feed, rings, lambda: time.perf_counter() >= stop_at, seconds + 60)
+        steps: list[int] = []  # wall ns of each step that published: the feed's own work
+        wall, cpu, total = _run(feed, rings, lambda: time.perf_counter() >= stop_at, seconds + 60, steps)
         net_cpu = _net_cpu(feed) - net0
     finally:
         sys.setswitchinterval(0.005)
@@ -317,4 +328,5 @@ def _paced(recording: Path, seconds: float, time_scale: float, batch_frames: int
     name = "live-paced" if network == "process" else "live-paced-thread"
     return {"name": name, "ops_per_s": frames / total, "p50_ns": figures.p50_ns, "p99_ns": figures.p99_ns,
             "p999_ns": figures.p999_ns, "wall_s": total, "cpu_s": cpu, "net_cpu_s": net_cpu, "frames": frames,
-            "events": feed.events_published, "time_scale": time_scale, "network": network}
+            "events": feed.events_published, "time_scale": time_scale, "network": network,
+            "step_p50_ns": float(np.median(steps)) if steps else None}
