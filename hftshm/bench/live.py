@@ -13,6 +13,10 @@ time on a shared machine.
   ``live-decode``.
 * ``live-decode``: frames per second of the feed thread alone (decode + books + publish) on the
   same frames already received (queued before the clock starts): the feed's ceiling.
+* ``live-decode-ring``: as ``live-decode``, the frames written into the frame ring first (as the
+  network process does): the feed's side of the default network process.
+* ``-thread`` entries: the same runs with the client on a thread of the feed's process
+  (``[feed] live_network = "thread"``, the design before the network process), side by side.
 * ``live-paced``: the recorded pace (``--time-scale``, 1 = real time): receive-to-publish p50/p99/p99.9
   per event (the frame's receive stamp to the ring commit, same wall clock), the figure the target
   is about. ``exch_to_recv`` is not reported: the fake replays 2024 exchange times.
@@ -85,8 +89,9 @@ def live_command(
         f"{flood['feed_frames_per_cpu_s']:,.0f} vs {flood_thread['feed_frames_per_cpu_s']:,.0f} per CPU-second of the "
         f"feed's process; paced p50 {paced['p50_ns'] / 1e3:.1f} vs {paced_thread['p50_ns'] / 1e3:.1f} us, "
         f"p99 {paced['p99_ns'] / 1e3:.1f} vs {paced_thread['p99_ns'] / 1e3:.1f} us; the feed's own work per step "
-        f"(p50) {_us(paced['step_p50_ns'])} vs {_us(paced_thread['step_p50_ns'])} us: the rest of receive->publish "
-        f"is the hand-off (scheduling)",
+        f"(p50) {_us(paced['step_p50_ns'])} vs {_us(paced_thread['step_p50_ns'])} us wall, "
+        f"{_us(paced['step_cpu_p50_ns'])} vs {_us(paced_thread['step_cpu_p50_ns'])} us CPU: the rest of "
+        f"receive->publish is the hand-off and the scheduler",
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs; the fake runs in its own "
         f"process on 127.0.0.1",
     ]
@@ -167,10 +172,10 @@ def _run(feed, rings: _Rings, until, timeout_s: float, step_ns: list | None = No
     started = time.perf_counter()
     deadline = started + timeout_s
     while not until():
-        t0 = time.perf_counter_ns()
+        t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
         n = feed.step()
         if n and step_ns is not None:
-            step_ns.append(time.perf_counter_ns() - t0)
+            step_ns.append((time.perf_counter_ns() - t0, time.thread_time_ns() - c0))
         rings.drain()
         if n and first is None:
             first = time.perf_counter()
@@ -329,4 +334,5 @@ def _paced(recording: Path, seconds: float, time_scale: float, batch_frames: int
     return {"name": name, "ops_per_s": frames / total, "p50_ns": figures.p50_ns, "p99_ns": figures.p99_ns,
             "p999_ns": figures.p999_ns, "wall_s": total, "cpu_s": cpu, "net_cpu_s": net_cpu, "frames": frames,
             "events": feed.events_published, "time_scale": time_scale, "network": network,
-            "step_p50_ns": float(np.median(steps)) if steps else None}
+            "step_p50_ns": float(np.median([w for w, _ in steps])) if steps else None,
+            "step_cpu_p50_ns": float(np.median([c for _, c in steps])) if steps else None}

@@ -2,12 +2,14 @@
 
     feed = LiveFeed(subscriptions, symbols)
     feed.add_output(ring)              # market_event rings get events, book_snapshot rings get books
-    feed.start()                       # the websocket client's own thread and loop
+    feed.start()                       # the websocket client's own process (or thread) and loop
     while running: feed.step()         # one bounded batch; 0 when nothing has arrived
 
-Threads: the client (``live_client``) receives frames on its loop thread and appends them, with their
-receive time, to a deque (``collections.deque.append`` is atomic: no lock). ``step`` on the feed's
-thread takes up to ``batch_frames`` of them at once and decodes the whole batch with the import's
+Network: by default (``network="process"``) the client (``live_client``) runs in a child process
+(``live_net``) that writes every frame, with its receive time, into a ``live_frame`` shared-memory
+ring; with ``network="thread"`` it runs on a thread of this process and appends to a deque
+(``collections.deque.append`` is atomic: no lock), sharing this process's GIL. ``step`` on the
+feed's thread takes up to ``batch_frames`` frames at once and decodes the whole batch with the import's
 code (``live_decode``); the records then go through the replay's kernels: ``replay_nb.stage`` (books,
 ``book_snapshot`` records, exchange->receive latency) and ``replay_nb.publish`` (one copy per ring),
 so Python touches a batch, never an event. A full ``block`` ring holds the batch back (counted as

@@ -142,6 +142,7 @@ def test_feed_worker_with_source_binance_becomes_the_live_worker(rings):
         worker.on_start(ctx)
         try:
             assert isinstance(worker, LiveFeedWorker)
+            assert worker.wake_rings == [worker.feed.net.ring]  # the process's park wakes on the frame ring
             deadline = time.monotonic() + 60
             while not (fake.done.is_set() and worker.feed.decoder.stats.frames >= fake.sent + 1):
                 assert time.monotonic() < deadline
