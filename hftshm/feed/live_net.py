@@ -167,7 +167,7 @@ class NetworkProcess:
         self._client_kw = {"heartbeat_timeout_s": heartbeat_timeout_s, "backoff_initial_s": backoff_initial_s}
         self.record_dir = record_dir
         self._mp = multiprocessing.get_context("spawn")  # the feed's process has threads and numba state
-        self.ring = Ring.create(f"hftshm_{os.getpid()}_live-frames-{uuid.uuid4().hex[:8]}", "live_frame", capacity,
+        self.ring = Ring.create(f"hftshm_{os.getpid()}_{uuid.uuid4().hex[:6]}_live-frames", "live_frame", capacity,
                                 "block")
         self.ring.register_consumer()
         self._stats = self._mp.Array("q", N_STATS, lock=False)

@@ -85,3 +85,22 @@ def test_full_ring_drops_the_frame_and_counts_it():
     frames, _ = _read(ring)
     assert [(f[0], f[1], f[2], len(f[3])) for f in frames] == [
         (1, 1, int(FrameKind.FRAME), 3 * fnb.PAYLOAD), (3, 0, int(FrameKind.DISCONNECT), 0)]
+
+
+def test_frame_ring_is_named_for_the_stale_segment_sweep_and_unlinked_on_stop():
+    from hftshm.feed.live_client import Subscription, market_for
+    from hftshm.feed.live_net import NetworkProcess
+    from hftshm.runtime.segments import _RUN_PATTERN
+    from hftshm.transport.segment import Segment, SegmentNotFound
+
+    sub = Subscription(market_for("usdm", "ws://127.0.0.1:9/stream", "http://127.0.0.1:9/d"), ("BTCUSDT",))
+    net = NetworkProcess([sub])
+    name = net.ring.name
+    # a worker killed with its ring still named: the next run's sweep recognises the dead pid's segment
+    assert _RUN_PATTERN.match(name) and name.startswith(f"hftshm_{__import__('os').getpid()}_")
+    net.stop()  # never started: still unlinks
+    try:
+        Segment.attach(name)
+        raise AssertionError("the frame ring outlived stop()")
+    except SegmentNotFound:
+        pass
