@@ -14,9 +14,9 @@ time on a shared machine.
 * ``live-decode``: frames per second of the feed thread alone (decode + books + publish) on the
   same frames already received (queued before the clock starts): the feed's ceiling.
 * ``live-decode-ring``: as ``live-decode``, the frames written into the frame ring first (as the
-  network process does): the feed's side of the default network process.
-* ``-thread`` entries: the same runs with the client on a thread of the feed's process
-  (``[feed] live_network = "thread"``, the design before the network process), side by side.
+  network process does): the feed's side of the network process.
+* ``-process`` entries: the same runs with the client in a process of its own writing into the frame
+  ring (``[feed] live_network = "process"``), side by side with the default thread.
 * ``live-paced``: the recorded pace (``--time-scale``, 1 = real time): receive-to-publish p50/p99/p99.9
   per event (the frame's receive stamp to the ring commit, same wall clock), the figure the target
   is about. ``exch_to_recv`` is not reported: the fake replays 2024 exchange times.
@@ -64,19 +64,18 @@ def live_command(
         typer.secho(f"no recording {recording}", fg="red", err=True)
         raise typer.Exit(2)
     results = [
-        _flood(recording, frames, batch_frames, "process"),
-        _decode_only(recording, frames, batch_frames),
-        _paced(recording, paced_s, time_scale, batch_frames, "process"),
         _flood(recording, frames, batch_frames, "thread"),
+        _decode_only(recording, frames, batch_frames),
         _paced(recording, paced_s, time_scale, batch_frames, "thread"),
+        _flood(recording, frames, batch_frames, "process"),
+        _paced(recording, paced_s, time_scale, batch_frames, "process"),
         _decode_ring(recording, frames, batch_frames),
     ]
-    flood, decode, paced, flood_thread, paced_thread, decode_ring = results
+    flood, decode, paced, flood_process, paced_process, decode_ring = results
     load = os.getloadavg()
     notes = [
         f"target >= {TARGET_FRAMES_PER_S:,} frames/s: flooded {flood['ops_per_s']:,.0f}/s end to end "
-        f"({flood['frames_per_cpu_s']:,.0f} per CPU-second of the feed and its network process together, "
-        f"{flood['feed_frames_per_cpu_s']:,.0f} per CPU-second of the feed's process), "
+        f"({flood['frames_per_cpu_s']:,.0f} per CPU-second of this process, both threads), "
         f"{decode['ops_per_s']:,.0f}/s decode+publish alone ({decode['frames_per_cpu_s']:,.0f} per CPU-second): "
         f"{'meets' if decode['ops_per_s'] >= TARGET_FRAMES_PER_S else 'below'} wall, "
         f"{'meets' if decode['frames_per_cpu_s'] >= TARGET_FRAMES_PER_S else 'below'} per CPU-second; "
@@ -84,13 +83,14 @@ def live_command(
         f"CPU-second)",
         f"target receive->publish p50 <= {TARGET_P50_NS / 1e3:.0f} us at the recorded pace: "
         f"{paced['p50_ns'] / 1e3:.1f} us ({'meets' if paced['p50_ns'] <= TARGET_P50_NS else 'below'})",
-        f"network in its own process (default) vs in the feed's process (live_network = \"thread\"), side by side: "
-        f"flooded {flood['ops_per_s']:,.0f} vs {flood_thread['ops_per_s']:,.0f} frames/s wall, "
-        f"{flood['feed_frames_per_cpu_s']:,.0f} vs {flood_thread['feed_frames_per_cpu_s']:,.0f} per CPU-second of the "
-        f"feed's process; paced p50 {paced['p50_ns'] / 1e3:.1f} vs {paced_thread['p50_ns'] / 1e3:.1f} us, "
-        f"p99 {paced['p99_ns'] / 1e3:.1f} vs {paced_thread['p99_ns'] / 1e3:.1f} us; the feed's own work per step "
-        f"(p50) {_us(paced['step_p50_ns'])} vs {_us(paced_thread['step_p50_ns'])} us wall, "
-        f"{_us(paced['step_cpu_p50_ns'])} vs {_us(paced_thread['step_cpu_p50_ns'])} us CPU: the rest of "
+        f"network in its own process (live_network = \"process\") vs a thread of the feed's (default), side by "
+        f"side: flooded {flood_process['ops_per_s']:,.0f} vs {flood['ops_per_s']:,.0f} frames/s wall, "
+        f"{flood_process['feed_frames_per_cpu_s']:,.0f} vs {flood['feed_frames_per_cpu_s']:,.0f} per CPU-second of "
+        f"the feed's process ({flood_process['frames_per_cpu_s']:,.0f} with the network process's CPU); paced p50 "
+        f"{paced_process['p50_ns'] / 1e3:.1f} vs {paced['p50_ns'] / 1e3:.1f} us, p99 "
+        f"{paced_process['p99_ns'] / 1e3:.1f} vs {paced['p99_ns'] / 1e3:.1f} us; the feed's own work per step (p50) "
+        f"{_us(paced_process['step_p50_ns'])} vs {_us(paced['step_p50_ns'])} us wall, "
+        f"{_us(paced_process['step_cpu_p50_ns'])} vs {_us(paced['step_cpu_p50_ns'])} us CPU: the rest of "
         f"receive->publish is the hand-off and the scheduler",
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs; the fake runs in its own "
         f"process on 127.0.0.1",
@@ -230,7 +230,7 @@ def _flood(recording: Path, frames: int, batch_frames: int, network: str) -> dic
         feed.close()
         rings.close()
         fake.close()
-    name = "live-flood" if network == "process" else "live-flood-thread"
+    name = "live-flood" if network == "thread" else "live-flood-process"
     return {"name": name, "ops_per_s": frames / wall, "frames_per_cpu_s": frames / (cpu + net_cpu),
             "feed_frames_per_cpu_s": frames / cpu, "wall_s": wall, "cpu_s": cpu, "net_cpu_s": net_cpu,
             "frames": frames, "events": feed.events_published, "network": network}
@@ -330,7 +330,7 @@ def _paced(recording: Path, seconds: float, time_scale: float, batch_frames: int
         fake.close()
     figures = summarize(feed.hist_recv_to_publish)
     frames = feed.decoder.stats.frames
-    name = "live-paced" if network == "process" else "live-paced-thread"
+    name = "live-paced" if network == "thread" else "live-paced-process"
     return {"name": name, "ops_per_s": frames / total, "p50_ns": figures.p50_ns, "p99_ns": figures.p99_ns,
             "p999_ns": figures.p999_ns, "wall_s": total, "cpu_s": cpu, "net_cpu_s": net_cpu, "frames": frames,
             "events": feed.events_published, "time_scale": time_scale, "network": network,

@@ -5,10 +5,10 @@
     feed.start()                       # the websocket client's own process (or thread) and loop
     while running: feed.step()         # one bounded batch; 0 when nothing has arrived
 
-Network: by default (``network="process"``) the client (``live_client``) runs in a child process
-(``live_net``) that writes every frame, with its receive time, into a ``live_frame`` shared-memory
-ring; with ``network="thread"`` it runs on a thread of this process and appends to a deque
-(``collections.deque.append`` is atomic: no lock), sharing this process's GIL. ``step`` on the
+Network: by default (``network="thread"``) the client (``live_client``) runs on a thread of this
+process and appends every frame, with its receive time, to a deque (``collections.deque.append`` is
+atomic: no lock), sharing this process's GIL; with ``network="process"`` it runs in a child process
+(``live_net``) that writes the frames into a ``live_frame`` shared-memory ring. ``step`` on the
 feed's thread takes up to ``batch_frames`` frames at once and decodes the whole batch with the import's
 code (``live_decode``); the records then go through the replay's kernels: ``replay_nb.stage`` (books,
 ``book_snapshot`` records, exchange->receive latency) and ``replay_nb.publish`` (one copy per ring),
@@ -94,7 +94,7 @@ class LiveFeed:
                  book_levels: int = 10, window_ticks: int = DEFAULT_WINDOW_TICKS, heartbeat_timeout_s: float = 10.0,
                  backoff_initial_s: float = 0.2, record_dir: str | None = None,
                  hist_exch_to_recv: np.ndarray | None = None, hist_recv_to_publish: np.ndarray | None = None,
-                 network: str = "process"):
+                 network: str = "thread"):
         if batch_frames < 1:
             raise ValueError(f"batch_frames must be >= 1, got {batch_frames}")
         if network not in NETWORK_MODES:

@@ -35,7 +35,7 @@ def rings():
 
 
 def run_live(fake, *, rings_out=(), heartbeat_timeout_s=5.0, settle_s=0.3, market="usdm", symbol="BTCUSDT",
-             symbols=DEFAULT_SYMBOLS, network="process"):
+             symbols=DEFAULT_SYMBOLS, network="thread"):
     """Run the live feed until the fake's timeline ended and everything sent was taken; returns
     (feed, the symbol's book validity changes over time, records drained from the rings)."""
     sub = Subscription(market_for(market, fake.ws_url, fake.rest_url(market)), (symbol,))
@@ -94,7 +94,7 @@ def test_live_feed_publishes_books_and_events_like_the_replay(rings, network):
 
 def test_gap_marks_the_book_invalid_until_the_fresh_snapshot():
     with FakeBinance(SHIPPED, time_scale=8.0, max_frames=2000, script={900: ("gap", 2)}) as fake:
-        feed, validity, _ = run_live(fake)
+        feed, validity, _ = run_live(fake, network="process")  # the snapshot request crosses the pipe
     assert validity == [False, True, False, True]
     [gap] = feed.gaps()
     assert gap.symbol == "BTCUSDT" and gap.missing_ids > 0
@@ -104,7 +104,7 @@ def test_gap_marks_the_book_invalid_until_the_fresh_snapshot():
 
 def test_stalled_connection_is_detected_and_reconnected():
     with FakeBinance(SHIPPED, time_scale=4.0, max_frames=2500, script={600: "stall"}) as fake:
-        feed, validity, _ = run_live(fake, heartbeat_timeout_s=0.4)
+        feed, validity, _ = run_live(fake, heartbeat_timeout_s=0.4, network="process")  # stall seen in the child
     stats = feed.client.stats
     assert stats.stalls >= 1 and stats.connects >= 2 and fake.connections >= 2
     # invalid from the stall until the snapshot after the reconnect, then valid again
@@ -134,7 +134,8 @@ def test_feed_worker_with_source_binance_becomes_the_live_worker(rings):
 
     md = rings("market_event")
     with FakeBinance(SHIPPED, time_scale=8.0, max_frames=800) as fake:
-        worker = FeedWorker(source="binance", ws_url={"usdm": fake.ws_url}, rest_url={"usdm": fake.rest_url()})
+        worker = FeedWorker(source="binance", ws_url={"usdm": fake.ws_url}, rest_url={"usdm": fake.rest_url()},
+                            live_network="process")
         ctx = WorkerContext(name="feed", params={}, inputs={}, outputs={"md": md}, config=None,
                             counters=np.zeros(32, np.int64),
                             histograms={"exch_to_recv": new_histogram(), "recv_to_publish": new_histogram()},
@@ -185,7 +186,8 @@ def test_killed_network_process_is_reported_restarted_and_the_book_resyncs(rings
     md = rings("market_event")
     with FakeBinance(SHIPPED, time_scale=4.0, max_frames=2500) as fake:
         sub = Subscription(market_for("usdm", fake.ws_url, fake.rest_url()), ("BTCUSDT",))
-        feed = LiveFeed([sub], DEFAULT_SYMBOLS, heartbeat_timeout_s=5.0, backoff_initial_s=0.05, batch_frames=256)
+        feed = LiveFeed([sub], DEFAULT_SYMBOLS, heartbeat_timeout_s=5.0, backoff_initial_s=0.05, batch_frames=256,
+                        network="process")
         feed.add_output(md)
         feed.warm_up()
         validity = [feed.book_valid("BTCUSDT")]

@@ -15,7 +15,7 @@ def _config(**raw) -> FeedConfig:
 def test_defaults_replay_and_binance_public_endpoints():
     config = _config()
     assert config.source == "replay" and config.live_symbols == ("usdm:BTCUSDT",)
-    assert config.live_network == "process" and _config(live_network="thread").live_network == "thread"
+    assert config.live_network == "thread" and _config(live_network="process").live_network == "process"
     [sub] = config.subscriptions()
     assert sub.market.ws_url == "wss://fstream.binance.com/stream"
     assert sub.market.rest_url == "https://fapi.binance.com/fapi/v1/depth"
