@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from numba import njit
 
-from hftshm.codes import FrameKind
 from hftshm.transport import ring_nb
 
 PAYLOAD = 472  # bytes of frame per record (layouts/live_frame.toml)
