@@ -200,3 +200,11 @@ class OrderEventKind(IntEnum):
     REQUEST_REJECTED = 11  # the exchange refused our cancel or replace; the order still works
     RETRIES_EXHAUSTED = 12
     REFUSED = 13
+
+
+class FrameKind(IntEnum):
+    """What a ``live_frame`` record carries from the live feed's network process to the feed."""
+
+    FRAME = 1  # a websocket frame as received
+    SNAPSHOT = 2  # a REST depth snapshot, wrapped as a combined-stream frame (live_record.wrap_snapshot)
+    DISCONNECT = 3  # the market's connection ended (no bytes): its books are invalid until resynced

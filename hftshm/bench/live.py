@@ -13,6 +13,10 @@ time on a shared machine.
   ``live-decode``.
 * ``live-decode``: frames per second of the feed thread alone (decode + books + publish) on the
   same frames already received (queued before the clock starts): the feed's ceiling.
+* ``live-decode-ring``: as ``live-decode``, the frames written into the frame ring first (as the
+  network process does): the feed's side of the network process.
+* ``-process`` entries: the same runs with the client in a process of its own writing into the frame
+  ring (``[feed] live_network = "process"``), side by side with the default thread.
 * ``live-paced``: the recorded pace (``--time-scale``, 1 = real time): receive-to-publish p50/p99/p99.9
   per event (the frame's receive stamp to the ring commit, same wall clock), the figure the target
   is about. ``exch_to_recv`` is not reported: the fake replays 2024 exchange times.
@@ -26,10 +30,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import typer
 
 TARGET_FRAMES_PER_S = 100_000
 TARGET_P50_NS = 50_000
+_SPIN_S = 50e-6  # idle this long before parking (the platform's spin-park spins 2 ms: tunable per process)
 _ROOT = Path(__file__).resolve().parents[2]
 _FAKE = _ROOT / "tests" / "fake_binance.py"
 
@@ -58,24 +64,42 @@ def live_command(
         typer.secho(f"no recording {recording}", fg="red", err=True)
         raise typer.Exit(2)
     results = [
-        _flood(recording, frames, batch_frames),
+        _flood(recording, frames, batch_frames, "thread"),
         _decode_only(recording, frames, batch_frames),
-        _paced(recording, paced_s, time_scale, batch_frames),
+        _paced(recording, paced_s, time_scale, batch_frames, "thread"),
+        _flood(recording, frames, batch_frames, "process"),
+        _paced(recording, paced_s, time_scale, batch_frames, "process"),
+        _decode_ring(recording, frames, batch_frames),
     ]
-    flood, decode, paced = results
+    flood, decode, paced, flood_process, paced_process, decode_ring = results
     load = os.getloadavg()
     notes = [
         f"target >= {TARGET_FRAMES_PER_S:,} frames/s: flooded {flood['ops_per_s']:,.0f}/s end to end "
         f"({flood['frames_per_cpu_s']:,.0f} per CPU-second of this process, both threads), "
         f"{decode['ops_per_s']:,.0f}/s decode+publish alone ({decode['frames_per_cpu_s']:,.0f} per CPU-second): "
         f"{'meets' if decode['ops_per_s'] >= TARGET_FRAMES_PER_S else 'below'} wall, "
-        f"{'meets' if decode['frames_per_cpu_s'] >= TARGET_FRAMES_PER_S else 'below'} per CPU-second",
+        f"{'meets' if decode['frames_per_cpu_s'] >= TARGET_FRAMES_PER_S else 'below'} per CPU-second; "
+        f"through the frame ring {decode_ring['ops_per_s']:,.0f}/s ({decode_ring['frames_per_cpu_s']:,.0f} per "
+        f"CPU-second)",
         f"target receive->publish p50 <= {TARGET_P50_NS / 1e3:.0f} us at the recorded pace: "
         f"{paced['p50_ns'] / 1e3:.1f} us ({'meets' if paced['p50_ns'] <= TARGET_P50_NS else 'below'})",
+        f"network in its own process (live_network = \"process\") vs a thread of the feed's (default), side by "
+        f"side: flooded {flood_process['ops_per_s']:,.0f} vs {flood['ops_per_s']:,.0f} frames/s wall, "
+        f"{flood_process['feed_frames_per_cpu_s']:,.0f} vs {flood['feed_frames_per_cpu_s']:,.0f} per CPU-second of "
+        f"the feed's process ({flood_process['frames_per_cpu_s']:,.0f} with the network process's CPU); paced p50 "
+        f"{paced_process['p50_ns'] / 1e3:.1f} vs {paced['p50_ns'] / 1e3:.1f} us, p99 "
+        f"{paced_process['p99_ns'] / 1e3:.1f} vs {paced['p99_ns'] / 1e3:.1f} us; the feed's own work per step (p50) "
+        f"{_us(paced_process['step_p50_ns'])} vs {_us(paced['step_p50_ns'])} us wall, "
+        f"{_us(paced_process['step_cpu_p50_ns'])} vs {_us(paced['step_cpu_p50_ns'])} us CPU: the rest of "
+        f"receive->publish is the hand-off and the scheduler",
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs; the fake runs in its own "
         f"process on 127.0.0.1",
     ]
     emit("live: fake Binance -> websocket -> decode -> books -> rings", results, json_path, notes)
+
+
+def _us(ns) -> str:
+    return "-" if ns is None else f"{ns / 1e3:.1f}"
 
 
 # --------------------------------------------------------------------- fake server process
@@ -105,13 +129,13 @@ class _FakeProcess:
             self.process.wait()
 
 
-def _feed(ws_url: str, rest_url: str, batch_frames: int):
+def _feed(ws_url: str, rest_url: str, batch_frames: int, network: str = "thread"):
     from hftshm.feed.live import LiveFeed
     from hftshm.feed.live_client import Subscription, market_for
     from hftshm.symbols import DEFAULT_SYMBOLS
 
     sub = Subscription(market_for("usdm", ws_url, rest_url), ("BTCUSDT",))
-    return LiveFeed([sub], DEFAULT_SYMBOLS, batch_frames=batch_frames, heartbeat_timeout_s=30.0)
+    return LiveFeed([sub], DEFAULT_SYMBOLS, batch_frames=batch_frames, heartbeat_timeout_s=30.0, network=network)
 
 
 class _Rings:
@@ -135,41 +159,81 @@ class _Rings:
             ring.unlink()
 
 
-def _run(feed, rings: _Rings, until, timeout_s: float) -> tuple[float, float, float]:
-    """Step and drain until ``until()``; returns (wall from the first frame, cpu seconds, wall total)."""
+def _run(feed, rings: _Rings, until, timeout_s: float, step_ns: list | None = None) -> tuple[float, float, float]:
+    """Step and drain until ``until()``; returns (wall from the first frame, cpu seconds, wall total).
+    Idle: with a frame ring, spin briefly then park on its doorbell (as the platform's spin-park wait
+    strategy does with the worker's ``wake_rings``); without one, yield."""
+    from hftshm.transport.doorbell import Parker
+
+    parker = Parker(feed.wake_rings, 0.005) if feed.wake_rings else None
+    idle_since = None
     first = None
     cpu0 = time.process_time()
     started = time.perf_counter()
     deadline = started + timeout_s
     while not until():
+        t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
         n = feed.step()
+        if n and step_ns is not None:
+            step_ns.append((time.perf_counter_ns() - t0, time.thread_time_ns() - c0))
         rings.drain()
         if n and first is None:
             first = time.perf_counter()
-        if not n:
-            if time.perf_counter() > deadline:
+        if n:
+            idle_since = None
+        else:
+            now = time.perf_counter()
+            if now > deadline:
                 raise TimeoutError(f"the live feed stalled: {feed.stats()}")
-            time.sleep(0)
+            if idle_since is None:
+                idle_since = now
+            if parker is not None and now - idle_since > _SPIN_S:
+                parker.park()
+            else:
+                time.sleep(0)
     end = time.perf_counter()
     return end - (first or started), time.process_time() - cpu0, end - started
 
 
-def _flood(recording: Path, frames: int, batch_frames: int) -> dict:
+def _net_cpu(feed) -> float:
+    """CPU seconds of the feed's network process so far (0 when the network runs in a thread)."""
+    import psutil
+
+    if feed.net is None or feed.net.pid is None:
+        return 0.0
+    try:
+        times = psutil.Process(feed.net.pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system
+
+
+def _start(feed) -> None:
+    feed.start()
+    if feed.net is not None and not feed.net.wait_ready(120):
+        raise RuntimeError("the live feed's network process did not start")
+
+
+def _flood(recording: Path, frames: int, batch_frames: int, network: str) -> dict:
     fake = _FakeProcess(recording, 0.0, frames)
     rings = _Rings()
-    feed = _feed(fake.ws_url, fake.rest_url, batch_frames)
+    feed = _feed(fake.ws_url, fake.rest_url, batch_frames, network)
     try:
         feed.add_output(rings.md)
         feed.add_output(rings.bk)
         feed.warm_up()
-        feed.start()
+        _start(feed)
+        net0 = _net_cpu(feed)
         wall, cpu, _ = _run(feed, rings, lambda: feed.decoder.stats.frames >= frames + 1 and not feed.pending, 120)
+        net_cpu = _net_cpu(feed) - net0
     finally:
         feed.close()
         rings.close()
         fake.close()
-    return {"name": "live-flood", "ops_per_s": frames / wall, "frames_per_cpu_s": frames / cpu, "wall_s": wall,
-            "cpu_s": cpu, "frames": frames, "events": feed.events_published}
+    name = "live-flood" if network == "thread" else "live-flood-process"
+    return {"name": name, "ops_per_s": frames / wall, "frames_per_cpu_s": frames / (cpu + net_cpu),
+            "feed_frames_per_cpu_s": frames / cpu, "wall_s": wall, "cpu_s": cpu, "net_cpu_s": net_cpu,
+            "frames": frames, "events": feed.events_published, "network": network}
 
 
 def _decode_only(recording: Path, frames: int, batch_frames: int) -> dict:
@@ -202,20 +266,63 @@ def _decode_only(recording: Path, frames: int, batch_frames: int) -> dict:
             "frames": n, "events": feed.events_published}
 
 
-def _paced(recording: Path, seconds: float, time_scale: float, batch_frames: int) -> dict:
-    from hftshm.metrics.histogram import summarize
+def _decode_ring(recording: Path, frames: int, batch_frames: int) -> dict:
+    """The feed's side of the network process: the same frames written into the frame ring (as the
+    network process does, ``RingSink``), then taken, decoded and published; only the taking is timed
+    (the ring holds fewer frames than the run: filled and emptied in turns)."""
+    import gzip
 
-    fake = _FakeProcess(recording, time_scale, None)
+    from hftshm.feed.live_net import RingSink
+
     rings = _Rings()
-    feed = _feed(fake.ws_url, fake.rest_url, batch_frames)
+    feed = _feed("ws://127.0.0.1:9/stream", "http://127.0.0.1:9/fapi/v1/depth", batch_frames, "process")
+    wall = cpu = 0.0
+    n = 0
     try:
         feed.add_output(rings.md)
         feed.add_output(rings.bk)
         feed.warm_up()
-        feed.start()
-        sys.setswitchinterval(50e-6)  # as LiveFeedWorker: the network thread shares the GIL
+        sink = RingSink(feed.net.ring, ["usdm"])
+        with gzip.open(recording, "rb") as handle:
+            lines = [line.rstrip(b"\n").partition(b" ") for _, line in zip(range(frames), handle)]
+        k = 0
+        while k < len(lines):
+            while k < len(lines) and feed.net.ring.occupancy() < feed.net.ring.capacity - 64:
+                ts, _, payload = lines[k]
+                if b'"lastUpdateId"' in payload[:40]:
+                    sink.on_snapshot("usdm", "BTCUSDT", int(ts), payload)
+                else:
+                    sink.on_frame("usdm", int(ts), payload)
+                k += 1
+            w, c, _ = _run(feed, rings, lambda: feed.frames_waiting == 0 and not feed.pending, 120)
+            wall += w
+            cpu += c
+        n = feed.decoder.stats.frames
+    finally:
+        feed.close()
+        rings.close()
+    return {"name": "live-decode-ring", "ops_per_s": n / wall, "frames_per_cpu_s": n / cpu, "wall_s": wall,
+            "cpu_s": cpu, "frames": n, "events": feed.events_published, "network": "process"}
+
+
+def _paced(recording: Path, seconds: float, time_scale: float, batch_frames: int, network: str) -> dict:
+    from hftshm.metrics.histogram import summarize
+
+    fake = _FakeProcess(recording, time_scale, None)
+    rings = _Rings()
+    feed = _feed(fake.ws_url, fake.rest_url, batch_frames, network)
+    try:
+        feed.add_output(rings.md)
+        feed.add_output(rings.bk)
+        feed.warm_up()
+        _start(feed)
+        if network == "thread":
+            sys.setswitchinterval(50e-6)  # as LiveFeedWorker: the network thread shares the GIL
         stop_at = time.perf_counter() + seconds
-        wall, cpu, total = _run(feed, rings, lambda: time.perf_counter() >= stop_at, seconds + 60)
+        net0 = _net_cpu(feed)
+        steps: list[int] = []  # wall ns of each step that published: the feed's own work
+        wall, cpu, total = _run(feed, rings, lambda: time.perf_counter() >= stop_at, seconds + 60, steps)
+        net_cpu = _net_cpu(feed) - net0
     finally:
         sys.setswitchinterval(0.005)
         feed.close()
@@ -223,6 +330,9 @@ def _paced(recording: Path, seconds: float, time_scale: float, batch_frames: int
         fake.close()
     figures = summarize(feed.hist_recv_to_publish)
     frames = feed.decoder.stats.frames
-    return {"name": "live-paced", "ops_per_s": frames / total, "p50_ns": figures.p50_ns, "p99_ns": figures.p99_ns,
-            "p999_ns": figures.p999_ns, "wall_s": total, "cpu_s": cpu, "frames": frames,
-            "events": feed.events_published, "time_scale": time_scale}
+    name = "live-paced" if network == "thread" else "live-paced-process"
+    return {"name": name, "ops_per_s": frames / total, "p50_ns": figures.p50_ns, "p99_ns": figures.p99_ns,
+            "p999_ns": figures.p999_ns, "wall_s": total, "cpu_s": cpu, "net_cpu_s": net_cpu, "frames": frames,
+            "events": feed.events_published, "time_scale": time_scale, "network": network,
+            "step_p50_ns": float(np.median([w for w, _ in steps])) if steps else None,
+            "step_cpu_p50_ns": float(np.median([c for _, c in steps])) if steps else None}

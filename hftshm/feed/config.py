@@ -29,6 +29,9 @@ class FeedConfig:
     heartbeat_timeout_s: float = 10.0
     batch_frames: int = 2048
     record: str = ""  # a directory: the raw stream is written there as it arrives (hftshm record's files)
+    # "thread" (default): the websocket client on a thread of the feed's process (shares its GIL);
+    # "process": in a child process, frames over a shared-memory ring (docs/BENCHMARKS.md compares them)
+    live_network: str = "thread"
 
     @classmethod
     def from_section(cls, section: Section) -> "FeedConfig":
@@ -53,6 +56,7 @@ class FeedConfig:
             heartbeat_timeout_s=float(section.number("heartbeat_timeout_s", 10.0, min=0.05)),
             batch_frames=section.integer("batch_frames", 2048, min=1, max=1 << 20),
             record=section.string("record", ""),
+            live_network=section.choice("live_network", ("process", "thread"), "thread"),
         )
         section.done()
         return config

@@ -2,12 +2,14 @@
 
     feed = LiveFeed(subscriptions, symbols)
     feed.add_output(ring)              # market_event rings get events, book_snapshot rings get books
-    feed.start()                       # the websocket client's own thread and loop
+    feed.start()                       # the websocket client's own process (or thread) and loop
     while running: feed.step()         # one bounded batch; 0 when nothing has arrived
 
-Threads: the client (``live_client``) receives frames on its loop thread and appends them, with their
-receive time, to a deque (``collections.deque.append`` is atomic: no lock). ``step`` on the feed's
-thread takes up to ``batch_frames`` of them at once and decodes the whole batch with the import's
+Network: by default (``network="thread"``) the client (``live_client``) runs on a thread of this
+process and appends every frame, with its receive time, to a deque (``collections.deque.append`` is
+atomic: no lock), sharing this process's GIL; with ``network="process"`` it runs in a child process
+(``live_net``) that writes the frames into a ``live_frame`` shared-memory ring. ``step`` on the
+feed's thread takes up to ``batch_frames`` frames at once and decodes the whole batch with the import's
 code (``live_decode``); the records then go through the replay's kernels: ``replay_nb.stage`` (books,
 ``book_snapshot`` records, exchange->receive latency) and ``replay_nb.publish`` (one copy per ring),
 so Python touches a batch, never an event. A full ``block`` ring holds the batch back (counted as
@@ -31,6 +33,7 @@ from hftshm.book.book import DEFAULT_WINDOW_TICKS, BookSet
 from hftshm.feed import live_latency_nb, replay_nb
 from hftshm.feed.live_client import BinanceStreamClient, Subscription
 from hftshm.feed.live_decode import LINE_PATH_FRAMES, LiveDecoder
+from hftshm.feed.live_net import NetworkProcess, warm_up_kernels
 from hftshm.feed.live_record import Recorder, wrap_snapshot
 from hftshm.metrics.histogram import new_histogram
 from hftshm.symbols import SymbolTable
@@ -38,6 +41,8 @@ from hftshm.transport.layout import load as load_layout
 
 _NO_LIMIT = np.iinfo(np.int64).max
 _RESERVE_EVENTS = 1 << 16
+_CHECK_EVERY_IDLE_STEPS = 1023  # mask: the network process's liveness is looked at every 1024 idle steps
+NETWORK_MODES = ("process", "thread")
 
 
 class FrameQueue:
@@ -88,9 +93,12 @@ class LiveFeed:
     def __init__(self, subscriptions: list[Subscription], symbols: SymbolTable, *, batch_frames: int = 2048,
                  book_levels: int = 10, window_ticks: int = DEFAULT_WINDOW_TICKS, heartbeat_timeout_s: float = 10.0,
                  backoff_initial_s: float = 0.2, record_dir: str | None = None,
-                 hist_exch_to_recv: np.ndarray | None = None, hist_recv_to_publish: np.ndarray | None = None):
+                 hist_exch_to_recv: np.ndarray | None = None, hist_recv_to_publish: np.ndarray | None = None,
+                 network: str = "thread"):
         if batch_frames < 1:
             raise ValueError(f"batch_frames must be >= 1, got {batch_frames}")
+        if network not in NETWORK_MODES:
+            raise ValueError(f"network must be one of {', '.join(NETWORK_MODES)}, got {network!r}")
         self.symbols = symbols
         self.batch_frames = int(batch_frames)
         self.books = BookSet(symbols, window_ticks=window_ticks)
@@ -98,14 +106,22 @@ class LiveFeed:
         if not 1 <= book_levels <= width:
             raise ValueError(f"book_levels must be 1..{width}, got {book_levels}")
         self.book_levels = int(book_levels)
-        recorder = None
-        if record_dir is not None:
-            # level 1: the compression runs on the network thread, between receiving frames
-            recorder = Recorder(record_dir, subscriptions, watch_sequence=False, compresslevel=1)
-        self.recorder = recorder
-        self.queue = FrameQueue(recorder)
-        self.client = BinanceStreamClient(subscriptions, self.queue, heartbeat_timeout_s=heartbeat_timeout_s,
-                                          backoff_initial_s=backoff_initial_s)
+        self.network = network
+        self.recorder = None
+        self.queue: FrameQueue | None = None
+        self.net: NetworkProcess | None = None
+        if network == "process":  # the client (and --record's writing) in a child process, frames over a ring
+            self.net = NetworkProcess(subscriptions, heartbeat_timeout_s=heartbeat_timeout_s,
+                                      backoff_initial_s=backoff_initial_s, record_dir=record_dir)
+            self.client = self.net
+        else:
+            if record_dir is not None:
+                # level 1: the compression runs on the network thread, between receiving frames
+                self.recorder = Recorder(record_dir, subscriptions, watch_sequence=False, compresslevel=1)
+            self.queue = FrameQueue(self.recorder)
+            self.client = BinanceStreamClient(subscriptions, self.queue, heartbeat_timeout_s=heartbeat_timeout_s,
+                                              backoff_initial_s=backoff_initial_s)
+        self._idle_steps = 0
         self.decoder = LiveDecoder(symbols, [s.market.name for s in subscriptions])
         self.hist_exch_to_recv = new_histogram() if hist_exch_to_recv is None else hist_exch_to_recv
         self.hist_recv_to_publish = new_histogram() if hist_recv_to_publish is None else hist_recv_to_publish
@@ -150,6 +166,26 @@ class LiveFeed:
         if self.recorder is not None:
             self.recorder.close()
 
+    @property
+    def frames_waiting(self) -> int:
+        """Frames received and not yet taken by ``step``."""
+        return self.net.waiting() if self.net is not None else len(self.queue.items)
+
+    @property
+    def frames_dropped(self) -> int:
+        """Frames lost because the feed fell behind (the ring or queue was full)."""
+        return self.net.dropped if self.net is not None else self.queue.dropped
+
+    @property
+    def wake_rings(self) -> list:
+        """Rings whose commits mean work for ``step`` (the frame ring): an idle caller parks on them
+        (``transport.doorbell.Parker``) instead of sleeping blind; none when the network is a thread."""
+        return [self.net.ring] if self.net is not None else []
+
+    @property
+    def net_restarts(self) -> int:
+        return self.net.restarts if self.net is not None else 0
+
     def warm_up(self) -> None:
         """Compile (or load from numba's cache) every kernel ``step`` calls, before the first frame:
         a throwaway decoder takes one frame of each kind (the books and rings are not touched)."""
@@ -163,6 +199,8 @@ class LiveFeed:
             staged = self._snaps if out.is_snapshot else self._staged
             replay_nb.publish(out.ring.ctrl, out.ring.records, staged, 0, 0, 0, out.drop)
         live_latency_nb.receive_to_publish(self.hist_recv_to_publish, self._staged, 0, 0, 0)
+        if self.net is not None:
+            warm_up_kernels()
 
     # ------------------------------------------------------------------ work
     @property
@@ -178,12 +216,20 @@ class LiveFeed:
         publish them. Returns the records written (or staged, without rings); 0 = idle."""
         if self.pending:
             return self._publish()
-        items = self.queue.items
-        if not items:
-            return 0
-        take = min(len(items), self.batch_frames)
-        popleft = items.popleft
-        frames = [popleft() for _ in range(take)]
+        if self.net is not None:
+            frames = self.net.take(self.batch_frames)
+            if not frames:
+                self._idle_steps += 1
+                if self._idle_steps & _CHECK_EVERY_IDLE_STEPS == 0:  # waitpid: not on every idle spin
+                    self.net.check()
+                return 0
+        else:
+            items = self.queue.items
+            if not items:
+                return 0
+            take = min(len(items), self.batch_frames)
+            popleft = items.popleft
+            frames = [popleft() for _ in range(take)]
         records = self.decoder.decode(frames)
         for market, symbol in self.decoder.snapshot_requests:
             self.client.request_snapshot(market, symbol)
@@ -270,8 +316,11 @@ class LiveFeed:
             "dropped": {m: dict(s.dropped) for m, s in summaries.items() if s.dropped},
             "row_rejects": self.decoder.stats.row_rejects,
             "clock_offset_ns": self.clock_offset_ns,
-            "queued_frames": len(self.queue.items),
-            "frames_dropped": self.queue.dropped,
+            "queued_frames": self.frames_waiting,
+            "frames_dropped": self.frames_dropped,
+            "network": self.network,
+            "net_restarts": self.net_restarts,
+            "frame_ring_errors": self.net.sequence_errors if self.net is not None else 0,
             "rings": {o.ring.name: o.written for o in self.outputs},
         }
 

@@ -29,7 +29,8 @@ class LiveFeedWorker(Worker):
     # the replay feed's counters first, in the same slots (dashboards and alerts read them by name)
     COUNTER_NAMES = FeedWorker.COUNTER_NAMES + (
         "frames", "reconnects", "stalls", "snapshots_fetched", "frame_rejects", "ignored_frames",
-        "book_valid_gauge", "queued_frames_gauge", "interruptions", "frames_dropped")
+        "book_valid_gauge", "queued_frames_gauge", "interruptions", "frames_dropped", "net_restarts",
+        "frame_ring_errors")
     HISTOGRAMS = FeedWorker.HISTOGRAMS
     _C = {name: i for i, name in enumerate(COUNTER_NAMES)}
 
@@ -61,13 +62,14 @@ class LiveFeedWorker(Worker):
             config.subscriptions(), symbols, batch_frames=config.batch_frames, book_levels=config.book_levels,
             window_ticks=config.window_ticks, heartbeat_timeout_s=config.heartbeat_timeout_s,
             record_dir=config.record or None, hist_exch_to_recv=ctx.histograms.get("exch_to_recv"),
-            hist_recv_to_publish=ctx.histograms.get("recv_to_publish"))
+            hist_recv_to_publish=ctx.histograms.get("recv_to_publish"), network=config.live_network)
         for ring in ctx.outputs.values():
             self.feed.add_output(ring)
         self.feed.warm_up()
-        # the websocket thread shares this process's GIL with the feed's duty cycle: without this, a
-        # spinning feed lets the network thread in only every 5 ms (CPython's default switch interval)
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        if config.live_network == "thread":
+            # the websocket thread shares this process's GIL with the feed's duty cycle: without this, a
+            # spinning feed lets the network thread in only every 5 ms (CPython's default switch interval)
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._steps = 0
         # a restarted live feed starts over from a fresh snapshot; its running totals carry on
         c = ctx.counters
@@ -75,9 +77,16 @@ class LiveFeedWorker(Worker):
         self._symbols = [item.split(":")[1] for item in config.live_symbols]
         self.feed.start()
         urls = ", ".join(s.url()[:120] for s in config.subscriptions())
-        ctx.log.info("feed: live Binance streams %s (heartbeat timeout %g s)%s; outputs %s", urls,
-                     config.heartbeat_timeout_s, f", recording to {config.record}" if config.record else "",
+        ctx.log.info("feed: live Binance streams %s (heartbeat timeout %g s, network %s)%s; outputs %s", urls,
+                     config.heartbeat_timeout_s, config.live_network, f", recording to {config.record}" if config.record else "",
                      ", ".join(ctx.outputs) or "(none)")
+
+    @property
+    def wake_rings(self) -> list:
+        """The frame ring: the process's park wakes when the network process commits a frame (without
+        it a live feed with no input rings parks on a plain sleep of the whole park timeout)."""
+        feed = getattr(self, "feed", None)
+        return feed.wake_rings if feed is not None else []
 
     def do_work(self) -> int:
         n = self.feed.step()
@@ -103,7 +112,7 @@ class LiveFeedWorker(Worker):
             c[C["clock_offset_ms_gauge"]] = int(round(offset / 1e6))
         stats = feed.client.stats
         c[C["frames"]] = before["frames"] + feed.decoder.stats.frames
-        c[C["frames_dropped"]] = before["frames_dropped"] + feed.queue.dropped
+        c[C["frames_dropped"]] = before["frames_dropped"] + feed.frames_dropped
         c[C["reconnects"]] = max(stats.connects - 1, 0)
         c[C["stalls"]] = stats.stalls
         c[C["snapshots_fetched"]] = stats.snapshots
@@ -111,8 +120,11 @@ class LiveFeedWorker(Worker):
         c[C["frame_rejects"]] = sum(sum(s.rejects.values()) for s in summaries)
         c[C["ignored_frames"]] = sum(sum(s.ignored_streams.values()) for s in summaries)
         c[C["book_valid_gauge"]] = sum(1 for s in self._symbols if feed.book_valid(s))
-        c[C["queued_frames_gauge"]] = len(feed.queue.items)
+        c[C["queued_frames_gauge"]] = feed.frames_waiting
         c[C["interruptions"]] = feed.decoder.stats.interruptions
+        c[C["net_restarts"]] = feed.net_restarts
+        if feed.net is not None:
+            c[C["frame_ring_errors"]] = feed.net.sequence_errors
 
     def on_drain(self) -> int:
         return 0  # a source stops producing when asked to drain

@@ -94,7 +94,10 @@ def run_process(manifest: RunManifest, process_name: str, sigint_handler=None) -
             words[row, st.HEARTBEAT_NS] = time.monotonic_ns()
             worker_log.info("started in process %s (pid %d, cpu %d)", process_name, os.getpid(), process.cpu)
             slots.append(WorkerSlot(worker, name, row))
-        wait_strategy = attachments.wait_strategy(process)
+        # rings fed from outside the pipeline (the live feed's frame ring, filled by its network
+        # process): a park must wake on them too, not sleep its whole timeout
+        wake_rings = [ring for slot in slots for ring in getattr(slot.worker, "wake_rings", ())]
+        wait_strategy = attachments.wait_strategy(process, wake_rings)
         runner = DutyCycleRunner(slots, status, wait_strategy, pumps=attachments.pumps(process))
         with jit_watch.watching(log, process_name):
             return runner.run()
@@ -188,7 +191,7 @@ class Attachments:
             self._control = ControlBlock.attach(self.manifest.control_segment)
         return self._control
 
-    def wait_strategy(self, process):
+    def wait_strategy(self, process, wake_rings=()):
         """The process's wait strategy, parking (spin-park) on the doorbells of every ring its
         workers consume: a producer publishing to any of them wakes the whole composite."""
         from hftshm.transport.wait import WaitStrategy
@@ -197,6 +200,7 @@ class Attachments:
             # a socket arrival rings no doorbell: the comparison pipeline polls its sockets
             return WaitStrategy.from_config("spin-yield")
         inputs = [self._rings[r.segment] for r in self.manifest.rings if r.consumer in process.workers]
+        inputs += list(wake_rings)
         # outputs too: a worker blocked on a full output parks on that ring's producer doorbell
         # (the consumer's release rings it) instead of spinning on an input it cannot act on
         outputs = [self._rings[r.segment] for r in self.manifest.rings if r.producer in process.workers]

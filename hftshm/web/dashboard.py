@@ -55,6 +55,18 @@ def totals(snap: PlatformSnapshot) -> dict[str, int]:
     return {"ticks": int(ticks), "orders": int(orders), "fills": int(fills), "rejects": int(rejects)}
 
 
+def feed_clock(workers) -> dict:
+    """The feed's estimated clock offset (local receive - exchange time, ms; the live feed's and the
+    replay's ``clock_offset_ms`` gauge) and whether the feed takes live streams (``frames`` counter)."""
+    feed = next((w for w in workers if "feed" in w.name and "clock_offset_ms_gauge" in w.counters), None)
+    if feed is None:
+        return {"clock_offset_ms": None, "live": False}
+    offset = feed.counters["clock_offset_ms_gauge"]
+    # 0 until the first depth or trade event: unknown, not "in sync"
+    return {"clock_offset_ms": int(offset) if offset or feed.counters.get("events_published") else None,
+            "live": "frames" in feed.counters}
+
+
 def _pnl_parts(snap: PlatformSnapshot) -> dict[str, float]:
     """Realized, unrealized, fees: summed over positions, else the risk stage's account."""
     if snap.positions:
@@ -153,4 +165,5 @@ class DashboardModel:
                 "daily_pnl": risk.daily_pnl, "changed_unix_ns": risk.changed_unix_ns},
             "orders": orders,
             "trades": trades,
+            "feed": feed_clock(snap.workers),
         }

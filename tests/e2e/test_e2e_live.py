@@ -27,7 +27,10 @@ def test_run_live_paper_trades_and_records(tmp_path):
     with FakeBinance(SHIPPED, time_scale=5.0, max_frames=12_000, script={6000: ("gap", 2)}) as fake:
         extra = (f'\n[feed.ws_url]\nusdm = "{fake.ws_url}"\n[feed.rest_url]\nusdm = "{fake.rest_url("usdm")}"\n')
         config = tmp_path / "platform.toml"
+        # the network process inside the platform (the thread, the default, is covered by the integration tests)
         text = shipped_config_text(run_dir).replace("[feed]\n", "[feed]\nheartbeat_timeout_s = 30.0\n", 1)
+        text = text.replace('live_network = "thread"', 'live_network = "process"')
+        assert 'live_network = "process"' in text
         config.write_text(text + extra)
         process = subprocess.Popen([HFTSHM, "run", "--live", "--record", str(record_dir), "--no-web", "--quiet",
                                     "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

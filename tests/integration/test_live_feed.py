@@ -35,12 +35,12 @@ def rings():
 
 
 def run_live(fake, *, rings_out=(), heartbeat_timeout_s=5.0, settle_s=0.3, market="usdm", symbol="BTCUSDT",
-             symbols=DEFAULT_SYMBOLS):
+             symbols=DEFAULT_SYMBOLS, network="thread"):
     """Run the live feed until the fake's timeline ended and everything sent was taken; returns
     (feed, the symbol's book validity changes over time, records drained from the rings)."""
     sub = Subscription(market_for(market, fake.ws_url, fake.rest_url(market)), (symbol,))
     feed = LiveFeed([sub], symbols, heartbeat_timeout_s=heartbeat_timeout_s, backoff_initial_s=0.05,
-                    batch_frames=256)
+                    batch_frames=256, network=network)
     for ring in rings_out:
         feed.add_output(ring)
     feed.warm_up()
@@ -63,17 +63,18 @@ def run_live(fake, *, rings_out=(), heartbeat_timeout_s=5.0, settle_s=0.3, marke
                 validity.append(valid)
             if end is None and fake.done.is_set() and feed.client.stats.frames >= fake.sent:
                 end = time.monotonic() + settle_s
-            if end is not None and time.monotonic() > end and not feed.queue.items and not feed.pending:
+            if end is not None and time.monotonic() > end and feed.frames_waiting == 0 and not feed.pending:
                 break
     finally:
         feed.close()
     return feed, validity, {k: np.concatenate(v) if v else None for k, v in drained.items()}
 
 
-def test_live_feed_publishes_books_and_events_like_the_replay(rings):
+@pytest.mark.parametrize("network", ["process", "thread"])
+def test_live_feed_publishes_books_and_events_like_the_replay(rings, network):
     md, books = rings("market_event"), rings("book_snapshot")
     with FakeBinance(SHIPPED, time_scale=8.0, max_frames=1500) as fake:
-        feed, validity, out = run_live(fake, rings_out=(md, books))
+        feed, validity, out = run_live(fake, rings_out=(md, books), network=network)
     assert validity == [False, True]
     events, snaps = out[md.name], out[books.name]
     assert len(events) == feed.events_published > 5000
@@ -93,7 +94,7 @@ def test_live_feed_publishes_books_and_events_like_the_replay(rings):
 
 def test_gap_marks_the_book_invalid_until_the_fresh_snapshot():
     with FakeBinance(SHIPPED, time_scale=8.0, max_frames=2000, script={900: ("gap", 2)}) as fake:
-        feed, validity, _ = run_live(fake)
+        feed, validity, _ = run_live(fake, network="process")  # the snapshot request crosses the pipe
     assert validity == [False, True, False, True]
     [gap] = feed.gaps()
     assert gap.symbol == "BTCUSDT" and gap.missing_ids > 0
@@ -103,7 +104,7 @@ def test_gap_marks_the_book_invalid_until_the_fresh_snapshot():
 
 def test_stalled_connection_is_detected_and_reconnected():
     with FakeBinance(SHIPPED, time_scale=4.0, max_frames=2500, script={600: "stall"}) as fake:
-        feed, validity, _ = run_live(fake, heartbeat_timeout_s=0.4)
+        feed, validity, _ = run_live(fake, heartbeat_timeout_s=0.4, network="process")  # stall seen in the child
     stats = feed.client.stats
     assert stats.stalls >= 1 and stats.connects >= 2 and fake.connections >= 2
     # invalid from the stall until the snapshot after the reconnect, then valid again
@@ -133,7 +134,8 @@ def test_feed_worker_with_source_binance_becomes_the_live_worker(rings):
 
     md = rings("market_event")
     with FakeBinance(SHIPPED, time_scale=8.0, max_frames=800) as fake:
-        worker = FeedWorker(source="binance", ws_url={"usdm": fake.ws_url}, rest_url={"usdm": fake.rest_url()})
+        worker = FeedWorker(source="binance", ws_url={"usdm": fake.ws_url}, rest_url={"usdm": fake.rest_url()},
+                            live_network="process")
         ctx = WorkerContext(name="feed", params={}, inputs={}, outputs={"md": md}, config=None,
                             counters=np.zeros(32, np.int64),
                             histograms={"exch_to_recv": new_histogram(), "recv_to_publish": new_histogram()},
@@ -141,6 +143,7 @@ def test_feed_worker_with_source_binance_becomes_the_live_worker(rings):
         worker.on_start(ctx)
         try:
             assert isinstance(worker, LiveFeedWorker)
+            assert worker.wake_rings == [worker.feed.net.ring]  # the process's park wakes on the frame ring
             deadline = time.monotonic() + 60
             while not (fake.done.is_set() and worker.feed.decoder.stats.frames >= fake.sent + 1):
                 assert time.monotonic() < deadline
@@ -171,3 +174,47 @@ def test_spot_stream_without_pu_builds_a_valid_book():
     assert book.best_bid < book.best_ask and not feed.books.rejected()
     [gap] = feed.gaps()
     assert gap.expected_id + gap.missing_ids == gap.got_id  # spot: U continues the previous u + 1
+
+
+def test_killed_network_process_is_reported_restarted_and_the_book_resyncs(rings):
+    """SIGKILL the feed's network process mid-stream: the feed notices, marks the market disconnected
+    (book invalid), starts a new network process, which reconnects and snapshots: valid again; the
+    market_event ring stays dense."""
+    import os
+    import signal
+
+    md = rings("market_event")
+    with FakeBinance(SHIPPED, time_scale=4.0, max_frames=2500) as fake:
+        sub = Subscription(market_for("usdm", fake.ws_url, fake.rest_url()), ("BTCUSDT",))
+        feed = LiveFeed([sub], DEFAULT_SYMBOLS, heartbeat_timeout_s=5.0, backoff_initial_s=0.05, batch_frames=256,
+                        network="process")
+        feed.add_output(md)
+        feed.warm_up()
+        validity = [feed.book_valid("BTCUSDT")]
+        events = []
+        killed = None
+        feed.start()
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not (killed and len(validity) >= 4):
+                if feed.step() == 0:
+                    time.sleep(0.0005)
+                view = md.poll(1 << 20)
+                if len(view):
+                    events.append(view.copy())
+                md.release()
+                valid = feed.book_valid("BTCUSDT")
+                if valid != validity[-1]:
+                    validity.append(valid)
+                if killed is None and valid and feed.decoder.stats.frames > 300:
+                    killed = feed.net.pid
+                    os.kill(killed, signal.SIGKILL)
+        finally:
+            feed.close()
+    assert killed is not None
+    assert feed.net_restarts == 1 and feed.net.pid != killed
+    assert validity == [False, True, False, True]
+    assert feed.decoder.stats.interruptions >= 1 and fake.connections >= 2
+    assert feed.client.stats.snapshots >= 1 and feed.stats()["net_restarts"] == 1
+    events = np.concatenate(events)
+    assert np.array_equal(events["seq"], np.arange(len(events)))

@@ -15,6 +15,7 @@ def _config(**raw) -> FeedConfig:
 def test_defaults_replay_and_binance_public_endpoints():
     config = _config()
     assert config.source == "replay" and config.live_symbols == ("usdm:BTCUSDT",)
+    assert config.live_network == "thread" and _config(live_network="process").live_network == "process"
     [sub] = config.subscriptions()
     assert sub.market.ws_url == "wss://fstream.binance.com/stream"
     assert sub.market.rest_url == "https://fapi.binance.com/fapi/v1/depth"
@@ -40,6 +41,7 @@ def test_streams_grouped_by_market_with_configured_endpoints():
     ({"rest_url": {"moon": "http://127.0.0.1/x"}}, "unknown market 'moon'"),
     ({"heartbeat_timeout_s": 0}, "heartbeat_timeout_s"),
     ({"live_symbol": ["usdm:BTCUSDT"]}, "unknown key"),
+    ({"live_network": "fork"}, "allowed: process, thread"),
 ])
 def test_broken_live_keys_are_clear_errors(raw, message):
     with pytest.raises(ConfigError, match=message):

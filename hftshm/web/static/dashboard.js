@@ -197,6 +197,9 @@ function render(d) {
   pill.textContent = live ? "LIVE" : "NO PLATFORM";
   pill.className = "pill " + (live ? "live" : "idle");
   setText("run-id", d.run_id ? d.run_id.replace(/_$/, "") : "");
+  const offset = d.feed ? d.feed.clock_offset_ms : null;
+  setText("clock-offset", (d.feed && d.feed.live ? "live · " : "") + "offset " +
+    (offset === null || offset === undefined ? "—" : fmtInt(offset) + " ms"));
 
   // KPIs
   setText("kpi-ticks", fmtRate(d.rates.ticks_per_s));
