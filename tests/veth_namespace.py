@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import random
+import shutil
 import socket
 import subprocess
 import time
@@ -87,7 +88,8 @@ def entered(namespace: VethNamespace):
 def nats_server_on(address: str, store_dir: Path, port: int = 4222):
     """nats-server -js listening on ``address`` only; yields its nats:// URL."""
     store_dir.mkdir(parents=True, exist_ok=True)
-    server = subprocess.Popen(["nats-server", "-a", address, "-p", str(port), "-js", "-sd", str(store_dir)],
+    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    server = subprocess.Popen([binary, "-a", address, "-p", str(port), "-js", "-sd", str(store_dir)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20

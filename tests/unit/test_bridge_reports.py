@@ -78,3 +78,20 @@ def test_reports_are_written_once_across_a_restart_and_shown_as_positions(tmp_pa
         ("strategy-1", "BTCUSDT", 0.5), ("strategy-2", "BTCUSDT", -0.5)]
     assert {s.name: s.fills for s in snap.strategies} == {"strategy-1": 3, "strategy-2": 1}
     assert snap.total_pnl == pytest.approx(22.5 - 0.45)
+    # what a monitor host's /api/positions answers
+    import time
+
+    import jwt
+
+    from hftshm.web.app import create_app
+    from hftshm.web.config import WebConfig
+
+    secret = "reports-test-secret-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFG"
+    now = int(time.time())
+    token = jwt.encode({"sub": "tester", "role": "ops", "iss": "hftshm", "aud": "hftshm-api", "iat": now,
+                        "exp": now + 300}, secret, algorithm="HS256")
+    app = create_app(WebConfig(), ImportedPositionsView(NoPositions(), positions, {1: "BTCUSDT"}), jwt_secret=secret)
+    answer = app.test_client().get("/api/positions", headers={"Authorization": "Bearer " + token})
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert {p["strategy"]: p["quantity"] for p in answer.json["positions"]} == pytest.approx(
+        {"strategy-1": 0.5, "strategy-2": -0.5})
