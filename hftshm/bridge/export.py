@@ -67,6 +67,7 @@ class ExportWorker(Worker):
             self.thread.stop()
             raise
         self._batch = min(self.config.batch_records, max(1, (self._max_payload - bh.HEADER_BYTES) // self.record_size))
+        self._pipeline_min = max(1, self._batch // 8)
         self._publisher = self.thread.submit(self._publish_loop())
         ctx.log.info("exporting ring %s (%s) to %s on %s, up to %d records per message", self.ring_name,
                      self.ring.layout.describe(), self.subject, self.config.url, self._batch)
@@ -220,6 +221,8 @@ class ExportWorker(Worker):
                     self._acknowledge(count, items)
                     sent_items -= items
                 while len(window) < self.window and sent_items < len(self._pending):
+                    if window and not self._worth_pipelining(sent_items):
+                        break  # a trickle: it coalesces behind the message in flight (Nagle), fewer messages
                     first_seq, count, flags, items = self._coalesce(sent_items)
                     parts = [self._pending[sent_items + i][2] for i in range(items)]
                     message = bh.encode(self.fingerprint, first_seq, parts[0] if items == 1 else b"".join(parts),
@@ -237,6 +240,18 @@ class ExportWorker(Worker):
             raise
         except BaseException as exc:  # surfaced by do_work
             self._error = exc
+
+    def _worth_pipelining(self, start: int) -> bool:
+        """A message goes out beside those in flight only if it carries at least an eighth of a full
+        batch (or the END marker): bulk is pipelined, a trickle of single records waits for the
+        PubAck in flight and coalesces, as tiny messages cost the importer more than they save."""
+        queued = 0
+        for i in range(start, len(self._pending)):
+            seq, n, records, flags = self._pending[i]
+            queued += n
+            if flags or queued >= self._pipeline_min:
+                return True
+        return False
 
     def _wake(self, _task) -> None:
         self._wakeup.set()
