@@ -92,7 +92,7 @@ def _platform(run_dir, namespace, workers, rings):
 
     raw = {"platform": {"run_dir": str(run_dir), "placement": "process-per-worker"},  # handles by worker name,
            "supervisor": {"heartbeat_timeout_s": 30.0, "restart_backoff_s": 0.05, "drain_timeout_s": 30.0},
-           "bridge": {"namespace": namespace, "batch_records": 512}, "workers": workers, "rings": rings}
+           "bridge": {"namespace": namespace, "batch_records": 512, "publish_window": 8}, "workers": workers, "rings": rings}
     return PlatformConfig.from_raw(raw, base_dir=run_dir)
 
 
