@@ -115,7 +115,8 @@ def run_exporter(ring_name: str, subject: str, namespace: str, run_dir: str) -> 
 
     ring = Ring.attach(ring_name, "market_event", role="consumer", takeover=True)
     worker = ExportWorker(ring_name, subject)
-    worker.on_start(context("export", BridgeConfig(url=NATS_URL, namespace=namespace, batch_records=256),
+    worker.on_start(context("export", BridgeConfig(url=NATS_URL, namespace=namespace, batch_records=256,
+                                                         publish_window=8),
                             Path(run_dir), inputs={ring_name: ring}))
     print("ready", flush=True)
     while True:

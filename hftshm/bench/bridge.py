@@ -4,7 +4,8 @@ plain shared-memory ring between the same two processes.
 
 * throughput: the producer writes ``--count`` market events back to back into the exporting
   platform's ring; the bridge carries them in batches of ``[bridge] batch_records``; records/s =
-  count / (last arrival in the importing platform's ring - first record written);
+  count / (last arrival in the importing platform's ring - first record written); one publish at
+  a time (what ships) and pipelined (``--window``, ``.pipelined`` entries), alternating in one run;
 * paced latency: one record every ``--interval-us``, stamped (``publish_ts_ns``) when written into
   the exporting ring; one-way latency = the consumer's ``time.monotonic_ns`` when it reads it from
   the importing ring - the stamp. The same pacing through one shared-memory ring gives the local
@@ -73,7 +74,8 @@ def _context(name, config, run_dir, inputs=None, outputs=None):
                          log=logging.getLogger(f"hftshm.bench.{name}"))
 
 
-def _run(config, count: int, interval_ns: int, through_nats: bool, run_dir: Path) -> tuple[float, np.ndarray]:
+def _run(config, count: int, interval_ns: int, through_nats: bool, run_dir: Path,
+         window: int = 0) -> tuple[float, np.ndarray]:
     """(records/s, latencies ns) for ``count`` records through the bridge (or one local ring)."""
     from hftshm.bridge.export import ExportWorker
     from hftshm.transport.layout import load
@@ -90,7 +92,7 @@ def _run(config, count: int, interval_ns: int, through_nats: bool, run_dir: Path
     consumer = ctx.Process(target=_consume, args=(target.name, count, importer, ready, result), daemon=True)
     try:
         if through_nats:
-            exporter = ExportWorker(source.name, subject)
+            exporter = ExportWorker(source.name, subject, window=window)
             exporter.on_start(_context("export", config, run_dir / "export", inputs={source.name: source}))
         consumer.start()
         if not ready.wait(120):
@@ -149,7 +151,10 @@ def bridge_command(
     paced_count: int = typer.Option(2_000, "--paced-count", help="paced records per transport"),
     interval_us: float = typer.Option(500.0, "--interval-us", help="gap between paced records"),
     batch: int = typer.Option(8192, "--batch", help="records per NATS message ([bridge] batch_records)"),
+    window: int = typer.Option(8, "--window", help="publishes awaiting their PubAck at once in the .pipelined entries "
+                               "([bridge] publish_window; what ships publishes one at a time)"),
     url: str = typer.Option("nats://127.0.0.1:4222", "--url", help="NATS server with JetStream"),
+    repeat: int = typer.Option(3, "--repeat", help="throughput runs per window setting (median reported)"),
     quick: bool = typer.Option(False, "--quick", help="tiny counts: checks it runs, measures nothing"),
     json_path: str = typer.Option(None, "--json", help="write {\"results\": [...]} here"),
 ) -> None:
@@ -161,24 +166,36 @@ def bridge_command(
     from hftshm.bridge.config import BridgeConfig
 
     if quick:
-        count, paced_count = 20_000, 50
+        count, paced_count, repeat = 20_000, 50, 1
     config = BridgeConfig(url=url, namespace=f"bench{uuid.uuid4().hex[:8]}", batch_records=batch, max_bytes=-1)
     load = os.getloadavg()[0]
     results = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             run_dir = Path(tmp)
-            rate, _ = _run(config, count, 0, True, run_dir)
-            results.append({"name": "bridge.throughput", "ops_per_s": rate, "records": count, "batch": batch})
+            # one publish at a time (what ships, [bridge] publish_window = 1) and pipelined (--window),
+            # alternating, the order flipping every round, so both see the same load
+            settings = (("", 1), (".pipelined", window))
+            rates = {suffix: [] for suffix, _ in settings}
+            for i in range(repeat):
+                for suffix, w in (settings if i % 2 == 0 else settings[::-1]):
+                    rates[suffix].append(_run(config, count, 0, True, run_dir, window=w)[0])
+            for suffix, w in settings:
+                results.append({"name": "bridge.throughput" + suffix, "ops_per_s": float(np.median(rates[suffix])),
+                                "records": count, "batch": batch, "window": w, "runs": repeat,
+                                "each_ops_per_s": [round(r) for r in rates[suffix]]})
             interval_ns = int(interval_us * 1000)
             _, local = _run(config, paced_count, interval_ns, False, run_dir)
-            _, bridged = _run(config, paced_count, interval_ns, True, run_dir)
+            _, bridged = _run(config, paced_count, interval_ns, True, run_dir, window=1)
+            _, pipelined = _run(config, paced_count, interval_ns, True, run_dir, window=window)
             local_p = percentiles_ns(local)
             bridged_p = percentiles_ns(bridged)
             results.append({"name": "bridge.paced.local_ring", **local_p, "records": paced_count})
-            results.append({"name": "bridge.paced.nats", **bridged_p, "records": paced_count})
+            results.append({"name": "bridge.paced.nats", **bridged_p, "records": paced_count, "window": 1})
             results.append({"name": "bridge.paced.added", "p50_ns": bridged_p["p50_ns"] - local_p["p50_ns"],
                             "p99_ns": bridged_p["p99_ns"] - local_p["p99_ns"]})
+            results.append({"name": "bridge.paced.nats.pipelined", **percentiles_ns(pipelined), "records": paced_count,
+                            "window": window})
     finally:
         asyncio.run(_delete_stream(config))
     emit("bench bridge: ring -> export -> NATS JetStream -> import -> ring", results, json_path,

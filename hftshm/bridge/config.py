@@ -26,6 +26,8 @@ class BridgeConfig:
     max_msgs: int = -1              # ... or beyond this many messages; -1 = unlimited
     ack_wait_s: float = 30.0        # an import not acked for this long is redelivered (duplicates dropped)
     in_flight: int = 64             # export: batches queued for NATS at once; beyond, the ring waits
+    publish_window: int = 1         # export: messages published before their PubAcks came back (1 = one at a time;
+                                    # more pays on links with long round trips, see docs/BENCHMARKS.md)
     connect_timeout_s: float = 5.0
 
     @property
@@ -51,6 +53,7 @@ class BridgeConfig:
             max_msgs=section.integer("max_msgs", -1, min=-1),
             ack_wait_s=section.number("ack_wait_s", 30.0, min=0.1),
             in_flight=section.integer("in_flight", 64, min=1, max=65536),
+            publish_window=section.integer("publish_window", 1, min=1, max=1024),
             connect_timeout_s=section.number("connect_timeout_s", 5.0, min=0.1),
         )
         section.done()

@@ -63,6 +63,7 @@ class ImportWorker(Worker):
         self._error: BaseException | None = None
         self._reported = 0
         self._gap_checked_at = (0, -1)  # the gap a rewind already confirmed as real
+        self._done_stream_seq = 0  # stream sequence of the last message this worker wrote (or dropped)
 
     def on_start(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
@@ -114,7 +115,8 @@ class ImportWorker(Worker):
         start = None
         try:
             info = await self.js.consumer_info(self.stream, self.durable)
-            start = info.ack_floor.stream_seq + 1
+            # the server applies acks behind its flush reply: what this worker wrote itself is exact
+            start = max(info.ack_floor.stream_seq, self._done_stream_seq) + 1
             await self.js.delete_consumer(self.stream, self.durable)
         except nats.js.errors.NotFoundError:
             pass
@@ -203,6 +205,7 @@ class ImportWorker(Worker):
                         await self._rewind()  # a gap: make sure it is not a redelivery still to come
                         break
                     done = message
+                    self._done_stream_seq = message.metadata.sequence.stream
                 if done is not None:
                     await self._ack(done)  # AckPolicy.ALL: one ack covers the fetched batch
         except asyncio.CancelledError:

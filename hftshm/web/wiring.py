@@ -142,6 +142,9 @@ def create_platform_app(config, view):
 
     run_dir = Path(config.platform.run_dir)
     secret = resolve_secret(config.web.jwt_secret, run_dir)
+    from hftshm.bridge.reports import with_imported_positions
+
+    view = with_imported_positions(config, view)  # a monitor host: positions from imported execution reports
     recorded = LastRunRecorder(view, run_dir / LAST_RUN_FILE)
     from hftshm.audit.controls import operator_controls
 

@@ -1,6 +1,8 @@
 """Two platform instances on this machine, joined only by NATS JetStream: a market-data host replays
 the real day and exports it (config/market-data-host.toml); a trading host imports it and trades
-(config/trading-host.toml), exporting its order events. Judged by sequence: every event the feed
+(config/trading-host.toml), exporting its order events. The trading host runs in a network namespace
+of its own, reaching NATS (a server of the test's, bound to the host end) over a veth pair, as a
+second machine would (skipped, with the reason, where ``ip netns add`` is refused). Judged by sequence: every event the feed
 published reaches each imported ring exactly once, and the exported order events are the ones the
 trading host's OMS database holds: replayed from the journal, and imported by a monitor host
 (config/monitor-host.toml) into its own database."""
@@ -10,17 +12,21 @@ import uuid
 
 import pytest
 
+from hftshm.bridge.reports import with_imported_positions
 from hftshm.config import read_toml
 from hftshm.platform import PlatformConfig, merge
-from tests.bridge_helpers import delete_stream
+from tests.veth_namespace import entered, nats_server_on, veth_namespace
 from tests.e2e.platform_harness import HFTSHM, REAL_DAY, REAL_DAY_BOOK_SNAPSHOTS, REAL_DAY_EVENTS, ROOT, run_platform
 
 IMPORTED = {"md.strategies": REAL_DAY_EVENTS, "md.exchange": REAL_DAY_EVENTS,
             "book.strategies": REAL_DAY_BOOK_SNAPSHOTS, "book.risk": REAL_DAY_BOOK_SNAPSHOTS}
 
 
-def market_data_host(tmp_path, namespace):
-    text = (ROOT / "config" / "market-data-host.toml").read_text()
+NATS_URL = 'url = "nats://127.0.0.1:4222"'
+
+
+def market_data_host(tmp_path, namespace, url):
+    text = (ROOT / "config" / "market-data-host.toml").read_text().replace(NATS_URL, f'url = "{url}"')
     text = text.replace('run_dir = "run/market-data"', f'run_dir = "{tmp_path / "market-data"}"')
     text = text.replace('namespace = "md"', f'namespace = "{namespace}"')
     text = text.replace('data = ["data/btcusdt_20240808.csv.gz"]', f'data = ["{REAL_DAY}"]').replace("speed = 10.0", "speed = 0.0")
@@ -29,44 +35,54 @@ def market_data_host(tmp_path, namespace):
     return path
 
 
-def monitor_host(tmp_path, trade_namespace):
-    text = (ROOT / "config" / "monitor-host.toml").read_text()
+def monitor_host(tmp_path, trade_namespace, url):
+    text = (ROOT / "config" / "monitor-host.toml").read_text().replace(NATS_URL, f'url = "{url}"')
     text = text.replace('run_dir = "run/monitor"', f'run_dir = "{tmp_path / "monitor"}"')
     text = text.replace('namespace = "monitor"', f'namespace = "{trade_namespace}mon"')
-    text = text.replace("nats:hftshm.trade.oms.events", f"nats:hftshm.{trade_namespace}.oms.events")
+    text = text.replace("nats:hftshm.trade.", f"nats:hftshm.{trade_namespace}.")
     path = tmp_path / "monitor.toml"
     path.write_text(text)
     return path
 
 
-def trading_host(tmp_path, md_namespace, namespace) -> PlatformConfig:
+def trading_host_file(tmp_path, url):
+    path = tmp_path / "trading.toml"
+    path.write_text((ROOT / "config" / "trading-host.toml").read_text().replace(NATS_URL, f'url = "{url}"'))
+    return path
+
+
+def trading_host(tmp_path, md_namespace, namespace, url) -> PlatformConfig:
     raw = read_toml(ROOT / "config" / "trading-host.toml")
     for ring in raw["rings"]:
         ring["from"] = ring["from"].replace("nats:hftshm.md.", f"nats:hftshm.{md_namespace}.")
-    raw = merge(raw, {"platform": {"run_dir": str(tmp_path / "trading")}, "bridge": {"namespace": namespace},
-                      "supervisor": {"restart_backoff_s": 0.05, "drain_timeout_s": 20.0, "heartbeat_timeout_s": 300.0}})
+    raw = merge(raw, {"platform": {"run_dir": str(tmp_path / "trading")}, "bridge": {"namespace": namespace, "url": url},
+                      "supervisor": {"restart_backoff_s": 0.05, "drain_timeout_s": 20.0, "heartbeat_timeout_s": 300.0,
+                                     "start_timeout_s": 400.0}})
     return PlatformConfig.from_raw(raw, base_dir=ROOT).validate_all()
 
 
 @pytest.mark.slow
 def test_trading_host_imports_the_real_day_exactly_once_and_exports_its_order_events(tmp_path):
     md_ns, trade_ns = "e2emd" + uuid.uuid4().hex[:6], "e2etr" + uuid.uuid4().hex[:6]
-    try:
-        feed = subprocess.run([HFTSHM, "run", "-c", str(market_data_host(tmp_path, md_ns)), "--no-web", "--quiet"],
+    with veth_namespace() as netns, nats_server_on(netns.host_ip, tmp_path / "nats") as url:
+        feed = subprocess.run([HFTSHM, "run", "-c", str(market_data_host(tmp_path, md_ns, url)), "--no-web", "--quiet"],
                               cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert feed.returncode == 0, feed.stdout + feed.stderr
-        result = run_platform(trading_host(tmp_path, md_ns, trade_ns), timeout_s=400)
+        crossed_before = netns.host_bytes()
+        config = trading_host(tmp_path, md_ns, trade_ns, url)
+        with entered(netns):  # the trading host's workers start in the namespace: NATS only over the veth
+            result = run_platform(config, timeout_s=400)
+        crossed = netns.host_bytes() - crossed_before
         replay_db = tmp_path / "replayed.sqlite"
         replay = subprocess.run([HFTSHM, "journal", "replay", "--namespace", trade_ns, "--database",
-                                 f"sqlite:///{replay_db}", "-c", str(ROOT / "config" / "trading-host.toml")],
+                                 f"sqlite:///{replay_db}", "-c", str(trading_host_file(tmp_path, url))],
                                 cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert replay.returncode == 0, replay.stdout + replay.stderr
-        monitor = subprocess.run([HFTSHM, "run", "-c", str(monitor_host(tmp_path, trade_ns)), "--no-web", "--quiet"],
-                                 cwd=ROOT, capture_output=True, text=True, timeout=300)
+        monitor = subprocess.run([HFTSHM, "run", "-c", str(monitor_host(tmp_path, trade_ns, url)), "--no-web",
+                                  "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert monitor.returncode == 0, monitor.stdout + monitor.stderr
-    finally:
-        for namespace in (md_ns, trade_ns, trade_ns + "mon"):
-            delete_stream(namespace)
+    # every imported market event crossed the veth pair (64 bytes each, twice: two subjects' consumers)
+    assert crossed > 2 * 64 * REAL_DAY_EVENTS, crossed
     for ring, published in IMPORTED.items():
         worker = f"bridge_import_{ring.replace('.', '_')}"
         seen = result.counters[worker]
@@ -86,6 +102,30 @@ def test_trading_host_imports_the_real_day_exactly_once_and_exports_its_order_ev
     monitored_orders, monitored_fills = _orders_and_fills(f"sqlite:///{tmp_path / 'monitor' / 'oms.sqlite'}")
     assert monitored_orders == result.orders
     assert monitored_fills == result.fills
+    # ... and its execution reports: the positions and fills per strategy its web view shows are the
+    # trading host's
+    monitor_config = PlatformConfig.load(monitor_host(tmp_path, trade_ns, url))
+    shown = with_imported_positions(monitor_config, _NoStrategies()).snapshot()
+    ids = {s.name: s.strategy_id for s in result.snapshot.strategies}
+    traded = {(ids[p.strategy], p.symbol): round(p.quantity, 9) for p in result.snapshot.positions if p.quantity}
+    assert {(s.strategy_id, p.symbol): round(p.quantity, 9) for p, s in _by_strategy(shown) if p.quantity} == traded
+    assert {s.strategy_id: s.fills for s in shown.strategies} == \
+        {s.strategy_id: s.fills for s in result.snapshot.strategies if s.fills}
+
+
+class _NoStrategies:
+    """A monitor host's own platform view: no strategies, no risk stage, so no positions."""
+    control = None
+
+    def snapshot(self):
+        from hftshm.metrics.snapshot import PlatformSnapshot
+
+        return PlatformSnapshot(running=True)
+
+
+def _by_strategy(snap):
+    strategies = {s.name: s for s in snap.strategies}
+    return [(p, strategies[p.strategy]) for p in snap.positions]
 
 
 def _orders_and_fills(url):

@@ -16,3 +16,6 @@ def test_bench_bridge_quick_reports_throughput_and_paced_latency(tmp_path):
     for name in ("bridge.paced.local_ring", "bridge.paced.nats"):
         assert entries[name]["p50_ns"] > 0 and entries[name]["p99_ns"] >= entries[name]["p50_ns"]
     assert "bridge.paced.added" in entries
+    # the one-at-a-time exporter (what ships) and the pipelined one, side by side
+    assert entries["bridge.throughput"]["window"] == 1 and entries["bridge.throughput.pipelined"]["window"] > 1
+    assert entries["bridge.throughput.pipelined"]["ops_per_s"] > 0 and entries["bridge.paced.nats.pipelined"]["p50_ns"] > 0

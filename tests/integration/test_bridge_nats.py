@@ -28,7 +28,7 @@ def _wait(predicate, timeout_s=20.0, step=None):
 
 
 def test_records_cross_in_order_and_the_end_marker_finishes_the_importer(tmp_path):
-    with fresh_namespace(batch_records=500) as config, \
+    with fresh_namespace(batch_records=500, publish_window=8) as config, \
             temporary_rings({"src": ("market_event", 4096), "dst": ("market_event", 1024)}) as rings:
         subject = config.subject("md")
         exporter = ExportWorker("src", subject)
