@@ -34,8 +34,9 @@ _HAS = {"on_book": sim.HAS_BOOK, "on_trade": sim.HAS_TRADE, "on_events": sim.HAS
 
 
 def supports(strategy: Strategy) -> bool:
-    """True when the compiled loop can drive this strategy (it is a CompiledStrategy)."""
-    return isinstance(strategy, CompiledStrategy)
+    """True when the compiled loop can drive this strategy (a CompiledStrategy without Python overrides
+    of its callbacks)."""
+    return isinstance(strategy, CompiledStrategy) and strategy.compiled_only()
 
 
 def slot_of(strategy: CompiledStrategy, book_index: int, events_type, running: bool = True):

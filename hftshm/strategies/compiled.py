@@ -86,6 +86,13 @@ class CompiledStrategy(Strategy):
     #: name -> the @njit callback (filled from the class body by ``__init_subclass__``)
     KERNELS: ClassVar[dict[str, Any]] = {}
 
+    @classmethod
+    def compiled_only(cls) -> bool:
+        """True when no Python override sits on the path the compiled loop skips (it calls the
+        callbacks directly), so the compiled loop gives what the Python path gives."""
+        return all(getattr(cls, hook) is getattr(CompiledStrategy, hook)
+                   for hook in ("on_book", "on_tick", "on_execution_report", "on_timer"))
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         kernels = dict(getattr(cls, "KERNELS", {}))
@@ -93,11 +100,8 @@ class CompiledStrategy(Strategy):
             obj = cls.__dict__.get(name)
             if isinstance(obj, staticmethod):
                 obj = obj.__func__
-            if obj is None:
-                continue
-            if not _is_kernel(obj):
-                raise TypeError(f"{cls.__qualname__}.{name} must be a numba @njit function of (ctx, event), "
-                                f"found {obj!r}")
+            if obj is None or not _is_kernel(obj):
+                continue  # a Python override of a Python-path hook (a subclass recording calls, say)
             kernels[name] = obj
             delattr(cls, name)  # the Python-path adapter of the base class takes its place
         cls.KERNELS = kernels

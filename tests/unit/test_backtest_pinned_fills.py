@@ -44,3 +44,11 @@ def test_the_shipped_day_fills_exactly_as_pinned(day, strategy):
     result = run_backtest(None, day, strategy, {}, seed=1)
     count, digest = PINNED[strategy]
     assert (len(result.fills), fills_digest(result.fills)) == (count, digest)
+
+
+@pytest.mark.parametrize("strategy", ["mean_reversion", "vwap"])
+def test_the_python_path_runs_the_same_compiled_callbacks_to_the_same_fills(day, strategy):
+    # the market maker's Python path takes ~20 s for the day: test_strategies_real_data compares a part
+    result = run_backtest(None, day, strategy, {}, seed=1, engine_name="python")
+    assert result.engine == "python"
+    assert (len(result.fills), fills_digest(result.fills)) == PINNED[strategy]
