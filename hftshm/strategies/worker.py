@@ -132,11 +132,17 @@ class StrategyWorker(Worker):
         try:
             self._segment = Segment.create(name, size)
         except FileExistsError:
-            # left by a previous incarnation of this worker (restarted by the supervisor)
-            stale = Segment.attach(name)
-            stale.unlink()
-            stale.close()
-            self._segment = Segment.create(name, size)
+            # left by a previous incarnation of this worker (restarted by the supervisor). Readers
+            # (the run's summary, the dashboard, /metrics) attached it when the platform started and
+            # keep that mapping: write into the same segment, or they show the dead worker's last rows
+            # for the rest of the run (a SIGKILL'd market maker's position and fees, frozen)
+            previous = Segment.attach(name)
+            if previous.size >= size:
+                self._segment = previous
+            else:
+                previous.unlink()
+                previous.close()
+                self._segment = Segment.create(name, size)
         self.status_name = name
         status = np.ndarray((self.config.status_slots,), dtype=STATUS_LAYOUT.dtype, buffer=self._segment.buf)
         status[:] = 0

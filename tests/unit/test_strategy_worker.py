@@ -124,3 +124,25 @@ def test_close_unlinks_the_status_segment(rig):
     assert exists(name)
     worker.on_close()
     assert not exists(name)
+
+
+def test_a_restarted_worker_writes_into_the_status_segment_readers_already_hold(rig, tmp_path):
+    """After a SIGKILL the supervisor starts a new worker while the summary, the dashboard and
+    /metrics keep the mapping they attached at start: the new worker's rows must appear there."""
+    worker, rings, prefix, _ = rig
+    name = status_segment_name(prefix, "strategies")
+    reader = Segment.attach(name)  # attached once, as hftshm.metrics.live does
+    table = np.ndarray((64,), dtype=STATUS_LAYOUT.dtype, buffer=reader.buf)
+    worker._segment = None  # the predecessor dies without closing (SIGKILL): its segment stays
+    ctx = worker.ctx
+    successor = StrategyWorker(first_client_order_id=1000)
+    successor.on_start(ctx)
+    try:
+        successor.host.slot("mm").strategy.portfolio.pf[0] = 0.021  # a position booked after the restart
+        successor.host.publish_status()
+        rows = {r["name"]: r for r in status_rows(table.copy())}
+        assert rows["mm"]["position"] == pytest.approx(0.021)
+    finally:
+        del table
+        reader.close()
+        successor.on_close()
