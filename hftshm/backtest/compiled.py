@@ -20,7 +20,8 @@ from hftshm.backtest.report import FILL_DTYPE
 from hftshm.codes import Reason, ReportEvent, StrategyState
 from hftshm.strategies import portfolio_nb as pnb
 from hftshm.strategies.base import Strategy, StrategyError
-from hftshm.strategies.compiled import CALLBACKS, CompiledStrategy, fault_text
+from hftshm.strategies.compiled import CompiledStrategy, fault_text
+from hftshm.strategies.slots import slot_of
 from hftshm.transport.layout import load
 
 REPORT = load("execution_report")
@@ -29,33 +30,12 @@ MARKET_EVENT = load("market_event")
 DRAIN_NS = 10 * 1_000_000_000
 CHUNK_EVENTS = 1 << 16
 OUTBOX = 4096
-_HAS = {"on_book": sim.HAS_BOOK, "on_trade": sim.HAS_TRADE, "on_events": sim.HAS_EVENTS,
-        "on_report": sim.HAS_REPORT, "on_timer": sim.HAS_TIMER}
 
 
 def supports(strategy: Strategy) -> bool:
     """True when the compiled loop can drive this strategy (a CompiledStrategy without Python overrides
     of its callbacks)."""
     return isinstance(strategy, CompiledStrategy) and strategy.compiled_only()
-
-
-def slot_of(strategy: CompiledStrategy, book_index: int, events_type, running: bool = True):
-    """(the loop's bundle for ``strategy``, its numba type: callbacks typed by signature)."""
-    kernels = strategy.kernel_types(events_type)
-    ids = np.zeros(sim.ID_SIZE, np.int64)
-    ids[sim.ID_STRATEGY] = strategy.strategy_id
-    ids[sim.ID_SYMBOL] = strategy.symbol.symbol_id
-    ids[sim.ID_BOOK] = book_index
-    ids[sim.ID_RUNNING] = int(running)
-    ids[sim.ID_TIMER_NS] = int(strategy.TIMER_INTERVAL_NS)
-    ids[sim.ID_HAS] = sum(bit for name, bit in _HAS.items() if name in strategy.KERNELS)
-    market = np.array([strategy.best_bid, strategy.best_ask, strategy.symbol.tick_size, strategy.symbol.lot_size])
-    p = strategy.portfolio
-    arrays = (strategy.params_array, strategy.state_array, p.pf, p.orders, ids, market)
-    slot = sim.StrategySlot(*arrays, *(kernels[name][0] for name in CALLBACKS))
-    slot_type = types.NamedTuple([typeof(a) for a in arrays] + [kernels[name][1] for name in CALLBACKS],
-                                 sim.StrategySlot)
-    return slot, slot_type
 
 
 def compile_loop(args: tuple, slots_type: types.Type, slots_index: int):

@@ -27,8 +27,6 @@ with the strategy's name; the others keep trading. Nothing allocates inside the 
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from numba import literal_unroll, njit
 
 from hftshm.backtest import venue_nb
@@ -37,6 +35,9 @@ from hftshm.codes import Action, EventFlag, EventKind, ReportEvent
 from hftshm.oms import oms_nb
 from hftshm.strategies import context_nb as cx
 from hftshm.strategies import portfolio_nb as pnb
+from hftshm.strategies.slots_nb import (HAS_BOOK, HAS_EVENTS, HAS_REPORT, HAS_TIMER, HAS_TRADE, ID_BOOK, ID_FAULT,
+                                        ID_HAS, ID_NEXT_TIMER, ID_RUNNING, ID_SIZE, ID_STRATEGY, ID_SYMBOL, ID_TIMER_NS, M_ASK, M_BID,
+                                        M_LOT, M_SIZE, M_TICK, StrategySlot, _ctx, _fault, equity_of)
 
 # counters
 C_NEXT_EVENT = 0  # where the loop stopped (== stop when done)
@@ -50,57 +51,12 @@ C_ORPHANS = 7  # reports for no strategy of this run
 C_REJECT_COUNTS = 16  # + Reason code: rejects by reason (64 slots)
 C_SIZE = 80
 
-# loop_state (float64): what the loop carries from one call to the next
-L_MARKED_MID = 0
-L_SIZE = 4
-
-# StrategySlot.ids (int64)
-ID_STRATEGY, ID_SYMBOL, ID_BOOK, ID_RUNNING, ID_TIMER_NS, ID_NEXT_TIMER, ID_FAULT, ID_HAS = 0, 1, 2, 3, 4, 5, 6, 7
-ID_SIZE = 8
-# ID_HAS bits: which callbacks the strategy defines (the others are not called)
-HAS_BOOK, HAS_TRADE, HAS_EVENTS, HAS_REPORT, HAS_TIMER = 1, 2, 4, 8, 16
-# StrategySlot.market (float64): the book top the strategy last saw, its grid
-M_BID, M_ASK, M_TICK, M_LOT = 0, 1, 2, 3
-M_SIZE = 4
-
 _LAST = int(EventFlag.LAST_IN_MESSAGE)
 np_nan = float("nan")
 
-
-class StrategySlot(NamedTuple):
-    params: object  # 1-record array of the strategy's PARAMS
-    state: object  # 1-record array of its STATE
-    pf: object
-    orders: object
-    ids: object
-    market: object
-    on_book: object
-    on_trade: object
-    on_events: object
-    on_report: object
-    on_timer: object
-
-
-@njit(cache=True, inline="always")
-def _ctx(s, intents, icount, now, origin):
-    m = s.market
-    return cx.StrategyContext(s.params[0], s.state[0], s.pf, s.orders, intents, icount, s.ids[ID_STRATEGY],
-                              s.ids[ID_SYMBOL], m[M_TICK], m[M_LOT], now, origin, m[M_BID], m[M_ASK])
-
-
-@njit(cache=True)
-def _fault(s, intents, icount, before, now):
-    """The callback just run left an error: pause the strategy (see the module docstring)."""
-    pf = s.pf
-    for k in range(before, icount[0]):
-        pnb.forget_intent(pf, s.orders, intents[k].client_order_id)
-    icount[0] = before
-    s.ids[ID_FAULT] = int(pf[pnb.PF_FAULT])
-    s.ids[ID_RUNNING] = 0
-    pf[pnb.PF_FAULT] = 0.0
-    cx.cancel_all(_ctx(s, intents, icount, now, 0))
-    pf[pnb.PF_FAULT] = 0.0
-
+# loop_state (float64): what the loop carries from one call to the next
+L_MARKED_MID = 0
+L_SIZE = 4
 
 @njit(cache=True)
 def _send_intents(V, intents, icount, now_ns, counters):
@@ -111,15 +67,6 @@ def _send_intents(V, intents, icount, now_ns, counters):
             counters[C_SUBMITTED_LOTS_E9] += round(intents[k].qty * 1e9)
     venue_nb.send(V, intents, n, now_ns)
     icount[0] = 0
-
-
-@njit(cache=True)
-def equity_of(slots):
-    total = 0.0
-    for s in literal_unroll(slots):
-        pf = s.pf
-        total += pf[pnb.PF_REALIZED] - pf[pnb.PF_FEES] + pnb.unrealized(pf, pf[pnb.PF_MID])
-    return total
 
 
 @njit(cache=True)
