@@ -62,7 +62,9 @@ def both_runs(request, tmp_path_factory):
     os.chdir(user)  # as a user runs ``hftshm run`` next to their strategy file
     try:
         config = e2e_config(run_dir, overrides)
-        platform = run_platform(config, timeout_s=900.0)
+        # the whole day, one lockstep round trip per message: ~30 s on an idle 2-core machine, many
+        # minutes when it is shared (the bound is for a hang, not for speed)
+        platform = run_platform(config, timeout_s=2400.0)
         backtest = run_backtest(config.raw, REAL_DAY, strategy, {}, seed=config.exchange.seed)
     finally:
         os.chdir(cwd)
