@@ -19,6 +19,7 @@ from hftshm.backtest.engine import LoopOutput
 from hftshm.backtest.report import FILL_DTYPE
 from hftshm.codes import Reason, ReportEvent, StrategyState
 from hftshm.strategies import portfolio_nb as pnb
+from hftshm.strategies import slots_nb as sn
 from hftshm.strategies.base import Strategy, StrategyError
 from hftshm.strategies.compiled import CompiledStrategy, fault_text
 from hftshm.strategies.slots import slot_of
@@ -104,10 +105,10 @@ def run(events: np.ndarray, strategies: list[CompiledStrategy], venue, symbols,
     out.equity_ts = equity_ts[:n_eq].tolist()
     out.equity = equity[:n_eq].tolist()
     for strategy, slot in zip(strategies, slots):
-        strategy.best_bid, strategy.best_ask = float(slot.market[sim.M_BID]), float(slot.market[sim.M_ASK])
+        strategy.best_bid, strategy.best_ask = float(slot.market[sn.M_BID]), float(slot.market[sn.M_ASK])
         strategy.mid = 0.5 * (strategy.best_bid + strategy.best_ask)
         strategy.now_ns = out.end_ns
-        strategy.compiled_fault = int(slot.ids[sim.ID_FAULT])
+        strategy.compiled_fault = int(slot.ids[sn.ID_FAULT])
     _drain(venue, strategies, out)
     out.equity_ts.append(out.end_ns)
     out.equity.append(sum(float(s.portfolio.pf[pnb.PF_REALIZED] - s.portfolio.pf[pnb.PF_FEES]

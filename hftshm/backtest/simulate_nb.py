@@ -2,7 +2,7 @@
 
 Like vectorbt's ``simulate_nb`` taking the user's ``order_func_nb``, ``run`` takes the strategies'
 compiled callbacks as parameters: ``slots`` is a tuple of ``StrategySlot`` bundles, one per strategy
-(any number, any mix of strategy classes and symbols), each carrying its parameters, state,
+(any number, any mix of strategy classes and symbols; ``hftshm.strategies.slots_nb``), each carrying its parameters, state,
 portfolio and its callbacks as numba first-class functions (``hftshm.strategies.compiled``). Per
 exchange message, in market time:
 
@@ -35,9 +35,9 @@ from hftshm.codes import Action, EventFlag, EventKind, ReportEvent
 from hftshm.oms import oms_nb
 from hftshm.strategies import context_nb as cx
 from hftshm.strategies import portfolio_nb as pnb
-from hftshm.strategies.slots_nb import (HAS_BOOK, HAS_EVENTS, HAS_REPORT, HAS_TIMER, HAS_TRADE, ID_BOOK, ID_FAULT,
-                                        ID_HAS, ID_NEXT_TIMER, ID_RUNNING, ID_SIZE, ID_STRATEGY, ID_SYMBOL, ID_TIMER_NS, M_ASK, M_BID,
-                                        M_LOT, M_SIZE, M_TICK, StrategySlot, _ctx, _fault, equity_of)
+from hftshm.strategies.slots_nb import (HAS_BOOK, HAS_EVENTS, HAS_REPORT, HAS_TRADE, ID_BOOK, ID_HAS, ID_NEXT_TIMER,
+                                        ID_RUNNING, ID_STRATEGY, ID_SYMBOL, ID_TIMER_NS, M_ASK, M_BID, _ctx, _fault,
+                                        equity_of)
 
 # counters
 C_NEXT_EVENT = 0  # where the loop stopped (== stop when done)
@@ -79,7 +79,6 @@ def run(events, start, stop, books, book_out, book_symbol, V, slots, intents, ic
     Stops early (``counters[C_NEXT_EVENT]`` < stop) only when ``fills`` or ``equity`` is full, at a
     message boundary; the caller grows them and calls again from there.
     """
-    state = books[0]
     params = books[1]
     # unpacked once: reading arrays out of V per event would cost a refcount update each
     S, pend, pend_arrival, x_room = V[2]

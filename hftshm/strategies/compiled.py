@@ -38,7 +38,6 @@ compiled call per callback). Python hooks stay available for what is not per tic
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -49,7 +48,7 @@ from numba.core.typing import signature
 from hftshm.codes import EventKind
 from hftshm.strategies import intents_nb
 from hftshm.strategies import portfolio_nb as pnb
-from hftshm.strategies.base import Param, Strategy, StrategyError
+from hftshm.strategies.base import Strategy, StrategyError
 from hftshm.strategies.context_nb import BookTop, StrategyContext
 from hftshm.transport.layout import load as load_layout
 
@@ -228,7 +227,3 @@ class CompiledStrategy(Strategy):
 
     def on_timer(self, now_ns):
         self._run("on_timer", int(now_ns), self.origin_ts_ns)
-
-
-def nan_if_unset(value: float) -> float | None:
-    return None if value != value or math.isinf(value) else float(value)
