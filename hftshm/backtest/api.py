@@ -91,10 +91,11 @@ def run_backtest(config: Any, data: str | Path | np.ndarray, strategy: str, para
                                                  and hasattr(venue, "V"))
     if use_compiled:
         if not compiled.supports(strategy_obj):
-            raise StrategyError(name, f"has no compiled kernel for the backtest loop ({spec}); use --engine python")
+            raise StrategyError(name, f"is not a compiled strategy ({spec}); use --engine python")
         if not hasattr(venue, "V"):
             raise ValueError("the compiled loop needs the platform venue (risk, OMS, exchange kernels)")
-        out, elapsed = compiled.run(events, strategy_obj, venue, symbols, interval_ns)
+        out, elapsed = compiled.run(events, [strategy_obj], venue, symbols, interval_ns)
+        compiled.raise_faults(host, [strategy_obj])
     else:
         started = time.perf_counter()
         out = engine.run_loop(events, host, venue, engine.L2BookSource(symbols), interval_ns)

@@ -1,7 +1,10 @@
-"""Running a kernel strategy (the built-in market maker) through the compiled loop (compiled_nb).
+"""Running compiled strategies through the compiled backtest loop (``simulate_nb.run``).
 
-The strategy is created and initialized through ``StrategyHost`` exactly as on the platform (same
-parameter checks, same portfolio and intent buffers); the loop then drives its kernel directly.
+The strategies are created and initialized through ``StrategyHost`` exactly as on the platform (same
+parameter checks, same portfolios); this module bundles each into a ``simulate_nb.StrategySlot``
+(its arrays and its callbacks as numba first-class functions), compiles the loop for exactly the
+bundle types it is given (or loads it from numba's cache: the callbacks are typed by signature, not
+by identity, so the cache key is stable across processes) and drives it over the data in chunks.
 """
 
 from __future__ import annotations
@@ -9,91 +12,135 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from numba import typeof, types
 
-from hftshm.backtest import compiled_nb
+from hftshm.backtest import simulate_nb as sim
 from hftshm.backtest.engine import LoopOutput
 from hftshm.backtest.report import FILL_DTYPE
-from hftshm.codes import Reason, ReportEvent
+from hftshm.codes import Reason, ReportEvent, StrategyState
 from hftshm.strategies import portfolio_nb as pnb
-from hftshm.strategies.base import Strategy
+from hftshm.strategies import slots_nb as sn
+from hftshm.strategies.base import Strategy, StrategyError
+from hftshm.strategies.compiled import CompiledStrategy, fault_text
+from hftshm.strategies.slots import slot_of
 from hftshm.transport.layout import load
 
 REPORT = load("execution_report")
+INTENT = load("order_intent")
+MARKET_EVENT = load("market_event")
 DRAIN_NS = 10 * 1_000_000_000
 CHUNK_EVENTS = 1 << 16
+OUTBOX = 4096
 
 
 def supports(strategy: Strategy) -> bool:
-    """True when the compiled loop can drive this strategy (it is the built-in market maker kernel)."""
-    from hftshm.strategies.builtin import market_maker_nb
+    """True when the compiled loop can drive this strategy (a CompiledStrategy without Python overrides
+    of its callbacks)."""
+    return isinstance(strategy, CompiledStrategy) and strategy.compiled_only()
 
-    return getattr(type(strategy), "KERNEL", None) is market_maker_nb and hasattr(strategy, "kernel_params")
+
+def compile_loop(args: tuple, slots_type: types.Type, slots_index: int):
+    """The loop's entry point for these argument types (compiled now, or loaded from the cache)."""
+    argtypes = tuple(slots_type if k == slots_index else typeof(a) for k, a in enumerate(args))
+    sim.run.compile(argtypes)
+    return sim.run.overloads[argtypes].entry_point
 
 
-def run(events: np.ndarray, strategy: Strategy, venue, symbols, equity_interval_ns: int) -> tuple[LoopOutput, float]:
-    """(loop output, seconds in the loop) for ``strategy`` over ``events`` through ``venue``."""
+def run(events: np.ndarray, strategies: list[CompiledStrategy], venue, symbols,
+        equity_interval_ns: int) -> tuple[LoopOutput, float]:
+    """(loop output, seconds in the loop) for ``strategies`` over ``events`` through ``venue``."""
     from hftshm.book.book import BookSet
 
+    events = np.ascontiguousarray(events, dtype=MARKET_EVENT.dtype)
     books = BookSet(symbols)
-    symbol = strategy.symbol
-    book_index = int(books.arrays[9][symbol.symbol_id])
-    ids = np.array([strategy.strategy_id, symbol.symbol_id, book_index], dtype=np.int64)
-    grid = np.array([symbol.tick_size, symbol.lot_size], dtype=np.float64)
+    book_of = books.arrays[9]
+    book_symbol = np.zeros(max(int(book_of.max()) + 1, 1), np.int64)
+    for symbol_id, book in enumerate(book_of):
+        if book >= 0:
+            book_symbol[book] = symbol_id
+    bundles = [slot_of(s, int(book_of[s.symbol.symbol_id]), typeof(events)) for s in strategies]
+    slots = tuple(b[0] for b in bundles)
+    slots_type = types.BaseTuple.from_types([b[1] for b in bundles])
+    intents = INTENT.zeros(OUTBOX)
+    icount = np.zeros(1, np.int64)
     reports = REPORT.zeros(4096)
-    counters = np.zeros(compiled_nb.C_SIZE, dtype=np.int64)
+    counters = np.zeros(sim.C_SIZE, dtype=np.int64)
     span_ns = int(events["exch_ts_ns"][-1] - events["exch_ts_ns"][0])
     equity_ts = np.zeros(span_ns // equity_interval_ns + 16, dtype=np.int64)
     equity = np.zeros(len(equity_ts), dtype=np.float64)
     fills = np.zeros(65536, dtype=FILL_DTYPE)
-    portfolio = strategy.portfolio
     longest = int(np.diff(np.flatnonzero(events["flags"] & 1), prepend=-1).max()) + 1 if len(events) else 1
     book_out = (np.zeros((longest + 1, 8), np.int64), np.zeros((longest + 1, 2, 1), np.int64),
                 np.zeros((longest + 1, 2, 1), np.int64))
-    loop_state = np.full(compiled_nb.L_SIZE, np.nan)
+    loop_state = np.full(sim.L_SIZE, np.nan)
+    entry = None
     started = time.perf_counter()
     position = 0
     while position < len(events):
         # chunks, so the book's far-level arrays are sized for one chunk rather than the whole file
         stop = min(position + CHUNK_EVENTS, len(events))
         books.reserve(stop - position)
-        args = (books.arrays, book_out, venue.V, strategy.kernel_params, strategy.kernel_state, portfolio.pf,
-                portfolio.orders, strategy.intents, strategy.intent_count, ids, grid, reports)
-        position = compiled_nb.run_market_maker(events, position, stop, *args, fills, equity_ts, equity,
-                                                np.int64(equity_interval_ns), counters, loop_state)
+        args = (events, np.int64(position), np.int64(stop), books.arrays, book_out, book_symbol, venue.V, slots,
+                intents, icount, reports, fills, equity_ts, equity, np.int64(equity_interval_ns), counters, loop_state)
+        if entry is None:
+            entry = compile_loop(args, slots_type, 7)
+            started = time.perf_counter()  # the loop's time, not its compilation's
+        position = entry(*args)
         if position < stop:  # an output filled up: grow it and carry on where the loop stopped
-            if counters[compiled_nb.C_FILLS] + len(reports) > len(fills):
+            if counters[sim.C_FILLS] + len(reports) > len(fills):
                 fills = np.concatenate([fills, np.zeros(len(fills), dtype=FILL_DTYPE)])
-            if counters[compiled_nb.C_EQUITY] + 2 >= len(equity):
+            if counters[sim.C_EQUITY] + 2 >= len(equity):
                 equity_ts = np.concatenate([equity_ts, np.zeros(len(equity_ts), np.int64)])
                 equity = np.concatenate([equity, np.zeros(len(equity))])
     elapsed = time.perf_counter() - started
     out = LoopOutput(rows=len(events), start_ns=int(events["exch_ts_ns"][0]), end_ns=int(events["exch_ts_ns"][-1]))
-    n_fills = int(counters[compiled_nb.C_FILLS])
-    out.fills = [tuple(f) for f in fills[:n_fills]]
-    out.orders_sent = int(counters[compiled_nb.C_ORDERS_SENT])
-    out.submitted_qty = counters[compiled_nb.C_SUBMITTED_LOTS_E9] / 1e9
+    out.fills = [tuple(f) for f in fills[:int(counters[sim.C_FILLS])]]
+    out.orders_sent = int(counters[sim.C_ORDERS_SENT])
+    out.submitted_qty = counters[sim.C_SUBMITTED_LOTS_E9] / 1e9
     for code in range(64):
-        count = int(counters[compiled_nb.C_REJECT_COUNTS + code])
+        count = int(counters[sim.C_REJECT_COUNTS + code])
         if count:
             out.reject_reasons[_reason(code)] = count
-    n_eq = int(counters[compiled_nb.C_EQUITY])
+    n_eq = int(counters[sim.C_EQUITY])
     out.equity_ts = equity_ts[:n_eq].tolist()
     out.equity = equity[:n_eq].tolist()
-    _drain(venue, portfolio, out)
+    for strategy, slot in zip(strategies, slots):
+        strategy.best_bid, strategy.best_ask = float(slot.market[sn.M_BID]), float(slot.market[sn.M_ASK])
+        strategy.mid = 0.5 * (strategy.best_bid + strategy.best_ask)
+        strategy.now_ns = out.end_ns
+        strategy.compiled_fault = int(slot.ids[sn.ID_FAULT])
+    _drain(venue, strategies, out)
     out.equity_ts.append(out.end_ns)
-    out.equity.append(float(portfolio.pf[pnb.PF_REALIZED] - portfolio.pf[pnb.PF_FEES]
-                            + pnb.unrealized(portfolio.pf, portfolio.pf[pnb.PF_MID])))
+    out.equity.append(sum(float(s.portfolio.pf[pnb.PF_REALIZED] - s.portfolio.pf[pnb.PF_FEES]
+                                + pnb.unrealized(s.portfolio.pf, s.portfolio.pf[pnb.PF_MID])) for s in strategies))
     return out, elapsed
 
 
-def _drain(venue, portfolio, out: LoopOutput) -> None:
+def raise_faults(host, strategies: list[CompiledStrategy]) -> None:
+    """Mark strategies the loop paused for an error as FAILED in ``host`` and raise the first, named."""
+    first = None
+    for strategy in strategies:
+        code = getattr(strategy, "compiled_fault", 0)
+        if code:
+            slot = host.slot(strategy.strategy_id)
+            slot.state = StrategyState.FAILED
+            slot.last_error = fault_text(code)
+            host.failures.append((slot.name, slot.last_error))
+            first = first or StrategyError(slot.name, f"was paused during the backtest: {slot.last_error}")
+    if first is not None:
+        raise first
+
+
+def _drain(venue, strategies, out: LoopOutput) -> None:
     """Let in-flight orders and reports land (the book is frozen at the end), as the Python loop does."""
     until = np.int64(out.end_ns + DRAIN_NS)
     venue.advance(int(until))
-    reports = venue.take_reports(int(until))
-    for r in reports:
+    by_id = {s.strategy_id: s for s in strategies}
+    for r in venue.take_reports(int(until)):
         event = int(r["event"])
-        portfolio.apply_report(r)
+        owner = by_id.get(int(r["strategy_id"]))
+        if owner is not None:
+            owner.portfolio.apply_report(r)
         if event in (ReportEvent.PARTIAL, ReportEvent.FILL):
             out.fills.append((int(r["exch_ts_ns"]), int(r["client_order_id"]), int(r["side"]), float(r["price"]),
                               float(r["qty"]), float(r["fee"])))
@@ -106,4 +153,3 @@ def _reason(code: int) -> str:
         return Reason(code).name.lower()
     except ValueError:
         return str(code)
-

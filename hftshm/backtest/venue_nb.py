@@ -10,7 +10,7 @@ exactly as the workers do over rings, with the rings replaced by in-process queu
   time + a seeded response latency, stamped by the fill model), FIFO;
 * ``lq``: reports the platform itself originates (risk and OMS rejects): delivered at once.
 
-Both the Python backtest loop (``venue.PlatformVenue``) and the compiled one (``compiled_nb``) call
+Both the Python backtest loop (``venue.PlatformVenue``) and the compiled one (``simulate_nb``) call
 these, so the two paths see identical fills. State ``V`` is one tuple, built by ``venue.PlatformVenue``::
 
     V = (risk, oms, exchange, sq, lq, scratch, stats)

@@ -89,12 +89,12 @@ def _kernels_cached() -> bool:
     """Whether numba's on-disk cache already holds the compiled backtest loop."""
     import os
 
-    from hftshm.backtest import compiled_nb
+    from hftshm.backtest import simulate_nb
 
-    module = Path(compiled_nb.__file__)
+    module = Path(simulate_nb.__file__)
     cache_dir = os.environ.get("NUMBA_CACHE_DIR")
     roots = [Path(cache_dir)] if cache_dir else [module.parent / "__pycache__"]
-    return any(any(root.rglob("compiled_nb.run_market_maker-*.nbi")) for root in roots if root.is_dir())
+    return any(any(root.rglob("simulate_nb.run-*.nbi")) for root in roots if root.is_dir())
 
 
 def _print_result(d: dict) -> None:

@@ -116,6 +116,9 @@ def remove_strategy(manifest, name_or_id, worker: str = "strategies", ring_name:
     return _act(manifest, name_or_id, ControlKind.STRATEGY_REMOVE, ("removed",), worker, ring_name, wait_s)
 
 
+COMPILED_ADD_WAIT_S = 600.0
+
+
 def add_strategy(manifest, name: str, spec: str, symbol: str, params: dict[str, Any], paused: bool = False,
                  worker: str = "strategies", ring_name: str | None = None, wait_s: float = 5.0) -> int:
     """Start a strategy on the running worker; its strategy id. Parameters are checked here first."""
@@ -123,10 +126,16 @@ def add_strategy(manifest, name: str, spec: str, symbol: str, params: dict[str, 
     from hftshm.strategies.registry import load_class
     from hftshm.strategies.worker import requests_dir
 
+    from hftshm.strategies.compiled import CompiledStrategy
+
     try:
-        resolved = resolve_params(name, load_class(spec).PARAMS, params)
+        cls = load_class(spec)
+        resolved = resolve_params(name, cls.PARAMS, params)
     except (LookupError, StrategyError) as exc:
         raise ControlError(str(exc)) from None
+    if issubclass(cls, CompiledStrategy):
+        # the worker compiles it in another process first (minutes with an empty numba cache)
+        wait_s = max(wait_s, COMPILED_ADD_WAIT_S)
     request_id = time.time_ns() // 1000
     folder = requests_dir(manifest.run_dir)
     folder.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,7 @@ PF_BUY_QTY = 15
 PF_SELL_QTY = 16
 PF_LAST_FILL_TS = 17
 PF_MAKER_FILLS = 18
+PF_FAULT = 19  # a compiled strategy's first error code (intents_nb.ERR_*), 0 while healthy
 PF_SIZE = 24
 
 # position and quantities are snapped to this grid: lot sizes are >= 1e-8, and sums of float lots

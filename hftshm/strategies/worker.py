@@ -36,7 +36,7 @@ from hftshm.codes import ControlKind
 from hftshm.config import Section
 from hftshm.runtime import lockstep
 from hftshm.runtime.worker import Worker, WorkerContext
-from hftshm.strategies import latency_nb
+from hftshm.strategies import latency_nb, precompile
 from hftshm.strategies.base import StrategyError
 from hftshm.strategies.config import StrategiesConfig
 from hftshm.strategies.restart import StrategyRestart
@@ -104,6 +104,7 @@ class StrategyWorker(Worker):
                 # one broken strategy must not keep the others (or the platform) from starting
                 ctx.log.error("%s; not started", exc)
         rehearse(self.host, ctx.log)  # compile the strategies' kernels now, not at the first book
+        self._compiling: dict = {}  # hot-add request id -> the process compiling its strategy
         self._status_due = False
         self._intent_seq = self.intents_out.producer_position  # dense per ring, across restarts too
         self._next_status_ns = 0
@@ -132,11 +133,17 @@ class StrategyWorker(Worker):
         try:
             self._segment = Segment.create(name, size)
         except FileExistsError:
-            # left by a previous incarnation of this worker (restarted by the supervisor)
-            stale = Segment.attach(name)
-            stale.unlink()
-            stale.close()
-            self._segment = Segment.create(name, size)
+            # left by a previous incarnation of this worker (restarted by the supervisor). Readers
+            # (the run's summary, the dashboard, /metrics) attached it when the platform started and
+            # keep that mapping: write into the same segment, or they show the dead worker's last rows
+            # for the rest of the run (a SIGKILL'd market maker's position and fees, frozen)
+            previous = Segment.attach(name)
+            if previous.size >= size:
+                self._segment = previous
+            else:
+                previous.unlink()
+                previous.close()
+                self._segment = Segment.create(name, size)
         self.status_name = name
         status = np.ndarray((self.config.status_slots,), dtype=STATUS_LAYOUT.dtype, buffer=self._segment.buf)
         status[:] = 0
@@ -171,6 +178,10 @@ class StrategyWorker(Worker):
         if host is None or getattr(self, "_closed", False):
             return
         self._closed = True
+        for process in getattr(self, "_compiling", {}).values():
+            process.kill()  # a hot add still compiling when the platform stops: never added
+            process.wait()
+            process.stderr.close()
         if getattr(self, "restart", None) is not None:
             self.restart.close()  # stopped before the rebuild finished: the next start rebuilds
             self.restart = None
@@ -337,7 +348,7 @@ class StrategyWorker(Worker):
 
     # -- control ---------------------------------------------------------------------------------
     def _control(self) -> int:
-        done = 0
+        done = self._finish_compiles() if self._compiling else 0
         for ring in self.control_in:
             view = ring.poll(CONTROL_BATCH)
             if not len(view):
@@ -379,6 +390,38 @@ class StrategyWorker(Worker):
         return list(self.host.slots) if target == -1 else [self.host.slot(target).strategy_id]
 
     def _add_from_request(self, request_id: int) -> None:
+        """Add the requested strategy; a compiled one not yet compiled here is compiled first in another
+        process (``precompile``) and added when that ends (``_finish_compiles``): compiling in this
+        duty cycle would stall the running strategies for tens of seconds."""
+        path = requests_dir(self.ctx.run_dir) / f"{request_id}.json"
+        try:
+            request = json.loads(path.read_text())
+            spec = request["class"]
+            if precompile.needs_compiling(spec):
+                process = precompile.start(spec, request.get("symbol", "BTCUSDT"), request.get("params", {}))
+                self._compiling[request_id] = process
+                self.ctx.log.info("strategy %s: compiling %s in process %d before adding it", request.get("name"),
+                                  spec, process.pid)
+                return
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # _add reports it
+        self._add(request_id)
+
+    def _finish_compiles(self) -> int:
+        done = [rid for rid, process in self._compiling.items() if process.poll() is not None]
+        for request_id in done:
+            process = self._compiling.pop(request_id)
+            if process.returncode != 0:
+                self.ctx.log.warning("strategy add request %d: compiling it apart failed (%s); adding it here",
+                                     request_id, (process.stderr.read() or "").strip()[-400:])
+            process.stderr.close()
+            self._add(request_id)
+        if done:
+            self.host.publish_status()
+            self._write_registry()
+        return len(done)
+
+    def _add(self, request_id: int) -> None:
         path = requests_dir(self.ctx.run_dir) / f"{request_id}.json"
         result: dict = {"ok": False}
         try:

@@ -107,6 +107,7 @@ def test_compiled_loop_matches_the_python_loop_fill_for_fill():
     assert np.allclose(python.equity, compiled.equity)
 
 
-def test_compiled_engine_refuses_a_strategy_without_a_kernel():
-    with pytest.raises(StrategyError, match="no compiled kernel"):
-        run_backtest({}, wavy_market(20), "mean_reversion", {}, engine_name="compiled")
+def test_compiled_engine_refuses_a_python_strategy():
+    with pytest.raises(StrategyError, match="not a compiled strategy"):
+        run_backtest({}, wavy_market(20), "tests.unit.strategy_fixtures:BuyOnce", {"qty": 0.002},
+                     engine_name="compiled")

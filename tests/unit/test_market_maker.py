@@ -44,15 +44,14 @@ def test_quotes_straddle_the_mid_at_the_configured_spread():
 
 
 def test_inventory_skews_quotes_down_when_long():
-    flat = nb.quote_prices(nb.new_params(2.0, 0.01, 0.1, 1.0, 2, 100, 5000, 4), 0.0, 60000.0, 60000.1, 0.1)
-    long = nb.quote_prices(nb.new_params(2.0, 0.01, 0.1, 1.0, 2, 100, 5000, 4), 0.1, 60000.0, 60000.1, 0.1)
+    flat = nb.quote_prices(2.0, 1.0, 0.1, 0.0, 60000.0, 60000.1, 0.1)
+    long = nb.quote_prices(2.0, 1.0, 0.1, 0.1, 60000.0, 60000.1, 0.1)
     assert long[0] < flat[0] and long[1] < flat[1]
     assert flat[1] - long[1] == pytest.approx(60000.05 * 1e-4, abs=0.11)
 
 
 def test_never_quotes_through_the_opposite_best():
-    params = nb.new_params(0.01, 0.01, 0.1, 50.0, 2, 100, 5000, 4)
-    bid, ask = nb.quote_prices(params, -0.1, 60000.0, 60000.1, 0.1)  # short: skewed up hard
+    bid, ask = nb.quote_prices(0.01, 50.0, 0.1, -0.1, 60000.0, 60000.1, 0.1)  # short: skewed up hard
     assert bid <= 60000.0 and ask >= 60000.1
 
 

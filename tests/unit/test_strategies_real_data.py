@@ -46,6 +46,17 @@ class RecordingMarketMaker(MarketMaker):
 
 
 class RecordingMeanReversion(MeanReversion):
+    """The built-in (compiled callbacks), recording each decision with the z it was taken at."""
+
+    ACTIONS = {1: "enter_long", 2: "enter_short", 3: "exit"}
+
+    def on_book(self, snapshot):
+        self.decisions = getattr(self, "decisions", [])
+        before = int(self.state["decisions"])
+        super().on_book(snapshot)
+        if int(self.state["decisions"]) > before:
+            self.decisions.append((self.now_ns, self.z, self.ACTIONS[int(self.state["last_action"])]))
+
     def on_execution_report(self, report):
         self.positions = getattr(self, "positions", [])
         self.positions.append(self.position)

@@ -57,3 +57,22 @@ def test_load_errors_say_what_was_tried(spec, words):
         load_class(spec)
     for word in words:
         assert word in str(err.value)
+
+
+def test_a_module_in_the_working_directory_and_a_file_path_both_load(tmp_path, monkeypatch):
+    import os
+    import sys
+
+    (tmp_path / "cwd_strats.py").write_text(
+        "from hftshm.strategies import Strategy\n\nclass Mine(Strategy):\n    pass\n")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "path_strats.py").write_text(
+        "from hftshm.strategies import Strategy\n\nclass Other(Strategy):\n    pass\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.setenv("PYTHONPATH", "")
+    assert load_class("cwd_strats:Mine").__name__ == "Mine"  # as `python -m` would find it
+    assert str(tmp_path) in sys.path and str(tmp_path) in os.environ["PYTHONPATH"]  # for spawned workers
+    assert load_class("elsewhere/path_strats.py:Other").__name__ == "Other"
+    with pytest.raises(StrategyLoadError, match="nosuch"):
+        load_class("nosuch_module_here:Thing")

@@ -1,15 +1,13 @@
-"""Market maker: quote both sides around the mid, skewed by inventory (rules in market_maker_nb)."""
+"""Market maker: quote both sides around the mid, skewed by inventory (rules and callbacks in market_maker_nb)."""
 
 from __future__ import annotations
 
-import numpy as np
-
-from hftshm.codes import TimeInForce
-from hftshm.strategies.base import Param, Strategy
+from hftshm.strategies.base import Param
 from hftshm.strategies.builtin import market_maker_nb as nb
+from hftshm.strategies.compiled import CompiledStrategy
 
 
-class MarketMaker(Strategy):
+class MarketMaker(CompiledStrategy):
     """Quotes a bid and an ask around the mid at spread_bps, skewed by inventory, within max_inventory."""
 
     PARAMS = {
@@ -24,36 +22,13 @@ class MarketMaker(Strategy):
         "quote_ttl_ms": Param(5000.0, "a quote resting this long is stale: cancel and requote", positive=True),
         "post_only": Param(True, "send quotes post-only (rejected rather than crossing)"),
     }
-
-    #: the compiled backtest loop drives this strategy through ``market_maker_nb.on_book`` directly
-    KERNEL = nb
+    STATE = nb.STATE
+    on_book = nb.on_book
+    on_report = nb.on_report
 
     def initialize(self, params):
-        super().initialize(params)
         if params["quantity"] > params["max_inventory"]:
             raise ValueError(f"quantity {params['quantity']} is larger than max_inventory {params['max_inventory']}")
         if params["quantity"] < self.symbol.lot_size:
             raise ValueError(f"quantity {params['quantity']} is below the lot size {self.symbol.lot_size}")
-        self.kernel_params = self.kernel_params_of(params)
-        self.kernel_state = nb.new_state()
-
-    @staticmethod
-    def kernel_params_of(params: dict) -> np.ndarray:
-        tif = TimeInForce.POST_ONLY if params["post_only"] else TimeInForce.GTC
-        return nb.new_params(params["spread_bps"], params["quantity"], params["max_inventory"], params["skew_bps"],
-                             params["requote_ticks"], params["min_requote_interval_ms"], params["quote_ttl_ms"],
-                             int(tif))
-
-    def on_book(self, snapshot):
-        self._quote(float(snapshot["bid_px"][0]), float(snapshot["ask_px"][0]))
-
-    def on_execution_report(self, report):
-        # a fill changes inventory, hence the skew and the headroom: requote without waiting for the book
-        if self.best_bid == self.best_bid:
-            self._quote(self.best_bid, self.best_ask)
-
-    def _quote(self, best_bid: float, best_ask: float) -> None:
-        portfolio = self.portfolio
-        nb.on_book(self.kernel_params, self.kernel_state, portfolio.pf, portfolio.orders, self.intents,
-                   self.intent_count, self.strategy_id, self.symbol.symbol_id, self.symbol.tick_size,
-                   self.symbol.lot_size, self.now_ns, self.origin_ts_ns, best_bid, best_ask)
+        super().initialize(params)

@@ -1,7 +1,8 @@
 """The market maker's decision, as a kernel: one call per book change (or fill), intents out.
 
-Both the Python ``MarketMaker`` strategy (on the platform) and the compiled backtest loop call
-``on_book``, so the live strategy and its backtest are the same code.
+Written with the public compiled-strategy API (``hftshm.strategies.compiled``): ``on_book`` and
+``on_report`` are the callbacks of ``MarketMaker``, run unchanged by the compiled backtest loop, the
+Python-path backtest and the platform, so the live strategy and its backtest are the same code.
 
 Quoting rule, per side:
 
@@ -23,53 +24,16 @@ import math
 import numpy as np
 from numba import njit
 
-from hftshm.codes import OrderState, OrderType, Side
+from hftshm.codes import OrderState, OrderType, Side, TimeInForce
+from hftshm.strategies import context_nb as cx
 from hftshm.strategies.grid_nb import ceil_to_tick, floor_to_lot, floor_to_tick
-from hftshm.strategies.intents_nb import send_cancel, send_new
 from hftshm.strategies.portfolio_nb import (PF_ACKS, PF_CANCELS, PF_FILLS, PF_INTENTS, PF_MID, PF_POSITION, PF_REJECTS,
                                             PF_SIGNALS, open_qty)
 
-# params vector
-P_SPREAD_BPS = 0
-P_QTY = 1
-P_MAX_INVENTORY = 2
-P_SKEW_BPS = 3
-P_REQUOTE_TICKS = 4
-P_MIN_REQUOTE_NS = 5
-P_QUOTE_TTL_NS = 6
-P_TIF = 7
-P_SIZE = 8
-
-# state vector
-S_LAST_BID_NS = 0  # market time of the last action on each side (the requote throttle)
-S_LAST_ASK_NS = 1
-S_SEEN_BID = 2  # the book and portfolio the last decision saw, and when time alone can change it
-S_SEEN_ASK = 3
-S_SEEN_VERSION = 4
-S_RECHECK_NS = 5
-S_SIZE = 8
-
-
-def new_params(spread_bps, quantity, max_inventory, skew_bps, requote_ticks, min_requote_interval_ms,
-               quote_ttl_ms, tif) -> np.ndarray:
-    params = np.zeros(P_SIZE, dtype=np.float64)
-    params[P_SPREAD_BPS] = spread_bps
-    params[P_QTY] = quantity
-    params[P_MAX_INVENTORY] = max_inventory
-    params[P_SKEW_BPS] = skew_bps
-    params[P_REQUOTE_TICKS] = requote_ticks
-    params[P_MIN_REQUOTE_NS] = min_requote_interval_ms * 1_000_000
-    params[P_QUOTE_TTL_NS] = quote_ttl_ms * 1_000_000
-    params[P_TIF] = tif
-    return params
-
-
-def new_state() -> np.ndarray:
-    state = np.zeros(S_SIZE, dtype=np.float64)
-    state[S_LAST_BID_NS] = -1e30
-    state[S_LAST_ASK_NS] = -1e30
-    state[S_SEEN_BID] = np.nan
-    return state
+#: ``MarketMaker.STATE``: market time of the last action per side (the requote throttle), and the
+#: book and portfolio the last decision saw, and when time alone can change it
+STATE = {"last_bid_ns": -1e30, "last_ask_ns": -1e30, "seen_bid": math.nan, "seen_ask": 0.0,
+         "seen_version": 0.0, "recheck_ns": 0.0}
 
 
 @njit(cache=True, inline="always")
@@ -78,18 +42,26 @@ def _version(pf):
     return pf[PF_ACKS] + pf[PF_FILLS] + pf[PF_CANCELS] + pf[PF_REJECTS] + pf[PF_INTENTS]
 
 
+@njit(cache=True, inline="always")
+def _tif(p):
+    return TimeInForce.POST_ONLY if p.post_only else TimeInForce.GTC
+
+
 @njit(cache=True)
-def _recheck_ns(params, state, orders, now_ns):
-    """Earliest market time after ``now_ns`` at which time alone (a quote going stale, the requote
+def _recheck_ns(ctx):
+    """Earliest market time after now at which time alone (a quote going stale, the requote
     throttle expiring) can change the decision for an unchanged book and portfolio."""
+    p, state, orders, now_ns = ctx.params, ctx.state, ctx.orders, ctx.now_ns
+    min_requote_ns = p.min_requote_interval_ms * 1_000_000
     soonest = np.inf
-    for last in (state[S_LAST_BID_NS], state[S_LAST_ASK_NS]):
-        expiry = last + params[P_MIN_REQUOTE_NS]
+    for last in (state.last_bid_ns, state.last_ask_ns):
+        expiry = last + min_requote_ns
         if expiry > now_ns:
             soonest = min(soonest, expiry)
+    ttl_ns = p.quote_ttl_ms * 1_000_000
     for i in range(orders.shape[0]):
         if orders[i].state != 0 and orders[i].state != OrderState.PENDING_CANCEL:
-            stale_at = orders[i].sent_ts_ns + params[P_QUOTE_TTL_NS]
+            stale_at = orders[i].sent_ts_ns + ttl_ns
             soonest = min(soonest, max(stale_at, now_ns + 1.0))
     return soonest
 
@@ -104,13 +76,13 @@ def _live_quote(orders, side):
 
 
 @njit(cache=True)
-def quote_prices(params, position, best_bid, best_ask, tick):
+def quote_prices(spread_bps, skew_bps, max_inventory, position, best_bid, best_ask, tick):
     """(bid, ask) the maker wants, on the tick grid, for this book and inventory."""
     mid = 0.5 * (best_bid + best_ask)
-    inventory = position / params[P_MAX_INVENTORY]
+    inventory = position / max_inventory
     inventory = max(-1.0, min(1.0, inventory))
-    reservation = mid * (1.0 - params[P_SKEW_BPS] * 1e-4 * inventory)
-    half = mid * params[P_SPREAD_BPS] * 0.5e-4
+    reservation = mid * (1.0 - skew_bps * 1e-4 * inventory)
+    half = mid * spread_bps * 0.5e-4
     bid = floor_to_tick(reservation - half, tick)
     ask = ceil_to_tick(reservation + half, tick)
     bid = min(bid, floor_to_tick(best_ask - tick, tick))
@@ -119,59 +91,65 @@ def quote_prices(params, position, best_bid, best_ask, tick):
 
 
 @njit(cache=True)
-def _side(params, state, pf, orders, records, count, strategy_id, symbol_id, tick, lot, now_ns, origin_ts_ns,
-          side, want_price, room, last_index):
+def _side(ctx, side, want_price, room, last_ns):
     """Keep one quote on ``side`` at ``want_price``; ``room`` = inventory headroom left after the
-    position and every open order on this side (the live quote included)."""
+    position and every open order on this side (the live quote included). Returns the new market
+    time of the side's last action (``last_ns`` if nothing was done)."""
+    p, orders, now_ns = ctx.params, ctx.orders, ctx.now_ns
     slot = _live_quote(orders, side)
-    can_act = now_ns - state[last_index] >= params[P_MIN_REQUOTE_NS]
+    can_act = now_ns - last_ns >= p.min_requote_interval_ms * 1_000_000
     if slot >= 0:
-        stale = now_ns - orders[slot].sent_ts_ns >= params[P_QUOTE_TTL_NS]
-        moved = abs(orders[slot].price - want_price) >= params[P_REQUOTE_TICKS] * tick - 1e-9
+        stale = now_ns - orders[slot].sent_ts_ns >= p.quote_ttl_ms * 1_000_000
+        moved = abs(orders[slot].price - want_price) >= p.requote_ticks * ctx.tick - 1e-9
         over = room < -1e-9  # only if max_inventory shrank under us: pull now, throttle or not
         if not over and (not (stale or moved) or not can_act):
-            return
-        if send_cancel(pf, orders, records, count, strategy_id, symbol_id, orders[slot].client_order_id, now_ns,
-                       origin_ts_ns) < 0:
-            return
-        state[last_index] = now_ns
+            return last_ns
+        if cx.cancel(ctx, orders[slot].client_order_id) < 0:
+            return last_ns
+        last_ns = now_ns
     elif not can_act:
-        return
+        return last_ns
     # the quote being cancelled still counts in ``room`` until the exchange confirms the cancel, so
     # when headroom is tight the replacement waits for that confirmation
-    qty = min(params[P_QTY], floor_to_lot(room, lot))
-    if qty >= lot:
-        coid = send_new(pf, orders, records, count, strategy_id, symbol_id, side, OrderType.LIMIT, int(params[P_TIF]),
-                        want_price, qty, now_ns, origin_ts_ns)
-        if coid > 0:
-            state[last_index] = now_ns
-            pf[PF_SIGNALS] += 1.0
+    qty = min(p.quantity, floor_to_lot(room, ctx.lot))
+    if qty >= ctx.lot:
+        if cx.send(ctx, side, OrderType.LIMIT, _tif(p), want_price, qty) > 0:
+            last_ns = now_ns
+            ctx.pf[PF_SIGNALS] += 1.0
+    return last_ns
 
 
 @njit(cache=True)
-def on_book(params, state, pf, orders, records, count, strategy_id, symbol_id, tick, lot, now_ns, origin_ts_ns,
-            best_bid, best_ask):
-    """Decide quotes for this book; intents go to ``records``/``count``. Returns intents queued."""
-    before = count[0]
+def quote(ctx, best_bid, best_ask):
+    """Decide quotes for this book top; intents go to the context's outbox."""
     if not (best_bid > 0.0 and best_ask > best_bid) or math.isnan(best_bid) or math.isnan(best_ask):
-        return 0
+        return
+    pf, state, p = ctx.pf, ctx.state, ctx.params
     pf[PF_MID] = 0.5 * (best_bid + best_ask)
     # same book, same portfolio, and no timer due: the decision would be the same "nothing"; this
     # runs on every book change, most of which leave the top and our orders as they were
-    if (best_bid == state[S_SEEN_BID] and best_ask == state[S_SEEN_ASK] and _version(pf) == state[S_SEEN_VERSION]
-            and now_ns < state[S_RECHECK_NS]):
-        return 0
+    if (best_bid == state.seen_bid and best_ask == state.seen_ask and _version(pf) == state.seen_version
+            and ctx.now_ns < state.recheck_ns):
+        return
     position = pf[PF_POSITION]
-    bid, ask = quote_prices(params, position, best_bid, best_ask, tick)
-    max_inventory = params[P_MAX_INVENTORY]
-    buy_room = max_inventory - position - open_qty(orders, Side.BUY)
-    sell_room = max_inventory + position - open_qty(orders, Side.SELL)
-    _side(params, state, pf, orders, records, count, strategy_id, symbol_id, tick, lot, now_ns, origin_ts_ns,
-          Side.BUY, bid, buy_room, S_LAST_BID_NS)
-    _side(params, state, pf, orders, records, count, strategy_id, symbol_id, tick, lot, now_ns, origin_ts_ns,
-          Side.SELL, ask, sell_room, S_LAST_ASK_NS)
-    state[S_SEEN_BID] = best_bid
-    state[S_SEEN_ASK] = best_ask
-    state[S_SEEN_VERSION] = _version(pf)
-    state[S_RECHECK_NS] = _recheck_ns(params, state, orders, now_ns)
-    return count[0] - before
+    bid, ask = quote_prices(p.spread_bps, p.skew_bps, p.max_inventory, position, best_bid, best_ask, ctx.tick)
+    buy_room = p.max_inventory - position - open_qty(ctx.orders, Side.BUY)
+    sell_room = p.max_inventory + position - open_qty(ctx.orders, Side.SELL)
+    state.last_bid_ns = _side(ctx, Side.BUY, bid, buy_room, state.last_bid_ns)
+    state.last_ask_ns = _side(ctx, Side.SELL, ask, sell_room, state.last_ask_ns)
+    state.seen_bid = best_bid
+    state.seen_ask = best_ask
+    state.seen_version = _version(pf)
+    state.recheck_ns = _recheck_ns(ctx)
+
+
+@njit(cache=True)
+def on_book(ctx, book):
+    quote(ctx, book.bid, book.ask)
+
+
+@njit(cache=True)
+def on_report(ctx, report):
+    # a fill changes inventory, hence the skew and the headroom: requote without waiting for the book
+    if ctx.best_bid == ctx.best_bid:
+        quote(ctx, ctx.best_bid, ctx.best_ask)

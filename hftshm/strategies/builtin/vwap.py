@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from hftshm.codes import EventKind, ReportEvent, Side, TimeInForce
+from hftshm.codes import Side
 from hftshm.strategies import portfolio_nb as pnb
-from hftshm.strategies.base import Param, Strategy
+from hftshm.strategies.base import Param
+from hftshm.strategies.builtin import vwap_nb as nb
+from hftshm.strategies.compiled import Array, CompiledStrategy
 
 
-class VwapExecution(Strategy):
+class VwapExecution(CompiledStrategy):
     """Executes target_qty on one side within horizon_s, slicing by market volume under a participation cap."""
 
     PARAMS = {
@@ -35,85 +35,39 @@ class VwapExecution(Strategy):
         "finish_fraction": Param(0.9, "the time floor completes the target by this fraction of the horizon",
                                  positive=True, max=1.0),
     }
+    STATE = {**nb.STATE, "gather": Array(nb.GATHER)}
     TIMER_INTERVAL_NS = 250_000_000
+    on_events = nb.on_events
+    on_timer = nb.on_timer
+    on_report = nb.on_report
 
     def initialize(self, params):
-        super().initialize(params)
         lot = self.symbol.lot_size
         if params["target_qty"] < lot:
             raise ValueError(f"target_qty {params['target_qty']} is below the lot size {lot}")
+        super().initialize(params)
         self.side = Side.BUY if params["side"] == "buy" else Side.SELL
         self.target = self.round_qty(params["target_qty"])
-        self.horizon_ns = int(params["horizon_s"] * 1e9)
-        self.start_ns = 0
-        self.done_ns = 0
-        self.market_qty = 0.0
-        self.market_notional = 0.0
-        self.fill_qty = 0.0
-        self.fill_notional = 0.0
-
-    # -- market ----------------------------------------------------------------------------------
-    def on_tick(self, events):
-        if self.start_ns == 0:
-            self.start_ns = int(events[0]["exch_ts_ns"])
-        if self.done_ns:
-            return
-        trades = events[events["kind"] == EventKind.TRADE]
-        if len(trades):
-            qty = trades["qty"]
-            self.market_qty += float(qty.sum())
-            self.market_notional += float(np.dot(qty, trades["price"]))
-        self._work()
-
-    def on_timer(self, now_ns):
-        self._work()
-
-    def on_execution_report(self, report):
-        if report["qty"] > 0 and int(report["event"]) in (ReportEvent.PARTIAL, ReportEvent.FILL):
-            self.fill_qty += float(report["qty"])
-            self.fill_notional += float(report["qty"]) * float(report["price"])
-            if self.remaining() < self.symbol.lot_size and not self.done_ns:
-                self.done_ns = self.now_ns
+        self.state["target"] = self.target
 
     def on_restart(self):
         # what this side executed before the restart is in the rebuilt portfolio: do not work it again
-        pf = self.portfolio.pf
-        self.fill_qty = float(pf[pnb.PF_BUY_QTY] if self.side == Side.BUY else pf[pnb.PF_SELL_QTY])
-        self.fill_notional = float(pf[pnb.PF_TRADED_NOTIONAL]) if self.fill_qty else 0.0
-        if self.fill_qty and self.remaining() < self.symbol.lot_size:
-            self.done_ns = int(pf[pnb.PF_LAST_FILL_TS]) or 1
+        pf, state = self.portfolio.pf, self.state
+        fill_qty = float(pf[pnb.PF_BUY_QTY] if self.side == Side.BUY else pf[pnb.PF_SELL_QTY])
+        state["fill_qty"] = fill_qty
+        state["fill_notional"] = float(pf[pnb.PF_TRADED_NOTIONAL]) if fill_qty else 0.0
+        if fill_qty and self.remaining() < self.symbol.lot_size:
+            state["done_ns"] = int(pf[pnb.PF_LAST_FILL_TS]) or 1
 
-    # -- decisions -------------------------------------------------------------------------------
     def remaining(self) -> float:
-        return self.round_qty(self.target - self.fill_qty + 1e-12)
+        return self.round_qty(self.target - float(self.state["fill_qty"]) + 1e-12)
 
-    def _work(self) -> None:
-        if self.done_ns or self.start_ns == 0 or self.portfolio.count("open_orders"):
-            return
-        remaining = self.remaining()
-        if remaining < self.symbol.lot_size:
-            return
-        p = self.params
-        elapsed = self.now_ns - self.start_ns
-        finish_ns = p["finish_fraction"] * self.horizon_ns
-        if elapsed >= finish_ns:
-            self._send(remaining, market=True)
-            return
-        by_volume = p["participation"] * self.market_qty
-        by_time = self.target * elapsed / finish_ns
-        wanted = min(self.target, max(by_volume, by_time))
-        child = self.round_qty(min(wanted - self.fill_qty, p["max_slice"], remaining))
-        if child >= self.symbol.lot_size:
-            self._send(child, market=False)
-
-    def _send(self, qty: float, market: bool) -> None:
-        self.signal()
-        if market:
-            (self.buy_market if self.side == Side.BUY else self.sell_market)(qty)
-        elif self.side == Side.BUY and self.best_ask == self.best_ask:
-            self.buy(self.best_ask, qty, TimeInForce.IOC)
-        elif self.side == Side.SELL and self.best_bid == self.best_bid:
-            self.sell(self.best_bid, qty, TimeInForce.IOC)
+    def __getattr__(self, name):
+        # the Python version's attributes (fill_qty, market_qty, start_ns, done_ns...) read the state
+        state = self.__dict__.get("state_array")
+        if state is not None and name in state.dtype.names:
+            return state[0][name].item()
+        raise AttributeError(name)
 
     # -- results ---------------------------------------------------------------------------------
     def summary(self):
