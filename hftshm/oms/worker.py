@@ -32,7 +32,7 @@ import time
 import numpy as np
 
 from hftshm.codes import Reason, TradingState
-from hftshm.oms import cycle_nb, oms_nb, timers_nb
+from hftshm.oms import cycle_nb, oms_nb, stage_nb, timers_nb
 from hftshm.oms.config import journal_path, spill_path
 from hftshm.oms.engine import ORDER_EVENT, OmsEngine
 from hftshm.oms.journal import Journal, journal_pending_records
@@ -169,6 +169,24 @@ class OmsWorker(Worker):
                 return work
         # the writer's ring is full, or events wait in the spill file, or there is no ring at all
         return self._slow_cycle()
+
+    # -- the compiled trading cycle (hftshm.runtime.trading_cycle) ---------------------------------
+
+    def compiled_stage(self, force: bool = False):
+        """``oms.stage_nb.OmsStage`` while the fast path applies (recovered, not deterministic, an
+        event ring and no spill), else None. ``force``: whatever the state, if there is an event ring."""
+        if self._rings is None:
+            return None
+        if not force and (self.recovering or self._lockstep or self.spill.pending_bytes):
+            return None
+        engine = self.engine
+        return stage_nb.OmsStage(engine.book, engine.ctl, engine.out, self._rings, self._report_ctrls,
+                                 self._report_records, engine.words, self._histogram, self._tick_to_order,
+                                 self.counters, self.batch)
+
+    def compiled_housekeeping(self, now_ns: int) -> int:
+        self.counters[_X["event_spill_gauge"]] = self.overflow_n
+        return 0
 
     def _slow_cycle(self) -> int:
         """The same cycle step by step in Python, with events that do not fit going to the spill file."""

@@ -95,7 +95,16 @@ def run_process(manifest: RunManifest, process_name: str, sigint_handler=None) -
             worker_log.info("started in process %s (pid %d, cpu %d)", process_name, os.getpid(), process.cpu)
             slots.append(WorkerSlot(worker, name, row))
         wait_strategy = attachments.wait_strategy(process)
-        runner = DutyCycleRunner(slots, status, wait_strategy, pumps=attachments.pumps(process))
+        compiled = None
+        if manifest.transport == "shm":
+            from hftshm.runtime.trading_cycle import TradingCycle
+
+            compiled = TradingCycle.for_workers([slot.worker for slot in slots], wait_strategy)
+            if compiled is not None and not compiled.warm():
+                compiled = None
+            if compiled is not None:
+                log.info("process %s: strategies, risk, OMS and exchange run in one compiled cycle", process_name)
+        runner = DutyCycleRunner(slots, status, wait_strategy, pumps=attachments.pumps(process), compiled=compiled)
         with jit_watch.watching(log, process_name):
             return runner.run()
     except Exception:
