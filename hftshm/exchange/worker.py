@@ -95,6 +95,8 @@ class ExchangeWorker(Worker):
 
     # ------------------------------------------------------------------ duty cycle
     def do_work(self) -> int:
+        if self._stage is not None:
+            self._adopt_stage_backlog()
         work = self._flush_backlog()
         if any(self._backlog):
             return work  # an output ring is full: take no more input until it drains
@@ -201,13 +203,26 @@ class ExchangeWorker(Worker):
             self._stage = stage_nb.ExchangeStage(
                 self.orders_in.ctrl, self.orders_in.records, self.market_in.ctrl, self.market_in.records,
                 tuple(r.ctrl for r in self.reports_out), tuple(r.records for r in self.reports_out), S, pend,
-                pend_arrival, room_per_order, np.zeros(max(4 * room_per_order, self.batch), dtype=self.sim._out.dtype),
+                pend_arrival, room_per_order, np.zeros(len(self.sim._out), dtype=self.sim._out.dtype),
+                np.zeros(stage_nb.OutQueue.SIZE, dtype=np.int64),
                 np.zeros(self.batch, dtype=self.orders_in.records.dtype), self._watermark,
                 self._hop if self._hop is not None else np.zeros(0, dtype=np.int64), self.counters, index, self.batch)
         elif self._stage.pend is not self.sim.kernel_state[1]:
             self._stage = None  # the pending queue grew on the Python path: rebuild
             return self.compiled_stage(force)
         return self._stage
+
+    def _adopt_stage_backlog(self) -> None:
+        """Reports the compiled stage staged but could not publish yet go first on the Python path."""
+        q = self._stage.out_queue
+        head, tail = int(q[stage_nb.OutQueue.HEAD]), int(q[stage_nb.OutQueue.TAIL])
+        if tail > head:
+            staged = self._stage.out[head:tail].copy()
+            staged["local_ts_ns"] = time.monotonic_ns()
+            self.counters[_C["reports_out"]] += len(staged)
+            for k in range(len(self.reports_out)):
+                self._backlog[k].insert(0, staged if k == 0 else staged.copy())
+        q[:] = 0
 
     def compiled_housekeeping(self, now_ns: int) -> int:
         self.watermark_ns = max(self.watermark_ns, int(self._watermark[0]))

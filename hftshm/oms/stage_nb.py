@@ -44,7 +44,7 @@ def realtime_ns():
     return _clock_gettime_ns(CLOCK_REALTIME)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def step(stage):
     """One OMS duty cycle; records handled, 0 when idle, ``NEEDS_PYTHON`` when the writer is behind."""
     now = monotonic_ns()

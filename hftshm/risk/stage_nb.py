@@ -52,7 +52,7 @@ class RiskStage(NamedTuple):
     batch: int  # most intents per check
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def step(stage):
     """One risk duty cycle over its rings; returns records consumed (0: nothing to do)."""
     work = 0

@@ -98,7 +98,7 @@ class MmStage(NamedTuple):
     counter_slots: MmCounters
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _flush_intents(s):
     """The callback's intents into the intent ring (room was checked before the callback)."""
     n = s.intent_count[0]
@@ -119,7 +119,7 @@ def _flush_intents(s):
     s.counters[s.counter_slots.intents] += n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _quote(s, origin_ts_ns):
     v = s.book_top
     on_book(s.params, s.state, s.pf, s.orders, s.intents, s.intent_count, s.strategy_id, s.symbol_id, s.tick,
@@ -127,12 +127,12 @@ def _quote(s, origin_ts_ns):
     _flush_intents(s)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _room(s):
     return claimable(s.intent_ctrl, INTENT_ROOM) >= INTENT_ROOM
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def take_reports(s, k):
     ctrl = s.report_ctrls[k]
     records = s.report_records[k]
@@ -162,7 +162,7 @@ def take_reports(s, k):
     return done
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def take_events(s):
     """The maker ignores ticks; they move its market time (and origin stamp) only."""
     n = try_poll(s.event_ctrl, EVENT_BATCH)
@@ -181,7 +181,7 @@ def take_events(s):
     return n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def take_books(s):
     """The newest snapshot of the strategy's symbol in the batch goes to the maker."""
     if not _room(s):
@@ -215,7 +215,7 @@ def take_books(s):
     return n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def step(s):
     """One strategies duty cycle for the market maker; returns records taken."""
     work = 0

@@ -147,6 +147,8 @@ class DutyCycleRunner:
             if any(slot.closed for slot in active):
                 active = [slot for slot in active if not slot.closed]
             self.wait.idle(total)
+        if self.compiled is not None:
+            log.info("%s", self.compiled.summary())
         return 0
 
     def _close(self, slot: WorkerSlot, exit_code: int) -> None:

@@ -122,6 +122,10 @@ class TradingCycle:
         self.risk, self.oms, self.exchange = risk, oms, exchange
         self.limits = nb.SliceLimits(int(slice_ns), max(int(slice_ns), MAX_SLICE_NS), int(spin_ns))
         self.slices = 0
+        self.passes = 0
+        self.in_slices_ns = 0  # time spent inside compiled slices
+        self.between_ns = 0  # time between them (housekeeping, the wait strategy's park, Python rounds)
+        self._left_ns = 0
         self.python_rounds = 0  # rounds a stage needed its Python path
 
     @classmethod
@@ -176,12 +180,24 @@ class TradingCycle:
         if bundles is None:
             self.python_rounds += 1
             return None
+        entered = time.monotonic_ns()
+        if self._left_ns:
+            self.between_ns += entered - self._left_ns
         try:
             result = nb.run_slice(self.strategies.step, *bundles, self.limits)
         finally:
             self.strategies.leave()
+        self._left_ns = time.monotonic_ns()
+        self.in_slices_ns += self._left_ns - entered
         self.slices += 1
+        self.passes += result.passes
         return result
+
+    def summary(self) -> str:
+        per_pass = self.in_slices_ns / self.passes if self.passes else 0.0
+        return (f"compiled cycle: {self.slices} slices, {self.passes} passes ({per_pass:.0f} ns each, call "
+                f"included), {self.in_slices_ns / 1e9:.2f} s in slices, {self.between_ns / 1e9:.2f} s between "
+                f"them, {self.python_rounds} Python rounds")
 
     def housekeeping(self, now_ns: int) -> int:
         return (self.strategies.housekeeping(now_ns) + self.risk.compiled_housekeeping(now_ns)

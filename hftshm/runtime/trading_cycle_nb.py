@@ -58,7 +58,9 @@ class SliceResult(NamedTuple):
     passes: int
 
 
-@njit(cache=True, nogil=True)
+# not cached: its first argument is a dispatcher, which numba's cache index cannot pickle across
+# processes; each process compiles it once at start (``TradingCycle.warm``), its stages come from the cache
+@njit(nogil=True, _nrt=False)
 def run_slice(strategies_step, strategies, risk, oms, exchange, limits):
     """Loop the four stages until housekeeping is due, the process has been idle ``spin_ns``, or a
     stage needs Python. Returns a ``SliceResult``."""
