@@ -218,9 +218,10 @@ def status_line(snapshot, elapsed_s: float) -> str:
     tick_to_order = snapshot.histograms.get(TICK_TO_ORDER)
     figures = summarize(tick_to_order) if tick_to_order is not None else None
     p50 = f"{figures.p50_ns / 1e3:.1f}us" if figures is not None and figures.count else "-"
+    pnl = account_pnl(snapshot)["total"]
     return (f"events {progress}  {rate / 1e6:.2f}M/s  intents {_counter(snapshot, 'strategies', 'intents'):,}  "
             f"orders {_counter(snapshot, 'oms', 'orders'):,}  fills {_counter(snapshot, 'exchange', 'fills'):,}  "
-            f"tick->order p50 {p50}  PnL {account_pnl(snapshot)["total"]:+,.2f}")
+            f"tick->order p50 {p50}  PnL {pnl:+,.2f}")
 
 
 def account_pnl(snapshot) -> dict:
