@@ -213,7 +213,9 @@ class ExchangeWorker(Worker):
         return self._stage
 
     def _adopt_stage_backlog(self) -> None:
-        """Reports the compiled stage staged but could not publish yet go first on the Python path."""
+        """Reports the compiled stage staged but could not publish yet go first on the Python path;
+        the rings' dense ``seq`` continues from what the stage published."""
+        self._seq = [ring.producer_position for ring in self.reports_out]
         q = self._stage.out_queue
         head, tail = int(q[stage_nb.OutQueue.HEAD]), int(q[stage_nb.OutQueue.TAIL])
         if tail > head:
