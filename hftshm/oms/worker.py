@@ -180,9 +180,12 @@ class OmsWorker(Worker):
         if not force and (self.recovering or self._lockstep or self.spill.pending_bytes):
             return None
         engine = self.engine
-        return stage_nb.OmsStage(engine.book, engine.ctl, engine.out, self._rings, self._report_ctrls,
-                                 self._report_records, engine.words, self._histogram, self._tick_to_order,
-                                 self.counters, self.batch)
+        cached = getattr(self, "_compiled", None)
+        if cached is None or cached.book is not engine.book:
+            self._compiled = stage_nb.OmsStage(engine.book, engine.ctl, engine.out, self._rings, self._report_ctrls,
+                                               self._report_records, engine.words, self._histogram,
+                                               self._tick_to_order, self.counters, self.batch)
+        return self._compiled
 
     def compiled_housekeeping(self, now_ns: int) -> int:
         self.counters[_X["event_spill_gauge"]] = self.overflow_n

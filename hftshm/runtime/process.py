@@ -103,7 +103,7 @@ def run_process(manifest: RunManifest, process_name: str, sigint_handler=None) -
             if compiled is not None and not compiled.warm():
                 compiled = None
             if compiled is not None:
-                log.info("process %s: strategies, risk, OMS and exchange run in one compiled cycle", process_name)
+                log.info("process %s: %s", process_name, compiled.describe())
         runner = DutyCycleRunner(slots, status, wait_strategy, pumps=attachments.pumps(process), compiled=compiled)
         with jit_watch.watching(log, process_name):
             return runner.run()

@@ -62,7 +62,8 @@ def builtin_market_maker_step(worker) -> StrategiesStep:
     index = mm_nb.MmCounters(C["events"], C["books"], C["reports"], C["intents"], C["backpressure_cycles"],
                              C["orphan_reports"])
     empty = np.zeros(0, dtype=np.int64)
-    current: list = [None]
+    current: list = [None]  # the strategy of the slice running now (its state goes back after it)
+    built: list = [None, None]  # (strategy, its bundle)
 
     def stage(force: bool = False):
         current[0] = None
@@ -83,10 +84,13 @@ def builtin_market_maker_step(worker) -> StrategiesStep:
         view[mm_nb.MmView.BEST_BID] = strategy.best_bid
         view[mm_nb.MmView.BEST_ASK] = strategy.best_ask
         view[mm_nb.MmView.MID] = strategy.mid
+        current[0] = strategy
+        if built[0] is strategy:
+            return built[1]  # the same strategy, the same arrays: reuse the bundle
         books, events = worker.books_in[0], worker.events_in[0]
         symbol = strategy.symbol
-        current[0] = strategy
-        return mm_nb.MmStage(
+        built[0] = strategy
+        built[1] = mm_nb.MmStage(
             books.ctrl, books.records, events.ctrl, events.records, tuple(r.ctrl for r in worker.reports_in),
             tuple(r.records for r in worker.reports_in), worker.intents_out.ctrl, worker.intents_out.records,
             strategy.kernel_params, strategy.kernel_state, strategy.portfolio.pf, strategy.portfolio.orders,
@@ -94,6 +98,7 @@ def builtin_market_maker_step(worker) -> StrategiesStep:
             float(symbol.tick_size), float(symbol.lot_size),
             worker._book_age if len(worker._book_age) else empty,
             worker._tick_to_intent if len(worker._tick_to_intent) else empty, worker.counters, index)
+        return built[1]
 
     def leave():
         strategy = current[0]
@@ -129,8 +134,10 @@ class TradingCycle:
         self.python_rounds = 0  # rounds a stage needed its Python path
 
     @classmethod
-    def for_workers(cls, workers: list, wait_strategy) -> "TradingCycle | None":
-        """The cycle for a process running exactly these stage workers, or None."""
+    def for_workers(cls, workers: list, wait_strategy):
+        """The compiled cycle for a process running exactly these workers: a ``TradingCycle`` for
+        the four stage workers (composite), a ``StageCycle`` for one of them alone
+        (process-per-worker), else None."""
         if not enabled():
             return None
         from hftshm.exchange.worker import ExchangeWorker
@@ -143,11 +150,19 @@ class TradingCycle:
             for kind in found:
                 if type(worker) is kind:
                     found[kind].append(worker)
+        if len(workers) == 1 and any(found.values()):
+            worker = workers[0]
+            if type(worker) is StrategyWorker:
+                return StageCycle(builtin_market_maker_step(worker), "strategies", spin_ns_of(wait_strategy))
+            return StageCycle(worker_stage(worker), type(worker).__name__, spin_ns_of(wait_strategy))
         if len(workers) != 4 or any(len(v) != 1 for v in found.values()):
             return None
         strategies = builtin_market_maker_step(found[StrategyWorker][0])
         return cls(strategies, found[RiskWorker][0], found[OmsWorker][0], found[ExchangeWorker][0],
                    spin_ns_of(wait_strategy))
+
+    def describe(self) -> str:
+        return "strategies, risk, OMS and exchange run in one compiled cycle"
 
     def stages(self, force: bool = False) -> tuple | None:
         s = self.strategies.stage(force)
@@ -202,6 +217,68 @@ class TradingCycle:
     def housekeeping(self, now_ns: int) -> int:
         return (self.strategies.housekeeping(now_ns) + self.risk.compiled_housekeeping(now_ns)
                 + self.oms.compiled_housekeeping(now_ns) + self.exchange.compiled_housekeeping(now_ns))
+
+
+def worker_stage(worker) -> StrategiesStep:
+    """Risk, the OMS or the exchange as a one-stage compiled cycle: its ``stage_nb.step`` over its
+    ``compiled_stage()`` bundle."""
+    from hftshm.exchange import stage_nb as exchange_stage
+    from hftshm.exchange.worker import ExchangeWorker
+    from hftshm.oms import stage_nb as oms_stage
+    from hftshm.oms.worker import OmsWorker
+    from hftshm.risk import stage_nb as risk_stage
+
+    step = (oms_stage.step if isinstance(worker, OmsWorker)
+            else exchange_stage.step if isinstance(worker, ExchangeWorker) else risk_stage.step)
+    return StrategiesStep(step, worker.compiled_stage, lambda: None, worker.compiled_housekeeping)
+
+
+class StageCycle:
+    """process-per-worker: one stage's kernel looped in compiled code (``trading_cycle_nb.run_stage``),
+    with the same slice ends, housekeeping and fallback as ``TradingCycle``."""
+
+    def __init__(self, stage: StrategiesStep, name: str, spin_ns: int, slice_ns: int = SLICE_NS):
+        self.stage = stage
+        self.name = name
+        self.limits = nb.SliceLimits(int(slice_ns), max(int(slice_ns), MAX_SLICE_NS), int(spin_ns))
+        self.slices = self.passes = self.in_slices_ns = self.between_ns = self.python_rounds = 0
+        self._left_ns = 0
+
+    def describe(self) -> str:
+        return f"{self.name} runs its stage in a compiled loop"
+
+    def warm(self) -> bool:
+        from numba import typeof
+
+        bundle = self.stage.stage(True)
+        if bundle is None:
+            return False
+        self.stage.leave()
+        nb.run_stage.compile((typeof(self.stage.step), typeof(bundle), typeof(self.limits)))
+        return True
+
+    def run_slice(self):
+        bundle = self.stage.stage(False)
+        if bundle is None:
+            self.python_rounds += 1
+            return None
+        entered = time.monotonic_ns()
+        if self._left_ns:
+            self.between_ns += entered - self._left_ns
+        try:
+            result = nb.run_stage(self.stage.step, bundle, self.limits)
+        finally:
+            self.stage.leave()
+        self._left_ns = time.monotonic_ns()
+        self.in_slices_ns += self._left_ns - entered
+        self.slices += 1
+        self.passes += result.passes
+        return result
+
+    def housekeeping(self, now_ns: int) -> int:
+        return self.stage.housekeeping(now_ns)
+
+    summary = TradingCycle.summary
 
 
 def spin_ns_of(wait_strategy) -> int:

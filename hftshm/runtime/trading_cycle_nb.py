@@ -89,3 +89,32 @@ def run_slice(strategies_step, strategies, risk, oms, exchange, limits):
             return SliceResult(_CADENCE, total, passes)
         if now - idle_since >= limits.spin_ns:
             return SliceResult(_IDLE, total, passes)
+
+
+# process-per-worker placement: one stage per process, the same loop around it (not cached either:
+# its first argument is a dispatcher)
+@njit(nogil=True, _nrt=False)
+def run_stage(step, stage, limits):
+    """``run_slice`` for a process that runs one stage: ``step(stage)`` until housekeeping is due,
+    ``spin_ns`` idle, or the step returns a negative value (it needs its Python path)."""
+    start = monotonic_ns()
+    idle_since = start
+    total = 0
+    passes = 0
+    while True:
+        passes += 1
+        work = step(stage)
+        if work < 0:
+            return SliceResult(_NEEDS_PYTHON, total, passes)
+        now = monotonic_ns()
+        elapsed = now - start
+        if work > 0:
+            total += work
+            idle_since = now
+            if elapsed >= limits.max_slice_ns:
+                return SliceResult(_CADENCE, total, passes)
+            continue
+        if elapsed >= limits.slice_ns:
+            return SliceResult(_CADENCE, total, passes)
+        if now - idle_since >= limits.spin_ns:
+            return SliceResult(_IDLE, total, passes)

@@ -154,3 +154,22 @@ def test_only_the_four_stage_workers_get_a_compiled_cycle(rigs, monkeypatch):
     assert TradingCycle.for_workers(rig.workers[:3], wait) is None
     monkeypatch.setenv("HFTSHM_COMPILED_CYCLE", "0")
     assert TradingCycle.for_workers(rig.workers, wait) is None
+
+
+def test_process_per_worker_runs_one_stage_in_a_compiled_loop(rigs):
+    """StageCycle: risk alone (process-per-worker placement) checks and forwards in run_stage."""
+    from hftshm.runtime.trading_cycle import StageCycle
+
+    rig = rigs("alone")
+    cycle = TradingCycle.for_workers([rig.risk], WaitStrategy.from_config("busy-spin"))
+    assert isinstance(cycle, StageCycle) and cycle.warm()
+    cycle.limits = cycle.limits._replace(slice_ns=0, max_slice_ns=0)
+    records, bid, ask = market(0)
+    rig.events(records)
+    rig.book(bid, ask, int(records[-1]["exch_ts_ns"]), publish_ts_ns=1)
+    rig.strategies.do_work()  # the strategies (another process in that placement) quote: two intents
+    result = cycle.run_slice()
+    assert result.end == SliceEnd.CADENCE and result.work >= 3  # the book's mark and both intents
+    assert rig.rings["orders"].occupancy() == 2
+    oms = TradingCycle.for_workers([rig.oms], WaitStrategy.from_config("busy-spin"))
+    assert oms.warm() and oms.run_slice().work == 2 and rig.peek_exchange_orders() == 2
