@@ -96,7 +96,8 @@ def run_process(manifest: RunManifest, process_name: str, sigint_handler=None) -
             slots.append(WorkerSlot(worker, name, row))
         wait_strategy = attachments.wait_strategy(process)
         compiled = None
-        if manifest.transport == "shm":
+        # deterministic runs keep the Python lockstep path (hftshm.runtime.lockstep) in every stage
+        if manifest.transport == "shm" and not getattr(config.platform, "deterministic", False):
             from hftshm.runtime.trading_cycle import TradingCycle
 
             compiled = TradingCycle.for_workers([slot.worker for slot in slots], wait_strategy)

@@ -32,6 +32,7 @@ ENV_SWITCH = "HFTSHM_COMPILED_CYCLE"  # "0": the Python duty cycle everywhere (c
 SLICE_NS = 2_000_000  # housekeeping cadence
 MAX_SLICE_NS = 20_000_000  # ... even when work never stops
 NEVER_NS = 1 << 62
+RECHECK_NS = 1_000_000  # after a stage needed Python, run Python rounds this long before asking again
 
 
 def enabled() -> bool:
@@ -131,6 +132,7 @@ class TradingCycle:
         self.in_slices_ns = 0  # time spent inside compiled slices
         self.between_ns = 0  # time between them (housekeeping, the wait strategy's park, Python rounds)
         self._left_ns = 0
+        self._python_until_ns = 0
         self.python_rounds = 0  # rounds a stage needed its Python path
 
     @classmethod
@@ -190,11 +192,18 @@ class TradingCycle:
         return True
 
     def run_slice(self):
-        """One compiled slice, or None when a stage needs its Python path this round."""
+        """One compiled slice, or None when a stage needs its Python path this round. After a None,
+        the stages are asked again only ``RECHECK_NS`` later: asking costs microseconds of Python,
+        which the Python rounds in between should not pay each time."""
+        if self._python_until_ns and time.monotonic_ns() < self._python_until_ns:
+            self.python_rounds += 1
+            return None
         bundles = self.stages()
         if bundles is None:
             self.python_rounds += 1
+            self._python_until_ns = time.monotonic_ns() + RECHECK_NS
             return None
+        self._python_until_ns = 0
         entered = time.monotonic_ns()
         if self._left_ns:
             self.between_ns += entered - self._left_ns
@@ -242,7 +251,7 @@ class StageCycle:
         self.name = name
         self.limits = nb.SliceLimits(int(slice_ns), max(int(slice_ns), MAX_SLICE_NS), int(spin_ns))
         self.slices = self.passes = self.in_slices_ns = self.between_ns = self.python_rounds = 0
-        self._left_ns = 0
+        self._left_ns = self._python_until_ns = 0
 
     def describe(self) -> str:
         return f"{self.name} runs its stage in a compiled loop"
@@ -258,10 +267,15 @@ class StageCycle:
         return True
 
     def run_slice(self):
+        if self._python_until_ns and time.monotonic_ns() < self._python_until_ns:
+            self.python_rounds += 1
+            return None
         bundle = self.stage.stage(False)
         if bundle is None:
             self.python_rounds += 1
+            self._python_until_ns = time.monotonic_ns() + RECHECK_NS
             return None
+        self._python_until_ns = 0
         entered = time.monotonic_ns()
         if self._left_ns:
             self.between_ns += entered - self._left_ns

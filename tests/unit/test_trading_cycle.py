@@ -3,11 +3,13 @@ workers' Python duty cycles: the same market in, the same orders, fills, positio
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
 from hftshm.codes import EventFlag, EventKind, Side
-from hftshm.runtime.trading_cycle import TradingCycle
+from hftshm.runtime.trading_cycle import RECHECK_NS, TradingCycle
 from hftshm.runtime.trading_cycle_nb import SliceEnd
 from hftshm.strategies.portfolio_nb import PF_FILLS, PF_POSITION
 from hftshm.transport.layout import load
@@ -142,10 +144,12 @@ def test_a_stage_that_needs_python_keeps_the_whole_cycle_on_the_python_path(rigs
     assert rig.risk.compiled_stage() is None and cycle.run_slice() is None
     rig.control.set_kill_switch(False)
     rig.risk.do_work()  # the Python step notices the switch went off
+    assert cycle.run_slice() is None  # asked again only RECHECK_NS after the last refusal
+    time.sleep(2 * RECHECK_NS / 1e9)
     assert cycle.run_slice() is not None
     rig.strategies.host.pause(next(iter(rig.strategies.host.slots)))
     assert cycle.run_slice() is None  # a paused strategy: the Python worker cancels and reports
-    assert cycle.python_rounds == 2
+    assert cycle.python_rounds == 3
 
 
 def test_only_the_four_stage_workers_get_a_compiled_cycle(rigs, monkeypatch):
