@@ -28,7 +28,7 @@ class OmsStage(NamedTuple):
     book: tuple  # OmsEngine.book
     ctl: tuple  # OmsEngine.ctl
     out: tuple  # OmsEngine.out (staging)
-    rings: tuple  # (orders in, reports in, exchange out, events out): ctrl, records each
+    rings: tuple  # cycle_nb.OmsRings
     report_ctrls: tuple  # one per execution_report output ring (strategies, risk)
     report_records: tuple
     words: np.ndarray  # OmsEngine.words (the next ack deadline)
@@ -48,7 +48,8 @@ def realtime_ns():
 def step(stage):
     """One OMS duty cycle; records handled, 0 when idle, ``NEEDS_PYTHON`` when the writer is behind."""
     now = monotonic_ns()
-    if not has_data(stage.rings[0]) and not has_data(stage.rings[2]) and now < stage.words[O_NEXT_DEADLINE]:
+    if (not has_data(stage.rings.orders_ctrl) and not has_data(stage.rings.reports_ctrl)
+            and now < stage.words[O_NEXT_DEADLINE]):
         return 0
     work = cycle(stage.book, stage.ctl, stage.out, stage.rings, stage.report_ctrls, stage.report_records,
                  stage.hop_histogram, stage.tick_to_order, stage.counters, stage.batch, now, realtime_ns())

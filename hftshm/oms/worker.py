@@ -105,9 +105,9 @@ class OmsWorker(Worker):
         self._tick_to_order = tick_to_order if tick_to_order is not None else np.zeros(0, dtype=np.int64)
         self._rings = None
         if self.events_out is not None:  # the fast path: one numba call per cycle
-            self._rings = (self.orders_in.ctrl, self.orders_in.records, self.reports_in.ctrl, self.reports_in.records,
-                           self.exchange_out.ctrl, self.exchange_out.records, self.events_out.ctrl,
-                           self.events_out.records)
+            self._rings = cycle_nb.OmsRings(self.orders_in.ctrl, self.orders_in.records, self.reports_in.ctrl,
+                                            self.reports_in.records, self.exchange_out.ctrl,
+                                            self.exchange_out.records, self.events_out.ctrl, self.events_out.records)
             self._report_ctrls = tuple(r.ctrl for r in self.reports_out)
             self._report_records = tuple(r.records for r in self.reports_out)
         self._lockstep = lockstep.enabled(ctx)

@@ -144,12 +144,11 @@ def test_a_stage_that_needs_python_keeps_the_whole_cycle_on_the_python_path(rigs
     assert rig.risk.compiled_stage() is None and cycle.run_slice() is None
     rig.control.set_kill_switch(False)
     rig.risk.do_work()  # the Python step notices the switch went off
-    assert cycle.run_slice() is None  # asked again only RECHECK_NS after the last refusal
-    time.sleep(2 * RECHECK_NS / 1e9)
+    time.sleep(2 * RECHECK_NS / 1e9)  # after a refusal the stages are asked again only RECHECK_NS later
     assert cycle.run_slice() is not None
     rig.strategies.host.pause(next(iter(rig.strategies.host.slots)))
     assert cycle.run_slice() is None  # a paused strategy: the Python worker cancels and reports
-    assert cycle.python_rounds == 3
+    assert cycle.python_rounds == 2
 
 
 def test_only_the_four_stage_workers_get_a_compiled_cycle(rigs, monkeypatch):
