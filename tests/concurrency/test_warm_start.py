@@ -41,7 +41,8 @@ def test_the_compiled_trading_cycle_compiles_nothing_inside_a_step(run_dir):
     """The market maker alone: the composite trading process runs its compiled cycle
     (hftshm.runtime.trading_cycle), compiled before the first step."""
     config = e2e_config(run_dir, {**BUSY_MARKET_MAKER, "platform": {"placement": "composite",
-                                                                    "run_dir": str(run_dir)}})
+                                                                    "run_dir": str(run_dir)},
+                                  "feed": {"speed": 50.0}})  # paced: a flood (speed 0) keeps the Python cycle
     result = run_platform(config, timeout_s=600)
     assert result.counters["oms"]["orders_created"] > 50 and result.counters["exchange"]["fills"] > 0
     text = result.logs["strategies"]

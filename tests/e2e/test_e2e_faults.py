@@ -49,7 +49,7 @@ KILLS = [
     ("process-per-worker", "oms_writer"),
     ("composite", "market-data"),
     ("composite", "trading"),
-    # the market maker alone: the trading process runs the compiled trading cycle (runtime.trading_cycle)
+    # the market maker alone, paced: the trading process runs the compiled trading cycle (runtime.trading_cycle)
     ("composite-market-maker", "trading"),
 ]
 
@@ -80,7 +80,8 @@ def killed(request, tmp_path_factory):
     placement, process = request.param
     if (placement, process) not in _kill_results:
         run_dir = tmp_path_factory.mktemp(f"kill-{process}") / "run"
-        strategies = BUSY_MARKET_MAKER if placement.endswith("-market-maker") else MARKET_MAKER_AND_VWAP
+        compiled = placement.endswith("-market-maker")  # paced: a flood (speed 0) keeps the Python cycle
+        strategies = merge(BUSY_MARKET_MAKER, {"feed": {"speed": 20.0}}) if compiled else MARKET_MAKER_AND_VWAP
         config = e2e_config(run_dir, merge(strategies, {"platform": {
             "placement": placement.removesuffix("-market-maker")}}))
         when = feed_midway if process in ("feed", "market-data") else trading_midway
