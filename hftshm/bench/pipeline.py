@@ -47,39 +47,81 @@ def pipeline_command(
     placements: str = typer.Option("composite,process-per-worker", help="comma-separated placements to run"),
     transports: str = typer.Option("shm,zmq", help="comma-separated transports: shm, zmq"),
     modes: str = typer.Option("flood,paced", help="comma-separated modes: flood (speed 0), paced (--speed)"),
-    speed: float = typer.Option(10.0, help="paced mode: replay speed (1 = real time)"),
+    speed: float = typer.Option(None, help="paced mode: one replay speed (1 = real time); default: --speeds"),
+    speeds: str = typer.Option("10,1", help="paced mode: comma-separated replay speeds"),
     duration: float = typer.Option(20.0, help="paced mode: seconds of wall time per variant"),
+    waits: str = typer.Option("", help="comma-separated wait strategies for the trading workers (busy-spin, "
+                                       "spin-yield, spin-park); default: the config's"),
+    cycles: str = typer.Option("compiled", help="comma-separated: compiled (the compiled trading cycle), "
+                                                "python (the Python duty cycle, for comparison)"),
     json_path: Path = typer.Option(None, "--json", help="write {\"results\": [...]} here"),
 ) -> None:
     """Real data through feed -> strategies -> risk -> oms -> exchange, hftshm rings vs pyzmq,
-    flooded (speed 0) and paced, with tick-to-order and its per-hop breakdown."""
+    flooded (speed 0) and paced, with tick-to-order, its per-hop breakdown and CPU per process."""
     from hftshm.bench.report import emit
 
+    paced_speeds = [float(speed)] if speed is not None else [float(x) for x in _split(speeds)]
+    wait_names = _split(waits) or [None]
+    for cycle in _split(cycles):
+        if cycle not in ("compiled", "python"):
+            raise typer.BadParameter(f"cycle {cycle!r}; allowed: compiled, python", param_hint="--cycles")
     results, hops = [], []
     for mode in _split(modes):
         if mode not in ("flood", "paced"):
             raise typer.BadParameter(f"mode {mode!r}; allowed: flood, paced", param_hint="--modes")
-        for transport in _split(transports):
-            for placement in _split(placements):
-                row, hop_rows = run_variant(config, placement, transport, mode, speed, duration)
-                results.append(row)
-                hops += hop_rows
-    notes = ratio_notes(results)
+        for mode_speed in (paced_speeds if mode == "paced" else [0.0]):
+            for wait in wait_names:
+                for cycle in _split(cycles):
+                    for transport in _split(transports):
+                        if transport == "zmq" and (cycle != "compiled" or wait is not None):
+                            continue  # the comparison transport: once per mode and speed
+                        for placement in _split(placements):
+                            row, hop_rows = run_variant(config, placement, transport, mode, mode_speed, duration,
+                                                        wait=wait, cycle=cycle)
+                            results.append(row)
+                            hops += hop_rows
+    notes = ratio_notes(results) + cpu_notes(results)
     emit("pipeline: real day end to end, tick-to-order and its hops (latencies in ns)", results + hops,
-         json_path, notes, width=160,
-         columns=["name", "events", "ops_per_s", "ops_per_cpu_s", "count", "p50_ns", "p99_ns", "p999_ns"])
+         json_path, notes, width=180,
+         columns=["name", "events", "ops_per_s", "ops_per_cpu_s", "cpu", "count", "p50_ns", "p99_ns", "p999_ns"])
 
 
 def _split(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def variant_name(transport: str, placement: str, mode: str, speed: float = 10.0, wait: str | None = None,
+                 cycle: str = "compiled") -> str:
+    """The entry's name: ``pipeline-hftshm/composite/paced`` for speed 10 (names kept stable), a
+    ``-speed<N>`` suffix on the mode for other speeds, then ``/wait-<name>`` and ``/python-cycle``
+    for variants that are not the config's wait strategy or the compiled cycle."""
+    base = "pipeline-hftshm" if transport == "shm" else "pipeline-zmq"
+    label = mode if mode == "flood" or speed == 10.0 else f"{mode}-speed{speed:g}"
+    name = f"{base}/{placement}/{label}"
+    if wait:
+        name += f"/wait-{wait}"
+    if cycle != "compiled":
+        name += f"/{cycle}-cycle"
+    return name
+
+
+def cpu_notes(results: list[dict]) -> list[str]:
+    """CPU per process beside tick-to-order, one line per variant."""
+    notes = []
+    for r in results:
+        if r.get("cpu"):
+            notes.append(f"{r['name']}: tick-to-order p50 {r['p50_ns'] / 1e3:.1f} us, p99 {r['p99_ns'] / 1e3:.1f} us; "
+                         f"CPU {r['cpu']}")
+    return notes
+
+
 def ratio_notes(results: list[dict]) -> list[str]:
     """hftshm versus zmq for each placement and mode measured on both."""
     notes = []
-    by_key = {(r["transport"], r["placement"], r["mode"]): r for r in results}
-    for (transport, placement, mode), shm in sorted(by_key.items()):
-        zmq = by_key.get(("zmq", placement, mode))
+    by_key = {(r["transport"], r["placement"], r["mode"], r["speed"]): r for r in results
+              if not r.get("wait") and r.get("cycle", "compiled") == "compiled"}
+    for (transport, placement, mode, speed), shm in sorted(by_key.items()):
+        zmq = by_key.get(("zmq", placement, mode, speed))
         if transport != "shm" or zmq is None:
             continue
         parts = []
@@ -89,12 +131,13 @@ def ratio_notes(results: list[dict]) -> list[str]:
             a, b = shm[f"{q}_ns"], zmq[f"{q}_ns"]
             if a == a and b == b and a > 0:
                 parts.append(f"tick-to-order {q} zmq / hftshm {b / a:.1f}x")
-        notes.append(f"{placement} {mode}: " + ", ".join(parts))
+        label = mode if mode == "flood" else f"{mode} speed {speed:g}"
+        notes.append(f"{placement} {label}: " + ", ".join(parts))
     return notes
 
 
 def run_variant(config_path: Path, placement: str, transport: str, mode: str = "flood", speed: float = 10.0,
-                duration_s: float = 20.0) -> tuple[dict, list[dict]]:
+                duration_s: float = 20.0, wait: str | None = None, cycle: str = "compiled") -> tuple[dict, list[dict]]:
     from hftshm.metrics.histogram import summarize
     from hftshm.platform import PlatformConfig
     from hftshm.runtime import scheduling
@@ -102,17 +145,26 @@ def run_variant(config_path: Path, placement: str, transport: str, mode: str = "
     from hftshm.runtime.platform_run import TICK_TO_ORDER
     from hftshm.runtime.supervisor import Supervisor
 
-    base = "pipeline-hftshm" if transport == "shm" else "pipeline-zmq"
-    name = f"{base}/{placement}/{mode}"
+    import os
+
+    from hftshm.runtime.trading_cycle import ENV_SWITCH
+
     replay_speed = 0.0 if mode == "flood" else float(speed)
+    name = variant_name(transport, placement, mode, replay_speed if mode == "paced" else 10.0, wait, cycle)
+    before = os.environ.get(ENV_SWITCH)
+    os.environ[ENV_SWITCH] = "1" if cycle == "compiled" else "0"  # the worker processes inherit it
     with tempfile.TemporaryDirectory(prefix="hftshm-bench-") as tmp:
         overrides = {"feed": {"speed": replay_speed}, "platform": {"placement": placement, "run_dir": tmp}}
+        if wait:
+            overrides["workers"] = {w: {"wait": wait} for w in ("strategies", "risk", "oms", "exchange")}
         config = PlatformConfig.load(config_path, overrides)
         with Supervisor(config.topology, config, transport=transport) as sup:
             sup.start()
             policy = scheduling.as_batch_task()  # our own polling must not preempt the pinned workers
             feed = sup.manifest.worker("feed")
             started_ns = int(sup.status.words[feed.row, st.STARTED_NS])
+            _mark_cpu(sup)
+            marked_ns = time.monotonic_ns()
             limit_s = 600.0 if mode == "flood" else duration_s
             deadline = time.monotonic() + limit_s
             while not sup.finished() and time.monotonic() < deadline:
@@ -122,9 +174,15 @@ def run_variant(config_path: Path, placement: str, transport: str, mode: str = "
             published = int(sup.status.counters(feed.row)[feed.counter_names.index("events_published")])
             histograms = sup.metrics.snapshot() if sup.metrics else {}
             cpu_s = _cpu_seconds(sup)
+            per_process = _cpu_by_process(sup)
             scheduling.restore(policy)
             sup.shutdown()
+    if before is None:
+        os.environ.pop(ENV_SWITCH, None)
+    else:
+        os.environ[ENV_SWITCH] = before
     elapsed_s = (finished_ns - started_ns) / 1e9
+    wall_s = max((finished_ns - marked_ns) / 1e9, 1e-9)  # the CPU figures' window
     headline = summarize(histograms[TICK_TO_ORDER]) if TICK_TO_ORDER in histograms else None
     row = {"name": name, "transport": transport, "placement": placement, "mode": mode, "speed": replay_speed,
            "events": published, "seconds": round(elapsed_s, 3),
@@ -133,7 +191,12 @@ def run_variant(config_path: Path, placement: str, transport: str, mode: str = "
            "count": headline.count if headline else 0,
            "p50_ns": headline.p50_ns if headline else float("nan"),
            "p99_ns": headline.p99_ns if headline else float("nan"),
-           "p999_ns": headline.p999_ns if headline else float("nan")}
+           "p999_ns": headline.p999_ns if headline else float("nan"),
+           "wait": wait or "", "cycle": cycle,
+           # CPU per process over the measured wall time, % of one core (start-up excluded)
+           "cpu": ", ".join(f"{p} {100 * (s1 - s0) / wall_s:.0f}%" for p, (s0, s1) in per_process.items())}
+    for process, (s0, s1) in per_process.items():
+        row[f"cpu_pct_{process}"] = round(100 * (s1 - s0) / wall_s, 1)
     hop_rows = []
     ordered = [h for h in HOPS if h in histograms] + sorted(h for h in histograms if h not in HOPS)
     for hop in ordered:
@@ -143,6 +206,40 @@ def run_variant(config_path: Path, placement: str, transport: str, mode: str = "
                              "speed": replay_speed, "count": figures.count, "p50_ns": figures.p50_ns,
                              "p99_ns": figures.p99_ns, "p999_ns": figures.p999_ns})
     return row, hop_rows
+
+
+def _cpu_by_process(sup) -> dict[str, tuple[float, float]]:
+    """{process: (CPU seconds when the run started, now)}: ``_mark_cpu`` took the first figure once
+    every process was up, so start-up (compiling, warming) is not counted."""
+    import psutil
+
+    found = {}
+    marks = getattr(sup, "_bench_cpu_marks", {})
+    for name, handle in sup.handles.items():
+        if handle.process is None or not handle.process.is_alive():
+            continue
+        try:
+            times = psutil.Process(handle.process.pid).cpu_times()
+        except psutil.Error:
+            continue
+        found[name] = (marks.get(name, 0.0), times.user + times.system)
+    return found
+
+
+def _mark_cpu(sup) -> None:
+    """CPU seconds of every worker process now (after start-up compiles), for ``_cpu_by_process``."""
+    import psutil
+
+    marks = {}
+    for name, handle in sup.handles.items():
+        if handle.process is None or not handle.process.is_alive():
+            continue
+        try:
+            times = psutil.Process(handle.process.pid).cpu_times()
+        except psutil.Error:
+            continue
+        marks[name] = times.user + times.system
+    sup._bench_cpu_marks = marks
 
 
 def _cpu_seconds(sup) -> float:

@@ -32,6 +32,7 @@ import numpy as np
 from hftshm.codes import Action
 from hftshm.exchange import fill_model_nb as fm
 from hftshm.exchange import lockstep as exchange_lockstep
+from hftshm.exchange import stage_nb
 from hftshm.exchange.config import ExchangeConfig
 from hftshm.exchange.session import VenueSession
 from hftshm.exchange.simulator import ExchangeSimulator
@@ -61,6 +62,7 @@ class ExchangeWorker(Worker):
         self.parity = bool(parity)
         self.seed = seed
         self.watermark_ns = np.iinfo(np.int64).min
+        self._stage = None  # the compiled trading cycle's bundle, built once (compiled_stage)
 
     def on_start(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
@@ -93,6 +95,8 @@ class ExchangeWorker(Worker):
 
     # ------------------------------------------------------------------ duty cycle
     def do_work(self) -> int:
+        if self._stage is not None:
+            self._adopt_stage_backlog()
         work = self._flush_backlog()
         if any(self._backlog):
             return work  # an output ring is full: take no more input until it drains
@@ -184,6 +188,48 @@ class ExchangeWorker(Worker):
             from hftshm.metrics.histogram_nb import record_many
 
             record_many(self._hop, time.monotonic_ns() - view["ts_ns"])
+
+    # ------------------------------------------------------------------ the compiled trading cycle
+    def compiled_stage(self, force: bool = False):
+        """``exchange.stage_nb.ExchangeStage`` for the free-running case (no parity hold-back, not
+        deterministic, the session logged on, nothing held back by a full ring), else None.
+        ``force``: whatever the state."""
+        if not force and (self._lockstep or self.parity or not self.session.logged_on or any(self._backlog)):
+            return None
+        if self._stage is None:
+            S, pend, pend_arrival, room_per_order = self.sim.kernel_state
+            index = stage_nb.ExchangeCounters(_C["orders_in"], _C["events_in"], _C["reports_out"], _C["watermarks"])
+            self._watermark = np.array([self.watermark_ns], dtype=np.int64)
+            self._stage = stage_nb.ExchangeStage(
+                self.orders_in.ctrl, self.orders_in.records, self.market_in.ctrl, self.market_in.records,
+                tuple(r.ctrl for r in self.reports_out), tuple(r.records for r in self.reports_out), S, pend,
+                pend_arrival, room_per_order, np.zeros(len(self.sim._out), dtype=self.sim._out.dtype),
+                np.zeros(stage_nb.OutQueue.SIZE, dtype=np.int64),
+                np.zeros(self.batch, dtype=self.orders_in.records.dtype), self._watermark,
+                self._hop if self._hop is not None else np.zeros(0, dtype=np.int64), self.counters, index, self.batch)
+        elif self._stage.pend is not self.sim.kernel_state[1]:
+            self._stage = None  # the pending queue grew on the Python path: rebuild
+            return self.compiled_stage(force)
+        return self._stage
+
+    def _adopt_stage_backlog(self) -> None:
+        """Reports the compiled stage staged but could not publish yet go first on the Python path;
+        the rings' dense ``seq`` continues from what the stage published."""
+        self._seq = [ring.producer_position for ring in self.reports_out]
+        q = self._stage.out_queue
+        head, tail = int(q[stage_nb.OutQueue.HEAD]), int(q[stage_nb.OutQueue.TAIL])
+        if tail > head:
+            staged = self._stage.out[head:tail].copy()
+            staged["local_ts_ns"] = time.monotonic_ns()
+            self.counters[_C["reports_out"]] += len(staged)
+            for k in range(len(self.reports_out)):
+                self._backlog[k].insert(0, staged if k == 0 else staged.copy())
+        q[:] = 0
+
+    def compiled_housekeeping(self, now_ns: int) -> int:
+        self.watermark_ns = max(self.watermark_ns, int(self._watermark[0]))
+        self._update_counters()
+        return 0
 
     # ------------------------------------------------------------------ internals
     def _take_orders(self, view: np.ndarray) -> np.ndarray:

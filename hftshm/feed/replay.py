@@ -173,6 +173,18 @@ class Replayer:
             self._wall_start_ns = now_ns
         return self.exch_start_ns + int((now_ns - self._wall_start_ns) * self.speed)
 
+    def next_due_ns(self) -> int | None:
+        """Paced replay: the clock time (``time.perf_counter_ns``) at which the next event is due, so
+        an idle feed can sleep until shortly before it instead of spinning through the gap. None when
+        there is no gap to wait for: speed 0, records still to publish, a split message, the end of a
+        pass, or the replay not started."""
+        if self.speed == 0.0 or self._wall_start_ns == 0 or self.pending or self._rstate[replay_nb.RS_OPEN_SOURCE] >= 0:
+            return None
+        ts = int(replay_nb.next_exch_ts(self._sources, self._cursors, self._pass * self.pass_shift_ns))
+        if ts == np.iinfo(np.int64).max:
+            return None
+        return self._wall_start_ns + int((ts - self.exch_start_ns) / self.speed)
+
     def _stage(self, now_ns: int, max_events: int | None = None) -> int:
         if self.exhausted:
             return 0

@@ -52,6 +52,19 @@ def _copy_run(src, start, stop, out, n, seq0, ts_shift, hist, offset_ns):
 
 
 @njit(cache=True)
+def next_exch_ts(sources, cursors, ts_shift):
+    """Exchange time (shifted) of the next event the merge would stage; int64 max if none is left."""
+    best_ts = _NO_LIMIT
+    for s in range(len(sources)):
+        c = cursors[s]
+        if c < len(sources[s]):
+            ts = sources[s][c].exch_ts_ns + ts_shift
+            if ts < best_ts:
+                best_ts = ts
+    return best_ts
+
+
+@njit(cache=True)
 def stage(sources, cursors, offsets_ns, ts_shift, limit_exch_ts, max_events, out, seq0, rstate, books, levels,
           out_snaps, scratch_px, scratch_qty, hist_exch_to_recv):
     """Stage up to ``max_events`` events whose message starts at or before ``limit_exch_ts``.

@@ -24,10 +24,17 @@ from hftshm.feed.ticks import REJECT_ISSUES, RowIssue
 from hftshm.runtime import lockstep
 from hftshm.runtime.worker import Worker, WorkerContext
 
+# paced replay (speed > 0): an idle feed sleeps until this long before the next event is due (a
+# sleep overshoots by tens of microseconds here, more on a loaded machine), then spins
+PACE_LEAD_NS = 300_000
+PACE_MIN_SLEEP_NS = 100_000
+PACE_MAX_SLEEP_NS = 20_000_000
+
 
 class FeedWorker(Worker):
     COUNTER_NAMES = ("events_published", "events_total", "snapshots_published", "gaps", "rows_rejected",
-                     "book_rejects", "crossed_books", "blocked_cycles", "clock_offset_ms_gauge")
+                     "book_rejects", "crossed_books", "blocked_cycles", "clock_offset_ms_gauge",
+                     "pace_sleeps")  # paced replay: times the feed slept through a gap instead of spinning
     HISTOGRAMS = ("exch_to_recv", "recv_to_publish")
     _C = {name: i for i, name in enumerate(COUNTER_NAMES)}
 
@@ -103,6 +110,7 @@ class FeedWorker(Worker):
             staged = r._snaps if out.is_snapshot else r._staged
             replay_nb.publish(out.ring.ctrl, out.ring.records, staged, 0, 0, 0, out.drop)
         replay_nb.recv_to_publish(r.hist_recv_to_publish, r._staged, 0, 0, 0, 0, 0, 0.0, 0)
+        replay_nb.next_exch_ts(r._sources, r._cursors, 0)  # paced replay's sleep (_sleep_until_due)
 
     def _rows_rejected(self, ctx: WorkerContext) -> int:
         total = 0
@@ -119,6 +127,8 @@ class FeedWorker(Worker):
         r = self.replayer
         if self._settle is None:
             n = r.step()
+            if n == 0:
+                self._sleep_until_due()
         elif r.pending:
             n = r.step()  # the rest of a message a full ring held back
         elif not self._settle.settled():
@@ -139,6 +149,19 @@ class FeedWorker(Worker):
         if self._steps & 63 == 0 or r.done:
             self._book_counters()
         return n
+
+    def _sleep_until_due(self) -> None:
+        """Paced replay with nothing due: sleep until ``PACE_LEAD_NS`` before the next event is due
+        (at most ``PACE_MAX_SLEEP_NS``, so the runner still writes heartbeats and reads commands);
+        the wait strategy's spin covers the last stretch. A real-time replay then costs a few
+        percent of a core instead of one spinning core."""
+        due = self.replayer.next_due_ns()
+        if due is None:
+            return
+        wait_ns = due - time.perf_counter_ns() - PACE_LEAD_NS
+        if wait_ns >= PACE_MIN_SLEEP_NS:
+            time.sleep(min(wait_ns, PACE_MAX_SLEEP_NS) / 1e9)
+            self.ctx.counters[self._C["pace_sleeps"]] += 1
 
     def _book_counters(self) -> None:
         c = self.ctx.counters

@@ -17,14 +17,16 @@ Order of effects per batch, so a crash at any point loses nothing and doubles no
 If the writer's ring has no room for a minimal batch, the cycle does nothing and returns
 ``EVENTS_FULL``: the worker then takes its slow path (events to the spill file, backlog policy).
 
-``rings``: ``(orders_ctrl, orders_records, reports_ctrl, reports_records, exchange_ctrl,
-exchange_records, events_ctrl, events_records)``; ``report_ctrls``/``report_records``: tuples with
-one entry per report ring. ``histogram``: hop latency per input (upstream publish -> our publish);
+``rings``: an ``OmsRings`` (the four rings' control words and records, by name);
+``report_ctrls``/``report_records``: tuples with one entry per report ring. ``histogram``: hop latency per input (upstream publish -> our publish);
 empty to skip.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
 from numba import njit
 
 from hftshm.codes import Action
@@ -37,6 +39,19 @@ from hftshm.transport.ring_nb import (commit, commit_quiet, consumer_position, f
                                      try_poll, wake_consumer_if_parked)
 
 EVENTS_FULL = -1
+
+
+class OmsRings(NamedTuple):
+    """The OMS's rings besides the report outputs: control words and records of each."""
+
+    orders_ctrl: np.ndarray  # approved orders, from risk
+    orders: np.ndarray
+    reports_ctrl: np.ndarray  # execution reports, from the exchange
+    reports: np.ndarray
+    exchange_ctrl: np.ndarray  # orders, to the exchange
+    exchange: np.ndarray
+    events_ctrl: np.ndarray  # order events, to the writer
+    events: np.ndarray
 
 
 @njit(cache=True)
@@ -53,10 +68,10 @@ def _contiguous(ctrl, records, max_n):
 def _room(rings, report_ctrls, out):
     """Inputs one batch may take so its outputs fit everywhere; EVENTS_FULL if the writer's ring is full."""
     counts = out[3]
-    events_free = free_capacity(rings[6]) - counts[C_EVENTS]
+    events_free = free_capacity(rings.events_ctrl) - counts[C_EVENTS]
     if events_free < 2:
         return EVENTS_FULL
-    room = min(events_free // 2, free_capacity(rings[4]) - counts[C_ORDERS])
+    room = min(events_free // 2, free_capacity(rings.exchange_ctrl) - counts[C_ORDERS])
     for ctrl in report_ctrls:
         room = min(room, free_capacity(ctrl) - counts[C_REPORTS])
     return max(room, 0)
@@ -90,9 +105,9 @@ def _flush(rings, report_ctrls, report_records, out):
     """Everything staged into the rings, events first (room was checked before staging)."""
     counts = out[3]
     if counts[C_EVENTS] > 0:
-        _publish_plain(rings[6], rings[7], out[2], counts[C_EVENTS])
+        _publish_plain(rings.events_ctrl, rings.events, out[2], counts[C_EVENTS])
     if counts[C_ORDERS] > 0:
-        _publish_stamped(rings[4], rings[5], out[0], counts[C_ORDERS])
+        _publish_stamped(rings.exchange_ctrl, rings.exchange, out[0], counts[C_ORDERS])
     if counts[C_REPORTS] > 0:
         for k in range(len(report_ctrls)):
             _publish_stamped(report_ctrls[k], report_records[k], out[1], counts[C_REPORTS])
@@ -109,7 +124,7 @@ def cycle(book, ctl, out, rings, report_ctrls, report_records, histogram, tick_t
     parked, is woken at the end."""
     work = _cycle(book, ctl, out, rings, report_ctrls, report_records, histogram, tick_to_order, counters, batch,
                   now_ns, wall_ns)
-    wake_consumer_if_parked(rings[6])
+    wake_consumer_if_parked(rings.events_ctrl)
     return work
 
 
@@ -123,25 +138,25 @@ def _cycle(book, ctl, out, rings, report_ctrls, report_records, histogram, tick_
     if room == EVENTS_FULL:
         return EVENTS_FULL
     # reports first: they free state (and strategies wait for them)
-    start, n = _contiguous(rings[2], rings[3], min(limit, room))
+    start, n = _contiguous(rings.reports_ctrl, rings.reports, min(limit, room))
     if n > 0:
-        records = rings[3][start:start + n]
+        records = rings.reports[start:start + n]
         consumed = on_reports(book, ctl, out, records, n, now_ns, wall_ns)
         _flush(rings, report_ctrls, report_records, out)
         _report_hops(histogram, records, consumed)
-        release(rings[2], consumed)
+        release(rings.reports_ctrl, consumed)
         work += consumed
         room = _room(rings, report_ctrls, out)
         if room == EVENTS_FULL:
             return work
-    start, n = _contiguous(rings[0], rings[1], min(limit, room))
+    start, n = _contiguous(rings.orders_ctrl, rings.orders, min(limit, room))
     if n > 0:
-        records = rings[1][start:start + n]
+        records = rings.orders[start:start + n]
         consumed = on_orders(book, ctl, out, records, n, now_ns, wall_ns)
         _flush(rings, report_ctrls, report_records, out)
         _order_hops(histogram, records, consumed)
         record_tick_to_order(tick_to_order, records, consumed)
-        release(rings[0], consumed)
+        release(rings.orders_ctrl, consumed)
         work += consumed
         room = _room(rings, report_ctrls, out)
     if now_ns >= ctl[1][O_NEXT_DEADLINE] and room >= staging:

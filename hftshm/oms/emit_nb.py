@@ -13,6 +13,7 @@ from numba import njit
 from hftshm.codes import Action, Reason, ReportEvent
 from hftshm.codes import OrderEventKind as E
 from hftshm.oms.book_nb import FLAG_ACKED, PENDING_NONE, PENDING_REPLACE, retire_slot
+from hftshm.oms.reports_nb import write_report
 
 ID_SHIFT = 40  # order and event ids: run epoch << 40 | counter (2**40 ids per run)
 NO_DEADLINE = np.int64(2**62)
@@ -165,25 +166,8 @@ def emit_report(ctl, out, event, order_id, client_order_id, strategy_id, symbol_
     k = counts[C_REPORTS]
     counts[C_REPORTS] = k + 1
     ctl[2][ST_REJECTS] += 1
-    r = out[1][k]
-    r.seq = 0
-    r.exch_ts_ns = 0
-    r.local_ts_ns = now_ns
-    r.origin_ts_ns = origin_ts_ns
-    r.order_id = order_id
-    r.client_order_id = client_order_id
-    r.contra_order_id = 0
-    r.price = price
-    r.qty = qty
-    r.leaves_qty = 0.0
-    r.cum_qty = cum_qty
-    r.fee = 0.0
-    r.strategy_id = strategy_id
-    r.symbol_id = symbol_id
-    r.event = event
-    r.side = side
-    r.reason = reason
-    r.flags = 0
+    write_report(out[1], k, 0, 0, now_ns, origin_ts_ns, order_id, client_order_id, 0, price, qty, 0.0, cum_qty, 0.0,
+                 strategy_id, symbol_id, event, side, reason, 0)
 
 
 @njit(cache=True)
@@ -199,25 +183,9 @@ def forward_report(out, rep, now_ns, event, reason, client_order_id):
     counts = out[3]
     k = counts[C_REPORTS]
     counts[C_REPORTS] = k + 1
-    r = out[1][k]
-    r.seq = 0
-    r.exch_ts_ns = rep.exch_ts_ns
-    r.local_ts_ns = now_ns
-    r.origin_ts_ns = rep.origin_ts_ns
-    r.order_id = rep.order_id
-    r.client_order_id = client_order_id
-    r.contra_order_id = rep.contra_order_id
-    r.price = rep.price
-    r.qty = rep.qty
-    r.leaves_qty = rep.leaves_qty
-    r.cum_qty = rep.cum_qty
-    r.fee = rep.fee
-    r.strategy_id = rep.strategy_id
-    r.symbol_id = rep.symbol_id
-    r.event = event
-    r.side = rep.side
-    r.reason = reason
-    r.flags = rep.flags
+    write_report(out[1], k, 0, rep.exch_ts_ns, now_ns, rep.origin_ts_ns, rep.order_id, client_order_id,
+                 rep.contra_order_id, rep.price, rep.qty, rep.leaves_qty, rep.cum_qty, rep.fee, rep.strategy_id,
+                 rep.symbol_id, event, rep.side, reason, rep.flags)
 
 
 @njit(cache=True)

@@ -36,6 +36,7 @@ from hftshm.oms.emit_nb import (
     refuse,
     staging_room,
 )
+from hftshm.oms.reports_nb import write_report
 
 
 @njit(cache=True)
@@ -45,25 +46,8 @@ def _report_cancelled(out, orders, slot, qty, exch_ts_ns, now_ns):
     k = counts[C_REPORTS]
     counts[C_REPORTS] = k + 1
     o = orders[slot]
-    r = out[1][k]
-    r.seq = 0
-    r.exch_ts_ns = exch_ts_ns
-    r.local_ts_ns = now_ns
-    r.origin_ts_ns = o.origin_ts_ns
-    r.order_id = o.order_id
-    r.client_order_id = o.client_order_id
-    r.contra_order_id = 0
-    r.price = o.price
-    r.qty = qty
-    r.leaves_qty = 0.0
-    r.cum_qty = o.cum_qty
-    r.fee = 0.0
-    r.strategy_id = o.strategy_id
-    r.symbol_id = o.symbol_id
-    r.event = ReportEvent.CANCEL
-    r.side = o.side
-    r.reason = Reason.VENUE_RESTART
-    r.flags = 0
+    write_report(out[1], k, 0, exch_ts_ns, now_ns, o.origin_ts_ns, o.order_id, o.client_order_id, 0, o.price, qty, 0.0,
+                 o.cum_qty, 0.0, o.strategy_id, o.symbol_id, ReportEvent.CANCEL, o.side, Reason.VENUE_RESTART, 0)
 
 
 @njit(cache=True)

@@ -40,8 +40,8 @@ def warm_oms(worker) -> None:
     private = [_private_like(r) for r in (worker.orders_in, worker.reports_in, worker.exchange_out,
                                           worker.events_out)]
     reports = [_private_like(r) for r in worker.reports_out]
-    rings = (private[0].ctrl, private[0].records, private[1].ctrl, private[1].records, private[2].ctrl,
-             private[2].records, private[3].ctrl, private[3].records)
+    rings = cycle_nb.OmsRings(private[0].ctrl, private[0].records, private[1].ctrl, private[1].records,
+                              private[2].ctrl, private[2].records, private[3].ctrl, private[3].records)
     cycle_nb.cycle(scratch.book, scratch.ctl, scratch.out, rings, tuple(r.ctrl for r in reports),
                    tuple(r.records for r in reports), np.zeros_like(worker._histogram),
                    np.zeros_like(worker._tick_to_order), np.zeros_like(worker.counters), worker.batch,

@@ -32,7 +32,7 @@ import time
 import numpy as np
 
 from hftshm.codes import Reason, TradingState
-from hftshm.oms import cycle_nb, oms_nb, timers_nb
+from hftshm.oms import cycle_nb, oms_nb, stage_nb, timers_nb
 from hftshm.oms.config import journal_path, spill_path
 from hftshm.oms.engine import ORDER_EVENT, OmsEngine
 from hftshm.oms.journal import Journal, journal_pending_records
@@ -105,9 +105,9 @@ class OmsWorker(Worker):
         self._tick_to_order = tick_to_order if tick_to_order is not None else np.zeros(0, dtype=np.int64)
         self._rings = None
         if self.events_out is not None:  # the fast path: one numba call per cycle
-            self._rings = (self.orders_in.ctrl, self.orders_in.records, self.reports_in.ctrl, self.reports_in.records,
-                           self.exchange_out.ctrl, self.exchange_out.records, self.events_out.ctrl,
-                           self.events_out.records)
+            self._rings = cycle_nb.OmsRings(self.orders_in.ctrl, self.orders_in.records, self.reports_in.ctrl,
+                                            self.reports_in.records, self.exchange_out.ctrl,
+                                            self.exchange_out.records, self.events_out.ctrl, self.events_out.records)
             self._report_ctrls = tuple(r.ctrl for r in self.reports_out)
             self._report_records = tuple(r.records for r in self.reports_out)
         self._lockstep = lockstep.enabled(ctx)
@@ -169,6 +169,27 @@ class OmsWorker(Worker):
                 return work
         # the writer's ring is full, or events wait in the spill file, or there is no ring at all
         return self._slow_cycle()
+
+    # -- the compiled trading cycle (hftshm.runtime.trading_cycle) ---------------------------------
+
+    def compiled_stage(self, force: bool = False):
+        """``oms.stage_nb.OmsStage`` while the fast path applies (recovered, not deterministic, an
+        event ring and no spill), else None. ``force``: whatever the state, if there is an event ring."""
+        if self._rings is None:
+            return None
+        if not force and (self.recovering or self._lockstep or self.spill.pending_bytes):
+            return None
+        engine = self.engine
+        cached = getattr(self, "_compiled", None)
+        if cached is None or cached.book is not engine.book:
+            self._compiled = stage_nb.OmsStage(engine.book, engine.ctl, engine.out, self._rings, self._report_ctrls,
+                                               self._report_records, engine.words, self._histogram,
+                                               self._tick_to_order, self.counters, self.batch)
+        return self._compiled
+
+    def compiled_housekeeping(self, now_ns: int) -> int:
+        self.counters[_X["event_spill_gauge"]] = self.overflow_n
+        return 0
 
     def _slow_cycle(self) -> int:
         """The same cycle step by step in Python, with events that do not fit going to the spill file."""

@@ -21,6 +21,7 @@ import math
 from numba import njit
 
 from hftshm.codes import Action, OrderType, ReportEvent, TimeInForce
+from hftshm.oms.reports_nb import write_report
 
 ORDER_FLAG_KILL_SWITCH = 1  # order.flags bit: a cancel the risk worker sent because of the kill switch
 
@@ -63,25 +64,9 @@ def emit_decisions(intents, start, mask, n, decisions, target_order_ids, orders,
             n_orders += 1
         else:
             seq = report_seq + n_reports
-            r = reports[seq & reports_mask]
-            r.seq = seq
-            r.exch_ts_ns = it.market_ts_ns
-            r.local_ts_ns = publish_ns
-            r.origin_ts_ns = it.origin_ts_ns
-            r.order_id = 0
-            r.client_order_id = it.client_order_id
-            r.contra_order_id = 0
-            r.price = it.price
-            r.qty = it.qty
-            r.leaves_qty = 0.0
-            r.cum_qty = 0.0
-            r.fee = 0.0
-            r.strategy_id = it.strategy_id
-            r.symbol_id = it.symbol_id
-            r.event = ReportEvent.REJECT
-            r.side = it.side
-            r.reason = decisions[k]
-            r.flags = 0
+            write_report(reports, seq & reports_mask, seq, it.market_ts_ns, publish_ns, it.origin_ts_ns, 0,
+                         it.client_order_id, 0, it.price, it.qty, 0.0, 0.0, 0.0, it.strategy_id, it.symbol_id,
+                         ReportEvent.REJECT, it.side, decisions[k], 0)
             n_reports += 1
     return n_orders
 

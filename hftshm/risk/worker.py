@@ -31,7 +31,7 @@ import numpy as np
 from hftshm.codes import ControlKind, Reason, TradingState
 from hftshm.config import Section
 from hftshm.redis_config import RedisConfig
-from hftshm.risk import accounting_nb, rings_nb
+from hftshm.risk import accounting_nb, rings_nb, stage_nb
 from hftshm.risk.config import RiskConfig
 from hftshm.risk.control import KILL_SWITCH_WORD, ControlBlock
 from hftshm.risk.engine import RiskEngine
@@ -223,6 +223,42 @@ class RiskWorker(Worker):
         now = time.monotonic_ns()
         if now >= self._next_housekeeping_ns:
             self._housekeeping(now)
+        return work
+
+    # -- the compiled trading cycle (hftshm.runtime.trading_cycle) ---------------------------------
+
+    def compiled_stage(self, force: bool = False):
+        """This worker's ``risk.stage_nb.RiskStage`` while its duty cycle is the plain ring step, or
+        None while it needs Python (a restart's rebuild, a deterministic run, the kill switch).
+        ``force``: the bundle whatever the state (to compile the cycle for its types at start)."""
+        if not self.intents_in or not self.reports_in or not self.marks_in:
+            return None
+        if not force and (self.restart is not None or self._lockstep or self._kill_on
+                          or self.control.words[KILL_SWITCH_WORD] != 0):
+            return None
+        s = self.state
+        cached = getattr(self, "_compiled", None)
+        if cached is not None and cached.replayed is s.replayed:
+            return cached  # the same arrays: building the bundle again costs microseconds per slice
+
+        def pair(rings):
+            return tuple(r.ctrl for r in rings), tuple(r.records for r in rings)
+
+        report_ctrls, report_records = pair(self.reports_in)
+        mark_ctrls, mark_records = pair(self.marks_in)
+        intent_ctrls, intent_records = pair(self.intents_in)
+        self._compiled = stage_nb.RiskStage(
+            report_ctrls, report_records, mark_ctrls, mark_records, intent_ctrls, intent_records,
+            self.orders_out.ctrl, self.orders_out.records, self.rejects_out.ctrl, self.rejects_out.records,
+            self._decisions, self._targets, s.symbols, s.strategies, s.account, s.table, s.replayed,
+            self.control.words, self._hop, self.ctx.counters, self._C["backpressure_cycles"], self.batch)
+        return self._compiled
+
+    def compiled_housekeeping(self, now_ns: int) -> int:
+        """What ``do_work`` does besides the ring step, between compiled slices."""
+        work = self._controls() if self.control_in else 0
+        if now_ns >= self._next_housekeeping_ns:
+            self._housekeeping(now_ns)
         return work
 
     def _take_reports(self, ring) -> int:

@@ -248,9 +248,26 @@ def status_line(snapshot, elapsed_s: float) -> str:
     tick_to_order = snapshot.histograms.get(TICK_TO_ORDER)
     figures = summarize(tick_to_order) if tick_to_order is not None else None
     p50 = f"{figures.p50_ns / 1e3:.1f}us" if figures is not None and figures.count else "-"
+    pnl = account_pnl(snapshot)["total"]
     return (f"events {progress}  {rate / 1e6:.2f}M/s  intents {_counter(snapshot, 'strategies', 'intents'):,}  "
             f"orders {_counter(snapshot, 'oms', 'orders'):,}  fills {_counter(snapshot, 'exchange', 'fills'):,}  "
-            f"tick->order p50 {p50}  PnL {snapshot.total_pnl:+,.2f}")
+            f"tick->order p50 {p50}  PnL {pnl:+,.2f}")
+
+
+def account_pnl(snapshot) -> dict:
+    """The summary's account line: risk's account (every strategy and symbol), and its total from
+    those same parts. The total used to be the sum of the strategies' rows while the parts were
+    risk's: after a restart the two sources can differ for a while (each rebuilds from the OMS's
+    record on its own), and the line then showed a total that was not realized + unrealized - fees.
+    ``strategies_total`` keeps the strategies' sum beside it, so a disagreement is visible."""
+    risk = snapshot.risk
+    if risk is None:
+        return {"realized": 0.0, "unrealized": 0.0, "fees": 0.0, "total": snapshot.total_pnl}
+    realized, unrealized, fees = float(risk.realized_pnl), float(risk.unrealized_pnl), float(risk.fees)
+    line = {"realized": realized, "unrealized": unrealized, "fees": fees, "total": realized + unrealized - fees}
+    if snapshot.positions:
+        line["strategies_total"] = float(sum(p.realized_pnl + p.unrealized_pnl - p.fees for p in snapshot.positions))
+    return line
 
 
 def build_summary(snapshot, elapsed_s: float, stop_reason: str | None) -> dict:
@@ -292,8 +309,7 @@ def build_summary(snapshot, elapsed_s: float, stop_reason: str | None) -> dict:
                   for r in snapshot.rings},
         "rejects_by_reason": {k: v for k, v in (risk.rejects_by_reason if risk else {}).items() if v},
         "positions": [p.__dict__ for p in snapshot.positions],
-        "pnl": {"realized": risk.realized_pnl if risk else 0.0, "unrealized": risk.unrealized_pnl if risk else 0.0,
-                "fees": risk.fees if risk else 0.0, "total": snapshot.total_pnl},
+        "pnl": account_pnl(snapshot),
         "latency": latency,
     }
 

@@ -98,7 +98,20 @@ def run_process(manifest: RunManifest, process_name: str, sigint_handler=None) -
         # process): a park must wake on them too, not sleep its whole timeout
         wake_rings = [ring for slot in slots for ring in getattr(slot.worker, "wake_rings", ())]
         wait_strategy = attachments.wait_strategy(process, wake_rings)
-        runner = DutyCycleRunner(slots, status, wait_strategy, pumps=attachments.pumps(process))
+        compiled = None
+        # deterministic runs keep the Python lockstep path (hftshm.runtime.lockstep) in every stage;
+        # a flood (speed 0) too, for now: there the compiled cycle drained the day 3.7x slower than
+        # the Python cycle's batches (docs/BENCHMARKS.md), and latency is queueing anyway
+        paced = float(getattr(getattr(config, "feed", None), "speed", 1.0) or 0.0) > 0.0
+        if manifest.transport == "shm" and paced and not getattr(config.platform, "deterministic", False):
+            from hftshm.runtime.trading_cycle import TradingCycle
+
+            compiled = TradingCycle.for_workers([slot.worker for slot in slots], wait_strategy)
+            if compiled is not None and not compiled.warm():
+                compiled = None
+            if compiled is not None:
+                log.info("process %s: %s", process_name, compiled.describe())
+        runner = DutyCycleRunner(slots, status, wait_strategy, pumps=attachments.pumps(process), compiled=compiled)
         with jit_watch.watching(log, process_name):
             return runner.run()
     except Exception:

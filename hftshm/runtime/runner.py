@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from hftshm.codes import WorkerCommand, WorkerState
 from hftshm.runtime import status as st
+from hftshm.runtime.trading_cycle import wait_after_idle
+from hftshm.runtime.trading_cycle_nb import SliceEnd
 from hftshm.runtime.worker import Worker
 
 log = logging.getLogger("hftshm.runtime")
@@ -35,12 +37,40 @@ class WorkerSlot:
 
 
 class DutyCycleRunner:
-    def __init__(self, slots: list[WorkerSlot], status: st.StatusTable, wait_strategy, pumps=()):
+    def __init__(self, slots: list[WorkerSlot], status: st.StatusTable, wait_strategy, pumps=(), compiled=None):
         self.slots = slots
         self.status = status
         self.wait = wait_strategy
         # extra steps run every cycle besides the workers (the ZeroMQ comparison transport's pump)
         self.pumps = list(pumps)
+        # hftshm.runtime.trading_cycle.TradingCycle: the workers' stages in one compiled loop
+        self.compiled = compiled
+
+    def _compiled_round(self, active: list[WorkerSlot], words, now_ns: int) -> bool:
+        """One compiled slice and the housekeeping after it, when every worker of the process is
+        RUNNING under RUN and offers its stage. False: take the Python duty cycle this round."""
+        RUN, RUNNING = int(WorkerCommand.RUN), int(WorkerState.RUNNING)
+        for slot in active:
+            if words[slot.row, st.COMMAND] != RUN or words[slot.row, st.STATE] != RUNNING:
+                return False
+        compiled = self.compiled
+        result = compiled.run_slice()
+        if result is None:
+            return False
+        now = time.monotonic_ns()
+        compiled.housekeeping(now)
+        first = active[0].row
+        if result.work:
+            words[first, st.WORK_COUNT] += result.work
+        else:
+            words[first, st.IDLE_COUNT] += 1
+        for slot in active:
+            words[slot.row, st.HEARTBEAT_NS] = now
+        if result.end == SliceEnd.NEEDS_PYTHON:
+            return False
+        if result.end == SliceEnd.IDLE:
+            wait_after_idle(self.wait)
+        return True
 
     def run(self) -> int:
         """Run until every worker is closed; returns the process exit code (non-zero if one failed)."""
@@ -59,6 +89,18 @@ class DutyCycleRunner:
             for pump in pumps:
                 total += pump()
             now = monotonic_ns()
+            if self.compiled is not None and not first_cycle and len(active) == len(self.slots):
+                try:
+                    if self._compiled_round(active, words, now):
+                        continue
+                except Exception:
+                    log.error("compiled trading cycle failed:\n%s", traceback.format_exc())
+                    for slot in active:
+                        words[slot.row, st.STATE] = WorkerState.FAILED
+                        words[slot.row, st.EXIT_CODE] = 1
+                    self._close_all(active, failed=active[0])
+                    return 1
+                now = monotonic_ns()
             for slot in active:
                 row = slot.row
                 command = words[row, COMMAND]
@@ -105,6 +147,8 @@ class DutyCycleRunner:
             if any(slot.closed for slot in active):
                 active = [slot for slot in active if not slot.closed]
             self.wait.idle(total)
+        if self.compiled is not None:
+            log.info("%s", self.compiled.summary())
         return 0
 
     def _close(self, slot: WorkerSlot, exit_code: int) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.platform_harness import MARKET_MAKER_AND_VWAP, e2e_config, run_platform
+from tests.e2e.platform_harness import BUSY_MARKET_MAKER, MARKET_MAKER_AND_VWAP, e2e_config, run_platform
 
 pytestmark = pytest.mark.slow
 
@@ -35,3 +35,18 @@ def test_no_kernel_compiles_inside_a_step(run_dir, placement):
         assert not inside, f"process {process}: kernels compiled or loaded inside steps:\n" + "\n".join(inside)
         assert f"jit: no kernel compiled or loaded inside a step of process {process}" in text, (
             f"process {process} did not report its jit watch (log of {first_worker})")
+
+
+def test_the_compiled_trading_cycle_compiles_nothing_inside_a_step(run_dir):
+    """The market maker alone: the composite trading process runs its compiled cycle
+    (hftshm.runtime.trading_cycle), compiled before the first step."""
+    config = e2e_config(run_dir, {**BUSY_MARKET_MAKER, "platform": {"placement": "composite",
+                                                                    "run_dir": str(run_dir)},
+                                  "feed": {"speed": 50.0}})  # paced: a flood (speed 0) keeps the Python cycle
+    result = run_platform(config, timeout_s=600)
+    assert result.counters["oms"]["orders_created"] > 50 and result.counters["exchange"]["fills"] > 0
+    text = result.logs["strategies"]
+    assert "run in one compiled cycle" in text
+    assert "jit: no kernel compiled or loaded inside a step of process trading" in text, text[-3000:]
+    slices = [line for line in text.splitlines() if "compiled cycle:" in line]
+    assert slices and " 0 slices" not in slices[-1], "the compiled cycle never ran"

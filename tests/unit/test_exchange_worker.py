@@ -129,3 +129,67 @@ def test_worker_needs_its_rings(tmp_path):
         finally:
             ring.close()
             ring.unlink()
+
+
+def _exchange_script(rings, step):
+    """The script of test_orders_and_market_data_in_reports_out, stepping with ``step()``."""
+    send_event(rings["md"], 0, EventKind.DEPTH, Side.SELL, 100.1, 1.0)
+    send_event(rings["md"], 0, EventKind.DEPTH, Side.BUY, 100.0, 1.0)
+    step()
+    send_order(rings["orders"], 1, Side.BUY, 100.1, 0.4, 10)
+    send_order(rings["orders"], 2, Side.BUY, math.nan, 0.4, 10)
+    send_order(rings["orders"], 0, 0, 0.0, 0.0, 10, action=WATERMARK_ACTION)  # a watermark: not an order
+    step()
+    send_event(rings["md"], 5000, EventKind.DEPTH, Side.BUY, 99.9, 1.0)
+    step()
+    return drain_reports(rings["reports"])
+
+
+def test_compiled_stage_reports_what_the_python_step_reports(tmp_path):
+    """exchange.stage_nb.step over the worker's bundle == ExchangeWorker.do_work: the same reports
+    (every field but the publish stamp), dense seq, the same counters."""
+    from hftshm.exchange import stage_nb
+
+    got = {}
+    for mode in ("python", "compiled"):
+        specs = {"orders": ("order", 64), "md": ("market_event", 64), "reports": ("execution_report", 8)}
+        with temporary_rings(specs) as rings:
+            worker, ctx = start(rings, tmp_path)
+            stage = worker.compiled_stage()
+            assert stage is not None
+            step = worker.do_work if mode == "python" else (lambda: stage_nb.step(stage))
+            reports = _exchange_script(rings, step)
+            if mode == "compiled":
+                worker.compiled_housekeeping(0)
+            got[mode] = (reports, dict(zip(COUNTERS, ctx.counters)), worker.watermark_ns)
+    py, nb = got["python"], got["compiled"]
+    fields = [f for f in py[0].dtype.names if f != "local_ts_ns"]
+    assert len(nb[0]) == 3 and (nb[0]["local_ts_ns"] > 0).all()
+    for field in fields:  # NaN prices (the rejected order) compare equal here
+        np.testing.assert_array_equal(nb[0][field], py[0][field], err_msg=field)
+    for name in ("orders_in", "events_in", "reports_out", "fills", "rejects", "watermarks"):
+        assert nb[1][name] == py[1][name], name
+    assert nb[2] == py[2] == T0 + 10 * US
+
+
+def test_compiled_stage_holds_reports_a_full_ring_cannot_take(rings, tmp_path):
+    from hftshm.exchange import stage_nb
+
+    worker, ctx = start(rings, tmp_path)
+    stage = worker.compiled_stage()
+    send_event(rings["md"], 0, EventKind.DEPTH, Side.BUY, 100.0, 1.0)
+    stage_nb.step(stage)
+    for k in range(1, 8):  # 7 rejects (bad qty) + 7 acks: more than the 8-slot report ring
+        send_order(rings["orders"], k, Side.SELL, 101.0, 0.0, 0)
+        send_order(rings["orders"], 100 + k, Side.SELL, 101.0, 0.1, 0)
+    stage_nb.step(stage)
+    send_event(rings["md"], 5000, EventKind.DEPTH, Side.BUY, 99.9, 1.0)  # the orders arrive
+    stage_nb.step(stage)
+    assert rings["reports"].occupancy() == 8 and rings["md"].occupancy() == 0
+    send_event(rings["md"], 6000, EventKind.DEPTH, Side.BUY, 99.8, 1.0)
+    assert stage_nb.step(stage) == 0 and rings["md"].occupancy() == 1  # staged reports first: no input
+    got = drain_reports(rings["reports"])
+    worker.do_work()  # the Python path takes over the staged rest first, in order
+    got = np.concatenate([got, drain_reports(rings["reports"])])
+    assert len(got) == 14 and list(got["seq"]) == list(range(14))
+    assert (got["event"] == ReportEvent.ACK).sum() == 7 and (got["event"] == ReportEvent.REJECT).sum() == 7

@@ -191,3 +191,18 @@ def test_bad_options_are_clear_errors(tmp_path):
                      ({"book_levels": 11}, "book_levels"), ({"repeat": 0}, "repeat")):
         with pytest.raises(ValueError, match=text):
             Replayer([src], DEFAULT_SYMBOLS, **kw)
+
+
+def test_next_due_is_the_next_events_exchange_time_scaled_by_speed(tmp_path):
+    src = cache.load(_day(tmp_path / "d.csv", messages=100), DEFAULT_SYMBOLS)
+    replayer = Replayer([src], DEFAULT_SYMBOLS, speed=2.0)
+    assert replayer.next_due_ns() is None  # not started: nothing to wait for yet
+    wall0 = 10**12
+    replayer.step(wall0)
+    replayer.step(wall0 + 10 * MS)  # exchange ms <= 20 are out; the next message is exchange ms 21
+    published = np.asarray(src.events)[: replayer.events_published]
+    next_ts = int(np.asarray(src.events)["exch_ts_ns"][replayer.events_published])
+    assert next_ts > int(published["exch_ts_ns"].max())
+    # due at wall0 + (next - first) / speed: the feed may sleep until just before it
+    assert replayer.next_due_ns() == wall0 + (next_ts - T) // 2
+    assert Replayer([src], DEFAULT_SYMBOLS, speed=0.0).next_due_ns() is None  # flood: never waits

@@ -111,3 +111,28 @@ def test_config_defaults_and_errors():
                       ({"strict": "yes"}, "feed.strict"), ({"batch_events": 0}, "feed.batch_events")):
         with pytest.raises(ConfigError, match=text):
             FeedConfig.from_section(Section("feed", raw))
+
+
+def test_paced_feed_sleeps_through_gaps_instead_of_spinning(tmp_path, rings):
+    import time
+
+    from hftshm.feed.worker import PACE_LEAD_NS
+
+    # messages 1 us apart at speed 5e-5: 20 ms of wall time between them
+    worker = FeedWorker(data=[str(_csv(tmp_path / "d.csv"))], speed=0.00005, batch_events=64)
+    ctx = _ctx(rings)
+    worker.on_start(ctx)
+    wall0, cpu0 = time.monotonic(), time.process_time()
+    published = 0
+    while published < 9:
+        worker.do_work()
+        published = int(ctx.counters[0])
+        for ring in rings.values():
+            ring.poll(1 << 10)
+            ring.release()
+    wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
+    worker.on_close()
+    sleeps = ctx.counters[FeedWorker.COUNTER_NAMES.index("pace_sleeps")]
+    assert sleeps >= 2  # it slept through the gaps (a busy machine may make a few due at once)
+    assert wall > 0.05 and cpu < 0.5 * wall  # and did not burn the wall time spinning
+    assert PACE_LEAD_NS < 20_000_000

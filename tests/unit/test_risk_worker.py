@@ -188,3 +188,36 @@ def test_initial_state_from_config_applies_to_a_fresh_block_only(tmp_path):
             r.close()
         control.close()
         control.unlink()
+
+
+def test_compiled_stage_checks_and_publishes_like_do_work(rig):
+    """risk.stage_nb.step over the worker's bundle: the same orders and rejects as do_work's first test."""
+    from hftshm.risk import stage_nb
+
+    worker, rings, control, ctx = rig
+    stage = worker.compiled_stage()
+    assert stage is not None and stage.batch == 64
+    put(rings["book.risk"], snapshots((BTC, 61_000.0)))
+    put(rings["intents"], intents({"client_order_id": 1}, {"client_order_id": 2, "qty": 5.0},
+                                  {"client_order_id": 3, "side": Side.SELL}))
+    assert stage_nb.step(stage) == 4
+    orders = take(rings["orders"])
+    rejects = take(rings["risk.rejects"])
+    assert orders["client_order_id"].tolist() == [1, 3] and orders["seq"].tolist() == [0, 1]
+    assert rejects["reason"].tolist() == [Reason.MAX_ORDER_SIZE] and rejects["event"].tolist() == [ReportEvent.REJECT]
+    assert stage_nb.step(stage) == 0  # idle: nothing consumed, nothing published
+    control.set_kill_switch(True)
+    assert worker.compiled_stage() is None  # the kill switch's cancels run on the Python path
+
+
+def test_compiled_stage_counts_backpressure_when_the_oms_ring_is_full(rig):
+    from hftshm.risk import stage_nb
+
+    worker, rings, control, ctx = rig
+    stage = worker.compiled_stage()
+    put(rings["book.risk"], snapshots((BTC, 61_000.0)))
+    put(rings["intents"], intents(*({"client_order_id": k} for k in range(1, 13))))  # the OMS ring holds 8
+    stage_nb.step(stage)
+    assert rings["orders"].occupancy() == 8 and rings["intents"].occupancy() == 4
+    assert stage_nb.step(stage) == 0  # full: intents wait in their ring, counted
+    assert ctx.counters[RiskWorker.COUNTER_NAMES.index("backpressure_cycles")] == 1

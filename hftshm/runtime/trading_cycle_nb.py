@@ -1,0 +1,120 @@
+"""The composite ``trading`` process's duty cycle in compiled code: strategies -> risk -> OMS ->
+exchange, round and round, with no Python between a tick and its order.
+
+``run_slice`` keeps looping in compiled code while work flows and while it spins idle, and returns
+to Python only
+
+* at the housekeeping cadence (``SliceLimits.slice_ns``), after a pass that found no work (or at
+  ``SliceLimits.max_slice_ns`` if work never stops): a pass runs the strategies, then risk, then the
+  OMS, so an order caused by a tick the strategies took in a pass is published in that pass, and
+  the slice never ends between the two;
+* after ``SliceLimits.spin_ns`` without work (``SliceEnd.IDLE``): the worker's wait strategy then
+  yields or parks on the futex doorbells (``runtime.trading_cycle``), and the next slice starts
+  when a producer rings;
+* when a stage needs its Python path (``SliceEnd.NEEDS_PYTHON``: the OMS's event writer is behind).
+
+The strategies stage is a parameter: any njit ``strategies_step(bundle) -> work done`` with its own
+NamedTuple bundle (numba specializes ``run_slice`` for it, as vectorbt's ``simulate_nb`` takes an
+``order_func_nb``). ``builtin_mm_step_nb.step`` is the one for the built-in market maker; risk, the
+OMS and the exchange are the fixed stages ``risk.stage_nb``, ``oms.stage_nb``, ``exchange.stage_nb``.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import NamedTuple
+
+from numba import njit
+
+from hftshm.exchange import stage_nb as exchange_stage
+from hftshm.oms import stage_nb as oms_stage
+from hftshm.risk import stage_nb as risk_stage
+from hftshm.transport.clock_nb import monotonic_ns
+
+
+class SliceEnd(IntEnum):
+    """Why ``run_slice`` returned to Python."""
+
+    CADENCE = 0  # housekeeping is due
+    IDLE = 1  # spun ``spin_ns`` without work: wait (yield / park) in Python, then call again
+    NEEDS_PYTHON = 2  # a stage's slow path must run (the OMS's event ring is full)
+
+
+# plain ints inside the kernel (one return type on every path)
+_CADENCE = int(SliceEnd.CADENCE)
+_IDLE = int(SliceEnd.IDLE)
+_NEEDS_PYTHON = int(SliceEnd.NEEDS_PYTHON)
+
+
+class SliceLimits(NamedTuple):
+    slice_ns: int  # housekeeping cadence: return after the first idle pass past this
+    max_slice_ns: int  # return after this even if every pass found work
+    spin_ns: int  # idle time spun before returning IDLE (a huge value: never)
+
+
+class SliceResult(NamedTuple):
+    end: int  # SliceEnd
+    work: int  # records handled by every stage in the slice
+    passes: int
+
+
+# not cached: its first argument is a dispatcher, which numba's cache index cannot pickle across
+# processes; each process compiles it once at start (``TradingCycle.warm``), its stages come from the cache
+@njit(nogil=True, _nrt=False)
+def run_slice(strategies_step, strategies, risk, oms, exchange, limits):
+    """Loop the four stages until housekeeping is due, the process has been idle ``spin_ns``, or a
+    stage needs Python. Returns a ``SliceResult``."""
+    start = monotonic_ns()
+    idle_since = start
+    total = 0
+    passes = 0
+    while True:
+        passes += 1
+        work = strategies_step(strategies)
+        work += risk_stage.step(risk)
+        done = oms_stage.step(oms)
+        if done == oms_stage.NEEDS_PYTHON:
+            return SliceResult(_NEEDS_PYTHON, total + work, passes)
+        work += done
+        work += exchange_stage.step(exchange)
+        now = monotonic_ns()
+        elapsed = now - start
+        if work > 0:
+            total += work
+            idle_since = now
+            if elapsed >= limits.max_slice_ns:
+                return SliceResult(_CADENCE, total, passes)
+            continue
+        if elapsed >= limits.slice_ns:
+            return SliceResult(_CADENCE, total, passes)
+        if now - idle_since >= limits.spin_ns:
+            return SliceResult(_IDLE, total, passes)
+
+
+# process-per-worker placement: one stage per process, the same loop around it (not cached either:
+# its first argument is a dispatcher)
+@njit(nogil=True, _nrt=False)
+def run_stage(step, stage, limits):
+    """``run_slice`` for a process that runs one stage: ``step(stage)`` until housekeeping is due,
+    ``spin_ns`` idle, or the step returns a negative value (it needs its Python path)."""
+    start = monotonic_ns()
+    idle_since = start
+    total = 0
+    passes = 0
+    while True:
+        passes += 1
+        work = step(stage)
+        if work < 0:
+            return SliceResult(_NEEDS_PYTHON, total, passes)
+        now = monotonic_ns()
+        elapsed = now - start
+        if work > 0:
+            total += work
+            idle_since = now
+            if elapsed >= limits.max_slice_ns:
+                return SliceResult(_CADENCE, total, passes)
+            continue
+        if elapsed >= limits.slice_ns:
+            return SliceResult(_CADENCE, total, passes)
+        if now - idle_since >= limits.spin_ns:
+            return SliceResult(_IDLE, total, passes)

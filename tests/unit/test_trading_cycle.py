@@ -1,0 +1,178 @@
+"""The compiled trading cycle (``runtime/trading_cycle_nb.run_slice`` and its stages) against the
+workers' Python duty cycles: the same market in, the same orders, fills, positions and OMS events out."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from hftshm.codes import EventFlag, EventKind, Side
+from hftshm.runtime.trading_cycle import RECHECK_NS, TradingCycle
+from hftshm.runtime.trading_cycle_nb import SliceEnd
+from hftshm.strategies.portfolio_nb import PF_FILLS, PF_POSITION
+from hftshm.transport.layout import load
+from hftshm.transport.wait import WaitStrategy
+from tests.trading_cycle_rig import BTC, TradingRig
+
+T0 = 1_722_000_000_000_000_000
+MS = 1_000_000
+
+
+def market(step: int) -> tuple[np.ndarray, float, float]:
+    """Step ``step`` of a scripted market: the touch moves on a fixed pattern, and every third step a
+    trade sweeps below the bid or above the ask (so resting quotes fill)."""
+    mid = 61_000.0 + [0.0, 3.0, 7.0, 2.0, -4.0, -9.0, -3.0][step % 7]
+    bid, ask = mid - 0.05, mid + 0.05
+    rows = [(EventKind.DEPTH, Side.BUY, bid, 2.0), (EventKind.DEPTH, Side.SELL, ask, 2.0)]
+    if step % 3 == 2:
+        side = Side.SELL if step % 2 else Side.BUY  # aggressor
+        rows.append((EventKind.TRADE, side, bid - 20.0 if side == Side.SELL else ask + 20.0, 5.0))
+    events = load("market_event").zeros(len(rows))
+    for i, (kind, side, price, qty) in enumerate(rows):
+        e = events[i]
+        e["exch_ts_ns"] = T0 + step * 50 * MS
+        e["kind"], e["side"], e["price"], e["qty"] = kind, side, price, qty
+        e["symbol_id"], e["update_id"] = BTC, step + 1
+    events[-1]["flags"] = EventFlag.LAST_IN_MESSAGE
+    return events, bid, ask
+
+
+def python_rounds(rig: TradingRig) -> None:
+    while sum(worker.do_work() for worker in rig.workers):
+        pass
+
+
+def compiled_rounds(cycle: TradingCycle) -> None:
+    while True:
+        result = cycle.run_slice()
+        assert result is not None and result.end == SliceEnd.CADENCE
+        if result.work == 0:
+            return
+
+
+def play(rig: TradingRig, steps: int, compiled: bool) -> dict:
+    cycle = TradingCycle.for_workers(rig.workers, WaitStrategy.from_config("busy-spin"))
+    assert cycle is not None and cycle.warm()
+    cycle.limits = cycle.limits._replace(slice_ns=0, max_slice_ns=0)  # one pass per slice
+    events = []
+    for step in range(steps):
+        records, bid, ask = market(step)
+        rig.events(records)
+        rig.book(bid, ask, int(records[-1]["exch_ts_ns"]), publish_ts_ns=1)
+        compiled_rounds(cycle) if compiled else python_rounds(rig)
+        events.append(rig.drain_events())
+    strategy = next(iter(rig.strategies.host.slots.values())).strategy
+    account = rig.risk.state.account[0]
+    oms_events = np.concatenate(events)
+    return {
+        "position": float(strategy.portfolio.pf[PF_POSITION]),
+        "fills": int(strategy.portfolio.pf[PF_FILLS]),
+        "risk_position": float(rig.risk.state.symbols[BTC]["position"]),
+        "risk_reports": int(account["reports"]),
+        "oms_events": [(int(e["order_id"]), int(e["kind"]), float(e["price"]), float(e["qty"])) for e in oms_events],
+        "now_ns": strategy.now_ns,
+        "slices": cycle.slices,
+    }
+
+
+@pytest.fixture
+def rigs(tmp_path):
+    made = []
+
+    def make(name):
+        (tmp_path / name).mkdir()
+        rig = TradingRig(tmp_path / name)
+        made.append(rig)
+        return rig
+
+    yield make
+    for rig in made:
+        rig.close()
+
+
+def test_compiled_cycle_trades_exactly_as_the_python_duty_cycles(rigs):
+    python = play(rigs("python"), 40, compiled=False)
+    compiled = play(rigs("compiled"), 40, compiled=True)
+    assert compiled["slices"] > 40
+    assert python["fills"] > 0 and python["oms_events"], "the script must make the maker quote and fill"
+    for key in ("position", "fills", "risk_position", "risk_reports", "oms_events", "now_ns"):
+        assert compiled[key] == python[key], key
+
+
+def test_a_book_becomes_orders_on_the_exchange_ring_within_one_pass(rigs):
+    rig = rigs("one")
+    cycle = TradingCycle.for_workers(rig.workers, WaitStrategy.from_config("busy-spin"))
+    assert cycle.warm()
+    cycle.limits = cycle.limits._replace(slice_ns=0, max_slice_ns=0)
+    records, bid, ask = market(0)
+    rig.events(records)
+    rig.book(bid, ask, int(records[-1]["exch_ts_ns"]), publish_ts_ns=1)
+    result = cycle.run_slice()
+    assert result.passes == 1
+    assert rig.peek_exchange_orders() == 2  # a bid and an ask, through risk and the OMS
+    from hftshm.metrics.histogram import summarize
+
+    assert summarize(rig.oms._tick_to_order).count == 2  # tick-to-order recorded for both
+
+
+def test_slice_ends_idle_after_its_spin_and_for_python_when_the_event_ring_is_full(rigs):
+    rig = rigs("ends")
+    cycle = TradingCycle.for_workers(rig.workers, WaitStrategy.from_config("spin-park", spin_us=100))
+    assert cycle.warm()
+    cycle.limits = cycle.limits._replace(slice_ns=10 * 1_000_000_000, max_slice_ns=10 * 1_000_000_000)
+    result = cycle.run_slice()
+    assert result.end == SliceEnd.IDLE and result.work == 0  # spun 100 us with nothing to do
+    events = rig.rings["oms.events"]
+    filler = load("order_event").zeros(events.capacity)
+    view = events.claim(len(filler))
+    view[:] = filler
+    events.commit(len(filler))
+    records, bid, ask = market(0)
+    rig.book(bid, ask, int(records[-1]["exch_ts_ns"]), publish_ts_ns=1)
+    result = cycle.run_slice()
+    assert result.end == SliceEnd.NEEDS_PYTHON  # the writer is behind: the OMS's spill path runs in Python
+    assert rig.peek_exchange_orders() == 0
+
+
+def test_a_stage_that_needs_python_keeps_the_whole_cycle_on_the_python_path(rigs):
+    rig = rigs("fallback")
+    cycle = TradingCycle.for_workers(rig.workers, WaitStrategy.from_config("busy-spin"))
+    assert cycle.warm()
+    rig.control.set_kill_switch(True)
+    assert rig.risk.compiled_stage() is None and cycle.run_slice() is None
+    rig.control.set_kill_switch(False)
+    rig.risk.do_work()  # the Python step notices the switch went off
+    time.sleep(2 * RECHECK_NS / 1e9)  # after a refusal the stages are asked again only RECHECK_NS later
+    assert cycle.run_slice() is not None
+    rig.strategies.host.pause(next(iter(rig.strategies.host.slots)))
+    assert cycle.run_slice() is None  # a paused strategy: the Python worker cancels and reports
+    assert cycle.python_rounds == 2
+
+
+def test_only_the_four_stage_workers_get_a_compiled_cycle(rigs, monkeypatch):
+    rig = rigs("which")
+    wait = WaitStrategy.from_config("busy-spin")
+    assert TradingCycle.for_workers(rig.workers[:3], wait) is None
+    monkeypatch.setenv("HFTSHM_COMPILED_CYCLE", "0")
+    assert TradingCycle.for_workers(rig.workers, wait) is None
+
+
+def test_process_per_worker_runs_one_stage_in_a_compiled_loop(rigs):
+    """StageCycle: risk alone (process-per-worker placement) checks and forwards in run_stage."""
+    from hftshm.runtime.trading_cycle import StageCycle
+
+    rig = rigs("alone")
+    cycle = TradingCycle.for_workers([rig.risk], WaitStrategy.from_config("busy-spin"))
+    assert isinstance(cycle, StageCycle) and cycle.warm()
+    cycle.limits = cycle.limits._replace(slice_ns=0, max_slice_ns=0)
+    records, bid, ask = market(0)
+    rig.events(records)
+    rig.book(bid, ask, int(records[-1]["exch_ts_ns"]), publish_ts_ns=1)
+    rig.strategies.do_work()  # the strategies (another process in that placement) quote: two intents
+    result = cycle.run_slice()
+    assert result.end == SliceEnd.CADENCE and result.work >= 3  # the book's mark and both intents
+    assert rig.rings["orders"].occupancy() == 2
+    oms = TradingCycle.for_workers([rig.oms], WaitStrategy.from_config("busy-spin"))
+    assert oms.warm() and oms.run_slice().work == 2 and rig.peek_exchange_orders() == 2
