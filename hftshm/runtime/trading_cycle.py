@@ -12,12 +12,13 @@ the runner takes its usual Python duty cycle for that round.
 
 The strategies stage is pluggable: ``StrategiesStep`` pairs an njit ``step(bundle) -> work`` with a
 function that builds its bundle from the strategies worker (or returns None: the worker then runs
-its Python path). ``builtin_market_maker_step`` is the one shipped here, for a worker that hosts
-only the built-in market maker; a compiled strategy API plugs in its own the same way.
+its Python path). ``compiled_strategies_step`` is the one shipped here: it runs every compiled
+strategy of the worker (``strategies_stage_nb``) when all of them are compiled and running.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -25,13 +26,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from hftshm.runtime import builtin_mm_step_nb as mm_nb
+from hftshm.runtime import strategies_stage_nb as st_nb
 from hftshm.runtime import trading_cycle_nb as nb
 
 ENV_SWITCH = "HFTSHM_COMPILED_CYCLE"  # "0": the Python duty cycle everywhere (comparison runs)
 SLICE_NS = 2_000_000  # housekeeping cadence
 MAX_SLICE_NS = 20_000_000  # ... even when work never stops
 NEVER_NS = 1 << 62
+log = logging.getLogger("hftshm.runtime")
 RECHECK_NS = 1_000_000  # after a stage needed Python, run Python rounds this long before asking again
 
 
@@ -51,73 +53,103 @@ class StrategiesStep:
     housekeeping: Callable[[int], int]
 
 
-def builtin_market_maker_step(worker) -> StrategiesStep:
-    """``builtin_mm_step_nb.step`` over a ``StrategyWorker`` whose only strategy is the built-in
-    market maker, running. Its bundle is None (the Python path runs) otherwise."""
+def compiled_strategies_step(worker) -> StrategiesStep:
+    """``strategies_stage_nb.step`` over a ``StrategyWorker`` whose strategies are all compiled
+    (``CompiledStrategy`` with no Python override on the compiled path) and running. Its bundle is
+    None (the worker's Python path runs) otherwise: a Python strategy, a paused or failed one, a
+    restart's rebuild, a deterministic run, control messages or intents waiting in the host."""
     from hftshm.codes import StrategyState
-    from hftshm.strategies.builtin.market_maker import MarketMaker
+    from hftshm.strategies import slots_nb as sn
+    from hftshm.strategies import step_nb
+    from hftshm.strategies.compiled import CompiledStrategy, fault_text
+    from hftshm.strategies.slots import step_bundle
 
-    clock = np.zeros(mm_nb.MmClock.SIZE, dtype=np.int64)
-    view = np.zeros(mm_nb.MmView.SIZE, dtype=np.float64)
     C = worker._C
-    index = mm_nb.MmCounters(C["events"], C["books"], C["reports"], C["intents"], C["backpressure_cycles"],
-                             C["orphan_reports"])
+    index = st_nb.StageCounters(C["events"], C["books"], C["reports"], C["intents"], C["backpressure_cycles"])
     empty = np.zeros(0, dtype=np.int64)
-    current: list = [None]  # the strategy of the slice running now (its state goes back after it)
-    built: list = [None, None]  # (strategy, its bundle)
+    built: list = [None, None, None]  # (the strategies' identities, the stage, the host slots)
+    active = [False]
 
     def stage(force: bool = False):
-        current[0] = None
+        active[0] = False
         host = worker.host
-        if len(host.slots) != 1 or len(worker.books_in) != 1 or len(worker.events_in) != 1 or not worker.reports_in:
+        slots = list(host.slots.values())
+        if (not slots or len(worker.books_in) != 1 or len(worker.events_in) != 1 or not worker.reports_in
+                or worker.intents_out is None):
             return None
-        slot = next(iter(host.slots.values()))
-        strategy = slot.strategy
-        if type(strategy) is not MarketMaker:
-            return None
+        for slot in slots:
+            strategy = slot.strategy
+            if (not isinstance(strategy, CompiledStrategy) or not type(strategy).compiled_only()
+                    or slot.state != StrategyState.RUNNING):
+                return None
         if not force and (getattr(worker, "restart", None) is not None or (worker._lockstep and not worker._ended)
-                          or host.report_filter is not None or host.outbox_count or strategy.intent_count[0]
-                          or slot.state != StrategyState.RUNNING
+                          or host.report_filter is not None or host.outbox_count
                           or any(ring.has_records() for ring in worker.control_in)):
             return None
-        clock[mm_nb.MmClock.NOW_NS] = strategy.now_ns
-        clock[mm_nb.MmClock.ORIGIN_TS_NS] = strategy.origin_ts_ns
-        view[mm_nb.MmView.BEST_BID] = strategy.best_bid
-        view[mm_nb.MmView.BEST_ASK] = strategy.best_ask
-        view[mm_nb.MmView.MID] = strategy.mid
-        current[0] = strategy
-        if built[0] is strategy:
-            return built[1]  # the same strategy, the same arrays: reuse the bundle
-        books, events = worker.books_in[0], worker.events_in[0]
-        symbol = strategy.symbol
-        built[0] = strategy
-        built[1] = mm_nb.MmStage(
-            books.ctrl, books.records, events.ctrl, events.records, tuple(r.ctrl for r in worker.reports_in),
-            tuple(r.records for r in worker.reports_in), worker.intents_out.ctrl, worker.intents_out.records,
-            strategy.kernel_params, strategy.kernel_state, strategy.portfolio.pf, strategy.portfolio.orders,
-            strategy.intents, strategy.intent_count, clock, view, int(strategy.strategy_id), int(symbol.symbol_id),
-            float(symbol.tick_size), float(symbol.lot_size),
-            worker._book_age if len(worker._book_age) else empty,
-            worker._tick_to_intent if len(worker._tick_to_intent) else empty, worker.counters, index)
+        key = tuple(id(slot.strategy) for slot in slots)
+        if built[0] != key:
+            strategies = [slot.strategy for slot in slots]
+            bundle, _ = step_bundle(strategies)
+            books, events = worker.books_in[0], worker.events_in[0]
+            built[0] = key
+            built[2] = slots
+            built[1] = st_nb.StrategiesStage(
+                books.ctrl, books.records, events.ctrl, events.records, tuple(r.ctrl for r in worker.reports_in),
+                tuple(r.records for r in worker.reports_in), worker.intents_out.ctrl, worker.intents_out.records,
+                bundle, worker._book_age if len(worker._book_age) else empty,
+                worker._tick_to_intent if len(worker._tick_to_intent) else empty, worker.counters, index)
+        bundle = built[1].strategies
+        bundle.clock[step_nb.CLOCK_NOW] = max(int(bundle.clock[step_nb.CLOCK_NOW]), int(host.now_ns))
+        for compiled_slot, slot in zip(bundle.slots, built[2]):
+            market = compiled_slot.market
+            market[sn.M_BID] = slot.strategy.best_bid
+            market[sn.M_ASK] = slot.strategy.best_ask
+        active[0] = True
         return built[1]
 
     def leave():
-        strategy = current[0]
-        if strategy is None:
+        if not active[0]:
             return
-        strategy.now_ns = int(clock[mm_nb.MmClock.NOW_NS])
-        strategy.origin_ts_ns = int(clock[mm_nb.MmClock.ORIGIN_TS_NS])
-        strategy.best_bid = float(view[mm_nb.MmView.BEST_BID])
-        strategy.best_ask = float(view[mm_nb.MmView.BEST_ASK])
-        strategy.mid = float(view[mm_nb.MmView.MID])
-        worker.host.now_ns = max(worker.host.now_ns, strategy.now_ns)
+        active[0] = False
+        stage_bundle = built[1]
+        bundle = stage_bundle.strategies
+        host = worker.host
+        host.now_ns = max(host.now_ns, int(bundle.clock[step_nb.CLOCK_NOW]))
+        for compiled_slot, slot in zip(bundle.slots, built[2]):
+            strategy = slot.strategy
+            market = compiled_slot.market
+            strategy.best_bid = float(market[sn.M_BID])
+            strategy.best_ask = float(market[sn.M_ASK])
+            strategy.now_ns = max(int(getattr(strategy, "now_ns", 0) or 0), int(bundle.clock[step_nb.CLOCK_NOW]))
+            fault = int(compiled_slot.ids[sn.ID_FAULT])
+            if compiled_slot.ids[sn.ID_RUNNING] == 0 and fault and slot.state == StrategyState.RUNNING:
+                # the step paused it and queued the cancels of its orders; the host names it
+                slot.errors += 1
+                slot.last_error = f"StrategyError: {fault_text(fault)}"
+                slot.state = StrategyState.FAILED
+                host.failures.append((slot.name, slot.last_error))
+                log.error("strategy %s faulted in the compiled cycle and is paused (the others keep running): %s",
+                          slot.name, slot.last_error)
+                built[0] = None  # rebuild: the next stage() sees a failed strategy and leaves it to Python
+        # intents that did not fit the ring go back to the host's outbox, in order, for the Python path
+        n = int(bundle.icount[0])
+        if n:
+            queued = bundle.intents[:n].copy()
+            bundle.icount[0] = 0
+            end = host.outbox_count + n
+            if end > len(host.outbox):
+                grown = np.zeros(max(2 * len(host.outbox), end), dtype=host.outbox.dtype)
+                grown[:host.outbox_count] = host.outbox[:host.outbox_count]
+                host.outbox = grown
+            host.outbox[host.outbox_count:end] = queued
+            host.outbox_count = end
         worker._intent_seq = worker.intents_out.producer_position
 
     def housekeeping(now_ns: int) -> int:
         worker._status()  # the strategy status table, at its own interval
         return 0
 
-    return StrategiesStep(mm_nb.step, stage, leave, housekeeping)
+    return StrategiesStep(st_nb.step, stage, leave, housekeeping)
 
 
 class TradingCycle:
@@ -155,11 +187,11 @@ class TradingCycle:
         if len(workers) == 1 and any(found.values()):
             worker = workers[0]
             if type(worker) is StrategyWorker:
-                return StageCycle(builtin_market_maker_step(worker), "strategies", spin_ns_of(wait_strategy))
+                return StageCycle(compiled_strategies_step(worker), "strategies", spin_ns_of(wait_strategy))
             return StageCycle(worker_stage(worker), type(worker).__name__, spin_ns_of(wait_strategy))
         if len(workers) != 4 or any(len(v) != 1 for v in found.values()):
             return None
-        strategies = builtin_market_maker_step(found[StrategyWorker][0])
+        strategies = compiled_strategies_step(found[StrategyWorker][0])
         return cls(strategies, found[RiskWorker][0], found[OmsWorker][0], found[ExchangeWorker][0],
                    spin_ns_of(wait_strategy))
 

@@ -15,7 +15,7 @@ to Python only
 
 The strategies stage is a parameter: any njit ``strategies_step(bundle) -> work done`` with its own
 NamedTuple bundle (numba specializes ``run_slice`` for it, as vectorbt's ``simulate_nb`` takes an
-``order_func_nb``). ``builtin_mm_step_nb.step`` is the one for the built-in market maker; risk, the
+``order_func_nb``). ``strategies_stage_nb.step`` runs the compiled strategies; risk, the
 OMS and the exchange are the fixed stages ``risk.stage_nb``, ``oms.stage_nb``, ``exchange.stage_nb``.
 """
 
