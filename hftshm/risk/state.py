@@ -210,9 +210,11 @@ class RiskState:
             notes.append(f"{len(snap['open_orders'])} open order(s) in the snapshot belong to an earlier run; "
                          "not restored")
         if control is not None:
+            # the kill switch is the operator's: the control layer loads it at start from what the
+            # operator last set (run directory, Redis key), so a switch turned off while the platform
+            # was down stays off; a risk snapshot taken before that must not turn it back on
             if snap.get("kill_switch") and not control.kill_switch:
-                control.set_kill_switch(True)
-                notes.append("kill switch was on: restored ON")
+                notes.append("kill switch was on in the snapshot; left to the operator controls (off now)")
             if control.epoch == 0 and snap.get("trading_state") in ("reducing", "halted"):
                 control.set_trading_state(TradingState[snap["trading_state"].upper()],
                                           Reason(snap.get("halt_reason") or Reason.TRADING_HALTED))

@@ -131,7 +131,7 @@ def test_mirror_writes_readable_keys_and_reset_deletes_them(redis_config):
         client.close()
 
 
-def test_worker_restart_restores_positions_and_kill_switch(redis_config, tmp_path):
+def test_worker_restart_restores_positions_but_leaves_the_kill_switch_to_the_operator(redis_config, tmp_path):
     control = ControlBlock.create(unique_name("ctl"))
     made = [Ring.create(unique_name("r"), layout, 64) for layout in
             ("book_snapshot", "execution_report", "order_intent", "order", "execution_report")]
@@ -159,11 +159,12 @@ def test_worker_restart_restores_positions_and_kill_switch(redis_config, tmp_pat
         control.set_trading_state(TradingState.REDUCING)
         worker.do_work()
         worker.on_close()  # flushes the last snapshot to Redis
-        control.set_kill_switch(False)  # pretend the block was lost too: only Redis remembers
+        control.set_kill_switch(False)  # the operator turned it off (while the platform was down, say)
         worker = start()
         assert worker.state.position("BTCUSDT") == pytest.approx(0.7)
         assert worker.state.summary()["fees"] == pytest.approx(2.0)
-        assert control.kill_switch
+        # the snapshot still says on; the operator's word wins (the control layer persists and loads it)
+        assert not control.kill_switch
         worker.on_close()
     finally:
         for ring in made:
