@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit
 
 from hftshm.codes import Action, OrderType, Reason, Side, TimeInForce
+from hftshm.oms.reports_nb import write_report as write_any_report
 
 # Beyond these an order is "huge": rejected, so totals of many orders cannot overflow int64.
 MAX_PRICE_TICKS = 1_000_000_000_000_000
@@ -176,25 +177,10 @@ def idmap_new(n_slots: int) -> np.ndarray:
 @njit(cache=True, _nrt=False, inline="always")
 def write_report(out, j, seq, exch_ts_ns, origin_ts_ns, order_id, client_order_id, contra_order_id,
                  price, qty, leaves_qty, cum_qty, fee, strategy_id, symbol_id, event, side, reason):
-    r = out[j]
-    r.seq = seq
-    r.exch_ts_ns = exch_ts_ns
-    r.local_ts_ns = 0
-    r.origin_ts_ns = origin_ts_ns
-    r.order_id = order_id
-    r.client_order_id = client_order_id
-    r.contra_order_id = contra_order_id
-    r.price = price
-    r.qty = qty
-    r.leaves_qty = leaves_qty
-    r.cum_qty = cum_qty
-    r.fee = fee
-    r.strategy_id = strategy_id
-    r.symbol_id = symbol_id
-    r.event = event
-    r.side = side
-    r.reason = reason
-    r.flags = 0
+    """The exchange's reports through the layout's one writer (``oms.reports_nb``): the venue sets
+    no local time (the receiver does) and no flags."""
+    write_any_report(out, j, seq, exch_ts_ns, 0, origin_ts_ns, order_id, client_order_id, contra_order_id, price,
+                     qty, leaves_qty, cum_qty, fee, strategy_id, symbol_id, event, side, reason, 0)
 
 
 @njit(cache=True, _nrt=False, inline="always")

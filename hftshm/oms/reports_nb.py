@@ -1,4 +1,4 @@
-"""The one writer of an ``execution_report`` record for risk's and the OMS's kernels.
+"""The one writer of an ``execution_report`` record, for every kernel that makes one (risk, the OMS, the exchange).
 
 Every field of the layout (layouts/execution_report.toml) is set here, in layout order, so a
 report never leaves with a field left over from the ring slot's previous record, and a field added
