@@ -35,7 +35,7 @@ from hftshm.codes import Action, EventFlag, EventKind, ReportEvent
 from hftshm.oms import oms_nb
 from hftshm.strategies import context_nb as cx
 from hftshm.strategies import portfolio_nb as pnb
-from hftshm.strategies.slots_nb import (HAS_BOOK, HAS_EVENTS, HAS_REPORT, HAS_TRADE, ID_BOOK, ID_HAS, ID_NEXT_TIMER,
+from hftshm.strategies.slots_nb import (deliver_events, HAS_BOOK, HAS_REPORT, ID_BOOK, ID_HAS, ID_NEXT_TIMER,
                                         ID_RUNNING, ID_STRATEGY, ID_SYMBOL, ID_TIMER_NS, M_ASK, M_BID, _ctx, _fault,
                                         equity_of)
 
@@ -156,18 +156,7 @@ def run(events, start, stop, books, book_out, book_symbol, V, slots, intents, ic
         # 3. the message's events, then timers
         for s in literal_unroll(slots):
             if s.ids[ID_RUNNING] != 0 and s.ids[ID_SYMBOL] == symbol_id:
-                if trades and s.ids[ID_HAS] & HAS_TRADE:
-                    for k in range(i, end):
-                        if events[k].kind == EventKind.TRADE and s.ids[ID_RUNNING] != 0:
-                            before = icount[0]
-                            s.on_trade(_ctx(s, intents, icount, now, origin), events[k])
-                            if s.pf[pnb.PF_FAULT] != 0.0:
-                                _fault(s, intents, icount, before, now)
-                if s.ids[ID_HAS] & HAS_EVENTS and s.ids[ID_RUNNING] != 0:
-                    before = icount[0]
-                    s.on_events(_ctx(s, intents, icount, now, origin), events[i:end])
-                    if s.pf[pnb.PF_FAULT] != 0.0:
-                        _fault(s, intents, icount, before, now)
+                deliver_events(s, intents, icount, now, origin, events, i, end, trades)
         for s in literal_unroll(slots):
             interval = s.ids[ID_TIMER_NS]
             if interval > 0 and s.ids[ID_RUNNING] != 0 and now >= s.ids[ID_NEXT_TIMER]:

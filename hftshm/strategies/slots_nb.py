@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 from numba import literal_unroll, njit
 
+from hftshm.codes import EventKind
 from hftshm.strategies import context_nb as cx
 from hftshm.strategies import portfolio_nb as pnb
 
@@ -59,6 +60,25 @@ def _fault(s, intents, icount, before, now):
     cx.cancel_all(_ctx(s, intents, icount, now, 0))
     pf[pnb.PF_FAULT] = 0.0
 
+
+
+@njit(cache=True, inline="always")
+def deliver_events(s, intents, icount, now, origin, events, i, end, trades):
+    """``events[i:end]`` (one symbol's, this strategy's) to the strategy: ``on_trade`` per trade (when
+    ``trades``: the caller knows the run holds some), then ``on_events`` with the run; a callback that
+    leaves an error pauses the strategy at once. The same step for the backtest loop and the platform."""
+    if trades and s.ids[ID_HAS] & HAS_TRADE:
+        for k in range(i, end):
+            if events[k].kind == EventKind.TRADE and s.ids[ID_RUNNING] != 0:
+                before = icount[0]
+                s.on_trade(_ctx(s, intents, icount, now, origin), events[k])
+                if s.pf[pnb.PF_FAULT] != 0.0:
+                    _fault(s, intents, icount, before, now)
+    if s.ids[ID_HAS] & HAS_EVENTS and s.ids[ID_RUNNING] != 0:
+        before = icount[0]
+        s.on_events(_ctx(s, intents, icount, now, origin), events[i:end])
+        if s.pf[pnb.PF_FAULT] != 0.0:
+            _fault(s, intents, icount, before, now)
 
 
 @njit(cache=True)

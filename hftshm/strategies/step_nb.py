@@ -34,10 +34,9 @@ from typing import NamedTuple
 import numpy as np
 from numba import literal_unroll, njit
 
-from hftshm.codes import EventKind
 from hftshm.strategies import context_nb as cx
 from hftshm.strategies import portfolio_nb as pnb
-from hftshm.strategies.slots_nb import (HAS_BOOK, HAS_EVENTS, HAS_REPORT, HAS_TRADE, ID_NEXT_TIMER, ID_RUNNING,
+from hftshm.strategies.slots_nb import (deliver_events, HAS_BOOK, HAS_REPORT, ID_NEXT_TIMER, ID_RUNNING,
                                         ID_HAS, ID_STRATEGY, ID_SYMBOL, ID_TIMER_NS, M_ASK, M_BID, _ctx, _fault)
 
 CLOCK_NOW, CLOCK_WORK = 0, 1
@@ -83,18 +82,7 @@ def _events(bundle, events, n):
                 end += 1
             origin = events[end - 1].publish_ts_ns
             at = events[end - 1].exch_ts_ns
-            if s.ids[ID_HAS] & HAS_TRADE:
-                for k in range(i, end):
-                    if events[k].kind == EventKind.TRADE and s.ids[ID_RUNNING] != 0:
-                        before = icount[0]
-                        s.on_trade(_ctx(s, intents, icount, at, origin), events[k])
-                        if s.pf[pnb.PF_FAULT] != 0.0:
-                            _fault(s, intents, icount, before, at)
-            if s.ids[ID_HAS] & HAS_EVENTS and s.ids[ID_RUNNING] != 0:
-                before = icount[0]
-                s.on_events(_ctx(s, intents, icount, at, origin), events[i:end])
-                if s.pf[pnb.PF_FAULT] != 0.0:
-                    _fault(s, intents, icount, before, at)
+            deliver_events(s, intents, icount, at, origin, events, i, end, True)
             i = end
     origin = events[n - 1].publish_ts_ns
     for s in literal_unroll(bundle.slots):
