@@ -96,6 +96,17 @@ PINNED = {
         ("flags", "u4", 84, 4),
         ("target_client_order_id", "i8", 88, 8),
     ]),
+    "live_frame": (1, 512, [
+        ("seq", "i8", 0, 8),
+        ("recv_ns", "i8", 8, 8),
+        ("frame_len", "i4", 16, 4),
+        ("chunk_len", "i4", 20, 4),
+        ("kind", "i4", 24, 4),
+        ("market", "i4", 28, 4),
+        ("chunk", "i4", 32, 4),
+        ("n_chunks", "i4", 36, 4),
+        ("payload", "u1[472]", 40, 472),
+    ]),
     "order_event": (1, 144, [
         ("event_id", "i8", 0, 8),
         ("order_id", "i8", 8, 8),
