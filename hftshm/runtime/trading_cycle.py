@@ -69,6 +69,7 @@ def compiled_strategies_step(worker) -> StrategiesStep:
     empty = np.zeros(0, dtype=np.int64)
     built: list = [None, None, None]  # (the strategies' identities, the stage, the host slots)
     active = [False]
+    changed = [False]
 
     def stage(force: bool = False):
         active[0] = False
@@ -87,7 +88,17 @@ def compiled_strategies_step(worker) -> StrategiesStep:
                           or any(ring.has_records() for ring in worker.control_in)):
             return None
         key = tuple(id(slot.strategy) for slot in slots)
-        if built[0] != key:
+        if built[0] is not None and built[0] != key:
+            # a strategy was added or removed: run_slice is compiled for the strategy set it was
+            # warmed with, and compiling it for another inside a step would stall every running
+            # strategy for seconds. The Python path runs this set (as it runs Python strategies);
+            # the compiled cycle comes back if the warmed set returns.
+            if not changed[0]:
+                changed[0] = True
+                log.info("strategies changed at run time: they run on the worker's Python path "
+                         "(the compiled cycle was compiled for the strategies it started with)")
+            return None
+        if built[0] is None:
             strategies = [slot.strategy for slot in slots]
             bundle, _ = step_bundle(strategies)
             books, events = worker.books_in[0], worker.events_in[0]
@@ -130,7 +141,7 @@ def compiled_strategies_step(worker) -> StrategiesStep:
                 host.failures.append((slot.name, slot.last_error))
                 log.error("strategy %s faulted in the compiled cycle and is paused (the others keep running): %s",
                           slot.name, slot.last_error)
-                built[0] = None  # rebuild: the next stage() sees a failed strategy and leaves it to Python
+                # the next stage() sees a failed strategy and leaves the worker to its Python path
         # intents that did not fit the ring go back to the host's outbox, in order, for the Python path
         n = int(bundle.icount[0])
         if n:
