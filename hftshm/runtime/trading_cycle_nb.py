@@ -58,6 +58,22 @@ class SliceResult(NamedTuple):
     passes: int
 
 
+_GO_ON = -1
+
+
+@njit(nogil=True, _nrt=False, inline="always")
+def _slice_end(elapsed_ns, idle_ns, work, limits):
+    """Why a slice ends after a pass (``_CADENCE``: housekeeping is due; ``_IDLE``: idle for
+    ``spin_ns``), or ``_GO_ON``. Busy passes run up to ``max_slice_ns``, idle ones to ``slice_ns``."""
+    if work > 0:
+        return _CADENCE if elapsed_ns >= limits.max_slice_ns else _GO_ON
+    if elapsed_ns >= limits.slice_ns:
+        return _CADENCE
+    if idle_ns >= limits.spin_ns:
+        return _IDLE
+    return _GO_ON
+
+
 # not cached: its first argument is a dispatcher, which numba's cache index cannot pickle across
 # processes; each process compiles it once at start (``TradingCycle.warm``), its stages come from the cache
 @njit(nogil=True, _nrt=False)
@@ -78,17 +94,12 @@ def run_slice(strategies_step, strategies, risk, oms, exchange, limits):
         work += done
         work += exchange_stage.step(exchange)
         now = monotonic_ns()
-        elapsed = now - start
+        total += work
         if work > 0:
-            total += work
             idle_since = now
-            if elapsed >= limits.max_slice_ns:
-                return SliceResult(_CADENCE, total, passes)
-            continue
-        if elapsed >= limits.slice_ns:
-            return SliceResult(_CADENCE, total, passes)
-        if now - idle_since >= limits.spin_ns:
-            return SliceResult(_IDLE, total, passes)
+        end = _slice_end(now - start, now - idle_since, work, limits)
+        if end != _GO_ON:
+            return SliceResult(end, total, passes)
 
 
 # process-per-worker placement: one stage per process, the same loop around it (not cached either:
@@ -107,14 +118,9 @@ def run_stage(step, stage, limits):
         if work < 0:
             return SliceResult(_NEEDS_PYTHON, total, passes)
         now = monotonic_ns()
-        elapsed = now - start
+        total += work
         if work > 0:
-            total += work
             idle_since = now
-            if elapsed >= limits.max_slice_ns:
-                return SliceResult(_CADENCE, total, passes)
-            continue
-        if elapsed >= limits.slice_ns:
-            return SliceResult(_CADENCE, total, passes)
-        if now - idle_since >= limits.spin_ns:
-            return SliceResult(_IDLE, total, passes)
+        end = _slice_end(now - start, now - idle_since, work, limits)
+        if end != _GO_ON:
+            return SliceResult(end, total, passes)
