@@ -56,10 +56,10 @@ class L2BookSource:
     RESERVE_EVERY = 4096  # events between checks that the book's far-level arrays have room
 
     def __init__(self, symbols, levels: int = 10):
-        from hftshm.book import book_nb
+        from hftshm.book import l2_apply_nb
         from hftshm.book.book import BookSet
 
-        self._nb = book_nb
+        self._nb = l2_apply_nb
         self.books = BookSet(symbols)
         self.levels = levels
         width = SNAPSHOT_LAYOUT.dtype["bid_px"].shape[0]

@@ -30,7 +30,7 @@ from __future__ import annotations
 from numba import literal_unroll, njit
 
 from hftshm.backtest import venue_nb
-from hftshm.book import book_nb
+from hftshm.book import l2_apply_nb
 from hftshm.codes import Action, EventFlag, EventKind, ReportEvent
 from hftshm.oms import oms_nb
 from hftshm.strategies import context_nb as cx
@@ -168,14 +168,14 @@ def run(events, start, stop, books, book_out, book_symbol, V, slots, intents, ic
         # 4. the book: its per-message kernel on unpacked arrays (one call, no per-event tuple unpacking)
         rows = 0
         if book_event:  # a message of trades or BBOs only leaves the L2 levels as they are
-            _, rows, _, _, _ = book_nb._run(b_state, b_params, b_bw, b_aw, b_fbp, b_fbq, b_fap, b_faq, b_issues, b_of,
+            _, rows, _, _, _ = l2_apply_nb._run(b_state, b_params, b_bw, b_aw, b_fbp, b_fbq, b_fap, b_faq, b_issues, b_of,
                                             events, i, end, 1, b_meta, b_px, b_qty, None, b_meta.shape[0])
         if rows > 0:
             last = rows - 1
             b = b_meta[last, 0]
             if b_meta[last, 4] != 0 and b_meta[last, 5] > 0 and b_meta[last, 6] > 0:
-                mid = 0.5 * (b_px[last, 0, 0] * params[b, book_nb.BP_PX_NUM] / params[b, book_nb.BP_PX_DEN]
-                             + b_px[last, 1, 0] * params[b, book_nb.BP_PX_NUM] / params[b, book_nb.BP_PX_DEN])
+                mid = 0.5 * (b_px[last, 0, 0] * params[b, l2_apply_nb.BP_PX_NUM] / params[b, l2_apply_nb.BP_PX_DEN]
+                             + b_px[last, 1, 0] * params[b, l2_apply_nb.BP_PX_NUM] / params[b, l2_apply_nb.BP_PX_DEN])
                 if mid != marked_mid:
                     marked_mid = mid  # an unchanged mid leaves risk's marks as they are
                     venue_nb.mark_flat(snap, r_symbols, r_account, r_control, book_symbol[b], mid, b_meta[last, 1])
@@ -186,10 +186,10 @@ def run(events, start, stop, books, book_out, book_symbol, V, slots, intents, ic
                     if b_meta[k, 0] == mine:
                         row = k
                 if row >= 0:
-                    px_num = params[mine, book_nb.BP_PX_NUM]
-                    px_den = params[mine, book_nb.BP_PX_DEN]
-                    q_num = params[mine, book_nb.BP_QTY_NUM]
-                    q_den = params[mine, book_nb.BP_QTY_DEN]
+                    px_num = params[mine, l2_apply_nb.BP_PX_NUM]
+                    px_den = params[mine, l2_apply_nb.BP_PX_DEN]
+                    q_num = params[mine, l2_apply_nb.BP_QTY_NUM]
+                    q_den = params[mine, l2_apply_nb.BP_QTY_DEN]
                     bid, bid_qty, ask, ask_qty, mid = np_nan, 0.0, np_nan, 0.0, np_nan
                     if b_meta[row, 5] > 0:
                         bid = b_px[row, 0, 0] * px_num / px_den

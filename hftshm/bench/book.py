@@ -32,9 +32,9 @@ def book_command(
 
     import numpy as np
 
-    from hftshm.bench.book_nb import time_depth_messages
+    from hftshm.bench.book_timing_nb import time_depth_messages
     from hftshm.bench.report import emit, percentiles_ns
-    from hftshm.book import book_nb
+    from hftshm.book import l2_apply_nb
     from hftshm.book.book import BookSet
     from hftshm.codes import EventKind
     from hftshm.feed.config import FeedConfig
@@ -56,12 +56,12 @@ def book_command(
                 a.fill(0)  # touch the pages now, not inside the timed run
             return books
 
-        book_nb.apply_events_count(fresh().arrays, events, 0, len(events), n, px, qty)  # compile / warm
+        l2_apply_nb.apply_events_count(fresh().arrays, events, 0, len(events), n, px, qty)  # compile / warm
         best_wall = best_cpu = float("inf")
         for _ in range(repeats):
             books = fresh()
             wall, cpu = time.perf_counter(), time.thread_time()
-            messages, _ = book_nb.apply_events_count(books.arrays, events, 0, len(events), n, px, qty)
+            messages, _ = l2_apply_nb.apply_events_count(books.arrays, events, 0, len(events), n, px, qty)
             cpu = time.thread_time() - cpu
             wall = time.perf_counter() - wall
             best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)

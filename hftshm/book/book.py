@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from hftshm.book import book_nb as nb
+from hftshm.book import l2_apply_nb as nb
 from hftshm.book.issues import N_BOOK_ISSUES, REJECTS, BookIssue
 from hftshm.symbols import Symbol, SymbolTable
 from hftshm.transport.layout import load as load_layout

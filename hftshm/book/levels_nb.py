@@ -4,7 +4,7 @@ Per book (row ``b`` of every array): a dense window of ``W`` ticks, ``[lo, lo + 
 quantity in lots at ``tick - lo`` (an update near the touch is one store; the next best level after
 a delete is a short scan), and every level outside the window in sorted ``far`` arrays (price
 ascending, both sides), so depth is never truncated. When the touch drifts within W/8 of a window
-edge the window is re-centred (O(W), rare). ``book_nb`` applies events on top of this; this module
+edge the window is re-centred (O(W), rare). ``l2_apply_nb`` applies events on top of this; this module
 stores levels and reads the top of book out.
 """
 

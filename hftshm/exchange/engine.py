@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hftshm.exchange import book_nb, matching_nb
+from hftshm.exchange import order_book_nb, matching_nb
 from hftshm.exchange.common_nb import SC_LOT, SC_LOT_INV, SC_TICK, SC_TICK_INV, SCALE_COLS, idmap_new
 from hftshm.exchange.config import ExchangeConfig
 from hftshm.symbols import DEFAULT_SYMBOLS, SymbolTable
@@ -55,7 +55,7 @@ class MatchingEngine:
         self.capacity = self.config.book_capacity
         self._sym_to_book, self._scale = scale_table(self.symbols)
         n_books = max(len(self.symbols), 1)
-        self._tables = book_nb.allocate(n_books, self.capacity)
+        self._tables = order_book_nb.allocate(n_books, self.capacity)
         self._id_table = idmap_new(n_books * self.capacity)
         self._stats = np.zeros(matching_nb.STATS_COLS, dtype=np.int64)
         self._out = np.zeros(max(output_capacity, 16), dtype=REPORT_DTYPE)
@@ -120,22 +120,22 @@ class MatchingEngine:
         if slot < 0:
             return None
         row = self._tables["orders"][slot]
-        b = int(row[book_nb.OR_BOOK])
+        b = int(row[order_book_nb.OR_BOOK])
         tick, tick_inv, lot, lot_inv = (self._scale[b, c] for c in (SC_TICK, SC_TICK_INV, SC_LOT, SC_LOT_INV))
         return {
-            "order_id": int(row[book_nb.OR_ID]),
-            "price": float(_to_float(np.int64(row[book_nb.OR_PRICE]), tick, tick_inv)),
-            "leaves_qty": float(_to_float(np.int64(row[book_nb.OR_LEAVES]), lot, lot_inv)),
-            "cum_qty": float(_to_float(np.int64(row[book_nb.OR_CUM]), lot, lot_inv)),
-            "side": int(row[book_nb.OR_SIDE]) + 1,
-            "owner": int(row[book_nb.OR_OWNER]),
-            "symbol_id": int(row[book_nb.OR_SYMBOL]),
+            "order_id": int(row[order_book_nb.OR_ID]),
+            "price": float(_to_float(np.int64(row[order_book_nb.OR_PRICE]), tick, tick_inv)),
+            "leaves_qty": float(_to_float(np.int64(row[order_book_nb.OR_LEAVES]), lot, lot_inv)),
+            "cum_qty": float(_to_float(np.int64(row[order_book_nb.OR_CUM]), lot, lot_inv)),
+            "side": int(row[order_book_nb.OR_SIDE]) + 1,
+            "owner": int(row[order_book_nb.OR_OWNER]),
+            "symbol_id": int(row[order_book_nb.OR_SYMBOL]),
         }
 
     def resting_orders(self, symbol_id: int) -> int:
         b = int(self._sym_to_book[symbol_id])
         book = self._tables["book_i64"]
-        return int(book[b, book_nb.BK_ORDERS] + book[b, book_nb.BK_ORDERS + 1])
+        return int(book[b, order_book_nb.BK_ORDERS] + book[b, order_book_nb.BK_ORDERS + 1])
 
     @property
     def stats(self) -> dict[str, int]:

@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from hftshm.codes import Action, OrderType, Reason, ReportEvent, TimeInForce
-from hftshm.exchange.book_nb import (BK_ORDERS, LV_COUNT, LV_HEAD, LV_PRICE, LV_TOTAL, OR_BOOK, OR_CLIENT_ID, OR_CUM,
+from hftshm.exchange.order_book_nb import (BK_ORDERS, LV_COUNT, LV_HEAD, LV_PRICE, LV_TOTAL, OR_BOOK, OR_CLIENT_ID, OR_CUM,
                                      OR_ID, OR_LEAVES, OR_LEVEL, OR_NEXT, OR_ORIGIN_TS, OR_OWNER, OR_PRICE,
                                      OR_SIDE, OR_STRATEGY, OR_SYMBOL, OR_TIF, add_order, alloc_order,
                                      best_level, free_order, level_at_rank, unlink_order)

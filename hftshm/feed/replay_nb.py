@@ -3,7 +3,7 @@ publish into rings.
 
 ``stage`` takes whole messages (a depth diff's levels, a bbo's two sides) from the source whose next
 message has the earliest exchange time, copies them into a staging batch, applies each run of
-messages to the books (``book_nb._run``, which writes a ``book_snapshot`` record at every consistent
+messages to the books (``l2_apply_nb._run``, which writes a ``book_snapshot`` record at every consistent
 point) and records exchange->receive latency. ``publish`` copies staged records into one ring.
 A message longer than a whole batch is split across batches; the source is then finished first.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hftshm.book import book_nb
+from hftshm.book import l2_apply_nb
 from hftshm.codes import EventFlag, EventKind
 from hftshm.metrics.histogram_nb import record as record_latency
 from hftshm.transport import ring_nb
@@ -135,7 +135,7 @@ def _flush(src, start, stop, out, n, seq0, ts_shift, hist, offset_ns, state, par
     n = _copy_run(src, start, stop, out, n, seq0, ts_shift, hist, offset_ns)
     # the books see the staged copies (shifted timestamps), so snapshots carry the replayed times
     snaps = out_snaps[n_snaps:]
-    _, rows, _, _, _ = book_nb._run(state, params, bid_win, ask_win, fbp, fbq, fap, faq, issues, book_of, out, first, n,
+    _, rows, _, _, _ = l2_apply_nb._run(state, params, bid_win, ask_win, fbp, fbq, fap, faq, issues, book_of, out, first, n,
                                     levels, None, scratch_px, scratch_qty, snaps, len(snaps))
     return n, n_snaps + rows
 

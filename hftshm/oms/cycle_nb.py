@@ -31,7 +31,7 @@ from numba import njit
 
 from hftshm.codes import Action
 from hftshm.metrics.histogram_nb import record as record_latency
-from hftshm.oms.book_nb import S_OPEN
+from hftshm.oms.order_table_nb import S_OPEN
 from hftshm.oms.oms_nb import C_EVENTS, C_ORDERS, C_REPORTS, O_NEXT_DEADLINE, ST_WORDS, on_orders, on_reports
 from hftshm.oms.timers_nb import on_timers
 from hftshm.transport.clock_nb import monotonic_ns

@@ -12,7 +12,7 @@ from numba import njit
 
 from hftshm.codes import Action, Reason, ReportEvent
 from hftshm.codes import OrderEventKind as E
-from hftshm.oms.book_nb import FLAG_ACKED, PENDING_NONE, PENDING_REPLACE, retire_slot
+from hftshm.oms.order_table_nb import FLAG_ACKED, PENDING_NONE, PENDING_REPLACE, retire_slot
 from hftshm.oms.reports_nb import write_report
 
 ID_SHIFT = 40  # order and event ids: run epoch << 40 | counter (2**40 ids per run)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hftshm.codes import OrderState
-from hftshm.oms import book_nb, oms_nb, states, timers_nb
+from hftshm.oms import order_table_nb, oms_nb, states, timers_nb
 from hftshm.transport.layout import load
 
 ORDER = load("order")
@@ -54,10 +54,10 @@ class OmsEngine:
         if staging < 4:
             raise ValueError(f"staging must be >= 4 records, found {staging}")
         self.max_orders = max_orders
-        orders, free, retired, slot_words = book_nb.new_slots(max_orders)
+        orders, free, retired, slot_words = order_table_nb.new_slots(max_orders)
         self.orders = orders
         self.slot_words = slot_words
-        self.book = (orders, free, retired, slot_words, *book_nb.new_index(max_orders), *book_nb.new_index(max_orders))
+        self.book = (orders, free, retired, slot_words, *order_table_nb.new_index(max_orders), *order_table_nb.new_index(max_orders))
         self.timers = np.zeros(max_orders, dtype=np.int32)
         self.words = np.zeros(oms_nb.O_WORDS, dtype=np.int64)
         self.words[oms_nb.O_EPOCH] = epoch
@@ -111,7 +111,7 @@ class OmsEngine:
     def restore(self, rows: np.ndarray, now_ns: int | None = None) -> int:
         """Load ``ORDER_SLOT_DTYPE`` rows (oldest first) recovered from the database."""
         now_ns = time.monotonic_ns() if now_ns is None else now_ns
-        rows = np.ascontiguousarray(rows, dtype=book_nb.ORDER_SLOT_DTYPE)
+        rows = np.ascontiguousarray(rows, dtype=order_table_nb.ORDER_SLOT_DTYPE)
         return int(timers_nb.restore(self.book, self.ctl, rows, len(rows), now_ns))
 
     # -- inspection (tests, CLI, recovery checks) --------------------------------------------------
@@ -122,14 +122,14 @@ class OmsEngine:
 
     @property
     def open_count(self) -> int:
-        return int(self.slot_words[book_nb.S_OPEN])
+        return int(self.slot_words[order_table_nb.S_OPEN])
 
     def counters(self) -> dict[str, int]:
         return {name: int(self.stats[i]) for i, name in enumerate(oms_nb.STAT_NAMES)}
 
     def slot_of(self, order_id: int) -> int:
         _o, _f, _r, _w, oid_a, oid_b, oid_v, _ca, _cb, _cv = self.book
-        return int(book_nb.index_find(oid_a, oid_b, oid_v, np.int64(order_id), np.int64(0)))
+        return int(order_table_nb.index_find(oid_a, oid_b, oid_v, np.int64(order_id), np.int64(0)))
 
     def order(self, order_id: int) -> np.void | None:
         """The table row of ``order_id`` (a copy), or None when the OMS does not hold it."""
@@ -138,7 +138,7 @@ class OmsEngine:
 
     def order_by_client_id(self, strategy_id: int, client_order_id: int) -> np.void | None:
         _o, _f, _r, _w, _a, _b, _v, cid_a, cid_b, cid_v = self.book
-        slot = int(book_nb.index_find(cid_a, cid_b, cid_v, np.int64(strategy_id), np.int64(client_order_id)))
+        slot = int(order_table_nb.index_find(cid_a, cid_b, cid_v, np.int64(strategy_id), np.int64(client_order_id)))
         return None if slot < 0 else self.orders[slot].copy()
 
     def open_orders(self) -> np.ndarray:

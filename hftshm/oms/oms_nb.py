@@ -17,7 +17,7 @@ recorded as a REFUSED event with reason ``illegal_transition``, counted, and not
 Argument bundles (tuples, unpacked at the top of each kernel):
 
 - ``book``: ``(orders, free, retired, slot_words, oid_a, oid_b, oid_v, cid_a, cid_b, cid_v)``
-  (``hftshm.oms.book_nb``)
+  (``hftshm.oms.order_table_nb``)
 - ``ctl``: ``(timers, words, stats, table, terminal, timeouts_ns)``: the timer list (slots awaiting
   confirmation), the ``O_*`` words, the ``ST_*`` counters, the transition table, the terminal-state
   flags and the ack timeout of each attempt (``timeouts_ns[k]``: wait after the k-th send;
@@ -35,7 +35,7 @@ from numba import njit
 from hftshm.codes import Action, OrderType, Reason, ReportEvent, Side, TimeInForce
 from hftshm.codes import OrderEventKind as E
 from hftshm.codes import OrderState as S
-from hftshm.oms.book_nb import (
+from hftshm.oms.order_table_nb import (
     FLAG_ACKED,
     PENDING_CANCEL,
     PENDING_NEW,

@@ -25,7 +25,7 @@ from numba import njit
 
 from hftshm.codes import Action, Reason, ReportEvent
 from hftshm.codes import OrderEventKind as E
-from hftshm.oms.book_nb import PENDING_NONE, S_OPEN
+from hftshm.oms.order_table_nb import PENDING_NONE, S_OPEN
 from hftshm.oms.emit_nb import (
     C_ORDERS,
     C_REPORTS,

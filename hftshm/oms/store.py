@@ -34,7 +34,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from hftshm.codes import OrderEventKind, Reason
-from hftshm.oms import book_nb, oms_nb, states
+from hftshm.oms import order_table_nb, oms_nb, states
 from hftshm.oms.models import EVENT_COLUMNS, FILL_COLUMNS, ORDER_COLUMNS, Base
 from hftshm.transport.layout import load
 
@@ -218,7 +218,7 @@ class Store:
                     f"ORDER BY order_id DESC LIMIT {int(recent_terminal)}"
                 ).fetchall()
         rows = list(reversed(done_rows)) + list(open_rows)
-        out = np.zeros(len(rows), dtype=book_nb.ORDER_SLOT_DTYPE)
+        out = np.zeros(len(rows), dtype=order_table_nb.ORDER_SLOT_DTYPE)
         for i, row in enumerate(rows):
             r = dict(zip(ORDER_COLUMNS, row))
             slot = out[i]
@@ -229,7 +229,7 @@ class Store:
                 slot[name] = np.nan if r[name] is None else r[name]
             flags = int(r["flags"] or 0)
             slot["pending"] = flags & oms_nb.EVENT_PENDING_MASK
-            slot["flags"] = book_nb.FLAG_ACKED if flags & oms_nb.EVENT_FLAG_ACKED else 0
+            slot["flags"] = order_table_nb.FLAG_ACKED if flags & oms_nb.EVENT_FLAG_ACKED else 0
             slot["owner"] = r["strategy_id"] or 0
         return out
 

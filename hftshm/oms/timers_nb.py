@@ -16,7 +16,7 @@ from numba import njit
 from hftshm.codes import Action, Reason, ReportEvent
 from hftshm.codes import OrderEventKind as E
 from hftshm.codes import OrderState as S
-from hftshm.oms.book_nb import (
+from hftshm.oms.order_table_nb import (
     PENDING_CANCEL,
     PENDING_NEW,
     PENDING_NONE,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hftshm.codes import Action, OrderEventKind as E, OrderState as S, OrderType, Reason, ReportEvent, Side
-from hftshm.oms import book_nb, oms_nb
+from hftshm.oms import order_table_nb, oms_nb
 from hftshm.oms.engine import OmsEngine, ack_timeouts_ns
 from hftshm.oms.testing import new_orders, reports
 
@@ -216,7 +216,7 @@ def test_replace_changes_the_order_in_place_and_a_refused_replace_keeps_it():
                             "leaves_qty": 2.0}), 1, 1)
     row = eng.order(order_id)
     assert row["state"] == S.REPLACED and row["price"] == 101.0 and row["qty"] == 2.0
-    assert row["pending"] == book_nb.PENDING_NONE
+    assert row["pending"] == order_table_nb.PENDING_NONE
     eng.on_orders(new_orders({"action": Action.REPLACE, "client_order_id": 3, "target_client_order_id": 1,
                               "price": 102.0, "qty": 2.0}), 2, 1)
     eng.clear()

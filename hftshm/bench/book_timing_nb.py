@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from hftshm.book import book_nb
+from hftshm.book import l2_apply_nb
 from hftshm.codes import EventFlag, EventKind
 from hftshm.transport.clock_nb import monotonic_ns
 
@@ -27,7 +27,7 @@ def time_depth_messages(books, events, levels, scratch_px, scratch_qty, out_ns):
         end = min(end + 1, n)
         depth = events[i].kind == EventKind.DEPTH
         t0 = monotonic_ns()
-        book_nb._run(state, params, bid_win, ask_win, fbp, fbq, fap, faq, issues, book_of, events, i, end, levels,
+        l2_apply_nb._run(state, params, bid_win, ask_win, fbp, fbq, fap, faq, issues, book_of, events, i, end, levels,
                      None, scratch_px, scratch_qty, None, end - i + 1)
         if depth and timed < len(out_ns):
             out_ns[timed] = monotonic_ns() - t0

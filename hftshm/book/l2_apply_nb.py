@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from hftshm.book.issues import BookIssue
-from hftshm.book.levels_nb import (  # noqa: F401 (re-exported: callers use book_nb.BS_*, book_nb.NO_BID, ...)
+from hftshm.book.levels_nb import (  # noqa: F401 (re-exported: callers use l2_apply_nb.BS_*, l2_apply_nb.NO_BID, ...)
     BS_BEST_BID, BS_BEST_ASK, BS_WIN_LO, BS_WIN_PLACED, BS_WIN_BIDS, BS_WIN_ASKS, BS_FAR_BIDS, BS_FAR_ASKS,
     BS_EXCH_TS, BS_LOCAL_TS, BS_UPDATE_ID, BS_BOOK_SEQ, BS_VALID, BS_CHANGED, BS_BBO_BID, BS_BBO_BID_QTY,
     BS_BBO_ASK, BS_BBO_ASK_QTY, BS_BBO_UPDATE_ID, BS_LAST_TRADE, BS_LAST_TRADE_QTY, BS_TRADES, BS_RECENTRES,
