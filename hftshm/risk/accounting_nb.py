@@ -3,6 +3,9 @@
 Average-cost accounting per symbol, account-wide (all strategies): a fill that adds to the position
 moves the average cost; one that reduces it realizes (price - avg_cost) on the closed quantity; one
 that flips it closes the old position and opens the rest at the fill price. Fees are separate.
+Inverse (COIN-M) symbols count contracts: the average cost is harmonic and a close realizes
+``contracts * contract_size * (1/avg_cost - 1/price)`` in the coin (``hftshm.instruments_nb``), as
+the strategies' portfolios do.
 
 Exposure rules (the open-order table, ``orders_nb``): an ACK records the platform order id; fills
 reduce the reserved quantity and a FILL (or leaves 0) ends the order; CANCEL ends it; REJECT ends an
@@ -20,6 +23,7 @@ import math
 
 from numba import njit
 
+from hftshm import instruments_nb
 from hftshm.codes import ReportEvent, Side
 from hftshm.risk import orders_nb
 from hftshm.risk.state_nb import refresh_symbol_pnl, refresh_totals_and_loss
@@ -29,13 +33,22 @@ from hftshm.risk.state_nb import refresh_symbol_pnl, refresh_totals_and_loss
 def apply_fill(sym, side, qty, price, fee):
     signed = qty if side == Side.BUY else -qty
     pos = sym.position
+    inverse = sym.market == instruments_nb.INVERSE
     if pos == 0.0 or (pos > 0.0) == (signed > 0.0):
         new_pos = pos + signed
-        sym.avg_cost = (abs(pos) * sym.avg_cost + qty * price) / abs(new_pos)
+        if inverse:
+            sym.avg_cost = price if pos == 0.0 else instruments_nb.average_entry(instruments_nb.INVERSE, abs(pos),
+                                                                                sym.avg_cost, qty, price)
+        else:
+            sym.avg_cost = (abs(pos) * sym.avg_cost + qty * price) / abs(new_pos)
     else:
         closed = min(qty, abs(pos))
         direction = 1.0 if pos > 0.0 else -1.0
-        sym.realized += closed * (price - sym.avg_cost) * direction
+        if inverse:
+            sym.realized += instruments_nb.position_pnl(instruments_nb.INVERSE, closed * direction, sym.avg_cost,
+                                                        price, sym.contract_size)
+        else:
+            sym.realized += closed * (price - sym.avg_cost) * direction
         new_pos = pos + signed
         if abs(new_pos) <= sym.qty_eps:
             new_pos = 0.0
@@ -43,6 +56,7 @@ def apply_fill(sym, side, qty, price, fee):
         elif (new_pos > 0.0) != (pos > 0.0):
             sym.avg_cost = price  # flipped: the remainder opened at this fill's price
     sym.position = new_pos
+    sym.last_price = price
     sym.fees += fee
     sym.fills += 1
     sym.volume += qty

@@ -18,13 +18,23 @@ from hftshm.risk.config import RiskConfig
 from hftshm.risk.replay_nb import REPLAYED_DTYPE
 from hftshm.risk.state_nb import (ACCOUNT_DTYPE, BUCKET_DTYPE, STRATEGY_SLOTS, SYMBOL_DTYPE, refresh_symbol_pnl_all,
                                   refresh_totals_and_loss)
-from hftshm.symbols import SymbolTable
+from hftshm.symbols import Market, SymbolTable
+from hftshm.units import ACCOUNT_UNIT, base_and_quote, units_of
 
 SNAPSHOT_VERSION = 1
 DAY_NS = 86_400 * 1_000_000_000
 _SYMBOL_STATE_FIELDS = ("position", "avg_cost", "realized", "fees", "mid", "fills", "volume")
 _ORDER_FIELDS = ("strategy_id", "client_order_id", "order_id", "symbol_id", "side", "leaves", "confirmed_leaves",
                  "price", "acked", "cancel_sent")
+
+
+def limit_units(symbol) -> dict:
+    """The unit of each per-symbol limit: sizes in the symbol's quantity unit (contracts on an
+    inverse market), price bands in the quote currency."""
+    units = units_of(symbol)
+    quote = base_and_quote(symbol.name)[1] or "quote"
+    return {"max_order_size": units.qty_label, "max_position_per_symbol": units.qty_label,
+            "price_band_min": quote, "price_band_max": quote, "price_band_bps": "bps"}
 
 
 class RiskState:
@@ -40,6 +50,8 @@ class RiskState:
             limits = config.limits_for(symbol.name)
             row = self.symbols[symbol.symbol_id]
             row["known"] = 1
+            row["market"] = int(Market.of(symbol.market))
+            row["contract_size"] = symbol.contract_size
             row["max_order_size"] = limits.max_order_size
             row["max_position"] = limits.max_position_per_symbol
             row["band_min_px"] = limits.price_band_min
@@ -74,10 +86,20 @@ class RiskState:
         row = self.symbols[self.symbol_table.by_name(symbol).symbol_id]
         return float(row["pending_buy"]), float(row["pending_sell"])
 
+    def account_rates(self) -> np.ndarray:
+        """Per symbol row: account units (quote) per unit of its PnL (``state_nb.account_rate``)."""
+        rows = self.symbols
+        inverse = rows["market"] == int(Market.INVERSE)
+        price = np.where(rows["mid"] > 0.0, rows["mid"], np.where(rows["last_price"] > 0.0, rows["last_price"], 0.0))
+        return np.where(inverse, price, 1.0)
+
     def summary(self) -> dict:
-        known = self.symbols[self.symbols["known"] == 1]
-        realized = float(known["realized"].sum())
-        fees = float(known["fees"].sum())
+        """The account: every symbol's PnL parts in the account's unit (quote currency; an inverse
+        symbol's coin converted at its mid)."""
+        known = self.symbols["known"] == 1
+        rates = self.account_rates()
+        realized = float((self.symbols["realized"] * rates)[known].sum())
+        fees = float((self.symbols["fees"] * rates)[known].sum())
         acct = self.account[0]
         total = float(acct["total_pnl"])
         return {
@@ -87,6 +109,7 @@ class RiskState:
             "unrealized_pnl": total - realized + fees,
             "fees": fees,
             "open_orders": int(acct["open_orders"]),
+            "unit": ACCOUNT_UNIT,
         }
 
     def positions(self) -> list[dict]:
@@ -96,16 +119,18 @@ class RiskState:
             out.append({"symbol": symbol.name, "position": float(row["position"]), "avg_cost": float(row["avg_cost"]),
                         "mid": float(row["mid"]), "realized": float(row["realized"]), "fees": float(row["fees"]),
                         "pnl": float(row["pnl"]), "open_buy": float(row["pending_buy"]),
-                        "open_sell": float(row["pending_sell"])})
+                        "open_sell": float(row["pending_sell"]), "market": symbol.market,
+                        "units": units_of(symbol).as_dict()})
         return out
 
     def limits(self) -> dict:
         cfg = self.config
         return {
             "max_daily_loss": cfg.max_daily_loss,
+            "max_daily_loss_unit": ACCOUNT_UNIT,
             "max_orders_per_second": cfg.max_orders_per_second,
             "max_orders_per_second_per_strategy": cfg.max_orders_per_second_per_strategy,
-            "symbols": {s.name: vars(cfg.limits_for(s.name)) for s in self.symbol_table},
+            "symbols": {s.name: {**vars(cfg.limits_for(s.name)), "units": limit_units(s)} for s in self.symbol_table},
         }
 
     def open_orders(self) -> list[dict]:

@@ -55,7 +55,7 @@ from hftshm.strategies import grid_nb
 from hftshm.strategies import intents_nb
 from hftshm.strategies import portfolio_nb as pnb
 from hftshm.strategies.portfolio import OpenOrder, Portfolio
-from hftshm.symbols import Symbol
+from hftshm.symbols import Market, Symbol
 from hftshm.transport.layout import load as load_layout
 
 
@@ -178,7 +178,8 @@ class Strategy:
         self.name = name
         self.strategy_id = int(strategy_id)
         self.symbol = symbol
-        self.portfolio = Portfolio(order_capacity, first_client_order_id)
+        self.portfolio = Portfolio(order_capacity, first_client_order_id, Market.of(symbol.market),
+                                   symbol.contract_size)
         self.intents = load_layout("order_intent").zeros(intent_capacity)
         self.intent_count = np.zeros(1, dtype=np.int64)
         self.params = {}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from hftshm.codes import OrderState, Side
 from hftshm.strategies import portfolio_nb as nb
+from hftshm.symbols import Market
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,11 @@ class OpenOrder:
 class Portfolio:
     """Position, average price, realized/unrealized PnL, fees and open orders of one strategy."""
 
-    def __init__(self, order_capacity: int = 64, first_client_order_id: int = 1):
-        self.pf = nb.new_state(first_client_order_id)
+    def __init__(self, order_capacity: int = 64, first_client_order_id: int = 1, market: int = Market.LINEAR,
+                 contract_size: float = 1.0):
+        """``market`` (``hftshm.symbols.Market``) and ``contract_size`` are the instrument's: an inverse
+        portfolio counts contracts and books PnL and fees in the coin."""
+        self.pf = nb.new_state(first_client_order_id, int(market), contract_size)
         self.orders = nb.new_orders(order_capacity)
 
     # -- updates (called by the runtime) -------------------------------------------------------
@@ -80,6 +84,10 @@ class Portfolio:
     def net_pnl(self) -> float:
         """Realized + unrealized at the last mid - fees."""
         return self.realized_pnl + self.unrealized_pnl - self.fees
+
+    @property
+    def market(self) -> Market:
+        return Market(int(self.pf[nb.PF_MARKET]))
 
     @property
     def traded_qty(self) -> float:

@@ -13,8 +13,13 @@ State lives in
   any hash table at that size and needs no allocation.
 
 Average-cost accounting: a fill that extends the position moves the average price; a fill that
-reduces it realizes ``closed_qty * (price - avg)`` (sign by side); a fill past flat opens the
-remainder at the fill price.
+reduces it realizes the closed quantity's PnL (sign by side); a fill past flat opens the remainder at
+the fill price. The instrument is part of the state (``PF_MARKET``, ``PF_CONTRACT_SIZE``, set once by
+``new_state``): spot and linear (USD-M) realize ``closed_qty * (price - avg)`` in the quote currency;
+inverse (COIN-M) quantities are contracts of ``contract_size`` USD and realize ``closed_qty *
+contract_size * (1/avg - 1/price)`` in the coin, with a harmonic average entry
+(``hftshm.instruments_nb``). Fees are in the same unit as the PnL (the exchange charges an inverse
+fill in the coin).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import math
 import numpy as np
 from numba import njit
 
+from hftshm import instruments_nb
 from hftshm.codes import OrderState, ReportEvent, Side
 
 PF_POSITION = 0
@@ -46,6 +52,8 @@ PF_SELL_QTY = 16
 PF_LAST_FILL_TS = 17
 PF_MAKER_FILLS = 18
 PF_FAULT = 19  # a compiled strategy's first error code (intents_nb.ERR_*), 0 while healthy
+PF_MARKET = 20  # hftshm.symbols.Market of the strategy's symbol (0 spot, 1 linear, 2 inverse)
+PF_CONTRACT_SIZE = 21  # USD per contract on an inverse market (1 otherwise)
 PF_SIZE = 24
 
 # position and quantities are snapped to this grid: lot sizes are >= 1e-8, and sums of float lots
@@ -73,11 +81,14 @@ APPLIED_REPLACE = 5
 APPLIED_CANCEL_REJECTED = 6
 
 
-def new_state(first_client_order_id: int = 1) -> np.ndarray:
+def new_state(first_client_order_id: int = 1, market: int = instruments_nb.LINEAR,
+              contract_size: float = 1.0) -> np.ndarray:
     pf = np.zeros(PF_SIZE, dtype=np.float64)
     pf[PF_AVG_PRICE] = np.nan
     pf[PF_MID] = np.nan
     pf[PF_NEXT_COID] = first_client_order_id
+    pf[PF_MARKET] = int(market)
+    pf[PF_CONTRACT_SIZE] = float(contract_size)
     return pf
 
 
@@ -96,13 +107,24 @@ def apply_fill(pf, side, price, qty, fee, ts_ns):
     signed = qty if side == Side.BUY else -qty
     pos = pf[PF_POSITION]
     avg = pf[PF_AVG_PRICE]
+    inverse = pf[PF_MARKET] == instruments_nb.INVERSE
+    contract_size = pf[PF_CONTRACT_SIZE]
     if pos == 0.0 or (pos > 0.0) == (signed > 0.0):
         total = abs(pos) + qty
-        avg = price if pos == 0.0 else (avg * abs(pos) + price * qty) / total
+        if pos == 0.0:
+            avg = price
+        elif inverse:
+            avg = instruments_nb.average_entry(instruments_nb.INVERSE, abs(pos), avg, qty, price)
+        else:
+            avg = (avg * abs(pos) + price * qty) / total
     else:
         closed = min(qty, abs(pos))
         direction = 1.0 if pos > 0.0 else -1.0
-        pf[PF_REALIZED] += closed * (price - avg) * direction
+        if inverse:
+            pf[PF_REALIZED] += instruments_nb.position_pnl(instruments_nb.INVERSE, closed * direction, avg, price,
+                                                           contract_size)
+        else:
+            pf[PF_REALIZED] += closed * (price - avg) * direction
         if qty > abs(pos) + QTY_EPS:
             avg = price  # flipped: the remainder opens at this fill's price
     new_pos = snap_qty(pos + signed)
@@ -110,7 +132,10 @@ def apply_fill(pf, side, price, qty, fee, ts_ns):
     pf[PF_AVG_PRICE] = avg if new_pos != 0.0 else np.nan
     pf[PF_FEES] += fee
     pf[PF_TRADED_QTY] += qty
-    pf[PF_TRADED_NOTIONAL] += qty * price
+    if inverse:
+        pf[PF_TRADED_NOTIONAL] += instruments_nb.notional(instruments_nb.INVERSE, qty, price, contract_size)
+    else:
+        pf[PF_TRADED_NOTIONAL] += qty * price
     if side == Side.BUY:
         pf[PF_BUY_QTY] += qty
     else:
@@ -121,10 +146,13 @@ def apply_fill(pf, side, price, qty, fee, ts_ns):
 
 @njit(cache=True)
 def unrealized(pf, mid):
-    """The open position marked at ``mid`` (0 when flat or when there is no mid)."""
+    """The open position marked at ``mid`` (0 when flat or when there is no mid); the PnL unit of
+    the instrument (quote currency, or the coin on an inverse market)."""
     pos = pf[PF_POSITION]
     if pos == 0.0 or math.isnan(mid):
         return 0.0
+    if pf[PF_MARKET] == instruments_nb.INVERSE:
+        return instruments_nb.position_pnl(instruments_nb.INVERSE, pos, pf[PF_AVG_PRICE], mid, pf[PF_CONTRACT_SIZE])
     return pos * (mid - pf[PF_AVG_PRICE])
 
 
