@@ -29,6 +29,7 @@ from hftshm.strategies.config import StrategiesConfig
 from hftshm.strategies.registry import load_class
 from hftshm.strategies.runtime import StrategyHost
 from hftshm.symbols import DEFAULT_SYMBOLS, SymbolTable
+from hftshm.units import units_of
 
 ENGINES = ("auto", "compiled", "python")
 
@@ -71,6 +72,7 @@ def run_backtest(config: Any, data: str | Path | np.ndarray, strategy: str, para
     raw = platform_raw(config)
     symbols, data_symbols = symbol_table_for(raw, data)
     name, spec, merged, sym_name = resolve_strategy(raw, symbols, strategy, params, symbol)
+    configured_symbol = sym_name
     if symbol is None and len(data_symbols) == 1 and sym_name not in data_symbols:
         sym_name = data_symbols[0]  # one instrument in the data: the strategy trades it
     cls = load_class(spec)
@@ -78,6 +80,8 @@ def run_backtest(config: Any, data: str | Path | np.ndarray, strategy: str, para
         sym = symbols.by_name(sym_name)
     except KeyError as exc:
         raise StrategyError(name, str(exc.args[0])) from None
+    if sym_name != configured_symbol:
+        merged = sizes_for_market(cls, merged, params, configured_symbol, symbols, sym)
     events, description = load_events(data, symbols)
     interval_ns = int(equity_interval_ms * 1e6)
 
@@ -103,8 +107,25 @@ def run_backtest(config: Any, data: str | Path | np.ndarray, strategy: str, para
     if host.failures:
         failed_name, error = host.failures[0]
         raise StrategyError(failed_name, f"raised during the backtest and was paused: {error}")
-    return _result(name, resolved, seed, description, "compiled" if use_compiled else "python", out, strategy_obj,
-                   venue, elapsed, equity_interval_ms)
+    result = _result(name, resolved, seed, description, "compiled" if use_compiled else "python", out, strategy_obj,
+                     venue, elapsed, equity_interval_ms)
+    result.symbol, result.market, result.units = sym.name, sym.market, units_of(sym).as_dict()
+    return result
+
+
+def sizes_for_market(cls, merged: dict, given: dict | None, configured_symbol: str, symbols: SymbolTable,
+                     traded) -> dict:
+    """An instance configured for one symbol run on the data's other symbol: its quantity parameters
+    (``Param.contracts``) stay only if both count quantities in the same kind of unit. Coin sizes
+    (0.01 BTC) mean nothing on an inverse market whose quantities are contracts of 10 USD, nor the
+    other way round: the traded market's defaults apply instead, unless ``given`` (the caller's own
+    parameters) sets them."""
+    configured_market = symbols.by_name(configured_symbol).market if configured_symbol in symbols else "linear"
+    if (configured_market == "inverse") == (traded.market == "inverse"):
+        return merged
+    declared = getattr(cls, "PARAMS", {}) or {}
+    given = given or {}
+    return {k: v for k, v in merged.items() if k in given or not (k in declared and declared[k].is_quantity)}
 
 
 def symbol_table_for(raw: dict, data) -> tuple[SymbolTable, list[str]]:

@@ -10,6 +10,11 @@ Definitions (the report repeats them, so a reader need not come here):
 * fill ratio = executed quantity / quantity sent in new orders;
 * turnover = executed notional, quote currency (and executed quantity, base units).
 
+Units follow the instrument (``units``: ``hftshm.units``): on spot and linear (USD-M) markets
+quantities are in the base asset and money in the quote currency; on inverse (COIN-M) markets
+quantities are contracts of a fixed USD size and PnL, fees, drawdown and turnover are in the coin.
+Every figure's label says its unit.
+
 The HTML page is self-contained (inline SVG, no scripts, no network): it opens from a file.
 """
 
@@ -63,6 +68,11 @@ class BacktestResult:
     fills: np.ndarray = field(repr=False)
     reject_reasons: dict[str, int] = field(default_factory=dict)
     strategy_summary: dict[str, Any] = field(default_factory=dict)
+    symbol: str = ""
+    market: str = "linear"  # spot, linear (USD-M) or inverse (COIN-M)
+    #: units of the figures: qty (position, traded quantity), pnl (PnL, fees, equity, drawdown),
+    #: notional (turnover), contract_usd (inverse only); ``hftshm.units.Units.as_dict``
+    units: dict[str, Any] = field(default_factory=dict)
     #: the strategy object after the run (its own state: decisions, counters), not written to reports
     instance: Any = field(default=None, repr=False, compare=False)
 
@@ -97,12 +107,34 @@ class BacktestResult:
 
 
 DEFINITIONS = {
-    "equity": "realized PnL + position marked at mid - fees, quote currency",
+    "equity": "realized PnL + position marked at mid - fees, in units.pnl (the quote currency; the coin on an "
+              "inverse market)",
     "sharpe": "mean/std of per-sample equity changes, annualised by sqrt(samples per 365-day year)",
-    "max_drawdown": "largest fall of equity from its running peak, quote currency",
+    "max_drawdown": "largest fall of equity from its running peak, in units.pnl",
     "fill_ratio": "executed quantity / quantity sent in new orders",
-    "turnover": "executed notional, quote currency",
+    "turnover": "executed notional, in units.notional (inverse: contracts x contract size / price, the coin)",
 }
+
+
+def figures(d: dict) -> list[tuple[str, Any]]:
+    """(label with its unit, value) of a result's headline figures (``to_dict`` output), in the order the
+    CLI and the HTML page show them."""
+    units = d.get("units") or {}
+    money = f" ({units['pnl']})" if units.get("pnl") else ""
+    qty = units.get("qty", "")
+    if units.get("contract_usd"):
+        qty = f"{qty} of {units['contract_usd']:g} USD"
+    qty = f" ({qty})" if qty else ""
+    notional = f", {units['notional']}" if units.get("notional") else ""
+    return [
+        (f"Net PnL{money}", d["net_pnl"]), (f"Realized PnL{money}", d["realized_pnl"]),
+        (f"Unrealized PnL at mid{money}", d["unrealized_pnl"]), (f"Fees{money}", d["fees"]),
+        (f"Final position{qty}", d["position"]), ("Sharpe (annualised)", d["sharpe"]),
+        (f"Max drawdown{money}", d["max_drawdown"]), ("Trades (fills)", d["trades"]), ("Orders sent", d["orders_sent"]),
+        ("Cancels", d["cancels"]), ("Rejects", d["rejects"]), ("Fill ratio", d["fill_ratio"]),
+        (f"Traded quantity{qty}", d["traded_qty"]), (f"Turnover (notional{notional})", d["turnover"]),
+        ("Market time covered (s)", d["duration_s"]), ("Rows", d["rows"]), ("Rows/s", d["rows_per_s"]),
+    ]
 
 
 def _plain(value):
@@ -192,18 +224,21 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
+def _market_text(result: BacktestResult) -> str:
+    names = {"spot": "spot", "linear": "linear USD-M", "inverse": "inverse COIN-M"}
+    text = names.get(result.market, result.market)
+    if result.units.get("contract_usd"):
+        text += f", contracts of {result.units['contract_usd']:g} USD, PnL in {result.units['pnl']}"
+    return text
+
+
+def _unit_suffix(result: BacktestResult) -> str:
+    return f" ({result.units['pnl']})" if result.units.get("pnl") else ""
+
+
 def render_html(result: BacktestResult) -> str:
     d = result.to_dict(curve=False)
-    figures = [
-        ("Net PnL", d["net_pnl"]), ("Realized PnL", d["realized_pnl"]),
-        ("Unrealized PnL (at mid)", d["unrealized_pnl"]),
-        ("Fees", d["fees"]), ("Final position", d["position"]), ("Sharpe (annualised)", d["sharpe"]),
-        ("Max drawdown", d["max_drawdown"]), ("Trades (fills)", d["trades"]), ("Orders sent", d["orders_sent"]),
-        ("Cancels", d["cancels"]), ("Rejects", d["rejects"]), ("Fill ratio", d["fill_ratio"]),
-        ("Traded quantity", d["traded_qty"]), ("Turnover (notional)", d["turnover"]),
-        ("Market time covered (s)", d["duration_s"]), ("Rows", d["rows"]), ("Rows/s", d["rows_per_s"]),
-    ]
-    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in figures)
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in figures(d))
     params = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_fmt(v)}</td></tr>" for k, v in result.params.items())
     latency = html.escape(json.dumps(d["latency_model"]))
     extra = ""
@@ -226,9 +261,10 @@ td {{ text-align: right; font-variant-numeric: tabular-nums; }}
 code {{ background: #f4f4f4; padding: 1px 4px; }}
 </style></head><body>
 <h1>Backtest: {html.escape(result.strategy)}</h1>
-<p>Data <code>{html.escape(result.data)}</code>, seed {result.seed}, engine {html.escape(result.engine)},
+<p>Data <code>{html.escape(result.data)}</code>, symbol {html.escape(result.symbol or "-")}
+({html.escape(_market_text(result))}), seed {result.seed}, engine {html.escape(result.engine)},
 fill model {html.escape(result.fill_model)}, latency model <code>{latency}</code>.</p>
-<h2>Equity (sampled every {result.equity_interval_ms:g} ms of market time)</h2>
+<h2>Equity{html.escape(_unit_suffix(result))} (sampled every {result.equity_interval_ms:g} ms of market time)</h2>
 {_svg_curve(result.equity_ts_ns, result.equity)}
 <h2>Results</h2><table>{rows}</table>
 <h2>Parameters</h2><table>{params}</table>

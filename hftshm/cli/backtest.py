@@ -101,18 +101,13 @@ def _print_result(d: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"backtest {d['strategy']} ({d['engine']}, seed {d['seed']})", show_header=False)
+    from hftshm.backtest.report import figures
+
+    market = f", {d['symbol']} {d.get('market', '')}" if d.get("symbol") else ""
+    table = Table(title=f"backtest {d['strategy']} ({d['engine']}, seed {d['seed']}{market})", show_header=False)
     table.add_column("figure")
     table.add_column("value", justify="right")
-    rows = [
-        ("net PnL", d["net_pnl"]), ("realized PnL", d["realized_pnl"]), ("unrealized PnL (mid)", d["unrealized_pnl"]),
-        ("fees", d["fees"]), ("final position", d["position"]), ("Sharpe (annualised)", d["sharpe"]),
-        ("max drawdown", d["max_drawdown"]), ("trades (fills)", d["trades"]), ("orders sent", d["orders_sent"]),
-        ("cancels", d["cancels"]), ("rejects", d["rejects"]), ("fill ratio", d["fill_ratio"]),
-        ("turnover (notional)", d["turnover"]), ("rows", d["rows"]),
-        ("rows/s", d["rows_per_s"]), ("market time (s)", d["duration_s"]),
-    ]
-    for key, value in rows:
+    for key, value in figures(d):
         table.add_row(key, _fmt(value))
     console = Console()
     console.print(table)

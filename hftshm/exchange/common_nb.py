@@ -28,9 +28,22 @@ SC_TICK = 0  # tick size
 SC_TICK_INV = 1  # 1/tick when that is an integer, else 0
 SC_LOT = 2
 SC_LOT_INV = 3
-SCALE_COLS = 4
+SC_CONTRACT_USD = 4  # inverse (COIN-M): USD per contract, fees in the coin; 0 for spot/linear
+SCALE_COLS = 5
 
 INVALID = -1  # a conversion that failed (off grid, NaN, <= 0, huge)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def fill_fee(scale, b, price, qty, fee_bps):
+    """The fee of a fill in the unit the venue charges it: the quote currency (price x qty) on spot and
+    linear markets, the coin (contracts x contract size / price) on inverse ones."""
+    if fee_bps == 0.0:
+        return 0.0
+    contract_usd = scale[b, SC_CONTRACT_USD]
+    if contract_usd > 0.0:
+        return qty * contract_usd / price * fee_bps * 1e-4
+    return price * qty * fee_bps * 1e-4
 
 
 @njit(cache=True, _nrt=False, inline="always")

@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from hftshm.exchange import order_book_nb, matching_nb
-from hftshm.exchange.common_nb import SC_LOT, SC_LOT_INV, SC_TICK, SC_TICK_INV, SCALE_COLS, idmap_new
+from hftshm.exchange.common_nb import (SC_CONTRACT_USD, SC_LOT, SC_LOT_INV, SC_TICK, SC_TICK_INV, SCALE_COLS,
+                                       idmap_new)
 from hftshm.exchange.config import ExchangeConfig
 from hftshm.symbols import DEFAULT_SYMBOLS, SymbolTable
 from hftshm.transport.layout import load
@@ -44,6 +45,7 @@ def scale_table(symbols: SymbolTable) -> tuple[np.ndarray, np.ndarray]:
         scale[b, SC_TICK_INV] = integral_inverse(sym.tick_size)
         scale[b, SC_LOT] = sym.lot_size
         scale[b, SC_LOT_INV] = integral_inverse(sym.lot_size)
+        scale[b, SC_CONTRACT_USD] = sym.contract_size if sym.market == "inverse" else 0.0
     return sym_to_book, scale
 
 

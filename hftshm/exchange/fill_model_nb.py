@@ -29,7 +29,7 @@ from numba import njit
 
 from hftshm.codes import Action, EventFlag, EventKind, OrderType, Reason, ReportEvent, TimeInForce
 from hftshm.exchange.common_nb import (MAX_PRICE_TICKS, MAX_QTY_LOTS, SC_LOT, SC_LOT_INV, SC_TICK, SC_TICK_INV,
-                                       check_codes, idmap_find, idmap_insert, idmap_remove, reject_order,
+                                       check_codes, fill_fee, idmap_find, idmap_insert, idmap_remove, reject_order,
                                        to_float, to_units, write_report)
 from hftshm.exchange.latency_nb import draw
 from hftshm.exchange.market_view_nb import (MV_LAST_UPDATE_ID, apply_bbo, best_loc, clear, event_units, loc_price,
@@ -102,7 +102,7 @@ def _emit(S, out, j, slot, ts, event, price, qty_lots, reason, fee_bps, liquidit
     lot = scale[b, SC_LOT]
     lot_inv = scale[b, SC_LOT_INV]
     qty = to_float(qty_lots, lot, lot_inv)
-    fee = price * qty * fee_bps * 1e-4 if fee_bps != 0.0 else 0.0
+    fee = fill_fee(scale, b, price, qty, fee_bps)
     write_report(out, j, sw[SW_SEQ], ts, so[slot, SO_ORIGIN_TS], so[slot, SO_ID], so[slot, SO_CLIENT_ID], 0,
                  price, qty, to_float(so[slot, SO_LEAVES], lot, lot_inv), to_float(so[slot, SO_CUM], lot, lot_inv),
                  fee, so[slot, SO_STRATEGY], so[slot, SO_SYMBOL], event,

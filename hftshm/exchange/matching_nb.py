@@ -25,7 +25,7 @@ from hftshm.exchange.order_book_nb import (BK_ORDERS, LV_COUNT, LV_HEAD, LV_PRIC
                                      OR_SIDE, OR_STRATEGY, OR_SYMBOL, OR_TIF, add_order, alloc_order,
                                      best_level, free_order, level_at_rank, unlink_order)
 from hftshm.exchange.common_nb import (MAX_PRICE_TICKS, MAX_QTY_LOTS, SC_LOT, SC_LOT_INV, SC_TICK, SC_TICK_INV,
-                                       check_codes, idmap_find, idmap_insert, idmap_remove, reject_order,
+                                       check_codes, fill_fee, idmap_find, idmap_insert, idmap_remove, reject_order,
                                        to_float, to_units, write_report)
 
 # engine statistics (stats[ST_*])
@@ -118,16 +118,15 @@ def _match(ts_ns, order_id, client_id, origin_ts, strategy, symbol, owner, b, si
             leaves -= exec_lots
             cum += exec_lots
             qty = to_float(exec_lots, lot, lot_inv)
-            notional = price * qty
             write_report(out, j, stats[ST_SEQ], ts_ns, origin_ts, order_id, client_id, orders[slot, OR_ID],
                          price, qty, to_float(leaves, lot, lot_inv), to_float(cum, lot, lot_inv),
-                         notional * taker_bps * 1e-4, strategy, symbol,
+                         fill_fee(scale, b, price, qty, taker_bps), strategy, symbol,
                          ReportEvent.FILL if leaves == 0 else ReportEvent.PARTIAL, side + 1, Reason.NONE)
             rest_leaves -= exec_lots
             rest_cum = orders[slot, OR_CUM] + exec_lots
             write_report(out, j + 1, stats[ST_SEQ] + 1, ts_ns, orders[slot, OR_ORIGIN_TS], orders[slot, OR_ID],
                          orders[slot, OR_CLIENT_ID], order_id, price, qty, to_float(rest_leaves, lot, lot_inv),
-                         to_float(rest_cum, lot, lot_inv), notional * maker_bps * 1e-4,
+                         to_float(rest_cum, lot, lot_inv), fill_fee(scale, b, price, qty, maker_bps),
                          orders[slot, OR_STRATEGY], orders[slot, OR_SYMBOL],
                          ReportEvent.FILL if rest_leaves == 0 else ReportEvent.PARTIAL, opp + 1, Reason.NONE)
             j += 2

@@ -77,6 +77,23 @@ class Param:
     max: float | None = None
     positive: bool = False
     choices: tuple[str, ...] | None = None
+    #: a quantity parameter's default on an inverse (COIN-M) market, where quantities are contracts
+    #: of a fixed USD size rather than the coin (None: not a quantity, or the same default everywhere)
+    contracts: Any = None
+
+    @property
+    def is_quantity(self) -> bool:
+        """A size in the symbol's quantity unit (coin or contracts): it does not carry across markets."""
+        return self.contracts is not None
+
+    def default_for(self, market: str | None) -> Any:
+        """The default on ``market`` (``hftshm.symbols.MARKETS``); None while the market is unknown and the
+        default depends on it."""
+        if self.contracts is None:
+            return self.default
+        if market is None:
+            return None
+        return self.contracts if market == "inverse" else self.default
 
     def parse(self, value: Any) -> Any:
         """Coerce ``value`` (possibly a command-line string) to the default's type and check bounds."""
@@ -128,8 +145,12 @@ def _parse_text(text: str, kind: type) -> Any:
         raise ValueError(f"must be {'an integer' if kind is int else 'a number'}, found {text!r}") from None
 
 
-def resolve_params(strategy: str, declared: dict[str, Param], given: dict[str, Any]) -> dict[str, Any]:
-    """``given`` checked against ``declared``, defaults filled in; a StrategyError names the bad key.
+def resolve_params(strategy: str, declared: dict[str, Param], given: dict[str, Any],
+                   market: str | None = "linear") -> dict[str, Any]:
+    """``given`` checked against ``declared``, defaults filled in for the symbol's ``market`` (a
+    quantity parameter's default differs on an inverse market: ``Param.contracts``); a StrategyError
+    names the bad key. ``market`` None (not known yet) leaves such defaults out, for a later call
+    that knows it.
 
     A strategy that declares no PARAMS takes whatever it is given, unchecked.
     """
@@ -142,7 +163,10 @@ def resolve_params(strategy: str, declared: dict[str, Param], given: dict[str, A
     resolved = {}
     for key, param in declared.items():
         try:
-            resolved[key] = param.parse(given[key]) if key in given else param.default
+            if key in given:
+                resolved[key] = param.parse(given[key])
+            elif param.default_for(market) is not None or not param.is_quantity:
+                resolved[key] = param.default_for(market)
         except ValueError as exc:
             raise StrategyError(strategy, f"parameter {key} {exc}") from None
     return resolved

@@ -101,7 +101,8 @@ def _instance(section: Section, name: str, symbols: SymbolTable | None, check_cl
 
         try:
             cls = load_class(spec)
-            params = resolve_params(name, cls.PARAMS, params)
+            market = symbols.by_name(symbol).market if symbols is not None and symbol in symbols else None
+            params = resolve_params(name, cls.PARAMS, params, market)
         except LookupError as exc:
             raise ConfigError(f"strategies.{name}.class: {exc}") from None
         except StrategyError as exc:

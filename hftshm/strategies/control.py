@@ -130,7 +130,7 @@ def add_strategy(manifest, name: str, spec: str, symbol: str, params: dict[str, 
 
     try:
         cls = load_class(spec)
-        resolved = resolve_params(name, cls.PARAMS, params)
+        resolved = resolve_params(name, cls.PARAMS, params, None)  # the worker fills in its market's sizes
     except (LookupError, StrategyError) as exc:
         raise ControlError(str(exc)) from None
     if issubclass(cls, CompiledStrategy):

@@ -101,7 +101,7 @@ class StrategyHost:
         except LookupError as exc:
             raise StrategyError(name, str(exc)) from None
         row = self._free_row()
-        resolved = resolve_params(name, cls.PARAMS, dict(params or {}))
+        resolved = resolve_params(name, cls.PARAMS, dict(params or {}), sym.market)
         try:
             strategy = cls()
             strategy.bind(name, strategy_id, sym, self.intent_capacity, self.order_capacity,

@@ -1,11 +1,14 @@
 """The backtest takes its symbol table from the data's instruments: spot, USD-M and COIN-M recordings
-trade with the default config (no [symbols] entry for ETHUSDT or ETHUSD_PERP), and a config that
+trade with the default config (no [symbols] entry for ETHUSDT or ETHUSD_PERP; the COIN-M backtest in
+contracts, its PnL and fees in ETH, checked against a hand computation), and a config that
 contradicts the data's instrument is a clear error."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hftshm.backtest import run_backtest
@@ -29,24 +32,53 @@ def recordings(tmp_path_factory):
     return files
 
 
-@pytest.mark.parametrize("market, params", [
-    ("spot", {}),  # the default market maker's 0.01 is a valid ETH quantity
-    ("usdm", {}),
-    ("coinm", {"quantity": 1, "max_inventory": 10}),  # COIN-M quantities are whole 10 USD contracts
-])
-def test_each_market_kind_trades_with_the_default_config(recordings, market, params):
+@pytest.mark.parametrize("market", ["spot", "usdm", "coinm"])
+def test_each_market_kind_trades_with_the_default_config(recordings, market):
     raw = read_toml(CONFIG)
     assert "ETHUSDT" not in raw["symbols"] and "ETHUSD_PERP" not in raw["symbols"]
-    result = run_backtest(CONFIG, recordings[market], "market_maker", params)
+    result = run_backtest(CONFIG, recordings[market], "market_maker")
     assert result.trades > 0 and result.orders_sent > result.trades
     assert result.rows > 400_000
+    expected = {"spot": ("ETHUSDT", "spot", "ETH", "USDT"), "usdm": ("BTCUSDT", "linear", "BTC", "USDT"),
+                "coinm": ("ETHUSD_PERP", "inverse", "contracts", "ETH")}[market]
+    assert (result.symbol, result.market, result.units["qty"], result.units["pnl"]) == expected
+    if market == "coinm":
+        # the instance's BTC sizes do not carry to a contract market: its contract defaults apply
+        assert (result.params["quantity"], result.params["max_inventory"]) == (1.0, 10.0)
+        assert set(result.fills["qty"]) <= {1.0}
 
 
-def test_default_order_size_on_a_contract_market_is_refused_clearly(recordings):
+def test_coin_sizes_on_a_contract_market_are_refused_clearly(recordings):
     from hftshm.strategies.base import StrategyError
 
     with pytest.raises(StrategyError, match="lot size"):
-        run_backtest(CONFIG, recordings["coinm"], "market_maker")
+        run_backtest(CONFIG, recordings["coinm"], "market_maker", {"quantity": 0.01, "max_inventory": 0.1})
+
+
+def test_inverse_backtest_pnl_and_fees_are_in_the_coin_as_computed_by_hand(recordings, tmp_path):
+    """Every fill of the COIN-M backtest, valued by hand: a contract bought at p and marked at M gains
+    contract_size x (1/p - 1/M) ETH (sold: the opposite); the sum over fills is realized + unrealized
+    whatever the averaging; each fee is its notional in ETH (contracts x 10 / price) times the fee rate."""
+    result = run_backtest(CONFIG, recordings["coinm"], "market_maker", {"max_inventory": 3})
+    fills = result.fills
+    assert len(fills) > 10
+    mid = result.instance.portfolio.mid
+    sign = (fills["side"] == 1) * 2.0 - 1.0
+    by_hand = float(np.sum(sign * fills["qty"] * 10.0 * (1.0 / fills["price"] - 1.0 / mid)))
+    assert result.realized_pnl + result.unrealized_pnl == pytest.approx(by_hand, rel=1e-9, abs=1e-15)
+    notional = fills["qty"] * 10.0 / fills["price"]
+    rates = fills["fee"] / notional * 1e4
+    assert np.all(np.isclose(rates, 2.0) | np.isclose(rates, 5.0))  # maker / taker bps of the ETH notional
+    assert result.fees == pytest.approx(float(fills["fee"].sum()), rel=1e-12)
+    assert result.net_pnl == pytest.approx(by_hand - float(fills["fee"].sum()), rel=1e-9, abs=1e-15)
+    assert result.turnover == pytest.approx(float(notional.sum()), rel=1e-12)
+    assert abs(result.position) <= 3 and result.position == float(np.sum(sign * fills["qty"]))
+    # an ETH PnL is a few 1e-5 here; a linear formula applied to contracts would give tens of "USD"
+    assert abs(result.net_pnl) < 0.01
+    paths = result.write(tmp_path)
+    page = paths["html"].read_text()
+    assert "Net PnL (ETH)" in page and "Final position (contracts of 10 USD)" in page
+    assert json.loads(paths["json"].read_text())["units"]["pnl"] == "ETH"
 
 
 def test_config_contradicting_the_data_is_an_error(recordings):

@@ -29,8 +29,10 @@ class MeanReversion(CompiledStrategy):
         "sample_interval_ms": Param(1000.0, "market time between mid samples", positive=True),
         "entry_z": Param(2.0, "enter when |z| reaches this", positive=True),
         "exit_z": Param(0.5, "close the position when |z| falls to this", min=0.0),
-        "quantity": Param(0.01, "size of each entry, base units", positive=True),
-        "max_position": Param(0.05, "|position| cap, base units", positive=True),
+        "quantity": Param(0.01, "size of each entry, base units (contracts on an inverse market)", positive=True,
+                          contracts=1.0),
+        "max_position": Param(0.05, "|position| cap, base units (contracts on an inverse market)", positive=True,
+                              contracts=5.0),
         "cooldown_ms": Param(1000.0, "market time between decisions", min=0.0),
     }
     STATE = {"samples": Array("window"), "scratch": Array("window"), **nb.STATE}

@@ -28,7 +28,8 @@ class VwapExecution(CompiledStrategy):
 
     PARAMS = {
         "side": Param("buy", "buy or sell", choices=("buy", "sell")),
-        "target_qty": Param(0.5, "quantity to execute, base units", positive=True),
+        "target_qty": Param(0.5, "quantity to execute, base units (contracts on an inverse market)", positive=True,
+                            contracts=100.0),
         "horizon_s": Param(300.0, "market time from the first event by which the target is done", positive=True),
         "participation": Param(0.1, "fraction of market traded volume to follow", positive=True, max=1.0),
         "max_slice": Param(0.05, "largest child order, base units", positive=True),
