@@ -52,3 +52,12 @@ def units_of(symbol: Symbol) -> Units:
         return Units(qty="contracts", pnl=base, notional=base, contract_usd=float(symbol.contract_size))
     quote = quote or "quote"
     return Units(qty=base, pnl=quote, notional=quote)
+
+
+def units_by_id(symbols) -> dict[int, dict]:
+    """symbol id -> {"market", "qty_unit", "pnl_unit"}: what a snapshot's position rows carry."""
+    out = {}
+    for symbol in symbols:
+        units = units_of(symbol)
+        out[symbol.symbol_id] = {"market": symbol.market, "qty_unit": units.qty_label, "pnl_unit": units.pnl}
+    return out

@@ -94,9 +94,11 @@ def web_command(
             view, app, rig = _demo_app(cfg)
         else:
             from hftshm.metrics.discovery import ManifestView
+            from hftshm.units import units_by_id
             from hftshm.web.wiring import create_platform_app
 
-            view = ManifestView(cfg.platform.run_dir, symbol_names={s.symbol_id: s.name for s in cfg.symbols})
+            view = ManifestView(cfg.platform.run_dir, symbol_names={s.symbol_id: s.name for s in cfg.symbols},
+                                symbol_units=units_by_id(cfg.symbols))
             app = create_platform_app(cfg, view)
     except WeakSecretError as exc:
         _fail(str(exc))

@@ -26,9 +26,12 @@ Families (base units, ``_total`` counters, ``_seconds`` histograms)::
     hftshm_ring_written_records_total{ring,...}
     hftshm_ring_full_waits_total{ring,...}
     hftshm_ring_dropped_records_total{ring,...}
-    hftshm_position_quantity{strategy,symbol}         signed, base units
-    hftshm_realized_pnl{strategy,symbol}              quote currency (also unrealized, fees)
-    hftshm_pnl{}                                      total realized + unrealized - fees
+    hftshm_position_quantity{strategy,symbol}         signed, base units (contracts on an inverse market)
+    hftshm_realized_pnl{strategy,symbol}              quote currency, the coin on an inverse market (also
+                                                      unrealized, fees)
+    hftshm_position_units{strategy,symbol,market,qty_unit,pnl_unit}   1: the units of the two above
+    hftshm_pnl{}                                      total realized + unrealized - fees, quote currency
+                                                      (an inverse position's coin PnL at its mark)
     hftshm_kill_switch_active, hftshm_trading_state{state}, hftshm_risk_orders_checked_total,
     hftshm_risk_rejects_total{reason}                 the risk control block's reject counts
     hftshm_strategy_{signals,intents,fills,rejects}_total{strategy}, hftshm_strategy_open_orders
@@ -57,7 +60,8 @@ _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 _RESERVED = {
     "worker_up", "worker_state", "worker_restarts", "worker_heartbeat_age_seconds", "worker_work",
     "worker_idle_cycles", "rejects", "latency_seconds", "latency_negative", "platform_running", "pnl",
-    "kill_switch_active", "trading_state", "position_quantity", "realized_pnl", "unrealized_pnl", "fees",
+    "kill_switch_active", "trading_state", "position_quantity", "position_units", "realized_pnl", "unrealized_pnl",
+    "fees",
     "risk_orders_checked", "risk_rejects", "auth_failures", "auth_tokens_issued",
 }
 
@@ -244,19 +248,26 @@ def _ring_families(snap: PlatformSnapshot) -> list[Metric]:
 def _trading_families(snap: PlatformSnapshot) -> list[Metric]:
     out: list[Metric] = []
     labels = ["strategy", "symbol"]
-    position = _gauge("position_quantity", "signed position, base units", labels)
-    realized = _gauge("realized_pnl", "realized PnL before fees, quote currency", labels)
-    unrealized = _gauge("unrealized_pnl", "open position marked to market, quote currency", labels)
-    fees = _gauge("fees", "fees paid (negative: rebates), quote currency", labels)
+    position = _gauge("position_quantity", "signed position, base units (contracts on an inverse market)", labels)
+    realized = _gauge("realized_pnl", "realized PnL before fees, quote currency (the coin on an inverse market)",
+                      labels)
+    unrealized = _gauge("unrealized_pnl", "open position marked to market, quote currency (the coin on an inverse "
+                        "market)", labels)
+    fees = _gauge("fees", "fees paid (negative: rebates), quote currency (the coin on an inverse market)", labels)
+    # the units as labels of a constant series (an info metric), so the value series keep their labels
+    units = _gauge("position_units", "1 per position: its market and the units of its quantity and PnL",
+                   labels + ["market", "qty_unit", "pnl_unit"])
     for p in snap.positions:
         values = [p.strategy, p.symbol]
         position.add_metric(values, p.quantity)
         realized.add_metric(values, p.realized_pnl)
         unrealized.add_metric(values, p.unrealized_pnl)
         fees.add_metric(values, p.fees)
+        if p.pnl_unit:
+            units.add_metric(values + [p.market, p.qty_unit, p.pnl_unit], 1.0)
     total = _gauge("pnl", "total PnL: realized + unrealized - fees, quote currency")
     total.add_metric([], snap.total_pnl)
-    out += [position, realized, unrealized, fees, total]
+    out += [position, realized, unrealized, fees, units, total]
 
     risk = snap.risk
     kill = _gauge("kill_switch_active", "1 while the kill switch blocks new orders")

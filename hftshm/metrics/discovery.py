@@ -30,9 +30,11 @@ LAST_RUN_FILE = "metrics-last.json"
 class ManifestView:
     """A ``PlatformView`` of whatever platform runs under ``run_dir`` (none: ``running=False``)."""
 
-    def __init__(self, run_dir: str | Path, *, symbol_names: dict[int, str] | None = None, stale_after_s: float = 5.0):
+    def __init__(self, run_dir: str | Path, *, symbol_names: dict[int, str] | None = None, stale_after_s: float = 5.0,
+                 symbol_units: dict[int, dict] | None = None):
         self.run_dir = Path(run_dir)
         self.symbol_names = symbol_names
+        self.symbol_units = symbol_units
         self.stale_after_s = stale_after_s
         self._lock = threading.Lock()
         self._view = None
@@ -65,7 +67,8 @@ class ManifestView:
             if manifest is not None and self._view is None:
                 try:
                     self._view = SharedMemoryView.from_manifest(manifest, symbol_names=self.symbol_names,
-                                                                stale_after_s=self.stale_after_s)
+                                                                stale_after_s=self.stale_after_s,
+                                                                symbol_units=self.symbol_units)
                     self._manifest = manifest
                     log.info("attached to the platform %s", manifest.prefix)
                 except (OSError, RuntimeError, ValueError) as exc:

@@ -96,6 +96,7 @@ class SharedMemoryView:
         control=None,
         strategy_rows: np.ndarray | dict[str, np.ndarray] | None = None,
         symbol_names: dict[int, str] | None = None,
+        symbol_units: dict[int, dict] | None = None,
         gauges: Callable[[], dict[str, float]] | None = None,
         run_id: str = "",
         stale_after_s: float = 5.0,
@@ -109,6 +110,7 @@ class SharedMemoryView:
         # strategy_status records, by strategy worker name (one array: worker "strategies")
         self.strategy_rows = {"strategies": strategy_rows} if isinstance(strategy_rows, np.ndarray) else strategy_rows
         self.symbol_names = dict(symbol_names or {})
+        self.symbol_units = dict(symbol_units or {})  # id -> market, qty_unit, pnl_unit (hftshm.units.units_by_id)
         self.gauges = gauges
         self.run_id = run_id
         self.stale_after_s = stale_after_s
@@ -199,6 +201,7 @@ class SharedMemoryView:
             unrealized_pnl=float(row["unrealized_pnl"]),
             fees=float(row["fees"]),
             mark_price=float(row["mid"]),
+            **self.symbol_units.get(int(row["symbol_id"]), {}),
         ) for _, row in self._live_strategy_rows() if int(row["state"]) != int(StrategyState.REMOVED)]
 
     def _strategies(self) -> list[StrategySnapshot]:
@@ -218,14 +221,15 @@ class SharedMemoryView:
     # -- from a run manifest ---------------------------------------------------------------------
 
     @classmethod
-    def from_manifest(cls, manifest, *, stale_after_s: float = 5.0, symbol_names: dict[int, str] | None = None
-                      ) -> "SharedMemoryView":
+    def from_manifest(cls, manifest, *, stale_after_s: float = 5.0, symbol_names: dict[int, str] | None = None,
+                      symbol_units: dict[int, dict] | None = None) -> "SharedMemoryView":
         """Attach (read-only use) to every segment a ``hftshm.runtime.manifest.RunManifest`` names.
         A segment that cannot be attached is left out, not fatal: the view shows what it can."""
         from hftshm.runtime import segments
         from hftshm.runtime import status as st
 
-        view = cls(run_id=manifest.prefix, stale_after_s=stale_after_s, symbol_names=symbol_names)
+        view = cls(run_id=manifest.prefix, stale_after_s=stale_after_s, symbol_names=symbol_names,
+                   symbol_units=symbol_units)
         status = st.StatusTable.attach(manifest.status_segment, len(manifest.workers))
         view._owned.append(status)
         view.status_words = status.words

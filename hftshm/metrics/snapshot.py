@@ -16,7 +16,9 @@ Conventions the collector relies on:
   seconds (``lag_ms_gauge`` -> ``hftshm_lag_seconds``), as Prometheus wants base units.
 * ``histograms`` is keyed ``<worker>.<stage>`` (as in the metrics segment) and holds copies of the
   int64 histogram arrays (``hftshm.metrics.histogram_nb`` layout).
-* Money is in quote currency, quantities in base units, times in seconds unless named ``_ns``.
+* Money is in quote currency, quantities in base units, times in seconds unless named ``_ns``; a
+  position on an inverse (COIN-M) market is in contracts with its PnL in the coin, and says so
+  (``PositionSnapshot.qty_unit``/``pnl_unit``); account totals convert it at its mark.
 """
 
 from __future__ import annotations
@@ -70,6 +72,27 @@ class PositionSnapshot:
     unrealized_pnl: float = 0.0
     fees: float = 0.0
     mark_price: float = math.nan
+    market: str = ""  # spot, linear, inverse ("" unknown: taken as linear)
+    qty_unit: str = ""  # "BTC", "contracts (10 USD)" (hftshm.units)
+    pnl_unit: str = ""  # PnL and fees: "USDT", or the coin on an inverse market
+
+    @property
+    def net_pnl(self) -> float:
+        """Realized + unrealized - fees, in ``pnl_unit``."""
+        return self.realized_pnl + self.unrealized_pnl - self.fees
+
+    @property
+    def account_rate(self) -> float:
+        """Account units (quote currency) per unit of this position's PnL: 1, or its mark for an inverse
+        position (0 before it has one)."""
+        if self.market != "inverse":
+            return 1.0
+        return self.mark_price if self.mark_price > 0 else 0.0
+
+    @property
+    def net_pnl_account(self) -> float:
+        """``net_pnl`` in the account's unit (quote currency): an inverse position's coin at its mark."""
+        return self.net_pnl * self.account_rate
 
 
 @dataclass(frozen=True)
@@ -118,10 +141,11 @@ class PlatformSnapshot:
 
     @property
     def total_pnl(self) -> float:
-        """Realized + unrealized - fees: summed over positions, else the risk stage's account."""
+        """Realized + unrealized - fees in the quote currency: summed over positions (an inverse position's
+    coin PnL at its mark), else the risk stage's account."""
         if not self.positions and self.risk is not None:
             return float(self.risk.realized_pnl + self.risk.unrealized_pnl - self.risk.fees)
-        return float(sum(p.realized_pnl + p.unrealized_pnl - p.fees for p in self.positions))
+        return float(sum(p.net_pnl_account for p in self.positions))
 
     def worker(self, name: str) -> WorkerSnapshot | None:
         return next((w for w in self.workers if w.name == name), None)
@@ -137,7 +161,8 @@ class PlatformSnapshot:
             rings=[RingSnapshot(r.name, r.layout, r.producer, r.consumer, r.capacity, r.backpressure)
                    for r in self.rings],
             histograms={k: np.zeros(SLOTS, dtype=np.int64) for k in self.histograms},
-            positions=[PositionSnapshot(p.strategy, p.symbol) for p in self.positions],
+            positions=[PositionSnapshot(p.strategy, p.symbol, market=p.market, qty_unit=p.qty_unit, pnl_unit=p.pnl_unit)
+                       for p in self.positions],
             strategies=[StrategySnapshot(s.name, "stopped", s.symbol) for s in self.strategies],
             risk=RiskSnapshot(rejects_by_reason={k: 0 for k in self.risk.rejects_by_reason}) if self.risk else None,
             gauges={k: 0.0 for k in self.gauges},

@@ -157,8 +157,11 @@ class PlatformRun:
     def _view(self, sup: Supervisor):
         from hftshm.metrics.live import SharedMemoryView
 
+        from hftshm.units import units_by_id
+
         names = {s.symbol_id: s.name for s in self.config.symbols}
-        return SharedMemoryView.from_manifest(sup.manifest, symbol_names=names)
+        return SharedMemoryView.from_manifest(sup.manifest, symbol_names=names,
+                                              symbol_units=units_by_id(self.config.symbols))
 
     def _loop(self, sup: Supervisor, view, started: float, console) -> None:
         from rich.live import Live
@@ -259,14 +262,18 @@ def account_pnl(snapshot) -> dict:
     those same parts. The total used to be the sum of the strategies' rows while the parts were
     risk's: after a restart the two sources can differ for a while (each rebuilds from the OMS's
     record on its own), and the line then showed a total that was not realized + unrealized - fees.
-    ``strategies_total`` keeps the strategies' sum beside it, so a disagreement is visible."""
+    ``strategies_total`` keeps the strategies' sum beside it, so a disagreement is visible. Both are in
+    the account's unit (``unit``, the quote currency): an inverse position's coin PnL at its mark."""
+    from hftshm.units import ACCOUNT_UNIT
+
     risk = snapshot.risk
     if risk is None:
-        return {"realized": 0.0, "unrealized": 0.0, "fees": 0.0, "total": snapshot.total_pnl}
+        return {"realized": 0.0, "unrealized": 0.0, "fees": 0.0, "total": snapshot.total_pnl, "unit": ACCOUNT_UNIT}
     realized, unrealized, fees = float(risk.realized_pnl), float(risk.unrealized_pnl), float(risk.fees)
-    line = {"realized": realized, "unrealized": unrealized, "fees": fees, "total": realized + unrealized - fees}
+    line = {"realized": realized, "unrealized": unrealized, "fees": fees, "total": realized + unrealized - fees,
+            "unit": ACCOUNT_UNIT}
     if snapshot.positions:
-        line["strategies_total"] = float(sum(p.realized_pnl + p.unrealized_pnl - p.fees for p in snapshot.positions))
+        line["strategies_total"] = float(sum(p.net_pnl_account for p in snapshot.positions))
     return line
 
 
@@ -331,14 +338,17 @@ def print_summary(summary: dict, console) -> None:
         table.add_row(f"rejected: {reason}", f"{value:,}")
     console.print(table)
     positions = Table(title="positions and PnL")
-    for column in ("strategy", "symbol", "qty", "avg price", "realized", "unrealized", "fees"):
+    for column in ("strategy", "symbol", "qty", "avg price", "realized", "unrealized", "fees", "PnL in"):
         positions.add_column(column, justify="right")
     for p in summary["positions"]:
-        positions.add_row(str(p["strategy"]), str(p["symbol"]), f"{p['quantity']:.3f}", f"{p['avg_price']:.2f}",
-                          f"{p['realized_pnl']:+.2f}", f"{p['unrealized_pnl']:+.2f}", f"{p['fees']:.2f}")
+        coin = p.get("market") == "inverse"  # PnL in the coin: a few 1e-5, not cents
+        money = "{:+.8f}" if coin else "{:+.2f}"
+        positions.add_row(str(p["strategy"]), str(p["symbol"]), f"{p['quantity']:.3f} {p.get('qty_unit', '')}",
+                          f"{p['avg_price']:.2f}", money.format(p["realized_pnl"]), money.format(p["unrealized_pnl"]),
+                          money.format(p["fees"]).lstrip("+"), p.get("pnl_unit", ""))
     console.print(positions)
     pnl = summary["pnl"]
-    console.print(f"PnL total {pnl['total']:+,.2f} (realized {pnl['realized']:+,.2f}, unrealized "
+    console.print(f"PnL total {pnl['total']:+,.2f} {pnl.get('unit', '')} (realized {pnl['realized']:+,.2f}, unrealized "
                   f"{pnl['unrealized']:+,.2f}, fees {pnl['fees']:,.2f})")
     latency = Table(title="latency per hop (us)")
     for column in ("hop", "count", "p50", "p99", "p99.9", "max"):

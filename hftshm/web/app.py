@@ -30,6 +30,7 @@ from hftshm.metrics.histogram import summarize
 from hftshm.metrics.snapshot import PlatformSnapshot, PlatformView, RiskSnapshot
 from hftshm.security import tokens
 from hftshm.security.roles import Permission
+from hftshm.units import ACCOUNT_UNIT
 from hftshm.web import errors, validation as v
 from hftshm.web.abuse import Limiter
 from hftshm.web.auth import Authenticator
@@ -223,8 +224,9 @@ def create_app(config: WebConfig, view_provider: PlatformView, *, trading: Tradi
         auth.require(Permission.READ)
         v.query({})
         snap = snapshot()
+        # each position in its own units (market, qty_unit, pnl_unit); the total in the account's
         return jsonify({"running": snap.running, "positions": [_plain(asdict(p)) for p in snap.positions],
-                        "pnl_total": snap.total_pnl})
+                        "pnl_total": snap.total_pnl, "pnl_total_unit": ACCOUNT_UNIT})
 
     def risk_status() -> dict:
         snap = snapshot()
@@ -309,6 +311,7 @@ def create_app(config: WebConfig, view_provider: PlatformView, *, trading: Tradi
             worker, stage = split_histogram_name(name)
             data["latency"][name] = {"worker": worker, "stage": stage, **_plain(summarize(counts).as_dict())}
         data["pnl_total"] = snap.total_pnl
+        data["pnl_total_unit"] = ACCOUNT_UNIT
         return jsonify(data)
 
     # -- backtests ---------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from dataclasses import asdict
 from hftshm.metrics.collector import split_histogram_name
 from hftshm.metrics.histogram import summarize
 from hftshm.metrics.snapshot import PlatformSnapshot
+from hftshm.units import ACCOUNT_UNIT
 
 HISTORY_POINTS = 900  # 15 minutes at one sample a second
 MIN_SAMPLE_INTERVAL_S = 0.5
@@ -68,11 +69,12 @@ def feed_clock(workers) -> dict:
 
 
 def _pnl_parts(snap: PlatformSnapshot) -> dict[str, float]:
-    """Realized, unrealized, fees: summed over positions, else the risk stage's account."""
+    """Realized, unrealized, fees in the quote currency: summed over positions (an inverse position's
+    coin at its mark), else the risk stage's account."""
     if snap.positions:
-        return {"realized": sum(p.realized_pnl for p in snap.positions),
-                "unrealized": sum(p.unrealized_pnl for p in snap.positions),
-                "fees": sum(p.fees for p in snap.positions)}
+        return {"realized": sum(p.realized_pnl * p.account_rate for p in snap.positions),
+                "unrealized": sum(p.unrealized_pnl * p.account_rate for p in snap.positions),
+                "fees": sum(p.fees * p.account_rate for p in snap.positions)}
     risk = snap.risk
     if risk is None:
         return {"realized": 0.0, "unrealized": 0.0, "fees": 0.0}
@@ -144,7 +146,7 @@ class DashboardModel:
             "totals": totals(snap),
             "rates": self.rates(),
             "history": self.history(),
-            "pnl": {"total": snap.total_pnl, **_pnl_parts(snap)},
+            "pnl": {"total": snap.total_pnl, **_pnl_parts(snap), "unit": ACCOUNT_UNIT},
             "latency": latency,
             "rings": [{"name": r.name, "producer": r.producer, "consumer": r.consumer, "capacity": r.capacity,
                        "occupancy": r.occupancy, "ratio": r.occupancy / r.capacity if r.capacity else 0.0,
@@ -155,7 +157,8 @@ class DashboardModel:
                          "work": w.work_count} for w in snap.workers],
             "positions": [{"strategy": p.strategy, "symbol": p.symbol, "quantity": p.quantity,
                            "avg_price": _finite(p.avg_price), "mark_price": _finite(p.mark_price),
-                           "realized_pnl": p.realized_pnl, "unrealized_pnl": p.unrealized_pnl, "fees": p.fees}
+                           "realized_pnl": p.realized_pnl, "unrealized_pnl": p.unrealized_pnl, "fees": p.fees,
+                           "market": p.market, "qty_unit": p.qty_unit, "pnl_unit": p.pnl_unit}
                           for p in snap.positions],
             "strategies": [asdict(s) for s in snap.strategies],
             "risk": None if risk is None else {

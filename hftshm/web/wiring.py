@@ -162,6 +162,12 @@ def limits_of(config) -> dict:
     risk = getattr(config, "risk", None)
     if risk is None:
         return {}
+    from hftshm.risk.state import limit_units
+    from hftshm.units import ACCOUNT_UNIT
+
     out = asdict(risk)
     out["initial_state"] = risk.initial_state.name.lower()
+    # which unit each limit is in: sizes in the symbol's quantity unit (contracts on an inverse market)
+    out["units"] = {"max_daily_loss": ACCOUNT_UNIT,
+                    "symbols": {s.name: limit_units(s) for s in getattr(config, "symbols", None) or []}}
     return out

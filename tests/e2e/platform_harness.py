@@ -169,6 +169,7 @@ def run_platform(config: PlatformConfig, hooks: list[Hook] = (), timeout_s: floa
     """Run the platform on ``config`` until the data ends and the pipeline is quiet; see the module doc."""
     from hftshm.metrics.live import SharedMemoryView
     from hftshm.oms.store import Store
+    from hftshm.units import units_by_id
 
     run_dir = Path(config.platform.run_dir)
     names = {s.symbol_id: s.name for s in config.symbols}
@@ -191,7 +192,8 @@ def run_platform(config: PlatformConfig, hooks: list[Hook] = (), timeout_s: floa
             time.sleep(0.01)
         elapsed_s = time.monotonic() - started
         quiesced = sup.quiesce()  # strategies cancel what rests; nobody has closed yet
-        view = SharedMemoryView.from_manifest(sup.manifest, symbol_names=names)
+        view = SharedMemoryView.from_manifest(sup.manifest, symbol_names=names,
+                                              symbol_units=units_by_id(config.symbols))
         try:
             snapshot = view.snapshot()
         finally:

@@ -45,6 +45,15 @@ function fmtQty(x) {
   if (x === null || x === undefined || !isFinite(x)) return "—";
   return Number(x).toLocaleString("en-US", { minimumFractionDigits: 3, maximumFractionDigits: 6 });
 }
+// a position's PnL in its own unit: an inverse (COIN-M) position's PnL is in the coin, a few 1e-5
+function fmtPnl(x, p) {
+  if (p.market !== "inverse") return fmtMoney(x);
+  if (x === null || x === undefined || !isFinite(x)) return "—";
+  return (x < 0 ? "−" : x > 0 ? "+" : "") + Math.abs(x).toFixed(8);
+}
+function unitTag(u) {
+  return u ? ` <span class="dim">${esc(u)}</span>` : "";
+}
 function fmtPrice(x) {
   if (x === null || x === undefined || !isFinite(x)) return "—";
   return Number(x).toLocaleString("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 2 });
@@ -211,6 +220,7 @@ function render(d) {
   setText("kpi-rejects", fmtInt(d.totals.rejects), d.totals.rejects > 0 ? "neg" : "");
   const reasons = d.risk ? Object.entries(d.risk.rejects_by_reason).sort((a, b) => b[1] - a[1]) : [];
   setText("kpi-rejects-top", reasons.length ? reasons[0][0] + " " + fmtInt(reasons[0][1]) : "none");
+  setText("kpi-pnl-label", `PnL (${d.pnl.unit || "quote"})`);
   setText("kpi-pnl", fmtMoney(d.pnl.total), signClass(d.pnl.total));
   setText("kpi-pnl-parts", `realized ${fmtMoney(d.pnl.realized)} · unrealized ${fmtMoney(d.pnl.unrealized)} · fees ${fmtMoney(d.pnl.fees, false)}`);
   const t2o = d.latency.find((l) => l.stage === "tick_to_order") || d.latency.find((l) => /tick_to/.test(l.stage));
@@ -261,10 +271,10 @@ function render(d) {
   setText("strategies-summary", d.strategies.length ? `${d.strategies.length} strategies` : "");
   rows($("positions-table").tBodies[0], d.positions.map((p) => `<tr>
       <td>${esc(p.strategy)}</td><td class="dim">${esc(p.symbol)}</td>
-      <td class="r ${signClass(p.quantity)}">${fmtQty(p.quantity)}</td>
+      <td class="r ${signClass(p.quantity)}">${fmtQty(p.quantity)}${unitTag(p.qty_unit)}</td>
       <td class="r">${fmtPrice(p.avg_price)}</td><td class="r dim">${fmtPrice(p.mark_price)}</td>
-      <td class="r ${signClass(p.realized_pnl)}">${fmtMoney(p.realized_pnl)}</td>
-      <td class="r ${signClass(p.unrealized_pnl)}">${fmtMoney(p.unrealized_pnl)}</td></tr>`), 7, "flat: no positions");
+      <td class="r ${signClass(p.realized_pnl)}">${fmtPnl(p.realized_pnl, p)}${unitTag(p.pnl_unit)}</td>
+      <td class="r ${signClass(p.unrealized_pnl)}">${fmtPnl(p.unrealized_pnl, p)}${unitTag(p.pnl_unit)}</td></tr>`), 7, "flat: no positions");
 
   rows($("strategies-table").tBodies[0], d.strategies.map((s) => `<tr>
       <td>${esc(s.name)}</td><td><span class="state ${esc(s.state)}">${esc(s.state)}</span></td>
