@@ -170,8 +170,9 @@ def status_command(
     rows = [
         ("kill switch", "ON" if snap["kill_switch"] else "off"),
         ("trading state", snap["trading_state"] + (f" ({snap['halt_reason']})" if snap["halt_reason"] else "")),
-        ("daily PnL", f"{snap['daily_pnl']:,.2f}"), ("realized", f"{snap['realized_pnl']:,.2f}"),
-        ("unrealized", f"{snap['unrealized_pnl']:,.2f}"), ("fees", f"{snap['fees']:,.2f}"),
+        # the account's unit: every symbol's PnL in the quote currency (an inverse symbol's coin at its mid)
+        ("daily PnL (USD)", f"{snap['daily_pnl']:,.2f}"), ("realized (USD)", f"{snap['realized_pnl']:,.2f}"),
+        ("unrealized (USD)", f"{snap['unrealized_pnl']:,.2f}"), ("fees (USD)", f"{snap['fees']:,.2f}"),
         ("open orders", str(snap["open_orders"])), ("checks", f"{snap['checks']:,}"),
         ("approved", f"{snap['approved']:,}"), ("rejected", f"{snap['rejected']:,}"),
         ("kill-switch cancels", f"{snap['kill_cancels']:,}"), ("redis", redis),

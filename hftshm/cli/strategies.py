@@ -174,6 +174,8 @@ def params_command(
             bounds.append(f"<= {param.max}")
         if param.choices:
             bounds.append("one of " + "/".join(param.choices))
+        if param.is_quantity:
+            bounds.append(f"default {param.contracts!r} on an inverse market")
         extra = f" [{', '.join(bounds)}]" if bounds else ""
         typer.echo(f"  {name:<26} {param.default!r:<10} {param.doc}{extra}")
 

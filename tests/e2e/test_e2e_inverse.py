@@ -26,7 +26,9 @@ def coinm_run(tmp_path_factory):
     # the shipped market maker moved to the contract market, sized in contracts (the shipped 0.01 is BTC)
     mm = {"symbol": "ETHUSD_PERP", "quantity": 1.0, "max_inventory": 5.0, "spread_bps": 0.5,
           "min_requote_interval_ms": 5}
-    config = e2e_config(run_dir, {"feed": {"data": [str(data)]}, "strategies": {"market_maker": mm}})
+    # start: the feed builds the new file's event cache first (a minute on a shared machine)
+    config = e2e_config(run_dir, {"feed": {"data": [str(data)]}, "strategies": {"market_maker": mm},
+                                  "supervisor": {"start_timeout_s": 1200.0}})
     return run_platform(config, timeout_s=1800.0)
 
 
