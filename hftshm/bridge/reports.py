@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from hftshm.bridge import config as bridge_config
 from hftshm.codes import ReportEvent, Side
+from hftshm.instruments_nb import INVERSE, average_entry, position_pnl
 from hftshm.runtime.worker import Worker, WorkerContext
 
 WRITER = "hftshm.bridge.reports:ExecutionReportWriter"
@@ -116,24 +117,41 @@ class ExecutionReportWriter(Worker):
 
 @dataclass
 class _Position:
+    """Average-cost position of one (strategy, symbol); on an inverse market in contracts with a
+    harmonic entry and PnL in the coin (``hftshm.instruments_nb``), as the strategies book it."""
+
     quantity: float = 0.0
     avg_price: float = math.nan
     realized_pnl: float = 0.0
     fees: float = 0.0
     fills: int = 0
+    market: str = "linear"
+    contract_size: float = 1.0
+    last_price: float = math.nan
 
     def fill(self, side: int, qty: float, price: float, fee: float) -> None:
         signed = qty if side == Side.BUY else -qty
+        inverse = self.market == "inverse"
         self.fills += 1
         self.fees += fee
+        self.last_price = price
         if self.quantity == 0 or (self.quantity > 0) == (signed > 0):  # opening or adding: average in
             total = self.quantity + signed
-            self.avg_price = price if self.quantity == 0 else (
-                (self.avg_price * abs(self.quantity) + price * qty) / abs(total))
+            if self.quantity == 0:
+                self.avg_price = price
+            elif inverse:
+                self.avg_price = float(average_entry(INVERSE, abs(self.quantity), self.avg_price, qty, price))
+            else:
+                self.avg_price = (self.avg_price * abs(self.quantity) + price * qty) / abs(total)
             self.quantity = total
             return
         closed = min(qty, abs(self.quantity))  # reducing (or flipping): book PnL on what closes
-        self.realized_pnl += closed * (price - self.avg_price) * (1 if self.quantity > 0 else -1)
+        direction = 1 if self.quantity > 0 else -1
+        if inverse:
+            self.realized_pnl += float(position_pnl(INVERSE, closed * direction, self.avg_price, price,
+                                                    self.contract_size))
+        else:
+            self.realized_pnl += closed * (price - self.avg_price) * direction
         self.quantity += signed
         if abs(self.quantity) < 1e-12:
             self.quantity, self.avg_price = 0.0, math.nan
@@ -144,9 +162,10 @@ class _Position:
 class ImportedPositions:
     """Positions and fills per (strategy, symbol) from ``execution_reports``, read incrementally."""
 
-    def __init__(self, url: str, schema: str = ""):
+    def __init__(self, url: str, schema: str = "", instruments: dict[int, tuple[str, float]] | None = None):
         self.engine = _engine(url, schema)
         self.positions: dict[tuple[int, int], _Position] = {}
+        self.instruments = dict(instruments or {})  # symbol id -> (market, contract size)
         self._last_id = 0
         self._lock = threading.Lock()
 
@@ -161,8 +180,11 @@ class ImportedPositions:
             except sa.exc.SQLAlchemyError:
                 return self.positions  # no table yet (nothing imported) or the database is away: as before
             for row in rows:
-                self.positions.setdefault((row.strategy_id, row.symbol_id), _Position()).fill(
-                    row.side, row.qty, row.price, row.fee)
+                key = (row.strategy_id, row.symbol_id)
+                if key not in self.positions:
+                    market, contract_size = self.instruments.get(row.symbol_id, ("linear", 1.0))
+                    self.positions[key] = _Position(market=market, contract_size=contract_size)
+                self.positions[key].fill(row.side, row.qty, row.price, row.fee)
                 self._last_id = row.id
             return self.positions
 
@@ -171,10 +193,12 @@ class ImportedPositionsView:
     """A platform view whose snapshot's positions and strategies' fills come from imported reports
     when the platform itself has none (every other attribute is the wrapped view's)."""
 
-    def __init__(self, view, positions: ImportedPositions, symbol_names: dict[int, str]):
+    def __init__(self, view, positions: ImportedPositions, symbol_names: dict[int, str],
+                 symbol_units: dict[int, dict] | None = None):
         self._view = view
         self._positions = positions
         self._symbols = symbol_names
+        self._units = dict(symbol_units or {})  # hftshm.units.units_by_id
 
     def __getattr__(self, name):
         return getattr(self._view, name)
@@ -186,9 +210,12 @@ class ImportedPositionsView:
         if snap.positions:
             return snap
         imported = self._positions.refresh()
+        # no market data here: an inverse position's coin PnL is valued at its last fill price
         positions = [PositionSnapshot(strategy=strategy_name(sid), symbol=self._symbols.get(sym, str(sym)),
                                       quantity=p.quantity, avg_price=p.avg_price, realized_pnl=p.realized_pnl,
-                                      fees=p.fees) for (sid, sym), p in sorted(imported.items())]
+                                      fees=p.fees, **self._units.get(sym, {}),
+                                      **({"mark_price": p.last_price} if p.market == "inverse" else {}))
+                     for (sid, sym), p in sorted(imported.items())]
         strategies = list(snap.strategies)
         if not strategies:
             fills: dict[int, int] = {}
@@ -216,6 +243,9 @@ def with_imported_positions(config, view):
     if not imports_reports(config):
         return view
     oms = config.oms
+    from hftshm.units import units_by_id
+
+    instruments = {s.symbol_id: (s.market, s.contract_size) for s in config.symbols}
     return ImportedPositionsView(view, ImportedPositions(oms.database_url_for(config.platform.run_dir),
-                                                         oms.database_schema),
-                                 {s.symbol_id: s.name for s in config.symbols})
+                                                         oms.database_schema, instruments),
+                                 {s.symbol_id: s.name for s in config.symbols}, units_by_id(config.symbols))

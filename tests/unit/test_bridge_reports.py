@@ -41,6 +41,17 @@ def test_average_price_and_realized_pnl_follow_opening_reducing_and_flipping():
     assert p.quantity == 0.0 and math.isnan(p.avg_price) and p.realized_pnl == pytest.approx(25.0)
 
 
+def test_an_inverse_position_counts_contracts_and_books_the_coin():
+    p = _Position(market="inverse", contract_size=10.0)
+    p.fill(Side.BUY, 100.0, 2500.0, 0.0)
+    p.fill(Side.BUY, 100.0, 2600.0, 0.0)
+    entry = 200 / (100 / 2500 + 100 / 2600)
+    assert p.avg_price == pytest.approx(entry, rel=1e-12)
+    p.fill(Side.SELL, 150.0, 2700.0, 0.0)
+    assert p.realized_pnl == pytest.approx(150 * 10 * (1 / entry - 1 / 2700), rel=1e-12)
+    assert p.quantity == 50.0 and p.last_price == 2700.0
+
+
 def test_reports_are_written_once_across_a_restart_and_shown_as_positions(tmp_path):
     url = f"sqlite:///{tmp_path / 'oms.sqlite'}"
     config = SimpleNamespace(oms=OmsConfig(database_url=url))
