@@ -168,6 +168,7 @@ def _process_logs(result, processes) -> dict[str, str]:
     return {p: result.logs["strategies" if p == "trading" else p] for p in processes}
 
 
+@pytest.mark.timeout(2400)  # a cold numba cache: the cycle compiles at each start, minutes on a loaded machine
 @pytest.mark.parametrize("trading_killed", TRADING_KILLS, indirect=True, ids=lambda p: p[0])
 def test_sigkill_of_the_trading_process_keeps_every_strategys_books(trading_killed):
     """After the restart, the summary (summary.json's rows and account line), the positions the
@@ -207,18 +208,19 @@ def test_sigkill_of_the_trading_process_keeps_every_strategys_books(trading_kill
     assert sum(r["realized_pnl"] for r in rows.values()) == pytest.approx(pnl["realized"], abs=1e-6)
 
 
+@pytest.mark.timeout(2400)
 @pytest.mark.parametrize("trading_killed", TRADING_KILLS, indirect=True, ids=lambda p: p[0])
 def test_the_restarted_trading_process_returns_to_the_compiled_cycle_and_compiles_nothing_in_a_step(trading_killed):
     """The restarted process warms what it runs before its first step (no compilation or cache load
     inside one), and once its rebuild is done it runs the compiled cycle again."""
     placement, processes, result = trading_killed
     for process, text in _process_logs(result, processes).items():
+        # the killed life never logs its end; the restarted one does, once
         assert "compiled or loaded inside steps" not in text and "compiled inside a step" not in text, process
-        assert text.count("jit: no kernel compiled or loaded inside a step") == 2, process  # both lives
-        lives = [line for line in text.splitlines() if "compiled cycle:" in line]
-        assert len(lives) == 2, process
-        slices = int(lives[-1].split("compiled cycle: ")[1].split(" slices")[0])
-        assert slices > 0, f"{process}: the restarted process never ran a compiled slice: {lives[-1]}"
+        assert text.count("jit: no kernel compiled or loaded inside a step") == 1, process
+        [end] = [line for line in text.splitlines() if "compiled cycle:" in line]
+        slices = int(end.split("compiled cycle: ")[1].split(" slices")[0])
+        assert slices > 0, f"{process}: the restarted process never ran a compiled slice: {end}"
 
 
 # -- PostgreSQL down for a few seconds mid-run ---------------------------------------------------------

@@ -52,6 +52,7 @@ def _slowest_ns(window: np.ndarray) -> int:
     return int(UPPER_NS[top]) if top < len(UPPER_NS) else 1 << 62
 
 
+@pytest.mark.timeout(2400)
 def test_hot_add_of_a_compiled_strategy_keeps_the_running_strategies_latency(tmp_path):
     from hftshm.strategies import control
 
