@@ -100,7 +100,9 @@ def warm_rebuild_kernels(state: RiskState, control) -> None:
     from hftshm.oms.record import FILL_DTYPE
 
     symbols, account, table = state.symbols.copy(), state.account.copy(), state.table.copy()
-    fills = np.zeros(0, dtype=FILL_DTYPE)
+    # two rows: the columns of a 0- or 1-row record array are contiguous, of a longer one strided
+    # (another numba type); quantity 0 books nothing
+    fills = np.zeros(2, dtype=FILL_DTYPE)
     replay_nb.fold_fills(symbols, fills["symbol_id"], fills["side"], fills["qty"], fills["price"], fills["fee"])
     orders_nb.insert(table, int(1), int(1), int(0))
     orders_nb.find(table, int(1), int(1))
