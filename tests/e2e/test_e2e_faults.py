@@ -204,8 +204,9 @@ def test_sigkill_of_the_trading_process_keeps_every_strategys_books(trading_kill
     assert pnl["total"] == pytest.approx(pnl["realized"] + pnl["unrealized"] - pnl["fees"], abs=1e-9)
     # the strategies' rows add up to risk's account (marks may differ by a book or two: a cent)
     assert pnl["strategies_total"] == pytest.approx(pnl["total"], abs=0.05)
+    # fees add up; realized PnL does not: two strategies trading one symbol against each other realize
+    # on their own average costs, the account on the netted position (equity, above, does add up)
     assert sum(r["fees"] for r in rows.values()) == pytest.approx(pnl["fees"], abs=1e-6)
-    assert sum(r["realized_pnl"] for r in rows.values()) == pytest.approx(pnl["realized"], abs=1e-6)
 
 
 @pytest.mark.timeout(2400)
