@@ -93,6 +93,23 @@ def _write_json(path: Path, data: dict, log) -> None:
         log.warning("could not write %s (a restart would start from zero before the run's fills): %s", path, exc)
 
 
+def warm_rebuild_kernels(state: RiskState, control) -> None:
+    """Compile (or load) the kernels ``rebuild`` calls from Python, with its argument types, on
+    scratch copies before the first step: the rebuild runs inside steps, and a restarted process
+    must compile nothing there (``runtime.jit_watch``)."""
+    from hftshm.oms.record import FILL_DTYPE
+
+    symbols, account, table = state.symbols.copy(), state.account.copy(), state.table.copy()
+    # two rows: the columns of a 0- or 1-row record array are contiguous, of a longer one strided
+    # (another numba type); quantity 0 books nothing
+    fills = np.zeros(2, dtype=FILL_DTYPE)
+    replay_nb.fold_fills(symbols, fills["symbol_id"], fills["side"], fills["qty"], fills["price"], fills["fee"])
+    orders_nb.insert(table, int(1), int(1), int(0))
+    orders_nb.find(table, int(1), int(1))
+    refresh_symbol_pnl_all(symbols)
+    refresh_totals_and_loss(symbols, account, control.words.copy())
+
+
 class RiskRestart(RebuildFromRecord):
     """The rebuild of one restarted risk worker; ``step`` once per duty cycle until it returns True."""
 
@@ -119,6 +136,7 @@ class RiskRestart(RebuildFromRecord):
         if catch_up is None:
             ctx.log.warning("restarted without a platform config or control block: no OMS record to rebuild from")
             return None
+        warm_rebuild_kernels(state, control)
         return cls(ctx, state, control, catch_up, orders_out, rejects_out, intents_in)
 
     # -- the rebuild -------------------------------------------------------------------------------

@@ -51,6 +51,12 @@ class StrategiesStep:
     stage: Callable[..., Any]  # stage(force=False) -> bundle or None
     leave: Callable[[], None]
     housekeeping: Callable[[int], int]
+    # the bundle's numba type: the strategies' callbacks typed by signature (FunctionType), never
+    # as the dispatcher objects ``typeof`` would see. A dispatcher type in a cached kernel's signature
+    # is pickled into its cache index as the dispatcher itself: every process loading that index
+    # rebuilds and recompiles it, and numba keeps only its 128 latest rebuilt dispatchers alive, so
+    # the next save of the index fails on a dead one ("underlying object has vanished").
+    numba_type: Callable[[Any], Any] | None = None
 
 
 def compiled_strategies_step(worker) -> StrategiesStep:
@@ -67,7 +73,7 @@ def compiled_strategies_step(worker) -> StrategiesStep:
     C = worker._C
     index = st_nb.StageCounters(C["events"], C["books"], C["reports"], C["intents"], C["backpressure_cycles"])
     empty = np.zeros(0, dtype=np.int64)
-    built: list = [None, None, None]  # (the strategies' identities, the stage, the host slots)
+    built: list = [None, None, None, None]  # (the strategies' identities, the stage, the host slots, its bundle type)
     active = [False]
     changed = [False]
 
@@ -100,10 +106,11 @@ def compiled_strategies_step(worker) -> StrategiesStep:
             return None
         if built[0] is None:
             strategies = [slot.strategy for slot in slots]
-            bundle, _ = step_bundle(strategies)
+            bundle, run = step_bundle(strategies)
             books, events = worker.books_in[0], worker.events_in[0]
             built[0] = key
             built[2] = slots
+            built[3] = run.bundle_type
             built[1] = st_nb.StrategiesStage(
                 books.ctrl, books.records, events.ctrl, events.records, tuple(r.ctrl for r in worker.reports_in),
                 tuple(r.records for r in worker.reports_in), worker.intents_out.ctrl, worker.intents_out.records,
@@ -160,7 +167,27 @@ def compiled_strategies_step(worker) -> StrategiesStep:
         worker._status()  # the strategy status table, at its own interval
         return 0
 
-    return StrategiesStep(st_nb.step, stage, leave, housekeeping)
+    def numba_type(stage_bundle):
+        from numba import typeof, types
+
+        fields = [built[3] if name == "strategies" else typeof(value)
+                  for name, value in zip(st_nb.StrategiesStage._fields, stage_bundle)]
+        return types.NamedTuple(fields, st_nb.StrategiesStage)
+
+    return StrategiesStep(st_nb.step, stage, leave, housekeeping, numba_type)
+
+
+def _entry(kernel, argtypes: tuple):
+    """``kernel`` compiled (or loaded) for exactly ``argtypes``; its entry point, called with them
+    (a call through the dispatcher would type the arguments again, callbacks as dispatchers)."""
+    kernel.compile(argtypes)
+    return kernel.overloads[argtypes].entry_point
+
+
+def _bundle_type(step: StrategiesStep, bundle):
+    from numba import typeof
+
+    return step.numba_type(bundle) if step.numba_type is not None else typeof(bundle)
 
 
 class TradingCycle:
@@ -177,6 +204,9 @@ class TradingCycle:
         self._left_ns = 0
         self._python_until_ns = 0
         self.python_rounds = 0  # rounds a stage needed its Python path
+        self._run = nb.run_slice  # warm() replaces it with the entry point for the bundles' exact types
+        self._types: tuple = ()
+        self._bundle_ids: tuple = ()
 
     @classmethod
     def for_workers(cls, workers: list, wait_strategy):
@@ -224,15 +254,33 @@ class TradingCycle:
         """Compile (or load from the cache) ``run_slice`` for these bundles' types, without running it:
         the first slice must not compile inside a step. False if a stage cannot be compiled at all
         (then the process keeps the Python duty cycle)."""
-        from numba import typeof
-
         bundles = self.stages(force=True)
         if bundles is None:
             return False
         self.strategies.leave()
-        types = (typeof(self.strategies.step),) + tuple(typeof(b) for b in bundles) + (typeof(self.limits),)
-        nb.run_slice.compile(types)
+        self._types = self._types_of(bundles)
+        self._run = _entry(nb.run_slice, self._types)
+        self._bundle_ids = tuple(id(b) for b in bundles)
         return True
+
+    def _types_of(self, bundles) -> tuple:
+        from numba import typeof
+
+        return ((typeof(self.strategies.step), _bundle_type(self.strategies, bundles[0]))
+                + tuple(typeof(b) for b in bundles[1:]) + (typeof(self.limits),))
+
+    def _entry_for(self, bundles):
+        """The entry point for these bundles: the warmed one while they are the warmed objects (or of
+        the same types; checked only when a stage rebuilt its bundle, by identity, nanoseconds)."""
+        ids = tuple(id(b) for b in bundles)
+        if ids != self._bundle_ids:
+            self._bundle_ids = ids
+            types = self._types_of(bundles)
+            if types != self._types:
+                log.warning("compiled cycle: a stage's bundle changed type; compiling run_slice for it")
+                self._types = types
+                self._run = _entry(nb.run_slice, types)
+        return self._run
 
     def run_slice(self):
         """One compiled slice, or None when a stage needs its Python path this round. After a None,
@@ -251,7 +299,7 @@ class TradingCycle:
         if self._left_ns:
             self.between_ns += entered - self._left_ns
         try:
-            result = nb.run_slice(self.strategies.step, *bundles, self.limits)
+            result = self._entry_for(bundles)(self.strategies.step, *bundles, self.limits)
         finally:
             self.strategies.leave()
         self._left_ns = time.monotonic_ns()
@@ -295,6 +343,9 @@ class StageCycle:
         self.limits = nb.SliceLimits(int(slice_ns), max(int(slice_ns), MAX_SLICE_NS), int(spin_ns))
         self.slices = self.passes = self.in_slices_ns = self.between_ns = self.python_rounds = 0
         self._left_ns = self._python_until_ns = 0
+        self._run = nb.run_stage  # warm() replaces it with the entry point for the bundle's exact types
+        self._types: tuple = ()
+        self._bundle_id = 0
 
     def describe(self) -> str:
         return f"{self.name} runs its stage in a compiled loop"
@@ -306,8 +357,22 @@ class StageCycle:
         if bundle is None:
             return False
         self.stage.leave()
-        nb.run_stage.compile((typeof(self.stage.step), typeof(bundle), typeof(self.limits)))
+        self._types = (typeof(self.stage.step), _bundle_type(self.stage, bundle), typeof(self.limits))
+        self._run = _entry(nb.run_stage, self._types)
+        self._bundle_id = id(bundle)
         return True
+
+    def _entry_for(self, bundle):
+        if id(bundle) != self._bundle_id:  # the stage rebuilt its bundle: the same types, or compile
+            from numba import typeof
+
+            self._bundle_id = id(bundle)
+            types = (typeof(self.stage.step), _bundle_type(self.stage, bundle), typeof(self.limits))
+            if types != self._types:
+                log.warning("compiled loop of %s: its bundle changed type; compiling run_stage for it", self.name)
+                self._types = types
+                self._run = _entry(nb.run_stage, types)
+        return self._run
 
     def run_slice(self):
         if self._python_until_ns and time.monotonic_ns() < self._python_until_ns:
@@ -323,7 +388,7 @@ class StageCycle:
         if self._left_ns:
             self.between_ns += entered - self._left_ns
         try:
-            result = nb.run_stage(self.stage.step, bundle, self.limits)
+            result = self._entry_for(bundle)(self.stage.step, bundle, self.limits)
         finally:
             self.stage.leave()
         self._left_ns = time.monotonic_ns()

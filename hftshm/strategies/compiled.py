@@ -38,6 +38,9 @@ compiled call per callback). Python hooks stay available for what is not per tic
 
 from __future__ import annotations
 
+import hashlib
+import os
+import types as pytypes
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -74,8 +77,71 @@ def _is_kernel(obj) -> bool:
     return hasattr(obj, "py_func") and hasattr(obj, "compile")
 
 
+# A callback that raised (an index out of range, caught by the bounds check below; a division by
+# zero...): the code continues intents_nb's ERR_* numbering far enough away not to meet it.
+ERR_CALLBACK_RAISED = -100
+_RAISED_TEXT = "the callback raised an exception (an index out of range, a division by zero...)"
+
+
 def fault_text(code: float) -> str:
+    if int(code) == ERR_CALLBACK_RAISED:
+        return _RAISED_TEXT
     return intents_nb.ERROR_TEXT.get(int(code), f"error code {int(code)}")
+
+
+def _guard_template(ctx, event):
+    # compiled once per user callback with _CALLBACK bound to it (see ``guarded``)
+    try:
+        _CALLBACK(ctx, event)  # noqa: F821 - a global of each copy of this function
+    except Exception:  # noqa: BLE001 - numba catches no narrower class; the code says what happened
+        ctx.pf[pnb.PF_FAULT] = ERR_CALLBACK_RAISED
+
+
+def _source_stamp(fn) -> str:
+    """What a compiled copy of ``fn`` must be recompiled for: its code, and its file's size and time
+    (numba's cache of a caller does not notice a callee's change; the guard is such a caller)."""
+    code = fn.__code__
+    try:
+        st = os.stat(code.co_filename)
+        where = f"{code.co_filename}:{st.st_mtime_ns}:{st.st_size}"
+    except OSError:
+        where = code.co_filename
+    digest = hashlib.sha256(code.co_code + repr(code.co_consts).encode() + where.encode())
+    return digest.hexdigest()[:16]
+
+
+def _copy(fn, qualname: str, globals_: dict):
+    out = pytypes.FunctionType(fn.__code__, globals_, fn.__name__, fn.__defaults__, fn.__closure__)
+    out.__qualname__ = qualname
+    out.__module__ = fn.__module__
+    return out
+
+
+_GUARDS: dict = {}
+
+
+def guarded(kernel):
+    """``kernel`` (a user's @njit callback) as the compiled loops call it: recompiled with numba's
+    bounds check (an out-of-range index raises instead of corrupting memory; numba checks none by
+    default) inside a wrapper that turns any exception into the strategy's fault code, so the loop
+    that called it pauses and names that strategy exactly as for a NaN price (``slots_nb._fault``),
+    in the backtest, the platform's compiled cycle and the Python path alike. Both copies are cached
+    by numba beside the originals, under names of their own (numba's cache keys ignore compile
+    flags, so reusing the user's name would mix checked and unchecked machine code)."""
+    from numba import njit as _njit
+
+    found = _GUARDS.get(kernel)
+    if found is not None:
+        return found
+    fn = kernel.py_func
+    cache = type(kernel._cache).__name__ != "NullCache"
+    stamp = _source_stamp(fn)
+    checked = _njit(cache=cache, boundscheck=True)(_copy(fn, f"{fn.__qualname__}__checked", fn.__globals__))
+    wrapper_globals = dict(globals())
+    wrapper_globals["_CALLBACK"] = checked
+    name = f"guard__{fn.__module__.replace('.', '_')}__{fn.__qualname__.replace('.', '_')}__{stamp}"
+    found = _GUARDS[kernel] = _njit(cache=cache)(_copy(_guard_template, name, wrapper_globals))
+    return found
 
 
 class CompiledStrategy(Strategy):
@@ -186,7 +252,7 @@ class CompiledStrategy(Strategy):
                        "on_report": typeof(REPORT.zeros(1)[0]), "on_timer": types.int64}
         out = {}
         for name in CALLBACKS:
-            kernel = self.KERNELS.get(name, _nothing)
+            kernel = guarded(self.KERNELS[name]) if name in self.KERNELS else _nothing
             args = (ctx_type, event_types[name])
             try:
                 kernel.compile(args)
@@ -203,7 +269,7 @@ class CompiledStrategy(Strategy):
         kernel = self.KERNELS.get(name)
         if kernel is None:
             return
-        kernel(self.context(origin_ts_ns), event)
+        guarded(kernel)(self.context(origin_ts_ns), event)
         fault = self.portfolio.pf[pnb.PF_FAULT]
         if fault != 0.0:
             self.portfolio.pf[pnb.PF_FAULT] = 0.0  # reported once; a resumed strategy starts clean

@@ -18,6 +18,17 @@ Reports then flow from the rings' released cursors through ``ReplayFilter``: a f
 order the record has seen finish are redelivered news, skipped; the ACK of an order the record does
 not know (risk approved it, the OMS had not recorded it yet) adds it to the strategy's open orders.
 
+The filter is Python, so while it is set the worker stays on its Python path (the compiled cycle
+has no filter). It is dropped (``ReplayFilter.done``) once it has nothing left to decide:
+
+* every report ring's consumer has passed the producer position seen right after the record was
+  read. A report about anything the record holds was published before that read: the OMS publishes
+  an event and its report in the same compiled call, and the record is read only after the
+  write-behind writer has stored the event, milliseconds later;
+* every order the record does not know but the strategy may have sent has had a report: the NEW
+  intents risk had taken from the ring (still in the ring's memory behind its released cursor) that
+  are neither in the record nor answered by a report the dead worker had already read.
+
 Not kept: each strategy's own state beyond its portfolio unless its ``on_restart`` rebuilds it, the
 counters the record cannot tell (intents, signals, rejects, acks), and strategies added at run time
 (the worker starts those of its config).
@@ -51,15 +62,24 @@ def had_predecessor(ctx) -> bool:
 class ReplayFilter:
     """Decides, per execution report after a rebuild, whether it is news (see the module doc)."""
 
-    def __init__(self, fill_marks: dict[int, float], finished: set, known: set):
+    def __init__(self, fill_marks: dict[int, float], finished: set, known: set,
+                 ring_marks: list | None = None, pending: set | None = None):
         self.fill_marks = dict(fill_marks)
         self.finished = finished
         self.known = known
         self.skipped = 0
         self.adopted = 0
+        self.ring_marks = list(ring_marks or ())  # [(report ring, producer position after the read)]
+        self.pending = set(pending or ())  # (strategy id, client order id) still waiting for a first report
+
+    def done(self) -> bool:
+        """Whether no report still to come can be one the record holds or an unknown order's first."""
+        return not self.pending and all(ring.consumer_position >= mark for ring, mark in self.ring_marks)
 
     def __call__(self, slot, report) -> bool:
         """True: skip ``report`` (its effect is already in ``slot``'s portfolio)."""
+        if self.pending:
+            self.pending.discard((int(report["strategy_id"]), int(report["client_order_id"])))
         event = int(report["event"])
         if event in _FILL_EVENTS:
             order_id = int(report["order_id"])
@@ -94,6 +114,7 @@ class StrategyRestart(RebuildFromRecord):
         self.host = host
         self.catch_up = catch_up
         self.intents_out = intents_out
+        self.reports_in = [r for r in ctx.inputs.values() if r.layout.name == "execution_report"]
         catch_up.begin()
         self.filter: ReplayFilter | None = None
         self.notes: dict = {}
@@ -108,6 +129,7 @@ class StrategyRestart(RebuildFromRecord):
             ctx.log.warning("restarted without a platform config or control block: no OMS record to rebuild "
                             "from; the strategies start flat")
             return None
+        warm_rebuild_kernels()
         return cls(ctx, host, catch_up, intents_out)
 
     # -- the rebuild -------------------------------------------------------------------------------
@@ -123,7 +145,11 @@ class StrategyRestart(RebuildFromRecord):
                 slot.strategy.on_restart()
             except Exception as exc:  # noqa: BLE001 - a strategy's hook must not keep the others down
                 host._fail(slot, exc)
-        self.filter = ReplayFilter(record.fill_marks(), record.finished_keys(), known)
+        marks = [(ring, ring.producer_position) for ring in self.reports_in]
+        pending = {key for key in unanswered_intents(self._released_intents(), self._released_reports(), known)
+                   if key[0] in host.slots}  # a strategy no longer hosted: its reports are orphans, never filtered
+        self.filter = ReplayFilter(record.fill_marks(), record.finished_keys(), known, marks, pending)
+        notes["waiting_for_first_reports"] = len(pending)
         host.report_filter = self.filter
         host.publish_status()
         self.notes = notes
@@ -133,6 +159,48 @@ class StrategyRestart(RebuildFromRecord):
         ring = self.intents_out
         start, end = ring.consumer_position, ring.producer_position
         return ring.records[np.arange(start, end) & (ring.capacity - 1)].copy()
+
+    def _released_intents(self) -> np.ndarray:
+        return _behind_cursor(self.intents_out)
+
+    def _released_reports(self) -> list[np.ndarray]:
+        return [_behind_cursor(ring) for ring in self.reports_in]
+
+
+def _behind_cursor(ring) -> np.ndarray:
+    """The records a ring still holds behind its consumer's released cursor (read and released, not
+    yet overwritten: the producer writes only ahead of its own position)."""
+    start = max(0, ring.producer_position - ring.capacity)
+    end = ring.consumer_position
+    if end <= start:
+        return ring.records[:0].copy()
+    return ring.records[np.arange(start, end) & (ring.capacity - 1)].copy()
+
+
+def unanswered_intents(released: np.ndarray, answered: list[np.ndarray], known: set) -> set:
+    """(strategy id, client order id) of the NEW intents risk took that the record does not know and
+    no report already read answered: risk approved them and the OMS had not recorded them when the
+    record was read (their first report is still to come), or risk rejected them in a report the
+    dead worker read (then it never comes; ``answered`` holds it)."""
+    new = released[released["action"] == int(Action.NEW)]
+    keys = {(int(s), int(c)) for s, c in zip(new["strategy_id"].tolist(), new["client_order_id"].tolist())}
+    keys -= known
+    for reports in answered:
+        if keys and len(reports):
+            keys -= {(int(s), int(c)) for s, c in zip(reports["strategy_id"].tolist(),
+                                                      reports["client_order_id"].tolist())}
+    return keys
+
+
+def warm_rebuild_kernels() -> None:
+    """Compile (or load) the portfolio kernels the rebuild and ``ReplayFilter`` call from Python, with
+    the argument types they call them with, before the first step: the rebuild runs inside steps,
+    and a restarted process must compile nothing there (``runtime.jit_watch``)."""
+    pf, orders = pnb.new_state(), pnb.new_orders(2)
+    pnb.apply_fill(pf, int(1), float(1.0), float(1.0), float(0.0), int(0))
+    i = pnb.add_order(pf, orders, int(1), int(1), float(1.0), float(1.0), int(0))
+    pnb.find_order(orders, int(1))
+    pnb.mark_amend(orders, i, int(2), True)
 
 
 def rebuild_portfolio(strategy, record: RunRecord, in_flight: np.ndarray, known: set) -> dict:

@@ -55,4 +55,5 @@ def step_bundle(strategies: list[CompiledStrategy], outbox_capacity: int = 4096)
             entry = cache[key] = step_nb.step.overloads[argtypes].entry_point
         return entry(bundle, reports, len(reports), events, len(events), books, len(books))
 
+    run.bundle_type = bundle_type  # for a caller compiling its own loop over this bundle (runtime.trading_cycle)
     return bundle, run

@@ -211,6 +211,8 @@ class StrategyWorker(Worker):
                 self.counters[self._C["reports"]] += len(view)
                 work += len(view)
                 self._status_due = True  # fills move positions: show them soon, not at the next interval
+        if self.host.report_filter is not None and self.host.report_filter.done():
+            self._drop_report_filter()
         if not self._publish():
             # risk is behind: hold market data until the intents ring drains
             self.counters[self._C["backpressure_cycles"]] += 1
@@ -305,6 +307,14 @@ class StrategyWorker(Worker):
                 reports_ring.release(len(view))
                 taken += len(view)
         return taken
+
+    def _drop_report_filter(self) -> None:
+        """The restart's report filter has decided every report it had to: without it the compiled
+        cycle (which has none) can take this worker again."""
+        f = self.host.report_filter
+        self.host.report_filter = None
+        self.ctx.log.info("restart: every redelivered report seen (%d skipped, %d orders adopted); the "
+                          "report filter is off", f.skipped, f.adopted)
 
     def _restart_step(self) -> int:
         if not self.restart.step():

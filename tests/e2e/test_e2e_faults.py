@@ -139,6 +139,91 @@ def test_sigkill_summary_account_line_agrees_with_the_database(killed):
     assert pnl["total"] == pytest.approx(pnl["realized"] + pnl["unrealized"] - pnl["fees"], abs=1e-9)
 
 
+# -- SIGKILL of everything that trades, paced, in each placement -------------------------------------------
+
+# The four stages that hold trading state: the composite "trading" process, or (process-per-worker)
+# the four processes killed at the same poll, which loses as much at once.
+TRADING = ("strategies", "risk", "oms", "exchange")
+TRADING_KILLS = [("composite", ("trading",)), ("process-per-worker", TRADING)]
+_trading_results: dict = {}
+
+
+@pytest.fixture
+def trading_killed(request, tmp_path_factory):
+    """Two strategies, paced (the compiled cycle runs), the trading process(es) SIGKILLed a third in."""
+    placement, processes = request.param
+    if placement not in _trading_results:
+        run_dir = tmp_path_factory.mktemp(f"kill-trading-{placement}") / "run"
+        config = e2e_config(run_dir, merge(MARKET_MAKER_AND_VWAP, {
+            "feed": {"speed": 20.0}, "platform": {"placement": placement},
+            # a cold numba cache compiles the whole cycle before the first step (minutes on a loaded machine)
+            "supervisor": {"start_timeout_s": 900.0}}))
+        hooks = [kill_when(process, trading_midway) for process in processes]
+        _trading_results[placement] = run_platform(config, hooks=hooks, timeout_s=1200.0)
+    return placement, processes, _trading_results[placement]
+
+
+def _process_logs(result, processes) -> dict[str, str]:
+    """Each process's log: a composite process logs into its first worker's file."""
+    return {p: result.logs["strategies" if p == "trading" else p] for p in processes}
+
+
+@pytest.mark.timeout(2400)  # a cold numba cache: the cycle compiles at each start, minutes on a loaded machine
+@pytest.mark.parametrize("trading_killed", TRADING_KILLS, indirect=True, ids=lambda p: p[0])
+def test_sigkill_of_the_trading_process_keeps_every_strategys_books(trading_killed):
+    """After the restart, the summary (summary.json's rows and account line), the positions the
+    dashboard and /api/positions show (the strategies' status rows: the same snapshot), risk's account
+    and the OMS database agree on every strategy's position, fees and PnL; the total is its parts."""
+    from hftshm.runtime.platform_run import build_summary
+
+    placement, processes, result = trading_killed
+    for process in processes:
+        assert f"kill:{process}" in result.fired and result.restarts[process] == 1
+    assert result.quiesced
+    assert_holds(pipeline_problems(result), database_problems(result), position_problems(result),
+                 open_order_problems(result))
+    summary = build_summary(result.snapshot, result.elapsed_s, None)
+    ids = {s.name: s.strategy_id for s in result.snapshot.strategies}
+    assert len(ids) == 2
+    books = {sid: books_from_fills([f for f in result.fills if int(f["strategy_id"]) == sid]) for sid in ids.values()}
+    assert any(len(b) for b in books.values()), "no fill at all: the test proves nothing"
+    rows = {row["strategy"]: row for row in summary["positions"]}
+    assert set(rows) == set(ids)
+    for name, sid in ids.items():
+        row, book = rows[name], books[sid]
+        expected = next(iter(book.values()), None)
+        position = expected.position if expected else 0.0
+        assert row["quantity"] == pytest.approx(position, abs=1e-9), name
+        assert row["fees"] == pytest.approx(expected.fees if expected else 0.0, abs=1e-6), name
+        assert row["realized_pnl"] == pytest.approx(expected.realized if expected else 0.0, abs=1e-6), name
+        assert row["unrealized_pnl"] == pytest.approx(position * (row["mark_price"] - row["avg_price"]), abs=1e-6)
+    pnl = summary["pnl"]
+    every = books_from_fills(result.fills)
+    assert pnl["fees"] == pytest.approx(sum(b.fees for b in every.values()), abs=1e-6)
+    assert pnl["realized"] == pytest.approx(sum(b.realized for b in every.values()), abs=1e-6)
+    assert pnl["total"] == pytest.approx(pnl["realized"] + pnl["unrealized"] - pnl["fees"], abs=1e-9)
+    # the strategies' rows add up to risk's account (marks may differ by a book or two: a cent)
+    assert pnl["strategies_total"] == pytest.approx(pnl["total"], abs=0.05)
+    # fees add up; realized PnL does not: two strategies trading one symbol against each other realize
+    # on their own average costs, the account on the netted position (equity, above, does add up)
+    assert sum(r["fees"] for r in rows.values()) == pytest.approx(pnl["fees"], abs=1e-6)
+
+
+@pytest.mark.timeout(2400)
+@pytest.mark.parametrize("trading_killed", TRADING_KILLS, indirect=True, ids=lambda p: p[0])
+def test_the_restarted_trading_process_returns_to_the_compiled_cycle_and_compiles_nothing_in_a_step(trading_killed):
+    """The restarted process warms what it runs before its first step (no compilation or cache load
+    inside one), and once its rebuild is done it runs the compiled cycle again."""
+    placement, processes, result = trading_killed
+    for process, text in _process_logs(result, processes).items():
+        # the killed life never logs its end; the restarted one does, once
+        assert "compiled or loaded inside steps" not in text and "compiled inside a step" not in text, process
+        assert text.count("jit: no kernel compiled or loaded inside a step") == 1, process
+        [end] = [line for line in text.splitlines() if "compiled cycle:" in line]
+        slices = int(end.split("compiled cycle: ")[1].split(" slices")[0])
+        assert slices > 0, f"{process}: the restarted process never ran a compiled slice: {end}"
+
+
 # -- PostgreSQL down for a few seconds mid-run ---------------------------------------------------------
 
 PG_URL = "postgresql+psycopg://postgres@localhost:5432/test"

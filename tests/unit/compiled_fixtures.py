@@ -49,3 +49,19 @@ class Flooder(CompiledStrategy):
     """Floods intents: paused when the outbox or its order table is full."""
 
     on_book = _flood
+
+
+@njit(cache=True)
+def _index_past_the_end(ctx, book):
+    # one past the end of its STATE array: numba checks no bounds by default, so without the
+    # runtime's bounds check this write would land in whatever memory follows the record
+    ctx.state.seen[ctx.params.slots] = book.bid
+    cx.buy(ctx, cx.round_bid(ctx, book.bid - 100.0), 0.001)
+
+
+class IndexPastTheEnd(CompiledStrategy):
+    """Writes past the end of its state array: paused with the error named, nothing overwritten."""
+
+    PARAMS = {"slots": Param(2, "state array size", min=1)}
+    STATE = {"seen": Array("slots", 0.0), "after": 7.0}
+    on_book = _index_past_the_end

@@ -425,3 +425,40 @@ def test_strategy_restart_knows_orders_the_record_does_not_hold_yet(tmp_path):
         assert sorted(cancels["target_client_order_id"].tolist()) == [4, 5, 6, 9]
     finally:
         oms.close()
+
+
+def test_the_report_filter_ends_once_the_redelivered_reports_and_unknown_orders_first_reports_are_seen(tmp_path):
+    """While the filter is set the worker keeps its Python path (the compiled cycle has no filter):
+    it must end. It ends when the report ring's consumer has passed where the ring stood after the
+    record was read, and every order risk took that the record does not know has had its first
+    report; an order the dead worker had already seen rejected is not waited for."""
+    from hftshm.strategies.restart import unanswered_intents
+
+    class FakeRing:
+        consumer_position = 0
+
+    oms = Oms(tmp_path)
+    try:
+        trade(oms)
+        record = load_run(oms.store, 0)
+        released = intents({"client_order_id": 6, "price": 60_970.0, "qty": 0.1},
+                           {"client_order_id": 7, "price": 60_960.0, "qty": 0.1},
+                           {"client_order_id": 1, "price": 61_000.0, "qty": 1.0})  # 1: in the record
+        rejected = np.zeros(1, dtype=all_reports(oms).dtype)
+        rejected["strategy_id"], rejected["client_order_id"], rejected["event"] = STRATEGY, 7, ReportEvent.REJECT
+        pending = unanswered_intents(released, [rejected], record.keys())
+        assert pending == {(STRATEGY, 6)}  # 7 was rejected in a report the dead worker read; 1 is recorded
+        ring = FakeRing()
+        f = ReplayFilter(record.fill_marks(), record.finished_keys(), record.keys(), [(ring, 40)], pending)
+        assert not f.done()
+        ring.consumer_position = 40  # every report published before the read has been taken
+        assert not f.done()  # order 6 has not been answered yet
+        host = strategy_host()
+        oms.step(orders=new_orders({"client_order_id": 6, "qty": 0.1, "price": 60_970.0, "symbol_id": BTC}),
+                 write=False)
+        ack = oms.step(reports=oms_reports(oms.report(6, ReportEvent.ACK, price=60_970.0, qty=0.1, leaves_qty=0.1)),
+                       write=False)
+        f(host.slot("buyer"), ack[0])
+        assert f.done() and f.adopted == 1
+    finally:
+        oms.close()

@@ -63,3 +63,25 @@ def test_the_compiled_step_queues_what_the_host_queues():
     for name, _, _ in SPECS:
         a, b = by_host.strategy(name).portfolio, by_step.strategy(name).portfolio
         assert np.array_equal(a.pf, b.pf, equal_nan=True)
+
+
+def test_an_index_error_in_a_callback_pauses_that_strategy_in_the_compiled_step_and_the_other_trades():
+    """The fused cycle's strategies step: a callback writing past its state array (bounds-checked by
+    the runtime) leaves its strategy paused with the fault named, its intents of that call dropped,
+    and the strategy beside it trading; nothing raises out of the step."""
+    from hftshm.strategies import slots_nb as sn
+    from hftshm.strategies.compiled import ERR_CALLBACK_RAISED, fault_text
+
+    host = StrategyHost(DEFAULT_SYMBOLS)
+    host.add("taker", "tests.unit.compiled_fixtures:CompiledBuyOnce", "BTCUSDT", {})
+    host.add("index", "tests.unit.compiled_fixtures:IndexPastTheEnd", "BTCUSDT", {"slots": 2})
+    taker, bad = host.strategy("taker"), host.strategy("index")
+    bundle, run = step_bundle([taker, bad])
+    run(load("execution_report").zeros(0), load("market_event").zeros(0), snapshot(60000.0, 60000.1))
+    intents = bundle.intents[:bundle.icount[0]]
+    assert [int(i["strategy_id"]) for i in intents] == [taker.strategy_id]  # the taker's buy only
+    broken = bundle.slots[1]
+    assert broken.ids[sn.ID_RUNNING] == 0 and broken.ids[sn.ID_FAULT] == ERR_CALLBACK_RAISED
+    assert "raised" in fault_text(broken.ids[sn.ID_FAULT])
+    assert bad.state["after"] == 7.0  # nothing written past the array
+    assert bundle.slots[0].ids[sn.ID_RUNNING] == 1
