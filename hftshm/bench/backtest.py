@@ -118,9 +118,9 @@ def backtest_command(
                 ours["ratio_wall"] = ours["wall_s"] / theirs["wall_s"]
                 ours["ratio_cpu"] = ours["loop_cpu_s"] / theirs["cpu_s"]
                 notes.append(f"{name} (decisions {clock}): time for the day / hftbacktest's: "
-                             f"{ours['ratio_wall']:.2f}x wall ({ours['wall_s'] * 1e3:.1f} / {theirs['wall_s'] * 1e3:.1f} ms), "
-                             f"{ours['ratio_cpu']:.2f}x CPU ({ours['loop_cpu_s'] * 1e3:.1f} / "
-                             f"{theirs['cpu_s'] * 1e3:.1f} ms); target <= 0.5x")
+                             f"{ours['ratio_wall']:.2f}x wall ({ours['wall_s'] * 1e3:.1f} / "
+                             f"{theirs['wall_s'] * 1e3:.1f} ms), {ours['ratio_cpu']:.2f}x CPU "
+                             f"({ours['loop_cpu_s'] * 1e3:.1f} / {theirs['cpu_s'] * 1e3:.1f} ms); target <= 0.5x")
     emit("backtest: built-in market maker over the real day, one process", results, json_path, notes)
 
 
