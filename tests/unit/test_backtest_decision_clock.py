@@ -50,3 +50,16 @@ def test_a_slow_clock_bounds_the_decisions(head):
     decisions = span_s / 30.0 + 1
     # each decision sends at most a quote per side (and cancels a stale one): none between ticks of the clock
     assert 0 < result.orders_sent <= 2 * decisions
+
+
+def test_the_loop_records_its_own_cpu_time_for_the_bench(head):
+    import time
+
+    from hftshm.backtest import compiled
+
+    compiled.last_loop_cpu_s = float("nan")
+    started = time.thread_time()
+    run_backtest({}, head, "hftshm.bench.timed_market_maker_nb:TimedMarketMaker", {}, seed=1, engine_name="compiled")
+    whole = time.thread_time() - started
+    # the loop alone, setup excluded: what `hftshm bench backtest` compares with hftbacktest's CPU time
+    assert 0.0 < compiled.last_loop_cpu_s < whole
