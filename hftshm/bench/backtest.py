@@ -24,7 +24,8 @@ Both CPU seconds and wall seconds are measured; ``ops_per_s`` uses CPU time, whi
 with other work disturbs less (wall figures are reported next to it). ``loop_cpu_s`` is the loop's
 own CPU time (setup excluded, as hftbacktest's timing excludes building its backtest); with a peer,
 the two warm entries carry ``ratio_wall`` and ``ratio_cpu``: their time for the day over
-hftbacktest's, from the same run (target: <= 0.5).
+hftbacktest's, from the same run (medians of the repeats; ``ratio_*_best``: best of the repeats on
+both sides), target <= 0.5.
 """
 
 from __future__ import annotations
@@ -117,10 +118,15 @@ def backtest_command(
                 ours = next(r for r in results if r["name"] == name)
                 ours["ratio_wall"] = ours["wall_s"] / theirs["wall_s"]
                 ours["ratio_cpu"] = ours["loop_cpu_s"] / theirs["cpu_s"]
+                # best of the repeats on both sides: the runs the other jobs on the machine disturbed least
+                ours["ratio_wall_best"] = ours["wall_min_s"] / theirs["wall_min_s"]
+                ours["ratio_cpu_best"] = ours["loop_cpu_min_s"] / theirs["cpu_min_s"]
                 notes.append(f"{name} (decisions {clock}): time for the day / hftbacktest's: "
                              f"{ours['ratio_wall']:.2f}x wall ({ours['wall_s'] * 1e3:.1f} / "
                              f"{theirs['wall_s'] * 1e3:.1f} ms), {ours['ratio_cpu']:.2f}x CPU "
-                             f"({ours['loop_cpu_s'] * 1e3:.1f} / {theirs['cpu_s'] * 1e3:.1f} ms); target <= 0.5x")
+                             f"({ours['loop_cpu_s'] * 1e3:.1f} / {theirs['cpu_s'] * 1e3:.1f} ms), medians of the "
+                             f"repeats; best of the repeats: {ours['ratio_wall_best']:.2f}x wall, "
+                             f"{ours['ratio_cpu_best']:.2f}x CPU; target <= 0.5x")
     emit("backtest: built-in market maker over the real day, one process", results, json_path, notes)
 
 
@@ -144,7 +150,7 @@ def _warm(events, repeats: int, strategy: str = "market_maker", name: str = "bac
     from hftshm.backtest.api import run_backtest
     from hftshm.bench.report import percentiles_ns
 
-    run_backtest(None, events[:50_000], strategy, {}, seed=1, engine_name="compiled")  # compile/load once
+    run_backtest(None, events, strategy, {}, seed=1, engine_name="compiled")  # compile/load, first touches
     cpu, wall, loop_cpu = [], [], []
     for _ in range(max(1, repeats)):
         c0, t0 = time.process_time(), time.perf_counter()
@@ -156,6 +162,7 @@ def _warm(events, repeats: int, strategy: str = "market_maker", name: str = "bac
     return {"name": name, "ops_per_s": len(events) / float(np.median(cpu)),
             "wall_rows_per_s": len(events) / float(np.median(wall)), "cpu_s": float(np.median(cpu)),
             "loop_cpu_s": float(np.median(loop_cpu)), "wall_s": float(np.median(wall)),
+            "loop_cpu_min_s": min(loop_cpu), "wall_min_s": min(wall),
             **percentiles_ns(per_row_ns), "rows": len(events), "fills": int(result.trades)}
 
 
@@ -232,8 +239,8 @@ def _peer(peer_python: str | None, peer_data: Path | None, notes: list[str], rep
         {"name": "hftbacktest-compile", "ops_per_s": nan, "wall_rows_per_s": peer["rows_per_s_cold"],
          "wall_s": peer["cold_s"], "p50_ns": nan, "p99_ns": nan, "p999_ns": nan, "rows": rows},
         {"name": "hftbacktest-warm", "ops_per_s": rows / peer["warm_cpu_s"], "wall_rows_per_s": peer["rows_per_s_warm"],
-         "wall_s": peer["warm_s"], "cpu_s": peer["warm_cpu_s"], "p50_ns": nan, "p99_ns": nan, "p999_ns": nan,
-         "rows": rows},
+         "wall_s": peer["warm_s"], "cpu_s": peer["warm_cpu_s"], "wall_min_s": min(peer["warm_runs_s"]),
+         "cpu_min_s": min(peer["warm_runs_cpu_s"]), "p50_ns": nan, "p99_ns": nan, "p999_ns": nan, "rows": rows},
     ]
 
 
