@@ -5,8 +5,9 @@ hftbacktest is not a dependency of hftshm. ``hftshm bench backtest --peer-python
 with an interpreter that has it (``python3 -m venv /tmp/hbt && /tmp/hbt/bin/pip install hftbacktest==2.4.4``)
 and reads one JSON line: conversion time of the raw Binance file, and rows/s of a plain market maker
 (quote both sides around mid every 10 ms, cancel stale quotes, position capped) over the converted
-events, warm (after a first run that compiles the strategy): the median of N warm runs (second argument, 5 by default; ``hftshm bench backtest`` passes its ``--repeats``),
-in wall and CPU seconds (CPU time is the steadier figure on a machine shared with other work).
+events, warm (after a first run that compiles the strategy): the median of N warm runs (second
+argument, 5 by default; ``hftshm bench backtest`` passes its ``--repeats``), in wall and CPU seconds
+(CPU time is the steadier figure on a machine shared with other work), and each run's figures.
 """
 
 import json
