@@ -32,6 +32,7 @@ from numba import literal_unroll, njit
 from hftshm.backtest import venue_nb
 from hftshm.book import l2_apply_nb
 from hftshm.codes import Action, EventFlag, EventKind, ReportEvent
+from hftshm.exchange import fill_model_nb as fm
 from hftshm.oms import oms_nb
 from hftshm.strategies import context_nb as cx
 from hftshm.strategies import portfolio_nb as pnb
@@ -69,7 +70,7 @@ def _send_intents(V, intents, icount, now_ns, counters):
     icount[0] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def run(events, start, stop, books, book_out, book_symbol, V, slots, intents, icount, reports, fills, equity_ts,
         equity, interval_ns, counters, loop_state):
     """Run ``slots`` over ``events[start:stop]``; see the module docstring.
@@ -118,8 +119,13 @@ def run(events, start, stop, books, book_out, book_symbol, V, slots, intents, ic
         now = events[end - 1].exch_ts_ns
         origin = events[end - 1].publish_ts_ns
         symbol_id = events[i].symbol_id
-        venue_nb.market_flat(events, i, end, S, pend, pend_arrival, room, x_out, sq_reports, sq_times, sq_srcs, sq_ptr,
-                             stats)
+        # the fill model's event pass, inlined here (forceinline) on the state unpacked once: a call per
+        # message taking the state tuple cost more than the view's own work
+        k = i
+        while k < end:
+            k, j = fm.run_events(S, pend, pend_arrival, events, k, end, x_out, 0, room)
+            if j > 0:
+                venue_nb.exchange_out(x_out, j, sq_reports, sq_times, sq_srcs, sq_ptr, stats)
         # 2. reports due now
         while (lq_ptr[venue_nb.Q_HEAD] < lq_ptr[venue_nb.Q_TAIL] or venue_nb.due(sq_times, sq_ptr, now)
                or now >= oms_words[oms_nb.O_NEXT_DEADLINE]):

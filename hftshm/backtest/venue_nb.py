@@ -72,7 +72,7 @@ def due(times, ptr, now_ns):
 # ------------------------------------------------------------------------------ exchange side
 
 @njit(cache=True)
-def _exchange_out(out, j, sq_reports, sq_times, sq_srcs, sq_ptr, stats):
+def exchange_out(out, j, sq_reports, sq_times, sq_srcs, sq_ptr, stats):
     """Queue the exchange's reports ``out[:j]`` for delivery at their ``local_ts_ns``."""
     for k in range(j):
         _q_push_report(sq_reports, sq_times, sq_srcs, sq_ptr, out[k], out[k].local_ts_ns, 0, stats)
@@ -91,7 +91,7 @@ def arrive_flat(now_ns, S, pend, pend_arrival, room, out, sq_reports, sq_times, 
     """Orders that reach the exchange by ``now_ns`` are applied, in arrival order."""
     while True:
         j = fm.apply_due(S, pend, pend_arrival, now_ns, out, 0, room)
-        _exchange_out(out, j, sq_reports, sq_times, sq_srcs, sq_ptr, stats)
+        exchange_out(out, j, sq_reports, sq_times, sq_srcs, sq_ptr, stats)
         if j == 0 or not pending_due(pend_arrival, S[11], now_ns):
             return
 
@@ -103,7 +103,7 @@ def market_flat(events, start, stop, S, pend, pend_arrival, room, out, sq_report
     i = start
     while i < stop:
         i, j = fm.run_events(S, pend, pend_arrival, events, i, stop, out, 0, room)
-        _exchange_out(out, j, sq_reports, sq_times, sq_srcs, sq_ptr, stats)
+        exchange_out(out, j, sq_reports, sq_times, sq_srcs, sq_ptr, stats)
 
 
 @njit(cache=True)
