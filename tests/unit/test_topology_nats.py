@@ -70,3 +70,13 @@ def test_a_deterministic_run_imports_only_market_data():
     raw["platform"] = {"deterministic": True}
     with pytest.raises(ConfigError, match="deterministic run imports market data only"):
         Topology.from_config(raw)
+
+
+def test_recover_from_names_a_namespace():
+    from hftshm.bridge.config import BridgeConfig
+    from hftshm.config import Section
+
+    assert BridgeConfig.from_section(Section("bridge", {"recover_from": "trade"})).recover_from == "trade"
+    assert BridgeConfig.from_section(Section("bridge", {})).recover_from == ""
+    with pytest.raises(ConfigError, match="recover_from"):
+        BridgeConfig.from_section(Section("bridge", {"recover_from": "hftshm.trade.oms.events"}))
