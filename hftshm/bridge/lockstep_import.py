@@ -14,9 +14,10 @@ the feed's place:
 * The duty cycle, once the pipeline has settled (``lockstep.PipelineSettle``), takes the next
   exchange message from the ``market_event`` subject (its records up to LAST_IN_MESSAGE) and the
   book snapshots that message made, and publishes the books first and the events after them, as
-  the feed does. A snapshot is made at the last event of a book-changing message and carries that
-  event's symbol, update id and exchange time (``book.l2_apply_nb``); snapshots arrive in message
-  order, so the head of the book queue belongs to this message exactly when those three match.
+  the feed does. A snapshot is made at the last event of a book-changing message (a depth, snapshot
+  or clear record) and carries that event's symbol, update id and exchange time
+  (``book.l2_apply_nb``); snapshots arrive in message order, so the head of the book queue belongs
+  to this message exactly when its last record changes a book and those three match.
   Until the book subject has something beyond this message (or has ended) the message waits.
 * When both subjects have ended (the exporter's END batches) and everything has settled, the
   ``market_event`` rings get the end-of-data marker, and the worker finishes once it has gone round.
@@ -40,7 +41,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from hftshm.bridge import batch_header as bh
 from hftshm.bridge import config as bridge_config
 from hftshm.bridge.nats_thread import BridgeError, NatsThread, connect
-from hftshm.codes import EventFlag
+from hftshm.codes import EventFlag, EventKind
 from hftshm.runtime import lockstep
 from hftshm.runtime.worker import Worker, WorkerContext
 
@@ -50,6 +51,7 @@ STREAM_POLL_S = 0.2
 MAX_BUFFERED = 1 << 20  # records queued ahead of the pipeline per subject (64 MiB of market events)
 LAYOUTS = ("market_event", "book_snapshot")
 _LAST = int(EventFlag.LAST_IN_MESSAGE)
+_BOOK_KINDS = (int(EventKind.DEPTH), int(EventKind.SNAPSHOT), int(EventKind.CLEAR))  # book.l2_apply_nb
 
 
 class _Subject:
@@ -231,8 +233,10 @@ class LockstepImportWorker(Worker):
         if not len(head):
             return head if self.books.drained else None
         snap, last = head[0], message[-1]
-        if (snap["symbol_id"] == last["symbol_id"] and snap["update_id"] == last["update_id"]
-                and snap["exch_ts_ns"] == last["exch_ts_ns"]):
+        # only a depth, snapshot or clear record changes a book (a bookTicker shares its depth
+        # update's id and time, a trade may share both by chance)
+        if (int(last["kind"]) in _BOOK_KINDS and snap["symbol_id"] == last["symbol_id"]
+                and snap["update_id"] == last["update_id"] and snap["exch_ts_ns"] == last["exch_ts_ns"]):
             return head
         return head[:0]  # made by a later message
 

@@ -2,7 +2,7 @@
 without NATS: records queued as the NATS thread queues them."""
 
 from hftshm.bridge.lockstep_import import LockstepImportWorker, _Subject
-from hftshm.codes import EventFlag
+from hftshm.codes import EventFlag, EventKind
 from hftshm.transport import layout
 
 EVENTS = layout.load("market_event")
@@ -10,12 +10,13 @@ BOOKS = layout.load("book_snapshot")
 LAST = int(EventFlag.LAST_IN_MESSAGE)
 
 
-def _events(rows):
+def _events(rows, kind=EventKind.DEPTH):
     """rows: (exch_ts_ns, update_id, last in message)"""
     records = EVENTS.zeros(len(rows))
     for i, (ts, update_id, last) in enumerate(rows):
         records[i]["exch_ts_ns"], records[i]["update_id"], records[i]["symbol_id"] = ts, update_id, 1
         records[i]["flags"] = LAST if last else 0
+        records[i]["kind"] = kind
     return records
 
 
@@ -66,3 +67,16 @@ def test_a_message_waits_until_the_book_subject_can_tell():
     assert worker._books_of(message) is None  # no snapshot yet: it might still be this message's
     worker.books.ended = True
     assert len(worker._books_of(message)) == 0
+
+
+def test_a_book_ticker_with_its_depth_updates_id_and_time_gets_no_snapshot():
+    worker = LockstepImportWorker({})
+    worker.events = _Subject("md", EVENTS, 0)
+    worker.books = _Subject("book", BOOKS, 0)
+    worker.events.put(_events([(7, 40, False), (7, 40, True)], kind=EventKind.BBO))
+    worker.events.put(_events([(7, 40, True)]))
+    worker.books.put(_book(7, 40))
+    ticker = worker.events.next_message()
+    assert len(ticker) == 2 and len(worker._books_of(ticker)) == 0
+    worker.events.take(len(ticker))
+    assert worker._books_of(worker.events.next_message())["update_id"].tolist() == [40]
