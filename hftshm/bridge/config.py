@@ -29,6 +29,8 @@ class BridgeConfig:
     publish_window: int = 1         # export: messages published before their PubAcks came back (1 = one at a time;
                                     # more pays on links with long round trips, see docs/BENCHMARKS.md)
     connect_timeout_s: float = 5.0
+    recover_from: str = ""          # namespace of another platform whose order-event journal this one's risk and
+                                    # strategies take their starting positions from (hftshm.bridge.journal_positions)
 
     @property
     def stream(self) -> str:
@@ -55,8 +57,12 @@ class BridgeConfig:
             in_flight=section.integer("in_flight", 64, min=1, max=65536),
             publish_window=section.integer("publish_window", 1, min=1, max=1024),
             connect_timeout_s=section.number("connect_timeout_s", 5.0, min=0.1),
+            recover_from=section.string("recover_from", ""),
         )
         section.done()
+        if config.recover_from and not _NAMESPACE.match(config.recover_from):
+            raise ConfigError(f"bridge.recover_from {config.recover_from!r} must be a namespace: 1-64 characters "
+                              "of letters, digits, _ -")
         return config
 
 

@@ -64,6 +64,8 @@ class ImportWorker(Worker):
         self._reported = 0
         self._gap_checked_at = (0, -1)  # the gap a rewind already confirmed as real
         self._done_stream_seq = 0  # stream sequence of the last message this worker wrote (or dropped)
+        self._unacked: list = []  # the fetched batch being written (acked as one at its end)
+        self._touched = 0.0       # when its ack timers were last reset (fetch, or in_progress)
 
     def on_start(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
@@ -196,6 +198,7 @@ class ImportWorker(Worker):
                         await asyncio.sleep(0.05)
                     continue
                 done = None
+                self._unacked, self._touched = messages, time.monotonic()  # ack timers run from here
                 for message in messages:
                     if not await self._deliver(message):
                         if done is not None:
@@ -285,21 +288,30 @@ class ImportWorker(Worker):
     async def _write(self, records: np.ndarray, message) -> None:
         ring = self.ring
         done = 0
-        waiting_since = 0.0
+        waiting = False
         while done < len(records):
+            now = time.monotonic()
+            if now - self._touched > self.config.ack_wait_s / 3:
+                # a slow consumer (the ring drains a few slots at a time) can hold a fetched batch
+                # longer than ack_wait: every message of it not acked yet, written or still to come,
+                # is marked in progress, or JetStream would redeliver it (a duplicate, dropped)
+                self._touched = now
+                for pending in self._unacked or [message]:
+                    try:
+                        await pending.in_progress()
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:  # NATS restarting: a redelivery follows, dropped as a duplicate
+                        self.counts[6] += 1
             view = ring.claim(len(records) - done)
             n = len(view)
             if n == 0:  # ring full: wait without acking, JetStream keeps the rest
-                now = time.monotonic()
-                if not waiting_since:
-                    waiting_since = now
+                if not waiting:
+                    waiting = True
                     self.counts[5] += 1
-                elif now - waiting_since > self.config.ack_wait_s / 3:
-                    waiting_since = now
-                    await message.in_progress()
                 await asyncio.sleep(FULL_PAUSE_S)
                 continue
-            waiting_since = 0.0
+            waiting = False
             view[:] = records[done: done + n]
             ring.commit(n)
             done += n

@@ -49,6 +49,9 @@ def run_command(
     live: bool = typer.Option(False, "--live", help="live Binance streams instead of the data ([feed] source = "
                               "\"binance\", live_symbols, ws_url, rest_url): paper trading"),
     record: Path = typer.Option(None, "--record", help="with --live: also write the raw stream to this directory"),
+    recover_from_journal: str = typer.Option(None, "--recover-from-journal", metavar="NAMESPACE",
+                                             help="start risk and the strategies from the positions of the platform "
+                                             "exporting order events under this \\[bridge] namespace"),
 ) -> None:
     """Run the whole pipeline on the configured data: feed, strategies, risk, OMS, exchange, web.
 
@@ -68,6 +71,8 @@ def run_command(
             overrides.setdefault("feed", {})["speed"] = 0.0
     if port is not None:
         overrides.setdefault("web", {})["port"] = port
+    if recover_from_journal:
+        overrides.setdefault("bridge", {})["recover_from"] = recover_from_journal
     if live:  # the live feed worker (hftshm.feed.live_worker) in the feed's place
         overrides.setdefault("feed", {})["source"] = "binance"
         overrides.setdefault("workers", {}).setdefault("feed", {})["class"] = "hftshm.feed.live_worker:LiveFeedWorker"

@@ -99,6 +99,9 @@ class RiskWorker(Worker):
             log.info("Redis not configured ([redis] url is empty): risk state (positions, PnL, kill switch) "
                      "lives in this process and shared memory; a restart rebuilds it from the OMS database")
         if self.restart is None and ctx.config is not None:
+            from hftshm.bridge.journal_positions import rebuild_risk
+
+            rebuild_risk(ctx, self.state, self.control)  # [bridge] recover_from: another platform's positions
             save_start_state(ctx, self.state, self.control)
         self.control.array[0]["worker_pid"] = os.getpid()
 

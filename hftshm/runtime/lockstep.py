@@ -56,7 +56,9 @@ class PipelineSettle:
     """Has every stage of the pipeline finished with everything published so far?
 
     Watches every ring's cursors (``ctx.observe_rings()``), except rings into sinks (a consumer that
-    feeds nothing back, e.g. the database writer: it cannot change what the exchange sees). Settled
+    feeds nothing back, e.g. the database writer: it cannot change what the exchange sees; also one
+    whose every output goes into sinks, e.g. a bridge export worker teeing order events to NATS and
+    the writer, so no message waits for a JetStream round trip). Settled
     = producer positions read, consumer positions read, producer positions read again: all equal.
     A stage between taking a record and publishing what it caused still holds that record
     unreleased, so its ring is not empty; a stage that published meanwhile moved a producer cursor
@@ -65,6 +67,11 @@ class PipelineSettle:
     def __init__(self, rings: dict):
         """``rings``: {ring name: (ring, producer worker, consumer worker)} for every ring of the run."""
         feeding = {producer for _ring, producer, _consumer in rings.values()}
+        while True:  # a worker whose every output goes into sinks is a sink too
+            fed = {producer for _ring, producer, consumer in rings.values() if consumer in feeding}
+            if fed == feeding:
+                break
+            feeding = fed
         kept = sorted((name, ring) for name, (ring, _producer, consumer) in rings.items() if consumer in feeding)
         self.names = [name for name, _ring in kept]
         self.rings = [ring for _name, ring in kept]

@@ -45,6 +45,7 @@ OPERATOR = "operator"
 BACKPRESSURE_MODES = ("block", "drop")
 NATS_PREFIX = "nats:"
 BRIDGE_PROCESS = "bridge"
+LOCKSTEP_IMPORT = "bridge_lockstep_import"  # a deterministic run's market data source (all imported rings)
 
 
 @dataclass(frozen=True)
@@ -128,10 +129,8 @@ class Topology:
         rings = [_ring_from(i, body) for i, body in enumerate(rings_raw)]
         rings, bridge_workers = _bridge_endpoints(rings, raw.get("bridge") or {})
         platform = raw.get("platform") if isinstance(raw.get("platform"), dict) else {}
-        if platform.get("deterministic") and any(w.factory.endswith(":ImportWorker") for w in bridge_workers):
-            raise ConfigError("[platform] deterministic = true needs the feed in this platform (it replays in "
-                              "lockstep with every stage); rings imported from NATS (from = \"nats:...\") arrive "
-                              "as the other host sends them: run this platform without --deterministic")
+        if platform.get("deterministic"):
+            rings, bridge_workers = _lockstep_import(rings, bridge_workers)
         workers += bridge_workers
         topology = cls(tuple(workers), tuple(rings), placement)
         topology.validate()
@@ -250,6 +249,27 @@ def _bridge_endpoints(rings: list[RingSpec], bridge_raw: dict) -> tuple[list[Rin
         workers.append(worker)
         result.append(ring)
     return result, workers
+
+
+def _lockstep_import(rings: list[RingSpec], workers: list[WorkerSpec]) -> tuple[list[RingSpec], list[WorkerSpec]]:
+    """A deterministic run imports market data in lockstep (``hftshm.bridge.lockstep_import``): one
+    worker produces every imported ring, one exchange message at a time, in place of the per-ring
+    import workers (which publish whatever arrives, as it arrives)."""
+    import dataclasses
+
+    imports = {w.name: w for w in workers if w.factory.endswith(":ImportWorker")}
+    if not imports:
+        return rings, workers
+    for ring in rings:
+        if ring.producer in imports and ring.layout not in ("market_event", "book_snapshot"):
+            raise ConfigError(f"ring {ring.name!r}: a deterministic run imports market data only (market_event "
+                              f"and book_snapshot rings from nats:...), not {ring.layout} records: run this "
+                              "platform without --deterministic")
+    subjects = {w.params["ring"]: w.params["subject"] for w in imports.values()}
+    lockstep = WorkerSpec(LOCKSTEP_IMPORT, "hftshm.bridge.lockstep_import:LockstepImportWorker",
+                          LOCKSTEP_IMPORT.replace("_", "-"), "auto", "spin-yield", {"rings": subjects})
+    rings = [dataclasses.replace(r, producer=LOCKSTEP_IMPORT) if r.producer in imports else r for r in rings]
+    return rings, [w for w in workers if w.name not in imports] + [lockstep]
 
 
 def _subject(ring: str, end: str, namespace: str) -> str:

@@ -122,6 +122,10 @@ class StrategyWorker(Worker):
         self._write_registry()
         # restarted within the run: rebuild the portfolios from the OMS's record before any data (do_work)
         self.restart = StrategyRestart.begin(ctx, self.host, self.intents_out)
+        if self.restart is None and ctx.config is not None:
+            from hftshm.bridge.journal_positions import rebuild_strategies
+
+            rebuild_strategies(ctx, self.host)  # [bridge] recover_from: another platform's positions
 
     def _create_status(self, ctx: WorkerContext) -> np.ndarray:
         from hftshm.transport.segment import Segment

@@ -16,7 +16,7 @@ from hftshm.bridge.reports import with_imported_positions
 from hftshm.config import read_toml
 from hftshm.platform import PlatformConfig, merge
 from tests.veth_namespace import entered, nats_server_on, veth_namespace
-from tests.e2e.platform_harness import HFTSHM, REAL_DAY, REAL_DAY_BOOK_SNAPSHOTS, REAL_DAY_EVENTS, ROOT, run_platform
+from tests.e2e.platform_harness import BUSY_MARKET_MAKER, HFTSHM, REAL_DAY, REAL_DAY_BOOK_SNAPSHOTS, REAL_DAY_EVENTS, ROOT, run_platform
 
 IMPORTED = {"md.strategies": REAL_DAY_EVENTS, "md.exchange": REAL_DAY_EVENTS,
             "book.strategies": REAL_DAY_BOOK_SNAPSHOTS, "book.risk": REAL_DAY_BOOK_SNAPSHOTS}
@@ -51,13 +51,14 @@ def trading_host_file(tmp_path, url):
     return path
 
 
-def trading_host(tmp_path, md_namespace, namespace, url) -> PlatformConfig:
+def trading_host(tmp_path, md_namespace, namespace, url, overrides=None) -> PlatformConfig:
     raw = read_toml(ROOT / "config" / "trading-host.toml")
     for ring in raw["rings"]:
         ring["from"] = ring["from"].replace("nats:hftshm.md.", f"nats:hftshm.{md_namespace}.")
     raw = merge(raw, {"platform": {"run_dir": str(tmp_path / "trading")}, "bridge": {"namespace": namespace, "url": url},
                       "supervisor": {"restart_backoff_s": 0.05, "drain_timeout_s": 20.0, "heartbeat_timeout_s": 300.0,
                                      "start_timeout_s": 400.0}})
+    raw = merge(raw, overrides or {})
     return PlatformConfig.from_raw(raw, base_dir=ROOT).validate_all()
 
 
@@ -141,3 +142,49 @@ def _orders_and_fills(url):
     finally:
         store.close()
     return orders, fills
+
+
+def single_host_of(trading: PlatformConfig, run_dir) -> PlatformConfig:
+    """The trading host's platform with the feed in it instead of the market-data host: the same
+    strategies, risk, OMS and exchange settings, the real day replayed locally."""
+    raw = merge(trading.raw, {"platform": {"run_dir": str(run_dir)}, "feed": {"data": [str(REAL_DAY)], "speed": 0.0},
+                              "workers": {"feed": {"class": "hftshm.feed.worker:FeedWorker", "process": "market-data",
+                                                   "cpu": "auto", "wait": "spin-yield"}}})
+    raw["rings"] = [dict(ring, **{"from": "feed"}) if ring["from"].startswith("nats:") else ring for ring in raw["rings"]]
+    return PlatformConfig.from_raw(raw, base_dir=ROOT).validate_all()
+
+
+def _fills(result) -> list[tuple]:
+    """Fills with client order ids relative to the run's first (ids start from the wall clock)."""
+    coid = {o["order_id"]: o["client_order_id"] for o in result.orders}
+    first = min(coid.values())
+    return sorted((int(f["exch_ts_ns"]), int(coid[f["order_id"]]) - first, int(f["side"]), float(f["price"]),
+                   float(f["qty"]), float(f["fee"])) for f in result.fills)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # two whole deterministic runs of the day on a shared machine
+def test_a_deterministic_trading_host_fills_as_a_single_host_deterministic_run(tmp_path):
+    md_ns, trade_ns = "e2emd" + uuid.uuid4().hex[:6], "e2etr" + uuid.uuid4().hex[:6]
+    deterministic = {"platform": {"deterministic": True}, **BUSY_MARKET_MAKER}
+    with veth_namespace() as netns, nats_server_on(netns.host_ip, tmp_path / "nats") as url:
+        feed = subprocess.run([HFTSHM, "run", "-c", str(market_data_host(tmp_path, md_ns, url)), "--no-web", "--quiet"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert feed.returncode == 0, feed.stdout + feed.stderr
+        config = trading_host(tmp_path, md_ns, trade_ns, url, deterministic)
+        assert "bridge_lockstep_import" in {w.name for w in config.topology.workers}
+        with entered(netns):  # NATS only over the veth pair, as from a second machine
+            two_hosts = run_platform(config, timeout_s=2400)
+        single = run_platform(single_host_of(config, tmp_path / "single"), timeout_s=2400)
+    lockstep = two_hosts.counters["bridge_lockstep_import"]
+    assert lockstep["gaps"] == lockstep["duplicates_dropped"] == lockstep["unmatched_snapshots"] == 0, lockstep
+    assert lockstep["records_imported"] == REAL_DAY_EVENTS + REAL_DAY_BOOK_SNAPSHOTS, lockstep
+    assert lockstep["snapshots_published"] == REAL_DAY_BOOK_SNAPSHOTS, lockstep
+    for ring in IMPORTED:  # every record once, and the end-of-data marker on the market_event rings
+        marker = 1 if ring.startswith("md.") else 0
+        assert two_hosts.rings[ring].producer_position == single.rings[ring].producer_position == \
+            IMPORTED[ring] + marker, ring
+    assert len(single.fills) > 50, "the reference run hardly traded: the comparison would prove little"
+    assert _fills(two_hosts) == _fills(single)
+    assert len(two_hosts.orders) == len(single.orders)
+    assert not two_hosts.consistency and not single.consistency

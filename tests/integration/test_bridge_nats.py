@@ -237,3 +237,30 @@ def test_a_new_importing_run_begins_at_the_exporters_latest_run(tmp_path):
         got = []
         drain_ring(rings["new"], got)
         assert got == list(range(30))
+
+
+def test_a_slow_consumer_holding_a_fetched_batch_past_ack_wait_gets_no_redelivery(tmp_path):
+    # 16 batches of 100 are fetched at once; the 64-slot ring drains 8 records every 20 ms, so
+    # writing them takes ~4 s, many times ack_wait: without "in progress" JetStream would redeliver
+    # the batch's later messages (and they would be dropped as duplicates)
+    with fresh_namespace(ack_wait_s=0.5) as config, temporary_rings({"dst": ("market_event", 64)}) as rings:
+        subject = config.subject("md")
+        batch = lambda first, n: bh.encode(MARKET.fingerprint, first, market_events(first, n), 64, epoch=4)
+        publish_raw(config, subject, [batch(i * 100, 100) for i in range(16)])
+        importer = ImportWorker("dst", subject)
+        importer.on_start(context("import", config, tmp_path, outputs={"dst": rings["dst"]}))
+        got = []
+        try:
+            def step():
+                importer.do_work()
+                drain_ring(rings["dst"], got, max_n=8)
+                time.sleep(0.02)
+            assert _wait(lambda: len(got) >= 1600, timeout_s=60, step=step)
+            time.sleep(1.0)  # a redelivery would arrive within ack_wait
+            importer.do_work()
+            drain_ring(rings["dst"], got)
+        finally:
+            importer.on_close()
+        assert got == list(range(1600))
+        seen = counters(importer)
+        assert seen["duplicates_dropped"] == 0 and seen["ring_full_waits"] > 0, seen

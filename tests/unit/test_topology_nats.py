@@ -49,8 +49,34 @@ def test_export_key_tees_a_local_ring_to_nats():
                                     "export": "kafka:x"}]))
 
 
-def test_a_deterministic_run_cannot_import_market_data_from_nats():
-    raw = _raw([{"name": "md", "layout": "market_event", "from": "nats:hftshm.md.md", "to": "strategies"}])
+def test_a_deterministic_run_imports_market_data_through_one_lockstep_worker():
+    raw = _raw([{"name": "md.strategies", "layout": "market_event", "from": "nats:hftshm.md.md", "to": "strategies"},
+                {"name": "book.strategies", "layout": "book_snapshot", "from": "nats:hftshm.md.book",
+                 "to": "strategies"},
+                {"name": "md.exchange", "layout": "market_event", "from": "nats:hftshm.md.md", "to": "feed"}])
     raw["platform"] = {"deterministic": True}
-    with pytest.raises(ConfigError, match="deterministic"):
+    topology = Topology.from_config(raw)
+    assert not [w for w in topology.workers if w.factory.endswith(":ImportWorker")]
+    lockstep = topology.worker("bridge_lockstep_import")
+    assert lockstep.factory == "hftshm.bridge.lockstep_import:LockstepImportWorker"
+    assert lockstep.params == {"rings": {"md.strategies": "hftshm.md.md", "book.strategies": "hftshm.md.book",
+                                         "md.exchange": "hftshm.md.md"}}
+    assert {r.name for r in topology.outputs_of(lockstep.name)} == {"md.strategies", "book.strategies", "md.exchange"}
+
+
+def test_a_deterministic_run_imports_only_market_data():
+    raw = _raw([{"name": "orders.in", "layout": "order_event", "from": "nats:hftshm.trade.oms.events",
+                 "to": "strategies"}])
+    raw["platform"] = {"deterministic": True}
+    with pytest.raises(ConfigError, match="deterministic run imports market data only"):
         Topology.from_config(raw)
+
+
+def test_recover_from_names_a_namespace():
+    from hftshm.bridge.config import BridgeConfig
+    from hftshm.config import Section
+
+    assert BridgeConfig.from_section(Section("bridge", {"recover_from": "trade"})).recover_from == "trade"
+    assert BridgeConfig.from_section(Section("bridge", {})).recover_from == ""
+    with pytest.raises(ConfigError, match="recover_from"):
+        BridgeConfig.from_section(Section("bridge", {"recover_from": "hftshm.trade.oms.events"}))
