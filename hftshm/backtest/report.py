@@ -63,6 +63,8 @@ class BacktestResult:
     fills: np.ndarray = field(repr=False)
     reject_reasons: dict[str, int] = field(default_factory=dict)
     strategy_summary: dict[str, Any] = field(default_factory=dict)
+    #: per symbol: market, strategies, position (the symbol's units), PnL, fees, trades, cancels, rejects
+    symbols: dict[str, dict] = field(default_factory=dict)
     #: the strategy object after the run (its own state: decisions, counters), not written to reports
     instance: Any = field(default=None, repr=False, compare=False)
 
