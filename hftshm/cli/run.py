@@ -49,11 +49,14 @@ def run_command(
     live: bool = typer.Option(False, "--live", help="live Binance streams instead of the data ([feed] source = "
                               "\"binance\", live_symbols, ws_url, rest_url): paper trading"),
     record: Path = typer.Option(None, "--record", help="with --live: also write the raw stream to this directory"),
+    data: list[Path] = typer.Option([], "--data", "-d", help="replay these canonical tick CSVs instead of [feed] data "
+                                    "(repeatable: several files, e.g. several symbols, merged by exchange time)"),
 ) -> None:
     """Run the whole pipeline on the configured data: feed, strategies, risk, OMS, exchange, web.
 
-    Replays data/ (real BTCUSDT) through the strategies enabled in config, shows a live status line,
-    and prints a summary when the data ends. Ctrl-C or 'hftshm stop' drains and exits cleanly.
+    Replays data/ (real BTCUSDT) or --data files through the strategies enabled in config (each on its
+    symbol), shows a live status line, and prints a summary (per strategy and per symbol) when the
+    data ends. Ctrl-C or 'hftshm stop' drains and exits cleanly.
     """
     from hftshm.runtime.platform_run import PlatformRun, RunOptions
 
@@ -76,6 +79,11 @@ def run_command(
             typer.secho("--record needs --live (a replay's data is already recorded)", fg="red", err=True)
             raise typer.Exit(2)
         overrides.setdefault("feed", {})["record"] = str(record)
+    if data:
+        if live:
+            typer.secho("--data replays files; --live takes the streams of [feed] live_symbols", fg="red", err=True)
+            raise typer.Exit(2)
+        overrides.setdefault("feed", {})["data"] = [str(p.resolve()) if p.exists() else str(p) for p in data]
     for name in external:
         overrides.setdefault("workers", {}).setdefault(name, {})["external"] = True
     cfg = _load(config, overrides)

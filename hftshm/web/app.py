@@ -224,7 +224,7 @@ def create_app(config: WebConfig, view_provider: PlatformView, *, trading: Tradi
         v.query({})
         snap = snapshot()
         return jsonify({"running": snap.running, "positions": [_plain(asdict(p)) for p in snap.positions],
-                        "pnl_total": snap.total_pnl})
+                        "symbols": _plain(snap.by_symbol()), "pnl_total": snap.total_pnl})
 
     def risk_status() -> dict:
         snap = snapshot()

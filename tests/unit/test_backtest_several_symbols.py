@@ -1,0 +1,99 @@
+"""Several symbols in one backtest: files of two markets merged by exchange time exactly as the feed
+merges them, one strategy instance per symbol, figures per symbol, and each symbol's result equal to
+that symbol backtested alone when nothing couples them (constant latencies: the latency draws are
+numbered per order across all symbols, so with random latencies the k-th order of the merged run
+draws another latency than in the run alone). Sweeps take a file's own instruments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hftshm.backtest import run_backtest
+from hftshm.backtest.api import load_data, plan_strategies
+from hftshm.backtest.sweep import run_sweep
+from hftshm.config import read_toml
+from hftshm.feed.replay import Replayer
+from hftshm.platform import merge
+from hftshm.symbols import DEFAULT_SYMBOLS
+from tests.several_symbols import two_symbols
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "config" / "platform.toml"
+CONSTANT_LATENCY = {"exchange": {"entry_latency": {"model": "constant", "constant_us": 200.0},
+                                 "response_latency": {"model": "constant", "constant_us": 150.0}}}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    return two_symbols(tmp_path_factory.mktemp("two_symbols"), btc_rows=15_000)
+
+
+def test_the_merge_is_the_feeds_order_message_by_message(files):
+    loaded = load_data(CONFIG, list(files))
+    assert {loaded.symbols.by_name(s).market for s in ("BTCUSDT", "ETHUSDT")} == {"linear", "spot"}
+    replayer = Replayer.from_files(list(files), loaded.symbols, speed=0.0, batch_events=1024)
+    staged = []
+    while not replayer.done:
+        n = replayer.step()
+        staged.append(replayer._staged[:n].copy())
+    feed = np.concatenate(staged)
+    merged = loaded.events
+    assert len(merged) == len(feed) == sum(len(load_data(CONFIG, f).events) for f in files)
+    for column in ("symbol_id", "exch_ts_ns", "kind", "price", "qty", "flags"):
+        assert np.array_equal(merged[column], feed[column]), column
+    ids = merged["symbol_id"]
+    assert len(np.unique(ids)) == 2 and (np.diff(ids) != 0).sum() > 100  # really interleaved
+    assert np.array_equal(merged["seq"], np.arange(len(merged)))
+
+
+def test_a_strategy_without_a_symbol_runs_once_on_each_symbol_of_the_data():
+    raw = read_toml(CONFIG)
+    plan = plan_strategies(raw, DEFAULT_SYMBOLS, "mean_reversion", {}, None, ["BTCUSDT", "ETHUSDT"])
+    assert [(name, sym) for name, _, _, sym in plan] == [("mean_reversion", "BTCUSDT")]  # a [strategies] instance
+    plan = plan_strategies(raw, DEFAULT_SYMBOLS, "hftshm.strategies.builtin.market_maker:MarketMaker", {}, None,
+                           ["BTCUSDT", "ETHUSDT"])
+    assert [(name, sym) for name, _, _, sym in plan] == [("MarketMaker-BTCUSDT", "BTCUSDT"),
+                                                         ("MarketMaker-ETHUSDT", "ETHUSDT")]
+    plan = plan_strategies(raw, DEFAULT_SYMBOLS, ["market_maker@BTCUSDT", "market_maker@ETHUSDT"], {"quantity": 0.02},
+                           None, ["BTCUSDT", "ETHUSDT"])
+    assert [(name, sym, params["quantity"]) for name, _, params, sym in plan] == [
+        ("market_maker-BTCUSDT", "BTCUSDT", 0.02), ("market_maker-ETHUSDT", "ETHUSDT", 0.02)]
+
+
+@pytest.mark.parametrize("engine", ["python"])
+def test_two_symbols_trade_and_each_equals_its_symbol_alone(files, engine):
+    raw = merge(read_toml(CONFIG), CONSTANT_LATENCY)
+    both = run_backtest(raw, list(files), ["market_maker@BTCUSDT", "market_maker@ETHUSDT"], seed=3,
+                        engine_name=engine)
+    assert set(both.symbols) == {"BTCUSDT", "ETHUSDT"}
+    assert both.symbols["BTCUSDT"]["market"] == "linear" and both.symbols["ETHUSDT"]["market"] == "spot"
+    for name, row in both.symbols.items():
+        assert row["trades"] > 0, f"{name} did not trade"
+    assert both.trades == sum(r["trades"] for r in both.symbols.values())
+    assert both.net_pnl == pytest.approx(sum(r["net_pnl"] for r in both.symbols.values()))
+    assert np.isnan(both.position)  # BTC and ETH do not add up; per symbol only
+    for path, symbol in zip(files, ("BTCUSDT", "ETHUSDT")):
+        alone = run_backtest(raw, path, "market_maker", seed=3, engine_name=engine)
+        mine = both.symbols[symbol]
+        assert (mine["trades"], mine["cancels"], mine["rejects"]) == (alone.trades, alone.cancels, alone.rejects)
+        for key in ("position", "realized_pnl", "unrealized_pnl", "fees", "turnover"):
+            assert mine[key] == pytest.approx(getattr(alone, key), abs=1e-9), (symbol, key)
+
+
+def test_a_per_symbol_risk_limit_holds_one_symbol_back_only(files):
+    raw = merge(read_toml(CONFIG), {"risk": {"symbols": {"ETHUSDT": {"max_order_size": 0.001}}}})
+    result = run_backtest(raw, list(files), ["market_maker@BTCUSDT", "market_maker@ETHUSDT"], engine_name="python")
+    eth, btc = result.symbols["ETHUSDT"], result.symbols["BTCUSDT"]
+    assert eth["trades"] == 0 and eth["rejects"] > 0 and result.reject_reasons.get("max_order_size", 0) > 0
+    assert btc["trades"] > 0
+
+
+def test_a_sweep_of_a_symbol_the_config_does_not_name(files):
+    _, eth = files
+    assert "ETHUSDT" not in read_toml(CONFIG)["symbols"]
+    rows = run_sweep(CONFIG, eth, "market_maker", {}, {"spread_bps": ["1", "4"]}, workers=1, progress=False)
+    assert len(rows) == 2 and all("error" not in row for row in rows), rows
+    assert any(row["trades"] > 0 for row in rows)
