@@ -14,6 +14,7 @@ import pytest
 from hftshm.backtest import run_backtest
 from hftshm.backtest.api import load_data, plan_strategies
 from hftshm.backtest.sweep import run_sweep
+from hftshm.codes import EventFlag
 from hftshm.config import read_toml
 from hftshm.feed.replay import Replayer
 from hftshm.platform import merge
@@ -42,8 +43,10 @@ def test_the_merge_is_the_feeds_order_message_by_message(files):
     feed = np.concatenate(staged)
     merged = loaded.events
     assert len(merged) == len(feed) == sum(len(load_data(CONFIG, f).events) for f in files)
-    for column in ("symbol_id", "exch_ts_ns", "kind", "price", "qty", "flags"):
+    for column in ("symbol_id", "exch_ts_ns", "kind", "price", "qty", "update_id"):
         assert np.array_equal(merged[column], feed[column]), column
+    end = np.uint32(EventFlag.END_OF_DATA)  # the feed marks its last record; the backtest needs no marker
+    assert np.array_equal(merged["flags"], feed["flags"] & ~end)
     ids = merged["symbol_id"]
     assert len(np.unique(ids)) == 2 and (np.diff(ids) != 0).sum() > 100  # really interleaved
     assert np.array_equal(merged["seq"], np.arange(len(merged)))
