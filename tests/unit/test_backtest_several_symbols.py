@@ -70,7 +70,7 @@ FAST_MEAN_REVERSION = {"window": 10, "sample_interval_ms": 100.0, "entry_z": 1.0
                        "cooldown_ms": 200.0}
 
 
-def test_two_symbols_trade_and_add_up(files):
+def test_two_symbols_trade_and_add_up(files, tmp_path):
     both = run_backtest(CONFIG, list(files), ["market_maker@BTCUSDT", "market_maker@ETHUSDT"], seed=3,
                         engine_name="python")
     assert set(both.symbols) == {"BTCUSDT", "ETHUSDT"}
@@ -81,6 +81,8 @@ def test_two_symbols_trade_and_add_up(files):
     assert both.trades == sum(r["trades"] for r in both.symbols.values())
     assert both.net_pnl == pytest.approx(sum(r["net_pnl"] for r in both.symbols.values()))
     assert np.isnan(both.position)  # BTC and ETH do not add up; per symbol only
+    page = both.write(tmp_path)["html"].read_text()
+    assert "<h2>Per symbol</h2>" in page and "market_maker-ETHUSDT" in page and "spot" in page
 
 
 def test_each_symbol_equals_its_symbol_alone_when_nothing_couples_them(files):
