@@ -158,11 +158,7 @@ def run_backtest(config: Any, data, strategy: str | list[str], params: dict | No
         resolved[name] = host.slot(strategy_id).params
         objects.append(host.strategy(strategy_id))
     compilable = all(compiled.supports(s) for s in objects)
-    # Several strategies take the Python path unless asked: the compiled loop with two slots dies with
-    # SIGSEGV inside venue_nb.market_flat on the real day after ~29k events (one slot, or the Python
-    # path over the same kernels, runs it through); --engine compiled still runs it, to reproduce.
-    use_compiled = engine_name == "compiled" or (engine_name == "auto" and compilable and hasattr(venue, "V")
-                                                 and len(objects) == 1)
+    use_compiled = engine_name == "compiled" or (engine_name == "auto" and compilable and hasattr(venue, "V"))
     if use_compiled:
         if not compilable:
             name = next(s.name for s in objects if not compiled.supports(s))

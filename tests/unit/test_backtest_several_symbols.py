@@ -85,6 +85,22 @@ def test_two_symbols_trade_and_add_up(files, tmp_path):
     assert "<h2>Per symbol</h2>" in page and "market_maker-ETHUSDT" in page and "spot" in page
 
 
+def test_the_compiled_loop_gives_the_python_paths_figures_for_two_symbols(files):
+    """Several strategy slots in the compiled loop (whose stack grows per message until it returns:
+    ``compiled.chunk_events`` returns often enough; with 64k-event calls this crashed) equal the Python
+    path, symbol by symbol."""
+    from hftshm.backtest.compiled import chunk_events
+
+    specs = ["market_maker@BTCUSDT", "market_maker@ETHUSDT"]
+    runs = {engine: run_backtest(CONFIG, list(files), specs, seed=4, engine_name=engine)
+            for engine in ("compiled", "python")}
+    assert runs["compiled"].engine == "compiled" and runs["compiled"].rows > 10 * chunk_events(2)
+    for symbol, row in runs["python"].symbols.items():
+        assert runs["compiled"].symbols[symbol] == row, symbol  # the same arithmetic in the same order
+    assert runs["compiled"].orders_sent == runs["python"].orders_sent
+    assert np.array_equal(runs["compiled"].fills, runs["python"].fills)
+
+
 def test_each_symbol_equals_its_symbol_alone_when_nothing_couples_them(files):
     """Constant latencies (draw k is the k-th order's across symbols) and a strategy deciding on its own
     symbol's books only. The market maker also requotes in ``on_report``: a report is delivered at the
