@@ -6,6 +6,7 @@ draws another latency than in the run alone). Sweeps take a file's own instrumen
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +133,22 @@ def test_a_sweep_of_a_symbol_the_config_does_not_name(files):
     rows = run_sweep(CONFIG, eth, "market_maker", {}, {"spread_bps": ["1", "4"]}, workers=1, progress=False)
     assert len(rows) == 2 and all("error" not in row for row in rows), rows
     assert any(row["trades"] > 0 for row in rows)
+
+
+def test_the_cli_backtests_two_files_and_prints_a_table_per_symbol(files):
+    from typer.testing import CliRunner
+
+    from hftshm.cli import app
+
+    runner = CliRunner()
+    args = ["backtest", "--data", str(files[0]), "--data", str(files[1]), "--config", str(CONFIG)]
+    shown = runner.invoke(app, [*args, "-s", "market_maker@BTCUSDT", "-s", "market_maker@ETHUSDT"],
+                          env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "per symbol" in shown.output and "market_maker-ETHUSDT" in shown.output
+    as_json = runner.invoke(app, [*args, "-s", "market_maker@BTCUSDT", "-s", "market_maker@ETHUSDT", "--json"])
+    assert set(json.loads(as_json.stdout)["symbols"]) == {"BTCUSDT", "ETHUSDT"}
+    bad = runner.invoke(app, [*args, "-s", "market_maker@"])
+    assert bad.exit_code == 2 and "SPEC@SYMBOL" in bad.output
+    unknown = runner.invoke(app, [*args, "-s", "market_maker@DOGEUSDT"])
+    assert unknown.exit_code == 2 and "DOGEUSDT" in unknown.output
