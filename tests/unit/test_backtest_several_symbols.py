@@ -127,6 +127,18 @@ def test_a_per_symbol_risk_limit_holds_one_symbol_back_only(files):
     assert btc["trades"] > 0
 
 
+def test_an_account_wide_limit_stops_both_symbols(files):
+    """The daily loss is the account's: BTCUSDT's fees alone breach it, and ETHUSDT stops trading too."""
+    raw = merge(read_toml(CONFIG), {"risk": {"max_daily_loss": 0.05}})
+    free = run_backtest(CONFIG, list(files), ["market_maker@BTCUSDT", "market_maker@ETHUSDT"])
+    held = run_backtest(raw, list(files), ["market_maker@BTCUSDT", "market_maker@ETHUSDT"])
+    stopped = {k: v for k, v in held.reject_reasons.items() if k in ("max_daily_loss", "trading_halted")}
+    assert stopped, held.reject_reasons
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        assert held.symbols[symbol]["rejects"] > free.symbols[symbol]["rejects"], symbol
+        assert held.symbols[symbol]["trades"] < free.symbols[symbol]["trades"], symbol
+
+
 def test_a_sweep_of_a_symbol_the_config_does_not_name(files):
     _, eth = files
     assert "ETHUSDT" not in read_toml(CONFIG)["symbols"]
