@@ -162,7 +162,7 @@ def run_backtest(config: Any, data, strategy: str | list[str], params: dict | No
     if use_compiled:
         if not compilable:
             name = next(s.name for s in objects if not compiled.supports(s))
-            raise StrategyError(name, f"is not a compiled strategy; use --engine python")
+            raise StrategyError(name, "is not a compiled strategy; use --engine python")
         if not hasattr(venue, "V"):
             raise ValueError("the compiled loop needs the platform venue (risk, OMS, exchange kernels)")
         out, elapsed = compiled.run(events, objects, venue, symbols, interval_ns)

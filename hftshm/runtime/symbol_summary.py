@@ -57,6 +57,8 @@ def oms_by_symbol(database_url: str, symbol_names: dict[int, str], schema: str =
     from sqlalchemy import create_engine, text
     from sqlalchemy.exc import SQLAlchemyError
 
+    if database_url.startswith("sqlite:///") and not Path(database_url[len("sqlite:///"):]).is_file():
+        return {}  # no OMS ran here (a market-data host): do not create an empty database file
     args = {"options": f"-csearch_path={schema}"} if schema and database_url.startswith("postgresql") else {}
     engine = create_engine(database_url, connect_args=args)
     out: dict[str, dict] = {}

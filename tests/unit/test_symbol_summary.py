@@ -59,7 +59,9 @@ def test_the_oms_part_counts_this_runs_orders_and_fills_per_symbol(tmp_path):
     assert oms["BTCUSDT"]["position"] == pytest.approx(0.02)  # the last run's 5.0 is not this run's
     assert oms["ETHUSDT"] == pytest.approx({"orders": 1, "fills": 1, "filled_qty": 0.2, "position": -0.2, "fees": 0.01})
     assert oms_by_symbol(url, {1: "BTCUSDT"}, since_unix_ns=300) == {}  # no epoch of this run yet
-    assert oms_by_symbol(f"sqlite:///{tmp_path / 'missing' / 'oms.sqlite'}", {}) == {}  # unreachable: no oms part
+    missing = tmp_path / "elsewhere" / "oms.sqlite"
+    missing.parent.mkdir()
+    assert oms_by_symbol(f"sqlite:///{missing}", {}) == {} and not missing.exists()  # no OMS there: nothing created
 
     risk = {"BTCUSDT": {"symbol": "BTCUSDT", "position": 0.01, "avg_cost": 61000.0, "mid": 61010.0, "realized": 1.5,
                         "fees": 0.15, "pnl": 1.05, "open_buy": 0.0, "open_sell": 0.0}}
