@@ -80,3 +80,31 @@ def _ids(symbols: dict, db) -> list[tuple[int, str]]:
     ids = [sid for (sid,) in db.execute("SELECT DISTINCT symbol_id FROM orders") if sid != 1]
     assert len(ids) == 1, ids
     return [(ids[0], "ETHUSDT")]
+
+
+def test_a_deterministic_two_symbol_run_fills_as_the_two_symbol_backtest(tmp_path):
+    """Lockstep replay of the two files (the feed's merge) and the backtest of the same files (the same
+    merge, ``merge_events``): the same fills on both symbols, bit for bit."""
+    from hftshm.backtest.api import run_backtest
+    from hftshm.platform import merge
+    from tests.e2e.platform_harness import e2e_config, run_platform
+
+    btc, eth = two_symbols(tmp_path / "data", btc_rows=40_000)
+    overrides = merge(BUSY_BTC, {
+        "platform": {"deterministic": True, "placement": "composite"},
+        "feed": {"data": [str(btc), str(eth)]},
+        "strategies": {"mm_eth": {"class": "market_maker", "symbol": "ETHUSDT", "spread_bps": 1.0, "quantity": 0.05,
+                                  "max_inventory": 0.5, "min_requote_interval_ms": 20}},
+        "risk": {"symbols": {"ETHUSDT": {"max_order_size": 0.5, "max_position_per_symbol": 2.0}}}})
+    config = e2e_config(tmp_path / "run", overrides)
+    platform = run_platform(config, timeout_s=1200.0)
+    backtest = run_backtest(config.raw, [btc, eth], ["market_maker", "mm_eth"], seed=config.exchange.seed)
+    assert set(backtest.symbols) == {"BTCUSDT", "ETHUSDT"} and all(r["trades"] > 0 for r in backtest.symbols.values())
+    got = sorted((int(f["exch_ts_ns"]), int(f["side"]), float(f["price"]), float(f["qty"]), float(f["fee"]))
+                 for f in platform.fills)
+    expected = sorted((int(f["exch_ts_ns"]), int(f["side"]), float(f["price"]), float(f["qty"]), float(f["fee"]))
+                      for f in backtest.fills)
+    assert got == expected
+
+
+BUSY_BTC = {"strategies": {"market_maker": {"spread_bps": 0.5, "min_requote_interval_ms": 5}}}
