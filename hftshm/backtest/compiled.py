@@ -42,6 +42,16 @@ def supports(strategy: Strategy) -> bool:
     return isinstance(strategy, CompiledStrategy) and strategy.compiled_only()
 
 
+def chunk_events(n_strategies: int) -> int:
+    """Events per call of the loop. With several strategy slots the compiled loop's stack grows with
+    every message until it returns (an alloca inside the loop over the slots: about 8 MB, the default
+    stack, after ~29k events of the real day with two slots, then SIGSEGV); returning to Python gives it
+    back, so the chunk shrinks with the number of slots and keeps that growth near 1 MB per call."""
+    if n_strategies <= 1:
+        return CHUNK_EVENTS
+    return max(1024, CHUNK_EVENTS // (16 * n_strategies))
+
+
 def compile_loop(args: tuple, slots_type: types.Type, slots_index: int):
     """The loop's entry point for these argument types (compiled now, or loaded from the cache)."""
     argtypes = tuple(slots_type if k == slots_index else typeof(a) for k, a in enumerate(args))
@@ -80,9 +90,10 @@ def run(events: np.ndarray, strategies: list[CompiledStrategy], venue, symbols,
     started = time.perf_counter()
     cpu = 0.0
     position = 0
+    chunk = chunk_events(len(strategies))
     while position < len(events):
         # chunks, so the book's far-level arrays are sized for one chunk rather than the whole file
-        stop = min(position + CHUNK_EVENTS, len(events))
+        stop = min(position + chunk, len(events))
         books.reserve(stop - position)
         args = (events, np.int64(position), np.int64(stop), books.arrays, book_out, book_symbol, venue.V, slots,
                 intents, icount, reports, fills, equity_ts, equity, np.int64(equity_interval_ns), counters, loop_state)

@@ -1,9 +1,11 @@
-"""Market data for a backtest: a file (or an array) -> one ``market_event`` array in memory.
+"""Market data for a backtest: a file, several files (or an array) -> one ``market_event`` array in memory.
 
 A backtest replays the whole file from memory so the loop measures strategy, risk, OMS and
 exchange, not parsing. The canonical tick CSV (``.csv`` or ``.csv.gz``) goes through the feed's
 event cache (``hftshm.feed.cache``: parsed once into ``X.events.bin``, memory-mapped on every later
-run); a ``.npy`` of ``market_event`` records loads directly.
+run); a ``.npy`` of ``market_event`` records loads directly. Several files (several symbols, or
+consecutive days) are merged by exchange time, whole exchange messages at a time, in the same order
+the platform's feed replays them (``merge_events``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hftshm.codes import EventFlag
 from hftshm.symbols import SymbolTable
 from hftshm.transport.layout import load as load_layout
 
@@ -40,6 +43,54 @@ def load_events(data: str | Path | np.ndarray, symbols: SymbolTable) -> tuple[np
     if len(events) == 0:
         raise BacktestDataError(f"{path} holds no market events")
     return events, str(path)
+
+
+def load_many(paths, symbols: SymbolTable) -> tuple[np.ndarray, str]:
+    """(events, description) of several files merged by exchange time (``merge_events``)."""
+    loaded = [load_events(path, symbols) for path in paths]
+    return merge_events([events for events, _ in loaded]), " + ".join(description for _, description in loaded)
+
+
+def merge_events(sources: list[np.ndarray]) -> np.ndarray:
+    """One array of the sources' exchange messages merged by exchange time, each message kept whole.
+
+    The rule is the feed's (``replay_nb.stage``): the next message is the one, among each source's
+    next message, whose first event has the smallest exchange time; a tie goes to the earlier source.
+    Within a file, message times are not always increasing (a trade may carry an earlier time than
+    the depth message before it); that greedy merge then equals a stable sort of the messages by
+    (the running maximum of message times within their source, source index), which numpy does
+    without a Python loop per message. ``seq`` is renumbered densely, as a feed publishes it.
+    """
+    if len(sources) == 1:
+        return sources[0]
+    keys, source_ids, starts, stops = [], [], [], []
+    for k, events in enumerate(sources):
+        if events.dtype != EVENT_DTYPE:
+            raise BacktestDataError(f"source {k} does not hold market_event records (dtype {events.dtype})")
+        if len(events) == 0:
+            continue
+        ends = np.flatnonzero(events["flags"] & np.uint32(EventFlag.LAST_IN_MESSAGE)) + 1
+        if len(ends) == 0 or ends[-1] != len(events):
+            ends = np.append(ends, len(events))
+        begins = np.concatenate(([0], ends[:-1]))
+        keys.append(np.maximum.accumulate(events["exch_ts_ns"][begins]))
+        source_ids.append(np.full(len(begins), k, np.int64))
+        starts.append(begins)
+        stops.append(ends)
+    key, source, start, stop = (np.concatenate(a) for a in (keys, source_ids, starts, stops))
+    order = np.lexsort((source, key))  # stable: a source's messages keep their file order
+    out = np.empty(sum(len(e) for e in sources), dtype=EVENT_DTYPE)
+    lengths = (stop - start)[order]
+    dest = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    for k, events in enumerate(sources):
+        mine = source[order] == k
+        if not mine.any():
+            continue
+        # destination index of every event of source k (its messages in merged order)
+        offsets = np.repeat(dest[mine] - start[order][mine], lengths[mine])
+        out[np.arange(len(events)) + offsets] = events
+    out["seq"] = np.arange(len(out))
+    return out
 
 
 def _load_csv(path: Path, symbols: SymbolTable) -> np.ndarray:

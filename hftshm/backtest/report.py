@@ -73,6 +73,8 @@ class BacktestResult:
     #: units of the figures: qty (position, traded quantity), pnl (PnL, fees, equity, drawdown),
     #: notional (turnover), contract_usd (inverse only); ``hftshm.units.Units.as_dict``
     units: dict[str, Any] = field(default_factory=dict)
+    #: per symbol: market, strategies, position (the symbol's units), PnL, fees, trades, cancels, rejects
+    symbols: dict[str, dict] = field(default_factory=dict)
     #: the strategy object after the run (its own state: decisions, counters), not written to reports
     instance: Any = field(default=None, repr=False, compare=False)
 
@@ -246,6 +248,16 @@ def render_html(result: BacktestResult) -> str:
         extra = "<h2>Strategy</h2><table>" + "".join(
             f"<tr><th>{html.escape(str(k))}</th><td>{_fmt(v)}</td></tr>" for k, v in d["strategy_summary"].items()
         ) + "</table>"
+    symbols = ""
+    if len(result.symbols) > 1:  # several symbols: the figures of each (a position only in its own units)
+        keys = ("position", "realized_pnl", "unrealized_pnl", "fees", "net_pnl", "trades", "cancels", "rejects",
+                "turnover")
+        head = "".join(f"<th>{html.escape(k)}</th>" for k in ("symbol", "market", "strategies") + keys)
+        body = "".join(
+            f"<tr><th>{html.escape(name)}</th><td>{html.escape(row['market'])}</td>"
+            f"<td>{html.escape(', '.join(row['strategies']))}</td>" + "".join(f"<td>{_fmt(row[k])}</td>" for k in keys)
+            + "</tr>" for name, row in result.symbols.items())
+        symbols = f"<h2>Per symbol</h2><table><tr>{head}</tr>{body}</table>"
     rejects = ""
     if result.reject_reasons:
         rejects = "<h2>Rejects by reason</h2><table>" + "".join(
@@ -267,7 +279,7 @@ fill model {html.escape(result.fill_model)}, latency model <code>{latency}</code
 <h2>Equity{html.escape(_unit_suffix(result))} (sampled every {result.equity_interval_ms:g} ms of market time)</h2>
 {_svg_curve(result.equity_ts_ns, result.equity)}
 <h2>Results</h2><table>{rows}</table>
-<h2>Parameters</h2><table>{params}</table>
+{symbols}<h2>Parameters</h2><table>{params}</table>
 {extra}{rejects}
 <h2>Definitions</h2><ul>{defs}</ul>
 </body></html>

@@ -45,25 +45,25 @@ def combinations(grid: dict[str, list[str]]) -> list[dict[str, str]]:
 
 
 def _init(config, strategy, seed, engine_name) -> None:
-    """Once per worker process: the platform config and the symbols; data files load on first use."""
+    """Once per worker process: the platform config; data files load on first use."""
     from hftshm.backtest.api import platform_raw
-    from hftshm.symbols import DEFAULT_SYMBOLS, SymbolTable
 
     raw = platform_raw(config)
-    symbols = SymbolTable.from_section(raw["symbols"]) if raw.get("symbols") else DEFAULT_SYMBOLS
     _state.clear()
-    _state.update(setup=(config, strategy, seed, engine_name), raw=raw, symbols=symbols, events={},
+    _state.update(setup=(config, strategy, seed, engine_name), raw=raw, events={},
                   strategy=strategy, seed=seed, engine_name=engine_name)
 
 
 def _events(data):
-    """The events of one data file, loaded once per worker process (a days x parameters grid reuses them)."""
-    from hftshm.backtest.data import load_events
+    """The market data of one data file, loaded once per worker process (a days x parameters grid
+    reuses it) with that file's own instruments (``api.symbol_table_for``): a symbol the config does
+    not name sweeps like a configured one."""
+    from hftshm.backtest.api import load_data
 
     cache = _state["events"]
     key = str(data)
     if key not in cache:
-        cache[key] = load_events(data, _state["symbols"])[0]
+        cache[key] = load_data(_state["raw"], data)
     return cache[key]
 
 

@@ -18,10 +18,13 @@ def register(app: typer.Typer) -> None:
 
 def backtest_command(
     data: list[Path] = typer.Option([DEFAULT_DATA], "--data", "-d",
-                                    help="canonical tick CSV (.csv/.csv.gz) or .npy of market_event; several "
-                                         "with --sweep: a days x parameters grid"),
-    strategy: str = typer.Option("market_maker", "--strategy", "-s",
-                                 help="a [strategies] instance, built-in name, package.module:Class or entry point"),
+                                    help="canonical tick CSV (.csv/.csv.gz) or .npy of market_event; several: "
+                                         "one run over them merged by exchange time (several symbols or days), "
+                                         "with --sweep a days x parameters grid"),
+    strategy: list[str] = typer.Option(["market_maker"], "--strategy", "-s",
+                                       help="a [strategies] instance, built-in name, package.module:Class or entry "
+                                            "point; SPEC@SYMBOL trades that symbol (repeatable; one without a symbol "
+                                            "runs once on each symbol of the data)"),
     param: list[str] = typer.Option([], "--param", "-p", help="k=v strategy parameter (repeatable)"),
     seed: int = typer.Option(1, "--seed", help="seeds the exchange latency model: same seed, same fills"),
     out: Path = typer.Option(None, "--out", "-o", help="write report.json, report.html, fills.csv here"),
@@ -39,8 +42,8 @@ def backtest_command(
     """Backtest a strategy through the platform's own risk, OMS and exchange kernels, in one process.
 
     Prints PnL (realized, unrealized, fees), Sharpe, max drawdown, trades, fill ratio, turnover and the
-    latency model; --out writes the report (JSON + an HTML page with the equity curve). --sweep runs a
-    grid in parallel processes and prints a ranked table.
+    latency model, per symbol when several trade; --out writes the report (JSON + an HTML page with the
+    equity curve). --sweep runs a grid in parallel processes and prints a ranked table.
     """
     from hftshm.backtest.api import run_backtest
     from hftshm.backtest.data import BacktestDataError
@@ -58,20 +61,22 @@ def backtest_command(
         ensure_warm("backtest")  # in parallel processes, with a progress line
     try:
         params = parse_params(param)
+        strategies = strategy[0] if len(strategy) == 1 else strategy
         if sweep:
             sweep_data = data if len(data) > 1 else data[0]
             if cluster:
                 from hftshm.backtest.sweep_dask import run_sweep_dask
 
-                rows = run_sweep_dask(cluster, cfg, sweep_data, strategy, params, parse_sweep(sweep), seed, rank_by,
+                rows = run_sweep_dask(cluster, cfg, sweep_data, strategies, params, parse_sweep(sweep), seed, rank_by,
                                       jobs, engine)
             else:
-                rows = run_sweep(cfg, sweep_data, strategy, params, parse_sweep(sweep), seed, rank_by, jobs, engine)
+                rows = run_sweep(cfg, sweep_data, strategies, params, parse_sweep(sweep), seed, rank_by, jobs, engine)
             _print_sweep(rows, rank_by, as_json)
             return
-        if len(data) > 1 or cluster:
-            raise ValueError("several --data files and --cluster are for sweeps: add --sweep k=v1,v2")
-        result = run_backtest(cfg, data[0], strategy, params, seed, engine_name=engine)
+        if cluster:
+            raise ValueError("--cluster runs sweeps: add --sweep k=v1,v2")
+        result = run_backtest(cfg, data if len(data) > 1 else data[0], strategies, params, seed,
+                              engine_name=engine)
     except (BacktestDataError, ConfigError, StrategyError, LookupError, ValueError) as exc:
         typer.secho(f"backtest: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
@@ -114,8 +119,21 @@ def _print_result(d: dict) -> None:
     console.print(f"fill model: {d['fill_model']}; latency model: {json.dumps(d['latency_model'])}")
     if d.get("reject_reasons"):
         console.print("rejects by reason: " + ", ".join(f"{k} {v}" for k, v in d["reject_reasons"].items()))
-    if d.get("strategy_summary"):
-        console.print("strategy: " + ", ".join(f"{k}={_fmt(v)}" for k, v in d["strategy_summary"].items()))
+    summaries = d.get("strategy_summary") or {}
+    if summaries and all(isinstance(v, dict) for v in summaries.values()):  # several strategies
+        for name, summary in summaries.items():
+            console.print(f"strategy {name}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in summary.items()))
+    elif summaries:
+        console.print("strategy: " + ", ".join(f"{k}={_fmt(v)}" for k, v in summaries.items()))
+    if len(d.get("symbols") or {}) > 1:
+        per = Table(title="per symbol")
+        columns = ("position", "realized_pnl", "unrealized_pnl", "fees", "net_pnl", "trades", "cancels", "rejects",
+                   "turnover")
+        for column in ("symbol", "market", "strategies") + columns:
+            per.add_column(column, justify="left" if column in ("symbol", "market", "strategies") else "right")
+        for name, row in d["symbols"].items():
+            per.add_row(name, row["market"], ", ".join(row["strategies"]), *(_fmt(row[c]) for c in columns))
+        console.print(per)
     for kind, path in d.get("files", {}).items():
         console.print(f"{kind}: {path}")
 

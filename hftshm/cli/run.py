@@ -52,11 +52,14 @@ def run_command(
     recover_from_journal: str = typer.Option(None, "--recover-from-journal", metavar="NAMESPACE",
                                              help="start risk and the strategies from the positions of the platform "
                                              "exporting order events under this \\[bridge] namespace"),
+    data: list[Path] = typer.Option([], "--data", "-d", help="replay these canonical tick CSVs instead of [feed] data "
+                                    "(repeatable: several files, e.g. several symbols, merged by exchange time)"),
 ) -> None:
     """Run the whole pipeline on the configured data: feed, strategies, risk, OMS, exchange, web.
 
-    Replays data/ (real BTCUSDT) through the strategies enabled in config, shows a live status line,
-    and prints a summary when the data ends. Ctrl-C or 'hftshm stop' drains and exits cleanly.
+    Replays data/ (real BTCUSDT) or --data files through the strategies enabled in config (each on its
+    symbol), shows a live status line, and prints a summary (per strategy and per symbol) when the
+    data ends. Ctrl-C or 'hftshm stop' drains and exits cleanly.
     """
     from hftshm.runtime.platform_run import PlatformRun, RunOptions
 
@@ -81,6 +84,11 @@ def run_command(
             typer.secho("--record needs --live (a replay's data is already recorded)", fg="red", err=True)
             raise typer.Exit(2)
         overrides.setdefault("feed", {})["record"] = str(record)
+    if data:
+        if live:
+            typer.secho("--data replays files; --live takes the streams of [feed] live_symbols", fg="red", err=True)
+            raise typer.Exit(2)
+        overrides.setdefault("feed", {})["data"] = [str(p.resolve()) if p.exists() else str(p) for p in data]
     for name in external:
         overrides.setdefault("workers", {}).setdefault(name, {})["external"] = True
     cfg = _load(config, overrides)

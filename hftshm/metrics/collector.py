@@ -32,6 +32,7 @@ Families (base units, ``_total`` counters, ``_seconds`` histograms)::
     hftshm_position_units{strategy,symbol,market,qty_unit,pnl_unit}   1: the units of the two above
     hftshm_pnl{}                                      total realized + unrealized - fees, quote currency
                                                       (an inverse position's coin PnL at its mark)
+    hftshm_symbol_position_quantity{symbol}           strategies on a symbol added up (hftshm_symbol_pnl too)
     hftshm_kill_switch_active, hftshm_trading_state{state}, hftshm_risk_orders_checked_total,
     hftshm_risk_rejects_total{reason}                 the risk control block's reject counts
     hftshm_strategy_{signals,intents,fills,rejects}_total{strategy}, hftshm_strategy_open_orders
@@ -61,7 +62,7 @@ _RESERVED = {
     "worker_up", "worker_state", "worker_restarts", "worker_heartbeat_age_seconds", "worker_work",
     "worker_idle_cycles", "rejects", "latency_seconds", "latency_negative", "platform_running", "pnl",
     "kill_switch_active", "trading_state", "position_quantity", "position_units", "realized_pnl", "unrealized_pnl",
-    "fees",
+    "fees", "symbol_position_quantity", "symbol_pnl",
     "risk_orders_checked", "risk_rejects", "auth_failures", "auth_tokens_issued",
 }
 
@@ -268,6 +269,13 @@ def _trading_families(snap: PlatformSnapshot) -> list[Metric]:
     total = _gauge("pnl", "total PnL: realized + unrealized - fees, quote currency")
     total.add_metric([], snap.total_pnl)
     out += [position, realized, unrealized, fees, units, total]
+    # per symbol, every strategy on it: a position only adds up within its symbol's units
+    symbol_position = _gauge("symbol_position_quantity", "signed position of all strategies on the symbol", ["symbol"])
+    symbol_pnl = _gauge("symbol_pnl", "realized + unrealized - fees of all strategies on the symbol", ["symbol"])
+    for name, row in snap.by_symbol().items():
+        symbol_position.add_metric([name], row["quantity"])
+        symbol_pnl.add_metric([name], row["pnl"])
+    out += [symbol_position, symbol_pnl]
 
     risk = snap.risk
     kill = _gauge("kill_switch_active", "1 while the kill switch blocks new orders")

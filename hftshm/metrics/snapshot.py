@@ -147,6 +147,22 @@ class PlatformSnapshot:
             return float(self.risk.realized_pnl + self.risk.unrealized_pnl - self.risk.fees)
         return float(sum(p.net_pnl_account for p in self.positions))
 
+    def by_symbol(self) -> dict[str, dict[str, Any]]:
+        """Positions and PnL per symbol, summed over the strategies trading it; a position is in its
+        symbol's own units, so symbols are never added together."""
+        out: dict[str, dict[str, Any]] = {}
+        for p in self.positions:
+            row = out.setdefault(p.symbol, {"strategies": [], "quantity": 0.0, "realized_pnl": 0.0,
+                                            "unrealized_pnl": 0.0, "fees": 0.0, "pnl": 0.0,
+                                            "mark_price": p.mark_price})
+            row["strategies"].append(p.strategy)
+            row["quantity"] += p.quantity
+            row["realized_pnl"] += p.realized_pnl
+            row["unrealized_pnl"] += p.unrealized_pnl
+            row["fees"] += p.fees
+            row["pnl"] += p.realized_pnl + p.unrealized_pnl - p.fees
+        return dict(sorted(out.items()))
+
     def worker(self, name: str) -> WorkerSnapshot | None:
         return next((w for w in self.workers if w.name == name), None)
 

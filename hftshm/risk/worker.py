@@ -103,6 +103,9 @@ class RiskWorker(Worker):
 
             rebuild_risk(ctx, self.state, self.control)  # [bridge] recover_from: another platform's positions
             save_start_state(ctx, self.state, self.control)
+            from hftshm.runtime.symbol_summary import risk_positions_path
+
+            risk_positions_path(ctx.run_dir, ctx.name).unlink(missing_ok=True)  # the last run's, not this one's
         self.control.array[0]["worker_pid"] = os.getpid()
 
         self._decisions = np.zeros(self.batch, dtype=np.uint16)
@@ -187,6 +190,10 @@ class RiskWorker(Worker):
             self.restart = None
         else:
             self._housekeeping(time.monotonic_ns(), force=True)
+            if self.ctx.config is not None:  # the run summary's per-symbol risk figures
+                from hftshm.runtime.symbol_summary import write_risk_positions
+
+                write_risk_positions(self.ctx.run_dir, self.ctx.name, self.state)
         if self.mirror is not None:
             self.mirror.stop()
             self.mirror = None

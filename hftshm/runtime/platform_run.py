@@ -72,6 +72,7 @@ class PlatformRun:
         self.config = config
         self.options = options
         self.stop_reason: str | None = None
+        self.started_unix_ns = time.time_ns()  # this run's OMS epochs start after it (the per-symbol summary)
         self.web_server = None
         self.app = None
 
@@ -132,6 +133,7 @@ class PlatformRun:
             final = view.snapshot()
             sup.shutdown()
             summary = build_summary(final, elapsed_s, self.stop_reason)
+            summary["symbols"] = self._symbols(final)
             summary["workers_after_drain"] = {w.name: w.state for w in view.snapshot().workers}
             summary["controls"] = {"at_start": sup.controls_at_start,
                                    "started_halted": started_halted_message(sup.controls_at_start),
@@ -143,6 +145,10 @@ class PlatformRun:
 
                 record_last_run(self.app, final)
             print_summary(summary, console)
+            if len(summary["symbols"]) > 1:
+                from hftshm.runtime.symbol_summary import print_symbols
+
+                print_symbols(summary["symbols"], console)
             if summary["controls"]["started_halted"]:
                 console.print(f"[bold red]{summary['controls']['started_halted']}[/bold red]")
             self._write_summary(summary)
@@ -153,6 +159,17 @@ class PlatformRun:
         finally:
             watcher.stop()
             view.close()
+
+    def _symbols(self, final) -> dict:
+        """Per symbol: the strategies', risk's and the OMS database's figures (``symbol_summary``)."""
+        from hftshm.runtime import symbol_summary as ss
+
+        run_dir = self.config.platform.run_dir
+        oms = self.config.oms
+        names = {s.symbol_id: s.name for s in self.config.symbols}
+        return ss.by_symbol(final, ss.read_risk_positions(run_dir),
+                            ss.oms_by_symbol(oms.database_url_for(run_dir), names, oms.database_schema,
+                                             self.started_unix_ns))
 
     def _view(self, sup: Supervisor):
         from hftshm.metrics.live import SharedMemoryView

@@ -226,7 +226,8 @@ def create_app(config: WebConfig, view_provider: PlatformView, *, trading: Tradi
         snap = snapshot()
         # each position in its own units (market, qty_unit, pnl_unit); the total in the account's
         return jsonify({"running": snap.running, "positions": [_plain(asdict(p)) for p in snap.positions],
-                        "pnl_total": snap.total_pnl, "pnl_total_unit": ACCOUNT_UNIT})
+                        "symbols": _plain(snap.by_symbol()), "pnl_total": snap.total_pnl,
+                        "pnl_total_unit": ACCOUNT_UNIT})
 
     def risk_status() -> dict:
         snap = snapshot()

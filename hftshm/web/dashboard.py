@@ -160,6 +160,8 @@ class DashboardModel:
                            "realized_pnl": p.realized_pnl, "unrealized_pnl": p.unrealized_pnl, "fees": p.fees,
                            "market": p.market, "qty_unit": p.qty_unit, "pnl_unit": p.pnl_unit}
                           for p in snap.positions],
+            "symbols": [{"symbol": name, **{k: _finite(v) if isinstance(v, float) else v for k, v in row.items()}}
+                        for name, row in snap.by_symbol().items()],
             "strategies": [asdict(s) for s in snap.strategies],
             "risk": None if risk is None else {
                 "kill_switch": risk.kill_switch, "trading_state": risk.trading_state,

@@ -103,3 +103,22 @@ def test_a_running_cluster_by_its_scheduler_address(tmp_path):
     assert _comparable(rows) == _comparable(expected)
     with pytest.raises(ValueError, match="no Dask scheduler answers"):
         run_sweep_dask("tcp://127.0.0.1:1", None, day, "market_maker", {}, grid, progress=False)
+
+
+def test_a_symbol_the_config_does_not_name_sweeps_on_dask_as_in_the_pool(tmp_path):
+    """Each worker reads a file with its own instruments (``backtest.api.symbol_table_for``): a spot
+    ETHUSDT file sweeps with the shipped config, which names BTCUSDT only."""
+    from pathlib import Path
+
+    from hftshm.config import read_toml
+    from tests.several_symbols import eth_spot_head
+
+    config = Path(__file__).resolve().parents[2] / "config" / "platform.toml"
+    assert "ETHUSDT" not in read_toml(config)["symbols"]
+    eth = eth_spot_head(tmp_path / "eth.csv.gz")
+    grid = parse_sweep(["spread_bps=1,4"])
+    local = run_sweep(config, eth, "market_maker", {}, grid, seed=2, workers=1, progress=False)
+    dask = run_sweep_dask("local", config, eth, "market_maker", {}, grid, seed=2, workers=2, progress=False)
+    assert all("error" not in row for row in dask), dask
+    assert any(row["trades"] > 0 for row in dask)
+    assert _comparable(dask) == _comparable(local)

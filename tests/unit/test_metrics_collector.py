@@ -118,6 +118,11 @@ def test_positions_pnl_and_risk_state(rig):
     assert value(metrics, "hftshm_position_quantity", strategy="mm-btc", symbol="BTCUSDT") == pytest.approx(row["position"])
     assert value(metrics, "hftshm_realized_pnl", strategy="mm-btc", symbol="BTCUSDT") == pytest.approx(row["realized_pnl"])
     assert value(metrics, "hftshm_pnl") == pytest.approx(snap.total_pnl)
+    btc = [p for p in snap.positions if p.symbol == "BTCUSDT"]
+    assert value(metrics, "hftshm_symbol_position_quantity", symbol="BTCUSDT") == pytest.approx(
+        sum(p.quantity for p in btc))
+    assert value(metrics, "hftshm_symbol_pnl", symbol="BTCUSDT") == pytest.approx(
+        sum(p.realized_pnl + p.unrealized_pnl - p.fees for p in btc))
     assert value(metrics, "hftshm_kill_switch_active") == 1
     assert value(metrics, "hftshm_trading_state", state="active") == 1
     assert value(metrics, "hftshm_risk_rejects_total", reason="price_band") == 9

@@ -58,6 +58,10 @@ def test_positions_risk_and_strategies_come_from_shared_memory(env):
     positions = client.get("/api/positions", headers=bearer("dev")).json
     assert [p["strategy"] for p in positions["positions"]] == ["mm-btc", "momo-btc"]
     assert positions["positions"][0]["quantity"] == pytest.approx(float(rig.strategy_rows[0]["position"]))
+    # per symbol: both strategies trade BTCUSDT, their positions add up there
+    btc = positions["symbols"]["BTCUSDT"]
+    assert btc["strategies"] == ["mm-btc", "momo-btc"]
+    assert btc["quantity"] == pytest.approx(sum(p["quantity"] for p in positions["positions"] if p["symbol"] == "BTCUSDT"))
     risk = client.get("/api/risk/status", headers=bearer("dev")).json
     assert risk["kill_switch"] is False and risk["orders_checked"] == int(rig.control.array[0]["checks"])
     strategies = client.get("/api/strategies", headers=bearer()).json["strategies"]

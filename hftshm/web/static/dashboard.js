@@ -276,6 +276,15 @@ function render(d) {
       <td class="r ${signClass(p.realized_pnl)}">${fmtPnl(p.realized_pnl, p)}${unitTag(p.pnl_unit)}</td>
       <td class="r ${signClass(p.unrealized_pnl)}">${fmtPnl(p.unrealized_pnl, p)}${unitTag(p.pnl_unit)}</td></tr>`), 7, "flat: no positions");
 
+  // per symbol: strategies on one symbol added up (a position is in its symbol's units)
+  rows($("symbols-table").tBodies[0], (d.symbols || []).map((s) => `<tr>
+      <td>${esc(s.symbol)}</td><td class="r ${signClass(s.quantity)}">${fmtQty(s.quantity)}</td>
+      <td class="r dim">${fmtPrice(s.mark_price)}</td>
+      <td class="r ${signClass(s.realized_pnl)}">${fmtMoney(s.realized_pnl)}</td>
+      <td class="r ${signClass(s.unrealized_pnl)}">${fmtMoney(s.unrealized_pnl)}</td>
+      <td class="r">${fmtMoney(s.fees, false)}</td>
+      <td class="r ${signClass(s.pnl)}">${fmtMoney(s.pnl)}</td></tr>`), 7, "no positions");
+
   rows($("strategies-table").tBodies[0], d.strategies.map((s) => `<tr>
       <td>${esc(s.name)}</td><td><span class="state ${esc(s.state)}">${esc(s.state)}</span></td>
       <td class="r">${fmtInt(s.signals)}</td><td class="r">${fmtInt(s.intents)}</td><td class="r">${fmtInt(s.fills)}</td>
