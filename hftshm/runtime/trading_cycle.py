@@ -164,8 +164,11 @@ def compiled_strategies_step(worker) -> StrategiesStep:
         worker._intent_seq = worker.intents_out.producer_position
 
     def housekeeping(now_ns: int) -> int:
+        # a hot add compiling in another process is added when that process ends: its end is polled
+        # here, or the add would wait for a Python round that a running compiled cycle never takes
+        work = worker._control() if getattr(worker, "_compiling", None) else 0
         worker._status()  # the strategy status table, at its own interval
-        return 0
+        return work
 
     def numba_type(stage_bundle):
         from numba import typeof, types

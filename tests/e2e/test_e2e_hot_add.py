@@ -86,7 +86,10 @@ def test_hot_add_of_a_compiled_strategy_keeps_the_running_strategies_latency(tmp
     assert slowest < BOUND_NS, (f"tick-to-order over the add (took {seen['add_s']:.1f} s): p99 {p99 / 1e6:.2f} ms, "
                                 f"slowest <= {slowest / 1e6:.1f} ms; bound {BOUND_NS / 1e6:.0f} ms")
     assert seen["progress"] < 1.0, "the data ended during the add: the test proves less"
-    trading = result.logs["strategies"]
-    assert "compiled inside a step" not in trading and "compiled or loaded inside steps" not in trading
+    print(f"hot add took {seen['add_s']:.1f} s; tick-to-order over it: {int(window[COUNT])} orders, "
+          f"p99 {p99 / 1e3:.0f} us, slowest <= {slowest / 1e3:.0f} us")
+    # no compilation inside a step (jit_watch warns at each); the added strategy's kernels are loaded
+    # from the cache its compiling process filled, which is the point of compiling it elsewhere
+    assert "compiled inside a step" not in result.logs["strategies"]
     assert {s.name: s.state for s in result.snapshot.strategies}["imbalance"] in ("running", "paused")
     assert_holds(pipeline_problems(result), database_problems(result), position_problems(result))
