@@ -29,6 +29,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hftshm.runtime import warm_types
+
+warm_types.install()  # the manifest's signatures are the non-literal ones this records and compiles
 MANIFEST = Path(__file__).with_name("kernels.manifest")
 PREFIX = "hftshm."
 
@@ -190,8 +193,8 @@ class _ProgressLine:
 def ensure_warm(family: str = "backtest", quiet: bool = False) -> dict | None:
     """For the CLI: warm the family's kernels if any is cold (a progress line unless ``quiet``);
     never fails a run (a kernel it could not compile compiles in the run itself)."""
-    if os.environ.get("HFTSHM_NO_PARALLEL_COMPILE"):
-        return None
+    if os.environ.get("HFTSHM_NO_PARALLEL_COMPILE") or os.environ.get(RECORD_ENV):
+        return None  # asked not to, or recording: every kernel must compile where the run needs it
     try:
         manifest = load_manifest()
         if not cold_kernels(family, manifest):
@@ -204,76 +207,178 @@ def ensure_warm(family: str = "backtest", quiet: bool = False) -> dict | None:
 
 # ------------------------------------------------------------------ recording the manifest
 
+RECORD_ENV = "HFTSHM_RECORD_KERNELS"  # a directory: every process of a recorded run writes its kernels there
 
-def _record_backtest() -> None:
+
+class Recorder:
+    """Every hftshm kernel compiled in this process while listening: signature and callees (from the
+    nesting of numba's compile events, completed by what each kernel links)."""
+
+    def __init__(self):
+        self.kernels: list[Kernel] = []
+        self.index: dict[tuple, int] = {}
+        self.stack: list[int | None] = []
+        self.on_top_level_end = None  # called after each outermost compilation
+        recorder = self
+
+        from numba.core import event
+
+        class Listener(event.Listener):
+            def on_start(self, ev):
+                recorder._start(ev.data["dispatcher"], tuple(ev.data["args"]))
+
+            def on_end(self, ev):
+                recorder.stack.pop()
+                if not recorder.stack and recorder.on_top_level_end is not None:
+                    recorder.on_top_level_end()
+
+        self.listener = Listener()
+
+    def _start(self, disp, args: tuple) -> None:
+        func = disp.py_func
+        cacheable = hasattr(getattr(disp, "_cache", None), "_cache_file")  # cache=True: worth compiling ahead
+        if not func.__module__.startswith(PREFIX) or "<locals>" in func.__qualname__ or not cacheable:
+            self.stack.append(None)
+            return
+        key = (func.__module__, func.__qualname__, args)
+        if key not in self.index:
+            self.index[key] = len(self.kernels)
+            self.kernels.append(Kernel(*key))
+        caller = next((c for c in reversed(self.stack) if c is not None), None)
+        if caller is not None:
+            self.kernels[caller].callees.add(self.index[key])
+        self.stack.append(self.index[key])
+
+    def start(self) -> Recorder:
+        from numba.core import event
+
+        event.register("numba:compile", self.listener)
+        return self
+
+    def stop(self) -> list[Kernel]:
+        from numba.core import event
+
+        event.unregister("numba:compile", self.listener)
+        return self.finish()
+
+    def finish(self) -> list[Kernel]:
+        kernels = [Kernel(k.module, k.qualname, k.signature, set(k.callees)) for k in self.kernels]
+        _link_edges(kernels)
+        return kernels
+
+
+def record_process_if_asked() -> None:
+    """In a process of a recorded run (``HFTSHM_RECORD_KERNELS`` set): write this process's kernels
+    to ``<dir>/<pid>.kernels`` after every outermost compilation (a worker process may be stopped
+    by a signal, so nothing waits for its exit)."""
+    directory = os.environ.get(RECORD_ENV)
+    if not directory or getattr(record_process_if_asked, "recorder", None) is not None:
+        return
+    recorder = Recorder()
+    path = Path(directory) / f"{os.getpid()}.kernels"
+
+    def dump() -> None:
+        try:
+            kernels = recorder.finish()
+            keys = [(k.module, k.qualname, k.signature) for k in kernels]
+            with open(path.with_suffix(".tmp"), "wb") as f:
+                pickle.dump([(*key, [keys[c] for c in sorted(k.callees)]) for key, k in zip(keys, kernels)], f)
+            os.replace(path.with_suffix(".tmp"), path)
+        except Exception as exc:  # noqa: BLE001 - recording must never fail the compilation it watches
+            print(f"recording kernels: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    recorder.on_top_level_end = dump
+    record_process_if_asked.recorder = recorder.start()
+
+
+def _merge_processes(directory: Path) -> list[Kernel]:
+    """One kernel list from the per-process files of a recorded run (a kernel several processes
+    compiled appears once, with the callees any of them saw)."""
+    kernels: list[Kernel] = []
+    index: dict[tuple, int] = {}
+    edges: list[tuple[tuple, list]] = []
+    for path in sorted(directory.glob("*.kernels")):
+        with open(path, "rb") as f:
+            for module, qualname, signature, callees in pickle.load(f):
+                key = (module, qualname, signature)
+                if key not in index:
+                    index[key] = len(kernels)
+                    kernels.append(Kernel(*key))
+                edges.append((key, callees))
+    for key, callees in edges:
+        kernels[index[key]].callees.update(index[c] for c in callees if c in index and c != key)
+    return kernels
+
+
+def _record_backtest() -> list[Kernel]:
     """The compiled backtest of the built-in market maker over the shipped day, as ``hftshm backtest``
     runs it (events as ``load_events`` gives them: the argument types are part of what is cached)."""
     from hftshm.backtest.api import run_backtest
 
     data = Path(__file__).resolve().parents[2] / "data" / "btcusdt_20240808.csv.gz"
-    run_backtest(None, data, "market_maker", {}, seed=1, engine_name="compiled")
+    recorder = Recorder().start()
+    try:
+        run_backtest(None, data, "market_maker", {}, seed=1, engine_name="compiled")
+    finally:
+        kernels = recorder.stop()
+    return kernels
 
 
-WORKLOADS = {"backtest": _record_backtest}
+def _record_run() -> list[Kernel]:
+    """``hftshm run`` of the shipped config (paced, so the compiled trading cycle's kernels are in
+    it), every process recording what it compiles: the kernels its workers warm before the first
+    tick, and any compiled in a step."""
+    import subprocess
+    import tempfile
+
+    root = Path(__file__).resolve().parents[2]
+    with tempfile.TemporaryDirectory(prefix="hftshm-record-run-") as tmp:
+        env = dict(os.environ, **{RECORD_ENV: tmp})
+        subprocess.run([sys.executable, "-m", "hftshm.cli", "run", "--no-web", "--quiet", "--duration", "20"],
+                       cwd=root, env=env, check=True, stdout=subprocess.DEVNULL)
+        return _merge_processes(Path(tmp))
+
+
+WORKLOADS = {"backtest": _record_backtest, "run": _record_run}
 
 
 def _link_edges(kernels: list[Kernel]) -> None:
     """Callees from what each compiled kernel links (the nesting of compile events shows a callee
     only under the first caller that compiled it; a second caller must wait for it too, or it
-    compiles the callee again, racing the process that owns it for the cache index)."""
-    by_library: dict[int, int] = {}
-    libraries: dict[int, object] = {}
-    for i, k in enumerate(kernels):
+    compiles the callee again, racing the process that owns it for the cache index). A callee this
+    process loaded from the cache (another process of a recorded run compiled it) is added as a
+    kernel too, so the edge survives the merge."""
+    from numba.core.dispatcher import Dispatcher
+
+    key_of_library: dict[int, tuple] = {}
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith(PREFIX):
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, Dispatcher):
+                func = value.py_func
+                for sig, cres in list(value.overloads.items()):
+                    key_of_library[id(cres.library)] = (func.__module__, func.__qualname__, tuple(sig))
+    index = {(k.module, k.qualname, tuple(k.signature)): i for i, k in enumerate(kernels)}
+    for i in range(len(kernels)):
+        k = kernels[i]
         disp = _dispatcher(k.module, k.qualname)
         cres = disp.overloads.get(tuple(k.signature)) if disp is not None else None
-        if cres is not None:
-            by_library[id(cres.library)] = i
-            libraries[i] = cres.library
-    for i, library in libraries.items():
-        for linked in getattr(library, "_linking_libraries", ()):
-            callee = by_library.get(id(linked))
-            if callee is not None and callee != i:
-                kernels[i].callees.add(callee)
+        for linked in getattr(getattr(cres, "library", None), "_linking_libraries", ()):
+            key = key_of_library.get(id(linked))
+            if key is None or not key[0].startswith(PREFIX):
+                continue
+            if key not in index:
+                index[key] = len(kernels)
+                kernels.append(Kernel(*key))
+            if index[key] != i:
+                k.callees.add(index[key])
 
 
 def record(families: list[str], path: Path = MANIFEST) -> dict[str, list[Kernel]]:
     """Run each family's workload with an EMPTY cache (call in a fresh process with NUMBA_CACHE_DIR
     pointing at an empty directory) and write what compiled, and what called what, to ``path``."""
-    from numba.core import event
-
-    recorded: dict[str, list[Kernel]] = {}
-    for family in families:
-        kernels: list[Kernel] = []
-        index: dict[tuple, int] = {}
-        stack: list[int | None] = []
-
-        class Listener(event.Listener):
-            def on_start(self, ev):
-                disp = ev.data["dispatcher"]
-                func = disp.py_func
-                if not func.__module__.startswith(PREFIX) or "<locals>" in func.__qualname__:
-                    stack.append(None)
-                    return
-                key = (func.__module__, func.__qualname__, tuple(ev.data["args"]))
-                if key not in index:
-                    index[key] = len(kernels)
-                    kernels.append(Kernel(key[0], key[1], key[2]))
-                caller = next((c for c in reversed(stack) if c is not None), None)
-                if caller is not None:
-                    kernels[caller].callees.add(index[key])
-                stack.append(index[key])
-
-            def on_end(self, ev):
-                stack.pop()
-
-        listener = Listener()
-        event.register("numba:compile", listener)
-        try:
-            WORKLOADS[family]()
-        finally:
-            event.unregister("numba:compile", listener)
-        _link_edges(kernels)
-        recorded[family] = kernels
+    recorded = {family: WORKLOADS[family]() for family in families}
     existing = load_manifest(path)
     existing.update(recorded)
     with open(path, "wb") as f:
@@ -292,13 +397,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("families", nargs="*", default=sorted(WORKLOADS))
     opts = parser.parse_args(argv)
     if opts.action == "record" and not os.environ.get("HFTSHM_RECORDING"):
-        # a fresh process with an empty cache, so that every kernel compiles and shows its callees
+        # a fresh process with an empty cache per family, so that every kernel compiles and shows
+        # its callees (a kernel another family compiled first would only be loaded)
         import subprocess
 
-        with tempfile.TemporaryDirectory(prefix="hftshm-record-") as tmp:
-            env = dict(os.environ, NUMBA_CACHE_DIR=tmp, HFTSHM_RECORDING="1")
-            return subprocess.call([sys.executable, "-m", "hftshm.runtime.compile_cache", "record", *opts.families],
-                                   env=env)
+        for family in opts.families:
+            with tempfile.TemporaryDirectory(prefix="hftshm-record-") as tmp:
+                env = dict(os.environ, NUMBA_CACHE_DIR=tmp, HFTSHM_RECORDING="1")
+                code = subprocess.call([sys.executable, "-m", "hftshm.runtime.compile_cache", "record", family],
+                                       env=env)
+            if code:
+                return code
+        return 0
     if opts.action == "record":
         for family, kernels in record(opts.families).items():
             print(f"{family}: {len(kernels)} kernels in {len(levels(kernels))} levels -> {MANIFEST}")
