@@ -331,12 +331,21 @@ def _record_run() -> list[Kernel]:
     import subprocess
     import tempfile
 
+    import re
+
     root = Path(__file__).resolve().parents[2]
-    with tempfile.TemporaryDirectory(prefix="hftshm-record-run-") as tmp:
-        env = dict(os.environ, **{RECORD_ENV: tmp})
-        subprocess.run([sys.executable, "-m", "hftshm.cli", "run", "--no-web", "--quiet", "--duration", "20"],
-                       cwd=root, env=env, check=True, stdout=subprocess.DEVNULL)
-        return _merge_processes(Path(tmp))
+    # the shipped config, with time for a cold start on a busy machine (paths stay relative to root)
+    config = root / "config" / f".record-run-{os.getpid()}.toml"
+    shipped = (root / "config" / "platform.toml").read_text()
+    config.write_text(re.sub(r"(?m)^start_timeout_s\s*=.*$", "start_timeout_s = 3600.0", shipped))
+    try:
+        with tempfile.TemporaryDirectory(prefix="hftshm-record-run-") as tmp:
+            env = dict(os.environ, **{RECORD_ENV: tmp})
+            subprocess.run([sys.executable, "-m", "hftshm.cli", "run", "-c", str(config), "--no-web", "--quiet",
+                            "--duration", "20"], cwd=root, env=env, check=True, stdout=subprocess.DEVNULL)
+            return _merge_processes(Path(tmp))
+    finally:
+        config.unlink(missing_ok=True)
 
 
 WORKLOADS = {"backtest": _record_backtest, "run": _record_run}

@@ -71,3 +71,46 @@ def test_warm_cache_compiles_in_pool_processes_into_the_cache(tmp_path):
     assert out["seen"][0] == [0, 2] and out["seen"][-1] == [2, 2]
     assert out["again"] == 0  # a warm cache compiles nothing
     assert any(name.endswith(".nbi") for _, _, files in os.walk(tmp_path) for name in files)
+
+
+def test_the_shipped_manifest_holds_no_copy_of_a_kernel_per_constant():
+    """Kernels called with constants compile once per argument type (runtime.warm_types): a literal
+    in a recorded signature would be a kernel compiled again for one call site's value."""
+    from numba import types
+
+    literal = [k.name for kernels in load_manifest().values() for k in kernels
+               if any(isinstance(t, types.Literal) for t in k.signature)]
+    assert literal == []
+
+
+def test_a_recorded_run_merges_what_every_process_compiled(tmp_path):
+    """Two processes of one recorded run sharing a cache: the second loads the first's kernel and
+    compiles its caller; the merged family holds both, with the edge, so the caller waits for it."""
+    script = textwrap.dedent("""
+        import sys
+        from hftshm.runtime.compile_cache import record_process_if_asked
+        record_process_if_asked()
+        from hftshm.exchange import market_view_nb as mv
+        arrays = mv.allocate(1, 8)
+        if sys.argv[1] == "leaf":
+            mv._far_lower_bound(arrays["mv_price"], arrays["mv_i64"], 0, 0, 5)
+        else:
+            mv._far_find(arrays["mv_price"], arrays["mv_i64"], 0, 0, 5)
+    """)
+    record_dir = tmp_path / "record"
+    record_dir.mkdir()
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), HFTSHM_RECORD_KERNELS=str(record_dir))
+    for part in ("leaf", "caller"):
+        proc = subprocess.run([sys.executable, "-c", script, part], env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(list(record_dir.glob("*.kernels"))) == 2
+    from hftshm.runtime.compile_cache import _merge_processes
+
+    kernels = _merge_processes(record_dir)
+    names = [k.qualname for k in kernels]
+    assert sorted(names) == ["_far_find", "_far_lower_bound"]
+    caller = kernels[names.index("_far_find")]
+    assert caller.callees == {names.index("_far_lower_bound")}
+    assert [sorted(kernels[i].qualname for i in level) for level in levels(kernels)] == [["_far_lower_bound"],
+                                                                                         ["_far_find"]]
