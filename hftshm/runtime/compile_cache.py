@@ -10,8 +10,8 @@ What to compile, with which argument types, and what calls what, is recorded onc
 workload with an empty cache (``python -m hftshm.runtime.compile_cache record``), into
 ``kernels.manifest`` next to this module: per kernel family ("backtest", ...), every hftshm
 kernel compiled, its signature (numba types, pickled) and its callees. ``warm_cache`` compiles
-the kernels that are not cached yet level by level (a kernel after its callees, so that it loads
-them rather than compiling them again), spreading each level over a process pool.
+the kernels that are not cached yet in a process pool, each as soon as its callees are cached (so
+that it loads them rather than compiling them again).
 
 A manifest older than the code only costs time: a signature nobody uses any more is compiled for
 nothing, a kernel missing from it compiles in the run as before. Re-record after changing which
@@ -148,21 +148,66 @@ def warm_cache(family: str = "backtest", processes: int | None = None, progress=
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     for module in sorted({kernels[i].module for i in todo}):
         importlib.import_module(module)
+    order = _schedule(kernels, todo)
     with ctx.Pool(n) as pool:
-        for level in levels(kernels):
-            batch = [(kernels[i].module, kernels[i].qualname, pickle.dumps(kernels[i].signature))
-                     for i in level if i in todo]
-            # big kernels first so the level's tail is short
-            for name, _seconds, error in pool.imap_unordered(_compile, batch):
-                done += 1
-                if error:
-                    summary["failed"].append((name, error))
-                progress(done, len(todo))
+        for name, error in order.run(pool, n):
+            done += 1
+            if error:
+                summary["failed"].append((name, error))
+            progress(done, len(todo))
     summary["compiled"] = done - len(summary["failed"])
     summary["wall_s"] = time.perf_counter() - started
     if hasattr(progress, "finish"):
         progress.finish(summary)
     return summary
+
+
+class _Schedule:
+    """Kernels start as soon as their callees are in the cache (not level by level: a level's
+    slowest kernel would hold back every kernel of the next), those with the longest chain of
+    callers above them first, at most one per process in flight so that order holds."""
+
+    def __init__(self, kernels: list[Kernel], deps: dict[int, set], callers: dict[int, set], height: dict[int, int]):
+        self.kernels, self.deps, self.callers, self.height = kernels, deps, callers, height
+
+    def run(self, pool, processes: int):
+        import queue
+
+        results: queue.Queue = queue.Queue()
+        waiting = {i: len(d) for i, d in self.deps.items()}
+        ready = [i for i, count in waiting.items() if count == 0]
+        in_flight = 0
+        while ready or in_flight:
+            ready.sort(key=lambda i: self.height[i])
+            while ready and in_flight < processes:
+                i = ready.pop()
+                k = self.kernels[i]
+                pool.apply_async(_compile, ((k.module, k.qualname, pickle.dumps(k.signature)),),
+                                 callback=lambda r, i=i: results.put((i, r)),
+                                 error_callback=lambda e, i=i: results.put((i, (self.kernels[i].name, 0.0, repr(e)))))
+                in_flight += 1
+            i, (name, _seconds, error) = results.get()
+            in_flight -= 1
+            for caller in self.callers[i]:
+                waiting[caller] -= 1
+                if waiting[caller] == 0:
+                    ready.append(caller)
+            yield name, error
+
+
+def _schedule(kernels: list[Kernel], todo: set[int]) -> _Schedule:
+    """Dependencies among the kernels to compile; edges that close a cycle are dropped (callees by
+    ``levels``: only a lower level counts)."""
+    level = {i: n for n, members in enumerate(levels(kernels)) for i in members}
+    deps = {i: {c for c in kernels[i].callees if c in todo and level[c] < level[i]} for i in todo}
+    callers: dict[int, set] = {i: set() for i in todo}
+    for i, callees in deps.items():
+        for c in callees:
+            callers[c].add(i)
+    height: dict[int, int] = {}
+    for i in sorted(todo, key=lambda i: -level[i]):  # callers before their callees
+        height[i] = max((height[p] + 1 for p in callers[i]), default=0)
+    return _Schedule(kernels, deps, callers, height)
 
 
 class _ProgressLine:

@@ -114,3 +114,22 @@ def test_a_recorded_run_merges_what_every_process_compiled(tmp_path):
     assert caller.callees == {names.index("_far_lower_bound")}
     assert [sorted(kernels[i].qualname for i in level) for level in levels(kernels)] == [["_far_lower_bound"],
                                                                                          ["_far_find"]]
+
+
+def test_schedule_starts_a_kernel_only_after_its_callees_and_the_longest_chain_first():
+    from hftshm.runtime.compile_cache import _schedule
+
+    kernels = [Kernel("m", "top", (), {1}), Kernel("m", "mid", (), {2}), Kernel("m", "leaf", ()),
+               Kernel("m", "alone", ()), Kernel("m", "cached_callee", ())]
+    started, finished = [], []
+
+    class InstantPool:  # finishes each compilation as soon as it is submitted
+        def apply_async(self, fn, args, callback, error_callback):
+            started.append(args[0][1])
+            callback((args[0][1], 0.0, ""))
+
+    for name, error in _schedule(kernels, {0, 1, 2, 3}).run(InstantPool(), processes=1):
+        finished.append(name)
+        assert error == ""
+    assert started == ["leaf", "mid", "top", "alone"]  # leaf heads the longest chain of callers
+    assert sorted(finished) == ["alone", "leaf", "mid", "top"]
