@@ -324,16 +324,20 @@ def record_process_if_asked() -> None:
 
     def dump() -> None:
         try:
-            kernels = recorder.finish()
-            keys = [(k.module, k.qualname, k.signature) for k in kernels]
-            with open(path.with_suffix(".tmp"), "wb") as f:
-                pickle.dump([(*key, [keys[c] for c in sorted(k.callees)]) for key, k in zip(keys, kernels)], f)
-            os.replace(path.with_suffix(".tmp"), path)
+            _write_kernels(path, recorder.finish())
         except Exception as exc:  # noqa: BLE001 - recording must never fail the compilation it watches
             print(f"recording kernels: {type(exc).__name__}: {exc}", file=sys.stderr)
 
     recorder.on_top_level_end = dump
     record_process_if_asked.recorder = recorder.start()
+
+
+def _write_kernels(path: Path, kernels: list[Kernel]) -> None:
+    """One process's kernels for ``_merge_processes``: callees by key, not index (atomically replaced)."""
+    keys = [(k.module, k.qualname, k.signature) for k in kernels]
+    with open(path.with_suffix(".tmp"), "wb") as f:
+        pickle.dump([(*key, [keys[c] for c in sorted(k.callees)]) for key, k in zip(keys, kernels)], f)
+    os.replace(path.with_suffix(".tmp"), path)
 
 
 def _merge_processes(directory: Path) -> list[Kernel]:
@@ -355,15 +359,32 @@ def _merge_processes(directory: Path) -> list[Kernel]:
     return kernels
 
 
+SHIPPED_DAY = Path(__file__).resolve().parents[2] / "data" / "btcusdt_20240808.csv.gz"
+
+
+def _parse_shipped_day() -> None:
+    """Parse the shipped day into a scratch event cache: a fresh clone parses it once, before its
+    first backtest or run, and the data's own cache file may already exist here."""
+    import tempfile
+
+    from hftshm.backtest.api import platform_raw, symbol_table_for
+    from hftshm.feed import cache
+
+    symbols, _ = symbol_table_for(platform_raw(None), SHIPPED_DAY)
+    with tempfile.TemporaryDirectory(prefix="hftshm-record-parse-") as tmp:
+        cache.build(SHIPPED_DAY, symbols, Path(tmp) / "day.events.bin")
+
+
 def _record_backtest() -> list[Kernel]:
     """The compiled backtest of the built-in market maker over the shipped day, as ``hftshm backtest``
-    runs it (events as ``load_events`` gives them: the argument types are part of what is cached)."""
+    runs it (events as ``load_events`` gives them: the argument types are part of what is cached),
+    the CSV's parse included."""
     from hftshm.backtest.api import run_backtest
 
-    data = Path(__file__).resolve().parents[2] / "data" / "btcusdt_20240808.csv.gz"
     recorder = Recorder().start()
     try:
-        run_backtest(None, data, "market_maker", {}, seed=1, engine_name="compiled")
+        _parse_shipped_day()
+        run_backtest(None, SHIPPED_DAY, "market_maker", {}, seed=1, engine_name="compiled")
     finally:
         kernels = recorder.stop()
     return kernels
@@ -373,11 +394,15 @@ def _record_run() -> list[Kernel]:
     """``hftshm run`` of the shipped config (paced, so the compiled trading cycle's kernels are in
     it), every process recording what it compiles: the kernels its workers warm before the first
     tick, and any compiled in a step."""
+    import re
     import subprocess
     import tempfile
 
-    import re
-
+    parse = Recorder().start()  # the feed parses the CSV on a fresh clone: its kernels belong to the run
+    try:
+        _parse_shipped_day()
+    finally:
+        parse_kernels = parse.stop()
     root = Path(__file__).resolve().parents[2]
     # the shipped config, with time for a cold start on a busy machine (paths stay relative to root)
     config = root / "config" / f".record-run-{os.getpid()}.toml"
@@ -388,6 +413,7 @@ def _record_run() -> list[Kernel]:
             env = dict(os.environ, **{RECORD_ENV: tmp})
             subprocess.run([sys.executable, "-m", "hftshm.cli", "run", "-c", str(config), "--no-web", "--quiet",
                             "--duration", "20"], cwd=root, env=env, check=True, stdout=subprocess.DEVNULL)
+            _write_kernels(Path(tmp) / "parse.kernels", parse_kernels)
             return _merge_processes(Path(tmp))
     finally:
         config.unlink(missing_ok=True)
