@@ -36,6 +36,15 @@ def test_the_shipped_manifest_names_the_backtest_kernels():
     assert all(k.signature for k in kernels)
 
 
+def test_the_shipped_manifest_names_the_run_kernels_of_every_process():
+    """The run family is merged from every process of a recorded ``hftshm run``: the feed's, the
+    trading process's stages and the ring API each process warms."""
+    names = {k.name for k in load_manifest().get("run", [])}
+    for kernel in ("hftshm.feed.replay_nb", "hftshm.oms.cycle_nb.cycle", "hftshm.risk.stage_nb",
+                   "hftshm.exchange.stage_nb", "hftshm.transport.ring_nb"):
+        assert any(name.startswith(kernel) for name in names), kernel
+
+
 def test_progress_line_says_what_it_does(capsys):
     line = _ProgressLine(sys.stderr)
     line(0, 3)
