@@ -15,6 +15,7 @@ import numpy as np
 from numba import typeof, types
 
 from hftshm.backtest import simulate_nb as sim
+from hftshm.backtest.data import longest_message, release_passed
 from hftshm.backtest.engine import LoopOutput
 from hftshm.backtest.report import FILL_DTYPE
 from hftshm.codes import Reason, ReportEvent, StrategyState
@@ -30,6 +31,9 @@ INTENT = load("order_intent")
 MARKET_EVENT = load("market_event")
 DRAIN_NS = 10 * 1_000_000_000
 CHUNK_EVENTS = 1 << 16
+# files at least this big drop the pages behind the loop (a smaller one stays mapped: a repeated run
+# over it would pay a page fault per 4 KB again, ~5 % of the shipped day's loop, for no memory worth it)
+RELEASE_MIN_BYTES = 1 << 28
 OUTBOX = 4096
 #: CPU seconds (this thread) of the most recent ``run``'s loop, compilation excluded: what
 #: ``hftshm bench backtest`` compares with hftbacktest's CPU time (setup excluded on both sides)
@@ -82,9 +86,7 @@ def run(events: np.ndarray, strategies: list[CompiledStrategy], venue, symbols,
     equity_ts = np.zeros(span_ns // equity_interval_ns + 16, dtype=np.int64)
     equity = np.zeros(len(equity_ts), dtype=np.float64)
     fills = np.zeros(65536, dtype=FILL_DTYPE)
-    longest = int(np.diff(np.flatnonzero(events["flags"] & 1), prepend=-1).max()) + 1 if len(events) else 1
-    book_out = (np.zeros((longest + 1, 8), np.int64), np.zeros((longest + 1, 2, 1), np.int64),
-                np.zeros((longest + 1, 2, 1), np.int64))
+    book_out = _book_out(1)
     loop_state = np.full(sim.L_SIZE, np.nan)
     entry = None
     started = time.perf_counter()
@@ -95,6 +97,11 @@ def run(events: np.ndarray, strategies: list[CompiledStrategy], venue, symbols,
         # chunks, so the book's far-level arrays are sized for one chunk rather than the whole file
         stop = min(position + chunk, len(events))
         books.reserve(stop - position)
+        # the book's scratch rows cover the longest message of this window only: the file's flags
+        # are read a window at a time, never all at once (a 20-day file would be mapped in whole)
+        longest = longest_message(events, position, stop) + 1  # as many rows as before the windows
+        if book_out[0].shape[0] < longest + 1:
+            book_out = _book_out(longest)
         args = (events, np.int64(position), np.int64(stop), books.arrays, book_out, book_symbol, venue.V, slots,
                 intents, icount, reports, fills, equity_ts, equity, np.int64(equity_interval_ns), counters, loop_state)
         if entry is None:
@@ -103,6 +110,8 @@ def run(events: np.ndarray, strategies: list[CompiledStrategy], venue, symbols,
         cpu_started = time.thread_time()
         position = entry(*args)
         cpu += time.thread_time() - cpu_started
+        if events.nbytes >= RELEASE_MIN_BYTES:
+            release_passed(events, position)  # pages behind the loop leave the process's RSS
         if position < stop:  # an output filled up: grow it and carry on where the loop stopped
             if counters[sim.C_FILLS] + len(reports) > len(fills):
                 fills = np.concatenate([fills, np.zeros(len(fills), dtype=FILL_DTYPE)])
@@ -133,6 +142,12 @@ def run(events: np.ndarray, strategies: list[CompiledStrategy], venue, symbols,
     out.equity.append(sum(float(s.portfolio.pf[pnb.PF_REALIZED] - s.portfolio.pf[pnb.PF_FEES]
                                 + pnb.unrealized(s.portfolio.pf, s.portfolio.pf[pnb.PF_MID])) for s in strategies))
     return out, elapsed
+
+
+def _book_out(longest: int) -> tuple:
+    """(meta, px, qty) scratch rows for the book kernel: one per event of a message, and one more."""
+    return (np.zeros((longest + 1, 8), np.int64), np.zeros((longest + 1, 2, 1), np.int64),
+            np.zeros((longest + 1, 2, 1), np.int64))
 
 
 def raise_faults(host, strategies: list[CompiledStrategy]) -> None:

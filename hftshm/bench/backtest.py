@@ -58,7 +58,8 @@ t2 = time.perf_counter(); c2 = time.process_time()
 import resource; kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the warming pool's CPU counts too
 print(json.dumps({"rows": len(events), "import_s": t1 - t0, "run_wall_s": t2 - t1,
                   "run_cpu_s": c2 - c1 + kids.ru_utime + kids.ru_stime,
-                  "fills": int(result.trades)}))
+                  "first_row_s": t2 - t0 - result.elapsed_s,  # start of the process -> the loop's first row
+                  "pool_cpu_s": kids.ru_utime + kids.ru_stime, "fills": int(result.trades)}))
 """
 
 
@@ -98,7 +99,12 @@ def backtest_command(
     for name, run in (("backtest-compile", cold), ("backtest-warm-start", warm_start)):
         results.append({"name": name, "ops_per_s": rows / run["run_cpu_s"], "wall_rows_per_s": rows / run["run_wall_s"],
                         "cpu_s": run["run_cpu_s"], "wall_s": run["run_wall_s"], "p50_ns": float("nan"),
-                        "p99_ns": float("nan"), "p999_ns": float("nan"), "rows": rows, "fills": run["fills"]})
+                        "p99_ns": float("nan"), "p999_ns": float("nan"), "rows": rows, "fills": run["fills"],
+                        "first_row_s": run["first_row_s"], "pool_cpu_s": run["pool_cpu_s"]})
+    notes.append(f"first row: {cold['first_row_s']:.1f} s after the start of a process with an empty numba cache "
+                 f"({cold['run_cpu_s']:.1f} s CPU, {cold['pool_cpu_s']:.1f} of it in the compiling pool), "
+                 f"{warm_start['first_row_s']:.2f} s with the cache present (load average "
+                 f"{os.getloadavg()[0]:.1f})")
     results.append(_warm(events, repeats))
     results.append(_warm(events, repeats, TIMED_MARKET_MAKER, "backtest-warm-10ms"))
     results.append(_warm(events, repeats, USER_COMPILED, "backtest-warm-user-compiled"))

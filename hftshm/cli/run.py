@@ -93,8 +93,29 @@ def run_command(
         overrides.setdefault("workers", {}).setdefault(name, {})["external"] = True
     cfg = _load(config, overrides)
     options = RunOptions(duration_s=duration, serve=serve, web=not no_web, live=not quiet and sys.stdout.isatty())
+    _warm_kernels(cfg, options)
     code = PlatformRun(cfg, options).run()
     raise typer.Exit(code)
+
+
+def _warm_kernels(cfg, options) -> None:
+    """On a cold numba cache, compile the workers' kernels in parallel processes (one progress line)
+    before any worker starts: each worker then loads them in its ``on_start`` instead of compiling
+    them one after another while the first tick waits. A configuration that cannot run is
+    reported first (PlatformRun checks it again), not after the compilation."""
+    from hftshm.runtime.compile_cache import cold_kernels, ensure_warm, load_manifest, record_process_if_asked
+    from hftshm.runtime.platform_run import PreflightError, preflight
+
+    record_process_if_asked()  # `compile_cache record run`: the supervisor's own kernels too
+    manifest = load_manifest()
+    if not cold_kernels("run", manifest):
+        return
+    try:
+        preflight(cfg, options.web)
+    except (PreflightError, ConfigError):
+        return  # PlatformRun reports it, with nothing started
+    typer.secho("first run: compiling the kernels; later runs load them from the cache", fg="yellow", err=True)
+    ensure_warm("run")
 
 
 def _manifest(run_dir: Path | None, config: Path):

@@ -13,6 +13,9 @@ import numpy as np
 from hftshm.codes import Action, EventFlag, EventKind, OrderType, Side, TimeInForce
 from hftshm.metrics.histogram import new_histogram
 from hftshm.metrics.histogram_nb import record_many
+from hftshm.runtime import warm_types
+
+warm_types.install()  # the signatures every other process compiles and caches: one per argument type
 
 
 def warm_exchange(sim, order_layout, event_layout) -> None:

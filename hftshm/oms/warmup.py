@@ -17,7 +17,10 @@ import numpy as np
 
 from hftshm.oms import cycle_nb
 from hftshm.oms.engine import OmsEngine
+from hftshm.runtime import warm_types
 from hftshm.transport.ring import Ring
+
+warm_types.install()  # the signatures every other process compiles and caches: one per argument type
 
 _SCRATCH_ORDERS = 64
 

@@ -10,8 +10,8 @@ What to compile, with which argument types, and what calls what, is recorded onc
 workload with an empty cache (``python -m hftshm.runtime.compile_cache record``), into
 ``kernels.manifest`` next to this module: per kernel family ("backtest", ...), every hftshm
 kernel compiled, its signature (numba types, pickled) and its callees. ``warm_cache`` compiles
-the kernels that are not cached yet level by level (a kernel after its callees, so that it loads
-them rather than compiling them again), spreading each level over a process pool.
+the kernels that are not cached yet in a process pool, each as soon as its callees are cached (so
+that it loads them rather than compiling them again).
 
 A manifest older than the code only costs time: a signature nobody uses any more is compiled for
 nothing, a kernel missing from it compiles in the run as before. Re-record after changing which
@@ -29,6 +29,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hftshm.runtime import warm_types
+
+warm_types.install()  # the manifest's signatures are the non-literal ones this records and compiles
 MANIFEST = Path(__file__).with_name("kernels.manifest")
 PREFIX = "hftshm."
 
@@ -145,21 +148,66 @@ def warm_cache(family: str = "backtest", processes: int | None = None, progress=
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     for module in sorted({kernels[i].module for i in todo}):
         importlib.import_module(module)
+    order = _schedule(kernels, todo)
     with ctx.Pool(n) as pool:
-        for level in levels(kernels):
-            batch = [(kernels[i].module, kernels[i].qualname, pickle.dumps(kernels[i].signature))
-                     for i in level if i in todo]
-            # big kernels first so the level's tail is short
-            for name, _seconds, error in pool.imap_unordered(_compile, batch):
-                done += 1
-                if error:
-                    summary["failed"].append((name, error))
-                progress(done, len(todo))
+        for name, error in order.run(pool, n):
+            done += 1
+            if error:
+                summary["failed"].append((name, error))
+            progress(done, len(todo))
     summary["compiled"] = done - len(summary["failed"])
     summary["wall_s"] = time.perf_counter() - started
     if hasattr(progress, "finish"):
         progress.finish(summary)
     return summary
+
+
+class _Schedule:
+    """Kernels start as soon as their callees are in the cache (not level by level: a level's
+    slowest kernel would hold back every kernel of the next), those with the longest chain of
+    callers above them first, at most one per process in flight so that order holds."""
+
+    def __init__(self, kernels: list[Kernel], deps: dict[int, set], callers: dict[int, set], height: dict[int, int]):
+        self.kernels, self.deps, self.callers, self.height = kernels, deps, callers, height
+
+    def run(self, pool, processes: int):
+        import queue
+
+        results: queue.Queue = queue.Queue()
+        waiting = {i: len(d) for i, d in self.deps.items()}
+        ready = [i for i, count in waiting.items() if count == 0]
+        in_flight = 0
+        while ready or in_flight:
+            ready.sort(key=lambda i: self.height[i])
+            while ready and in_flight < processes:
+                i = ready.pop()
+                k = self.kernels[i]
+                pool.apply_async(_compile, ((k.module, k.qualname, pickle.dumps(k.signature)),),
+                                 callback=lambda r, i=i: results.put((i, r)),
+                                 error_callback=lambda e, i=i: results.put((i, (self.kernels[i].name, 0.0, repr(e)))))
+                in_flight += 1
+            i, (name, _seconds, error) = results.get()
+            in_flight -= 1
+            for caller in self.callers[i]:
+                waiting[caller] -= 1
+                if waiting[caller] == 0:
+                    ready.append(caller)
+            yield name, error
+
+
+def _schedule(kernels: list[Kernel], todo: set[int]) -> _Schedule:
+    """Dependencies among the kernels to compile; edges that close a cycle are dropped (callees by
+    ``levels``: only a lower level counts)."""
+    level = {i: n for n, members in enumerate(levels(kernels)) for i in members}
+    deps = {i: {c for c in kernels[i].callees if c in todo and level[c] < level[i]} for i in todo}
+    callers: dict[int, set] = {i: set() for i in todo}
+    for i, callees in deps.items():
+        for c in callees:
+            callers[c].add(i)
+    height: dict[int, int] = {}
+    for i in sorted(todo, key=lambda i: -level[i]):  # callers before their callees
+        height[i] = max((height[p] + 1 for p in callers[i]), default=0)
+    return _Schedule(kernels, deps, callers, height)
 
 
 class _ProgressLine:
@@ -190,8 +238,8 @@ class _ProgressLine:
 def ensure_warm(family: str = "backtest", quiet: bool = False) -> dict | None:
     """For the CLI: warm the family's kernels if any is cold (a progress line unless ``quiet``);
     never fails a run (a kernel it could not compile compiles in the run itself)."""
-    if os.environ.get("HFTSHM_NO_PARALLEL_COMPILE"):
-        return None
+    if os.environ.get("HFTSHM_NO_PARALLEL_COMPILE") or os.environ.get(RECORD_ENV):
+        return None  # asked not to, or recording: every kernel must compile where the run needs it
     try:
         manifest = load_manifest()
         if not cold_kernels(family, manifest):
@@ -204,76 +252,213 @@ def ensure_warm(family: str = "backtest", quiet: bool = False) -> dict | None:
 
 # ------------------------------------------------------------------ recording the manifest
 
+RECORD_ENV = "HFTSHM_RECORD_KERNELS"  # a directory: every process of a recorded run writes its kernels there
 
-def _record_backtest() -> None:
+
+class Recorder:
+    """Every hftshm kernel compiled in this process while listening: signature and callees (from the
+    nesting of numba's compile events, completed by what each kernel links)."""
+
+    def __init__(self):
+        self.kernels: list[Kernel] = []
+        self.index: dict[tuple, int] = {}
+        self.stack: list[int | None] = []
+        self.on_top_level_end = None  # called after each outermost compilation
+        recorder = self
+
+        from numba.core import event
+
+        class Listener(event.Listener):
+            def on_start(self, ev):
+                recorder._start(ev.data["dispatcher"], tuple(ev.data["args"]))
+
+            def on_end(self, ev):
+                recorder.stack.pop()
+                if not recorder.stack and recorder.on_top_level_end is not None:
+                    recorder.on_top_level_end()
+
+        self.listener = Listener()
+
+    def _start(self, disp, args: tuple) -> None:
+        func = disp.py_func
+        cacheable = hasattr(getattr(disp, "_cache", None), "_cache_file")  # cache=True: worth compiling ahead
+        if not func.__module__.startswith(PREFIX) or "<locals>" in func.__qualname__ or not cacheable:
+            self.stack.append(None)
+            return
+        key = (func.__module__, func.__qualname__, args)
+        if key not in self.index:
+            self.index[key] = len(self.kernels)
+            self.kernels.append(Kernel(*key))
+        caller = next((c for c in reversed(self.stack) if c is not None), None)
+        if caller is not None:
+            self.kernels[caller].callees.add(self.index[key])
+        self.stack.append(self.index[key])
+
+    def start(self) -> Recorder:
+        from numba.core import event
+
+        event.register("numba:compile", self.listener)
+        return self
+
+    def stop(self) -> list[Kernel]:
+        from numba.core import event
+
+        event.unregister("numba:compile", self.listener)
+        return self.finish()
+
+    def finish(self) -> list[Kernel]:
+        kernels = [Kernel(k.module, k.qualname, k.signature, set(k.callees)) for k in self.kernels]
+        _link_edges(kernels)
+        return kernels
+
+
+def record_process_if_asked() -> None:
+    """In a process of a recorded run (``HFTSHM_RECORD_KERNELS`` set): write this process's kernels
+    to ``<dir>/<pid>.kernels`` after every outermost compilation (a worker process may be stopped
+    by a signal, so nothing waits for its exit)."""
+    directory = os.environ.get(RECORD_ENV)
+    if not directory or getattr(record_process_if_asked, "recorder", None) is not None:
+        return
+    recorder = Recorder()
+    path = Path(directory) / f"{os.getpid()}.kernels"
+
+    def dump() -> None:
+        try:
+            _write_kernels(path, recorder.finish())
+        except Exception as exc:  # noqa: BLE001 - recording must never fail the compilation it watches
+            print(f"recording kernels: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    recorder.on_top_level_end = dump
+    record_process_if_asked.recorder = recorder.start()
+
+
+def _write_kernels(path: Path, kernels: list[Kernel]) -> None:
+    """One process's kernels for ``_merge_processes``: callees by key, not index (atomically replaced)."""
+    keys = [(k.module, k.qualname, k.signature) for k in kernels]
+    with open(path.with_suffix(".tmp"), "wb") as f:
+        pickle.dump([(*key, [keys[c] for c in sorted(k.callees)]) for key, k in zip(keys, kernels)], f)
+    os.replace(path.with_suffix(".tmp"), path)
+
+
+def _merge_processes(directory: Path) -> list[Kernel]:
+    """One kernel list from the per-process files of a recorded run (a kernel several processes
+    compiled appears once, with the callees any of them saw)."""
+    kernels: list[Kernel] = []
+    index: dict[tuple, int] = {}
+    edges: list[tuple[tuple, list]] = []
+    for path in sorted(directory.glob("*.kernels")):
+        with open(path, "rb") as f:
+            for module, qualname, signature, callees in pickle.load(f):
+                key = (module, qualname, signature)
+                if key not in index:
+                    index[key] = len(kernels)
+                    kernels.append(Kernel(*key))
+                edges.append((key, callees))
+    for key, callees in edges:
+        kernels[index[key]].callees.update(index[c] for c in callees if c in index and c != key)
+    return kernels
+
+
+SHIPPED_DAY = Path(__file__).resolve().parents[2] / "data" / "btcusdt_20240808.csv.gz"
+
+
+def _parse_shipped_day() -> None:
+    """Parse the shipped day into a scratch event cache: a fresh clone parses it once, before its
+    first backtest or run, and the data's own cache file may already exist here."""
+    import tempfile
+
+    from hftshm.backtest.api import platform_raw, symbol_table_for
+    from hftshm.feed import cache
+
+    symbols, _ = symbol_table_for(platform_raw(None), SHIPPED_DAY)
+    with tempfile.TemporaryDirectory(prefix="hftshm-record-parse-") as tmp:
+        cache.build(SHIPPED_DAY, symbols, Path(tmp) / "day.events.bin")
+
+
+def _record_backtest() -> list[Kernel]:
     """The compiled backtest of the built-in market maker over the shipped day, as ``hftshm backtest``
-    runs it (events as ``load_events`` gives them: the argument types are part of what is cached)."""
+    runs it (events as ``load_events`` gives them: the argument types are part of what is cached),
+    the CSV's parse included."""
     from hftshm.backtest.api import run_backtest
 
-    data = Path(__file__).resolve().parents[2] / "data" / "btcusdt_20240808.csv.gz"
-    run_backtest(None, data, "market_maker", {}, seed=1, engine_name="compiled")
+    recorder = Recorder().start()
+    try:
+        _parse_shipped_day()
+        run_backtest(None, SHIPPED_DAY, "market_maker", {}, seed=1, engine_name="compiled")
+    finally:
+        kernels = recorder.stop()
+    return kernels
 
 
-WORKLOADS = {"backtest": _record_backtest}
+def _record_run() -> list[Kernel]:
+    """``hftshm run`` of the shipped config (paced, so the compiled trading cycle's kernels are in
+    it), every process recording what it compiles: the kernels its workers warm before the first
+    tick, and any compiled in a step."""
+    import re
+    import subprocess
+    import tempfile
+
+    parse = Recorder().start()  # the feed parses the CSV on a fresh clone: its kernels belong to the run
+    try:
+        _parse_shipped_day()
+    finally:
+        parse_kernels = parse.stop()
+    root = Path(__file__).resolve().parents[2]
+    # the shipped config, with time for a cold start on a busy machine (paths stay relative to root)
+    config = root / "config" / f".record-run-{os.getpid()}.toml"
+    shipped = (root / "config" / "platform.toml").read_text()
+    config.write_text(re.sub(r"(?m)^start_timeout_s\s*=.*$", "start_timeout_s = 3600.0", shipped))
+    try:
+        with tempfile.TemporaryDirectory(prefix="hftshm-record-run-") as tmp:
+            env = dict(os.environ, **{RECORD_ENV: tmp})
+            subprocess.run([sys.executable, "-m", "hftshm.cli", "run", "-c", str(config), "--no-web", "--quiet",
+                            "--duration", "20"], cwd=root, env=env, check=True, stdout=subprocess.DEVNULL)
+            _write_kernels(Path(tmp) / "parse.kernels", parse_kernels)
+            return _merge_processes(Path(tmp))
+    finally:
+        config.unlink(missing_ok=True)
+
+
+WORKLOADS = {"backtest": _record_backtest, "run": _record_run}
 
 
 def _link_edges(kernels: list[Kernel]) -> None:
     """Callees from what each compiled kernel links (the nesting of compile events shows a callee
     only under the first caller that compiled it; a second caller must wait for it too, or it
-    compiles the callee again, racing the process that owns it for the cache index)."""
-    by_library: dict[int, int] = {}
-    libraries: dict[int, object] = {}
-    for i, k in enumerate(kernels):
+    compiles the callee again, racing the process that owns it for the cache index). A callee this
+    process loaded from the cache (another process of a recorded run compiled it) is added as a
+    kernel too, so the edge survives the merge."""
+    from numba.core.dispatcher import Dispatcher
+
+    key_of_library: dict[int, tuple] = {}
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith(PREFIX):
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, Dispatcher):
+                func = value.py_func
+                for sig, cres in list(value.overloads.items()):
+                    key_of_library[id(cres.library)] = (func.__module__, func.__qualname__, tuple(sig))
+    index = {(k.module, k.qualname, tuple(k.signature)): i for i, k in enumerate(kernels)}
+    for i in range(len(kernels)):
+        k = kernels[i]
         disp = _dispatcher(k.module, k.qualname)
         cres = disp.overloads.get(tuple(k.signature)) if disp is not None else None
-        if cres is not None:
-            by_library[id(cres.library)] = i
-            libraries[i] = cres.library
-    for i, library in libraries.items():
-        for linked in getattr(library, "_linking_libraries", ()):
-            callee = by_library.get(id(linked))
-            if callee is not None and callee != i:
-                kernels[i].callees.add(callee)
+        for linked in getattr(getattr(cres, "library", None), "_linking_libraries", ()):
+            key = key_of_library.get(id(linked))
+            if key is None or not key[0].startswith(PREFIX):
+                continue
+            if key not in index:
+                index[key] = len(kernels)
+                kernels.append(Kernel(*key))
+            if index[key] != i:
+                k.callees.add(index[key])
 
 
 def record(families: list[str], path: Path = MANIFEST) -> dict[str, list[Kernel]]:
     """Run each family's workload with an EMPTY cache (call in a fresh process with NUMBA_CACHE_DIR
     pointing at an empty directory) and write what compiled, and what called what, to ``path``."""
-    from numba.core import event
-
-    recorded: dict[str, list[Kernel]] = {}
-    for family in families:
-        kernels: list[Kernel] = []
-        index: dict[tuple, int] = {}
-        stack: list[int | None] = []
-
-        class Listener(event.Listener):
-            def on_start(self, ev):
-                disp = ev.data["dispatcher"]
-                func = disp.py_func
-                if not func.__module__.startswith(PREFIX) or "<locals>" in func.__qualname__:
-                    stack.append(None)
-                    return
-                key = (func.__module__, func.__qualname__, tuple(ev.data["args"]))
-                if key not in index:
-                    index[key] = len(kernels)
-                    kernels.append(Kernel(key[0], key[1], key[2]))
-                caller = next((c for c in reversed(stack) if c is not None), None)
-                if caller is not None:
-                    kernels[caller].callees.add(index[key])
-                stack.append(index[key])
-
-            def on_end(self, ev):
-                stack.pop()
-
-        listener = Listener()
-        event.register("numba:compile", listener)
-        try:
-            WORKLOADS[family]()
-        finally:
-            event.unregister("numba:compile", listener)
-        _link_edges(kernels)
-        recorded[family] = kernels
+    recorded = {family: WORKLOADS[family]() for family in families}
     existing = load_manifest(path)
     existing.update(recorded)
     with open(path, "wb") as f:
@@ -292,13 +477,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("families", nargs="*", default=sorted(WORKLOADS))
     opts = parser.parse_args(argv)
     if opts.action == "record" and not os.environ.get("HFTSHM_RECORDING"):
-        # a fresh process with an empty cache, so that every kernel compiles and shows its callees
+        # a fresh process with an empty cache per family, so that every kernel compiles and shows
+        # its callees (a kernel another family compiled first would only be loaded)
         import subprocess
 
-        with tempfile.TemporaryDirectory(prefix="hftshm-record-") as tmp:
-            env = dict(os.environ, NUMBA_CACHE_DIR=tmp, HFTSHM_RECORDING="1")
-            return subprocess.call([sys.executable, "-m", "hftshm.runtime.compile_cache", "record", *opts.families],
-                                   env=env)
+        for family in opts.families:
+            with tempfile.TemporaryDirectory(prefix="hftshm-record-") as tmp:
+                env = dict(os.environ, NUMBA_CACHE_DIR=tmp, HFTSHM_RECORDING="1")
+                code = subprocess.call([sys.executable, "-m", "hftshm.runtime.compile_cache", "record", family],
+                                       env=env)
+            if code:
+                return code
+        return 0
     if opts.action == "record":
         for family, kernels in record(opts.families).items():
             print(f"{family}: {len(kernels)} kernels in {len(levels(kernels))} levels -> {MANIFEST}")

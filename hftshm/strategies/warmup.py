@@ -19,8 +19,11 @@ import logging
 import numpy as np
 
 from hftshm.codes import Action, EventFlag, EventKind, ReportEvent, Side
+from hftshm.runtime import warm_types
 from hftshm.strategies.runtime import STATUS_LAYOUT, StrategyHost
 from hftshm.transport.layout import load as load_layout
+
+warm_types.install()  # the signatures every other process compiles and caches: one per argument type
 
 INTENT = load_layout("order_intent")
 EVENT = load_layout("market_event")

@@ -10,13 +10,19 @@ milliseconds). The worker process calls ``warm_transport`` before its workers' `
 
 from __future__ import annotations
 
+from hftshm.runtime import warm_types
 from hftshm.transport.ring import Ring
+
+warm_types.install()  # before this process compiles its first kernel: one signature per argument type
 
 
 def warm_transport() -> None:
     """Run every Python-side ring, doorbell and parking path once on private rings (no sleep
     longer than a zero timeout, nothing in shared memory)."""
+    from hftshm.runtime.compile_cache import record_process_if_asked
     from hftshm.transport.doorbell import Parker, wait_for_space
+
+    record_process_if_asked()  # `compile_cache record run`: this process writes what it compiles
     from hftshm.transport.wait import WaitStrategy
 
     ring = Ring.private("market_event", capacity=4)

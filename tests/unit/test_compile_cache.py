@@ -36,6 +36,15 @@ def test_the_shipped_manifest_names_the_backtest_kernels():
     assert all(k.signature for k in kernels)
 
 
+def test_the_shipped_manifest_names_the_run_kernels_of_every_process():
+    """The run family is merged from every process of a recorded ``hftshm run``: the feed's, the
+    trading process's stages and the ring API each process warms."""
+    names = {k.name for k in load_manifest().get("run", [])}
+    for kernel in ("hftshm.feed.replay_nb", "hftshm.oms.cycle_nb.cycle", "hftshm.risk.stage_nb",
+                   "hftshm.exchange.stage_nb", "hftshm.transport.ring_nb"):
+        assert any(name.startswith(kernel) for name in names), kernel
+
+
 def test_progress_line_says_what_it_does(capsys):
     line = _ProgressLine(sys.stderr)
     line(0, 3)
@@ -71,3 +80,65 @@ def test_warm_cache_compiles_in_pool_processes_into_the_cache(tmp_path):
     assert out["seen"][0] == [0, 2] and out["seen"][-1] == [2, 2]
     assert out["again"] == 0  # a warm cache compiles nothing
     assert any(name.endswith(".nbi") for _, _, files in os.walk(tmp_path) for name in files)
+
+
+def test_the_shipped_manifest_holds_no_copy_of_a_kernel_per_constant():
+    """Kernels called with constants compile once per argument type (runtime.warm_types): a literal
+    in a recorded signature would be a kernel compiled again for one call site's value."""
+    from numba import types
+
+    literal = [k.name for kernels in load_manifest().values() for k in kernels
+               if any(isinstance(t, types.Literal) for t in k.signature)]
+    assert literal == []
+
+
+def test_a_recorded_run_merges_what_every_process_compiled(tmp_path):
+    """Two processes of one recorded run sharing a cache: the second loads the first's kernel and
+    compiles its caller; the merged family holds both, with the edge, so the caller waits for it."""
+    script = textwrap.dedent("""
+        import sys
+        from hftshm.runtime.compile_cache import record_process_if_asked
+        record_process_if_asked()
+        from hftshm.exchange import market_view_nb as mv
+        arrays = mv.allocate(1, 8)
+        if sys.argv[1] == "leaf":
+            mv._far_lower_bound(arrays["mv_price"], arrays["mv_i64"], 0, 0, 5)
+        else:
+            mv._far_find(arrays["mv_price"], arrays["mv_i64"], 0, 0, 5)
+    """)
+    record_dir = tmp_path / "record"
+    record_dir.mkdir()
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), HFTSHM_RECORD_KERNELS=str(record_dir))
+    for part in ("leaf", "caller"):
+        proc = subprocess.run([sys.executable, "-c", script, part], env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(list(record_dir.glob("*.kernels"))) == 2
+    from hftshm.runtime.compile_cache import _merge_processes
+
+    kernels = _merge_processes(record_dir)
+    names = [k.qualname for k in kernels]
+    assert sorted(names) == ["_far_find", "_far_lower_bound"]
+    caller = kernels[names.index("_far_find")]
+    assert caller.callees == {names.index("_far_lower_bound")}
+    assert [sorted(kernels[i].qualname for i in level) for level in levels(kernels)] == [["_far_lower_bound"],
+                                                                                         ["_far_find"]]
+
+
+def test_schedule_starts_a_kernel_only_after_its_callees_and_the_longest_chain_first():
+    from hftshm.runtime.compile_cache import _schedule
+
+    kernels = [Kernel("m", "top", (), {1}), Kernel("m", "mid", (), {2}), Kernel("m", "leaf", ()),
+               Kernel("m", "alone", ()), Kernel("m", "cached_callee", ())]
+    started, finished = [], []
+
+    class InstantPool:  # finishes each compilation as soon as it is submitted
+        def apply_async(self, fn, args, callback, error_callback):
+            started.append(args[0][1])
+            callback((args[0][1], 0.0, ""))
+
+    for name, error in _schedule(kernels, {0, 1, 2, 3}).run(InstantPool(), processes=1):
+        finished.append(name)
+        assert error == ""
+    assert started == ["leaf", "mid", "top", "alone"]  # leaf heads the longest chain of callers
+    assert sorted(finished) == ["alone", "leaf", "mid", "top"]
