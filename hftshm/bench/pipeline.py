@@ -111,7 +111,7 @@ def cpu_notes(results: list[dict]) -> list[str]:
     for r in results:
         if r.get("cpu"):
             notes.append(f"{r['name']}: tick-to-order p50 {r['p50_ns'] / 1e3:.1f} us, p99 {r['p99_ns'] / 1e3:.1f} us; "
-                         f"CPU {r['cpu']}")
+                         f"CPU {r['cpu']}" + (f"; {r['cycle_summary']}" if r.get("cycle_summary") else ""))
     return notes
 
 
@@ -177,6 +177,7 @@ def run_variant(config_path: Path, placement: str, transport: str, mode: str = "
             per_process = _cpu_by_process(sup)
             scheduling.restore(policy)
             sup.shutdown()
+            cycle_line = _compiled_cycle_line(Path(tmp) / "logs")
     if before is None:
         os.environ.pop(ENV_SWITCH, None)
     else:
@@ -192,7 +193,7 @@ def run_variant(config_path: Path, placement: str, transport: str, mode: str = "
            "p50_ns": headline.p50_ns if headline else float("nan"),
            "p99_ns": headline.p99_ns if headline else float("nan"),
            "p999_ns": headline.p999_ns if headline else float("nan"),
-           "wait": wait or "", "cycle": cycle,
+           "wait": wait or "", "cycle": cycle, "cycle_summary": cycle_line,
            # CPU per process over the measured wall time, % of one core (start-up excluded)
            "cpu": ", ".join(f"{p} {100 * (s1 - s0) / wall_s:.0f}%" for p, (s0, s1) in per_process.items())}
     for process, (s0, s1) in per_process.items():
@@ -206,6 +207,16 @@ def run_variant(config_path: Path, placement: str, transport: str, mode: str = "
                              "speed": replay_speed, "count": figures.count, "p50_ns": figures.p50_ns,
                              "p99_ns": figures.p99_ns, "p999_ns": figures.p999_ns})
     return row, hop_rows
+
+
+def _compiled_cycle_line(logs: Path) -> str:
+    """The trading process's own account of its compiled cycle (slices, passes, time in and between
+    slices, Python rounds), from its log: "" when it ran the Python duty cycle."""
+    for log_file in sorted(logs.glob("*.log")):
+        for line in log_file.read_text(errors="replace").splitlines():
+            if "compiled cycle:" in line:
+                return line.split("compiled cycle:", 1)[1].strip()
+    return ""
 
 
 def _cpu_by_process(sup) -> dict[str, tuple[float, float]]:

@@ -99,11 +99,8 @@ def run_process(manifest: RunManifest, process_name: str, sigint_handler=None) -
         wake_rings = [ring for slot in slots for ring in getattr(slot.worker, "wake_rings", ())]
         wait_strategy = attachments.wait_strategy(process, wake_rings)
         compiled = None
-        # deterministic runs keep the Python lockstep path (hftshm.runtime.lockstep) in every stage;
-        # a flood (speed 0) too, for now: there the compiled cycle drained the day 3.7x slower than
-        # the Python cycle's batches (docs/BENCHMARKS.md), and latency is queueing anyway
-        paced = float(getattr(getattr(config, "feed", None), "speed", 1.0) or 0.0) > 0.0
-        if manifest.transport == "shm" and paced and not getattr(config.platform, "deterministic", False):
+        # deterministic runs keep the Python lockstep path (hftshm.runtime.lockstep) in every stage
+        if manifest.transport == "shm" and not getattr(config.platform, "deterministic", False):
             from hftshm.runtime.trading_cycle import TradingCycle
 
             compiled = TradingCycle.for_workers([slot.worker for slot in slots], wait_strategy)
