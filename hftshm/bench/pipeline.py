@@ -51,9 +51,10 @@ def pipeline_command(
     speeds: str = typer.Option("10,1", help="paced mode: comma-separated replay speeds"),
     duration: float = typer.Option(20.0, help="paced mode: seconds of wall time per variant"),
     waits: str = typer.Option("", help="comma-separated wait strategies for the trading workers (busy-spin, "
-                                       "spin-yield, spin-park); default: the config's"),
-    cycles: str = typer.Option("compiled", help="comma-separated: compiled (the compiled trading cycle), "
-                                                "python (the Python duty cycle, for comparison)"),
+                                       "spin-yield, spin-park, default: the config's); default: the config's"),
+    cycles: str = typer.Option("compiled", help="comma-separated: compiled (the compiled trading cycle where it "
+                                                "ships: paced runs), compiled-flood (floods on it too), python "
+                                                "(the Python duty cycle, for comparison)"),
     json_path: Path = typer.Option(None, "--json", help="write {\"results\": [...]} here"),
 ) -> None:
     """Real data through feed -> strategies -> risk -> oms -> exchange, hftshm rings vs pyzmq,
@@ -61,10 +62,12 @@ def pipeline_command(
     from hftshm.bench.report import emit
 
     paced_speeds = [float(speed)] if speed is not None else [float(x) for x in _split(speeds)]
-    wait_names = _split(waits) or [None]
+    # "default": the config's own wait strategies (the shipped composite), in the same run as the others
+    wait_names = [None if w == "default" else w for w in _split(waits)] or [None]
     for cycle in _split(cycles):
-        if cycle not in ("compiled", "python"):
-            raise typer.BadParameter(f"cycle {cycle!r}; allowed: compiled, python", param_hint="--cycles")
+        if cycle not in ("compiled", "compiled-flood", "python"):
+            raise typer.BadParameter(f"cycle {cycle!r}; allowed: compiled, compiled-flood, python",
+                                     param_hint="--cycles")
     results, hops = [], []
     for mode in _split(modes):
         if mode not in ("flood", "paced"):
@@ -111,7 +114,7 @@ def cpu_notes(results: list[dict]) -> list[str]:
     for r in results:
         if r.get("cpu"):
             notes.append(f"{r['name']}: tick-to-order p50 {r['p50_ns'] / 1e3:.1f} us, p99 {r['p99_ns'] / 1e3:.1f} us; "
-                         f"CPU {r['cpu']}")
+                         f"CPU {r['cpu']}" + (f"; {r['cycle_summary']}" if r.get("cycle_summary") else ""))
     return notes
 
 
@@ -143,6 +146,7 @@ def run_variant(config_path: Path, placement: str, transport: str, mode: str = "
     from hftshm.runtime import scheduling
     from hftshm.runtime import status as st
     from hftshm.runtime.platform_run import TICK_TO_ORDER
+    from hftshm.codes import WorkerState
     from hftshm.runtime.supervisor import Supervisor
 
     import os
@@ -152,7 +156,8 @@ def run_variant(config_path: Path, placement: str, transport: str, mode: str = "
     replay_speed = 0.0 if mode == "flood" else float(speed)
     name = variant_name(transport, placement, mode, replay_speed if mode == "paced" else 10.0, wait, cycle)
     before = os.environ.get(ENV_SWITCH)
-    os.environ[ENV_SWITCH] = "1" if cycle == "compiled" else "0"  # the worker processes inherit it
+    # the worker processes inherit it; "compiled-flood" runs a flood on the compiled cycle too
+    os.environ[ENV_SWITCH] = {"compiled": "1", "compiled-flood": "all"}.get(cycle, "0")
     with tempfile.TemporaryDirectory(prefix="hftshm-bench-") as tmp:
         overrides = {"feed": {"speed": replay_speed}, "platform": {"placement": placement, "run_dir": tmp}}
         if wait:
@@ -167,8 +172,16 @@ def run_variant(config_path: Path, placement: str, transport: str, mode: str = "
             marked_ns = time.monotonic_ns()
             limit_s = 600.0 if mode == "flood" else duration_s
             deadline = time.monotonic() + limit_s
+            feed_done_ns = 0  # when the feed had published everything (the rest is the pipeline's drain)
+            busy: dict[str, int] = {}  # rings still holding records once the feed was done, polls seen
             while not sup.finished() and time.monotonic() < deadline:
                 sup.poll()
+                if not feed_done_ns and sup.worker_states().get("feed") == WorkerState.FINISHED:
+                    feed_done_ns = time.monotonic_ns()
+                if feed_done_ns:
+                    for ring_name, ring in sup.rings.items():
+                        if ring.occupancy():
+                            busy[ring_name] = busy.get(ring_name, 0) + 1
                 time.sleep(0.002)
             finished_ns = time.monotonic_ns()
             published = int(sup.status.counters(feed.row)[feed.counter_names.index("events_published")])
@@ -177,6 +190,7 @@ def run_variant(config_path: Path, placement: str, transport: str, mode: str = "
             per_process = _cpu_by_process(sup)
             scheduling.restore(policy)
             sup.shutdown()
+            cycle_line = _compiled_cycle_line(Path(tmp) / "logs")
     if before is None:
         os.environ.pop(ENV_SWITCH, None)
     else:
@@ -192,7 +206,9 @@ def run_variant(config_path: Path, placement: str, transport: str, mode: str = "
            "p50_ns": headline.p50_ns if headline else float("nan"),
            "p99_ns": headline.p99_ns if headline else float("nan"),
            "p999_ns": headline.p999_ns if headline else float("nan"),
-           "wait": wait or "", "cycle": cycle,
+           "wait": wait or "", "cycle": cycle, "cycle_summary": cycle_line,
+           "drain_s": round((finished_ns - feed_done_ns) / 1e9, 3) if feed_done_ns else None,
+           "draining_rings": ", ".join(f"{k} {v}" for k, v in sorted(busy.items(), key=lambda kv: -kv[1])[:4]),
            # CPU per process over the measured wall time, % of one core (start-up excluded)
            "cpu": ", ".join(f"{p} {100 * (s1 - s0) / wall_s:.0f}%" for p, (s0, s1) in per_process.items())}
     for process, (s0, s1) in per_process.items():
@@ -206,6 +222,16 @@ def run_variant(config_path: Path, placement: str, transport: str, mode: str = "
                              "speed": replay_speed, "count": figures.count, "p50_ns": figures.p50_ns,
                              "p99_ns": figures.p99_ns, "p999_ns": figures.p999_ns})
     return row, hop_rows
+
+
+def _compiled_cycle_line(logs: Path) -> str:
+    """The trading process's own account of its compiled cycle (slices, passes, time in and between
+    slices, Python rounds), from its log: "" when it ran the Python duty cycle."""
+    for log_file in sorted(logs.glob("*.log")):
+        for line in log_file.read_text(errors="replace").splitlines():
+            if "compiled cycle:" in line:
+                return line.split("compiled cycle:", 1)[1].strip()
+    return ""
 
 
 def _cpu_by_process(sup) -> dict[str, tuple[float, float]]:

@@ -100,9 +100,12 @@ def run_process(manifest: RunManifest, process_name: str, sigint_handler=None) -
         wait_strategy = attachments.wait_strategy(process, wake_rings)
         compiled = None
         # deterministic runs keep the Python lockstep path (hftshm.runtime.lockstep) in every stage;
-        # a flood (speed 0) too, for now: there the compiled cycle drained the day 3.7x slower than
-        # the Python cycle's batches (docs/BENCHMARKS.md), and latency is queueing anyway
+        # a flood (speed 0) too unless HFTSHM_COMPILED_CYCLE=all: with the per-slice argument typing
+        # gone the stages drain a flood in one process as fast as the Python cycle's, but across the
+        # feed and trading processes the compiled flood is still several times slower here, cause
+        # not found yet (docs/BENCHMARKS.md), and a flood's latency is queueing anyway
         paced = float(getattr(getattr(config, "feed", None), "speed", 1.0) or 0.0) > 0.0
+        paced = paced or os.environ.get("HFTSHM_COMPILED_CYCLE") == "all"
         if manifest.transport == "shm" and paced and not getattr(config.platform, "deterministic", False):
             from hftshm.runtime.trading_cycle import TradingCycle
 
