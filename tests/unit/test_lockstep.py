@@ -47,12 +47,20 @@ def test_settled_only_when_every_ring_is_empty():
 
 def test_rings_into_a_sink_do_not_keep_the_pipeline_from_settling():
     events = Ring.private("order_event", 16, name="events")
+    tee = Ring.private("order_event", 16, name="tee")
     intents = Ring.private("order_intent", 16, name="intents")
-    settle = lockstep.PipelineSettle({"oms.events": (events, "oms", "oms_writer"),
-                                      "intents": (intents, "strategies", "oms")})
-    assert settle.names == ["intents"]  # oms_writer produces into no ring: a database sink
+    orders = Ring.private("order", 16, name="orders")
+    settle = lockstep.PipelineSettle({"oms.events": (events, "oms", "export"),  # a bridge export tee
+                                      "export.events": (tee, "export", "oms_writer"),
+                                      "intents": (intents, "strategies", "oms"),
+                                      "oms.orders": (orders, "oms", "strategies")})
+    # oms_writer produces into no ring (a database sink), and export's every output goes into it
+    assert settle.names == ["intents", "oms.orders"]
     _write(events)
+    _write(tee)
     assert settle.settled()
+    _write(intents)
+    assert not settle.settled()
 
 
 def test_message_end_frames_one_exchange_message():
