@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import njit
+from numba.extending import overload
 
 from hftshm.codes import Action
 from hftshm.metrics.histogram_nb import record as record_latency
@@ -39,8 +40,8 @@ from hftshm.transport.ring_nb import capacity, claimable, commit, consumer_posit
 REPORT_BATCH = 1024
 EVENT_BATCH = 4096
 BOOK_BATCH = 1024
-# Not cached: the stage carries the strategies' callbacks as first-class functions, which numba's
-# cache cannot index; the process compiles these once, before its first step (TradingCycle.warm).
+# Not cached themselves: ``trading_cycle_nb.run_slice``, which links them in, is (its signature types
+# the strategies' callbacks by signature, so its cache index pickles).
 
 
 class StageCounters(NamedTuple):
@@ -98,23 +99,30 @@ def flush_intents(s):
     return room == n
 
 
-@njit(nogil=True)
-def _hand_reports(s, run, k):
-    step_nb.step(s.strategies, run, k, s.event_records[0:0], 0, s.book_records[0:0], 0)
+def hand_over(s, run, k):
+    """Hand ``run`` (``k`` records of one input ring) to the strategies' step, in its layout's slot."""
+
+
+@overload(hand_over, jit_options={"nogil": True})
+def _hand_over(s, run, k):
+    # chosen by the records' layout when the caller is typed, not passed as a function value: a
+    # dispatcher passed as a value is lowered as a process address (a "dynamic global"), and a
+    # kernel holding one cannot be cached, which made every start compile ``run_slice`` again
+    field = dict(zip(s.fields, s.types))
+    if run.dtype == field["event_records"].dtype:
+        def impl(s, run, k):
+            step_nb.step(s.strategies, s.report_records[0][0:0], 0, run, k, s.book_records[0:0], 0)
+    elif run.dtype == field["book_records"].dtype:
+        def impl(s, run, k):
+            step_nb.step(s.strategies, s.report_records[0][0:0], 0, s.event_records[0:0], 0, run, k)
+    else:
+        def impl(s, run, k):
+            step_nb.step(s.strategies, run, k, s.event_records[0:0], 0, s.book_records[0:0], 0)
+    return impl
 
 
 @njit(nogil=True)
-def _hand_events(s, run, k):
-    step_nb.step(s.strategies, s.report_records[0][0:0], 0, run, k, s.book_records[0:0], 0)
-
-
-@njit(nogil=True)
-def _hand_books(s, run, k):
-    step_nb.step(s.strategies, s.report_records[0][0:0], 0, s.event_records[0:0], 0, run, k)
-
-
-@njit(nogil=True)
-def _take(s, ctrl, records, batch, hand_over):
+def _take(s, ctrl, records, batch):
     """One batch of one ring through the strategies, as contiguous runs of its records; stops at a
     run whose intents the intent ring could not take (the rest of the batch stays in the ring)."""
     n = try_poll(ctrl, batch)
@@ -142,11 +150,11 @@ def step(s):
         return 0
     work = 0
     for k in range(len(s.report_ctrls)):
-        n = _take(s, s.report_ctrls[k], s.report_records[k], REPORT_BATCH, _hand_reports)
+        n = _take(s, s.report_ctrls[k], s.report_records[k], REPORT_BATCH)
         s.counters[s.counter_slots.reports] += n
         work += n
     if s.strategies.icount[0] == 0:
-        n = _take(s, s.event_ctrl, s.event_records, EVENT_BATCH, _hand_events)
+        n = _take(s, s.event_ctrl, s.event_records, EVENT_BATCH)
         s.counters[s.counter_slots.events] += n
         work += n
     if s.strategies.icount[0] == 0:
@@ -154,7 +162,7 @@ def step(s):
             first = s.book_records[consumer_position(s.book_ctrl) & (capacity(s.book_ctrl) - 1)]
             if first.publish_ts_ns > 0:
                 record_latency(s.book_age, monotonic_ns() - first.publish_ts_ns)
-        n = _take(s, s.book_ctrl, s.book_records, BOOK_BATCH, _hand_books)
+        n = _take(s, s.book_ctrl, s.book_records, BOOK_BATCH)
         s.counters[s.counter_slots.books] += n
         work += n
     return work

@@ -269,7 +269,7 @@ class TradingCycle:
     def _types_of(self, bundles) -> tuple:
         from numba import typeof
 
-        return ((typeof(self.strategies.step), _bundle_type(self.strategies, bundles[0]))
+        return ((_bundle_type(self.strategies, bundles[0]),)
                 + tuple(typeof(b) for b in bundles[1:]) + (typeof(self.limits),))
 
     def _entry_for(self, bundles):
@@ -302,7 +302,7 @@ class TradingCycle:
         if self._left_ns:
             self.between_ns += entered - self._left_ns
         try:
-            result = self._entry_for(bundles)(self.strategies.step, *bundles, self.limits)
+            result = self._entry_for(bundles)(*bundles, self.limits)
         finally:
             self.strategies.leave()
         self._left_ns = time.monotonic_ns()

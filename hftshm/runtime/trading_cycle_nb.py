@@ -13,10 +13,12 @@ to Python only
   when a producer rings;
 * when a stage needs its Python path (``SliceEnd.NEEDS_PYTHON``: the OMS's event writer is behind).
 
-The strategies stage is a parameter: any njit ``strategies_step(bundle) -> work done`` with its own
-NamedTuple bundle (numba specializes ``run_slice`` for it, as vectorbt's ``simulate_nb`` takes an
-``order_func_nb``). ``strategies_stage_nb.step`` runs the compiled strategies; risk, the
-OMS and the exchange are the fixed stages ``risk.stage_nb``, ``oms.stage_nb``, ``exchange.stage_nb``.
+The strategies stage is ``strategies_stage_nb.step`` over any set of compiled strategies: their
+callbacks travel in its bundle as first-class functions typed by signature (as vectorbt's
+``simulate_nb`` takes an ``order_func_nb``), so ``run_slice`` is specialized per set of callback
+signatures, not per strategy object, and is cached: a process start or a restart loads it from
+numba's cache instead of compiling the four stages again (tens of seconds). Risk, the OMS and the
+exchange are the fixed stages ``risk.stage_nb``, ``oms.stage_nb``, ``exchange.stage_nb``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from numba import njit
 from hftshm.exchange import stage_nb as exchange_stage
 from hftshm.oms import stage_nb as oms_stage
 from hftshm.risk import stage_nb as risk_stage
+from hftshm.runtime import strategies_stage_nb as strategies_stage
 from hftshm.transport.clock_nb import monotonic_ns
 
 
@@ -74,10 +77,10 @@ def _slice_end(elapsed_ns, idle_ns, work, limits):
     return _GO_ON
 
 
-# not cached: its first argument is a dispatcher, which numba's cache index cannot pickle across
-# processes; each process compiles it once at start (``TradingCycle.warm``), its stages come from the cache
-@njit(nogil=True, _nrt=False)
-def run_slice(strategies_step, strategies, risk, oms, exchange, limits):
+# cached: its signature holds no dispatcher (the callbacks in ``strategies`` are typed by signature),
+# so its index pickles; the stages it calls are linked into it and need not be cached themselves
+@njit(nogil=True, _nrt=False, cache=True)
+def run_slice(strategies, risk, oms, exchange, limits):
     """Loop the four stages until housekeeping is due, the process has been idle ``spin_ns``, or a
     stage needs Python. Returns a ``SliceResult``."""
     start = monotonic_ns()
@@ -86,7 +89,7 @@ def run_slice(strategies_step, strategies, risk, oms, exchange, limits):
     passes = 0
     while True:
         passes += 1
-        work = strategies_step(strategies)
+        work = strategies_stage.step(strategies)
         work += risk_stage.step(risk)
         done = oms_stage.step(oms)
         if done == oms_stage.NEEDS_PYTHON:
