@@ -171,11 +171,7 @@ class ExportWorker(Worker):
         return 0
 
     def on_close(self) -> None:
-        try:
-            self.thread.submit(self._close()).result(5)
-        except Exception:
-            pass
-        self.thread.stop()
+        self.thread.close(self._close())
         self.ctx.counters[0] = self._records_published  # final, after the NATS thread stopped
         self.ctx.counters[1] = self._published
         self.ctx.counters[2] = self._retries

@@ -174,11 +174,7 @@ class ImportWorker(Worker):
         return 0
 
     def on_close(self) -> None:
-        try:
-            self.thread.submit(self._close()).result(5)
-        except Exception:
-            pass
-        self.thread.stop()
+        self.thread.close(self._close())
         self.ctx.counters[: len(self.counts)] = self.counts  # final, after the NATS thread stopped
 
     # ---------------------------------------------------------------- NATS thread

@@ -301,11 +301,7 @@ class LockstepImportWorker(Worker):
         c[self._C["fetch_errors"]] = self._fetch_errors
 
     def on_close(self) -> None:
-        try:
-            self.thread.submit(self._close()).result(5)
-        except Exception:
-            pass
-        self.thread.stop()
+        self.thread.close(self._close())
         self._counters()
 
     async def _close(self) -> None:

@@ -48,6 +48,15 @@ class NatsThread:
         """Run ``fn(*args)`` on the loop soon (never blocks the caller)."""
         self.loop.call_soon_threadsafe(fn, *args)
 
+    def close(self, closing: Awaitable, timeout_s: float = 5.0) -> None:
+        """Run ``closing`` (a worker's drain and disconnect) on the loop, then stop the thread. A
+        close that fails or times out still stops it: the worker is closing either way."""
+        try:
+            self.submit(closing).result(timeout_s)
+        except Exception:
+            pass
+        self.stop(timeout_s)
+
     def stop(self, timeout_s: float = 5.0) -> None:
         if not self._thread.is_alive():
             return
