@@ -99,14 +99,10 @@ def by_symbol(snapshot, risk_rows: dict[str, dict], oms_rows: dict[str, dict]) -
                                                       "unrealized_pnl": 0.0, "fees": 0.0, "net_pnl": 0.0,
                                                       "intents": 0, "fills": 0, "rejects": 0, "open_orders": 0}})
 
-    for p in snapshot.positions:
-        s = row(p.symbol)["strategies"]
-        s["names"].append(p.strategy)
-        s["position"] += p.quantity
-        s["realized_pnl"] += p.realized_pnl
-        s["unrealized_pnl"] += p.unrealized_pnl
-        s["fees"] += p.fees
-        s["net_pnl"] += p.realized_pnl + p.unrealized_pnl - p.fees
+    for symbol, agg in snapshot.by_symbol().items():  # the strategies' positions, summed per symbol
+        row(symbol)["strategies"].update(names=agg["strategies"], position=agg["quantity"],
+                                         realized_pnl=agg["realized_pnl"], unrealized_pnl=agg["unrealized_pnl"],
+                                         fees=agg["fees"], net_pnl=agg["pnl"])
     for st in snapshot.strategies:
         if st.symbol:
             s = row(st.symbol)["strategies"]
