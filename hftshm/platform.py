@@ -8,6 +8,7 @@ command-line overrides. Everything is validated at start, before any segment or 
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from hftshm.config import DEFAULT_CONFIG, ConfigError, Section, read_toml
 from hftshm.runtime.topology import Topology
 from hftshm.symbols import SymbolTable
 from hftshm.transport.layout import load as load_layout
+
+log = logging.getLogger(__name__)
 
 # section -> "module:Class" with a from_section(Section) classmethod
 SECTION_CLASSES = {
@@ -112,31 +115,72 @@ class PlatformConfig:
             drain_timeout_s=float(sup.number("drain_timeout_s", 10.0, positive=True)),
         )
         sup.done()
-        symbols = _with_data_instruments(raw, SymbolTable.from_section(raw.get("symbols")))
+        symbols, data_symbols = _with_data_instruments(raw, SymbolTable.from_section(raw.get("symbols")))
+        raw = _strategies_on_the_data(raw, symbols, data_symbols)
         topology = Topology.from_config(raw, placement=settings.placement)
         return cls(raw=raw, platform=settings, symbols=symbols, supervisor=supervisor, topology=topology)
 
 
-def _with_data_instruments(raw: dict, configured: SymbolTable) -> SymbolTable:
-    """[symbols] merged with the instruments of the [feed] data files (their .instruments.json sidecars,
-    written by ``hftshm data import``): any symbol of the data is known without a [symbols] entry; the
-    config overrides, and an instrument the config contradicts is a ConfigError."""
+def _with_data_instruments(raw: dict, configured: SymbolTable) -> tuple[SymbolTable, list[str]]:
+    """([symbols] merged with the instruments of the [feed] data files, the data's symbols): their
+    .instruments.json sidecars, written by ``hftshm data import``, make any symbol of the data known
+    without a [symbols] entry; the config overrides, and an instrument the config contradicts is a
+    ConfigError."""
     from hftshm.feed.config import FeedConfig
     from hftshm.feed.instruments import InstrumentError, instruments_of, resolve
 
     try:
         paths = FeedConfig.from_section(Section("feed", copy.deepcopy(raw.get("feed") or {}))).data_paths()
     except ConfigError:
-        return configured  # reported when [feed] itself is validated
+        return configured, []  # reported when [feed] itself is validated
     found = []
     try:
         for path in paths:
             found.extend(instruments_of(path, scan=False))
         if not found:
-            return configured
-        return resolve(configured, found, source=", ".join(str(p) for p in paths))
+            return configured, []
+        names = list(dict.fromkeys(i.symbol for i in found))
+        return resolve(configured, found, source=", ".join(str(p) for p in paths)), names
     except InstrumentError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _strategies_on_the_data(raw: dict, symbols: SymbolTable, data_symbols: list[str]) -> dict:
+    """A replay of one symbol: an enabled strategy configured for a symbol the data does not hold
+    trades the data's symbol instead, as ``hftshm backtest`` does (otherwise it would sit idle through
+    the whole run, and the run would still report success). Quantity parameters in the configured
+    market's unit are dropped when the data's market counts another unit (coin sizes on a contract
+    market): the class's defaults for that market apply. Several symbols in the data: each strategy
+    keeps its configured symbol."""
+    from hftshm.strategies.config import RESERVED_KEYS, sizes_for_market
+    from hftshm.strategies.registry import load_class
+
+    section = raw.get("strategies") or {}
+    if len(data_symbols) != 1 or data_symbols[0] not in symbols:
+        return raw
+    target = data_symbols[0]
+    moved = {}
+    for name, body in section.items():
+        if not isinstance(body, dict) or body.get("enabled", True) is False:
+            continue
+        configured = str(body.get("symbol", "BTCUSDT")).upper()
+        if configured == target:
+            continue
+        try:
+            cls = load_class(str(body.get("class", name)))
+        except LookupError:
+            continue  # reported, with its name, when [strategies] is read
+        params = {k: v for k, v in body.items() if k not in RESERVED_KEYS}
+        kept = sizes_for_market(cls, params, None, configured, symbols, symbols.by_name(target))
+        moved[name] = {**{k: v for k, v in body.items() if k in RESERVED_KEYS}, **kept, "symbol": target}
+        log.warning("strategy %s is configured for %s, which the data does not hold: it trades %s%s", name,
+                    configured, target, "" if kept == params else
+                    f" (without {', '.join(sorted(set(params) - set(kept)))}: that market counts another unit)")
+    if not moved:
+        return raw
+    out = copy.deepcopy(raw)
+    out["strategies"].update(moved)
+    return out
 
 
 def _load_section(name: str, factory: str, body: Any) -> Any:

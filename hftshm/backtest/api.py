@@ -33,7 +33,7 @@ from hftshm.backtest.data import BacktestDataError, load_events, load_many
 from hftshm.backtest.report import BacktestResult, max_drawdown, sharpe_ratio
 from hftshm.config import DEFAULT_CONFIG, ConfigError, Section, read_toml
 from hftshm.strategies.base import StrategyError
-from hftshm.strategies.config import StrategiesConfig
+from hftshm.strategies.config import StrategiesConfig, sizes_for_market
 from hftshm.strategies.registry import load_class
 from hftshm.strategies.runtime import StrategyHost
 from hftshm.symbols import DEFAULT_SYMBOLS, SymbolTable
@@ -191,21 +191,6 @@ def run_backtest(config: Any, data, strategy: str | list[str], params: dict | No
     else:
         result.symbol, result.market = ", ".join(traded), "several"
     return result
-
-
-def sizes_for_market(cls, merged: dict, given: dict | None, configured_symbol: str, symbols: SymbolTable,
-                     traded) -> dict:
-    """An instance configured for one symbol run on the data's other symbol: its quantity parameters
-    (``Param.contracts``) stay only if both count quantities in the same kind of unit. Coin sizes
-    (0.01 BTC) mean nothing on an inverse market whose quantities are contracts of 10 USD, nor the
-    other way round: the traded market's defaults apply instead, unless ``given`` (the caller's own
-    parameters) sets them."""
-    configured_market = symbols.by_name(configured_symbol).market if configured_symbol in symbols else "linear"
-    if (configured_market == "inverse") == (traded.market == "inverse"):
-        return merged
-    declared = getattr(cls, "PARAMS", {}) or {}
-    given = given or {}
-    return {k: v for k, v in merged.items() if k in given or not (k in declared and declared[k].is_quantity)}
 
 
 def symbol_table_for(raw: dict, data) -> tuple[SymbolTable, list[str]]:

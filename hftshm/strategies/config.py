@@ -108,3 +108,18 @@ def _instance(section: Section, name: str, symbols: SymbolTable | None, check_cl
         except StrategyError as exc:
             raise ConfigError(f"[strategies.{name}]: {exc}") from None
     return StrategyInstanceConfig(name, spec, symbol.upper(), enabled, strategy_id, params)
+
+
+def sizes_for_market(cls, merged: dict, given: dict | None, configured_symbol: str, symbols: SymbolTable,
+                     traded) -> dict:
+    """An instance configured for one symbol run on the data's other symbol: its quantity parameters
+    (``Param.contracts``) stay only if both count quantities in the same kind of unit. Coin sizes
+    (0.01 BTC) mean nothing on an inverse market whose quantities are contracts of 10 USD, nor the
+    other way round: the traded market's defaults apply instead, unless ``given`` (the caller's own
+    parameters) sets them."""
+    configured_market = symbols.by_name(configured_symbol).market if configured_symbol in symbols else "linear"
+    if (configured_market == "inverse") == (traded.market == "inverse"):
+        return merged
+    declared = getattr(cls, "PARAMS", {}) or {}
+    given = given or {}
+    return {k: v for k, v in merged.items() if k in given or not (k in declared and declared[k].is_quantity)}
