@@ -27,7 +27,12 @@ _INSTALLED = "_hftshm_unliteral_calls"
 
 
 def install() -> None:
-    """Patch ``Dispatcher.get_call_template`` once per process (idempotent)."""
+    """Patch ``Dispatcher.get_call_template`` once per process (idempotent); also stamps the cache
+    with every kernel source of the package (``runtime.cache_stamp``), the other hook every process
+    that compiles hftshm kernels needs."""
+    from hftshm.runtime import cache_stamp
+
+    cache_stamp.install()
     if getattr(Dispatcher, _INSTALLED, False):
         return
     literal_call_template = Dispatcher.get_call_template
