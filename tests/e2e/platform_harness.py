@@ -244,7 +244,9 @@ def read_redis_risk(config: PlatformConfig) -> dict | None:
         client.close()
     except redis.RedisError:
         return None
-    return {"positions": {k: float(v) for k, v in positions.items()}, "pnl": {k: float(v) for k, v in pnl.items()}}
+    # the PnL hash carries its unit ("unit": "USD") beside the figures
+    return {"positions": {k: float(v) for k, v in positions.items()},
+            "pnl": {k: (v if k == "unit" else float(v)) for k, v in pnl.items()}}
 
 
 def delete_redis_namespace(url: str, namespace: str) -> None:
