@@ -134,12 +134,15 @@ def _with_data_instruments(raw: dict, configured: SymbolTable) -> tuple[SymbolTa
     except ConfigError:
         return configured, []  # reported when [feed] itself is validated
     found = []
+    described = True  # every file's instruments known: only then are the data's symbols known
     try:
         for path in paths:
-            found.extend(instruments_of(path, scan=False))
+            own = instruments_of(path, scan=False)
+            described = described and bool(own)
+            found.extend(own)
         if not found:
             return configured, []
-        names = list(dict.fromkeys(i.symbol for i in found))
+        names = list(dict.fromkeys(i.symbol for i in found)) if described else []
         return resolve(configured, found, source=", ".join(str(p) for p in paths)), names
     except InstrumentError as exc:
         raise ConfigError(str(exc)) from None

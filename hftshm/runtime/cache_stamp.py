@@ -28,6 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from numba.core import caching
+from numba.core.dispatcher import Dispatcher
 
 PACKAGE = Path(__file__).resolve().parents[1]
 # files outside the *_nb.py convention that define kernels, overloads or intrinsics
@@ -72,6 +73,8 @@ def restamp_loaded_kernels() -> None:
         if not name.startswith("hftshm.") or module is None:
             continue
         for kernel in list(vars(module).values()):
+            if not isinstance(kernel, Dispatcher):  # never touch other objects (Flask's request proxy raises)
+                continue
             cache = getattr(kernel, "_cache", None)
             cache_file = getattr(cache, "_cache_file", None)
             locator = getattr(getattr(cache, "_impl", None), "locator", None)
