@@ -1,7 +1,7 @@
 """The strategies stage of the compiled trading cycle: any set of compiled strategies, over rings.
 
-``trading_cycle_nb.run_slice`` takes its strategies stage as a parameter (an njit
-``step(stage) -> work done`` with its own NamedTuple). This one drives the strategies' own
+``trading_cycle_nb.run_slice`` calls ``step(stage) -> work done`` first in every pass (and
+``trading_cycle_nb.run_stage`` loops it alone in a strategies process). It drives the strategies' own
 compiled step (``hftshm.strategies.step_nb.step``: the same per-batch sequence ``StrategyHost``
 follows, so a strategy stepped here queues what the Python worker would) straight from the
 worker's rings, with no Python per record:

@@ -10,10 +10,11 @@ slices it runs their ``compiled_housekeeping`` (control messages, status rows, c
 mirror's snapshot), writes heartbeats and applies the wait strategy. When one stage needs Python,
 the runner takes its usual Python duty cycle for that round.
 
-The strategies stage is pluggable: ``StrategiesStep`` pairs an njit ``step(bundle) -> work`` with a
-function that builds its bundle from the strategies worker (or returns None: the worker then runs
-its Python path). ``compiled_strategies_step`` is the one shipped here: it runs every compiled
-strategy of the worker (``strategies_stage_nb``) when all of them are compiled and running.
+``StrategiesStep`` pairs a stage's njit ``step(bundle) -> work`` with a function that builds its
+bundle from the worker (or returns None: the worker then runs its Python path).
+``compiled_strategies_step`` runs every compiled strategy of the strategies worker
+(``strategies_stage_nb``) when all of them are compiled and running; ``run_slice`` calls that stage
+directly (so it can be cached), ``run_stage`` takes any stage's step.
 """
 
 from __future__ import annotations
@@ -197,6 +198,10 @@ class TradingCycle:
     """The compiled cycle of one process: its four workers and the slice limits."""
 
     def __init__(self, strategies: StrategiesStep, risk, oms, exchange, spin_ns: int, slice_ns: int = SLICE_NS):
+        from hftshm.runtime import strategies_stage_nb
+
+        if strategies.step is not strategies_stage_nb.step:  # run_slice calls that stage itself
+            raise ValueError("the compiled cycle runs strategies_stage_nb.step; use StageCycle for another step")
         self.strategies = strategies
         self.risk, self.oms, self.exchange = risk, oms, exchange
         self.limits = nb.SliceLimits(int(slice_ns), max(int(slice_ns), MAX_SLICE_NS), int(spin_ns))
