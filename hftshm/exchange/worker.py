@@ -86,6 +86,14 @@ class ExchangeWorker(Worker):
         self._last_message_ns = 0
         # the simulator's totals restart from zero with the process; the status row keeps the run's
         self._totals_before = {name: int(self.counters[_C[name]]) for name in _RUN_TOTALS}
+        if not self._lockstep:
+            # free-running, events_in is bumped just after the market ring's release (here and in
+            # stage_nb.take_market): a SIGKILL between the two, e.g. while the release wakes a feed
+            # parked on the full ring, left the count one batch short of what the dead process
+            # applied and released. The released cursor is the record of what was consumed; a
+            # restart counts from it. (Deterministic runs count before the release and leave the
+            # end-of-data marker uncounted: their count stays as it is.)
+            self.counters[_C["events_in"]] = self.market_in.consumer_position
         self.session = VenueSession(int(self.counters[_C["session_gauge"]]) + 1)
         self.counters[_C["session_gauge"]] = self.session.number
         if self.session.announces:
