@@ -116,6 +116,13 @@ class StrategyWorker(Worker):
             raise RuntimeError(f"worker {ctx.name!r}: a deterministic run needs exactly one market_event input "
                                f"ring, found {[r.name for r in self.events_in]}")
         self.counters = ctx.counters
+        if not self._lockstep:
+            # free-running, the market-data counts are bumped just after each ring's release (here and
+            # in strategies_stage_nb): a SIGKILL between the two left them short of what the dead
+            # process took. The released cursors are the record of it; a restart counts from them, as
+            # the exchange does (deterministic runs release a wrapped message's first part uncounted)
+            self.counters[self._C["events"]] = sum(ring.consumer_position for ring in self.events_in)
+            self.counters[self._C["books"]] = sum(ring.consumer_position for ring in self.books_in)
         self._book_age = ctx.histograms.get("book_age", np.zeros(0, dtype=np.int64))
         self._tick_to_intent = ctx.histograms.get("tick_to_intent", np.zeros(0, dtype=np.int64))
         warm_latency_kernels(self._book_age, self._tick_to_intent)

@@ -156,3 +156,33 @@ def test_a_restarted_worker_writes_into_the_status_segment_readers_already_hold(
         del table
         reader.close()
         successor.on_close()
+
+
+def test_a_restart_counts_the_market_data_a_killed_predecessor_released_but_never_counted(rig):
+    """The events and books counts are bumped just after each ring's release: a SIGKILL in between
+    left them short of what the dead worker took (issue 13). The successor counts from the cursors."""
+    worker, rings, _, counters = rig
+    events, books = StrategyWorker._C["events"], StrategyWorker._C["books"]
+    write(rings["md.strategies"], bbo_events([(60000.0, 60000.1)]))
+    write(rings["book.strategies"], snapshot(60000.0, 60000.1))
+    worker.do_work()
+    assert counters[events] == 2 and counters[books] == 1
+    # the next data as the killed worker left it: handed to the strategies and released, not counted
+    write(rings["md.strategies"], bbo_events([(60000.0, 60000.2), (60000.1, 60000.2)]))
+    write(rings["book.strategies"], snapshot(60000.0, 60000.2))
+    for ring, hand_over in ((rings["md.strategies"], worker.host.on_events), (rings["book.strategies"], worker.host.on_books)):
+        view = ring.poll(1024)
+        hand_over(view)
+        ring.release(len(view))
+    assert counters[events] == 2 and counters[books] == 1
+    worker._segment = None  # killed: its status segment stays for the successor
+    successor = StrategyWorker(first_client_order_id=1000)
+    successor.on_start(worker.ctx)
+    try:
+        assert counters[events] == 6 == rings["md.strategies"].consumer_position
+        assert counters[books] == 2 == rings["book.strategies"].consumer_position
+        write(rings["md.strategies"], bbo_events([(60000.0, 60000.1)]))
+        successor.do_work()
+        assert counters[events] == 8 == rings["md.strategies"].consumer_position
+    finally:
+        successor.on_close()
