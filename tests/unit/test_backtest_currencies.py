@@ -92,6 +92,25 @@ def test_each_symbol_reports_its_orders_fills_position_fees_and_pnl_with_units(r
     assert result.symbols["ETHUSD_PERP"]["position"] == int(result.symbols["ETHUSD_PERP"]["position"])  # contracts
 
 
+def test_an_instance_sized_in_coin_moved_onto_a_contract_market_takes_contract_sizes():
+    """``market_maker@ETHUSD_PERP`` of the shipped [strategies] instance (0.01 BTC per quote): 0.01 is
+    below one contract, so the instance failed to start before; now the contract defaults apply."""
+    from hftshm.backtest.api import plan_strategies
+    from hftshm.config import read_toml
+    from hftshm.strategies.builtin.market_maker import MarketMaker
+    from hftshm.symbols import Symbol, SymbolTable
+
+    symbols = SymbolTable([Symbol("BTCUSDT", 1, 0.1, 0.001),
+                           Symbol("ETHUSD_PERP", 2, 0.01, 1.0, market="inverse", contract_size=10.0)])
+    plan = plan_strategies(read_toml(CONFIG), symbols, SPECS, None, None, ["BTCUSDT", "ETHUSD_PERP"])
+    params = {sym: p for _, _, p, sym in plan}
+    assert params["BTCUSDT"]["quantity"] == 0.01  # the configured coin size where it was configured
+    assert "quantity" not in params["ETHUSD_PERP"]  # the class's contract default instead
+    assert MarketMaker.PARAMS["quantity"].default_for("inverse") >= 1.0
+    given = plan_strategies(read_toml(CONFIG), symbols, ["market_maker@ETHUSD_PERP"], {"quantity": 3.0}, None, [])
+    assert given[0][2]["quantity"] == 3.0  # a size the caller gives is kept
+
+
 def test_one_symbol_counts_its_orders_too(files):
     alone = run_backtest(CONFIG, files[1], "market_maker", seed=5)
     (row,) = alone.symbols.values()
