@@ -159,6 +159,8 @@ def _strategies_on_the_data(raw: dict, symbols: SymbolTable, data_symbols: list[
     from hftshm.strategies.registry import load_class
 
     section = raw.get("strategies") or {}
+    if len(data_symbols) > 1:
+        _warn_untraded(section, data_symbols)
     if len(data_symbols) != 1 or data_symbols[0] not in symbols:
         return raw
     target = data_symbols[0]
@@ -184,6 +186,20 @@ def _strategies_on_the_data(raw: dict, symbols: SymbolTable, data_symbols: list[
     out = copy.deepcopy(raw)
     out["strategies"].update(moved)
     return out
+
+
+def _warn_untraded(section: dict, data_symbols: list[str]) -> list[str]:
+    """Several symbols: each strategy keeps its own, so a symbol of the data no enabled strategy names is
+    replayed (its book, its marks) and never traded. Say so at start rather than let a run of two
+    files quietly trade one; the symbols warned about."""
+    traded = {str(body.get("symbol", "BTCUSDT")).upper() for body in section.values()
+              if isinstance(body, dict) and body.get("enabled", True) is not False}
+    idle = [name for name in data_symbols if name not in traded]
+    for name in idle:
+        log.warning("symbol %s of the data has no enabled strategy: its book is replayed, nothing trades it "
+                    "(add [strategies.NAME] with symbol = \"%s\", or 'hftshm strategies add' while it runs)",
+                    name, name)
+    return idle
 
 
 def _load_section(name: str, factory: str, body: Any) -> Any:

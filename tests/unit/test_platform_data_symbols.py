@@ -53,3 +53,20 @@ def test_a_market_of_the_same_unit_keeps_the_configured_sizes(imported):
 def test_several_symbols_keep_each_strategy_on_its_configured_symbol(imported):
     config = _config([imported["spot"], imported["coinm"]])
     assert config.raw["strategies"]["market_maker"].get("symbol", "BTCUSDT") == "BTCUSDT"
+
+
+def test_several_symbols_warn_of_a_symbol_no_strategy_trades(imported, caplog):
+    """The shipped config trades BTCUSDT: a run of the spot and COIN-M files would trade neither, and
+    says so for each at start."""
+    with caplog.at_level("WARNING", logger="hftshm.platform"):
+        _config([imported["spot"], imported["coinm"]])
+    warned = [r.getMessage() for r in caplog.records if "has no enabled strategy" in r.getMessage()]
+    assert len(warned) == 2 and any("ETHUSD_PERP" in m for m in warned) and any("ETHUSDT" in m for m in warned)
+    caplog.clear()
+    raw = read_toml(ROOT / "config" / "platform.toml")
+    raw["feed"]["data"] = [str(imported["spot"]), str(imported["coinm"])]
+    raw["strategies"]["mm_eth"] = {"class": "market_maker", "symbol": "ETHUSD_PERP", "quantity": 1}
+    with caplog.at_level("WARNING", logger="hftshm.platform"):
+        PlatformConfig.from_raw(raw)
+    warned = [r.getMessage() for r in caplog.records if "has no enabled strategy" in r.getMessage()]
+    assert len(warned) == 1 and "ETHUSDT" in warned[0]  # the COIN-M symbol has its strategy now
