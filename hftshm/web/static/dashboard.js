@@ -155,7 +155,8 @@ function pnlChart(svg, history) {
     const v = lo + ((hi - lo) * i) / 4, yy = y(v);
     svg.appendChild(svgEl("line", { x1: padL, x2: W - padR, y1: yy, y2: yy, class: "axis" }));
     const lbl = svgEl("text", { x: padL - 6, y: yy + 3, "text-anchor": "end", class: "axis-label" });
-    lbl.textContent = fmtMoney(v, false);
+    // a coin's PnL spans a few 1e-5: cents would print every line as 0.00
+    lbl.textContent = hi - lo < 0.05 ? Number(v).toPrecision(3) : fmtMoney(v, false);
     svg.appendChild(lbl);
   }
   const ticks = Math.max(1, Math.min(4, Math.floor(plotW / 90)));
@@ -228,9 +229,10 @@ function render(d) {
   setText("kpi-rejects-top", reasons.length ? reasons[0][0] + " " + fmtInt(reasons[0][1]) : "none");
   // several settlement currencies (USDT and a coin): a figure per currency, never their sum
   const currencies = d.pnl.total === null ? Object.entries(d.pnl.by_currency || {}) : [];
+  $("kpi-pnl").classList.toggle("several", currencies.length > 0);
   if (currencies.length) {
     setText("kpi-pnl-label", "PnL per currency");
-    setText("kpi-pnl", currencies.map(([c, r]) => `${fmtCurrency(r.pnl, c)} ${c}`).join(" · "));
+    setText("kpi-pnl", currencies.map(([c, r]) => `${fmtCurrency(r.pnl, c)} ${c}`).join("\n"));
     setText("kpi-pnl-parts", currencies.map(([c, r]) => `${c}: ${r.symbols.join(", ")}`).join(" · "));
   } else {
     setText("kpi-pnl-label", `PnL (${d.pnl.unit || "quote"})`);
