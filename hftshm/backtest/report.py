@@ -246,6 +246,8 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             return "-"
+        if 0.0 < abs(value) < 0.01:  # a coin's PnL and fees (a few 1e-5 ETH) would print as 0.0000
+            return f"{value:.4g}"
         return f"{value:,.4f}" if abs(value) < 1000 else f"{value:,.2f}"
     return html.escape(str(value))
 
@@ -262,7 +264,8 @@ def _unit_suffix(result: BacktestResult) -> str:
     return f" ({result.units['pnl']})" if result.units.get("pnl") else ""
 
 
-def _qty_unit(units: dict) -> str:
+def qty_unit_text(units: dict) -> str:
+    """``contracts of 10 USD`` on an inverse market, else the base asset (``units``: ``Units.as_dict``)."""
     if units.get("contract_usd"):
         return f"{units['qty']} of {units['contract_usd']:g} USD"
     return units.get("qty", "")
@@ -296,7 +299,7 @@ def render_html(result: BacktestResult) -> str:
                        + keys)
         body = "".join(
             f"<tr><th>{html.escape(name)}</th><td>{html.escape(row['market'])}</td>"
-            f"<td>{html.escape(', '.join(row['strategies']))}</td><td>{html.escape(_qty_unit(row['units']))}</td>"
+            f"<td>{html.escape(', '.join(row['strategies']))}</td><td>{html.escape(qty_unit_text(row['units']))}</td>"
             f"<td>{html.escape(row['currency'])}</td>" + "".join(f"<td>{_fmt(row[k])}</td>" for k in keys)
             + "</tr>" for name, row in result.symbols.items())
         symbols = f"<h2>Per symbol</h2><table><tr>{head}</tr>{body}</table>"

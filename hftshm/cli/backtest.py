@@ -126,7 +126,7 @@ def _print_result(d: dict) -> None:
     elif summaries:
         console.print("strategy: " + ", ".join(f"{k}={_fmt(v)}" for k, v in summaries.items()))
     if len(d.get("symbols") or {}) > 1:
-        from hftshm.backtest.report import _qty_unit
+        from hftshm.backtest.report import qty_unit_text
 
         per = Table(title="per symbol (position in its qty unit, money in its currency)")
         # the rest of each row (strategies, realized/unrealized, cancels, turnover) is in the JSON report
@@ -135,7 +135,7 @@ def _print_result(d: dict) -> None:
         for column in ("symbol", "market", "qty in", "PnL in", *columns.values()):
             per.add_column(column, justify="right" if column in columns.values() else "left")
         for name, row in d["symbols"].items():
-            per.add_row(name, row["market"], _qty_unit(row.get("units") or {}), row.get("currency", ""),
+            per.add_row(name, row["market"], qty_unit_text(row.get("units") or {}), row.get("currency", ""),
                         *(_fmt(row[c]) for c in columns))
         console.print(per)
         totals = Table(title="per settlement currency (never added across currencies)")
@@ -154,6 +154,8 @@ def _fmt(value) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
+        if 0.0 < abs(value) < 0.01:  # a coin's PnL and fees (a few 1e-5 ETH) would print as 0.0000
+            return f"{value:.4g}"
         return f"{value:,.4f}" if abs(value) < 1e5 else f"{value:,.0f}"
     return str(value)
 
