@@ -102,3 +102,25 @@ def test_metrics_export_the_units_as_an_info_series():
     assert samples[("hftshm_currency_pnl", (("currency", "ETH"),))] == pytest.approx(ETH_PNL)
     assert samples[("hftshm_symbol_pnl", (("currency", "ETH"), ("symbol", "ETHUSD_PERP")))] == pytest.approx(ETH_PNL)
     _no_cross_sum(samples.values())
+
+
+def test_the_api_gives_totals_per_currency_and_no_total_across_them():
+    from tests.unit.test_web_api import SECRET, bearer
+    from hftshm.web.app import create_app
+    from hftshm.web.config import WebConfig
+
+    app = create_app(WebConfig(), _View(), jwt_secret=SECRET)
+    try:
+        client = app.test_client()
+        body = client.get("/api/positions", headers=bearer("dev")).json
+        assert body["pnl_total"] is None and body["pnl_total_unit"] is None
+        assert {c: r["pnl"] for c, r in body["pnl_by_currency"].items()} == pytest.approx(
+            {"USDT": BTC_PNL, "ETH": ETH_PNL})
+        assert body["symbols"]["ETHUSD_PERP"]["currency"] == "ETH"
+        status = client.get("/api/metrics/data", headers=bearer("dev")).json
+        assert status["pnl_total"] is None and set(status["pnl_by_currency"]) == {"USDT", "ETH"}
+        _no_cross_sum(r["pnl"] for r in status["pnl_by_currency"].values())
+    finally:
+        jobs = app.extensions["hftshm"].get("jobs")
+        if jobs is not None:
+            jobs.shutdown()
