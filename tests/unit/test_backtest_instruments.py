@@ -89,3 +89,32 @@ def test_config_contradicting_the_data_is_an_error(recordings):
     raw["symbols"]["ETHUSDT"] = {"id": 7, "tick_size": 0.01, "lot_size": 0.00001, "market": "linear"}
     with pytest.raises(BacktestDataError, match="market = 'linear' disagrees"):
         run_backtest(raw, recordings["spot"], "market_maker")
+
+
+def test_a_symbol_quoted_under_a_thousand_trades_with_the_default_config(tmp_path):
+    """Any symbol, not only BTC and ETH: the spot ETHUSDT head recording with every price a hundredth
+    (an exact shift of the decimal point, tick 0.0001) as ABCUSDT, near 26.8 USDT. The shipped risk
+    config had an absolute price floor of 1,000 USDT, which rejected every order of it."""
+    import gzip
+
+    eth = tmp_path / "eth.csv.gz"
+    import_files([ROOT / "tests" / "data" / "binance_spot_ethusdt_20240808_head.gz"], eth)
+    low = tmp_path / "abc.csv.gz"
+    with gzip.open(eth, "rt") as src, gzip.open(low, "wt") as dst:
+        dst.write(src.readline())
+        for line in src:
+            fields = line.rstrip("\n").split(",")
+            fields[2], fields[5] = "ABCUSDT", _hundredth(fields[5])
+            dst.write(",".join(fields) + "\n")
+    result = run_backtest(CONFIG, low, "market_maker")
+    assert result.symbol == "ABCUSDT" and result.orders_sent > 0
+    assert "price_band" not in result.reject_reasons, result.reject_reasons
+    assert result.trades > 0 and 20.0 < float(np.min(result.fills["price"])) < 30.0
+
+
+def _hundredth(price: str) -> str:
+    """``price`` / 100 as text, exactly: the decimal point two places left (8 decimals kept)."""
+    whole, _, frac = price.partition(".")
+    assert frac.endswith("00"), price
+    whole = whole.rjust(3, "0")
+    return f"{int(whole[:-2])}.{whole[-2:]}{frac[:-2]}"
