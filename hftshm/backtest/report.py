@@ -227,7 +227,8 @@ def _svg_curve(ts_ns: np.ndarray, equity: np.ndarray, width: int = 860, height: 
         value = lo + (hi - lo) * k / 4
         y = py(value)
         parts.append(f'<line x1="{pad_l}" y1="{y:.1f}" x2="{width - pad_r}" y2="{y:.1f}" stroke="#eee"/>')
-        parts.append(f'<text x="{pad_l - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{value:,.2f}</text>')
+        label = f"{value:.3g}" if hi - lo < 0.05 else f"{value:,.2f}"  # a coin's equity: cents would all read 0.00
+        parts.append(f'<text x="{pad_l - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{label}</text>')
     if lo < 0 < hi:
         parts.append(f'<line x1="{pad_l}" y1="{py(0):.1f}" x2="{width - pad_r}" y2="{py(0):.1f}" '
                      f'stroke="#999" stroke-dasharray="4 3"/>')

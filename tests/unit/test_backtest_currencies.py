@@ -68,6 +68,9 @@ def test_totals_are_per_currency_and_never_added_across(runs, engine, tmp_path):
     assert not any(v == pytest.approx(crossed, abs=1e-12) for v in numbers)
     page = (tmp_path / "report.html").read_text()
     assert "Equity (USDT)" in page and "Equity (ETH)" in page and "Net PnL (ETH)" in page
+    eth_curve = page[page.index("Equity (ETH)"):]
+    eth_curve = eth_curve[:eth_curve.index("</svg>")]
+    assert ">0.00<" not in eth_curve and ">-0.00<" not in eth_curve  # the coin's axis in significant digits
 
 
 def test_the_compiled_loop_samples_each_currency_where_the_python_loop_does(runs):
