@@ -44,7 +44,10 @@ def test_each_market_kind_trades_with_the_default_config(recordings, market):
     assert (result.symbol, result.market, result.units["qty"], result.units["pnl"]) == expected
     if market == "coinm":
         # the instance's BTC sizes do not carry to a contract market: its contract defaults apply
-        assert (result.params["quantity"], result.params["max_inventory"]) == (1.0, 10.0)
+        assert (result.params["quantity"], result.params["max_inventory"]) == (1.0, 5.0)
+        # within the shipped risk limit (5 contracts a symbol): risk holds nothing back for max_position
+        assert result.params["max_inventory"] <= read_toml(CONFIG)["risk"]["max_position_per_symbol"]
+        assert result.reject_reasons.get("max_position", 0) == 0, result.reject_reasons
         assert set(result.fills["qty"]) <= {1.0}
 
 
