@@ -121,3 +121,16 @@ def _hundredth(price: str) -> str:
     assert frac.endswith("00"), price
     whole = whole.rjust(3, "0")
     return f"{int(whole[:-2])}.{whole[-2:]}{frac[:-2]}"
+
+
+@pytest.mark.parametrize("strategy", ["market_maker", "mean_reversion", "vwap"])
+def test_each_built_in_strategy_on_a_contract_market_stays_within_the_shipped_risk_limits(recordings, strategy):
+    """The built-ins' contract defaults fit the shipped [risk] limits (1 contract an order, 5 a symbol):
+    the vwap's 100-contract target and 0.05-contract slices (rounded to nothing) sent 46,735 orders that
+    risk refused, the mean reversion's 5-contract closes were refused for max_order_size."""
+    result = run_backtest(CONFIG, recordings["coinm"], strategy)
+    sized = {k: v for k, v in result.reject_reasons.items() if k in ("max_order_size", "max_position")}
+    assert not sized, sized
+    assert result.trades > 0
+    if strategy == "vwap":
+        assert result.strategy_summary["completed"] and result.orders_sent < 50
