@@ -8,7 +8,6 @@ command-line overrides. Everything is validated at start, before any segment or 
 from __future__ import annotations
 
 import copy
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from hftshm.runtime.topology import Topology
 from hftshm.symbols import SymbolTable
 from hftshm.transport.layout import load as load_layout
 
-log = logging.getLogger(__name__)
 
 # section -> "module:Class" with a from_section(Section) classmethod
 SECTION_CLASSES = {
@@ -60,6 +58,10 @@ class PlatformConfig:
     supervisor: SupervisorSettings
     topology: Topology
     sections: dict[str, Any] = field(default_factory=dict)
+    #: what loading changed or noticed for the data (a strategy moved onto the data's symbol, a data
+    #: symbol no strategy trades): ``hftshm run`` prints them; other commands that load the config
+    #: (stop, status, ...) stay quiet, they do not replay that data
+    notices: list[str] = field(default_factory=list)
 
     def __getattr__(self, name: str) -> Any:
         # domain sections are read on first use, so a process only imports the domains it runs;
@@ -116,9 +118,11 @@ class PlatformConfig:
         )
         sup.done()
         symbols, data_symbols = _with_data_instruments(raw, SymbolTable.from_section(raw.get("symbols")))
-        raw = _strategies_on_the_data(raw, symbols, data_symbols)
+        notices: list[str] = []
+        raw = _strategies_on_the_data(raw, symbols, data_symbols, notices)
         topology = Topology.from_config(raw, placement=settings.placement)
-        return cls(raw=raw, platform=settings, symbols=symbols, supervisor=supervisor, topology=topology)
+        return cls(raw=raw, platform=settings, symbols=symbols, supervisor=supervisor, topology=topology,
+                   notices=notices)
 
 
 def _with_data_instruments(raw: dict, configured: SymbolTable) -> tuple[SymbolTable, list[str]]:
@@ -148,17 +152,19 @@ def _with_data_instruments(raw: dict, configured: SymbolTable) -> tuple[SymbolTa
         raise ConfigError(str(exc)) from None
 
 
-def _strategies_on_the_data(raw: dict, symbols: SymbolTable, data_symbols: list[str]) -> dict:
+def _strategies_on_the_data(raw: dict, symbols: SymbolTable, data_symbols: list[str], notices: list[str]) -> dict:
     """A replay of one symbol: an enabled strategy configured for a symbol the data does not hold
     trades the data's symbol instead, as ``hftshm backtest`` does (otherwise it would sit idle through
     the whole run, and the run would still report success). Quantity parameters in the configured
     market's unit are dropped when the data's market counts another unit (coin sizes on a contract
     market): the class's defaults for that market apply. Several symbols in the data: each strategy
-    keeps its configured symbol."""
+    keeps its configured symbol. What it did goes to ``notices``."""
     from hftshm.strategies.config import RESERVED_KEYS, sizes_for_market
     from hftshm.strategies.registry import load_class
 
     section = raw.get("strategies") or {}
+    if len(data_symbols) > 1:
+        notices.extend(_untraded(section, data_symbols))
     if len(data_symbols) != 1 or data_symbols[0] not in symbols:
         return raw
     target = data_symbols[0]
@@ -176,14 +182,25 @@ def _strategies_on_the_data(raw: dict, symbols: SymbolTable, data_symbols: list[
         params = {k: v for k, v in body.items() if k not in RESERVED_KEYS}
         kept = sizes_for_market(cls, params, None, configured, symbols, symbols.by_name(target))
         moved[name] = {**{k: v for k, v in body.items() if k in RESERVED_KEYS}, **kept, "symbol": target}
-        log.warning("strategy %s is configured for %s, which the data does not hold: it trades %s%s", name,
-                    configured, target, "" if kept == params else
-                    f" (without {', '.join(sorted(set(params) - set(kept)))}: that market counts another unit)")
+        notices.append(f"strategy {name} is configured for {configured}, which the data does not hold: it trades "
+                       f"{target}" + ("" if kept == params else f" (without {', '.join(sorted(set(params) - set(kept)))}"
+                                                               ": that market counts another unit)"))
     if not moved:
         return raw
     out = copy.deepcopy(raw)
     out["strategies"].update(moved)
     return out
+
+
+def _untraded(section: dict, data_symbols: list[str]) -> list[str]:
+    """Several symbols: each strategy keeps its own, so a symbol of the data no enabled strategy names is
+    replayed (its book, its marks) and never traded. One notice per such symbol, so the run says so at
+    start rather than quietly trade one of two files."""
+    traded = {str(body.get("symbol", "BTCUSDT")).upper() for body in section.values()
+              if isinstance(body, dict) and body.get("enabled", True) is not False}
+    return [f"symbol {name} of the data has no enabled strategy: its book is replayed, nothing trades it "
+            f"(add [strategies.NAME] with symbol = \"{name}\", or 'hftshm strategies add' while it runs)"
+            for name in data_symbols if name not in traded]
 
 
 def _load_section(name: str, factory: str, body: Any) -> Any:

@@ -3,9 +3,10 @@ summary, the dashboard, the API and the metrics show next to the numbers.
 
 Spot and linear (USD-M): quantity in the base asset (BTC of BTCUSDT), PnL, fees and notional in the
 quote (USDT). Inverse (COIN-M): quantity in contracts of ``contract_size`` USD, PnL, fees and notional
-in the coin (ETH of ETHUSD_PERP). The account-wide figures (total PnL, the daily loss limit) add
-symbols of different units, so they are in the quote currency, an inverse symbol's coin PnL
-converted at its mid (``risk.state_nb.refresh_totals_and_loss``).
+in the coin (ETH of ETHUSD_PERP). Totals are per settlement currency (``totals_by_currency``): a run or
+backtest of a USDT symbol and an ETH-settled one reports a USDT total and an ETH total, never their
+sum. Only risk's account-wide daily loss limit needs one number: it converts an inverse symbol's coin
+PnL at its mid (``risk.state_nb.refresh_totals_and_loss``) and says so (``ACCOUNT_UNIT``).
 """
 
 from __future__ import annotations
@@ -61,3 +62,24 @@ def units_by_id(symbols) -> dict[int, dict]:
         units = units_of(symbol)
         out[symbol.symbol_id] = {"market": symbol.market, "qty_unit": units.qty_label, "pnl_unit": units.pnl}
     return out
+
+
+def currency_of(symbol: Symbol) -> str:
+    """The currency a symbol's PnL, fees and notional settle in: the quote (USDT of BTCUSDT) on spot and
+    linear markets, the coin (ETH of ETHUSD_PERP) on an inverse market."""
+    return units_of(symbol).pnl
+
+
+def totals_by_currency(rows: dict[str, dict], currency: dict[str, str], keys) -> dict[str, dict]:
+    """Per settlement currency: ``keys`` summed over the symbols settling in it (``rows``: symbol ->
+    figures, ``currency``: symbol -> its currency) and the list of those symbols. Figures of different
+    currencies are never added: a USDT PnL plus an ETH PnL is no number at all."""
+    out: dict[str, dict] = {}
+    for name, row in rows.items():
+        total = out.setdefault(currency[name], {"symbols": [], **{key: 0.0 for key in keys}})
+        total["symbols"].append(name)
+        for key in keys:
+            value = row.get(key)
+            if value is not None:
+                total[key] += value
+    return dict(sorted(out.items()))

@@ -12,11 +12,14 @@ configure the stages exactly as on the platform; if ``strategy`` names an instan
 override them. ``seed`` seeds the exchange's latency model (same seed, same data -> same fills).
 
 Several symbols in one run: ``data`` may be a list of files (merged by exchange time, as the feed
-merges them) and ``strategy`` a list (``SPEC@SYMBOL`` names a symbol); the result then adds up the
-strategies and breaks the figures down per symbol (``result.symbols``):
+merges them) and ``strategy`` a list (``SPEC@SYMBOL`` names a symbol); the result then breaks the
+figures down per symbol (``result.symbols``: orders sent, fills, position, PnL, fees, in the symbol's
+units) and adds them up per settlement currency (``result.currencies``). Symbols that settle in
+different currencies (BTCUSDT in USDT, the inverse ETHUSD_PERP in ETH) are never added: the top-level
+money figures are then null and each currency has its own totals and equity curve:
 
     result = run_backtest(None, ["btc.csv.gz", "eth.csv.gz"], ["market_maker@BTCUSDT", "mm_eth"])
-    result.symbols["ETHUSDT"]["net_pnl"]
+    result.symbols["ETHUSDT"]["net_pnl"], result.currencies["USDT"]["net_pnl"]
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from hftshm.strategies.config import StrategiesConfig, sizes_for_market
 from hftshm.strategies.registry import load_class
 from hftshm.strategies.runtime import StrategyHost
 from hftshm.symbols import DEFAULT_SYMBOLS, SymbolTable
-from hftshm.units import units_of
+from hftshm.units import currency_of, totals_by_currency, units_of
 
 ENGINES = ("auto", "compiled", "python")
 
@@ -118,7 +121,10 @@ def plan_strategies(raw: dict, symbols: SymbolTable, strategies, params: dict | 
         if at and not at_symbol:
             raise ValueError(f"strategy {text!r}: nothing after '@' (SPEC@SYMBOL)")
         name, spec, merged, sym, explicit = _resolve(raw, symbols, spec_text, params, at_symbol or symbol)
-        if at_symbol or symbol or (explicit and (not data_symbols or sym in data_symbols)):
+        if at_symbol or symbol:  # moved onto a symbol: coin sizes do not carry onto contracts (nor back)
+            configured = _resolve(raw, symbols, spec_text, params, None)[3]
+            planned.append((name, spec, _sized(spec, merged, params, configured, symbols, sym), sym))
+        elif explicit and (not data_symbols or sym in data_symbols):
             planned.append((name, spec, merged, sym))
         elif len(data_symbols) == 1:  # one instrument in the data: trade it
             planned.append((name, spec, _sized(spec, merged, params, sym, symbols, data_symbols[0]), data_symbols[0]))
@@ -190,6 +196,9 @@ def run_backtest(config: Any, data, strategy: str | list[str], params: dict | No
         result.symbol, result.market, result.units = sym.name, sym.market, units_of(sym).as_dict()
     else:
         result.symbol, result.market = ", ".join(traded), "several"
+        if len(result.currencies) == 1:  # one currency: the money figures are in it (positions per symbol only)
+            currency = next(iter(result.currencies))
+            result.units = {"pnl": currency, "notional": currency}
     return result
 
 
@@ -223,42 +232,72 @@ def _result(params, seed, description, engine_name, out, strategies, venue, elap
     equity = np.asarray(out.equity, dtype=np.float64)
     equity_ts = np.asarray(out.equity_ts, dtype=np.int64)
     portfolios = [s.portfolio for s in strategies]
-    traded = sum(p.traded_qty for p in portfolios)
     by_symbol = per_symbol(strategies)
+    currencies = per_currency(by_symbol, out, equity, interval_ms)
     single = len(strategies) == 1
+    nan = float("nan")
+    # figures of symbols settling in different currencies are never added (per currency only)
+    mixed = len(currencies) > 1
+    # quantities of different units (BTC and contracts) neither
+    one_qty_unit = len({(row["units"]["qty"], row["units"].get("contract_usd")) for row in by_symbol.values()}) == 1
+    traded = sum(p.traded_qty for p in portfolios) if one_qty_unit else nan
     return BacktestResult(
         strategy=", ".join(s.name for s in strategies), params=next(iter(params.values())) if single else params,
         seed=seed, data=description, engine=engine_name, rows=out.rows,
         elapsed_s=elapsed, start_ns=out.start_ns, end_ns=out.end_ns,
-        realized_pnl=sum(p.realized_pnl for p in portfolios), unrealized_pnl=sum(p.unrealized_pnl for p in portfolios),
-        fees=sum(p.fees for p in portfolios), net_pnl=sum(p.net_pnl for p in portfolios),
+        realized_pnl=nan if mixed else sum(p.realized_pnl for p in portfolios),
+        unrealized_pnl=nan if mixed else sum(p.unrealized_pnl for p in portfolios),
+        fees=nan if mixed else sum(p.fees for p in portfolios), net_pnl=nan if mixed else sum(p.net_pnl for p in portfolios),
         # a position is in one symbol's units: with several symbols it is per symbol only
-        position=by_symbol[strategies[0].symbol.name]["position"] if len(by_symbol) == 1 else float("nan"),
-        sharpe=sharpe_ratio(equity[:-1] if len(equity) > 2 else equity, interval_ms / 1000.0),
-        max_drawdown=max_drawdown(equity), trades=sum(p.count("fills") for p in portfolios),
+        position=by_symbol[strategies[0].symbol.name]["position"] if len(by_symbol) == 1 else nan,
+        sharpe=nan if mixed else sharpe_ratio(equity[:-1] if len(equity) > 2 else equity, interval_ms / 1000.0),
+        max_drawdown=nan if mixed else max_drawdown(equity), trades=sum(p.count("fills") for p in portfolios),
         orders_sent=out.orders_sent, cancels=sum(p.count("cancels") for p in portfolios),
         rejects=sum(p.count("rejects") for p in portfolios),
-        fill_ratio=traded / out.submitted_qty if out.submitted_qty > 0 else float("nan"),
-        traded_qty=traded, turnover=sum(p.traded_notional for p in portfolios),
+        fill_ratio=traded / out.submitted_qty if out.submitted_qty > 0 else nan,
+        traded_qty=traded, turnover=nan if mixed else sum(p.traded_notional for p in portfolios),
         latency_model=dict(venue.latency_model), fill_model=venue.fill_model,
-        equity_interval_ms=interval_ms, equity_ts_ns=equity_ts, equity=equity,
+        equity_interval_ms=interval_ms, equity_ts_ns=equity_ts, equity=np.zeros(0) if mixed else equity,
         fills=engine.fills_array(out.fills), reject_reasons=dict(out.reject_reasons),
         strategy_summary=strategies[0].summary() if single else {s.name: s.summary() for s in strategies},
-        symbols=by_symbol, instance=strategies[0] if single else list(strategies),
+        symbols=by_symbol, currencies=currencies,
+        equity_by_currency={c: np.asarray(v, dtype=np.float64) for c, v in out.equity_by_currency.items()},
+        instance=strategies[0] if single else list(strategies),
     )
 
 
+MONEY = ("realized_pnl", "unrealized_pnl", "fees", "net_pnl", "turnover")
+
+
+def per_currency(by_symbol: dict[str, dict], out, equity: np.ndarray, interval_ms: float) -> dict[str, dict]:
+    """Per settlement currency: the money figures of its symbols added up, and its equity curve's Sharpe,
+    max drawdown and last value (``out.equity_by_currency``; the one ``equity`` when there is one currency)."""
+    totals = totals_by_currency(by_symbol, {name: row["currency"] for name, row in by_symbol.items()}, MONEY)
+    for currency, total in totals.items():
+        curve = equity if len(totals) == 1 else np.asarray(out.equity_by_currency.get(currency, ()), np.float64)
+        total["equity"] = float(curve[-1]) if len(curve) else float("nan")
+        total["sharpe"] = sharpe_ratio(curve[:-1] if len(curve) > 2 else curve, interval_ms / 1000.0)
+        total["max_drawdown"] = max_drawdown(curve)
+        total["orders_sent"] = sum(by_symbol[name]["orders_sent"] for name in total["symbols"])
+        total["trades"] = sum(by_symbol[name]["trades"] for name in total["symbols"])
+    return totals
+
+
 def per_symbol(strategies) -> dict[str, dict]:
-    """Figures per symbol, summed over the strategies trading it (position in the symbol's own units)."""
+    """Figures per symbol, summed over the strategies trading it: orders sent (new orders), fills
+    (``trades``), position in the symbol's own units (``units.qty``), PnL and fees in its settlement
+    currency (``currency``, ``units.pnl``)."""
     out: dict[str, dict] = {}
     for s in strategies:
         p = s.portfolio
         row = out.setdefault(s.symbol.name, {
-            "market": s.symbol.market, "strategies": [], "position": 0.0, "realized_pnl": 0.0,
+            "market": s.symbol.market, "currency": currency_of(s.symbol), "units": units_of(s.symbol).as_dict(),
+            "strategies": [], "orders_sent": 0, "position": 0.0, "realized_pnl": 0.0,
             "unrealized_pnl": 0.0, "fees": 0.0, "net_pnl": 0.0, "trades": 0, "cancels": 0, "rejects": 0,
             "traded_qty": 0.0, "turnover": 0.0, "mid": float("nan")})
         row["strategies"].append(s.name)
-        for key, value in (("position", p.position), ("realized_pnl", p.realized_pnl),
+        for key, value in (("orders_sent", p.count("orders")), ("position", p.position),
+                           ("realized_pnl", p.realized_pnl),
                            ("unrealized_pnl", p.unrealized_pnl), ("fees", p.fees), ("net_pnl", p.net_pnl),
                            ("trades", p.count("fills")), ("cancels", p.count("cancels")),
                            ("rejects", p.count("rejects")), ("traded_qty", p.traded_qty),

@@ -16,9 +16,9 @@ from numba import typeof, types
 
 from hftshm.backtest import simulate_nb as sim
 from hftshm.backtest.data import longest_message, release_passed
-from hftshm.backtest.engine import LoopOutput
+from hftshm.backtest.engine import LoopOutput, currencies_of, sample_by_currency
 from hftshm.backtest.report import FILL_DTYPE
-from hftshm.codes import Reason, ReportEvent, StrategyState
+from hftshm.codes import EventFlag, Reason, ReportEvent, StrategyState
 from hftshm.strategies import portfolio_nb as pnb
 from hftshm.strategies import slots_nb as sn
 from hftshm.strategies.base import Strategy, StrategyError
@@ -93,9 +93,14 @@ def run(events: np.ndarray, strategies: list[CompiledStrategy], venue, symbols,
     cpu = 0.0
     position = 0
     chunk = chunk_events(len(strategies))
+    groups = currencies_of(strategies)
+    by_currency: dict[str, list] = {}
     while position < len(events):
         # chunks, so the book's far-level arrays are sized for one chunk rather than the whole file
         stop = min(position + chunk, len(events))
+        if len(groups) > 1:  # the loop's equity adds currencies: stop where it samples, and sample each here
+            stop = _through_next_sample(events, position, stop, equity_ts, counters, equity_interval_ns)
+        samples_before = int(counters[sim.C_EQUITY])
         books.reserve(stop - position)
         # the book's scratch rows cover the longest message of this window only: the file's flags
         # are read a window at a time, never all at once (a 20-day file would be mapped in whole)
@@ -110,6 +115,8 @@ def run(events: np.ndarray, strategies: list[CompiledStrategy], venue, symbols,
         cpu_started = time.thread_time()
         position = entry(*args)
         cpu += time.thread_time() - cpu_started
+        if len(groups) > 1 and counters[sim.C_EQUITY] > samples_before:
+            sample_by_currency(groups, by_currency, int(counters[sim.C_EQUITY]) - samples_before)
         if events.nbytes >= RELEASE_MIN_BYTES:
             release_passed(events, position)  # pages behind the loop leave the process's RSS
         if position < stop:  # an output filled up: grow it and carry on where the loop stopped
@@ -141,7 +148,25 @@ def run(events: np.ndarray, strategies: list[CompiledStrategy], venue, symbols,
     out.equity_ts.append(out.end_ns)
     out.equity.append(sum(float(s.portfolio.pf[pnb.PF_REALIZED] - s.portfolio.pf[pnb.PF_FEES]
                                 + pnb.unrealized(s.portfolio.pf, s.portfolio.pf[pnb.PF_MID])) for s in strategies))
+    if len(groups) > 1:
+        sample_by_currency(groups, by_currency)
+        out.equity_by_currency = by_currency
     return out, elapsed
+
+
+def _through_next_sample(events: np.ndarray, start: int, stop: int, equity_ts: np.ndarray, counters: np.ndarray,
+                         interval_ns: int) -> int:
+    """``stop``, or one past the message in ``events[start:stop]`` at which the loop takes its next
+    equity sample, whichever comes first, framing messages as the loop does (up to an event flagged
+    last, or the window's end). The loop's own sample adds every strategy; stopping right after it lets
+    the caller read the portfolios as the loop saw them and add them per currency instead."""
+    taken = int(counters[sim.C_EQUITY])
+    next_sample = int(equity_ts[taken - 1]) + interval_ns if taken > 0 else int(events[start]["exch_ts_ns"])
+    window = events[start:stop]
+    ends = (window["flags"] & EventFlag.LAST_IN_MESSAGE) != 0
+    ends[-1] = True
+    due = np.flatnonzero(ends & (window["exch_ts_ns"] >= next_sample))
+    return start + int(due[0]) + 1 if len(due) else stop
 
 
 def _book_out(longest: int) -> tuple:

@@ -96,6 +96,9 @@ class LoopOutput:
     reject_reasons: Counter = field(default_factory=Counter)
     equity_ts: list = field(default_factory=list)
     equity: list = field(default_factory=list)
+    #: settlement currency -> equity samples (beside ``equity_ts``), when the strategies settle in more
+    #: than one currency: ``equity`` then adds different currencies and is not reported
+    equity_by_currency: dict = field(default_factory=dict)
 
 
 def message_ends(events: np.ndarray) -> np.ndarray:
@@ -114,6 +117,26 @@ def equity_of(host: StrategyHost) -> float:
     return total
 
 
+def currencies_of(strategies) -> dict[str, list]:
+    """Settlement currency -> the strategies settling in it (``hftshm.units.currency_of``)."""
+    from hftshm.units import currency_of
+
+    out: dict[str, list] = {}
+    for strategy in strategies:
+        out.setdefault(currency_of(strategy.symbol), []).append(strategy)
+    return out
+
+
+def sample_by_currency(groups: dict[str, list], out: dict[str, list], times: int = 1) -> None:
+    """Append each currency's equity (its strategies' realized - fees + position at mid) ``times`` times."""
+    for currency, strategies in groups.items():
+        total = 0.0
+        for strategy in strategies:
+            pf = strategy.portfolio.pf
+            total += pf[pnb.PF_REALIZED] - pf[pnb.PF_FEES] + pnb.unrealized(pf, pf[pnb.PF_MID])
+        out.setdefault(currency, []).extend([float(total)] * times)
+
+
 def run_loop(events: np.ndarray, host: StrategyHost, venue: Venue, book: BookSource,
              equity_interval_ns: int) -> LoopOutput:
     out = LoopOutput(rows=len(events))
@@ -121,6 +144,9 @@ def run_loop(events: np.ndarray, host: StrategyHost, venue: Venue, book: BookSou
         return out
     out.start_ns = int(events[0]["exch_ts_ns"])
     next_sample = out.start_ns
+    groups = currencies_of(slot.strategy for slot in host.slots.values())
+    if len(groups) < 2:
+        groups = {}  # one currency: ``equity`` is its curve
     start = 0
     for end in message_ends(events):
         message = events[start:end]
@@ -140,6 +166,7 @@ def run_loop(events: np.ndarray, host: StrategyHost, venue: Venue, book: BookSou
         while now >= next_sample:
             out.equity_ts.append(next_sample)
             out.equity.append(equity_of(host))
+            sample_by_currency(groups, out.equity_by_currency)
             next_sample += equity_interval_ns
     # let in-flight orders and reports land (no new market data: the book is frozen at the end)
     out.end_ns = now
@@ -148,6 +175,7 @@ def run_loop(events: np.ndarray, host: StrategyHost, venue: Venue, book: BookSou
     _deliver(host, venue.take_reports(drain_until), out)
     out.equity_ts.append(now)
     out.equity.append(equity_of(host))
+    sample_by_currency(groups, out.equity_by_currency)
     return out
 
 

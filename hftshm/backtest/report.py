@@ -13,7 +13,10 @@ Definitions (the report repeats them, so a reader need not come here):
 Units follow the instrument (``units``: ``hftshm.units``): on spot and linear (USD-M) markets
 quantities are in the base asset and money in the quote currency; on inverse (COIN-M) markets
 quantities are contracts of a fixed USD size and PnL, fees, drawdown and turnover are in the coin.
-Every figure's label says its unit.
+Every figure's label says its unit. Several symbols: ``symbols`` has each one's figures in its own
+units, ``currencies`` the money figures added up per settlement currency. Symbols settling in
+different currencies are never added: the top-level money figures (PnL, fees, turnover, equity,
+Sharpe, drawdown) are then null, and the equity curve is one per currency.
 
 The HTML page is self-contained (inline SVG, no scripts, no network): it opens from a file.
 """
@@ -73,8 +76,14 @@ class BacktestResult:
     #: units of the figures: qty (position, traded quantity), pnl (PnL, fees, equity, drawdown),
     #: notional (turnover), contract_usd (inverse only); ``hftshm.units.Units.as_dict``
     units: dict[str, Any] = field(default_factory=dict)
-    #: per symbol: market, strategies, position (the symbol's units), PnL, fees, trades, cancels, rejects
+    #: per symbol: market, currency, units, strategies, orders sent, position (the symbol's units), PnL,
+    #: fees, trades (fills), cancels, rejects
     symbols: dict[str, dict] = field(default_factory=dict)
+    #: per settlement currency: its symbols, realized/unrealized/net PnL, fees, turnover, equity (last),
+    #: sharpe, max drawdown, orders sent, trades
+    currencies: dict[str, dict] = field(default_factory=dict)
+    #: several settlement currencies: currency -> equity samples at ``equity_ts_ns`` (``equity`` is empty)
+    equity_by_currency: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     #: the strategy object after the run (its own state: decisions, counters), not written to reports
     instance: Any = field(default=None, repr=False, compare=False)
 
@@ -83,14 +92,18 @@ class BacktestResult:
         return self.rows / self.elapsed_s if self.elapsed_s > 0 else math.nan
 
     def to_dict(self, curve: bool = True) -> dict[str, Any]:
-        skip = ("equity_ts_ns", "equity", "fills", "instance")
+        skip = ("equity_ts_ns", "equity", "equity_by_currency", "fills", "instance")
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         out = json.loads(json.dumps(out, default=_plain))
         out["rows_per_s"] = self.rows_per_s
         out["duration_s"] = (self.end_ns - self.start_ns) / 1e9
         out["definitions"] = DEFINITIONS
         if curve:
-            out["equity_curve"] = {"ts_ns": self.equity_ts_ns.tolist(), "equity": self.equity.tolist()}
+            out["equity_curve"] = {"ts_ns": self.equity_ts_ns.tolist()}
+            if self.equity_by_currency:
+                out["equity_curve"]["by_currency"] = {c: v.tolist() for c, v in self.equity_by_currency.items()}
+            else:
+                out["equity_curve"]["equity"] = self.equity.tolist()
         return _finite(out)
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
@@ -115,6 +128,8 @@ DEFINITIONS = {
     "max_drawdown": "largest fall of equity from its running peak, in units.pnl",
     "fill_ratio": "executed quantity / quantity sent in new orders",
     "turnover": "executed notional, in units.notional (inverse: contracts x contract size / price, the coin)",
+    "currencies": "the money figures of the symbols settling in each currency, added up; different currencies "
+                  "are never added (the top-level money figures are then null)",
 }
 
 
@@ -128,13 +143,22 @@ def figures(d: dict) -> list[tuple[str, Any]]:
         qty = f"{qty} of {units['contract_usd']:g} USD"
     qty = f" ({qty})" if qty else ""
     notional = f", {units['notional']}" if units.get("notional") else ""
-    return [
-        (f"Net PnL{money}", d["net_pnl"]), (f"Realized PnL{money}", d["realized_pnl"]),
-        (f"Unrealized PnL at mid{money}", d["unrealized_pnl"]), (f"Fees{money}", d["fees"]),
-        (f"Final position{qty}", d["position"]), ("Sharpe (annualised)", d["sharpe"]),
-        (f"Max drawdown{money}", d["max_drawdown"]), ("Trades (fills)", d["trades"]), ("Orders sent", d["orders_sent"]),
+    currencies = d.get("currencies") or {}
+    if len(currencies) > 1:  # per currency: never one sum of two currencies
+        money_rows = [(f"{label} ({currency})", total[key]) for currency, total in currencies.items()
+                      for label, key in (("Net PnL", "net_pnl"), ("Realized PnL", "realized_pnl"),
+                                         ("Unrealized PnL at mid", "unrealized_pnl"), ("Fees", "fees"),
+                                         ("Sharpe (annualised)", "sharpe"), ("Max drawdown", "max_drawdown"),
+                                         ("Turnover (notional)", "turnover"))]
+    else:
+        money_rows = [(f"Net PnL{money}", d["net_pnl"]), (f"Realized PnL{money}", d["realized_pnl"]),
+                      (f"Unrealized PnL at mid{money}", d["unrealized_pnl"]), (f"Fees{money}", d["fees"]),
+                      ("Sharpe (annualised)", d["sharpe"]), (f"Max drawdown{money}", d["max_drawdown"]),
+                      (f"Turnover (notional{notional})", d["turnover"])]
+    return money_rows + [
+        (f"Final position{qty}", d["position"]), ("Trades (fills)", d["trades"]), ("Orders sent", d["orders_sent"]),
         ("Cancels", d["cancels"]), ("Rejects", d["rejects"]), ("Fill ratio", d["fill_ratio"]),
-        (f"Traded quantity{qty}", d["traded_qty"]), (f"Turnover (notional{notional})", d["turnover"]),
+        (f"Traded quantity{qty}", d["traded_qty"]),
         ("Market time covered (s)", d["duration_s"]), ("Rows", d["rows"]), ("Rows/s", d["rows_per_s"]),
     ]
 
@@ -203,7 +227,8 @@ def _svg_curve(ts_ns: np.ndarray, equity: np.ndarray, width: int = 860, height: 
         value = lo + (hi - lo) * k / 4
         y = py(value)
         parts.append(f'<line x1="{pad_l}" y1="{y:.1f}" x2="{width - pad_r}" y2="{y:.1f}" stroke="#eee"/>')
-        parts.append(f'<text x="{pad_l - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{value:,.2f}</text>')
+        label = f"{value:.3g}" if hi - lo < 0.05 else f"{value:,.2f}"  # a coin's equity: cents would all read 0.00
+        parts.append(f'<text x="{pad_l - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{label}</text>')
     if lo < 0 < hi:
         parts.append(f'<line x1="{pad_l}" y1="{py(0):.1f}" x2="{width - pad_r}" y2="{py(0):.1f}" '
                      f'stroke="#999" stroke-dasharray="4 3"/>')
@@ -222,6 +247,8 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             return "-"
+        if 0.0 < abs(value) < 0.01:  # a coin's PnL and fees (a few 1e-5 ETH) would print as 0.0000
+            return f"{value:.4g}"
         return f"{value:,.4f}" if abs(value) < 1000 else f"{value:,.2f}"
     return html.escape(str(value))
 
@@ -238,6 +265,23 @@ def _unit_suffix(result: BacktestResult) -> str:
     return f" ({result.units['pnl']})" if result.units.get("pnl") else ""
 
 
+def qty_unit_text(units: dict) -> str:
+    """``contracts of 10 USD`` on an inverse market, else the base asset (``units``: ``Units.as_dict``)."""
+    if units.get("contract_usd"):
+        return f"{units['qty']} of {units['contract_usd']:g} USD"
+    return units.get("qty", "")
+
+
+def _equity_curves(result: BacktestResult) -> str:
+    """One curve, or one per settlement currency (never their sum)."""
+    every = f"(sampled every {result.equity_interval_ms:g} ms of market time)"
+    if not result.equity_by_currency:
+        return (f"<h2>Equity{html.escape(_unit_suffix(result))} {every}</h2>\n"
+                + _svg_curve(result.equity_ts_ns, result.equity))
+    return "\n".join(f"<h2>Equity ({html.escape(currency)}) {every}</h2>\n{_svg_curve(result.equity_ts_ns, curve)}"
+                     for currency, curve in result.equity_by_currency.items())
+
+
 def render_html(result: BacktestResult) -> str:
     d = result.to_dict(curve=False)
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in figures(d))
@@ -250,12 +294,14 @@ def render_html(result: BacktestResult) -> str:
         ) + "</table>"
     symbols = ""
     if len(result.symbols) > 1:  # several symbols: the figures of each (a position only in its own units)
-        keys = ("position", "realized_pnl", "unrealized_pnl", "fees", "net_pnl", "trades", "cancels", "rejects",
-                "turnover")
-        head = "".join(f"<th>{html.escape(k)}</th>" for k in ("symbol", "market", "strategies") + keys)
+        keys = ("orders_sent", "trades", "position", "realized_pnl", "unrealized_pnl", "fees", "net_pnl", "cancels",
+                "rejects", "turnover")
+        head = "".join(f"<th>{html.escape(k)}</th>" for k in ("symbol", "market", "strategies", "qty in", "PnL in")
+                       + keys)
         body = "".join(
             f"<tr><th>{html.escape(name)}</th><td>{html.escape(row['market'])}</td>"
-            f"<td>{html.escape(', '.join(row['strategies']))}</td>" + "".join(f"<td>{_fmt(row[k])}</td>" for k in keys)
+            f"<td>{html.escape(', '.join(row['strategies']))}</td><td>{html.escape(qty_unit_text(row['units']))}</td>"
+            f"<td>{html.escape(row['currency'])}</td>" + "".join(f"<td>{_fmt(row[k])}</td>" for k in keys)
             + "</tr>" for name, row in result.symbols.items())
         symbols = f"<h2>Per symbol</h2><table><tr>{head}</tr>{body}</table>"
     rejects = ""
@@ -276,8 +322,7 @@ code {{ background: #f4f4f4; padding: 1px 4px; }}
 <p>Data <code>{html.escape(result.data)}</code>, symbol {html.escape(result.symbol or "-")}
 ({html.escape(_market_text(result))}), seed {result.seed}, engine {html.escape(result.engine)},
 fill model {html.escape(result.fill_model)}, latency model <code>{latency}</code>.</p>
-<h2>Equity{html.escape(_unit_suffix(result))} (sampled every {result.equity_interval_ms:g} ms of market time)</h2>
-{_svg_curve(result.equity_ts_ns, result.equity)}
+{_equity_curves(result)}
 <h2>Results</h2><table>{rows}</table>
 {symbols}<h2>Parameters</h2><table>{params}</table>
 {extra}{rejects}

@@ -126,14 +126,26 @@ def _print_result(d: dict) -> None:
     elif summaries:
         console.print("strategy: " + ", ".join(f"{k}={_fmt(v)}" for k, v in summaries.items()))
     if len(d.get("symbols") or {}) > 1:
-        per = Table(title="per symbol")
-        columns = ("position", "realized_pnl", "unrealized_pnl", "fees", "net_pnl", "trades", "cancels", "rejects",
-                   "turnover")
-        for column in ("symbol", "market", "strategies") + columns:
-            per.add_column(column, justify="left" if column in ("symbol", "market", "strategies") else "right")
+        from hftshm.backtest.report import qty_unit_text
+
+        per = Table(title="per symbol (position in its qty unit, money in its currency)")
+        # the rest of each row (strategies, realized/unrealized, cancels, turnover) is in the JSON report
+        columns = {"orders_sent": "orders", "trades": "fills", "position": "position", "fees": "fees",
+                   "net_pnl": "net PnL", "rejects": "rejects"}
+        for column in ("symbol", "market", "qty in", "PnL in", *columns.values()):
+            per.add_column(column, justify="right" if column in columns.values() else "left")
         for name, row in d["symbols"].items():
-            per.add_row(name, row["market"], ", ".join(row["strategies"]), *(_fmt(row[c]) for c in columns))
+            per.add_row(name, row["market"], qty_unit_text(row.get("units") or {}), row.get("currency", ""),
+                        *(_fmt(row[c]) for c in columns))
         console.print(per)
+        totals = Table(title="per settlement currency (never added across currencies)")
+        columns = {"net_pnl": "net PnL", "fees": "fees", "max_drawdown": "max drawdown", "orders_sent": "orders",
+                   "trades": "fills"}
+        for column in ("currency", "symbols", *columns.values()):
+            totals.add_column(column, justify="right" if column in columns.values() else "left")
+        for currency, total in (d.get("currencies") or {}).items():
+            totals.add_row(currency, ", ".join(total["symbols"]), *(_fmt(total[c]) for c in columns))
+        console.print(totals)
     for kind, path in d.get("files", {}).items():
         console.print(f"{kind}: {path}")
 
@@ -142,6 +154,8 @@ def _fmt(value) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
+        if 0.0 < abs(value) < 0.01:  # a coin's PnL and fees (a few 1e-5 ETH) would print as 0.0000
+            return f"{value:.4g}"
         return f"{value:,.4f}" if abs(value) < 1e5 else f"{value:,.0f}"
     return str(value)
 

@@ -165,7 +165,9 @@ def _replay_symbols(orders_csv: Path, configured, instrument_files, tick_sizes, 
 
 
 def _grid_of(texts: list[str]) -> str | None:
-    """The largest decimal step dividing every positive number of ``texts`` (exact), None if there is none."""
+    """The largest decimal step dividing every positive number of ``texts`` (exact), None if there is none.
+    One distinct number says nothing of a grid (its largest step is itself: one order at 2600.01 gave a
+    tick of 2600.01): it gives the unit of its last printed decimal instead."""
     from decimal import Decimal, InvalidOperation
     from math import gcd
 
@@ -184,6 +186,8 @@ def _grid_of(texts: list[str]) -> str | None:
     scale = max(max(0, -v.as_tuple().exponent) for v in values)
     if scale > 12:
         return None
+    if len(set(values)) == 1:
+        return text_of(Decimal(1).scaleb(-scale))
     step = 0
     for value in values:
         step = gcd(step, int(value.scaleb(scale)))

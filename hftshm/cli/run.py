@@ -92,6 +92,8 @@ def run_command(
     for name in external:
         overrides.setdefault("workers", {}).setdefault(name, {})["external"] = True
     cfg = _load(config, overrides)
+    for notice in cfg.notices:
+        typer.secho(f"warning: {notice}", fg="yellow", err=True)
     options = RunOptions(duration_s=duration, serve=serve, web=not no_web, live=not quiet and sys.stdout.isatty())
     _warm_kernels(cfg, options)
     code = PlatformRun(cfg, options).run()

@@ -126,7 +126,7 @@ def iter_records(path: str | Path, symbols: SymbolTable, *, strict: bool = False
         header = handle.readline().decode(errors="replace").strip()
         if header != HEADER:
             raise TickCsvError(f"{path}:1: not a canonical tick CSV header: expected {HEADER!r}, "
-                               f"found {header[:120]!r}")
+                               f"found {header[:120]!r}{import_hint(header, path)}")
         rest = b""
         raw_file = getattr(handle, "fileobj", None) or handle
         total_bytes = path.stat().st_size
@@ -215,3 +215,17 @@ def _from_e8(value: int) -> float | None:
     if value <= 0:
         return None
     return float(f"{value // 10**8}.{value % 10**8:08d}")
+
+
+def import_hint(first_line: str, path) -> str:
+    """What to do with a file that is not a tick CSV but a recording ``hftshm data import`` converts
+    ("" when the first line looks like none of them)."""
+    stamp, _, rest = first_line.partition(" ")
+    if stamp.isdigit() and rest.lstrip().startswith("{"):
+        fmt = ""  # Binance stream recording: '<local ns> <stream JSON>'
+    elif first_line.startswith("exchange,symbol,timestamp,local_timestamp"):
+        fmt = " --format tardis"
+    else:
+        return ""
+    return (f"; it is an exchange recording: convert it first with "
+            f"'hftshm data import{fmt} {path} -o OUT.csv.gz' and use OUT.csv.gz")

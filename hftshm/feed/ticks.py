@@ -46,7 +46,18 @@ def open_binary(path, mode: str = "rb", compresslevel: int = 6, gzipped: bool | 
     if gzipped is None:
         gzipped = is_gzip_path(path)
     if gzipped:
-        return gzip.open(path, mode, compresslevel=compresslevel) if "w" in mode else gzip.open(path, mode)
+        if "w" not in mode:
+            return gzip.open(path, mode)
+        # no time stamp and no file name in the gzip header: the same rows give the same bytes whenever
+        # and under whatever name they are written (``hftshm data import`` is byte-stable, not only its text)
+        raw = open(path, mode)
+        try:
+            handle = gzip.GzipFile(filename="", mode=mode, fileobj=raw, compresslevel=compresslevel, mtime=0)
+        except BaseException:
+            raw.close()
+            raise
+        handle.myfileobj = raw  # GzipFile closes the file it holds here when it closes
+        return handle
     return open(path, mode)
 
 

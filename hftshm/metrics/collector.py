@@ -266,15 +266,23 @@ def _trading_families(snap: PlatformSnapshot) -> list[Metric]:
         fees.add_metric(values, p.fees)
         if p.pnl_unit:
             units.add_metric(values + [p.market, p.qty_unit, p.pnl_unit], 1.0)
-    total = _gauge("pnl", "total PnL: realized + unrealized - fees, quote currency")
-    total.add_metric([], snap.total_pnl)
-    out += [position, realized, unrealized, fees, units, total]
+    out += [position, realized, unrealized, fees, units]
+    if not snap.several_currencies:  # several: no one total (a USDT figure plus an ETH one is no number)
+        total = _gauge("pnl", "total PnL: realized + unrealized - fees, quote currency")
+        total.add_metric([], snap.total_pnl)
+        out.append(total)
+    by_currency = _gauge("currency_pnl", "realized + unrealized - fees of the symbols settling in the currency, "
+                         "in that currency (never added across currencies)", ["currency"])
+    for currency, row in snap.pnl_by_currency().items():
+        by_currency.add_metric([currency], row["pnl"])
+    out.append(by_currency)
     # per symbol, every strategy on it: a position only adds up within its symbol's units
     symbol_position = _gauge("symbol_position_quantity", "signed position of all strategies on the symbol", ["symbol"])
-    symbol_pnl = _gauge("symbol_pnl", "realized + unrealized - fees of all strategies on the symbol", ["symbol"])
+    symbol_pnl = _gauge("symbol_pnl", "realized + unrealized - fees of all strategies on the symbol, in its "
+                        "settlement currency (label currency)", ["symbol", "currency"])
     for name, row in snap.by_symbol().items():
         symbol_position.add_metric([name], row["quantity"])
-        symbol_pnl.add_metric([name], row["pnl"])
+        symbol_pnl.add_metric([name, row["currency"]], row["pnl"])
     out += [symbol_position, symbol_pnl]
 
     risk = snap.risk

@@ -147,6 +147,26 @@ class PlatformSnapshot:
             return float(self.risk.realized_pnl + self.risk.unrealized_pnl - self.risk.fees)
         return float(sum(p.net_pnl_account for p in self.positions))
 
+    @property
+    def currencies(self) -> list[str]:
+        """The settlement currencies of the positions (``pnl_unit``: USDT, or the coin of an inverse symbol)."""
+        return sorted({p.pnl_unit for p in self.positions if p.pnl_unit})
+
+    @property
+    def several_currencies(self) -> bool:
+        """True when the positions settle in more than one currency: there is then no one total PnL
+        (``pnl_by_currency`` has one per currency; ``total_pnl`` is risk's conversion at the marks)."""
+        return len(self.currencies) > 1
+
+    def pnl_by_currency(self) -> dict[str, dict[str, Any]]:
+        """Per settlement currency: realized, unrealized, fees and PnL of its symbols, added up in that
+        currency and never across currencies (``hftshm.units.totals_by_currency``)."""
+        from hftshm.units import totals_by_currency
+
+        rows = {name: row for name, row in self.by_symbol().items() if row["currency"]}
+        return totals_by_currency(rows, {name: row["currency"] for name, row in rows.items()},
+                                  ("realized_pnl", "unrealized_pnl", "fees", "pnl"))
+
     def by_symbol(self) -> dict[str, dict[str, Any]]:
         """Positions and PnL per symbol, summed over the strategies trading it; a position is in its
         symbol's own units, so symbols are never added together."""
@@ -154,7 +174,8 @@ class PlatformSnapshot:
         for p in self.positions:
             row = out.setdefault(p.symbol, {"strategies": [], "quantity": 0.0, "realized_pnl": 0.0,
                                             "unrealized_pnl": 0.0, "fees": 0.0, "pnl": 0.0,
-                                            "mark_price": p.mark_price})
+                                            "mark_price": p.mark_price, "currency": p.pnl_unit,
+                                            "qty_unit": p.qty_unit})
             row["strategies"].append(p.strategy)
             row["quantity"] += p.quantity
             row["realized_pnl"] += p.realized_pnl

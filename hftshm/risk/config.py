@@ -21,7 +21,10 @@ THROTTLE_CLOCKS = ("market", "monotonic")
 class SymbolLimits:
     max_order_size: float = 1.0  # base units per order
     max_position_per_symbol: float = 5.0  # |position + same-side open orders|, base units
-    price_band_min: float = 1_000.0  # absolute limit-price floor, quote units
+    # absolute limit-price floor, quote units: none by default, as any floor fits one symbol's prices
+    # only (1,000 suited BTCUSDT and rejected every order of a symbol quoted under it); the bps band
+    # from the mid guards every symbol, [risk.symbols.NAME] sets a symbol's own floor
+    price_band_min: float = 0.0
     price_band_max: float = 1_000_000.0  # absolute limit-price ceiling
     price_band_bps: float = 500.0  # max distance of a limit price from the current mid
 

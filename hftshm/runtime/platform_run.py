@@ -268,10 +268,18 @@ def status_line(snapshot, elapsed_s: float) -> str:
     tick_to_order = snapshot.histograms.get(TICK_TO_ORDER)
     figures = summarize(tick_to_order) if tick_to_order is not None else None
     p50 = f"{figures.p50_ns / 1e3:.1f}us" if figures is not None and figures.count else "-"
-    pnl = account_pnl(snapshot)["total"]
+    line = account_pnl(snapshot)
+    pnl = _pnl_text(line)
     return (f"events {progress}  {rate / 1e6:.2f}M/s  intents {_counter(snapshot, 'strategies', 'intents'):,}  "
             f"orders {_counter(snapshot, 'oms', 'orders'):,}  fills {_counter(snapshot, 'exchange', 'fills'):,}  "
-            f"tick->order p50 {p50}  PnL {pnl:+,.2f}")
+            f"tick->order p50 {p50}  PnL {pnl}")
+
+
+def _pnl_text(line: dict) -> str:
+    """``+1.23`` or, with several settlement currencies, ``+1.23 USDT, -0.00001234 ETH``."""
+    if line.get("total") is not None:
+        return f"{line['total']:+,.2f}"
+    return ", ".join(f"{row['pnl']:+,.8g} {currency}" for currency, row in line["by_currency"].items())
 
 
 def account_pnl(snapshot) -> dict:
@@ -280,15 +288,31 @@ def account_pnl(snapshot) -> dict:
     risk's: after a restart the two sources can differ for a while (each rebuilds from the OMS's
     record on its own), and the line then showed a total that was not realized + unrealized - fees.
     ``strategies_total`` keeps the strategies' sum beside it, so a disagreement is visible. Both are in
-    the account's unit (``unit``, the quote currency): an inverse position's coin PnL at its mark."""
+    the account's unit (``unit``, the quote currency): an inverse position's coin PnL at its mark.
+
+    ``by_currency``: each settlement currency's realized, unrealized, fees and PnL, its symbols' figures
+    added in that currency. When the positions settle in several currencies (USDT and ETH) that is the
+    only total: ``total`` and its parts are null, and risk's account at the marks (the figure its daily
+    loss limit watches) is under ``risk_account_at_mark``, labelled as a conversion."""
     from hftshm.units import ACCOUNT_UNIT
 
+    line = _account_line(snapshot, unit=ACCOUNT_UNIT)
+    by_currency = snapshot.pnl_by_currency()
+    if snapshot.several_currencies:
+        return {"realized": None, "unrealized": None, "fees": None, "total": None, "unit": None,
+                "by_currency": by_currency,
+                "risk_account_at_mark": {**line, "what": "risk's account-wide figure for the daily loss limit: "
+                                                          "each coin PnL converted at its mark"}}
+    return {**line, "by_currency": by_currency}
+
+
+def _account_line(snapshot, unit: str) -> dict:
     risk = snapshot.risk
     if risk is None:
-        return {"realized": 0.0, "unrealized": 0.0, "fees": 0.0, "total": snapshot.total_pnl, "unit": ACCOUNT_UNIT}
+        return {"realized": 0.0, "unrealized": 0.0, "fees": 0.0, "total": snapshot.total_pnl, "unit": unit}
     realized, unrealized, fees = float(risk.realized_pnl), float(risk.unrealized_pnl), float(risk.fees)
     line = {"realized": realized, "unrealized": unrealized, "fees": fees, "total": realized + unrealized - fees,
-            "unit": ACCOUNT_UNIT}
+            "unit": unit}
     if snapshot.positions:
         line["strategies_total"] = float(sum(p.net_pnl_account for p in snapshot.positions))
     return line
@@ -365,8 +389,13 @@ def print_summary(summary: dict, console) -> None:
                           money.format(p["fees"]).lstrip("+"), p.get("pnl_unit", ""))
     console.print(positions)
     pnl = summary["pnl"]
-    console.print(f"PnL total {pnl['total']:+,.2f} {pnl.get('unit', '')} (realized {pnl['realized']:+,.2f}, unrealized "
-                  f"{pnl['unrealized']:+,.2f}, fees {pnl['fees']:,.2f})")
+    if pnl["total"] is None:  # several settlement currencies: a total per currency, never one sum
+        for currency, row in pnl["by_currency"].items():
+            console.print(f"PnL {currency} {row['pnl']:+,.8g} (realized {row['realized_pnl']:+,.8g}, unrealized "
+                          f"{row['unrealized_pnl']:+,.8g}, fees {row['fees']:,.8g}; {', '.join(row['symbols'])})")
+    else:
+        console.print(f"PnL total {pnl['total']:+,.2f} {pnl.get('unit', '')} (realized {pnl['realized']:+,.2f}, "
+                      f"unrealized {pnl['unrealized']:+,.2f}, fees {pnl['fees']:,.2f})")
     latency = Table(title="latency per hop (us)")
     for column in ("hop", "count", "p50", "p99", "p99.9", "max"):
         latency.add_column(column, justify="right")

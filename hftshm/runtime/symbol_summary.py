@@ -8,7 +8,8 @@ platform see them, side by side, so a disagreement shows.
   up to. Read after the workers closed, so the write-behind writer has flushed.
 
 Positions are in the symbol's own units (base units, or contracts of an inverse symbol), so there is
-no total position; PnL adds up over symbols in ``pnl`` as before.
+no total position; PnL is in the symbol's settlement currency (``currency``) and adds up over symbols
+per currency only (the summary's ``pnl.by_currency``).
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ def by_symbol(snapshot, risk_rows: dict[str, dict], oms_rows: dict[str, dict]) -
                                                       "intents": 0, "fills": 0, "rejects": 0, "open_orders": 0}})
 
     for symbol, agg in snapshot.by_symbol().items():  # the strategies' positions, summed per symbol
+        row(symbol)["currency"] = agg["currency"]
+        row(symbol)["qty_unit"] = agg["qty_unit"]
         row(symbol)["strategies"].update(names=agg["strategies"], position=agg["quantity"],
                                          realized_pnl=agg["realized_pnl"], unrealized_pnl=agg["unrealized_pnl"],
                                          fees=agg["fees"], net_pnl=agg["pnl"])
@@ -135,13 +138,14 @@ def print_symbols(symbols: dict[str, dict], console) -> None:
     from rich.table import Table
 
     table = Table(title="per symbol")
-    for column in ("symbol", "position", "risk position", "oms position", "net PnL", "fees", "orders", "fills",
-                   "rejects"):
+    for column in ("symbol", "position", "risk position", "oms position", "qty in", "net PnL", "fees", "PnL in",
+                   "orders", "fills", "rejects"):
         table.add_column(column, justify="right")
     for name, r in symbols.items():
         s, risk, oms = r["strategies"], r.get("risk") or {}, r.get("oms") or {}
         table.add_row(name, f"{s['position']:.6g}", _fmt(risk.get("position")), _fmt(oms.get("position")),
-                      f"{s['net_pnl']:+,.2f}", f"{s['fees']:,.2f}", str(oms.get("orders", "-")),
+                      r.get("qty_unit", ""), f"{s['net_pnl']:+,.8g}", f"{s['fees']:,.8g}", r.get("currency", ""),
+                      str(oms.get("orders", "-")),
                       str(oms.get("fills", s["fills"])), str(s["rejects"]))
     console.print(table)
 

@@ -19,6 +19,7 @@ from numba import njit
 from hftshm.codes import Action, OrderState, OrderType, TimeInForce
 from hftshm.strategies.portfolio_nb import (
     PF_INTENTS,
+    PF_NEW_ORDERS,
     PF_NEXT_COID,
     add_order,
     find_order,
@@ -81,6 +82,7 @@ def send_new(pf, orders, records, count, strategy_id, symbol_id, side, order_typ
     _put(records, count, Action.NEW, coid, 0, strategy_id, symbol_id, side, order_type, tif, price, qty,
          market_ts_ns, origin_ts_ns)
     pf[PF_INTENTS] += 1.0
+    pf[PF_NEW_ORDERS] += 1.0
     return coid
 
 

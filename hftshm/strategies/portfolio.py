@@ -98,8 +98,8 @@ class Portfolio:
         return float(self.pf[nb.PF_TRADED_NOTIONAL])
 
     def count(self, what: str) -> int:
-        """Counters: fills, rejects, cancels, acks, intents, signals, open_orders."""
-        index = {"fills": nb.PF_FILLS, "rejects": nb.PF_REJECTS, "cancels": nb.PF_CANCELS, "acks": nb.PF_ACKS,
+        """Counters: fills, rejects, cancels, acks, intents, new orders ("orders"), signals, open_orders."""
+        index = {"orders": nb.PF_NEW_ORDERS, "fills": nb.PF_FILLS, "rejects": nb.PF_REJECTS, "cancels": nb.PF_CANCELS, "acks": nb.PF_ACKS,
                  "intents": nb.PF_INTENTS, "signals": nb.PF_SIGNALS, "open_orders": nb.PF_OPEN_ORDERS}[what]
         return int(self.pf[index])
 

@@ -54,6 +54,7 @@ PF_MAKER_FILLS = 18
 PF_FAULT = 19  # a compiled strategy's first error code (intents_nb.ERR_*), 0 while healthy
 PF_MARKET = 20  # hftshm.symbols.Market of the strategy's symbol (0 spot, 1 linear, 2 inverse)
 PF_CONTRACT_SIZE = 21  # USD per contract on an inverse market (1 otherwise)
+PF_NEW_ORDERS = 22  # new orders sent (PF_INTENTS counts cancels and replaces too)
 PF_SIZE = 24
 
 # position and quantities are snapped to this grid: lot sizes are >= 1e-8, and sums of float lots
@@ -278,7 +279,8 @@ def forget_intent(pf, orders, client_order_id):
     slot = find_order(orders, client_order_id)
     if slot < 0:
         return
-    if orders[slot].client_order_id == client_order_id:
+    if orders[slot].client_order_id == client_order_id:  # a new order's own id: it was a new order
+        pf[PF_NEW_ORDERS] -= 1.0
         _free(pf, orders, slot)
     else:
         _drop_amend(orders, slot)

@@ -226,8 +226,8 @@ def create_app(config: WebConfig, view_provider: PlatformView, *, trading: Tradi
         snap = snapshot()
         # each position in its own units (market, qty_unit, pnl_unit); the total in the account's
         return jsonify({"running": snap.running, "positions": [_plain(asdict(p)) for p in snap.positions],
-                        "symbols": _plain(snap.by_symbol()), "pnl_total": snap.total_pnl,
-                        "pnl_total_unit": ACCOUNT_UNIT})
+                        "symbols": _plain(snap.by_symbol()),
+                        **_pnl_totals(snap)})
 
     def risk_status() -> dict:
         snap = snapshot()
@@ -311,8 +311,7 @@ def create_app(config: WebConfig, view_provider: PlatformView, *, trading: Tradi
         for name, counts in sorted(snap.histograms.items()):
             worker, stage = split_histogram_name(name)
             data["latency"][name] = {"worker": worker, "stage": stage, **_plain(summarize(counts).as_dict())}
-        data["pnl_total"] = snap.total_pnl
-        data["pnl_total_unit"] = ACCOUNT_UNIT
+        data.update(_pnl_totals(snap))
         return jsonify(data)
 
     # -- backtests ---------------------------------------------------------------------------------
@@ -490,3 +489,12 @@ def _peek_json() -> dict:
 
 def _plain(data: dict) -> dict:
     return _finite(data)
+
+
+def _pnl_totals(snap) -> dict:
+    """``pnl_by_currency`` (each settlement currency's own totals) and, when the positions settle in one
+    currency, ``pnl_total`` in ``pnl_total_unit`` as before; null with several: never one sum of two
+    currencies."""
+    several = snap.several_currencies
+    return {"pnl_by_currency": _plain(snap.pnl_by_currency()),
+            "pnl_total": None if several else snap.total_pnl, "pnl_total_unit": None if several else ACCOUNT_UNIT}

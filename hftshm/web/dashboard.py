@@ -68,6 +68,17 @@ def feed_clock(workers) -> dict:
             "live": "frames" in feed.counters}
 
 
+def pnl_line(snap: PlatformSnapshot) -> dict:
+    """The PnL line: ``by_currency`` (each settlement currency's own total, never added across
+    currencies) and, when the positions settle in one currency, the total and its parts as before
+    (``unit``); with several currencies those are null: a USDT figure plus an ETH one is no number."""
+    by_currency = snap.pnl_by_currency()
+    if snap.several_currencies:
+        return {"total": None, "realized": None, "unrealized": None, "fees": None, "unit": None,
+                "by_currency": by_currency}
+    return {"total": snap.total_pnl, **_pnl_parts(snap), "unit": ACCOUNT_UNIT, "by_currency": by_currency}
+
+
 def _pnl_parts(snap: PlatformSnapshot) -> dict[str, float]:
     """Realized, unrealized, fees in the quote currency: summed over positions (an inverse position's
     coin at its mark), else the risk stage's account."""
@@ -93,7 +104,9 @@ class DashboardModel:
         if not snap.running and self._history:
             return  # the last run's curve stays as it ended
         now = time.time()
-        point = {"t": now, "pnl": snap.total_pnl, **totals(snap)}
+        several = snap.several_currencies
+        point = {"t": now, "pnl": None if several else snap.total_pnl, **totals(snap),
+                 "pnl_by_currency": {c: row["pnl"] for c, row in snap.pnl_by_currency().items()} if several else {}}
         with self._lock:
             if snap.run_id != self._run_id:  # a new run: its curve starts afresh
                 self._history.clear()
@@ -122,10 +135,12 @@ class DashboardModel:
         for prev, cur in zip(points, points[1:]):
             dt = max(1e-6, cur["t"] - prev["t"])
             out.append({"t": round(cur["t"], 3), "pnl": _finite(cur["pnl"]),
+                        "pnl_by_currency": cur.get("pnl_by_currency") or {},
                         "ticks_per_s": max(0.0, (cur["ticks"] - prev["ticks"]) / dt),
                         "orders_per_s": max(0.0, (cur["orders"] - prev["orders"]) / dt)})
         if len(points) == 1:
-            out.append({"t": round(points[0]["t"], 3), "pnl": _finite(points[0]["pnl"]), "ticks_per_s": 0.0,
+            out.append({"t": round(points[0]["t"], 3), "pnl": _finite(points[0]["pnl"]),
+                        "pnl_by_currency": points[0].get("pnl_by_currency") or {}, "ticks_per_s": 0.0,
                         "orders_per_s": 0.0})
         return out
 
@@ -146,7 +161,7 @@ class DashboardModel:
             "totals": totals(snap),
             "rates": self.rates(),
             "history": self.history(),
-            "pnl": {"total": snap.total_pnl, **_pnl_parts(snap), "unit": ACCOUNT_UNIT},
+            "pnl": pnl_line(snap),
             "latency": latency,
             "rings": [{"name": r.name, "producer": r.producer, "consumer": r.consumer, "capacity": r.capacity,
                        "occupancy": r.occupancy, "ratio": r.occupancy / r.capacity if r.capacity else 0.0,

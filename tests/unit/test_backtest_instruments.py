@@ -44,7 +44,10 @@ def test_each_market_kind_trades_with_the_default_config(recordings, market):
     assert (result.symbol, result.market, result.units["qty"], result.units["pnl"]) == expected
     if market == "coinm":
         # the instance's BTC sizes do not carry to a contract market: its contract defaults apply
-        assert (result.params["quantity"], result.params["max_inventory"]) == (1.0, 10.0)
+        assert (result.params["quantity"], result.params["max_inventory"]) == (1.0, 5.0)
+        # within the shipped risk limit (5 contracts a symbol): risk holds nothing back for max_position
+        assert result.params["max_inventory"] <= read_toml(CONFIG)["risk"]["max_position_per_symbol"]
+        assert result.reject_reasons.get("max_position", 0) == 0, result.reject_reasons
         assert set(result.fills["qty"]) <= {1.0}
 
 
@@ -89,3 +92,45 @@ def test_config_contradicting_the_data_is_an_error(recordings):
     raw["symbols"]["ETHUSDT"] = {"id": 7, "tick_size": 0.01, "lot_size": 0.00001, "market": "linear"}
     with pytest.raises(BacktestDataError, match="market = 'linear' disagrees"):
         run_backtest(raw, recordings["spot"], "market_maker")
+
+
+def test_a_symbol_quoted_under_a_thousand_trades_with_the_default_config(tmp_path):
+    """Any symbol, not only BTC and ETH: the spot ETHUSDT head recording with every price a hundredth
+    (an exact shift of the decimal point, tick 0.0001) as ABCUSDT, near 26.8 USDT. The shipped risk
+    config had an absolute price floor of 1,000 USDT, which rejected every order of it."""
+    import gzip
+
+    eth = tmp_path / "eth.csv.gz"
+    import_files([ROOT / "tests" / "data" / "binance_spot_ethusdt_20240808_head.gz"], eth)
+    low = tmp_path / "abc.csv.gz"
+    with gzip.open(eth, "rt") as src, gzip.open(low, "wt") as dst:
+        dst.write(src.readline())
+        for line in src:
+            fields = line.rstrip("\n").split(",")
+            fields[2], fields[5] = "ABCUSDT", _hundredth(fields[5])
+            dst.write(",".join(fields) + "\n")
+    result = run_backtest(CONFIG, low, "market_maker")
+    assert result.symbol == "ABCUSDT" and result.orders_sent > 0
+    assert "price_band" not in result.reject_reasons, result.reject_reasons
+    assert result.trades > 0 and 20.0 < float(np.min(result.fills["price"])) < 30.0
+
+
+def _hundredth(price: str) -> str:
+    """``price`` / 100 as text, exactly: the decimal point two places left (8 decimals kept)."""
+    whole, _, frac = price.partition(".")
+    assert frac.endswith("00"), price
+    whole = whole.rjust(3, "0")
+    return f"{int(whole[:-2])}.{whole[-2:]}{frac[:-2]}"
+
+
+@pytest.mark.parametrize("strategy", ["market_maker", "mean_reversion", "vwap"])
+def test_each_built_in_strategy_on_a_contract_market_stays_within_the_shipped_risk_limits(recordings, strategy):
+    """The built-ins' contract defaults fit the shipped [risk] limits (1 contract an order, 5 a symbol):
+    the vwap's 100-contract target and 0.05-contract slices (rounded to nothing) sent 46,735 orders that
+    risk refused, the mean reversion's 5-contract closes were refused for max_order_size."""
+    result = run_backtest(CONFIG, recordings["coinm"], strategy)
+    sized = {k: v for k, v in result.reject_reasons.items() if k in ("max_order_size", "max_position")}
+    assert not sized, sized
+    assert result.trades > 0
+    if strategy == "vwap":
+        assert result.strategy_summary["completed"] and result.orders_sent < 50

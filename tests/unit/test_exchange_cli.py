@@ -269,6 +269,22 @@ def test_owner_is_an_account_name_and_any_symbol_trades(tmp_path):
     """)  # alice's own sell cancelled her resting buy (same owner name): bob and "007" are others
 
 
+def test_one_price_of_a_symbol_gives_its_printed_decimal_as_the_tick(tmp_path):
+    """Two orders at one price: the grid is the unit of its last decimal, not the price itself."""
+    out, err, code = replay(tmp_path, """
+        1,1,alice-desk,ETHUSD_PERP,new,sell,limit,gtc,2600.01,5
+        2,2,bob@fund,ETHUSD_PERP,new,buy,limit,gtc,2600.01,3
+    """)
+    assert code == 0, err
+    assert "ETHUSD_PERP: not in the config; tick 0.01, lot 1" in err.replace("\n", " ")
+    assert out == golden("""
+        1,ack,2600.01,5,5,0,
+        2,ack,2600.01,3,3,0,
+        2,fill,2600.01,3,0,1,
+        1,partial,2600.01,3,2,2,
+    """)
+
+
 def test_tick_size_option_sets_the_grid_of_any_symbol(tmp_path):
     out, err, code = replay(tmp_path, """
         1,1,a,XYZUSDT,new,buy,limit,gtc,1.25,1

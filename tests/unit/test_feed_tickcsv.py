@@ -124,6 +124,22 @@ def test_header_must_be_the_canonical_one(tmp_path):
         _read(path)
 
 
+@pytest.mark.parametrize("first_line, hint", [
+    ('1723161254024619568 {"stream":"ethusdt@bookTicker","data":{}}', "'hftshm data import "),
+    ("exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount", "'hftshm data import --format tardis "),
+])
+def test_a_raw_recording_given_as_a_tick_csv_says_to_import_it(tmp_path, first_line, hint):
+    path = tmp_path / "recording.csv"
+    path.write_text(first_line + "\n")
+    with pytest.raises(TickCsvError, match="not a canonical tick CSV header") as caught:
+        _read(path)
+    assert hint + str(path) in str(caught.value) and "-o OUT.csv.gz" in str(caught.value)
+    other = write_tick_csv(tmp_path / "t.csv", [_row(1)], header="ts,symbol,price")
+    with pytest.raises(TickCsvError) as caught:
+        _read(other)
+    assert "data import" not in str(caught.value)  # no hint for a file that is no recording either
+
+
 def test_statistics_infer_tick_and_lot_and_clock_offset(tmp_path):
     rows = [_row(1, price="61800.20", qty="0.013"), _row(2, price="61800.30", qty="2.500", exch=T + 2,
                                                          local=T - 1_300_000_000)]

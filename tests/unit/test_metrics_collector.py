@@ -121,7 +121,8 @@ def test_positions_pnl_and_risk_state(rig):
     btc = [p for p in snap.positions if p.symbol == "BTCUSDT"]
     assert value(metrics, "hftshm_symbol_position_quantity", symbol="BTCUSDT") == pytest.approx(
         sum(p.quantity for p in btc))
-    assert value(metrics, "hftshm_symbol_pnl", symbol="BTCUSDT") == pytest.approx(
+    currency = snap.by_symbol()["BTCUSDT"]["currency"]  # the label says which currency the figure is in
+    assert value(metrics, "hftshm_symbol_pnl", symbol="BTCUSDT", currency=currency) == pytest.approx(
         sum(p.realized_pnl + p.unrealized_pnl - p.fees for p in btc))
     assert value(metrics, "hftshm_kill_switch_active") == 1
     assert value(metrics, "hftshm_trading_state", state="active") == 1

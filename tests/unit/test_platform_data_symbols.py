@@ -53,3 +53,27 @@ def test_a_market_of_the_same_unit_keeps_the_configured_sizes(imported):
 def test_several_symbols_keep_each_strategy_on_its_configured_symbol(imported):
     config = _config([imported["spot"], imported["coinm"]])
     assert config.raw["strategies"]["market_maker"].get("symbol", "BTCUSDT") == "BTCUSDT"
+
+
+def test_several_symbols_warn_of_a_symbol_no_strategy_trades(imported):
+    """The shipped config trades BTCUSDT: a run of the spot and COIN-M files would trade neither, and
+    says so for each at start (``hftshm run`` prints the notices)."""
+    notices = _config([imported["spot"], imported["coinm"]]).notices
+    warned = [n for n in notices if "has no enabled strategy" in n]
+    assert len(warned) == 2 and any("ETHUSD_PERP" in m for m in warned) and any("ETHUSDT" in m for m in warned)
+    raw = read_toml(ROOT / "config" / "platform.toml")
+    raw["feed"]["data"] = [str(imported["spot"]), str(imported["coinm"])]
+    raw["strategies"]["mm_eth"] = {"class": "market_maker", "symbol": "ETHUSD_PERP", "quantity": 1}
+    warned = [n for n in PlatformConfig.from_raw(raw).notices if "has no enabled strategy" in n]
+    assert len(warned) == 1 and "ETHUSDT" in warned[0]  # the COIN-M symbol has its strategy now
+
+
+def test_the_notices_are_printed_by_run_only(imported, caplog, capsys):
+    """Loading the config logs nothing (``hftshm stop`` and ``status`` load it too, with the default
+    data, and used to say a strategy "trades" a symbol of a run they were not part of); a one-symbol
+    replay's move is a notice ``hftshm run`` prints."""
+    with caplog.at_level("DEBUG", logger="hftshm"):
+        config = _config([imported["coinm"]])
+    assert not [r for r in caplog.records if r.levelno >= 30]
+    (moved,) = config.notices
+    assert "strategy market_maker is configured for BTCUSDT" in moved and "it trades ETHUSD_PERP" in moved

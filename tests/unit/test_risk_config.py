@@ -37,7 +37,8 @@ def test_shipped_config_is_valid_and_sensible_for_btc():
     ({"throttle_clock": "wall"}, "allowed: market, monotonic"),
     ({"symbols": {"DOGEUSDT": {"max_order_size": 5}}}, "[risk.symbols.DOGEUSDT] names a symbol not in [symbols]"),
     ({"symbols": {"BTCUSDT": {"max_qty": 5}}}, "[risk.symbols.BTCUSDT] has unknown key(s) max_qty"),
-    ({"symbols": {"BTCUSDT": {"price_band_max": 10.0}}}, "risk.symbols.BTCUSDT.price_band_min (1000.0) must be <="),
+    ({"symbols": {"BTCUSDT": {"price_band_min": 20.0, "price_band_max": 10.0}}},
+     "risk.symbols.BTCUSDT.price_band_min (20.0) must be <="),
 ])
 def test_bad_risk_config_names_the_key(raw, message):
     with pytest.raises(ConfigError) as err:

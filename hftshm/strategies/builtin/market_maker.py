@@ -14,8 +14,10 @@ class MarketMaker(CompiledStrategy):
         "spread_bps": Param(2.0, "full quoted width, bid to ask, in basis points of the mid", positive=True),
         "quantity": Param(0.01, "size of each quote, base units (contracts on an inverse market)", positive=True,
                           contracts=1.0),
+        # 5 contracts: within the shipped risk limit of 5 a symbol (10 had risk reject a third of a
+        # default-config COIN-M run's intents for max_position)
         "max_inventory": Param(0.1, "|position| + open orders on a side never exceed this, base units (contracts "
-                               "on an inverse market)", positive=True, contracts=10.0),
+                               "on an inverse market)", positive=True, contracts=5.0),
         "skew_bps": Param(1.0, "how far both quotes shift against a full inventory, basis points", min=0.0),
         "requote_ticks": Param(2, "replace a quote when the wanted price moved this many ticks", min=1),
         "min_requote_interval_ms": Param(100.0, "at most one requote per side per this much market time",

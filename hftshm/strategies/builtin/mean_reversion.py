@@ -31,8 +31,10 @@ class MeanReversion(CompiledStrategy):
         "exit_z": Param(0.5, "close the position when |z| falls to this", min=0.0),
         "quantity": Param(0.01, "size of each entry, base units (contracts on an inverse market)", positive=True,
                           contracts=1.0),
+        # 1 contract: closing the position is one order, within the shipped risk limit of 1 contract an
+        # order (5 had every close of a full position rejected for max_order_size)
         "max_position": Param(0.05, "|position| cap, base units (contracts on an inverse market)", positive=True,
-                              contracts=5.0),
+                              contracts=1.0),
         "cooldown_ms": Param(1000.0, "market time between decisions", min=0.0),
     }
     STATE = {"samples": Array("window"), "scratch": Array("window"), **nb.STATE}

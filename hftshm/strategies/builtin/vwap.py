@@ -28,11 +28,15 @@ class VwapExecution(CompiledStrategy):
 
     PARAMS = {
         "side": Param("buy", "buy or sell", choices=("buy", "sell")),
+        # 5 contracts: within the shipped risk limit of 5 a symbol (100 could never be held)
         "target_qty": Param(0.5, "quantity to execute, base units (contracts on an inverse market)", positive=True,
-                            contracts=100.0),
+                            contracts=5.0),
         "horizon_s": Param(300.0, "market time from the first event by which the target is done", positive=True),
         "participation": Param(0.1, "fraction of market traded volume to follow", positive=True, max=1.0),
-        "max_slice": Param(0.05, "largest child order, base units", positive=True),
+        # a size too: 0.05 of a 1-contract lot rounded every slice to nothing, and the whole target then
+        # went out at the finish time as one order above the risk limit, rejected again on every event
+        "max_slice": Param(0.05, "largest child order, base units (contracts on an inverse market)", positive=True,
+                           contracts=1.0),
         "finish_fraction": Param(0.9, "the time floor completes the target by this fraction of the horizon",
                                  positive=True, max=1.0),
     }

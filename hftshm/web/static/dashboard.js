@@ -37,6 +37,12 @@ function fmtMoney(x, sign = true) {
   const s = Math.abs(x).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
   return (x < 0 ? "−" : sign && x > 0 ? "+" : "") + s;
 }
+function fmtCurrency(x, currency) {
+  // stablecoins and USD in cents; a coin's PnL is a few 1e-5
+  if (/^(USD|USDT|USDC|BUSD|FDUSD|TUSD|EUR)$/.test(currency)) return fmtMoney(x);
+  if (x === null || x === undefined || !isFinite(x)) return "—";
+  return (x > 0 ? "+" : "") + Number(x).toPrecision(6);
+}
 function fmtNum(x, digits = 3) {
   if (x === null || x === undefined || !isFinite(x)) return "—";
   return Number(x).toLocaleString("en-US", { minimumFractionDigits: 0, maximumFractionDigits: digits });
@@ -149,7 +155,8 @@ function pnlChart(svg, history) {
     const v = lo + ((hi - lo) * i) / 4, yy = y(v);
     svg.appendChild(svgEl("line", { x1: padL, x2: W - padR, y1: yy, y2: yy, class: "axis" }));
     const lbl = svgEl("text", { x: padL - 6, y: yy + 3, "text-anchor": "end", class: "axis-label" });
-    lbl.textContent = fmtMoney(v, false);
+    // a coin's PnL spans a few 1e-5: cents would print every line as 0.00
+    lbl.textContent = hi - lo < 0.05 ? Number(v).toPrecision(3) : fmtMoney(v, false);
     svg.appendChild(lbl);
   }
   const ticks = Math.max(1, Math.min(4, Math.floor(plotW / 90)));
@@ -220,9 +227,18 @@ function render(d) {
   setText("kpi-rejects", fmtInt(d.totals.rejects), d.totals.rejects > 0 ? "neg" : "");
   const reasons = d.risk ? Object.entries(d.risk.rejects_by_reason).sort((a, b) => b[1] - a[1]) : [];
   setText("kpi-rejects-top", reasons.length ? reasons[0][0] + " " + fmtInt(reasons[0][1]) : "none");
-  setText("kpi-pnl-label", `PnL (${d.pnl.unit || "quote"})`);
-  setText("kpi-pnl", fmtMoney(d.pnl.total), signClass(d.pnl.total));
-  setText("kpi-pnl-parts", `realized ${fmtMoney(d.pnl.realized)} · unrealized ${fmtMoney(d.pnl.unrealized)} · fees ${fmtMoney(d.pnl.fees, false)}`);
+  // several settlement currencies (USDT and a coin): a figure per currency, never their sum
+  const currencies = d.pnl.total === null ? Object.entries(d.pnl.by_currency || {}) : [];
+  $("kpi-pnl").classList.toggle("several", currencies.length > 0);
+  if (currencies.length) {
+    setText("kpi-pnl-label", "PnL per currency");
+    setText("kpi-pnl", currencies.map(([c, r]) => `${fmtCurrency(r.pnl, c)} ${c}`).join("\n"));
+    setText("kpi-pnl-parts", currencies.map(([c, r]) => `${c}: ${r.symbols.join(", ")}`).join(" · "));
+  } else {
+    setText("kpi-pnl-label", `PnL (${d.pnl.unit || "quote"})`);
+    setText("kpi-pnl", fmtMoney(d.pnl.total), signClass(d.pnl.total));
+    setText("kpi-pnl-parts", `realized ${fmtMoney(d.pnl.realized)} · unrealized ${fmtMoney(d.pnl.unrealized)} · fees ${fmtMoney(d.pnl.fees, false)}`);
+  }
   const t2o = d.latency.find((l) => l.stage === "tick_to_order") || d.latency.find((l) => /tick_to/.test(l.stage));
   setText("kpi-t2o", t2o ? fmtNs(t2o.p99_ns) : "—");
   setText("kpi-t2o-p50", t2o ? "p50 " + fmtNs(t2o.p50_ns) + " · n " + fmtInt(t2o.count) : "no samples");
@@ -230,10 +246,14 @@ function render(d) {
   sparkline($("spark-orders"), d.history.map((p) => p.orders_per_s), "#a98bff");
 
   // PnL chart
-  pnlChart($("pnl-chart"), d.history);
+  // with several currencies the curve is the first currency's (the tile has each)
+  const chartCurrency = currencies.length ? currencies[0][0] : null;
+  pnlChart($("pnl-chart"), chartCurrency
+    ? d.history.map((p) => ({ ...p, pnl: (p.pnl_by_currency || {})[chartCurrency] ?? null })) : d.history);
   if (d.history.length > 1) {
     const secs = d.history[d.history.length - 1].t - d.history[0].t;
-    setText("pnl-range", "last " + (secs >= 120 ? (secs / 60).toFixed(0) + " min" : secs.toFixed(0) + " s"));
+    setText("pnl-range", (chartCurrency ? chartCurrency + ", " : "") + "last "
+      + (secs >= 120 ? (secs / 60).toFixed(0) + " min" : secs.toFixed(0) + " s"));
   }
 
   // latency table
