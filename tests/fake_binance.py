@@ -13,7 +13,9 @@ Faults, scripted by frame index (``script={index: action}``), applied just befor
 client (they still happen: the book moves on); ``"stall"`` leaves the connections open but sends them
 nothing more; ``"malformed"`` sends a frame that is not JSON; ``"unknown"`` sends a frame of a stream
 nobody subscribed to; ``"stale_snapshot"`` makes the next snapshot request answer the recording's
-original (old) snapshot.
+original (old) snapshot; ``("await_snapshots", n)`` holds the timeline (no frame happens, for at most
+10 s) until n snapshot requests have been answered, then carries on at the recorded spacing (a test
+whose fault must come after a resync says so, instead of racing the client's snapshot request).
 """
 
 from __future__ import annotations
@@ -208,7 +210,9 @@ class FakeBinance:
                 await asyncio.sleep(0)  # flooded: still let the REST endpoint answer
             action = self.script.get(k)
             if action is not None:
+                held = time.perf_counter()
                 await self._act(action, ts)
+                started += time.perf_counter() - held  # a hold shifts the rest of the timeline
             self.happened = k + 1
             if self._skip_depth and "depthUpdate" in text[:80]:
                 self._skip_depth -= 1
@@ -235,6 +239,10 @@ class FakeBinance:
             self._stalled.update(self._clients)
         elif name == "stale_snapshot":
             self._stale_next = True
+        elif name == "await_snapshots":
+            deadline = time.perf_counter() + 10.0
+            while self.snapshot_requests < int(arg) and time.perf_counter() < deadline:
+                await asyncio.sleep(0.001)
         elif name in ("malformed", "unknown"):
             symbol = (self.symbol or "btcusdt").lower()
             text = ('{"stream":"' + symbol + '@depth@0ms","data":{"e":"depthUpdate",'  # cut short: not JSON
