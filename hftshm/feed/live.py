@@ -30,7 +30,7 @@ import numpy as np
 from numba import typed
 
 from hftshm.book.book import DEFAULT_WINDOW_TICKS, BookSet
-from hftshm.feed import live_latency_nb, replay_nb
+from hftshm.feed import live_latency_nb, live_ws_nb, replay_nb
 from hftshm.feed.live_client import BinanceStreamClient, Subscription
 from hftshm.feed.live_decode import LINE_PATH_FRAMES, LiveDecoder
 from hftshm.feed.live_net import NetworkProcess, warm_up_kernels
@@ -201,6 +201,8 @@ class LiveFeed:
         live_latency_nb.receive_to_publish(self.hist_recv_to_publish, self._staged, 0, 0, 0)
         if self.net is not None:
             warm_up_kernels()
+        else:
+            live_ws_nb.warm_up()  # the client's frame splitter, on its thread
 
     # ------------------------------------------------------------------ work
     @property
