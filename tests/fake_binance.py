@@ -13,9 +13,10 @@ Faults, scripted by frame index (``script={index: action}``), applied just befor
 client (they still happen: the book moves on); ``"stall"`` leaves the connections open but sends them
 nothing more; ``"malformed"`` sends a frame that is not JSON; ``"unknown"`` sends a frame of a stream
 nobody subscribed to; ``"stale_snapshot"`` makes the next snapshot request answer the recording's
-original (old) snapshot; ``("await_snapshots", n)`` holds the timeline (no frame happens, for at most
-10 s) until n snapshot requests have been answered, then carries on at the recorded spacing (a test
-whose fault must come after a resync says so, instead of racing the client's snapshot request).
+original (old) snapshot; ``("await_snapshots", n)`` / ``("await_connections", n)`` hold the timeline
+(no frame happens, for at most 30 s) until n snapshot requests have been answered / n websocket
+connections made, then carry on at the recorded spacing (a test whose fault must come after a resync
+or a reconnect says so, instead of racing the client).
 """
 
 from __future__ import annotations
@@ -248,9 +249,10 @@ class FakeBinance:
             self._stalled.update(self._clients)
         elif name == "stale_snapshot":
             self._stale_next = True
-        elif name == "await_snapshots":
-            deadline = time.perf_counter() + 10.0
-            while self.snapshot_requests < int(arg) and time.perf_counter() < deadline:
+        elif name in ("await_snapshots", "await_connections"):
+            deadline = time.perf_counter() + 30.0
+            count = (lambda: self.snapshot_requests) if name == "await_snapshots" else (lambda: self.connections)
+            while count() < int(arg) and time.perf_counter() < deadline:
                 await asyncio.sleep(0.001)
         elif name in ("malformed", "unknown"):
             symbol = (self.symbol or "btcusdt").lower()

@@ -159,7 +159,24 @@ class _Rings:
             ring.unlink()
 
 
-def _run(feed, rings: _Rings, until, timeout_s: float, step_ns: list | None = None) -> tuple[float, float, float]:
+def _timed_steps(feed) -> list:
+    """(wall ns, thread CPU ns) of every step that did something, on whichever thread ran it (the
+    network thread steps the feed itself in the thread design)."""
+    steps: list = []
+    inner = feed._step
+
+    def timed() -> int:
+        t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
+        n = inner()
+        if n:
+            steps.append((time.perf_counter_ns() - t0, time.thread_time_ns() - c0))
+        return n
+
+    feed._step = timed
+    return steps
+
+
+def _run(feed, rings: _Rings, until, timeout_s: float) -> tuple[float, float, float]:
     """Step and drain until ``until()``; returns (wall from the first frame, cpu seconds, wall total).
     Idle: with a frame ring, spin briefly then park on its doorbell (as the platform's spin-park wait
     strategy does with the worker's ``wake_rings``); without one, yield."""
@@ -172,10 +189,7 @@ def _run(feed, rings: _Rings, until, timeout_s: float, step_ns: list | None = No
     started = time.perf_counter()
     deadline = started + timeout_s
     while not until():
-        t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
         n = feed.step()
-        if n and step_ns is not None:
-            step_ns.append((time.perf_counter_ns() - t0, time.thread_time_ns() - c0))
         rings.drain()
         if n and first is None:
             first = time.perf_counter()
@@ -225,6 +239,8 @@ def _flood(recording: Path, frames: int, batch_frames: int, network: str) -> dic
         _start(feed)
         net0 = _net_cpu(feed)
         wall, cpu, _ = _run(feed, rings, lambda: feed.decoder.stats.frames >= frames + 1 and not feed.pending, 120)
+        if network == "thread":  # the network thread publishes: from its first frame's receive time
+            wall = (time.time_ns() - feed.client.stats.first_frame_ns) / 1e9
         net_cpu = _net_cpu(feed) - net0
     finally:
         feed.close()
@@ -320,8 +336,8 @@ def _paced(recording: Path, seconds: float, time_scale: float, batch_frames: int
             sys.setswitchinterval(50e-6)  # as LiveFeedWorker: the network thread shares the GIL
         stop_at = time.perf_counter() + seconds
         net0 = _net_cpu(feed)
-        steps: list[int] = []  # wall ns of each step that published: the feed's own work
-        wall, cpu, total = _run(feed, rings, lambda: time.perf_counter() >= stop_at, seconds + 60, steps)
+        steps = _timed_steps(feed)  # each step that published: the feed's own work
+        wall, cpu, total = _run(feed, rings, lambda: time.perf_counter() >= stop_at, seconds + 60)
         net_cpu = _net_cpu(feed) - net0
     finally:
         sys.setswitchinterval(0.005)

@@ -91,6 +91,7 @@ class StreamSink(Protocol):
     """What the client calls, on its own thread; implementations must not block."""
 
     def on_frame(self, market: str, recv_ns: int, frame: bytes) -> None: ...
+    # optional: ``on_read_end(market)`` after the frames of one socket read went to ``on_frame``
     def on_snapshot(self, market: str, symbol: str, recv_ns: int, body: bytes) -> None: ...
     def on_connect(self, market: str, attempt: int) -> None: ...
     def on_disconnect(self, market: str, recv_ns: int, reason: str) -> None: ...
@@ -113,6 +114,7 @@ def is_depth_frame(frame: bytes) -> bool:
 class ClientStats:
     frames: int = 0
     bytes: int = 0
+    first_frame_ns: int = 0  # receive time of the first frame (wall clock, ns)
     connects: int = 0
     disconnects: int = 0
     stalls: int = 0  # connections closed for delivering nothing for heartbeat_timeout_s
@@ -307,12 +309,19 @@ class _Messages:
     def connection(self, protocol, **kwargs):
         conn = _direct_connection_class()(protocol, **kwargs)
         conn.on_message = self.on_message
+        read_end = getattr(self.client.sink, "on_read_end", None)
+        if read_end is not None:
+            market = self.market
+            conn.on_read_end = lambda: self.held is None and read_end(market)
         return conn
 
     def start(self) -> None:
         held, self.held = self.held, None
         for frame, recv_ns in held:
             self._deliver(frame, recv_ns)
+        read_end = getattr(self.client.sink, "on_read_end", None)
+        if held and read_end is not None:
+            read_end(self.market)
 
     def on_message(self, frame: bytes, recv_ns: int) -> None:
         self.last[0] = recv_ns
@@ -326,6 +335,8 @@ class _Messages:
         stats = client.stats
         stats.frames += 1
         stats.bytes += len(frame)
+        if stats.frames == 1:
+            stats.first_frame_ns = recv_ns
         client.sink.on_frame(self.market, recv_ns, frame)
         if self.waiting and is_depth_frame(frame):
             symbol = frame_symbol(frame)
@@ -363,6 +374,7 @@ def _direct_connection_class():
 
     class _DirectConnection(ClientConnection):
         on_message = None
+        on_read_end = None
         _recv_ns = 0
         _fragments: list | None = None
         _head: bytearray | None = None  # the handshake response so far; None once split
@@ -374,9 +386,11 @@ def _direct_connection_class():
             buf = self._buf
             if buf is None:
                 self._handshake_bytes(data)
-                return
-            buf += data
-            self._split()
+            else:
+                buf += data
+                self._split()
+            if self.on_read_end is not None:
+                self.on_read_end()
 
         def _handshake_bytes(self, data: bytes) -> None:
             head = self._head
