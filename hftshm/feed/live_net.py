@@ -51,7 +51,8 @@ N_STATS = 9
 # call, half the network process's cost per frame)
 _FRAME, _SNAPSHOT, _DISCONNECT = int(FrameKind.FRAME), int(FrameKind.SNAPSHOT), int(FrameKind.DISCONNECT)
 _STATS_INTERVAL_S = 0.05
-FULL_WAIT_S = 0.1  # a full frame ring: wait this long for the feed before dropping a frame
+FULL_WAIT_S = 1.0  # a full frame ring: wait this long for the feed before dropping a frame (a feed
+# process off the CPU for 100 ms happens on a loaded machine)
 _FULL_POLL_S = 0.0002
 _BUFFER_BYTES = 1 << 22
 
