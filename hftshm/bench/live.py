@@ -9,8 +9,9 @@ time on a shared machine.
 * ``live-flood``: frames per second through the whole live path (websocket receive, batch decode
   with the import's synchronisation, books, publish into a ``market_event`` and a ``book_snapshot``
   ring) while the fake sends as fast as it can; the clock runs from the first frame received to
-  the last one published. The fake's own sending (Python, one process) may be the limit: see
-  ``live-decode``.
+  the last one published (with the network on a thread, from the first frame's receive time: the
+  network thread publishes). The fake writes ready-made frames, 256 per socket write (~2 us of CPU
+  a frame), so the feed, not the fake, is what is measured; see ``live-decode`` for its ceiling.
 * ``live-decode``: frames per second of the feed thread alone (decode + books + publish) on the
   same frames already received (queued before the clock starts): the feed's ceiling.
 * ``live-decode-ring``: as ``live-decode``, the frames written into the frame ring first (as the

@@ -12,9 +12,10 @@ disconnect) the network thread runs ``step`` itself, at once, so a frame is publ
 the kernel woke for it, with no hand-off to the feed's thread (which waited for the GIL and for a
 CPU: 55-80 us p50 at the recorded pace on a loaded 2-CPU machine). ``step`` is taken by one thread
 at a time (a try-lock: the other finds 0 and carries on), so the rings keep a single producer;
-the feed's thread still steps (a full ring's held-back batch, frames the network thread left); with ``network="process"`` it runs in a child process
-(``live_net``) that writes the frames into a ``live_frame`` shared-memory ring. ``step`` on the
-feed's thread takes up to ``batch_frames`` frames at once and decodes the whole batch with the import's
+the feed's thread still steps (a full ring's held-back batch, frames the network thread left).
+With ``network="process"`` the client runs in a child process (``live_net``) that writes the frames
+into a ``live_frame`` shared-memory ring, and only the feed's thread steps. ``step`` takes up to
+``batch_frames`` frames at once and decodes the whole batch with the import's
 code (``live_decode``); the records then go through the replay's kernels: ``replay_nb.stage`` (books,
 ``book_snapshot`` records, exchange->receive latency) and ``replay_nb.publish`` (one copy per ring),
 so Python touches a batch, never an event. A full ``block`` ring holds the batch back (counted as
