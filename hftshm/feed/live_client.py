@@ -290,11 +290,13 @@ class _Messages:
     """One connection's messages, handed to the sink from the socket read that completed them.
 
     The ``websockets`` connection class is subclassed (``create_connection``, the library's documented
-    way to customise a connection) so that a whole text/binary message goes to the sink as soon as the
-    library's parser produces it, in ``data_received``: no assembler queue, no ``recv`` coroutine
-    resumed per message; that machinery was about half of the client's CPU per frame when flooded.
-    Control frames (ping, pong, close) stay the library's. A message's receive time is the time its
-    last socket read returned (the messages parsed from one read arrived together).
+    way to customise a connection, ``_direct_connection_class``) so that a whole text/binary message
+    goes to the sink from the ``data_received`` of the socket read that completed it: no assembler
+    queue, no ``recv`` coroutine resumed per message (about half of the client's CPU per frame
+    flooded), and no library frame parser for data frames (most of the rest). Control frames (ping,
+    pong, close) and fragments stay the library's. A message's receive time is the time its last
+    socket read returned (the messages of one read arrived together); after each read the sink's
+    optional ``on_read_end`` runs (the live feed publishes the read's frames then).
 
     Messages completed while the handshake's ``connect`` is still returning are held until ``start``
     (the sink hears of the connection first)."""
