@@ -14,9 +14,10 @@ touches the network.
     net.request_snapshot("usdm", "BTCUSDT")
     net.check()                    # a dead child: reported, a disconnect marker per market, restarted
 
-Back-pressure: the ring is ``block``; a full ring (the feed cannot keep up) drops the frame in the
-child and counts it (``dropped``, as the in-process queue did); the synchronisation then sees the gap
-in the depth sequence and resyncs the book from a snapshot.
+Back-pressure: the ring is ``block``; on a full ring (a burst the feed has not caught up with) the
+child waits for room, up to ``FULL_WAIT_S`` (meanwhile the socket's buffers and TCP hold the rest of
+the burst), then drops the frame and counts it (``dropped``, as the in-process queue does); the
+synchronisation then sees the gap in the depth sequence and resyncs the book from a snapshot.
 
 Snapshot requests go to the child over a pipe (``multiprocessing.Pipe``; the child's loop reads it as
 a file descriptor). The child's counters (frames, connects, stalls, snapshots, drops) are a small
@@ -50,22 +51,36 @@ N_STATS = 9
 # call, half the network process's cost per frame)
 _FRAME, _SNAPSHOT, _DISCONNECT = int(FrameKind.FRAME), int(FrameKind.SNAPSHOT), int(FrameKind.DISCONNECT)
 _STATS_INTERVAL_S = 0.05
+FULL_WAIT_S = 1.0  # a full frame ring: wait this long for the feed before dropping a frame (a feed
+# process off the CPU for 100 ms happens on a loaded machine)
+_FULL_POLL_S = 0.0002
 _BUFFER_BYTES = 1 << 22
 
 
 class RingSink:
     """The client's sink in the network process: every frame, snapshot and disconnect into the ring."""
 
-    def __init__(self, ring, markets: list[str], recorder=None):
+    def __init__(self, ring, markets: list[str], recorder=None, full_wait_s: float = FULL_WAIT_S):
         self.ctrl, self.records = ring.ctrl, ring.records
         self.market_index = {m: k for k, m in enumerate(markets)}
         self.recorder = recorder
+        self.full_wait_s = full_wait_s
         self.dropped = 0
+        self.waited = 0  # frames that found the ring full and went in after a wait
 
     def _write(self, market: str, recv_ns: int, payload: bytes, kind: int) -> None:
-        if fnb.write_frame(self.ctrl, self.records, np.frombuffer(payload, np.uint8), recv_ns,
-                           self.market_index[market], kind) != fnb.WRITTEN:
-            self.dropped += 1
+        data = np.frombuffer(payload, np.uint8)
+        index = self.market_index[market]
+        if fnb.write_frame(self.ctrl, self.records, data, recv_ns, index, kind) == fnb.WRITTEN:
+            return
+        # the loop stops for the wait (no frame could go anywhere meanwhile; pings have seconds)
+        deadline = time.monotonic() + self.full_wait_s
+        while time.monotonic() < deadline:
+            time.sleep(_FULL_POLL_S)
+            if fnb.write_frame(self.ctrl, self.records, data, recv_ns, index, kind) == fnb.WRITTEN:
+                self.waited += 1
+                return
+        self.dropped += 1
 
     def on_frame(self, market: str, recv_ns: int, frame: bytes) -> None:
         self._write(market, recv_ns, frame, _FRAME)
@@ -297,8 +312,12 @@ class NetworkProcess:
 
 
 def warm_up_kernels() -> None:
-    """Compile (or load from numba's cache) both ring kernels on a private ring."""
+    """Compile (or load from numba's cache) both ring kernels on a private ring, and the client's
+    frame splitter."""
+    from hftshm.feed import live_ws_nb
     from hftshm.transport.ring import Ring
+
+    live_ws_nb.warm_up()
 
     ring = Ring.private("live_frame", 8)
     for payload in (b"x" * 600, b""):

@@ -71,6 +71,7 @@ class LiveFeedWorker(Worker):
             # spinning feed lets the network thread in only every 5 ms (CPython's default switch interval)
             sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._steps = 0
+        self._published = 0
         # a restarted live feed starts over from a fresh snapshot; its running totals carry on
         c = ctx.counters
         self._before = {name: int(c[self._C[name]]) for name in _CUMULATIVE}
@@ -89,9 +90,13 @@ class LiveFeedWorker(Worker):
         return feed.wake_rings if feed is not None else []
 
     def do_work(self) -> int:
-        n = self.feed.step()
+        feed = self.feed
+        n = feed.step()
         self._steps += 1
-        if n or self._steps & 1023 == 0:
+        # (with the network thread publishing, this thread's steps mostly find nothing to do)
+        published = feed.events_published + feed.snapshots_published
+        if n or published != self._published or self._steps & 1023 == 0:
+            self._published = published
             self._counters()
         return n
 

@@ -92,6 +92,52 @@ def test_live_feed_publishes_books_and_events_like_the_replay(rings, network):
     assert feed.clock_offset_ns is not None
 
 
+def _wait(condition, timeout_s=60.0):
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
+def test_the_network_thread_publishes_each_read_without_the_feed_thread_stepping(rings):
+    md = rings("market_event")
+    with FakeBinance(SHIPPED, time_scale=8.0, max_frames=600) as fake:
+        sub = Subscription(market_for("usdm", fake.ws_url, fake.rest_url("usdm")), ("BTCUSDT",))
+        feed = LiveFeed([sub], DEFAULT_SYMBOLS, heartbeat_timeout_s=5.0, network="thread")
+        feed.add_output(md)
+        feed.warm_up()
+        feed.start()  # and never step() here
+        try:
+            assert fake.done.wait(60)
+            assert _wait(lambda: feed.client.stats.frames >= fake.sent and feed.frames_waiting == 0)
+        finally:
+            feed.close()
+    assert feed.decoder.stats.frames == fake.sent + 1  # every frame and the snapshot
+    events = md.poll(1 << 20)
+    assert len(events) == feed.events_published > 1000 and feed.book_valid("BTCUSDT")
+    assert np.array_equal(events["seq"], np.arange(len(events)))
+    md.release()
+
+
+def test_an_error_on_the_network_thread_is_raised_by_the_feed_thread_step():
+    with FakeBinance(SHIPPED, time_scale=8.0, max_frames=300) as fake:
+        sub = Subscription(market_for("usdm", fake.ws_url, fake.rest_url("usdm")), ("BTCUSDT",))
+        feed = LiveFeed([sub], DEFAULT_SYMBOLS, heartbeat_timeout_s=5.0, network="thread")
+        feed.warm_up()
+
+        def broken(frames):
+            raise RuntimeError("decoder broke")
+
+        feed.decoder.decode = broken
+        feed.start()
+        try:
+            assert _wait(lambda: feed._network_error is not None)
+            with pytest.raises(RuntimeError, match="decoder broke"):
+                feed.step()
+        finally:
+            feed.close()
+
+
 def test_gap_marks_the_book_invalid_until_the_fresh_snapshot():
     with FakeBinance(SHIPPED, time_scale=8.0, max_frames=2000, script={900: ("gap", 2)}) as fake:
         feed, validity, _ = run_live(fake, network="process")  # the snapshot request crosses the pipe
@@ -184,7 +230,10 @@ def test_killed_network_process_is_reported_restarted_and_the_book_resyncs(rings
     import signal
 
     md = rings("market_event")
-    with FakeBinance(SHIPPED, time_scale=4.0, max_frames=2500) as fake:
+    # the kill comes after frame 300; the fake waits at 1200 for the new process's connection (a
+    # process spawned on a loaded machine can take longer than the rest of a timeline of 2,500 frames)
+    script = {1200: ("await_connections", 2)}
+    with FakeBinance(SHIPPED, time_scale=4.0, max_frames=2500, script=script) as fake:
         sub = Subscription(market_for("usdm", fake.ws_url, fake.rest_url()), ("BTCUSDT",))
         feed = LiveFeed([sub], DEFAULT_SYMBOLS, heartbeat_timeout_s=5.0, backoff_initial_s=0.05, batch_frames=256,
                         network="process")

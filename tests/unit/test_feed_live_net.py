@@ -77,7 +77,7 @@ def test_a_frame_larger_than_the_buffer_is_reported_not_lost():
 
 def test_full_ring_drops_the_frame_and_counts_it():
     ring = Ring.private("live_frame", 4)
-    sink = RingSink(ring, ["usdm", "spot"])
+    sink = RingSink(ring, ["usdm", "spot"], full_wait_s=0.01)
     sink.on_frame("spot", 1, _payload(0, 3 * fnb.PAYLOAD))  # 3 of 4 records
     sink.on_frame("usdm", 2, _payload(1, 2 * fnb.PAYLOAD))  # needs 2: dropped
     sink.on_disconnect("usdm", 3, "closed")  # 1 record: fits
@@ -85,6 +85,22 @@ def test_full_ring_drops_the_frame_and_counts_it():
     frames, _ = _read(ring)
     assert [(f[0], f[1], f[2], len(f[3])) for f in frames] == [
         (1, 1, int(FrameKind.FRAME), 3 * fnb.PAYLOAD), (3, 0, int(FrameKind.DISCONNECT), 0)]
+
+
+def test_full_ring_waits_for_the_feed_before_dropping():
+    import threading
+
+    ring = Ring.private("live_frame", 4)
+    sink = RingSink(ring, ["usdm"], full_wait_s=5.0)
+    sink.on_frame("usdm", 1, _payload(0, 3 * fnb.PAYLOAD))
+    taken = []
+    reader = threading.Timer(0.05, lambda: taken.extend(_read(ring)[0]))  # the feed catches up later
+    reader.start()
+    sink.on_frame("usdm", 2, _payload(1, 2 * fnb.PAYLOAD))  # no room until the reader releases
+    reader.join()
+    assert sink.dropped == 0 and sink.waited == 1
+    frames, _ = _read(ring)
+    assert [f[0] for f in taken] == [1] and [(f[0], len(f[3])) for f in frames] == [(2, 2 * fnb.PAYLOAD)]
 
 
 def test_frame_ring_is_named_for_the_stale_segment_sweep_and_unlinked_on_stop():
