@@ -43,6 +43,7 @@ LIQ_BOOK_CROSS = 4  # the visible opposite book crossed our price
 
 _LAST_IN_MESSAGE = int(EventFlag.LAST_IN_MESSAGE)  # IntFlag members are not numba constants
 _BOOK_INVALID = int(EventFlag.BOOK_INVALID)
+_NEVER = np.iinfo(np.int64).max
 
 MODEL_RISK_AVERSE = 0
 MODEL_PROBABILISTIC = 1
@@ -593,33 +594,48 @@ def apply_due(S, pend, pend_arrival, until_ns, out, j, room_per_order):
     return j
 
 
+@njit(cache=True, _nrt=False, inline="always")
+def _next_arrival(pend_arrival, sw):
+    """Arrival time of the first queued order, or the largest time when none is queued."""
+    if sw[SW_PEND_HEAD] < sw[SW_PEND_TAIL]:
+        return pend_arrival[sw[SW_PEND_HEAD] & (len(pend_arrival) - 1)]
+    return _NEVER
+
+
 @njit(cache=True, _nrt=False, forceinline=True)
 def run_events(S, pend, pend_arrival, events, start, stop, out, j, room_per_order):
     """Apply events[start:stop] in order, each preceded by the orders due by its time.
 
     Returns (next event index, next report). Stops early when ``out`` might not hold what comes next.
     The state tuple is unpacked once here: per event, the view takes only its arrays, and the calls
-    that need all of ``S`` happen only when an order is due or one of ours rests.
+    that need all of ``S`` happen only when an order is due or one of ours rests. What only
+    ``apply_due`` changes (the clock, the next arrival, the span of our resting prices) is kept in
+    locals between its calls rather than re-read from ``sw`` per event.
     """
     scale, sym_to_book, mv_price, mv_qty, mv_used, mv_i64, so, active, sw = (S[0], S[1], S[2], S[3], S[4], S[5],
                                                                               S[6], S[8], S[11])
-    mask = len(pend) - 1
     bid_lo, bid_hi, ask_lo, ask_hi = _resting_span(so, active, sw)
+    clock = sw[SW_CLOCK]
+    next_arrival = _next_arrival(pend_arrival, sw)
     i = start
     while i < stop:
         ev = events[i]
-        ts = ev.exch_ts_ns if ev.exch_ts_ns > sw[SW_CLOCK] else sw[SW_CLOCK]
-        if sw[SW_PEND_HEAD] < sw[SW_PEND_TAIL] and pend_arrival[sw[SW_PEND_HEAD] & mask] <= ts:
+        ts = ev.exch_ts_ns if ev.exch_ts_ns > clock else clock
+        if next_arrival <= ts:
             j = apply_due(S, pend, pend_arrival, ts, out, j, room_per_order)
+            clock = sw[SW_CLOCK]
+            next_arrival = _next_arrival(pend_arrival, sw)
             bid_lo, bid_hi, ask_lo, ask_hi = _resting_span(so, active, sw)
-            if sw[SW_PEND_HEAD] < sw[SW_PEND_TAIL] and pend_arrival[sw[SW_PEND_HEAD] & mask] <= ts:
+            if next_arrival <= ts:
                 break  # out of room with orders still due before this event
-        if len(out) - j < sw[SW_N_ACTIVE] + 1:
+        n_active = sw[SW_N_ACTIVE]
+        if len(out) - j < n_active + 1:
             break
+        clock = ts
         sw[SW_CLOCK] = ts
         follow, b, side, price_ticks, lots, before, settled = _view_event(scale, sym_to_book, mv_price, mv_qty,
                                                                           mv_used, mv_i64, sw, ev)
-        if follow != FOLLOW_NONE and sw[SW_N_ACTIVE] > 0:
+        if follow != FOLLOW_NONE and n_active > 0:
             in_span = bid_lo <= price_ticks <= bid_hi if side == 0 else ask_lo <= price_ticks <= ask_hi
             if follow == FOLLOW_TRADE or (in_span and _rests_at(so, active, sw, b, side, price_ticks)) or (
                     settled and _crossed(mv_price, mv_i64, so, active, sw, b)):
