@@ -8,8 +8,7 @@ type (one compiled loop, not one per array flavour). Several files (several symb
 days) are merged by exchange time, whole exchange messages at a time, in the same order the
 platform's feed replays them (``merge_events``).
 
-Memory stays flat whatever the file's length: the loop reads the map in windows
-(``longest_message`` looks at one window's flags, never the whole file's) and ``release_passed``
+Memory stays flat whatever the file's length: the loop reads the map in windows and ``release_passed``
 drops the pages behind it from the process (they stay in the page cache), as the feed's replay
 does (``EventCache.release``).
 """
@@ -116,17 +115,6 @@ def _load_csv(path: Path, symbols: SymbolTable) -> np.ndarray:
         return cache.load_events(path, symbols)
     except (TickCsvError, cache.CacheError) as exc:
         raise BacktestDataError(str(exc)) from None
-
-
-def longest_message(events: np.ndarray, start: int, stop: int) -> int:
-    """Events in the longest exchange message of ``events[start:stop]`` as the loop frames it (up to
-    an event flagged last, or ``stop``): reads that window's flags only."""
-    if stop <= start:
-        return 1
-    last = np.flatnonzero(events["flags"][start:stop] & 1)
-    if len(last) == 0 or last[-1] != stop - start - 1:
-        last = np.append(last, stop - start - 1)  # the window's tail is framed as one message
-    return int(np.diff(last, prepend=-1).max())
 
 
 def release_passed(events: np.ndarray, upto: int) -> None:

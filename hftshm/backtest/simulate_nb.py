@@ -75,8 +75,8 @@ def run(events, start, stop, books, book_out, book_symbol, V, slots, intents, ic
         equity, interval_ns, counters, loop_state):
     """Run ``slots`` over ``events[start:stop]``; see the module docstring.
 
-    ``book_out`` = (meta, px, qty) scratch for the book kernel (meta rows >= events in the longest
-    message); ``book_symbol[book index]`` = its symbol id; ``intents``/``icount`` the shared outbox.
+    ``book_out`` = (meta, px, qty) scratch for the book kernel (>= 1 row: it writes at most one per
+    message, at the message's last event); ``book_symbol[book index]`` = its symbol id; ``intents``/``icount`` the shared outbox.
     Stops early (``counters[C_NEXT_EVENT]`` < stop) only when ``fills`` or ``equity`` is full, at a
     message boundary; the caller grows them and calls again from there.
     """

@@ -43,6 +43,7 @@ LIQ_BOOK_CROSS = 4  # the visible opposite book crossed our price
 
 _LAST_IN_MESSAGE = int(EventFlag.LAST_IN_MESSAGE)  # IntFlag members are not numba constants
 _BOOK_INVALID = int(EventFlag.BOOK_INVALID)
+_NEVER = np.iinfo(np.int64).max
 
 MODEL_RISK_AVERSE = 0
 MODEL_PROBABILISTIC = 1
@@ -469,7 +470,8 @@ def _view_event(scale, sym_to_book, mv_price, mv_qty, mv_used, mv_i64, sw, ev):
     if price_ticks <= 0:
         return FOLLOW_NONE, b, 0, 0, 0, 0, False
     if kind == EventKind.BBO:
-        before = qty_at(mv_price, mv_qty, mv_i64, b, side, price_ticks)
+        # the level's lots before matter only to a queue of ours (``_follow``, which needs an order of ours)
+        before = qty_at(mv_price, mv_qty, mv_i64, b, side, price_ticks) if sw[SW_N_ACTIVE] > 0 else 0
         apply_bbo(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks, lots, ev.update_id)
         settled = (ev.flags & _BOOK_INVALID) == 0
     elif kind == EventKind.DEPTH or kind == EventKind.SNAPSHOT:
@@ -491,6 +493,25 @@ def _rests_at(so, active, sw, b, side, price_ticks):
         if so[slot, SO_PRICE] == price_ticks and so[slot, SO_SIDE] == side and so[slot, SO_BOOK] == b:
             return True
     return False
+
+
+@njit(cache=True, _nrt=False, forceinline=True)
+def _resting_span(so, active, sw):
+    """(lowest, highest) price ticks of our resting bids, then of our asks (an empty side: an empty
+    span). A price outside its side's span has no order of ours (``_rests_at`` is False), so most
+    level changes are ruled out by two comparisons instead of a walk of our orders; fills and
+    cancels only remove orders, so only an order arriving (``apply_due``) can widen it."""
+    bid_lo, bid_hi, ask_lo, ask_hi = MAX_PRICE_TICKS * 4, -1, MAX_PRICE_TICKS * 4, -1
+    for k in range(sw[SW_N_ACTIVE]):
+        slot = active[k]
+        price = so[slot, SO_PRICE]
+        if so[slot, SO_SIDE] == 0:
+            bid_lo = min(bid_lo, price)
+            bid_hi = max(bid_hi, price)
+        else:
+            ask_lo = min(ask_lo, price)
+            ask_hi = max(ask_hi, price)
+    return bid_lo, bid_hi, ask_lo, ask_hi
 
 
 @njit(cache=True, _nrt=False, forceinline=True)
@@ -573,32 +594,50 @@ def apply_due(S, pend, pend_arrival, until_ns, out, j, room_per_order):
     return j
 
 
+@njit(cache=True, _nrt=False, inline="always")
+def _next_arrival(pend_arrival, sw):
+    """Arrival time of the first queued order, or the largest time when none is queued."""
+    if sw[SW_PEND_HEAD] < sw[SW_PEND_TAIL]:
+        return pend_arrival[sw[SW_PEND_HEAD] & (len(pend_arrival) - 1)]
+    return _NEVER
+
+
 @njit(cache=True, _nrt=False, forceinline=True)
 def run_events(S, pend, pend_arrival, events, start, stop, out, j, room_per_order):
     """Apply events[start:stop] in order, each preceded by the orders due by its time.
 
     Returns (next event index, next report). Stops early when ``out`` might not hold what comes next.
     The state tuple is unpacked once here: per event, the view takes only its arrays, and the calls
-    that need all of ``S`` happen only when an order is due or one of ours rests.
+    that need all of ``S`` happen only when an order is due or one of ours rests. What only
+    ``apply_due`` changes (the clock, the next arrival, the span of our resting prices) is kept in
+    locals between its calls rather than re-read from ``sw`` per event.
     """
     scale, sym_to_book, mv_price, mv_qty, mv_used, mv_i64, so, active, sw = (S[0], S[1], S[2], S[3], S[4], S[5],
                                                                               S[6], S[8], S[11])
-    mask = len(pend) - 1
+    bid_lo, bid_hi, ask_lo, ask_hi = _resting_span(so, active, sw)
+    clock = sw[SW_CLOCK]
+    next_arrival = _next_arrival(pend_arrival, sw)
     i = start
     while i < stop:
         ev = events[i]
-        ts = ev.exch_ts_ns if ev.exch_ts_ns > sw[SW_CLOCK] else sw[SW_CLOCK]
-        if sw[SW_PEND_HEAD] < sw[SW_PEND_TAIL] and pend_arrival[sw[SW_PEND_HEAD] & mask] <= ts:
+        ts = ev.exch_ts_ns if ev.exch_ts_ns > clock else clock
+        if next_arrival <= ts:
             j = apply_due(S, pend, pend_arrival, ts, out, j, room_per_order)
-            if sw[SW_PEND_HEAD] < sw[SW_PEND_TAIL] and pend_arrival[sw[SW_PEND_HEAD] & mask] <= ts:
+            clock = sw[SW_CLOCK]
+            next_arrival = _next_arrival(pend_arrival, sw)
+            bid_lo, bid_hi, ask_lo, ask_hi = _resting_span(so, active, sw)
+            if next_arrival <= ts:
                 break  # out of room with orders still due before this event
-        if len(out) - j < sw[SW_N_ACTIVE] + 1:
+        n_active = sw[SW_N_ACTIVE]
+        if len(out) - j < n_active + 1:
             break
+        clock = ts
         sw[SW_CLOCK] = ts
         follow, b, side, price_ticks, lots, before, settled = _view_event(scale, sym_to_book, mv_price, mv_qty,
                                                                           mv_used, mv_i64, sw, ev)
-        if follow != FOLLOW_NONE and sw[SW_N_ACTIVE] > 0:
-            if follow == FOLLOW_TRADE or _rests_at(so, active, sw, b, side, price_ticks) or (
+        if follow != FOLLOW_NONE and n_active > 0:
+            in_span = bid_lo <= price_ticks <= bid_hi if side == 0 else ask_lo <= price_ticks <= ask_hi
+            if follow == FOLLOW_TRADE or (in_span and _rests_at(so, active, sw, b, side, price_ticks)) or (
                     settled and _crossed(mv_price, mv_i64, so, active, sw, b)):
                 j = _follow(S, out, j, ts, follow, b, side, price_ticks, lots, before, settled)
         i += 1

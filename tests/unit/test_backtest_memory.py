@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hftshm.backtest.data import EVENT_DTYPE, load_events, longest_message, release_passed
+from hftshm.backtest.data import EVENT_DTYPE, load_events, release_passed
 from hftshm.symbols import DEFAULT_SYMBOLS
 
 DAY = Path(__file__).resolve().parents[2] / "data" / "btcusdt_20240808.csv.gz"
@@ -83,12 +83,3 @@ def test_passed_pages_of_a_read_only_map_leave_the_process(tmp_path):
     in_memory = np.ones(1000, EVENT_DTYPE)
     release_passed(in_memory, len(in_memory))
     assert (in_memory["flags"] == 1).all()
-
-
-def test_longest_message_reads_one_window_as_the_loop_frames_it():
-    events = np.zeros(10, EVENT_DTYPE)
-    events["flags"][[1, 6, 7]] = 1  # messages [0-1] [2-6] [7] [8-9, unterminated]
-    assert longest_message(events, 0, 10) == 5
-    assert longest_message(events, 2, 5) == 3  # the window's tail counts as one message
-    assert longest_message(events, 7, 10) == 2
-    assert longest_message(events, 4, 4) == 1
