@@ -55,8 +55,8 @@ def backtest_command(
     cfg = config if Path(config).is_file() else None
     warming = None
     if not _kernels_cached():
-        typer.secho("first run: compiling the kernels (about 20 s); later runs load them from the cache",
-                    fg="yellow", err=True)
+        typer.secho("first run: compiling the kernels (about half a minute on 2 idle cores); later runs load them "
+                    "from the cache", fg="yellow", err=True)
         from hftshm.runtime.compile_cache import begin_warm
 
         # in parallel processes, with a progress line; a single run parses its data meanwhile (and
