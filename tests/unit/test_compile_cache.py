@@ -46,8 +46,9 @@ def test_the_shipped_manifest_names_the_run_kernels_of_every_process():
 
 
 def test_parse_only_kernels_are_those_no_other_root_reaches():
-    kernels = [Kernel("hftshm.feed.csv_nb", "parse_block", (), {2, 3}), Kernel("hftshm.backtest.simulate_nb", "run",
-               (), {3, 4}), Kernel("hftshm.feed.csv_nb", "_gcd", ()), Kernel("m", "shared", ()), Kernel("m", "loop", ())]
+    kernels = [Kernel("hftshm.feed.csv_nb", "parse_block", (), {2, 3}),
+               Kernel("hftshm.backtest.simulate_nb", "run", (), {3, 4}),
+               Kernel("hftshm.feed.csv_nb", "_gcd", ()), Kernel("m", "shared", ()), Kernel("m", "loop", ())]
     assert parse_only(kernels) == {0, 2}  # "shared" stays: the loop needs it too
 
 
