@@ -52,7 +52,8 @@ from hftshm.backtest.api import run_backtest
 from hftshm.runtime.compile_cache import ensure_warm
 events = np.load(sys.argv[1], mmap_mode="r")  # read-only, memory-mapped: the array type `hftshm backtest` runs on
 t1 = time.perf_counter(); c1 = time.process_time()
-ensure_warm("backtest", quiet=True)  # what `hftshm backtest` does on a cold cache: kernels in parallel processes
+# what `hftshm backtest` does on a cold cache: kernels in parallel processes (a .npy: no parse kernels)
+ensure_warm("backtest", quiet=True, parse=False)
 result = run_backtest(None, events, "market_maker", {}, seed=1, engine_name="compiled")
 t2 = time.perf_counter(); c2 = time.process_time()
 import resource; kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the warming pool's CPU counts too

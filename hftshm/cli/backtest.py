@@ -53,15 +53,23 @@ def backtest_command(
     from hftshm.strategies.base import StrategyError
 
     cfg = config if Path(config).is_file() else None
+    warming = None
     if not _kernels_cached():
-        typer.secho("first run: compiling the kernels (a minute or two); later runs load them from the cache",
-                    fg="yellow", err=True)
-        from hftshm.runtime.compile_cache import ensure_warm
+        typer.secho("first run: compiling the kernels (about half a minute on 2 idle cores); later runs load them "
+                    "from the cache", fg="yellow", err=True)
+        from hftshm.runtime.compile_cache import begin_warm
 
-        ensure_warm("backtest")  # in parallel processes, with a progress line
+        # in parallel processes, with a progress line; a single run parses its data meanwhile (and
+        # compiles the parse kernels for it here), so the pool leaves those out
+        warming = begin_warm("backtest", parse=bool(sweep))
     try:
         params = parse_params(param)
         strategies = strategy[0] if len(strategy) == 1 else strategy
+        run_data = data if len(data) > 1 else data[0]
+        if warming is not None and not sweep:
+            run_data = _load_while_compiling(cfg, run_data, warming)
+        elif warming is not None:
+            warming.wait()
         if sweep:
             sweep_data = data if len(data) > 1 else data[0]
             if cluster:
@@ -75,8 +83,7 @@ def backtest_command(
             return
         if cluster:
             raise ValueError("--cluster runs sweeps: add --sweep k=v1,v2")
-        result = run_backtest(cfg, data if len(data) > 1 else data[0], strategies, params, seed,
-                              engine_name=engine)
+        result = run_backtest(cfg, run_data, strategies, params, seed, engine_name=engine)
     except (BacktestDataError, ConfigError, StrategyError, LookupError, ValueError) as exc:
         typer.secho(f"backtest: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
@@ -88,6 +95,20 @@ def backtest_command(
         typer.echo(json.dumps(summary, indent=1))
         return
     _print_result(summary)
+
+
+def _load_while_compiling(cfg, data, warming):
+    """The data loaded (a CSV parsed into its event cache on a first run) while the pool compiles the
+    loop's kernels, then the pool waited for; a load that fails stops the pool."""
+    from hftshm.backtest.api import load_data
+
+    try:
+        loaded = load_data(cfg, data)
+    except BaseException:
+        warming.cancel()
+        raise
+    warming.wait()
+    return loaded
 
 
 def _kernels_cached() -> bool:

@@ -105,7 +105,7 @@ def _warm_kernels(cfg, options) -> None:
     before any worker starts: each worker then loads them in its ``on_start`` instead of compiling
     them one after another while the first tick waits. A configuration that cannot run is
     reported first (PlatformRun checks it again), not after the compilation."""
-    from hftshm.runtime.compile_cache import cold_kernels, ensure_warm, load_manifest, record_process_if_asked
+    from hftshm.runtime.compile_cache import begin_warm, cold_kernels, load_manifest, record_process_if_asked
     from hftshm.runtime.platform_run import PreflightError, preflight
 
     record_process_if_asked()  # `compile_cache record run`: the supervisor's own kernels too
@@ -117,7 +117,25 @@ def _warm_kernels(cfg, options) -> None:
     except (PreflightError, ConfigError):
         return  # PlatformRun reports it, with nothing started
     typer.secho("first run: compiling the kernels; later runs load them from the cache", fg="yellow", err=True)
-    ensure_warm("run")
+    warming = begin_warm("run", parse=False)  # the CSV's parse kernels compile here, for the parse below
+    if warming is not None:
+        _parse_replay_data(cfg)
+        warming.wait()
+
+
+def _parse_replay_data(cfg) -> None:
+    """Build the replayed files' event caches here, while the pool compiles the workers' kernels (the
+    feed worker then maps them instead of parsing before its first tick). Any problem is left for
+    the feed to report, as it would without this."""
+    if cfg.feed.source != "replay":
+        return
+    from hftshm.feed import cache as event_cache
+
+    try:
+        for path in cfg.feed.data_paths():
+            event_cache.load(path, cfg.symbols, strict=cfg.feed.strict)
+    except Exception:  # noqa: BLE001 - the feed parses it again and says what is wrong
+        pass
 
 
 def _manifest(run_dir: Path | None, config: Path):

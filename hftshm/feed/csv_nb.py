@@ -55,7 +55,7 @@ _NEWLINE = 10
 _CR = 13
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, forceinline=True)
 def _parse_uint(buf, start, end):
     """(ok, value) for a non-empty run of digits that fits int64."""
     if end <= start or end - start > 19:
@@ -90,7 +90,7 @@ def _is_nan_or_inf(buf, start, end):
             and word[5] == 105 and word[6] == 116 and word[7] == 121)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, forceinline=True)
 def _parse_decimal(buf, start, end):
     """(status, mantissa, decimals): status 0 ok, 1 not a number, 2 NaN/inf. Up to 18 digits."""
     if end <= start:
@@ -127,7 +127,7 @@ def _parse_decimal(buf, start, end):
     return 0, -mantissa if negative else mantissa, decimals
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, forceinline=True)
 def _field_equals(buf, start, end, word):
     if end - start != len(word):
         return False
@@ -146,7 +146,7 @@ def _gcd(a, b):
     return a
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, forceinline=True)
 def _record_issue(issue, line_no, state, issue_counts, issue_lines, issue_codes):
     issue_counts[issue] += 1
     k = state[ST_N_RECORDED]

@@ -14,6 +14,7 @@ from hftshm.codes import Action, Reason, ReportEvent
 from hftshm.codes import OrderEventKind as E
 from hftshm.oms.order_table_nb import FLAG_ACKED, PENDING_NONE, PENDING_REPLACE, retire_slot
 from hftshm.oms.reports_nb import write_report
+from hftshm.runtime.warm_types import int64_scalars
 
 ID_SHIFT = 40  # order and event ids: run epoch << 40 | counter (2**40 ids per run)
 NO_DEADLINE = np.int64(2**62)
@@ -83,6 +84,7 @@ def staging_room(out, n_orders, n_reports, n_events):
             and counts[C_EVENTS] + n_events <= out[2].shape[0])
 
 
+@int64_scalars
 @njit(cache=True)
 def emit_event(ctl, out, orders, slot, kind, prev_state, reason, exch_ts_ns, wall_ns, exec_price, exec_qty, fee):
     words = ctl[1]

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from hftshm.runtime.warm_types import int64_scalars
+
 # what a slot's order is waiting for the exchange to confirm (ack timeouts and resends apply)
 PENDING_NONE = 0
 PENDING_NEW = 1  # the order itself
@@ -177,6 +179,7 @@ def allocate_slot(orders, free, retired, words, oid_a, oid_b, oid_v, cid_a, cid_
     return slot
 
 
+@int64_scalars
 @njit(cache=True)
 def retire_slot(retired, words, slot):
     """An order reached a terminal state: keep it findable until its slot is needed."""

@@ -125,41 +125,111 @@ def cold_kernels(family: str, manifest: dict[str, list[Kernel]] | None = None) -
     return [k for k in kernels if not is_cached(k)]
 
 
+PARSE_MODULES = ("hftshm.feed.csv_nb",)  # kernels that only parse a tick CSV into the feed's event cache
+
+
+def parse_only(kernels: list[Kernel]) -> set[int]:
+    """Indices of the kernels only the CSV parse needs (reached from a parse kernel that no other
+    kernel calls, and from no other root): a run whose data is parsed already never calls them."""
+    called = {c for k in kernels for c in k.callees}
+    roots = [i for i in range(len(kernels)) if i not in called]
+
+    def closure(starts: list[int]) -> set[int]:
+        seen, stack = set(starts), list(starts)
+        while stack:
+            for c in kernels[stack.pop()].callees:
+                if c not in seen:
+                    seen.add(c)
+                    stack.append(c)
+        return seen
+
+    parse_roots = [i for i in roots if kernels[i].module in PARSE_MODULES]
+    return closure(parse_roots) - closure([i for i in roots if i not in parse_roots])
+
+
 def warm_cache(family: str = "backtest", processes: int | None = None, progress=None,
-               manifest: dict[str, list[Kernel]] | None = None) -> dict:
+               manifest: dict[str, list[Kernel]] | None = None, parse: bool = True) -> dict:
     """Compile the family's kernels that are not cached yet, in parallel; returns a summary
     {"compiled", "failed", "wall_s", "processes"}. ``progress(done, total)`` is called as kernels
-    finish (default: a "compiling kernels (first run only) k/n" line on stderr)."""
-    kernels = (load_manifest() if manifest is None else manifest).get(family, [])
-    todo = {i for i, k in enumerate(kernels) if not is_cached(k)}
-    summary = {"compiled": 0, "failed": [], "wall_s": 0.0, "processes": 0}
-    if not todo:
-        return summary
-    import multiprocessing
+    finish (default: a "compiling kernels (first run only) k/n" line on stderr). ``parse=False``
+    leaves out the kernels only the CSV parse needs (the data is parsed already, or the caller
+    parses it itself meanwhile)."""
+    return start_warm(family, processes, progress, manifest, parse).wait()
 
-    if progress is None:
-        progress = _ProgressLine()
-    n = processes or max(1, min(len(os.sched_getaffinity(0)), 8))
-    summary["processes"] = n
-    started = time.perf_counter()
-    done = 0
-    progress(done, len(todo))
-    # fork: the workers inherit the imported modules (numba's import alone is ~0.5 s a process)
-    ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    for module in sorted({kernels[i].module for i in todo}):
-        importlib.import_module(module)
-    order = _schedule(kernels, todo)
-    with ctx.Pool(n) as pool:
-        for name, error in order.run(pool, n):
-            done += 1
-            if error:
-                summary["failed"].append((name, error))
-            progress(done, len(todo))
-    summary["compiled"] = done - len(summary["failed"])
-    summary["wall_s"] = time.perf_counter() - started
-    if hasattr(progress, "finish"):
-        progress.finish(summary)
-    return summary
+
+def start_warm(family: str = "backtest", processes: int | None = None, progress=None,
+               manifest: dict[str, list[Kernel]] | None = None, parse: bool = True) -> Warming:
+    """``warm_cache`` in the background: returns at once; the caller loads its data (or compiles
+    what the pool leaves out) while the pool compiles, then calls ``wait()`` before its run."""
+    kernels = (load_manifest() if manifest is None else manifest).get(family, [])
+    skip = set() if parse else parse_only(kernels)
+    todo = {i for i, k in enumerate(kernels) if i not in skip and not is_cached(k)}
+    return Warming(kernels, todo, processes, progress)
+
+
+class Warming:
+    """A compiling pool at work on ``todo`` (its scheduling loop in a thread of this process)."""
+
+    def __init__(self, kernels: list[Kernel], todo: set[int], processes: int | None, progress):
+        self.summary = {"compiled": 0, "failed": [], "wall_s": 0.0, "processes": 0}
+        self._thread = None
+        if not todo:
+            return
+        import multiprocessing
+        import threading
+
+        self.progress = _ProgressLine() if progress is None else progress
+        n = processes or max(1, min(len(os.sched_getaffinity(0)), 8))
+        self.summary["processes"] = n
+        self.started = time.perf_counter()
+        self.progress(0, len(todo))
+        for module in sorted({kernels[i].module for i in todo}):
+            importlib.import_module(module)
+        _initialise_compiler()
+        # fork: the workers inherit the imported modules and the initialised compiler (numba's
+        # import alone is ~0.5 s a process, its first compilation ~0.2 s more)
+        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        self._pool = ctx.Pool(n)
+        self._thread = threading.Thread(target=self._run, args=(kernels, todo, n), name="compile-pool", daemon=True)
+        self._thread.start()
+
+    def _run(self, kernels: list[Kernel], todo: set[int], n: int) -> None:
+        done = 0
+        try:
+            for name, error in _schedule(kernels, todo).run(self._pool, n):
+                done += 1
+                if error:
+                    self.summary["failed"].append((name, error))
+                self.progress(done, len(todo))
+        finally:
+            self._pool.terminate()  # every task has reported (or the loop failed): nothing left to wait for
+            self.summary["compiled"] = done - len(self.summary["failed"])
+
+    def wait(self) -> dict:
+        """Block until every kernel is compiled (or failed); the summary."""
+        if self._thread is not None:
+            self._thread.join()
+            self._pool.join()
+            self.summary["wall_s"] = time.perf_counter() - self.started
+            if hasattr(self.progress, "finish"):
+                self.progress.finish(self.summary)
+            self._thread = None
+        return self.summary
+
+    def cancel(self) -> None:
+        """Stop compiling (the caller gave up on its run); kernels compiled so far stay cached."""
+        if self._thread is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._thread = None
+
+
+def _initialise_compiler() -> None:
+    """One small compilation in this process before the pool forks, so that no worker pays numba's
+    first-compilation set-up (its typing and lowering registries, LLVM's target) again."""
+    from numba import njit
+
+    njit(lambda a, b: a + b)(1, 2.0)
 
 
 class _Schedule:
@@ -235,16 +305,24 @@ class _ProgressLine:
         self.stream.flush()
 
 
-def ensure_warm(family: str = "backtest", quiet: bool = False) -> dict | None:
+def ensure_warm(family: str = "backtest", quiet: bool = False, parse: bool = True) -> dict | None:
     """For the CLI: warm the family's kernels if any is cold (a progress line unless ``quiet``);
     never fails a run (a kernel it could not compile compiles in the run itself)."""
+    warming = begin_warm(family, quiet, parse)
+    return None if warming is None else warming.wait()
+
+
+def begin_warm(family: str = "backtest", quiet: bool = False, parse: bool = True) -> Warming | None:
+    """``ensure_warm`` in the background (None: nothing to compile); ``wait()`` on it before the run.
+    ``parse=False``: the caller loads its data meanwhile (a CSV's parse kernels compile there)."""
     if os.environ.get("HFTSHM_NO_PARALLEL_COMPILE") or os.environ.get(RECORD_ENV):
         return None  # asked not to, or recording: every kernel must compile where the run needs it
     try:
         manifest = load_manifest()
         if not cold_kernels(family, manifest):
             return None
-        return warm_cache(family, manifest=manifest, progress=(lambda done, total: None) if quiet else None)
+        return start_warm(family, manifest=manifest, progress=(lambda done, total: None) if quiet else None,
+                          parse=parse)
     except Exception as exc:  # noqa: BLE001 - warming is an optimisation, never a reason to fail
         print(f"compiling kernels ahead failed ({type(exc).__name__}: {exc}); compiling in the run", file=sys.stderr)
         return None

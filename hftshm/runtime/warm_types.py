@@ -24,6 +24,25 @@ from numba.core import errors, types
 from numba.core.dispatcher import Dispatcher
 
 _INSTALLED = "_hftshm_unliteral_calls"
+_WIDEN = "_hftshm_int64_scalars"
+
+
+def int64_scalars(kernel):
+    """Mark a kernel whose integer scalar arguments are compiled as int64 whatever the caller passes
+    (an int32 slot, a uint8 side, an ``IntEnum`` member: values int64 holds exactly), so that it
+    compiles once rather than once per mix of integer types its callers happen to have (the OMS's
+    ``emit_event`` compiled five times). For kernels that only store, compare and add such values."""
+    setattr(kernel, _WIDEN, True)
+    return kernel
+
+
+def _widened(t):
+    t = types.unliteral(t)
+    if isinstance(t, types.IntEnumMember):
+        t = t.dtype
+    if isinstance(t, types.Integer) and (t.signed or t.bitwidth < 64):
+        return types.int64
+    return t
 
 
 def install() -> None:
@@ -41,8 +60,9 @@ def install() -> None:
         # hftshm's own kernels only: numba implements its own overloads (a tuple's getitem, ...) as
         # dispatchers too, and those are typed fine without their constants but cannot be lowered
         if self._can_compile and self.py_func.__module__.startswith("hftshm."):
-            plain_args = tuple(types.unliteral(a) for a in args)
-            plain_kws = {k: types.unliteral(v) for k, v in kws.items()}
+            plain = _widened if getattr(self, _WIDEN, False) else types.unliteral
+            plain_args = tuple(plain(a) for a in args)
+            plain_kws = {k: plain(v) for k, v in kws.items()}
             if plain_args != tuple(args) or plain_kws != kws:
                 try:
                     return literal_call_template(self, plain_args, plain_kws)

@@ -17,6 +17,7 @@ import math
 from numba import njit
 
 from hftshm.codes import Action, OrderState, OrderType, TimeInForce
+from hftshm.runtime.warm_types import int64_scalars
 from hftshm.strategies.portfolio_nb import (
     PF_INTENTS,
     PF_NEW_ORDERS,
@@ -39,6 +40,7 @@ ERROR_TEXT = {
 }
 
 
+@int64_scalars
 @njit(cache=True)
 def _put(records, count, action, client_order_id, target_client_order_id, strategy_id, symbol_id, side,
          order_type, tif, price, qty, market_ts_ns, origin_ts_ns):

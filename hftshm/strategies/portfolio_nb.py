@@ -31,6 +31,7 @@ from numba import njit
 
 from hftshm import instruments_nb
 from hftshm.codes import OrderState, ReportEvent, Side
+from hftshm.runtime.warm_types import int64_scalars
 
 PF_POSITION = 0
 PF_AVG_PRICE = 1
@@ -205,6 +206,7 @@ def _free(pf, orders, slot):
     pf[PF_OPEN_ORDERS] -= 1.0
 
 
+@int64_scalars
 @njit(cache=True)
 def apply_report(pf, orders, event, client_order_id, side, price, qty, leaves_qty, fee, ts_ns, maker):
     """Apply one execution report; returns APPLIED_* saying what it was.

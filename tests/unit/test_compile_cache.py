@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 
-from hftshm.runtime.compile_cache import Kernel, _ProgressLine, levels, load_manifest
+from hftshm.runtime.compile_cache import Kernel, _ProgressLine, levels, load_manifest, parse_only
 
 
 def test_levels_put_every_kernel_after_its_callees():
@@ -43,6 +43,21 @@ def test_the_shipped_manifest_names_the_run_kernels_of_every_process():
     for kernel in ("hftshm.feed.replay_nb", "hftshm.oms.cycle_nb.cycle", "hftshm.risk.stage_nb",
                    "hftshm.exchange.stage_nb", "hftshm.transport.ring_nb"):
         assert any(name.startswith(kernel) for name in names), kernel
+
+
+def test_parse_only_kernels_are_those_no_other_root_reaches():
+    kernels = [Kernel("hftshm.feed.csv_nb", "parse_block", (), {2, 3}),
+               Kernel("hftshm.backtest.simulate_nb", "run", (), {3, 4}),
+               Kernel("hftshm.feed.csv_nb", "_gcd", ()), Kernel("m", "shared", ()), Kernel("m", "loop", ())]
+    assert parse_only(kernels) == {0, 2}  # "shared" stays: the loop needs it too
+
+
+def test_the_shipped_backtest_family_leaves_out_only_the_parse_kernels():
+    kernels = load_manifest()["backtest"]
+    left_out = {kernels[i].module for i in parse_only(kernels)}
+    assert left_out == {"hftshm.feed.csv_nb"}
+    assert any(k.name == "hftshm.backtest.simulate_nb.run" for i, k in enumerate(kernels)
+               if i not in parse_only(kernels))
 
 
 def test_progress_line_says_what_it_does(capsys):

@@ -3,7 +3,10 @@ value (one compilation instead of one per constant), unless it cannot be compile
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, types
+
+from hftshm.codes import Side
 
 from hftshm.runtime import warm_types
 
@@ -44,6 +47,21 @@ def _picks_second():
 _picks_second = _kernel(_picks_second)
 
 
+def _store(out, i, v):
+    out[i] = v
+    return v + 1
+
+
+_store = warm_types.int64_scalars(_kernel(_store))
+
+
+def _stores_mixed_integers(out, small, enum_value):
+    return _store(out, small, small) + _store(out, np.uint8(2), enum_value) + _store(out, 3, np.int16(-4))
+
+
+_stores_mixed_integers = _kernel(_stores_mixed_integers)
+
+
 @njit
 def _add_elsewhere(x, k):  # not an hftshm kernel: numba's own behaviour, one compilation per constant
     return x + k
@@ -68,6 +86,14 @@ def test_a_callee_that_needs_its_constant_still_gets_it():
 def test_other_kernels_keep_numbas_literal_signatures():
     assert _adds_elsewhere(3) == 4 + 6
     assert len(_add_elsewhere.signatures) == 2
+
+
+def test_integer_scalars_of_a_marked_kernel_compile_once_as_int64():
+    """int32, uint8, int16 and an IntEnum member at the call sites: one compilation, same values."""
+    out = np.zeros(4, np.int64)
+    assert _stores_mixed_integers(out, np.int32(1), Side.SELL) == (1 + 1) + (int(Side.SELL) + 1) + (-4 + 1)
+    assert list(out) == [0, 1, int(Side.SELL), -4]
+    assert _store.signatures == [(types.Array(types.int64, 1, "C"), types.int64, types.int64)]
 
 
 def test_install_is_idempotent():
