@@ -29,6 +29,7 @@ import numpy as np
 
 from hftshm.runtime import strategies_stage_nb as st_nb
 from hftshm.runtime import trading_cycle_nb as nb
+from hftshm.transport import park_nb
 
 ENV_SWITCH = "HFTSHM_COMPILED_CYCLE"  # "0": the Python duty cycle everywhere (comparison runs)
 SLICE_NS = 2_000_000  # housekeeping cadence
@@ -197,7 +198,8 @@ def _bundle_type(step: StrategiesStep, bundle):
 class TradingCycle:
     """The compiled cycle of one process: its four workers and the slice limits."""
 
-    def __init__(self, strategies: StrategiesStep, risk, oms, exchange, spin_ns: int, slice_ns: int = SLICE_NS):
+    def __init__(self, strategies: StrategiesStep, risk, oms, exchange, spin_ns: int, slice_ns: int = SLICE_NS,
+                 parking=None):
         from hftshm.runtime import strategies_stage_nb
 
         if strategies.step is not strategies_stage_nb.step:  # run_slice calls that stage itself
@@ -205,6 +207,8 @@ class TradingCycle:
         self.strategies = strategies
         self.risk, self.oms, self.exchange = risk, oms, exchange
         self.limits = nb.SliceLimits(int(slice_ns), max(int(slice_ns), MAX_SLICE_NS), int(spin_ns))
+        # the slice parks itself when idle (spin-park); a disabled bundle: it returns IDLE to Python
+        self.parking = parking if parking is not None else park_bundle_of(None)
         self.slices = 0
         self.passes = 0
         self.in_slices_ns = 0  # time spent inside compiled slices
@@ -242,10 +246,11 @@ class TradingCycle:
             return None
         strategies = compiled_strategies_step(found[StrategyWorker][0])
         return cls(strategies, found[RiskWorker][0], found[OmsWorker][0], found[ExchangeWorker][0],
-                   spin_ns_of(wait_strategy))
+                   spin_ns_of(wait_strategy), parking=park_bundle_of(wait_strategy))
 
     def describe(self) -> str:
-        return "strategies, risk, OMS and exchange run in one compiled cycle"
+        where = "in compiled code" if self.parking.enabled else "in Python"
+        return f"strategies, risk, OMS and exchange run in one compiled cycle (idle, it parks {where})"
 
     def stages(self, force: bool = False) -> tuple | None:
         s = self.strategies.stage(force)
@@ -275,7 +280,7 @@ class TradingCycle:
         from numba import typeof
 
         return ((_bundle_type(self.strategies, bundles[0]),)
-                + tuple(typeof(b) for b in bundles[1:]) + (typeof(self.limits),))
+                + tuple(typeof(b) for b in bundles[1:]) + (typeof(self.limits), typeof(self.parking)))
 
     def _entry_for(self, bundles):
         """The entry point for these bundles: the warmed one while they are the warmed objects (or of
@@ -307,7 +312,7 @@ class TradingCycle:
         if self._left_ns:
             self.between_ns += entered - self._left_ns
         try:
-            result = self._entry_for(bundles)(*bundles, self.limits)
+            result = self._entry_for(bundles)(*bundles, self.limits, self.parking)
         finally:
             self.strategies.leave()
         self._left_ns = time.monotonic_ns()
@@ -318,9 +323,12 @@ class TradingCycle:
 
     def summary(self) -> str:
         per_pass = self.in_slices_ns / self.passes if self.passes else 0.0
+        parking = getattr(self, "parking", None)
+        parks = (f", {int(parking.counts[park_nb.PARKS])} parks in slices "
+                 f"({int(parking.counts[park_nb.WAKEUPS])} woken by a doorbell)") if parking is not None else ""
         return (f"compiled cycle: {self.slices} slices, {self.passes} passes ({per_pass:.0f} ns each, call "
                 f"included), {self.in_slices_ns / 1e9:.2f} s in slices, {self.between_ns / 1e9:.2f} s between "
-                f"them, {self.python_rounds} Python rounds")
+                f"them, {self.python_rounds} Python rounds" + parks)
 
     def housekeeping(self, now_ns: int) -> int:
         return (self.strategies.housekeeping(now_ns) + self.risk.compiled_housekeeping(now_ns)
@@ -419,6 +427,28 @@ def spin_ns_of(wait_strategy) -> int:
     if name == "spin-park":
         return max(int(wait_strategy.spin_us * 1e3), 1)
     return 50_000  # spin-yield: a yield every 50 us of idle time
+
+
+def park_bundle_of(wait_strategy) -> park_nb.ParkBundle:
+    """What ``run_slice`` parks on when idle: spin-park's doorbells (the rings its parker waits on),
+    when every ring's control words have one numba type and the kernel has ``futex_waitv``.
+    Otherwise a disabled bundle: the slice returns IDLE and the wait strategy waits in Python."""
+    from numba import typeof
+
+    from hftshm.transport import barrier
+    from hftshm.transport import descriptor as d
+    from hftshm.transport.doorbell import HAVE_FUTEX_WAITV
+
+    parker = getattr(wait_strategy, "parker", None)
+    commands = {barrier.EXPEDITED: barrier.MEMBARRIER_CMD_GLOBAL_EXPEDITED, barrier.GLOBAL: barrier.MEMBARRIER_CMD_GLOBAL}
+    if (parker is not None and HAVE_FUTEX_WAITV and 0 < len(parker.ctrls) <= 128
+            and len({typeof(c) for c in parker.ctrls}) == 1 and parker.ctrls[0].dtype == np.int64):
+        return park_nb.park_bundle(parker.ctrls, parker.timeout_s, commands.get(barrier.mode(), 0))
+    if parker is not None:
+        log.info("compiled cycle: idle slices park in Python (futex_waitv %s, %d rings of types %s)",
+                 "present" if HAVE_FUTEX_WAITV else "missing", len(parker.ctrls),
+                 ", ".join(sorted({str(typeof(c)) for c in parker.ctrls})))
+    return park_nb.park_bundle([np.zeros(d.HEADER_WORDS, np.int64)], 0.0, 0, enabled=False)
 
 
 def wait_after_idle(wait_strategy) -> None:

@@ -8,9 +8,14 @@ to Python only
   ``SliceLimits.max_slice_ns`` if work never stops): a pass runs the strategies, then risk, then the
   OMS, so an order caused by a tick the strategies took in a pass is published in that pass, and
   the slice never ends between the two;
-* after ``SliceLimits.spin_ns`` without work (``SliceEnd.IDLE``): the worker's wait strategy then
-  yields or parks on the futex doorbells (``runtime.trading_cycle``), and the next slice starts
-  when a producer rings;
+* after ``SliceLimits.spin_ns`` without work, when the process's wait strategy parks (spin-park):
+  not at all. The slice parks itself on the futex doorbells of every ring the process consumes
+  (``transport.park_nb``) and goes on where it stopped when a producer rings, so the tick that
+  woke it meets no Python; a park that times out (the park timeout) ends the slice at the next
+  idle pass, for housekeeping and heartbeats;
+* after ``SliceLimits.spin_ns`` without work otherwise (``SliceEnd.IDLE``): spin-yield yields in
+  Python; spin-park's Python parker takes over when an input holds data the stages cannot take
+  (a full output: it parks on that output's producer doorbell);
 * when a stage needs its Python path (``SliceEnd.NEEDS_PYTHON``: the OMS's event writer is behind).
 
 The strategies stage is ``strategies_stage_nb.step`` over any set of compiled strategies: their
@@ -32,6 +37,7 @@ from hftshm.exchange import stage_nb as exchange_stage
 from hftshm.oms import stage_nb as oms_stage
 from hftshm.risk import stage_nb as risk_stage
 from hftshm.runtime import strategies_stage_nb as strategies_stage
+from hftshm.transport import park_nb
 from hftshm.transport.clock_nb import monotonic_ns
 
 
@@ -80,9 +86,10 @@ def _slice_end(elapsed_ns, idle_ns, work, limits):
 # cached: its signature holds no dispatcher (the callbacks in ``strategies`` are typed by signature),
 # so its index pickles; the stages it calls are linked into it and need not be cached themselves
 @njit(nogil=True, _nrt=False, cache=True)
-def run_slice(strategies, risk, oms, exchange, limits):
-    """Loop the four stages until housekeeping is due, the process has been idle ``spin_ns``, or a
-    stage needs Python. Returns a ``SliceResult``."""
+def run_slice(strategies, risk, oms, exchange, limits, parking):
+    """Loop the four stages until housekeeping is due, the process has been idle ``spin_ns`` (and
+    cannot park here: ``parking``, a ``park_nb.ParkBundle``), or a stage needs Python. Returns a
+    ``SliceResult``."""
     start = monotonic_ns()
     idle_since = start
     total = 0
@@ -101,6 +108,11 @@ def run_slice(strategies, risk, oms, exchange, limits):
         if work > 0:
             idle_since = now
         end = _slice_end(now - start, now - idle_since, work, limits)
+        if end == _IDLE and parking.enabled:
+            if park_nb.park(parking) == park_nb.HAS_DATA:
+                return SliceResult(_IDLE, total, passes)
+            idle_since = monotonic_ns()  # spin again after a wake-up before the next park
+            continue
         if end != _GO_ON:
             return SliceResult(end, total, passes)
 

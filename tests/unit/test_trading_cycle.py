@@ -136,6 +136,70 @@ def test_slice_ends_idle_after_its_spin_and_for_python_when_the_event_ring_is_fu
     assert rig.peek_exchange_orders() == 0
 
 
+def parking_cycle(rig: TradingRig, extra_inputs=()) -> TradingCycle:
+    """The composite's cycle with spin-park bound as the process binds it: every ring the four
+    workers consume (``extra_inputs`` too)."""
+    from tests.trading_cycle_rig import RINGS
+
+    wait = WaitStrategy.from_config("spin-park", spin_us=100, park_timeout_ms=200)
+    stages = {"strategies", "risk", "oms", "exchange"}
+    wait.bind(inputs=[rig.rings[k] for k, (_l, _p, c) in RINGS.items() if c in stages] + list(extra_inputs))
+    cycle = TradingCycle.for_workers(rig.workers, wait)
+    assert cycle.warm() and cycle.parking.enabled
+    return cycle
+
+
+def test_an_idle_slice_parks_in_compiled_code_and_a_tick_becomes_orders_without_leaving_it(rigs):
+    import threading
+
+    from hftshm.transport import descriptor as d
+    from hftshm.transport import park_nb
+
+    rig = rigs("park")
+    cycle = parking_cycle(rig)
+    cycle.limits = cycle.limits._replace(slice_ns=600_000_000, max_slice_ns=600_000_000)
+    results = []
+    slicing = threading.Thread(target=lambda: results.append(cycle.run_slice()))  # run_slice drops the GIL
+    slicing.start()
+    md = rig.rings["md.strategies"].ctrl
+    deadline = time.monotonic() + 5.0
+    while md[d.CONSUMER_PARKED] == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert md[d.CONSUMER_PARKED] == 1, "the idle slice must park on its input rings' doorbells"
+    records, bid, ask = market(0)
+    rig.events(records)
+    rig.book(bid, ask, int(records[-1]["exch_ts_ns"]), publish_ts_ns=1)  # the commit rings the doorbell
+    while rig.peek_exchange_orders() < 2 and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    still_in_slice = slicing.is_alive() and not results
+    slicing.join(10.0)
+    assert rig.peek_exchange_orders() >= 2 and still_in_slice  # the quotes went out inside the slice
+    assert results[0].end == SliceEnd.CADENCE and cycle.slices == 1
+    assert cycle.parking.counts[park_nb.WAKEUPS] >= 1 and md[d.CONSUMER_PARKED] == 0
+
+
+def test_a_park_that_finds_data_no_stage_takes_leaves_the_wait_to_python(rigs):
+    """An input holding records the stages cannot act on (here a ring no stage reads; in a run, a
+    full output) must not be slept on in compiled code: the slice returns IDLE and the Python
+    parker, which also parks on full outputs, decides."""
+    from hftshm.transport.ring import Ring
+
+    rig = rigs("busy")
+    extra = Ring.create(rig.prefix + "ring.extra", "order_intent", 64)
+    try:
+        view = extra.claim(1)
+        view[:] = load("order_intent").zeros(1)
+        extra.commit(1)
+        cycle = parking_cycle(rig, [extra])
+        cycle.limits = cycle.limits._replace(slice_ns=10 * 1_000_000_000, max_slice_ns=10 * 1_000_000_000)
+        started = time.monotonic()
+        result = cycle.run_slice()
+        assert result.end == SliceEnd.IDLE and time.monotonic() - started < 0.15  # not the 200 ms park
+    finally:
+        extra.unlink()
+        extra.close()
+
+
 def test_a_stage_that_needs_python_keeps_the_whole_cycle_on_the_python_path(rigs):
     rig = rigs("fallback")
     cycle = TradingCycle.for_workers(rig.workers, WaitStrategy.from_config("busy-spin"))
