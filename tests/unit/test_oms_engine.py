@@ -316,3 +316,25 @@ def test_late_news_about_a_finished_order_is_stale_not_an_alarm(fate):
     assert [int(e["reason"]) for e in eng.staged().events] == [Reason.STALE_REPORT] * 2
     assert len(eng.staged().reports) == 0
     assert eng.counters()["illegal_transitions"] == 0 and eng.counters()["stale_reports"] == 2
+
+
+def _page_faults_of_new_orders(eng: OmsEngine, n: int) -> int:
+    """Minor page faults this process takes while ``eng`` accepts ``n`` new orders, one call each."""
+    import resource
+
+    records = [new_orders({"client_order_id": i + 1}) for i in range(n)]
+    place(eng, client_order_id=10**9)  # the kernels' own first call: compiled or loaded, not counted
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for record in records:
+        eng.on_orders(record, 0, 1)
+        eng.clear()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+def test_fault_in_takes_the_tables_page_faults_before_the_first_order():
+    # the shipped table size: the hash indexes are 1 MB each and written at random slots
+    untouched = _page_faults_of_new_orders(engine(max_orders=65536), 300)
+    faulted_in = engine(max_orders=65536)
+    faulted_in.fault_in()
+    assert untouched > 300  # ~2 faults per order while the indexes' pages come in
+    assert _page_faults_of_new_orders(faulted_in, 300) < 30
