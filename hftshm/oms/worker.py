@@ -89,6 +89,7 @@ class OmsWorker(Worker):
         staging = 2 * self.batch + 8
         self.engine = OmsEngine(max_orders=config.max_orders, timeouts_ns=config.timeouts_ns(), epoch=epoch,
                                 staging=staging)
+        self.engine.fault_in()  # the tables' page faults now, not on the first orders' hot path
         self.writer = None
         if self.events_out is None:
             ctx.log.warning("oms: no order_event output ring; writing the audit trail from this process")

@@ -316,3 +316,40 @@ def test_late_news_about_a_finished_order_is_stale_not_an_alarm(fate):
     assert [int(e["reason"]) for e in eng.staged().events] == [Reason.STALE_REPORT] * 2
     assert len(eng.staged().reports) == 0
     assert eng.counters()["illegal_transitions"] == 0 and eng.counters()["stale_reports"] == 2
+
+
+
+# a fresh process per count: in a long test session numpy's 1 MB arrays may come from heap memory
+# another test already touched, and then there is no fault to take either way
+_COUNT_FAULTS = """
+import resource, sys
+import numpy as np
+from hftshm.oms.engine import OmsEngine
+from hftshm.oms.testing import new_orders
+eng = OmsEngine(max_orders=65536, timeouts_ns=np.array([10**9]), epoch=1)  # the shipped table size
+if sys.argv[1] == "fault_in":
+    eng.fault_in()
+eng.on_orders(new_orders({"client_order_id": 10**9}), 0, 1)  # the kernels' first call: not counted
+eng.clear()
+records = [new_orders({"client_order_id": i + 1}) for i in range(300)]
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for record in records:
+    eng.on_orders(record, 0, 1)
+    eng.clear()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _page_faults_of_300_new_orders(mode: str) -> int:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _COUNT_FAULTS, mode], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.split()[-1])
+
+
+def test_fault_in_takes_the_tables_page_faults_before_the_first_order():
+    # the hash indexes are 1 MB each and written at random slots: ~2 faults per order while they come in
+    assert _page_faults_of_300_new_orders("untouched") > 300
+    assert _page_faults_of_300_new_orders("fault_in") < 30

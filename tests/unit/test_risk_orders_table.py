@@ -45,3 +45,12 @@ def test_capacity_rounds_up_to_a_power_of_two():
     assert len(orders_nb.new_table(1)) == 16
     assert orders_nb.new_table(16).dtype.itemsize == 48
     assert np.all(orders_nb.new_table(32)["used"] == 0)
+
+
+def test_a_new_table_is_resident_before_the_first_order():
+    import resource
+
+    table = orders_nb.new_table(8192)  # 384 KB: np.zeros alone leaves its ~96 pages unmapped
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    table.view(np.uint8)[::4096] = 1  # a write to every page, as random order slots do over time
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 10
