@@ -36,6 +36,7 @@ from hftshm.exchange.common_nb import SC_LOT, SC_LOT_INV, SC_TICK, SC_TICK_INV, 
 from hftshm.exchange.config import ExchangeConfig
 from hftshm.exchange.engine import LEVEL_DTYPE, ORDER_DTYPE, REPORT_DTYPE, as_layout, scale_table
 from hftshm.exchange.latency_nb import ENTRY, RESPONSE, new_latency
+from hftshm.runtime.resident import touch_pages
 from hftshm.symbols import DEFAULT_SYMBOLS, SymbolTable
 from hftshm.transport.layout import load
 
@@ -82,6 +83,14 @@ class ExchangeSimulator:
         self._out = np.zeros(max(output_capacity, 2 * (self._room_per_order + max_open) + 16), dtype=REPORT_DTYPE)
         self._pend = np.zeros(_pow2(pending_capacity), dtype=ORDER_DTYPE)
         self._pend_arrival = np.zeros(len(self._pend), dtype=np.int64)
+
+    def make_resident(self) -> int:
+        """Map every page of the fill model's tables now (``runtime.resident``): the market view's
+        dense price window is written wherever the market moves, and the order tables at the slots
+        orders land in, so a live exchange would otherwise take first-write page faults inside its
+        stage for the first minutes of a run. The worker calls it; a backtest need not. Returns bytes."""
+        arrays = [a for a in self._S if isinstance(a, np.ndarray)]
+        return touch_pages(*arrays, self._out, self._pend, self._pend_arrival)
 
     # ------------------------------------------------------------------ driving it
     def on_orders(self, orders: np.ndarray) -> np.ndarray:

@@ -75,6 +75,7 @@ class ExchangeWorker(Worker):
         symbols = getattr(ctx.config, "symbols", None)
         warm_exchange(ExchangeSimulator(config, symbols), self.orders_in.layout, self.market_in.layout)
         self.sim = ExchangeSimulator(config, symbols, self.seed)
+        self.sim.make_resident()  # the fill model's page faults now, not inside the stage while it trades
         self.counters = ctx.counters
         self._hop = ctx.histograms.get("hop")
         self._seq = [ring.producer_position for ring in self.reports_out]  # dense across restarts

@@ -14,6 +14,7 @@ import numpy as np
 
 from hftshm.codes import OrderState
 from hftshm.oms import order_table_nb, oms_nb, states, timers_nb
+from hftshm.runtime.resident import touch_pages
 from hftshm.transport.layout import load
 
 ORDER = load("order")
@@ -43,9 +44,6 @@ class Staged:
 
     def copy(self) -> "Staged":
         return Staged(self.orders.copy(), self.reports.copy(), self.events.copy())
-
-
-PAGE_BYTES = 4096
 
 
 class OmsEngine:
@@ -85,9 +83,7 @@ class OmsEngine:
         order first lands (~2.4 faults per order over the first few hundred orders at the shipped
         65,536 slots: the hash indexes are written at random slots). ~12 MB resident from the start;
         the worker calls it, a backtest need not."""
-        for array in (*self.book, self.timers, self.out_orders, self.out_reports, self.out_events):
-            flat = array.reshape(-1).view(np.uint8)
-            flat[::PAGE_BYTES] = flat[::PAGE_BYTES].copy()  # a copy: numpy skips assigning a view to itself
+        touch_pages(*self.book, self.timers, self.out_orders, self.out_reports, self.out_events)
 
     # -- the hot path ------------------------------------------------------------------------------
 
