@@ -34,3 +34,16 @@ def two_symbols(directory: Path, btc_rows: int = 20_000) -> tuple[Path, Path]:
     """(BTCUSDT USD-M file, ETHUSDT spot file) overlapping in exchange time (23:54:14 onwards)."""
     directory.mkdir(parents=True, exist_ok=True)
     return btc_head(directory / "btc.csv.gz", btc_rows), eth_spot_head(directory / "eth.csv.gz")
+
+
+def floats_in(value):
+    """Every float in a JSON-like tree of dicts and lists (a report, a summary): a test that no
+    figure anywhere in it equals some forbidden value (a cross-currency sum) walks them all."""
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from floats_in(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from floats_in(v)
+    elif isinstance(value, float):
+        yield value

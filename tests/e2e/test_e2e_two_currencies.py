@@ -13,7 +13,7 @@ import pytest
 from hftshm.codes import Side
 from hftshm.feed.binance import import_files
 from tests.e2e.platform_harness import ROOT, hftshm, shipped_config_text
-from tests.several_symbols import btc_head
+from tests.several_symbols import btc_head, floats_in
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +59,7 @@ def test_totals_per_currency_and_symbols_agree_between_oms_risk_and_summary(tmp_
     assert pnl["total"] is None and pnl["realized"] is None and pnl["unit"] is None
     assert pnl["risk_account_at_mark"]["unit"] == "USD"  # risk's loss measure: a labelled conversion
     crossed = sum(row["strategies"]["net_pnl"] for row in symbols.values())
-    assert not any(v == pytest.approx(crossed, abs=1e-12) for v in _floats(summary) if v != 0.0)
+    assert not any(v == pytest.approx(crossed, abs=1e-12) for v in floats_in(summary) if v != 0.0)
 
     with sqlite3.connect(run_dir / "oms.sqlite") as db:
         ids = sorted(sid for (sid,) in db.execute("SELECT DISTINCT symbol_id FROM orders"))
@@ -81,14 +81,3 @@ def test_totals_per_currency_and_symbols_agree_between_oms_risk_and_summary(tmp_
         assert strategies["fees"] == pytest.approx(fees, abs=1e-12)
     assert symbols["ETHUSD_PERP"]["strategies"]["position"] == int(symbols["ETHUSD_PERP"]["strategies"]["position"])
     assert sum(r["oms"]["orders"] for r in symbols.values()) == summary["headline"]["orders"]
-
-
-def _floats(value):
-    if isinstance(value, dict):
-        for v in value.values():
-            yield from _floats(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _floats(v)
-    elif isinstance(value, float):
-        yield value

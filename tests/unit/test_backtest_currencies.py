@@ -14,7 +14,7 @@ import pytest
 
 from hftshm.backtest import run_backtest
 from hftshm.feed.binance import import_files
-from tests.several_symbols import btc_head
+from tests.several_symbols import btc_head, floats_in
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config" / "platform.toml"
@@ -64,7 +64,7 @@ def test_totals_are_per_currency_and_never_added_across(runs, engine, tmp_path):
     assert all(d[key] is None for key in MONEY)
     assert "equity" not in d["equity_curve"] and set(d["equity_curve"]["by_currency"]) == {"USDT", "ETH"}
     crossed = btc["net_pnl"] + eth["net_pnl"]
-    numbers = [v for v in _numbers(d) if isinstance(v, float)]
+    numbers = list(floats_in(d))
     assert not any(v == pytest.approx(crossed, abs=1e-12) for v in numbers)
     page = (tmp_path / "report.html").read_text()
     assert "Equity (USDT)" in page and "Equity (ETH)" in page and "Net PnL (ETH)" in page
@@ -133,14 +133,3 @@ def test_the_cli_prints_a_table_per_symbol_and_per_currency(files):
     assert shown.exit_code == 0, shown.output
     assert "per settlement currency" in shown.output and "Net PnL (ETH)" in shown.output
     assert "Net PnL (USDT)" in shown.output and "Net PnL  " not in shown.output
-
-
-def _numbers(value):
-    if isinstance(value, dict):
-        for v in value.values():
-            yield from _numbers(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _numbers(v)
-    else:
-        yield value
