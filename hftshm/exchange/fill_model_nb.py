@@ -19,7 +19,11 @@ Time is the market's: ``clock`` is the running maximum of events' ``exch_ts_ns``
 interleaves streams whose exchange times are not monotonic). An order is applied just before the
 first event at or after its arrival time, never at wall-clock time, so the same inputs in the same
 order give the same fills whatever the batching. Report ``flags`` carry how a fill happened
-(LIQ_* below).
+(``LIQ_*`` in ``fill_table_nb``).
+
+The model's parts: ``fill_table_nb`` (our order table, reports), ``queue_position_nb`` (where a
+resting order stands), ``consumed_liquidity_nb`` (what our orders take from the visible levels);
+this module has the orders' entry and the event pass over the market.
 """
 
 from __future__ import annotations
@@ -29,194 +33,25 @@ from numba import njit
 
 from hftshm.codes import Action, EventFlag, EventKind, OrderType, Reason, ReportEvent, TimeInForce
 from hftshm.exchange.common_nb import (MAX_PRICE_TICKS, MAX_QTY_LOTS, SC_LOT, SC_LOT_INV, SC_TICK, SC_TICK_INV,
-                                       check_codes, fill_fee, idmap_find, idmap_insert, idmap_remove, reject_order,
-                                       to_float, to_units, write_report)
+                                       check_codes, idmap_find, idmap_insert, to_float, to_units)
+from hftshm.exchange.consumed_liquidity_nb import _available, _crossed, _crosses, _on_cross, _take  # noqa: F401
+from hftshm.exchange.fill_table_nb import (  # noqa: F401 (re-exported: callers use fill_model_nb.SW_*, SO_*, LIQ_*)
+    LIQ_BOOK_CROSS, LIQ_QUEUE, LIQ_TAKER, LIQ_TRADE_THROUGH, MODEL_PROBABILISTIC, MODEL_RISK_AVERSE, P_MAKER_BPS,
+    P_QUEUE_POWER, P_TAKER_BPS, P_WORDS, SO_BOOK, SO_CLIENT_ID, SO_COLS, SO_CUM, SO_ID, SO_LEAVES, SO_ORIGIN_TS,
+    SO_PRICE, SO_SIDE, SO_STRATEGY, SO_SYMBOL, SO_TIF, SQ_AHEAD, SQ_COLS, SQ_TRADED, STAT_WORDS, SW_CLOCK,
+    SW_EVENTS, SW_FILL_MODEL, SW_FILLS, SW_FOREIGN_EVENTS, SW_FREE_TOP, SW_LAST_ARRIVAL, SW_LAST_LOCAL,
+    SW_LATE_ORDERS, SW_N_ACTIVE, SW_ORDERS, SW_PEND_HEAD, SW_PEND_TAIL, SW_REJECTS, SW_SEQ, SW_WORDS, _emit,
+    _passive_fill, _reject, _release, _stamp, _unlist,
+)
 from hftshm.exchange.latency_nb import draw
 from hftshm.exchange.market_view_nb import (MV_LAST_UPDATE_ID, apply_bbo, best_loc, clear, event_units, loc_price,
-                                            next_loc, qty_at, set_level)
-
-# report flags: how a fill happened
-LIQ_TAKER = 1  # our order took visible liquidity
-LIQ_QUEUE = 2  # a trade at our price reached us in the queue
-LIQ_TRADE_THROUGH = 3  # a trade printed through our price
-LIQ_BOOK_CROSS = 4  # the visible opposite book crossed our price
+                                            qty_at, set_level)
+from hftshm.exchange.queue_position_nb import (_on_trade, _queue_on_depth, _rest, _resting_span,  # noqa: F401
+                                               _rests_at)
 
 _LAST_IN_MESSAGE = int(EventFlag.LAST_IN_MESSAGE)  # IntFlag members are not numba constants
 _BOOK_INVALID = int(EventFlag.BOOK_INVALID)
 _NEVER = np.iinfo(np.int64).max
-
-MODEL_RISK_AVERSE = 0
-MODEL_PROBABILISTIC = 1
-
-# our order table columns (so[slot, SO_*], int64)
-SO_ID = 0
-SO_CLIENT_ID = 1
-SO_ORIGIN_TS = 2
-SO_PRICE = 3
-SO_LEAVES = 4
-SO_CUM = 5
-SO_BOOK = 6
-SO_SIDE = 7  # 0 buy, 1 sell
-SO_TIF = 8
-SO_STRATEGY = 9
-SO_SYMBOL = 10
-SO_COLS = 12
-# float columns (sq[slot, SQ_*]): queue estimate in lots
-SQ_AHEAD = 0
-SQ_TRADED = 1  # lots traded at our level since its last depth update (probabilistic model)
-SQ_COLS = 2
-
-# simulator words (sw[SW_*])
-SW_SEQ = 0
-SW_CLOCK = 1
-SW_N_ACTIVE = 2
-SW_FREE_TOP = 3
-SW_LAST_ARRIVAL = 4
-SW_LAST_LOCAL = 5
-SW_PEND_HEAD = 6  # pending orders consumed
-SW_PEND_TAIL = 7  # pending orders enqueued
-SW_FILL_MODEL = 8
-SW_ORDERS = 9
-SW_REJECTS = 10
-SW_FILLS = 11
-SW_LATE_ORDERS = 12  # orders whose arrival time had already passed when they were enqueued
-SW_EVENTS = 13
-SW_FOREIGN_EVENTS = 14  # market events for symbols not configured
-SW_WORDS = 16
-STAT_WORDS = {"reports": SW_SEQ, "orders": SW_ORDERS, "rejects": SW_REJECTS, "fills": SW_FILLS,
-              "late_orders": SW_LATE_ORDERS, "events": SW_EVENTS, "foreign_events": SW_FOREIGN_EVENTS,
-              "open_orders": SW_N_ACTIVE}
-
-# params (float64)
-P_MAKER_BPS = 0
-P_TAKER_BPS = 1
-P_QUEUE_POWER = 2
-P_WORDS = 4
-
-
-@njit(cache=True, _nrt=False)
-def _emit(S, out, j, slot, ts, event, price, qty_lots, reason, fee_bps, liquidity):
-    """A report about our order in ``slot``; stamps exchange time and the response-latency local time."""
-    (scale, sym_to_book, mv_price, mv_qty, mv_used, mv_i64, so, sq, active, free, id_table, sw, params,
-     ent_state, ent_series, resp_state, resp_series) = S
-    b = so[slot, SO_BOOK]
-    lot = scale[b, SC_LOT]
-    lot_inv = scale[b, SC_LOT_INV]
-    qty = to_float(qty_lots, lot, lot_inv)
-    fee = fill_fee(scale, b, price, qty, fee_bps)
-    write_report(out, j, sw[SW_SEQ], ts, so[slot, SO_ORIGIN_TS], so[slot, SO_ID], so[slot, SO_CLIENT_ID], 0,
-                 price, qty, to_float(so[slot, SO_LEAVES], lot, lot_inv), to_float(so[slot, SO_CUM], lot, lot_inv),
-                 fee, so[slot, SO_STRATEGY], so[slot, SO_SYMBOL], event,
-                 so[slot, SO_SIDE] + 1, reason)
-    _stamp(S, out, j, ts)
-    out[j].flags = liquidity
-    return j + 1
-
-
-@njit(cache=True, _nrt=False, inline="always")
-def _stamp(S, out, j, ts):
-    sw = S[11]
-    local = ts + draw(S[15], S[16])
-    if local < sw[SW_LAST_LOCAL]:
-        local = sw[SW_LAST_LOCAL]  # one connection: responses arrive in the order they were sent
-    sw[SW_LAST_LOCAL] = local
-    out[j].local_ts_ns = local
-    sw[SW_SEQ] += 1
-
-
-@njit(cache=True, _nrt=False)
-def _reject(S, out, j, o, ts, order_id, reason):
-    sw = S[11]
-    reject_order(out, j, sw[SW_SEQ], ts, o, reason)
-    out[j].order_id = order_id
-    _stamp(S, out, j, ts)
-    sw[SW_REJECTS] += 1
-    return j + 1
-
-
-@njit(cache=True, _nrt=False, inline="always")
-def _crosses(side, limit_ticks, level_ticks):
-    return level_ticks <= limit_ticks if side == 0 else level_ticks >= limit_ticks
-
-
-@njit(cache=True, _nrt=False)
-def _available(S, b, side, limit_ticks):
-    """Unused visible lots our order could take up to its limit."""
-    mv_price, mv_qty, mv_used, mv_i64 = S[2], S[3], S[4], S[5]
-    opp = 1 - side
-    got = 0
-    k = best_loc(mv_price, mv_i64, b, opp)
-    while k >= 0 and _crosses(side, limit_ticks, loc_price(mv_price, mv_i64, b, opp, k)):
-        got += max(mv_qty[b, opp, k] - mv_used[b, opp, k], 0)
-        k = next_loc(mv_price, mv_qty, mv_i64, b, opp, k)
-    return got
-
-
-@njit(cache=True, _nrt=False)
-def _take(S, out, j, slot, ts, limit_ticks):
-    """Take visible liquidity for our order in ``slot`` (taker, at level prices)."""
-    scale, mv_price, mv_qty, mv_used, mv_i64, so, sw, params = S[0], S[2], S[3], S[4], S[5], S[6], S[11], S[12]
-    b = so[slot, SO_BOOK]
-    side = so[slot, SO_SIDE]
-    opp = 1 - side
-    k = best_loc(mv_price, mv_i64, b, opp)
-    while so[slot, SO_LEAVES] > 0 and k >= 0 and _crosses(side, limit_ticks, loc_price(mv_price, mv_i64, b, opp, k)):
-        free_lots = mv_qty[b, opp, k] - mv_used[b, opp, k]
-        if free_lots > 0:
-            lots = min(free_lots, so[slot, SO_LEAVES])
-            mv_used[b, opp, k] += lots
-            so[slot, SO_LEAVES] -= lots
-            so[slot, SO_CUM] += lots
-            sw[SW_FILLS] += 1
-            event = ReportEvent.FILL if so[slot, SO_LEAVES] == 0 else ReportEvent.PARTIAL
-            price = to_float(loc_price(mv_price, mv_i64, b, opp, k), scale[b, SC_TICK], scale[b, SC_TICK_INV])
-            j = _emit(S, out, j, slot, ts, event, price, lots, Reason.NONE, params[P_TAKER_BPS], LIQ_TAKER)
-        k = next_loc(mv_price, mv_qty, mv_i64, b, opp, k)
-    return j
-
-
-@njit(cache=True, _nrt=False)
-def _passive_fill(S, out, j, slot, ts, lots, liquidity):
-    scale, so, sw, params = S[0], S[6], S[11], S[12]
-    b = so[slot, SO_BOOK]
-    so[slot, SO_LEAVES] -= lots
-    so[slot, SO_CUM] += lots
-    sw[SW_FILLS] += 1
-    event = ReportEvent.FILL if so[slot, SO_LEAVES] == 0 else ReportEvent.PARTIAL
-    price = to_float(so[slot, SO_PRICE], scale[b, SC_TICK], scale[b, SC_TICK_INV])
-    return _emit(S, out, j, slot, ts, event, price, lots, Reason.NONE, params[P_MAKER_BPS], liquidity)
-
-
-@njit(cache=True, _nrt=False)
-def _rest(S, slot):
-    """Join the active list (time priority among our orders) behind the visible queue at our price."""
-    mv_price, mv_qty, mv_i64, so, sq, active, sw = S[2], S[3], S[5], S[6], S[7], S[8], S[11]
-    b = so[slot, SO_BOOK]
-    sq[slot, SQ_AHEAD] = qty_at(mv_price, mv_qty, mv_i64, b, so[slot, SO_SIDE], so[slot, SO_PRICE])
-    sq[slot, SQ_TRADED] = 0.0
-    active[sw[SW_N_ACTIVE]] = slot
-    sw[SW_N_ACTIVE] += 1
-
-
-@njit(cache=True, _nrt=False)
-def _unlist(S, slot):
-    active, sw = S[8], S[11]
-    n = sw[SW_N_ACTIVE]
-    k = 0
-    while k < n and active[k] != slot:
-        k += 1
-    for m in range(k, n - 1):
-        active[m] = active[m + 1]
-    if k < n:
-        sw[SW_N_ACTIVE] = n - 1
-
-
-@njit(cache=True, _nrt=False)
-def _release(S, slot):
-    so, free, id_table, sw = S[6], S[9], S[10], S[11]
-    idmap_remove(id_table, so[slot, SO_ID])
-    free[sw[SW_FREE_TOP]] = slot
-    sw[SW_FREE_TOP] += 1
 
 
 @njit(cache=True, _nrt=False)
@@ -348,97 +183,6 @@ def apply_order(S, out, j, o, ts):
     return _reject(S, out, j, o, ts, o.order_id, Reason.MALFORMED_ORDER)
 
 
-@njit(cache=True, _nrt=False)
-def _queue_on_depth(S, b, side, price_ticks, before, after):
-    """A visible level we rest at changed size: move our queue estimate by the model."""
-    so, sq, active, sw, params = S[6], S[7], S[8], S[11], S[12]
-    probabilistic = sw[SW_FILL_MODEL] == MODEL_PROBABILISTIC
-    power = params[P_QUEUE_POWER]
-    for k in range(sw[SW_N_ACTIVE]):
-        slot = active[k]
-        if so[slot, SO_BOOK] != b or so[slot, SO_SIDE] != side or so[slot, SO_PRICE] != price_ticks:
-            continue
-        front = sq[slot, SQ_AHEAD]
-        if probabilistic:
-            # the part of a decrease not explained by trades already counted is cancels: split it
-            change = before - after - sq[slot, SQ_TRADED]
-            sq[slot, SQ_TRADED] = 0.0
-            if change > 0:
-                back = max(before - front, 0.0)
-                f_front = front ** power
-                f_back = back ** power
-                to_front = f_front / (f_front + f_back) if f_front + f_back > 0 else 1.0
-                front = front - to_front * change + min(back - (1.0 - to_front) * change, 0.0)
-        sq[slot, SQ_AHEAD] = max(min(front, after), 0.0)
-
-
-@njit(cache=True, _nrt=False)
-def _on_trade(S, out, j, b, ts, price_ticks, lots, aggressor_side):
-    """A print: advance queues at its price, fill orders it reached or traded through (up to its size)."""
-    so, sq, active, sw = S[6], S[7], S[8], S[11]
-    passive_side = 1 - aggressor_side  # a buyer-aggressor trade hits asks (side 1)
-    left = lots
-    k = 0
-    while k < sw[SW_N_ACTIVE]:
-        slot = active[k]
-        k += 1
-        if so[slot, SO_BOOK] != b or so[slot, SO_SIDE] != passive_side:
-            continue
-        price = so[slot, SO_PRICE]
-        through = price < price_ticks if passive_side == 1 else price > price_ticks
-        fill = 0
-        liquidity = LIQ_TRADE_THROUGH
-        if through:
-            fill = min(so[slot, SO_LEAVES], left)
-        elif price == price_ticks:
-            ahead = sq[slot, SQ_AHEAD] - lots
-            sq[slot, SQ_TRADED] += lots
-            if ahead < 0:
-                fill = min(so[slot, SO_LEAVES], np.int64(np.floor(-ahead)), left)
-                ahead = 0.0
-            sq[slot, SQ_AHEAD] = ahead
-            liquidity = LIQ_QUEUE
-        if fill > 0:
-            left -= fill
-            j = _passive_fill(S, out, j, slot, ts, fill, liquidity)
-            if so[slot, SO_LEAVES] == 0:
-                _unlist(S, slot)
-                _release(S, slot)
-                k -= 1
-    return j
-
-
-@njit(cache=True, _nrt=False)
-def _on_cross(S, out, j, b, ts):
-    """Fill resting orders the visible opposite book now crosses, from its unused quantity."""
-    mv_price, mv_qty, mv_used, mv_i64, so, active, sw = S[2], S[3], S[4], S[5], S[6], S[8], S[11]
-    k = 0
-    while k < sw[SW_N_ACTIVE]:
-        slot = active[k]
-        k += 1
-        if so[slot, SO_BOOK] != b:
-            continue
-        side = so[slot, SO_SIDE]
-        opp = 1 - side
-        price = so[slot, SO_PRICE]
-        level = best_loc(mv_price, mv_i64, b, opp)
-        fill = 0
-        while level >= 0 and fill < so[slot, SO_LEAVES] and \
-                _crosses(side, price, loc_price(mv_price, mv_i64, b, opp, level)):
-            take = min(mv_qty[b, opp, level] - mv_used[b, opp, level], so[slot, SO_LEAVES] - fill)
-            if take > 0:
-                mv_used[b, opp, level] += take
-                fill += take
-            level = next_loc(mv_price, mv_qty, mv_i64, b, opp, level)
-        if fill > 0:
-            j = _passive_fill(S, out, j, slot, ts, fill, LIQ_BOOK_CROSS)
-            if so[slot, SO_LEAVES] == 0:
-                _unlist(S, slot)
-                _release(S, slot)
-                k -= 1
-    return j
-
-
 # what a market event asks of our resting orders once the view has taken it (_view_event)
 FOLLOW_NONE = 0
 FOLLOW_TRADE = 1  # a print: queues at its price advance, orders it reached or went through fill
@@ -483,54 +227,6 @@ def _view_event(scale, sym_to_book, mv_price, mv_qty, mv_used, mv_i64, sw, ev):
     else:
         return FOLLOW_NONE, b, 0, 0, 0, 0, False
     return FOLLOW_DEPTH, b, side, price_ticks, lots, before, settled
-
-
-@njit(cache=True, _nrt=False, forceinline=True)
-def _rests_at(so, active, sw, b, side, price_ticks):
-    """One of our orders rests at this book, side and price (only those see a level's size change)."""
-    for k in range(sw[SW_N_ACTIVE]):
-        slot = active[k]
-        if so[slot, SO_PRICE] == price_ticks and so[slot, SO_SIDE] == side and so[slot, SO_BOOK] == b:
-            return True
-    return False
-
-
-@njit(cache=True, _nrt=False, forceinline=True)
-def _resting_span(so, active, sw):
-    """(lowest, highest) price ticks of our resting bids, then of our asks (an empty side: an empty
-    span). A price outside its side's span has no order of ours (``_rests_at`` is False), so most
-    level changes are ruled out by two comparisons instead of a walk of our orders; fills and
-    cancels only remove orders, so only an order arriving (``apply_due``) can widen it."""
-    bid_lo, bid_hi, ask_lo, ask_hi = MAX_PRICE_TICKS * 4, -1, MAX_PRICE_TICKS * 4, -1
-    for k in range(sw[SW_N_ACTIVE]):
-        slot = active[k]
-        price = so[slot, SO_PRICE]
-        if so[slot, SO_SIDE] == 0:
-            bid_lo = min(bid_lo, price)
-            bid_hi = max(bid_hi, price)
-        else:
-            ask_lo = min(ask_lo, price)
-            ask_hi = max(ask_hi, price)
-    return bid_lo, bid_hi, ask_lo, ask_hi
-
-
-@njit(cache=True, _nrt=False, forceinline=True)
-def _crossed(mv_price, mv_i64, so, active, sw, b):
-    """The visible opposite best crosses one of our orders of book ``b`` (else ``_on_cross`` has
-    nothing to do: it only fills crossed orders)."""
-    loc = best_loc(mv_price, mv_i64, b, 0)
-    best_bid = loc_price(mv_price, mv_i64, b, 0, loc) if loc >= 0 else -1
-    loc = best_loc(mv_price, mv_i64, b, 1)
-    best_ask = loc_price(mv_price, mv_i64, b, 1, loc) if loc >= 0 else -1
-    for k in range(sw[SW_N_ACTIVE]):
-        slot = active[k]
-        if so[slot, SO_BOOK] != b:
-            continue
-        side = so[slot, SO_SIDE]
-        opp = best_ask if side == 0 else best_bid
-        if opp >= 0 and _crosses(side, so[slot, SO_PRICE], opp):
-            return True
-    return False
 
 
 @njit(cache=True, _nrt=False)
