@@ -91,7 +91,7 @@ def run(events, start, stop, books, book_out, book_symbol, V, slots, intents, ic
     oms_words = V[1][1][1]
     risk = V[0]
     snap, r_symbols, r_account, r_control = risk[9], risk[0], risk[2], risk[4]
-    b_state, b_params, b_bw, b_aw, b_fbp, b_fbq, b_fap, b_faq, b_issues, b_of = books
+    b_state, _, b_bw, b_aw, b_fbp, b_fbq, b_fap, b_faq, b_issues, _ = books
     b_meta, b_px, b_qty = book_out
     marked_mid = loop_state[L_MARKED_MID]
     if counters[C_EQUITY] > 0:
@@ -121,9 +121,14 @@ def run(events, start, stop, books, book_out, book_symbol, V, slots, intents, ic
         symbol_id = events[i].symbol_id
         # the fill model's event pass, inlined here (forceinline) on the state unpacked once: a call per
         # message taking the state tuple cost more than the view's own work
+        # the L2 book takes the message's events in the same pass (a message of trades or BBOs only leaves
+        # its levels as they are and is not given to it); nothing reads the book before step 4
         k = i
+        book_status = l2_apply_nb.APPLY_REJECTED
+        book_b = -1
         while k < end:
-            k, j = fm.run_events(S, pend, pend_arrival, events, k, end, x_out, 0, room)
+            k, j, book_status, book_b = fm.run_events_and_book(S, pend, pend_arrival, events, k, end, x_out, 0, room,
+                                                               books, book_event)
             if j > 0:
                 venue_nb.exchange_out(x_out, j, sq_reports, sq_times, sq_srcs, sq_ptr, stats)
         # 2. reports due now
@@ -171,11 +176,12 @@ def run(events, start, stop, books, book_out, book_symbol, V, slots, intents, ic
                 s.on_timer(_ctx(s, intents, icount, now, origin), now)
                 if s.pf[pnb.PF_FAULT] != 0.0:
                     _fault(s, intents, icount, before, now)
-        # 4. the book: its per-message kernel on unpacked arrays (one call, no per-event tuple unpacking)
+        # 4. the book (levels applied in step 1): a message that changed it ends with its top row
         rows = 0
-        if book_event:  # a message of trades or BBOs only leaves the L2 levels as they are
-            _, rows, _, _, _ = l2_apply_nb._run(b_state, b_params, b_bw, b_aw, b_fbp, b_fbq, b_fap, b_faq, b_issues, b_of,
-                                            events, i, end, 1, b_meta, b_px, b_qty, None, b_meta.shape[0])
+        if book_event and book_status == l2_apply_nb.APPLY_BOOK_END:
+            l2_apply_nb.message_end_top(b_state, b_bw, b_aw, b_fbp, b_fbq, b_fap, b_faq, b_issues, book_b, end - 1,
+                                        b_meta, b_px, b_qty)
+            rows = 1
         if rows > 0:
             last = rows - 1
             b = b_meta[last, 0]

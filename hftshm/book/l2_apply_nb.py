@@ -48,6 +48,158 @@ def _end_of_message(state, bid_win, ask_win, fbp, fbq, fap, faq, issues, b):
     _maybe_recentre(state, bid_win, ask_win, fbp, fbq, fap, faq, issues, b)
 
 
+@njit(cache=True, _nrt=False, forceinline=True)
+def _event(state, params, bid_win, ask_win, fbp, fbq, fap, faq, issues, book_of, ev):
+    """Apply one event (a ``market_event`` record) to its book. Returns (APPLY_* status, book index
+    or -1); at APPLY_BOOK_END the caller completes the message (``message_end_top``). Force-inlined into
+    ``_run`` and into the backtest's event pass (``fill_model_nb.run_events`` given the book), which
+    applies the book in the same pass over a message as the fill model's view."""
+    status = APPLY_REJECTED
+    sym = np.int64(ev["symbol_id"])
+    b = book_of[sym] if sym < len(book_of) else -1
+    if b < 0:
+        issues[issues.shape[0] - 1, BookIssue.UNKNOWN_SYMBOL] += 1  # the last row: symbols with no book
+        return APPLY_REJECTED, b
+    state[b, BS_EVENTS] += 1
+    kind = ev["kind"]
+    flags = ev["flags"]
+    local_ts = ev["local_ts_ns"]
+    if local_ts < state[b, BS_LOCAL_TS]:
+        issues[b, BookIssue.LOCAL_TS_BACKWARDS] += 1
+    state[b, BS_LOCAL_TS] = local_ts
+    changed = False
+    if kind == EventKind.CLEAR:
+        _clear(state, bid_win, ask_win, b)
+        state[b, BS_VALID] = 0
+        if flags & _INVALID:
+            issues[b, BookIssue.GAP_CLEAR] += 1
+        changed = True
+    elif kind == EventKind.DEPTH or kind == EventKind.SNAPSHOT or kind == EventKind.TRADE or kind == EventKind.BBO:
+        side = ev["side"]
+        price = ev["price"]
+        qty = ev["qty"]
+        px_scale = params[b, BP_PX_SCALE]
+        qty_scale = params[b, BP_QTY_SCALE]
+        issue = 0
+        if side != Side.BUY and side != Side.SELL:
+            issue = BookIssue.BAD_SIDE
+        elif not np.isfinite(price):
+            issue = BookIssue.NAN_OR_INF_PRICE
+        elif not np.isfinite(qty):
+            issue = BookIssue.NAN_OR_INF_QTY
+        elif price <= 0.0:
+            issue = BookIssue.NON_POSITIVE_PRICE
+        elif qty < 0.0:
+            issue = BookIssue.NEGATIVE_QTY
+        elif price * px_scale >= MAX_TICKS or qty * qty_scale >= MAX_TICKS:
+            issue = BookIssue.PRICE_OUT_OF_RANGE
+        t = np.int64(0)
+        lots = np.int64(0)
+        if issue == 0:
+            x = price * px_scale
+            rounded = np.rint(x)
+            t = np.int64(rounded)
+            if abs(x - rounded) > _SNAP_TOL:
+                issue = BookIssue.OFF_TICK
+            else:
+                x = qty * qty_scale
+                rounded = np.rint(x)
+                lots = np.int64(rounded)
+                if abs(x - rounded) > _SNAP_TOL:
+                    issue = BookIssue.OFF_LOT
+        if issue != 0:
+            issues[b, issue] += 1
+        elif kind == EventKind.TRADE:
+            status = APPLY_OTHER
+            state[b, BS_LAST_TRADE] = t
+            state[b, BS_LAST_TRADE_QTY] = lots
+            state[b, BS_TRADES] += 1
+        elif kind == EventKind.BBO:
+            status = APPLY_OTHER
+            if side == Side.BUY:
+                state[b, BS_BBO_BID] = t
+                state[b, BS_BBO_BID_QTY] = lots
+            else:
+                state[b, BS_BBO_ASK] = t
+                state[b, BS_BBO_ASK_QTY] = lots
+            state[b, BS_BBO_UPDATE_ID] = ev["update_id"]
+        else:
+            if kind == EventKind.DEPTH:
+                if state[b, BS_VALID] == 0:
+                    issues[b, BookIssue.DEPTH_WHILE_INVALID] += 1
+                update_id = ev["update_id"]
+                if update_id < state[b, BS_DEPTH_UPDATE_ID]:
+                    issues[b, BookIssue.UPDATE_ID_BACKWARDS] += 1
+                state[b, BS_DEPTH_UPDATE_ID] = update_id
+            # set the level: window store, or far arrays; keep the best price current
+            width = bid_win.shape[1]
+            if state[b, BS_WIN_PLACED] == 0:
+                state[b, BS_WIN_LO] = t - width // 2
+                state[b, BS_WIN_PLACED] = 1
+            idx = t - state[b, BS_WIN_LO]
+            stored = True
+            if side == Side.BUY:
+                if 0 <= idx < width:
+                    old = bid_win[b, idx]
+                    bid_win[b, idx] = lots
+                    if old == 0:
+                        if lots != 0:
+                            state[b, BS_WIN_BIDS] += 1
+                    elif lots == 0:
+                        state[b, BS_WIN_BIDS] -= 1
+                else:
+                    n_far = _far_set(fbp, fbq, b, state[b, BS_FAR_BIDS], t, lots)
+                    if n_far < 0:
+                        stored = False
+                    else:
+                        state[b, BS_FAR_BIDS] = n_far
+                if stored:
+                    if lots != 0:
+                        if t > state[b, BS_BEST_BID]:
+                            state[b, BS_BEST_BID] = t
+                    elif t == state[b, BS_BEST_BID]:
+                        state[b, BS_BEST_BID] = _highest_bid_below(state, b, bid_win, fbp, t)
+            else:
+                if 0 <= idx < width:
+                    old = ask_win[b, idx]
+                    ask_win[b, idx] = lots
+                    if old == 0:
+                        if lots != 0:
+                            state[b, BS_WIN_ASKS] += 1
+                    elif lots == 0:
+                        state[b, BS_WIN_ASKS] -= 1
+                else:
+                    n_far = _far_set(fap, faq, b, state[b, BS_FAR_ASKS], t, lots)
+                    if n_far < 0:
+                        stored = False
+                    else:
+                        state[b, BS_FAR_ASKS] = n_far
+                if stored:
+                    if lots != 0:
+                        if t < state[b, BS_BEST_ASK]:
+                            state[b, BS_BEST_ASK] = t
+                    elif t == state[b, BS_BEST_ASK]:
+                        state[b, BS_BEST_ASK] = _lowest_ask_above(state, b, ask_win, fap, t)
+            if stored:
+                state[b, BS_BOOK_SEQ] += 1
+                if kind == EventKind.SNAPSHOT and flags & _LAST:
+                    state[b, BS_VALID] = 1
+                changed = True
+            else:
+                issues[b, BookIssue.FAR_LEVELS_FULL] += 1
+    else:
+        issues[b, BookIssue.UNKNOWN_KIND] += 1
+    if changed:
+        exch_ts = ev["exch_ts_ns"]
+        if exch_ts < state[b, BS_EXCH_TS]:
+            issues[b, BookIssue.EXCH_TS_BACKWARDS] += 1
+        state[b, BS_EXCH_TS] = exch_ts
+        state[b, BS_UPDATE_ID] = ev["update_id"]
+        state[b, BS_CHANGED] = 1
+        status = APPLY_BOOK_END if flags & _LAST else APPLY_BOOK
+    return status, b
+
+
 @njit(cache=True)
 def _run(state, params, bid_win, ask_win, fbp, fbq, fap, faq, issues, book_of, events, start, stop,
          levels, out_meta, out_px, out_qty, out_snap, max_rows):
@@ -62,188 +214,57 @@ def _run(state, params, bid_win, ask_win, fbp, fbq, fap, faq, issues, book_of, e
     Stops early after ``max_rows`` consistent points. Returns (next event index, consistent points,
     checksum of best prices, status of the last event (APPLY_*), its book index).
 
-    The per-event code is written out here rather than in helpers: an inlined helper taking the book
-    arrays costs a reference-count increment and decrement per array per event (~50 ns an event).
+    The per-event code (``_event``) is force-inlined (LLVM ``alwaysinline``): a called helper taking the
+    book arrays costs a reference-count increment and decrement per array per event (~50 ns an event).
     """
     rows = 0
     checksum = np.int64(0)
     status = APPLY_REJECTED
     b = -1
-    n_book = len(book_of)
-    unknown_row = issues.shape[0] - 1  # the last issues row counts events of symbols with no book
     i = start
     while i < stop and rows < max_rows:
-        sym = np.int64(events[i]["symbol_id"])
-        b = book_of[sym] if sym < n_book else -1
-        status = APPLY_REJECTED
-        if b < 0:
-            issues[unknown_row, BookIssue.UNKNOWN_SYMBOL] += 1
-            i += 1
-            continue
-        state[b, BS_EVENTS] += 1
-        kind = events[i]["kind"]
-        flags = events[i]["flags"]
-        local_ts = events[i]["local_ts_ns"]
-        if local_ts < state[b, BS_LOCAL_TS]:
-            issues[b, BookIssue.LOCAL_TS_BACKWARDS] += 1
-        state[b, BS_LOCAL_TS] = local_ts
-        changed = False
-        if kind == EventKind.CLEAR:
-            _clear(state, bid_win, ask_win, b)
-            state[b, BS_VALID] = 0
-            if flags & _INVALID:
-                issues[b, BookIssue.GAP_CLEAR] += 1
-            changed = True
-        elif kind == EventKind.DEPTH or kind == EventKind.SNAPSHOT or kind == EventKind.TRADE or kind == EventKind.BBO:
-            side = events[i]["side"]
-            price = events[i]["price"]
-            qty = events[i]["qty"]
-            px_scale = params[b, BP_PX_SCALE]
-            qty_scale = params[b, BP_QTY_SCALE]
-            issue = 0
-            if side != Side.BUY and side != Side.SELL:
-                issue = BookIssue.BAD_SIDE
-            elif not np.isfinite(price):
-                issue = BookIssue.NAN_OR_INF_PRICE
-            elif not np.isfinite(qty):
-                issue = BookIssue.NAN_OR_INF_QTY
-            elif price <= 0.0:
-                issue = BookIssue.NON_POSITIVE_PRICE
-            elif qty < 0.0:
-                issue = BookIssue.NEGATIVE_QTY
-            elif price * px_scale >= MAX_TICKS or qty * qty_scale >= MAX_TICKS:
-                issue = BookIssue.PRICE_OUT_OF_RANGE
-            t = np.int64(0)
-            lots = np.int64(0)
-            if issue == 0:
-                x = price * px_scale
-                rounded = np.rint(x)
-                t = np.int64(rounded)
-                if abs(x - rounded) > _SNAP_TOL:
-                    issue = BookIssue.OFF_TICK
-                else:
-                    x = qty * qty_scale
-                    rounded = np.rint(x)
-                    lots = np.int64(rounded)
-                    if abs(x - rounded) > _SNAP_TOL:
-                        issue = BookIssue.OFF_LOT
-            if issue != 0:
-                issues[b, issue] += 1
-            elif kind == EventKind.TRADE:
-                status = APPLY_OTHER
-                state[b, BS_LAST_TRADE] = t
-                state[b, BS_LAST_TRADE_QTY] = lots
-                state[b, BS_TRADES] += 1
-            elif kind == EventKind.BBO:
-                status = APPLY_OTHER
-                if side == Side.BUY:
-                    state[b, BS_BBO_BID] = t
-                    state[b, BS_BBO_BID_QTY] = lots
-                else:
-                    state[b, BS_BBO_ASK] = t
-                    state[b, BS_BBO_ASK_QTY] = lots
-                state[b, BS_BBO_UPDATE_ID] = events[i]["update_id"]
-            else:
-                if kind == EventKind.DEPTH:
-                    if state[b, BS_VALID] == 0:
-                        issues[b, BookIssue.DEPTH_WHILE_INVALID] += 1
-                    update_id = events[i]["update_id"]
-                    if update_id < state[b, BS_DEPTH_UPDATE_ID]:
-                        issues[b, BookIssue.UPDATE_ID_BACKWARDS] += 1
-                    state[b, BS_DEPTH_UPDATE_ID] = update_id
-                # set the level: window store, or far arrays; keep the best price current
-                width = bid_win.shape[1]
-                if state[b, BS_WIN_PLACED] == 0:
-                    state[b, BS_WIN_LO] = t - width // 2
-                    state[b, BS_WIN_PLACED] = 1
-                idx = t - state[b, BS_WIN_LO]
-                stored = True
-                if side == Side.BUY:
-                    if 0 <= idx < width:
-                        old = bid_win[b, idx]
-                        bid_win[b, idx] = lots
-                        if old == 0:
-                            if lots != 0:
-                                state[b, BS_WIN_BIDS] += 1
-                        elif lots == 0:
-                            state[b, BS_WIN_BIDS] -= 1
-                    else:
-                        n_far = _far_set(fbp, fbq, b, state[b, BS_FAR_BIDS], t, lots)
-                        if n_far < 0:
-                            stored = False
-                        else:
-                            state[b, BS_FAR_BIDS] = n_far
-                    if stored:
-                        if lots != 0:
-                            if t > state[b, BS_BEST_BID]:
-                                state[b, BS_BEST_BID] = t
-                        elif t == state[b, BS_BEST_BID]:
-                            state[b, BS_BEST_BID] = _highest_bid_below(state, b, bid_win, fbp, t)
-                else:
-                    if 0 <= idx < width:
-                        old = ask_win[b, idx]
-                        ask_win[b, idx] = lots
-                        if old == 0:
-                            if lots != 0:
-                                state[b, BS_WIN_ASKS] += 1
-                        elif lots == 0:
-                            state[b, BS_WIN_ASKS] -= 1
-                    else:
-                        n_far = _far_set(fap, faq, b, state[b, BS_FAR_ASKS], t, lots)
-                        if n_far < 0:
-                            stored = False
-                        else:
-                            state[b, BS_FAR_ASKS] = n_far
-                    if stored:
-                        if lots != 0:
-                            if t < state[b, BS_BEST_ASK]:
-                                state[b, BS_BEST_ASK] = t
-                        elif t == state[b, BS_BEST_ASK]:
-                            state[b, BS_BEST_ASK] = _lowest_ask_above(state, b, ask_win, fap, t)
-                if stored:
-                    state[b, BS_BOOK_SEQ] += 1
-                    if kind == EventKind.SNAPSHOT and flags & _LAST:
-                        state[b, BS_VALID] = 1
-                    changed = True
-                else:
-                    issues[b, BookIssue.FAR_LEVELS_FULL] += 1
-        else:
-            issues[b, BookIssue.UNKNOWN_KIND] += 1
-        if changed:
-            exch_ts = events[i]["exch_ts_ns"]
-            if exch_ts < state[b, BS_EXCH_TS]:
-                issues[b, BookIssue.EXCH_TS_BACKWARDS] += 1
-            state[b, BS_EXCH_TS] = exch_ts
-            state[b, BS_UPDATE_ID] = events[i]["update_id"]
-            state[b, BS_CHANGED] = 1
-            status = APPLY_BOOK
-            if flags & _LAST:
-                status = APPLY_BOOK_END
-                _end_of_message(state, bid_win, ask_win, fbp, fbq, fap, faq, issues, b)
-                if out_snap is not None:
-                    rec = out_snap[rows]
-                    _fill_snapshot(state, params, bid_win, ask_win, fbp, fbq, fap, faq, b, rec, levels, out_px, out_qty)
-                    rec.symbol_id = sym
-                    rec.flags = 0
-                elif out_meta is not None:
-                    n_bids, n_asks = _top(state, bid_win, ask_win, fbp, fbq, fap, faq, b, levels, out_px, out_qty, rows)
-                    out_meta[rows, 0] = b
-                    out_meta[rows, 1] = state[b, BS_EXCH_TS]
-                    out_meta[rows, 2] = state[b, BS_LOCAL_TS]
-                    out_meta[rows, 3] = state[b, BS_UPDATE_ID]
-                    out_meta[rows, 4] = state[b, BS_VALID]
-                    out_meta[rows, 5] = n_bids
-                    out_meta[rows, 6] = n_asks
-                    out_meta[rows, 7] = i
-                elif out_px is not None:
-                    n_bids, n_asks = _top(state, bid_win, ask_win, fbp, fbq, fap, faq, b, levels, out_px, out_qty, 0)
-                    if n_bids > 0:
-                        checksum += out_px[0, 0, 0]
-                    if n_asks > 0:
-                        checksum += out_px[0, 1, 0]
-                rows += 1
+        status, b = _event(state, params, bid_win, ask_win, fbp, fbq, fap, faq, issues, book_of, events[i])
+        if status == APPLY_BOOK_END:
+            _end_of_message(state, bid_win, ask_win, fbp, fbq, fap, faq, issues, b)
+            if out_snap is not None:
+                rec = out_snap[rows]
+                _fill_snapshot(state, params, bid_win, ask_win, fbp, fbq, fap, faq, b, rec, levels, out_px, out_qty)
+                rec.symbol_id = events[i]["symbol_id"]
+                rec.flags = 0
+            elif out_meta is not None:
+                _top_row(state, bid_win, ask_win, fbp, fbq, fap, faq, b, i, levels, out_meta, out_px, out_qty, rows)
+            elif out_px is not None:
+                n_bids, n_asks = _top(state, bid_win, ask_win, fbp, fbq, fap, faq, b, levels, out_px, out_qty, 0)
+                if n_bids > 0:
+                    checksum += out_px[0, 0, 0]
+                if n_asks > 0:
+                    checksum += out_px[0, 1, 0]
+            rows += 1
         i += 1
     return i, rows, checksum, status, b
+
+
+@njit(cache=True)
+def _top_row(state, bid_win, ask_win, fbp, fbq, fap, faq, b, i, levels, out_meta, out_px, out_qty, row):
+    """Row ``row`` of the top ``levels`` (ticks, lots) and its metadata, for book ``b`` after event ``i``."""
+    n_bids, n_asks = _top(state, bid_win, ask_win, fbp, fbq, fap, faq, b, levels, out_px, out_qty, row)
+    out_meta[row, 0] = b
+    out_meta[row, 1] = state[b, BS_EXCH_TS]
+    out_meta[row, 2] = state[b, BS_LOCAL_TS]
+    out_meta[row, 3] = state[b, BS_UPDATE_ID]
+    out_meta[row, 4] = state[b, BS_VALID]
+    out_meta[row, 5] = n_bids
+    out_meta[row, 6] = n_asks
+    out_meta[row, 7] = i
+
+
+@njit(cache=True)
+def message_end_top(state, bid_win, ask_win, fbp, fbq, fap, faq, issues, b, i, out_meta, out_px, out_qty):
+    """What ``_run`` does at the end of a book-changing message for the backtest loop, which applied
+    the message's events itself (``_event``): the message counted and checked, the window re-centred
+    if due, and row 0 of ``out_meta/out_px/out_qty`` set to the best level of each side."""
+    _end_of_message(state, bid_win, ask_win, fbp, fbq, fap, faq, issues, b)
+    _top_row(state, bid_win, ask_win, fbp, fbq, fap, faq, b, i, 1, out_meta, out_px, out_qty, 0)
 
 
 @njit(cache=True)

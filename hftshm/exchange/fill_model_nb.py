@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from hftshm.book import l2_apply_nb
 from hftshm.codes import Action, EventFlag, EventKind, OrderType, Reason, ReportEvent, TimeInForce
 from hftshm.exchange.common_nb import (MAX_PRICE_TICKS, MAX_QTY_LOTS, SC_LOT, SC_LOT_INV, SC_TICK, SC_TICK_INV,
                                        check_codes, idmap_find, idmap_insert, to_float, to_units)
@@ -303,6 +304,19 @@ def run_events(S, pend, pend_arrival, events, start, stop, out, j, room_per_orde
     """Apply events[start:stop] in order, each preceded by the orders due by its time.
 
     Returns (next event index, next report). Stops early when ``out`` might not hold what comes next.
+    """
+    i, j, _, _ = run_events_and_book(S, pend, pend_arrival, events, start, stop, out, j, room_per_order, None, False)
+    return i, j
+
+
+@njit(cache=True, _nrt=False, forceinline=True)
+def run_events_and_book(S, pend, pend_arrival, events, start, stop, out, j, room_per_order, book, apply_book):
+    """``run_events``, and when ``book`` (an L2 book tuple, ``hftshm.book.levels_nb.BOOK_TUPLE``) is
+    given and ``apply_book``, the L2 book takes each event in the same pass (``l2_apply_nb._event``):
+    the backtest loop's two books read a message's rows once. Returns (next event index, next report,
+    the book's APPLY_* status for the last event applied, its book index); ``book`` None compiles the
+    book's step away.
+
     The state tuple is unpacked once here: per event, the view takes only its arrays, and the calls
     that need all of ``S`` happen only when an order is due or one of ours rests. What only
     ``apply_due`` changes (the clock, the next arrival, the span of our resting prices) is kept in
@@ -313,6 +327,8 @@ def run_events(S, pend, pend_arrival, events, start, stop, out, j, room_per_orde
     bid_lo, bid_hi, ask_lo, ask_hi = _resting_span(so, active, sw)
     clock = sw[SW_CLOCK]
     next_arrival = _next_arrival(pend_arrival, sw)
+    book_status = l2_apply_nb.APPLY_REJECTED
+    book_b = -1
     i = start
     while i < stop:
         ev = events[i]
@@ -331,10 +347,14 @@ def run_events(S, pend, pend_arrival, events, start, stop, out, j, room_per_orde
         sw[SW_CLOCK] = ts
         follow, b, side, price_ticks, lots, before, settled = _view_event(scale, sym_to_book, mv_price, mv_qty,
                                                                           mv_used, mv_i64, sw, ev)
+        if book is not None:
+            if apply_book:
+                book_status, book_b = l2_apply_nb._event(book[0], book[1], book[2], book[3], book[4], book[5], book[6],
+                                                         book[7], book[8], book[9], ev)
         if follow != FOLLOW_NONE and n_active > 0:
             in_span = bid_lo <= price_ticks <= bid_hi if side == 0 else ask_lo <= price_ticks <= ask_hi
             if follow == FOLLOW_TRADE or (in_span and _rests_at(so, active, sw, b, side, price_ticks)) or (
                     settled and _crossed(mv_price, mv_i64, so, active, sw, b)):
                 j = _follow(S, out, j, ts, follow, b, side, price_ticks, lots, before, settled)
         i += 1
-    return i, j
+    return i, j, book_status, book_b
