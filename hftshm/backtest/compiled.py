@@ -88,6 +88,7 @@ def run(events: np.ndarray, strategies: list[CompiledStrategy], venue, symbols,
     fills = np.zeros(65536, dtype=FILL_DTYPE)
     book_out = _book_out()
     loop_state = np.full(sim.L_SIZE, np.nan)
+    loop_state[sim.L_SHARE_UNITS] = 1.0 if _same_grid(books.arrays, venue.V[2][0][0], venue.V[2][0][1]) else 0.0
     entry = None
     started = time.perf_counter()
     cpu = 0.0
@@ -162,6 +163,27 @@ def _through_next_sample(events: np.ndarray, start: int, stop: int, equity_ts: n
     ends[-1] = True
     due = np.flatnonzero(ends & (window["exch_ts_ns"] >= next_sample))
     return start + int(due[0]) + 1 if len(due) else stop
+
+
+def _same_grid(book_arrays: tuple, view_scale: np.ndarray, view_book_of: np.ndarray) -> bool:
+    """True when, for every symbol both keep, the L2 book converts prices and quantities with the very
+    factor the fill model's view does (an integral 1/tick and 1/lot, ``SC_TICK_INV``/``SC_LOT_INV``):
+    then an event the book finds on its grid has the same units in the view, which takes them from
+    the book instead of converting again. A division path (non-integral inverse) or differing
+    instruments: each converts its own."""
+    from hftshm.book.levels_nb import BP_PX_SCALE, BP_QTY_SCALE
+    from hftshm.exchange.common_nb import SC_LOT_INV, SC_TICK_INV
+
+    params, book_of = book_arrays[1], book_arrays[9]
+    for symbol_id, b in enumerate(book_of):
+        if b < 0 or symbol_id >= len(view_book_of) or view_book_of[symbol_id] < 0:
+            continue
+        v = view_book_of[symbol_id]
+        tick_inv, lot_inv = view_scale[v, SC_TICK_INV], view_scale[v, SC_LOT_INV]
+        if not (tick_inv > 0.0 and lot_inv > 0.0 and tick_inv == params[b, BP_PX_SCALE]
+                and lot_inv == params[b, BP_QTY_SCALE]):
+            return False
+    return True
 
 
 def _book_out() -> tuple:

@@ -57,6 +57,7 @@ np_nan = float("nan")
 
 # loop_state (float64): what the loop carries from one call to the next
 L_MARKED_MID = 0
+L_SHARE_UNITS = 1  # 1: the L2 book and the fill model's view have the same tick and lot per symbol (set by the caller)
 L_SIZE = 4
 
 @njit(cache=True)
@@ -94,6 +95,7 @@ def run(events, start, stop, books, book_out, book_symbol, V, slots, intents, ic
     b_state, _, b_bw, b_aw, b_fbp, b_fbq, b_fap, b_faq, b_issues, _ = books
     b_meta, b_px, b_qty = book_out
     marked_mid = loop_state[L_MARKED_MID]
+    share_units = loop_state[L_SHARE_UNITS] != 0.0
     if counters[C_EQUITY] > 0:
         next_sample = equity_ts[counters[C_EQUITY] - 1] + interval_ns
     else:
@@ -128,7 +130,7 @@ def run(events, start, stop, books, book_out, book_symbol, V, slots, intents, ic
         book_b = -1
         while k < end:
             k, j, book_status, book_b = fm.run_events_and_book(S, pend, pend_arrival, events, k, end, x_out, 0, room,
-                                                               books, book_event)
+                                                               books, book_event, share_units)
             if j > 0:
                 venue_nb.exchange_out(x_out, j, sq_reports, sq_times, sq_srcs, sq_ptr, stats)
         # 2. reports due now

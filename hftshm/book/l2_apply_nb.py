@@ -51,15 +51,20 @@ def _end_of_message(state, bid_win, ask_win, fbp, fbq, fap, faq, issues, b):
 @njit(cache=True, _nrt=False, forceinline=True)
 def _event(state, params, bid_win, ask_win, fbp, fbq, fap, faq, issues, book_of, ev):
     """Apply one event (a ``market_event`` record) to its book. Returns (APPLY_* status, book index
-    or -1); at APPLY_BOOK_END the caller completes the message (``message_end_top``). Force-inlined into
+    or -1, price ticks, lots, on the grid): the last three are the event's units when it was a level,
+    trade or BBO on its book's grid (the fill model's view then need not convert it again); at
+    APPLY_BOOK_END the caller completes the message (``message_end_top``). Force-inlined into
     ``_run`` and into the backtest's event pass (``fill_model_nb.run_events`` given the book), which
     applies the book in the same pass over a message as the fill model's view."""
     status = APPLY_REJECTED
+    t = np.int64(0)
+    lots = np.int64(0)
+    on_grid = False
     sym = np.int64(ev["symbol_id"])
     b = book_of[sym] if sym < len(book_of) else -1
     if b < 0:
         issues[issues.shape[0] - 1, BookIssue.UNKNOWN_SYMBOL] += 1  # the last row: symbols with no book
-        return APPLY_REJECTED, b
+        return APPLY_REJECTED, b, np.int64(0), np.int64(0), False
     state[b, BS_EVENTS] += 1
     kind = ev["kind"]
     flags = ev["flags"]
@@ -107,6 +112,7 @@ def _event(state, params, bid_win, ask_win, fbp, fbq, fap, faq, issues, book_of,
                 lots = np.int64(rounded)
                 if abs(x - rounded) > _SNAP_TOL:
                     issue = BookIssue.OFF_LOT
+        on_grid = issue == 0
         if issue != 0:
             issues[b, issue] += 1
         elif kind == EventKind.TRADE:
@@ -197,7 +203,7 @@ def _event(state, params, bid_win, ask_win, fbp, fbq, fap, faq, issues, book_of,
         state[b, BS_UPDATE_ID] = ev["update_id"]
         state[b, BS_CHANGED] = 1
         status = APPLY_BOOK_END if flags & _LAST else APPLY_BOOK
-    return status, b
+    return status, b, t, lots, on_grid
 
 
 @njit(cache=True)
@@ -223,7 +229,7 @@ def _run(state, params, bid_win, ask_win, fbp, fbq, fap, faq, issues, book_of, e
     b = -1
     i = start
     while i < stop and rows < max_rows:
-        status, b = _event(state, params, bid_win, ask_win, fbp, fbq, fap, faq, issues, book_of, events[i])
+        status, b, _, _, _ = _event(state, params, bid_win, ask_win, fbp, fbq, fap, faq, issues, book_of, events[i])
         if status == APPLY_BOOK_END:
             _end_of_message(state, bid_win, ask_win, fbp, fbq, fap, faq, issues, b)
             if out_snap is not None:

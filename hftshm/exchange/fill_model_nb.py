@@ -53,6 +53,7 @@ from hftshm.exchange.queue_position_nb import (_on_trade, _queue_on_depth, _rest
 _LAST_IN_MESSAGE = int(EventFlag.LAST_IN_MESSAGE)  # IntFlag members are not numba constants
 _BOOK_INVALID = int(EventFlag.BOOK_INVALID)
 _NEVER = np.iinfo(np.int64).max
+_UNITS_MAX = MAX_QTY_LOTS * 1000  # common_nb.nearest_units' bound
 
 
 @njit(cache=True, _nrt=False)
@@ -191,10 +192,12 @@ FOLLOW_DEPTH = 2  # a level changed size: queues at its price move; at a message
 
 
 @njit(cache=True, _nrt=False, forceinline=True)
-def _view_event(scale, sym_to_book, mv_price, mv_qty, mv_used, mv_i64, sw, ev):
+def _view_event(scale, sym_to_book, mv_price, mv_qty, mv_used, mv_i64, sw, ev, units_given, given_ticks, given_lots):
     """The market view takes one event. Returns (FOLLOW_*, book, side, price ticks, lots, level's lots
     before, settled). Takes only the arrays it needs: the per-event path never passes the whole state
-    tuple (a call taking it moves ~150 words of array descriptors)."""
+    tuple (a call taking it moves ~150 words of array descriptors). ``units_given``: the event's units
+    are ``given_ticks``/``given_lots`` (the L2 book converted it in the same pass and found it on the
+    grid, where its rounding and ``event_units``' agree)."""
     sw[SW_EVENTS] += 1
     b = sym_to_book[ev.symbol_id]
     if b < 0:
@@ -207,7 +210,10 @@ def _view_event(scale, sym_to_book, mv_price, mv_qty, mv_used, mv_i64, sw, ev):
     side = np.int64(ev.side) - 1
     if side != 0 and side != 1:
         return FOLLOW_NONE, b, 0, 0, 0, 0, False
-    price_ticks, lots = event_units(scale, b, ev.price, ev.qty)
+    if units_given:
+        price_ticks, lots = given_ticks, given_lots
+    else:
+        price_ticks, lots = event_units(scale, b, ev.price, ev.qty)
     if kind == EventKind.TRADE:
         if price_ticks > 0 and lots > 0:
             return FOLLOW_TRADE, b, side, price_ticks, lots, 0, False
@@ -246,7 +252,8 @@ def _follow(S, out, j, ts, follow, b, side, price_ticks, lots, before, settled):
 @njit(cache=True, _nrt=False)
 def apply_event(S, out, j, ev, ts):
     """One market event at simulated time ``ts``."""
-    follow, b, side, price_ticks, lots, before, settled = _view_event(S[0], S[1], S[2], S[3], S[4], S[5], S[11], ev)
+    follow, b, side, price_ticks, lots, before, settled = _view_event(S[0], S[1], S[2], S[3], S[4], S[5], S[11], ev,
+                                                                      False, 0, 0)
     if follow != FOLLOW_NONE and S[11][SW_N_ACTIVE] > 0:
         j = _follow(S, out, j, ts, follow, b, side, price_ticks, lots, before, settled)
     return j
@@ -305,17 +312,21 @@ def run_events(S, pend, pend_arrival, events, start, stop, out, j, room_per_orde
 
     Returns (next event index, next report). Stops early when ``out`` might not hold what comes next.
     """
-    i, j, _, _ = run_events_and_book(S, pend, pend_arrival, events, start, stop, out, j, room_per_order, None, False)
+    i, j, _, _ = run_events_and_book(S, pend, pend_arrival, events, start, stop, out, j, room_per_order, None, False,
+                                     False)
     return i, j
 
 
 @njit(cache=True, _nrt=False, forceinline=True)
-def run_events_and_book(S, pend, pend_arrival, events, start, stop, out, j, room_per_order, book, apply_book):
+def run_events_and_book(S, pend, pend_arrival, events, start, stop, out, j, room_per_order, book, apply_book,
+                        share_units):
     """``run_events``, and when ``book`` (an L2 book tuple, ``hftshm.book.levels_nb.BOOK_TUPLE``) is
     given and ``apply_book``, the L2 book takes each event in the same pass (``l2_apply_nb._event``):
     the backtest loop's two books read a message's rows once. Returns (next event index, next report,
     the book's APPLY_* status for the last event applied, its book index); ``book`` None compiles the
-    book's step away.
+    book's step away. ``share_units`` (the caller checked that the book and the view have the same
+    tick and lot per symbol): the view takes an event's units from the book's conversion when the
+    book found it on the grid, instead of converting it again.
 
     The state tuple is unpacked once here: per event, the view takes only its arrays, and the calls
     that need all of ``S`` happen only when an order is due or one of ours rests. What only
@@ -345,12 +356,18 @@ def run_events_and_book(S, pend, pend_arrival, events, start, stop, out, j, room
             break
         clock = ts
         sw[SW_CLOCK] = ts
-        follow, b, side, price_ticks, lots, before, settled = _view_event(scale, sym_to_book, mv_price, mv_qty,
-                                                                          mv_used, mv_i64, sw, ev)
+        units_given = False
+        given_ticks = np.int64(0)
+        given_lots = np.int64(0)
         if book is not None:
             if apply_book:
-                book_status, book_b = l2_apply_nb._event(book[0], book[1], book[2], book[3], book[4], book[5], book[6],
-                                                         book[7], book[8], book[9], ev)
+                book_status, book_b, given_ticks, given_lots, on_grid = l2_apply_nb._event(
+                    book[0], book[1], book[2], book[3], book[4], book[5], book[6], book[7], book[8], book[9], ev)
+                # beyond _UNITS_MAX the view's own conversion gives 0 (no level) where the book's does not
+                units_given = share_units and on_grid and given_ticks <= _UNITS_MAX and given_lots <= _UNITS_MAX
+        follow, b, side, price_ticks, lots, before, settled = _view_event(scale, sym_to_book, mv_price, mv_qty,
+                                                                          mv_used, mv_i64, sw, ev, units_given,
+                                                                          given_ticks, given_lots)
         if follow != FOLLOW_NONE and n_active > 0:
             in_span = bid_lo <= price_ticks <= bid_hi if side == 0 else ask_lo <= price_ticks <= ask_hi
             if follow == FOLLOW_TRADE or (in_span and _rests_at(so, active, sw, b, side, price_ticks)) or (
