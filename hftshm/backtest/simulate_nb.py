@@ -6,13 +6,15 @@ compiled callbacks as parameters: ``slots`` is a tuple of ``StrategySlot`` bundl
 portfolio and its callbacks as numba first-class functions (``hftshm.strategies.compiled``). Per
 exchange message, in market time:
 
-1. the message reaches the venue (orders arriving before each event are matched first);
+1. the message reaches the venue (orders arriving before each event are matched first); the L2
+   book takes its levels in the same pass over the rows (a message with a depth, snapshot or clear
+   event; nothing reads the book before step 4);
 2. reports due by the message's time are delivered: the owner's portfolio takes each, then its
    ``on_report`` (a fill changes inventory);
 3. the strategies of the message's symbol get ``on_trade`` per trade and ``on_events`` with the
    message; then timers due (``on_timer``);
-4. the L2 book takes the message; if it changed, risk marks the new mid and each strategy whose
-   book changed gets ``on_book`` with its top;
+4. if the message changed the L2 book, its top row is taken; risk marks the new mid and each
+   strategy whose book changed gets ``on_book`` with its top;
 5. the intents of 2-4 go to the venue, stamped with the message's market time;
 6. equity (all strategies) is sampled on the market-time grid.
 
