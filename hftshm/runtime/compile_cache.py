@@ -29,7 +29,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hftshm.runtime import warm_types
+from hftshm.runtime import link_only, warm_types
 
 warm_types.install()  # the manifest's signatures are the non-literal ones this records and compiles
 MANIFEST = Path(__file__).with_name("kernels.manifest")
@@ -42,6 +42,7 @@ class Kernel:
     qualname: str
     signature: tuple  # numba types of the arguments
     callees: set = field(default_factory=set)  # indices into the family's kernel list
+    entry: bool = True  # called from Python: compiled with its Python entry (else for linking only)
 
     @property
     def name(self) -> str:
@@ -74,14 +75,17 @@ def is_cached(kernel: Kernel) -> bool:
         return True
 
 
-def _compile(entry: tuple[str, str, bytes]) -> tuple[str, float, str]:
-    """(name, seconds, error) of compiling one kernel (in a pool worker); the cache keeps it."""
-    module, qualname, signature = entry
+def _compile(task: tuple[str, str, bytes, bool]) -> tuple[str, float, str]:
+    """(name, seconds, error) of compiling one kernel (in a pool worker); the cache keeps it. A kernel
+    only other kernels call is compiled without its Python entry (``runtime.link_only``)."""
+    module, qualname, signature, entry = task
     started = time.perf_counter()
     try:
         disp = _dispatcher(module, qualname)
-        if disp is not None:
+        if disp is not None and entry:
             disp.compile(tuple(pickle.loads(signature)))
+        elif disp is not None:
+            link_only.compile_linked(disp, tuple(pickle.loads(signature)))
         return f"{module}.{qualname}", time.perf_counter() - started, ""
     except Exception as exc:  # noqa: BLE001 - the run compiles it itself; say why here
         return f"{module}.{qualname}", time.perf_counter() - started, f"{type(exc).__name__}: {exc}"
@@ -97,7 +101,10 @@ def load_manifest(path: Path = MANIFEST) -> dict[str, list[Kernel]]:
             raw = pickle.load(f)
     except Exception:  # noqa: BLE001 - a manifest from another numba version: warm nothing
         return {}
-    return {family: [Kernel(m, q, sig, set(c)) for m, q, sig, c in kernels] for family, kernels in raw.items()}
+    # (module, qualname, signature, callees[, entry]): a manifest without the entry flag compiles
+    # every kernel with its Python entry, as it was recorded for
+    return {family: [Kernel(m, q, sig, set(c), *entry) for m, q, sig, c, *entry in kernels]
+            for family, kernels in raw.items()}
 
 
 def levels(kernels: list[Kernel]) -> list[list[int]]:
@@ -234,11 +241,13 @@ def _initialise_compiler() -> None:
 
 class _Schedule:
     """Kernels start as soon as their callees are in the cache (not level by level: a level's
-    slowest kernel would hold back every kernel of the next), those with the longest chain of
-    callers above them first, at most one per process in flight so that order holds."""
+    slowest kernel would hold back every kernel of the next), those with the most work in the chain
+    of callers above them first (``rank``), at most one per process in flight so that order holds:
+    the loop kernel's callees before kernels only a Python call needs, which then compile beside
+    the loop kernel, the longest compilation, rather than before it."""
 
-    def __init__(self, kernels: list[Kernel], deps: dict[int, set], callers: dict[int, set], height: dict[int, int]):
-        self.kernels, self.deps, self.callers, self.height = kernels, deps, callers, height
+    def __init__(self, kernels: list[Kernel], deps: dict[int, set], callers: dict[int, set], rank: dict[int, int]):
+        self.kernels, self.deps, self.callers, self.rank = kernels, deps, callers, rank
 
     def run(self, pool, processes: int):
         import queue
@@ -248,11 +257,11 @@ class _Schedule:
         ready = [i for i, count in waiting.items() if count == 0]
         in_flight = 0
         while ready or in_flight:
-            ready.sort(key=lambda i: self.height[i])
+            ready.sort(key=lambda i: self.rank[i])
             while ready and in_flight < processes:
                 i = ready.pop()
                 k = self.kernels[i]
-                pool.apply_async(_compile, ((k.module, k.qualname, pickle.dumps(k.signature)),),
+                pool.apply_async(_compile, ((k.module, k.qualname, pickle.dumps(k.signature), k.entry),),
                                  callback=lambda r, i=i: results.put((i, r)),
                                  error_callback=lambda e, i=i: results.put((i, (self.kernels[i].name, 0.0, repr(e)))))
                 in_flight += 1
@@ -274,10 +283,22 @@ def _schedule(kernels: list[Kernel], todo: set[int]) -> _Schedule:
     for i, callees in deps.items():
         for c in callees:
             callers[c].add(i)
-    height: dict[int, int] = {}
+    # a kernel's compile time grows with what is linked into it (LLVM optimises and emits its whole
+    # closure again): its closure's size stands for it; rank = that along the heaviest chain of callers
+    rank: dict[int, int] = {}
     for i in sorted(todo, key=lambda i: -level[i]):  # callers before their callees
-        height[i] = max((height[p] + 1 for p in callers[i]), default=0)
-    return _Schedule(kernels, deps, callers, height)
+        rank[i] = _closure_size(kernels, i) + max((rank[p] for p in callers[i]), default=0)
+    return _Schedule(kernels, deps, callers, rank)
+
+
+def _closure_size(kernels: list[Kernel], i: int) -> int:
+    seen, stack = {i}, [i]
+    while stack:
+        for c in kernels[stack.pop()].callees:
+            if c not in seen:
+                seen.add(c)
+                stack.append(c)
+    return len(seen)
 
 
 class _ProgressLine:
@@ -366,7 +387,9 @@ class Recorder:
         key = (func.__module__, func.__qualname__, args)
         if key not in self.index:
             self.index[key] = len(self.kernels)
-            self.kernels.append(Kernel(*key))
+            self.kernels.append(Kernel(*key, entry=False))
+        if not self.stack:  # compiled for a call from Python (a callee's compile is nested in its caller's)
+            self.kernels[self.index[key]].entry = True
         caller = next((c for c in reversed(self.stack) if c is not None), None)
         if caller is not None:
             self.kernels[caller].callees.add(self.index[key])
@@ -385,7 +408,7 @@ class Recorder:
         return self.finish()
 
     def finish(self) -> list[Kernel]:
-        kernels = [Kernel(k.module, k.qualname, k.signature, set(k.callees)) for k in self.kernels]
+        kernels = [Kernel(k.module, k.qualname, k.signature, set(k.callees), k.entry) for k in self.kernels]
         _link_edges(kernels)
         return kernels
 
@@ -414,7 +437,7 @@ def _write_kernels(path: Path, kernels: list[Kernel]) -> None:
     """One process's kernels for ``_merge_processes``: callees by key, not index (atomically replaced)."""
     keys = [(k.module, k.qualname, k.signature) for k in kernels]
     with open(path.with_suffix(".tmp"), "wb") as f:
-        pickle.dump([(*key, [keys[c] for c in sorted(k.callees)]) for key, k in zip(keys, kernels)], f)
+        pickle.dump([(*key, [keys[c] for c in sorted(k.callees)], k.entry) for key, k in zip(keys, kernels)], f)
     os.replace(path.with_suffix(".tmp"), path)
 
 
@@ -426,11 +449,12 @@ def _merge_processes(directory: Path) -> list[Kernel]:
     edges: list[tuple[tuple, list]] = []
     for path in sorted(directory.glob("*.kernels")):
         with open(path, "rb") as f:
-            for module, qualname, signature, callees in pickle.load(f):
+            for module, qualname, signature, callees, entry in pickle.load(f):
                 key = (module, qualname, signature)
                 if key not in index:
                     index[key] = len(kernels)
-                    kernels.append(Kernel(*key))
+                    kernels.append(Kernel(*key, entry=False))
+                kernels[index[key]].entry |= entry  # a Python call in any process
                 edges.append((key, callees))
     for key, callees in edges:
         kernels[index[key]].callees.update(index[c] for c in callees if c in index and c != key)
@@ -528,7 +552,7 @@ def _link_edges(kernels: list[Kernel]) -> None:
                 continue
             if key not in index:
                 index[key] = len(kernels)
-                kernels.append(Kernel(*key))
+                kernels.append(Kernel(*key, entry=False))
             if index[key] != i:
                 k.callees.add(index[key])
 
@@ -540,7 +564,7 @@ def record(families: list[str], path: Path = MANIFEST) -> dict[str, list[Kernel]
     existing = load_manifest(path)
     existing.update(recorded)
     with open(path, "wb") as f:
-        pickle.dump({family: [(k.module, k.qualname, k.signature, sorted(k.callees)) for k in kernels]
+        pickle.dump({family: [(k.module, k.qualname, k.signature, sorted(k.callees), k.entry) for k in kernels]
                      for family, kernels in existing.items()}, f)
     return recorded
 
