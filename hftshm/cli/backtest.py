@@ -60,8 +60,9 @@ def backtest_command(
         from hftshm.runtime.compile_cache import begin_warm
 
         # in parallel processes, with a progress line; a single run parses its data meanwhile, once the
-        # pool has compiled the parse kernels (it compiles them last, beside the loop kernel)
-        warming = begin_warm("backtest")
+        # pool has compiled the parse kernels (it compiles them last, beside the loop kernel); data
+        # given as .npy events needs no parse kernels
+        warming = begin_warm("backtest", parse=any(Path(d).name.endswith((".csv", ".csv.gz")) for d in data))
     try:
         params = parse_params(param)
         strategies = strategy[0] if len(strategy) == 1 else strategy
