@@ -80,6 +80,10 @@ class PlatformVenue:
         self._lq_ptr, self._sq_ptr, self._sq_times = self.V[4][3], self.V[3][3], self.V[3][1]
         self._oms_words = self.oms.words
         self._marked_mid = float("nan")
+        # arrive_flat's arrays, unpacked once: a kernel taking V from Python unboxes every array of it
+        # per call, and a V-taking wrapper costs a cold start its own compilation (~1 CPU-s)
+        self._arrive_args = (sim._S, sim._pend, sim._pend_arrival, np.int64(room), exchange_out, *self.V[3],
+                             self.V[6])
 
     # -- the backtest loop's side ------------------------------------------------------------------
     def on_intents(self, intents: np.ndarray) -> None:
@@ -99,7 +103,7 @@ class PlatformVenue:
             venue_nb.mark(self.V, int(last["symbol_id"]), mid, int(last["exch_ts_ns"]))
 
     def advance(self, now_ns: int) -> None:
-        venue_nb.arrive(self.V, np.int64(now_ns))
+        venue_nb.arrive_flat(np.int64(now_ns), *self._arrive_args)
 
     def _needs_delivery(self, now_ns: int) -> bool:
         # read the queue words directly: a kernel call taking V costs more in argument typing than this

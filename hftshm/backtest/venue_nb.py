@@ -114,13 +114,6 @@ def market(V, events, start, stop):
                 V[6])
 
 
-@njit(cache=True)
-def arrive(V, now_ns):
-    S, pend, pend_arrival, room = V[2]
-    sq_reports, sq_times, sq_srcs, sq_ptr = V[3]
-    arrive_flat(now_ns, S, pend, pend_arrival, room[0], V[5][0], sq_reports, sq_times, sq_srcs, sq_ptr, V[6])
-
-
 # ------------------------------------------------------------------------------ platform side
 
 @njit(cache=True)

@@ -55,13 +55,14 @@ def backtest_command(
     cfg = config if Path(config).is_file() else None
     warming = None
     if not _kernels_cached():
-        typer.secho("first run: compiling the kernels (about half a minute on 2 idle cores); later runs load them "
+        typer.secho("first run: compiling the kernels (20-25 s on 2 idle cores); later runs load them "
                     "from the cache", fg="yellow", err=True)
         from hftshm.runtime.compile_cache import begin_warm
 
-        # in parallel processes, with a progress line; a single run parses its data meanwhile (and
-        # compiles the parse kernels for it here), so the pool leaves those out
-        warming = begin_warm("backtest", parse=bool(sweep))
+        # in parallel processes, with a progress line; a single run parses its data meanwhile, once the
+        # pool has compiled the parse kernels (it compiles them last, beside the loop kernel); data
+        # given as .npy events needs no parse kernels
+        warming = begin_warm("backtest", parse=any(Path(d).name.endswith((".csv", ".csv.gz")) for d in data))
     try:
         params = parse_params(param)
         strategies = strategy[0] if len(strategy) == 1 else strategy
@@ -99,10 +100,13 @@ def backtest_command(
 
 def _load_while_compiling(cfg, data, warming):
     """The data loaded (a CSV parsed into its event cache on a first run) while the pool compiles the
-    loop's kernels, then the pool waited for; a load that fails stops the pool."""
+    loop's kernels, then the pool waited for; a load that fails stops the pool. The parse waits for
+    its kernels from the pool: compiling them here as well would take a core from the pool while
+    both of its processes are busy."""
     from hftshm.backtest.api import load_data
 
     try:
+        warming.wait_parse()
         loaded = load_data(cfg, data)
     except BaseException:
         warming.cancel()

@@ -117,8 +117,11 @@ def _warm_kernels(cfg, options) -> None:
     except (PreflightError, ConfigError):
         return  # PlatformRun reports it, with nothing started
     typer.secho("first run: compiling the kernels; later runs load them from the cache", fg="yellow", err=True)
-    warming = begin_warm("run", parse=False)  # the CSV's parse kernels compile here, for the parse below
+    warming = begin_warm("run")
     if warming is not None:
+        # the parse kernels come from the pool, which compiles them last, where a process of it is
+        # free: compiling them here too would take a core from two busy pool processes
+        warming.wait_parse()
         _parse_replay_data(cfg)
         warming.wait()
 

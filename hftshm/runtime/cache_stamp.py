@@ -32,7 +32,7 @@ from numba.core.dispatcher import Dispatcher
 
 PACKAGE = Path(__file__).resolve().parents[1]
 # files outside the *_nb.py convention that define kernels, overloads or intrinsics
-OTHER_KERNEL_FILES = ("runtime/warm_types.py", "strategies/compiled.py", "transport/atomics.py")
+OTHER_KERNEL_FILES = ("runtime/warm_types.py", "runtime/link_only.py", "strategies/compiled.py", "transport/atomics.py")
 _INSTALLED = "_hftshm_kernel_sources_stamp"
 
 

@@ -47,11 +47,13 @@ def _widened(t):
 
 def install() -> None:
     """Patch ``Dispatcher.get_call_template`` once per process (idempotent); also stamps the cache
-    with every kernel source of the package (``runtime.cache_stamp``), the other hook every process
-    that compiles hftshm kernels needs."""
-    from hftshm.runtime import cache_stamp
+    with every kernel source of the package (``runtime.cache_stamp``) and compiles a kernel a caller
+    asks for without its Python entry (``runtime.link_only``), the other hooks every process that
+    compiles hftshm kernels needs."""
+    from hftshm.runtime import cache_stamp, link_only
 
     cache_stamp.install()
+    link_only.install()
     if getattr(Dispatcher, _INSTALLED, False):
         return
     literal_call_template = Dispatcher.get_call_template
@@ -59,16 +61,19 @@ def install() -> None:
     def get_call_template(self, args, kws):
         # hftshm's own kernels only: numba implements its own overloads (a tuple's getitem, ...) as
         # dispatchers too, and those are typed fine without their constants but cannot be lowered
-        if self._can_compile and self.py_func.__module__.startswith("hftshm."):
-            plain = _widened if getattr(self, _WIDEN, False) else types.unliteral
-            plain_args = tuple(plain(a) for a in args)
-            plain_kws = {k: plain(v) for k, v in kws.items()}
-            if plain_args != tuple(args) or plain_kws != kws:
-                try:
+        if not (self._can_compile and self.py_func.__module__.startswith("hftshm.")):
+            return literal_call_template(self, args, kws)
+        plain = _widened if getattr(self, _WIDEN, False) else types.unliteral
+        plain_args = tuple(plain(a) for a in args)
+        plain_kws = {k: plain(v) for k, v in kws.items()}
+        if plain_args != tuple(args) or plain_kws != kws:
+            try:
+                with link_only.for_caller(self):
                     return literal_call_template(self, plain_args, plain_kws)
-                except errors.NumbaError:  # typing, lowering, ``literally``: it needs its constants
-                    pass  # compile it for them, as numba does (its error, if any, is the one raised)
-        return literal_call_template(self, args, kws)
+            except errors.NumbaError:  # typing, lowering, ``literally``: it needs its constants
+                pass  # compile it for them, as numba does (its error, if any, is the one raised)
+        with link_only.for_caller(self):
+            return literal_call_template(self, args, kws)
 
     get_call_template.__doc__ = literal_call_template.__doc__
     Dispatcher.get_call_template = get_call_template

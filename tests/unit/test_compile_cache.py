@@ -158,3 +158,24 @@ def test_schedule_starts_a_kernel_only_after_its_callees_and_the_longest_chain_f
         assert error == ""
     assert started == ["leaf", "mid", "top", "alone"]  # leaf heads the longest chain of callers
     assert sorted(finished) == ["alone", "leaf", "mid", "top"]
+
+
+def test_schedule_puts_the_loop_kernels_closure_before_a_longer_chain_of_small_kernels():
+    """Priority is the work (closure size) along the chain of callers, not the number of kernels in
+    it: the loop's six callees and the loop itself, the longest compilation, start before a
+    three-kernel chain only a Python call needs, which then compiles beside the loop."""
+    from hftshm.runtime.compile_cache import _schedule
+
+    leaves = [Kernel("m", f"leaf{n}", ()) for n in range(6)]
+    kernels = [Kernel("m", "loop", (), set(range(1, 7))), *leaves,
+               Kernel("m", "x1", (), {8}), Kernel("m", "x2", (), {9}), Kernel("m", "x3", ())]
+    started = []
+
+    class InstantPool:
+        def apply_async(self, fn, args, callback, error_callback):
+            started.append(args[0][1])
+            callback((args[0][1], 0.0, ""))
+
+    list(_schedule(kernels, set(range(len(kernels)))).run(InstantPool(), processes=1))
+    assert sorted(started[:6]) == [f"leaf{n}" for n in range(6)]
+    assert started[6:] == ["loop", "x3", "x2", "x1"]
