@@ -99,6 +99,12 @@ class OmsWorker(Worker):
         self._iota = np.arange(staging, dtype=np.int64)
         self._halted = False
         self.counters = ctx.counters
+        # Both cycles copy the engine's statistics over the counters (cycle_nb, _update_counters).
+        # The status row outlives a SIGKILL; a new engine's statistics start at zero, so without
+        # this a restarted OMS would write its own few orders over the run's totals (the summary's
+        # orders and fills). Every ST_* word is a cumulative count (the open-order gauge comes
+        # after them and is not seeded: it is set from the order table).
+        self.engine.stats[:oms_nb.ST_WORDS] = self.counters[:oms_nb.ST_WORDS]
         self.counters[_X["epoch_gauge"]] = epoch
         self._hop = ctx.histograms.get("hop")
         self._histogram = self._hop if self._hop is not None else np.zeros(0, dtype=np.int64)
