@@ -293,3 +293,25 @@ def test_a_restarted_oms_counts_on_from_its_predecessors_counters(with_event_rin
         assert counters[names.index("open_orders_gauge")] == 8, "a gauge: the open orders now, not a sum"
     finally:
         rig.close()
+
+
+def test_a_restarted_writer_counts_on_from_its_predecessors_counters(tmp_path):
+    url, schema = new_database("sqlite", tmp_path)
+    rig = OmsRig(tmp_path / "run", url, schema=schema, capacity=256)
+    try:
+        first = rig.start_writer()
+        oms = rig.start_oms()
+        assert rig.run_until(lambda: not oms.recovering)
+        written = first.COUNTER_NAMES.index("events_written")
+        rig.send_orders(new_orders(*({"client_order_id": i} for i in range(1, 11))))
+        assert rig.run_until(lambda: first.ctx.counters[written] == 10), "one CREATED event per order"
+        rig.workers.remove(first)
+        first.on_close()
+        second = rig.start_writer()
+        rig.send_orders(new_orders(*({"client_order_id": i} for i in range(11, 14))))
+        assert rig.run_until(lambda: second.writer.events_written == 3, 10)
+        rig.step()
+        assert second.ctx.counters[written] == 13, "the run's total, not the new writer's 3"
+        assert second.ctx.counters[first.COUNTER_NAMES.index("events_in")] == 13
+    finally:
+        rig.close()
