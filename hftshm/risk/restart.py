@@ -21,8 +21,9 @@ order's cumulative quantity (``replay_nb``) and skipped, so a redelivered fill i
 twice. Redis, when configured, stays a mirror: it is written as before, and read only at a run's
 first start (the state carried over from an earlier run).
 
-What a restart does not keep: the throttle's token buckets (they start full) and the counters in
-the worker's own account row (reports, marks); the control block's counters, kill switch and
+What a restart does not keep: the throttle's token buckets (they start full). The counts in the
+worker's own account row (reports, marks) start at zero, and the worker publishes them on top of
+its predecessor's (the status row outlives it); the control block's counters, kill switch and
 trading state live in shared memory and are untouched.
 """
 
