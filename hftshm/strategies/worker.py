@@ -116,6 +116,8 @@ class StrategyWorker(Worker):
             raise RuntimeError(f"worker {ctx.name!r}: a deterministic run needs exactly one market_event input "
                                f"ring, found {[r.name for r in self.events_in]}")
         self.counters = ctx.counters
+        # published by assignment (_status): a restarted worker's host counts on from the status row's
+        self.host.orphan_reports = int(self.counters[self._C["orphan_reports"]])
         if not self._lockstep:
             # free-running, the market-data counts are bumped just after each ring's release (here and
             # in strategies_stage_nb): a SIGKILL between the two left them short of what the dead
@@ -148,7 +150,7 @@ class StrategyWorker(Worker):
             # (the run's summary, the dashboard, /metrics) attached it when the platform started and
             # keep that mapping: write into the same segment, or they show the dead worker's last rows
             # for the rest of the run (a SIGKILL'd market maker's position and fees, frozen)
-            previous = Segment.attach(name)
+            previous = Segment.adopt(name)  # ours now: this worker unlinks it (on_close)
             if previous.size >= size:
                 self._segment = previous
             else:

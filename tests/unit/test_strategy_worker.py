@@ -186,3 +186,22 @@ def test_a_restart_counts_the_market_data_a_killed_predecessor_released_but_neve
         assert counters[events] == 8 == rings["md.strategies"].consumer_position
     finally:
         successor.on_close()
+
+
+def test_a_restarted_worker_counts_orphan_reports_on_from_its_predecessors(rig):
+    worker, rings, _, counters = rig
+    orphans = StrategyWorker._C["orphan_reports"]
+    write(rings["risk.rejects"], report(ReportEvent.REJECT, 1, strategy_id=99, reason=21))
+    worker.do_work()
+    worker._status()
+    assert counters[orphans] == 1, "a report for a strategy id this worker does not run"
+    worker._segment = None  # killed: its status segment stays for the successor
+    successor = StrategyWorker(first_client_order_id=1000)
+    successor.on_start(worker.ctx)
+    try:
+        write(rings["risk.rejects"], report(ReportEvent.REJECT, 2, strategy_id=99, reason=21))
+        successor.do_work()
+        successor._status()
+        assert counters[orphans] == 2
+    finally:
+        successor.on_close()
