@@ -107,6 +107,13 @@ def test_sigkill_loses_nothing(killed):
     assert len(result.events) <= result.rings["oms.events"].producer_position
     if process not in ("oms", "oms_writer", "trading"):
         assert_holds(event_delivery_problems(result))
+    if process in ("oms", "trading"):
+        # the restarted OMS counts on from its predecessor's counters: the summary's orders and
+        # fills are the run's, as the database records them
+        from hftshm.runtime.platform_run import build_summary
+
+        headline = build_summary(result.snapshot, result.elapsed_s, None)["headline"]
+        assert (headline["orders"], headline["fills"]) == (len(result.orders), len(result.fills))
     if process in ("feed", "market-data"):
         # the restarted feed rebuilt its books up to where it left off: the day's snapshots, counted
         # across the restart; a batch the kill cut short may have reached a ring twice
