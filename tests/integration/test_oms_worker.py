@@ -315,3 +315,30 @@ def test_a_restarted_writer_counts_on_from_its_predecessors_counters(tmp_path):
         assert second.ctx.counters[first.COUNTER_NAMES.index("events_in")] == 13
     finally:
         rig.close()
+
+
+def test_the_counters_hold_a_published_batch_before_its_input_is_released(tmp_path):
+    """Killed between publishing a batch and releasing its input, the OMS leaves counters that
+    count the batch: the restart counts on from them and refuses the redelivered input as duplicates."""
+    url, schema = new_database("sqlite", tmp_path)
+    rig = OmsRig(tmp_path / "run", url, schema=schema, capacity=256)
+
+    class Killed(BaseException):
+        pass
+
+    def die(_n):
+        raise Killed
+
+    try:
+        oms = rig.start_oms(with_event_ring=False)  # the Python path (the numba cycle is one call)
+        assert rig.run_until(lambda: not oms.recovering)
+        rig.send_orders(new_orders(*({"client_order_id": i} for i in range(1, 6))))
+        oms.orders_in.release = die
+        with pytest.raises(Killed):
+            oms.do_work()
+        rig.workers.remove(oms)
+        oms.on_close()
+        assert rig.rings["exchange.orders"].occupancy() == 5, "the batch was published"
+        assert oms.ctx.counters[oms.COUNTER_NAMES.index("orders_created")] == 5
+    finally:
+        rig.close()
