@@ -125,6 +125,10 @@ class StrategyWorker(Worker):
             # the exchange does (deterministic runs release a wrapped message's first part uncounted)
             self.counters[self._C["events"]] = sum(ring.consumer_position for ring in self.events_in)
             self.counters[self._C["books"]] = sum(ring.consumer_position for ring in self.books_in)
+            # reports the same way; intents are counted just after their ring commit: the producer
+            # cursor is the count (only this worker writes the ring)
+            self.counters[self._C["reports"]] = sum(ring.consumer_position for ring in self.reports_in)
+            self.counters[self._C["intents"]] = self.intents_out.producer_position
         self._book_age = ctx.histograms.get("book_age", np.zeros(0, dtype=np.int64))
         self._tick_to_intent = ctx.histograms.get("tick_to_intent", np.zeros(0, dtype=np.int64))
         warm_latency_kernels(self._book_age, self._tick_to_intent)
