@@ -241,3 +241,19 @@ def test_a_restarted_worker_counts_reports_and_marks_on_from_its_predecessors(ri
     assert ctx.counters[RiskWorker._C["marks"]] == 2
     assert ctx.counters[RiskWorker._C["reports"]] == 1
     restarted.on_close()
+
+
+def test_a_restart_counts_the_reports_its_predecessor_took_since_its_last_housekeeping(rig):
+    """The counters are published every HOUSEKEEPING_NS; killed in between, the predecessor's last
+    reports were never published. The successor counts reports from the released cursor."""
+    worker, rings, control, ctx = rig
+    put(rings["oms.reports.risk"], reports({"client_order_id": 1, "event": ReportEvent.ACK, "order_id": 9,
+                                            "leaves_qty": 1.0}))
+    worker._next_housekeeping_ns = 2**62  # the next housekeeping is not due
+    worker.do_work()
+    assert ctx.counters[RiskWorker._C["reports"]] == 0, "taken, not yet published: the kill comes now"
+    restarted = RiskWorker(batch=64)
+    restarted.on_start(ctx)
+    restarted._housekeeping(0)
+    assert ctx.counters[RiskWorker._C["reports"]] == 1 == rings["oms.reports.risk"].consumer_position
+    restarted.on_close()
