@@ -190,6 +190,8 @@ def test_sigkill_of_the_trading_process_keeps_every_strategys_books(trading_kill
     assert_holds(pipeline_problems(result), database_problems(result), position_problems(result),
                  open_order_problems(result))
     summary = build_summary(result.snapshot, result.elapsed_s, None)
+    # the compiled cycle's OMS, restarted, counts on: the headline is the database's
+    assert (summary["headline"]["orders"], summary["headline"]["fills"]) == (len(result.orders), len(result.fills))
     ids = {s.name: s.strategy_id for s in result.snapshot.strategies}
     assert len(ids) == 2
     books = {sid: books_from_fills([f for f in result.fills if int(f["strategy_id"]) == sid]) for sid in ids.values()}
