@@ -95,6 +95,11 @@ class ExchangeWorker(Worker):
             # restart counts from it. (Deterministic runs count before the release and leave the
             # end-of-data marker uncounted: their count stays as it is.)
             self.counters[_C["events_in"]] = self.market_in.consumer_position
+            # reports_out likewise: counted when staged (a kill loses the backlog, counted but never
+            # written) or just after a ring commit (stage_nb.flush: a kill in between leaves it short).
+            # Free-running, every report written goes to every report ring: the producer cursor is
+            # the count (deterministic runs also write uncounted watermarks there)
+            self.counters[_C["reports_out"]] = self.reports_out[0].producer_position
         self.session = VenueSession(int(self.counters[_C["session_gauge"]]) + 1)
         self.counters[_C["session_gauge"]] = self.session.number
         if self.session.announces:

@@ -12,7 +12,8 @@ Import takes the LOCAL rows (the receive order; every row when no row carries EX
 (``--symbol``: the file does not say), prices as the shortest decimal that reads back as the same
 double. A snapshot is the clear rows plus the snapshot rows of one timestamp; a depth row before any
 snapshot means no book can be built (an error, as for the other formats: give the file holding the
-initial snapshot first). Best bid/offer rows are not imported (counted). Messages get update ids 1, 2, ...
+initial snapshot first). Best bid/offer events (the bid with BUY, the ask with SELL, one timestamp)
+become one ``bbo`` message, as the export writes them. Messages get update ids 1, 2, ...
 
 Export writes one symbol of a canonical CSV: depth, trade and best bid/offer rows map one to one; a
 snapshot becomes a per-side clear (up to its farthest price, as hftbacktest's own converters write it)
@@ -145,14 +146,11 @@ def _write_rows(events: np.ndarray, path: Path, symbol: str, out, summary: Impor
             summary.rows_by_kind["clear"] += 1
             previous_key = None
             continue
-        if kind == DEPTH_BBO_EVENT:
-            summary.dropped["hftbacktest_bbo_event"] += 1
-            continue
         side = int(sides[k])
-        if kind not in (DEPTH_EVENT, TRADE_EVENT, DEPTH_SNAPSHOT_EVENT) or side == 0:
+        if kind not in (DEPTH_EVENT, TRADE_EVENT, DEPTH_SNAPSHOT_EVENT, DEPTH_BBO_EVENT) or side == 0:
             summary.dropped[f"hftbacktest_event_{kind}{'_without_side' if side == 0 else ''}"] += 1
             continue
-        name = {DEPTH_EVENT: "depth", TRADE_EVENT: "trade", DEPTH_SNAPSHOT_EVENT: "snapshot"}[kind]
+        name = {DEPTH_EVENT: "depth", TRADE_EVENT: "trade", DEPTH_SNAPSHOT_EVENT: "snapshot", DEPTH_BBO_EVENT: "bbo"}[kind]
         if kind == DEPTH_EVENT and not state["synced"]:
             raise FeedImportError(
                 f"{path}: event {int(keep[k])}: a depth update before any depth snapshot: no book can be built "

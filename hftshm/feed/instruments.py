@@ -149,6 +149,11 @@ def build_instruments(stats: dict, markets: dict[str, str], *, tick_sizes: dict 
     for symbol_id, symbol in enumerate(sorted(stats), 1):
         s = stats[symbol]
         inferred_tick = step_from_e8(s["price_gcd_e8"])
+        # the largest step dividing every quantity seen, not the exchange's order lot: the data must
+        # sit on the grid the book checks it against. Binance spot ETHUSDT's order lot is 0.0001, yet
+        # its depth stream has levels far from the touch holding 2292.22972 and 47.50196 (asks at
+        # 5000 and 5300; resting orders from before a step change, presumably): gcd 0.00002, the
+        # data's real grid. --lot-size 0.0001 is refused there as off-grid, naming the line
         inferred_lot = step_from_e8(s["qty_gcd_e8"])
         market = _override(market_overrides, symbol) or markets.get(symbol) or market_from_recording(symbol, False, False)
         if market not in MARKETS:

@@ -143,6 +143,7 @@ def _cycle(book, ctl, out, rings, report_ctrls, report_records, histogram, tick_
         records = rings.reports[start:start + n]
         consumed = on_reports(book, ctl, out, records, n, now_ns, wall_ns)
         _flush(rings, report_ctrls, report_records, out)
+        _count(book, ctl, counters)
         _report_hops(histogram, records, consumed)
         release(rings.reports_ctrl, consumed)
         work += consumed
@@ -154,6 +155,7 @@ def _cycle(book, ctl, out, rings, report_ctrls, report_records, histogram, tick_
         records = rings.orders[start:start + n]
         consumed = on_orders(book, ctl, out, records, n, now_ns, wall_ns)
         _flush(rings, report_ctrls, report_records, out)
+        _count(book, ctl, counters)
         _order_hops(histogram, records, consumed)
         record_tick_to_order(tick_to_order, records, consumed)
         release(rings.orders_ctrl, consumed)
@@ -162,12 +164,23 @@ def _cycle(book, ctl, out, rings, report_ctrls, report_records, histogram, tick_
     if now_ns >= ctl[1][O_NEXT_DEADLINE] and room >= staging:
         work += on_timers(book, ctl, out, now_ns, wall_ns)
         _flush(rings, report_ctrls, report_records, out)
-    if work > 0:
-        stats = ctl[2]
-        for i in range(ST_WORDS):
-            counters[i] = stats[i]
-        counters[ST_WORDS] = book[3][S_OPEN]
+        _count(book, ctl, counters)
     return work
+
+
+@njit(cache=True)
+def _count(book, ctl, counters):
+    """The statistics into the counters: after a batch's records are published, before its input is
+    released. A restarted OMS counts on from the counters (worker.on_start), so they must hold what
+    the published records did: killed before the batch was published, its input is redelivered and
+    applied again (its events never left), and counted then; killed after this copy, the redelivered
+    input is refused as duplicates or stale reports, not counted twice. Only a kill in the few
+    instructions between the publication and this copy leaves a batch uncounted (copied once at the
+    end of the cycle, after the releases, that window was most of a busy cycle)."""
+    stats = ctl[2]
+    for i in range(ST_WORDS):
+        counters[i] = stats[i]
+    counters[ST_WORDS] = book[3][S_OPEN]
 
 
 @njit(cache=True)

@@ -135,7 +135,9 @@ class OmsRig:
             else:
                 self.rings[suffix] = Ring.attach(name, layout)
         self.workers: list = []
-        self._counters: list[np.ndarray] = []
+        # one counter row per worker name, kept across a worker's restarts as the supervisor's
+        # status table keeps it (a restarted worker finds its predecessor's counts there)
+        self._counters: dict[str, np.ndarray] = {}
 
     # -- the neighbours -------------------------------------------------------------------------
 
@@ -178,8 +180,9 @@ class OmsRig:
             layout = RING_LAYOUTS[suffix][0]
             return Ring.attach(self.prefix + suffix, layout, role=role, takeover=True)
 
-        counter_array = np.zeros(max(counters, 1), dtype=np.int64)
-        self._counters.append(counter_array)
+        counter_array = self._counters.get(name)
+        if counter_array is None or len(counter_array) != max(counters, 1):
+            counter_array = self._counters[name] = np.zeros(max(counters, 1), dtype=np.int64)
         from hftshm.metrics.histogram import new_histogram
 
         return WorkerContext(name=name, params={}, inputs={s: attach(s, "consumer") for s in inputs},

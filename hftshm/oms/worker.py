@@ -99,6 +99,12 @@ class OmsWorker(Worker):
         self._iota = np.arange(staging, dtype=np.int64)
         self._halted = False
         self.counters = ctx.counters
+        # Both cycles copy the engine's statistics over the counters (cycle_nb, _update_counters).
+        # The status row outlives a SIGKILL; a new engine's statistics start at zero, so without
+        # this a restarted OMS would write its own few orders over the run's totals (the summary's
+        # orders and fills). Every ST_* word is a cumulative count (the open-order gauge comes
+        # after them and is not seeded: it is set from the order table).
+        self.engine.stats[:oms_nb.ST_WORDS] = self.counters[:oms_nb.ST_WORDS]
         self.counters[_X["epoch_gauge"]] = epoch
         self._hop = ctx.histograms.get("hop")
         self._histogram = self._hop if self._hop is not None else np.zeros(0, dtype=np.int64)
@@ -209,6 +215,7 @@ class OmsWorker(Worker):
             if len(view):
                 consumed = engine.on_reports(view, now, wall)
                 self._publish(now)
+                self._count()
                 if self._hop is not None:
                     cycle_nb.record_hops(self._hop, view["local_ts_ns"][:consumed], time.monotonic_ns())
                 self.reports_in.release(consumed)
@@ -219,6 +226,7 @@ class OmsWorker(Worker):
             if len(view):
                 consumed = engine.on_orders(view, now, wall)
                 self._publish(now)
+                self._count()
                 if self._hop is not None:
                     cycle_nb.record_hops(self._hop, view["ts_ns"][:consumed], time.monotonic_ns())
                 cycle_nb.record_tick_to_order(self._tick_to_order, view, consumed)
@@ -273,6 +281,7 @@ class OmsWorker(Worker):
                 for ring in self.reports_out:
                     _write_all(ring, view[mark:mark + 1], self._iota)
                 consumed += 1
+            self._count()
             self.reports_in.release(consumed)
             work += consumed
         view = self.orders_in.poll(min(self.batch, self._output_room()))
@@ -280,6 +289,7 @@ class OmsWorker(Worker):
             self._market_clock_ns = max(self._market_clock_ns, int(view["market_ts_ns"].max()))
             consumed = engine.on_orders(view, self._market_clock_ns, wall)
             self._publish(self._market_clock_ns)
+            self._count()
             if self._hop is not None:
                 cycle_nb.record_hops(self._hop, view["ts_ns"][:consumed], time.monotonic_ns())
             cycle_nb.record_tick_to_order(self._tick_to_order, view, consumed)
@@ -353,10 +363,15 @@ class OmsWorker(Worker):
             log.error("oms: order-event backlog full and no risk control block to halt trading; input will block "
                       "when the spill file fills")
 
+    def _count(self) -> None:
+        """The statistics into the counters, after a batch is published and before its input is
+        released: the order ``cycle_nb._count`` explains (a restart counts on from them exactly)."""
+        self.counters[:oms_nb.ST_WORDS] = self.engine.stats[:oms_nb.ST_WORDS]
+        self.counters[_X["open_orders_gauge"]] = self.engine.open_count
+
     def _update_counters(self) -> None:
         c = self.counters
-        c[: len(oms_nb.STAT_NAMES)] = self.engine.stats[: len(oms_nb.STAT_NAMES)]
-        c[_X["open_orders_gauge"]] = self.engine.open_count
+        self._count()
         c[_X["event_spill_gauge"]] = self.overflow_n
         if self.writer is not None:
             c[_X["writer_lag_events_gauge"]] = self.writer.backlog_events

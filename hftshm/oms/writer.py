@@ -237,6 +237,11 @@ def redis_config_of(ctx: WorkerContext, url: str = "", namespace: str = "default
     return None
 
 
+# the counters copied from the writer's own totals (events_written, batches, db_errors, reconnects,
+# mirror_errors); the others are gauges or counted here
+_WRITER_TOTALS = (1, 2, 6, 7, 9)
+
+
 class OrderEventWriter(Worker):
     """Pipeline stage: the ``order_event`` ring from the OMS into the database, written behind."""
 
@@ -260,6 +265,9 @@ class OrderEventWriter(Worker):
         self.config = oms_config_of(ctx, self._overrides)
         self.writer = writer_from_config(self.config, ctx.run_dir, redis_config_of(ctx, *self._redis))
         self.counters = ctx.counters
+        # the status row outlives a restart, the new writer's totals start at zero: count on from the
+        # predecessor's (as an offset, not by seeding the writer: its thread is already counting)
+        self._totals_before = {i: int(self.counters[i]) for i in _WRITER_TOTALS}
         self._full = False
 
     def do_work(self) -> int:
@@ -295,12 +303,13 @@ class OrderEventWriter(Worker):
         c = self.counters
         w = self.writer
         c[0] += taken
-        c[1] = w.events_written
-        c[2] = w.batches
+        before = self._totals_before
+        c[1] = before[1] + w.events_written
+        c[2] = before[2] + w.batches
         c[3] = w.backlog_events
         c[4] = int(w.lag_s * 1000)
         c[5] = 1 if w.db_up else 0
-        c[6] = w.db_errors
-        c[7] = w.reconnects
-        c[9] = w.mirror_errors
+        c[6] = before[6] + w.db_errors
+        c[7] = before[7] + w.reconnects
+        c[9] = before[9] + w.mirror_errors
         c[10] = w.journal.segment_count

@@ -21,9 +21,11 @@ order's cumulative quantity (``replay_nb``) and skipped, so a redelivered fill i
 twice. Redis, when configured, stays a mirror: it is written as before, and read only at a run's
 first start (the state carried over from an earlier run).
 
-What a restart does not keep: the throttle's token buckets (they start full) and the counters in
-the worker's own account row (reports, marks); the control block's counters, kill switch and
-trading state live in shared memory and are untouched.
+What a restart does not keep: the throttle's token buckets (they start full). The counts in the
+worker's own account row (reports, marks) start at zero, and the worker publishes them on top of
+its predecessor's (the status row outlives it): reports from the released cursors, exactly; marks
+as the predecessor last published them (up to one housekeeping interval short). The control
+block's counters, kill switch and trading state live in shared memory and are untouched.
 """
 
 from __future__ import annotations

@@ -89,6 +89,16 @@ class RiskWorker(Worker):
             self.control.set_trading_state(risk_config.initial_state)
 
         self._route(ctx)
+        # the account row's counts start at zero with the process, the status row keeps the run's: a
+        # restarted worker publishes them on top of its predecessor's (the control block's counts
+        # live in shared memory and carry on by themselves)
+        self._account_before = {name: int(ctx.counters[self._C[name]]) for name in _ACCOUNT_COUNTERS}
+        if not lockstep.enabled(ctx):
+            # the counters are published every HOUSEKEEPING_NS: a SIGKILL loses what was counted since.
+            # Free-running, each report taken off a ring is applied (counted in reports) or skipped as
+            # already booked (reports_replayed): the released cursors give the exact total
+            self._account_before["reports"] = (sum(ring.consumer_position for ring in self.reports_in)
+                                               - self._account_before["reports_replayed"])
         # restarted within the run: rebuild from the OMS's record before the first check (do_work)
         self.restart = RiskRestart.begin(ctx, self.state, self.control, self.orders_out, self.rejects_out,
                                          self.intents_in)
@@ -364,7 +374,7 @@ class RiskWorker(Worker):
         for name in _BLOCK_COUNTERS:
             counters[self._C[name]] = record[name]
         for name in _ACCOUNT_COUNTERS:
-            counters[self._C[name]] = acct[name]
+            counters[self._C[name]] = self._account_before[name] + acct[name]
         reject_counts = record["reject_counts"]
         for reason in _REASON_COUNTERS:
             counters[self._C[f"reject_{reason.name.lower()}"]] = reject_counts[reason.value]

@@ -125,14 +125,21 @@ class PlatformRun:
                 self._start_web(view, console)
             started = time.monotonic()
             self._loop(sup, view, started, console)
-            sup.wait_quiet(timeout_s=5.0)
+            # the run's time is the replay's: up to the end of the data, the --duration or the signal.
+            # The drain after it is timed apart (stopped by --duration, a paced feed would otherwise
+            # go on publishing through a wait for quiet, which then ran to its 5 s timeout and was
+            # counted in: "--duration 5" reported 10 s)
             elapsed_s = time.monotonic() - started
-            # strategies cancel their resting orders and the pipeline settles; nobody has closed yet,
-            # so the summary includes the cancels and workers still hold their own segments
+            if self.stop_reason is None:
+                sup.wait_quiet(timeout_s=5.0)  # end of data: the last events' work settles
+            # sources stop, strategies cancel their resting orders and the pipeline settles; nobody
+            # has closed yet, so the summary includes the cancels and workers still hold their segments
             sup.quiesce()
+            drain_s = time.monotonic() - started - elapsed_s
             final = view.snapshot()
             sup.shutdown()
             summary = build_summary(final, elapsed_s, self.stop_reason)
+            summary["drain_s"] = round(drain_s, 3)
             summary["symbols"] = self._symbols(final)
             summary["workers_after_drain"] = {w.name: w.state for w in view.snapshot().workers}
             summary["controls"] = {"at_start": sup.controls_at_start,

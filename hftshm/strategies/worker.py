@@ -116,6 +116,8 @@ class StrategyWorker(Worker):
             raise RuntimeError(f"worker {ctx.name!r}: a deterministic run needs exactly one market_event input "
                                f"ring, found {[r.name for r in self.events_in]}")
         self.counters = ctx.counters
+        # published by assignment (_status): a restarted worker's host counts on from the status row's
+        self.host.orphan_reports = int(self.counters[self._C["orphan_reports"]])
         if not self._lockstep:
             # free-running, the market-data counts are bumped just after each ring's release (here and
             # in strategies_stage_nb): a SIGKILL between the two left them short of what the dead
@@ -123,6 +125,10 @@ class StrategyWorker(Worker):
             # the exchange does (deterministic runs release a wrapped message's first part uncounted)
             self.counters[self._C["events"]] = sum(ring.consumer_position for ring in self.events_in)
             self.counters[self._C["books"]] = sum(ring.consumer_position for ring in self.books_in)
+            # reports the same way; intents are counted just after their ring commit: the producer
+            # cursor is the count (only this worker writes the ring)
+            self.counters[self._C["reports"]] = sum(ring.consumer_position for ring in self.reports_in)
+            self.counters[self._C["intents"]] = self.intents_out.producer_position
         self._book_age = ctx.histograms.get("book_age", np.zeros(0, dtype=np.int64))
         self._tick_to_intent = ctx.histograms.get("tick_to_intent", np.zeros(0, dtype=np.int64))
         warm_latency_kernels(self._book_age, self._tick_to_intent)
@@ -148,7 +154,7 @@ class StrategyWorker(Worker):
             # (the run's summary, the dashboard, /metrics) attached it when the platform started and
             # keep that mapping: write into the same segment, or they show the dead worker's last rows
             # for the rest of the run (a SIGKILL'd market maker's position and fees, frozen)
-            previous = Segment.attach(name)
+            previous = Segment.adopt(name)  # ours now: this worker unlinks it (on_close)
             if previous.size >= size:
                 self._segment = previous
             else:

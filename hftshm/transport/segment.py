@@ -73,6 +73,20 @@ class Segment:
             raise SegmentNotFound(name)
         return cls(name, mapping, owner=False)
 
+    @classmethod
+    def adopt(cls, name: str) -> "Segment":
+        """Attach a segment a dead predecessor created, as its new owner: registered here like a
+        created one, so this process's ``unlink`` also unregisters it. The supervisor's processes
+        share one resource tracker, which still holds the predecessor's registration: without this,
+        the successor's unlink left it there and the tracker warned at exit about a "leaked" segment
+        that was already gone. (Registering is idempotent: the tracker keeps a set of names.)"""
+        segment = cls.attach(name)
+        path = _posix_name(name)
+        resource_tracker.register(path, "shared_memory")
+        _REGISTERED.add(path)
+        segment.owner = True
+        return segment
+
     def close(self) -> bool:
         """Unmap. Returns False if numpy views of it are still alive (the map goes with the last one)."""
         try:

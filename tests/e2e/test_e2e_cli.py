@@ -186,3 +186,19 @@ def test_port_in_use_is_refused_clearly_and_leaves_nothing(platform):
     assert "web.port" in out and str(port) in out and "not free" in out
     assert "Traceback" not in out
     assert_cleaned_up(process.pid, run_dir)
+
+
+def test_a_run_stopped_by_its_duration_reports_the_duration(platform):
+    """--duration at real-time speed: the feed is stopped at the duration, before the drain; the
+    reported run time is the replay's, the drain is reported apart (it once waited out a 5 s
+    timeout while the paced feed kept publishing, and counted it: --duration 5 said 10 s)."""
+    config, run_dir, started = platform
+    process = start(config, "--speed", "1", "--duration", "4")
+    started.append(process)
+    out = finish(process)
+    assert process.returncode == 0, out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stopped_by"] == "duration"
+    assert 4.0 <= summary["elapsed_s"] < 1.5 * 4.0, summary["elapsed_s"]
+    assert 0 <= summary["drain_s"] < 5.0
+    assert f"in {summary['elapsed_s']:.1f} s" in out

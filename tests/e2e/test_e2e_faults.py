@@ -107,6 +107,13 @@ def test_sigkill_loses_nothing(killed):
     assert len(result.events) <= result.rings["oms.events"].producer_position
     if process not in ("oms", "oms_writer", "trading"):
         assert_holds(event_delivery_problems(result))
+    if process in ("oms", "trading"):
+        # the restarted OMS counts on from its predecessor's counters: the summary's orders and
+        # fills are the run's, as the database records them
+        from hftshm.runtime.platform_run import build_summary
+
+        headline = build_summary(result.snapshot, result.elapsed_s, None)["headline"]
+        assert (headline["orders"], headline["fills"]) == (len(result.orders), len(result.fills))
     if process in ("feed", "market-data"):
         # the restarted feed rebuilt its books up to where it left off: the day's snapshots, counted
         # across the restart; a batch the kill cut short may have reached a ring twice
@@ -183,6 +190,8 @@ def test_sigkill_of_the_trading_process_keeps_every_strategys_books(trading_kill
     assert_holds(pipeline_problems(result), database_problems(result), position_problems(result),
                  open_order_problems(result))
     summary = build_summary(result.snapshot, result.elapsed_s, None)
+    # the compiled cycle's OMS, restarted, counts on: the headline is the database's
+    assert (summary["headline"]["orders"], summary["headline"]["fills"]) == (len(result.orders), len(result.fills))
     ids = {s.name: s.strategy_id for s in result.snapshot.strategies}
     assert len(ids) == 2
     books = {sid: books_from_fills([f for f in result.fills if int(f["strategy_id"]) == sid]) for sid in ids.values()}

@@ -254,3 +254,91 @@ def test_a_crash_between_events_and_reports_neither_loses_nor_doubles_a_fill(rep
         assert second.engine.counters()["stale_reports"] == 1, "the re-delivered fill is not applied twice"
     finally:
         rig.close()
+
+
+@pytest.mark.parametrize("with_event_ring", [True, False], ids=["numba-cycle", "python-path"])
+def test_a_restarted_oms_counts_on_from_its_predecessors_counters(with_event_ring, tmp_path):
+    """The status row outlives a SIGKILL; a new OMS's statistics start at zero. The counters are the
+    run's totals (the summary's orders and fills): the restarted worker counts on from them."""
+    url, schema = new_database("sqlite", tmp_path)
+    rig = OmsRig(tmp_path / "run", url, schema=schema, capacity=256)
+
+    def trade(oms, first_id: int, n: int, filled: int) -> None:
+        rig.send_orders(new_orders(*({"client_order_id": i} for i in range(first_id, first_id + n))))
+        assert rig.run_until(lambda: rig.rings["exchange.orders"].occupancy() == n)
+        sent = rig.exchange_orders()
+        rig.send_reports(reports(*[ack_for(o) for o in sent], *[fill_for(o, 1.0, 1.0) for o in sent[:filled]]))
+        assert rig.run_until(lambda: rig.rings["reports.risk"].occupancy() == n + filled)
+        rig.strategy_reports(), rig.risk_reports()
+
+    try:
+        if with_event_ring:
+            rig.start_writer()
+        first = rig.start_oms(with_event_ring=with_event_ring)
+        assert rig.run_until(lambda: not first.recovering)
+        trade(first, 1, 10, 4)
+        names = first.COUNTER_NAMES
+        assert first.ctx.counters[names.index("orders_created")] == 10
+        rig.workers.remove(first)  # SIGKILLed: no drain, no close
+        if not with_event_ring:
+            first.on_close()  # its in-process writer thread would otherwise outlive it here, holding the journal
+        second = rig.start_oms(with_event_ring=with_event_ring)
+        assert second.ctx.counters is first.ctx.counters, "the rig keeps the status row, as the supervisor does"
+        assert rig.run_until(lambda: not second.recovering, 30)
+        trade(second, 11, 3, 1)
+        counters = second.ctx.counters
+        assert counters[names.index("orders_created")] == 13
+        assert counters[names.index("fills")] == 5
+        assert counters[names.index("orders_in")] == 13
+        assert counters[names.index("open_orders_gauge")] == 8, "a gauge: the open orders now, not a sum"
+    finally:
+        rig.close()
+
+
+def test_a_restarted_writer_counts_on_from_its_predecessors_counters(tmp_path):
+    url, schema = new_database("sqlite", tmp_path)
+    rig = OmsRig(tmp_path / "run", url, schema=schema, capacity=256)
+    try:
+        first = rig.start_writer()
+        oms = rig.start_oms()
+        assert rig.run_until(lambda: not oms.recovering)
+        written = first.COUNTER_NAMES.index("events_written")
+        rig.send_orders(new_orders(*({"client_order_id": i} for i in range(1, 11))))
+        assert rig.run_until(lambda: first.ctx.counters[written] == 10), "one CREATED event per order"
+        rig.workers.remove(first)
+        first.on_close()
+        second = rig.start_writer()
+        rig.send_orders(new_orders(*({"client_order_id": i} for i in range(11, 14))))
+        assert rig.run_until(lambda: second.writer.events_written == 3, 10)
+        rig.step()
+        assert second.ctx.counters[written] == 13, "the run's total, not the new writer's 3"
+        assert second.ctx.counters[first.COUNTER_NAMES.index("events_in")] == 13
+    finally:
+        rig.close()
+
+
+def test_the_counters_hold_a_published_batch_before_its_input_is_released(tmp_path):
+    """Killed between publishing a batch and releasing its input, the OMS leaves counters that
+    count the batch: the restart counts on from them and refuses the redelivered input as duplicates."""
+    url, schema = new_database("sqlite", tmp_path)
+    rig = OmsRig(tmp_path / "run", url, schema=schema, capacity=256)
+
+    class Killed(BaseException):
+        pass
+
+    def die(_n):
+        raise Killed
+
+    try:
+        oms = rig.start_oms(with_event_ring=False)  # the Python path (the numba cycle is one call)
+        assert rig.run_until(lambda: not oms.recovering)
+        rig.send_orders(new_orders(*({"client_order_id": i} for i in range(1, 6))))
+        oms.orders_in.release = die
+        with pytest.raises(Killed):
+            oms.do_work()
+        rig.workers.remove(oms)
+        oms.on_close()
+        assert rig.rings["exchange.orders"].occupancy() == 5, "the batch was published"
+        assert oms.ctx.counters[oms.COUNTER_NAMES.index("orders_created")] == 5
+    finally:
+        rig.close()

@@ -225,3 +225,21 @@ def test_a_restart_counts_the_market_events_a_killed_predecessor_released_but_ne
     send_event(rings["md"], 6, EventKind.DEPTH, Side.BUY, 100.0, 1.0)
     stage_nb.step(successor.compiled_stage())
     assert ctx.counters[events_in] == 7 == rings["md"].consumer_position
+
+
+def test_a_restart_counts_the_reports_a_killed_predecessor_wrote_but_never_counted(rings, tmp_path):
+    """reports_out is bumped just after a report ring's commit (stage_nb.flush): a SIGKILL in between
+    left it short of what the ring holds. The successor counts from the ring's producer cursor."""
+    reports_out = COUNTERS.index("reports_out")
+    worker, ctx = start(rings, tmp_path)
+    send_event(rings["md"], 0, EventKind.DEPTH, Side.SELL, 100.1, 1.0)
+    send_order(rings["orders"], 1, Side.BUY, math.nan, 0.4, 10)  # rejected at once
+    send_order(rings["orders"], 2, Side.BUY, math.nan, 0.4, 10)
+    worker.do_work()
+    send_event(rings["md"], 5000, EventKind.DEPTH, Side.BUY, 99.9, 1.0)
+    worker.do_work()
+    assert ctx.counters[reports_out] == 2 == rings["reports"].producer_position
+    ctx.counters[reports_out] -= 1  # the last report written, the count not yet bumped: killed
+    successor, _ = start(rings, tmp_path, counters=ctx.counters)
+    # the successor announces its session: one report more, counted
+    assert ctx.counters[reports_out] == 3 == rings["reports"].producer_position

@@ -221,3 +221,39 @@ def test_compiled_stage_counts_backpressure_when_the_oms_ring_is_full(rig):
     assert rings["orders"].occupancy() == 8 and rings["intents"].occupancy() == 4
     assert stage_nb.step(stage) == 0  # full: intents wait in their ring, counted
     assert ctx.counters[RiskWorker.COUNTER_NAMES.index("backpressure_cycles")] == 1
+
+
+def test_a_restarted_worker_counts_reports_and_marks_on_from_its_predecessors(rig):
+    """The account row's counts restart with the process; the status row holds the run's totals."""
+    worker, rings, control, ctx = rig
+    put(rings["book.risk"], snapshots((BTC, 61_000.0)))
+    put(rings["oms.reports.risk"], reports({"client_order_id": 1, "event": ReportEvent.ACK, "order_id": 9,
+                                            "leaves_qty": 1.0}))
+    worker.do_work()
+    worker._housekeeping(0)
+    assert ctx.counters[RiskWorker._C["marks"]] == 1 and ctx.counters[RiskWorker._C["reports"]] == 1
+    worker.on_close()
+    restarted = RiskWorker(batch=64)
+    restarted.on_start(ctx)  # the same status row, as the supervisor's restart finds it
+    put(rings["book.risk"], snapshots((BTC, 61_010.0)))
+    restarted.do_work()
+    restarted._housekeeping(0)
+    assert ctx.counters[RiskWorker._C["marks"]] == 2
+    assert ctx.counters[RiskWorker._C["reports"]] == 1
+    restarted.on_close()
+
+
+def test_a_restart_counts_the_reports_its_predecessor_took_since_its_last_housekeeping(rig):
+    """The counters are published every HOUSEKEEPING_NS; killed in between, the predecessor's last
+    reports were never published. The successor counts reports from the released cursor."""
+    worker, rings, control, ctx = rig
+    put(rings["oms.reports.risk"], reports({"client_order_id": 1, "event": ReportEvent.ACK, "order_id": 9,
+                                            "leaves_qty": 1.0}))
+    worker._next_housekeeping_ns = 2**62  # the next housekeeping is not due
+    worker.do_work()
+    assert ctx.counters[RiskWorker._C["reports"]] == 0, "taken, not yet published: the kill comes now"
+    restarted = RiskWorker(batch=64)
+    restarted.on_start(ctx)
+    restarted._housekeeping(0)
+    assert ctx.counters[RiskWorker._C["reports"]] == 1 == rings["oms.reports.risk"].consumer_position
+    restarted.on_close()

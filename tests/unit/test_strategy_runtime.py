@@ -125,3 +125,20 @@ def test_orders_sent_from_a_report_carry_no_feed_origin():
     answer = host.take_outbox()
     assert len(answer) == 1 and answer[0]["origin_ts_ns"] == 0
     assert host.strategy("answerer").origin_ts_ns == 123_456  # restored for the next market callback
+
+
+def test_vwap_backs_off_after_a_reject_until_its_next_timer():
+    """Risk refuses the VWAP's child order (a limit, say): it must not send it again on every event
+    (a storm of refusals) but wait for its next timer, and count the refusal."""
+    host, (sid,) = host_with(("v", "vwap", {"target_qty": 0.01, "horizon_s": 0.05}))
+    strategy = host.strategy("v")
+    host.on_events(bbo_events([(100.0, 100.1)] * 2, step_ns=50_000_000))  # past the finish time: sends the rest
+    (child,) = host.take_outbox()
+    coid = int(child["client_order_id"])
+    host.on_reports(report(ReportEvent.REJECT, coid, strategy_id=sid, reason=3, ts_ns=T0 + 50_000_000))
+    # every event until the next timer (250 ms of market time from the first event)
+    host.on_events(bbo_events([(100.0, 100.1)] * 20, start_ns=T0 + 60_000_000, step_ns=5_000_000))
+    assert len(host.take_outbox()) == 0, "the refused order was sent again before the next timer"
+    assert strategy.state["rejects"] == 1
+    host.on_timer(T0 + 300_000_000)
+    assert len(host.take_outbox()) == 1, "the next timer tries again"

@@ -186,3 +186,49 @@ def test_a_restart_counts_the_market_data_a_killed_predecessor_released_but_neve
         assert counters[events] == 8 == rings["md.strategies"].consumer_position
     finally:
         successor.on_close()
+
+
+def test_a_restarted_worker_counts_orphan_reports_on_from_its_predecessors(rig):
+    worker, rings, _, counters = rig
+    orphans = StrategyWorker._C["orphan_reports"]
+    write(rings["risk.rejects"], report(ReportEvent.REJECT, 1, strategy_id=99, reason=21))
+    worker.do_work()
+    worker._status()
+    assert counters[orphans] == 1, "a report for a strategy id this worker does not run"
+    worker._segment = None  # killed: its status segment stays for the successor
+    successor = StrategyWorker(first_client_order_id=1000)
+    successor.on_start(worker.ctx)
+    try:
+        write(rings["risk.rejects"], report(ReportEvent.REJECT, 2, strategy_id=99, reason=21))
+        successor.do_work()
+        successor._status()
+        assert counters[orphans] == 2
+    finally:
+        successor.on_close()
+
+
+def test_a_restart_counts_the_reports_and_intents_a_killed_predecessor_moved_but_never_counted(rig):
+    """Reports are counted just after their ring's release and intents just after their ring's
+    commit: a SIGKILL in between left the counts short. The successor counts from the cursors."""
+    worker, rings, _, counters = rig
+    reports, intents = StrategyWorker._C["reports"], StrategyWorker._C["intents"]
+    write(rings["book.strategies"], snapshot(60000.0, 60000.1))
+    worker.do_work()
+    sent = read_all(rings["intents"])
+    assert counters[intents] == len(sent) > 0
+    # as the killed worker left them: a report handed over and released, an intent batch committed,
+    # neither counted
+    write(rings["risk.rejects"], report(ReportEvent.REJECT, int(sent[0]["client_order_id"]),
+                                        strategy_id=int(sent[0]["strategy_id"]), reason=21))
+    view = rings["risk.rejects"].poll(16)
+    worker.host.on_reports(view)
+    rings["risk.rejects"].release(len(view))
+    counters[intents] -= 1
+    worker._segment = None  # killed: its status segment stays for the successor
+    successor = StrategyWorker(first_client_order_id=1000)
+    successor.on_start(worker.ctx)
+    try:
+        assert counters[reports] == 1 == rings["risk.rejects"].consumer_position
+        assert counters[intents] == len(sent) == rings["intents"].producer_position
+    finally:
+        successor.on_close()

@@ -5,7 +5,8 @@ executed quantity near ``participation`` of it. So that the target is done withi
 whatever the volume, a time floor takes over when volume-following falls behind a straight-line
 schedule that ends at ``finish_fraction`` of the horizon; after that point, whatever remains is sent
 as a market order. Child orders are IOC limits at the opposite touch, one in flight at a time,
-each at most ``max_slice`` (a small slice does not walk the book).
+each at most ``max_slice`` (a small slice does not walk the book). A refused child (risk's limit,
+the kill switch) is tried again at the next timer, not at every event, and counted (``rejects``).
 
 ``summary()`` reports the average fill price against the market VWAP (trades) of the same
 interval, start to completion: slippage in bps, positive = worse than the market (paid more on a
@@ -96,4 +97,5 @@ class VwapExecution(CompiledStrategy):
             "slippage_bps": None if slippage != slippage else slippage,
             "market_qty": self.market_qty,
             "participation_realized": self.fill_qty / self.market_qty if self.market_qty else None,
+            "rejects": self.rejects,
         }

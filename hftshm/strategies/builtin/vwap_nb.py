@@ -17,8 +17,9 @@ from hftshm.strategies.builtin.mean_reversion_nb import pairwise_sum
 
 GATHER = 1024  # trades of one message summed in one pairwise pass (a message rarely holds more)
 
+# rejects: child orders refused (by risk or the exchange); backoff: 1 from a refusal to the next timer
 STATE = {"start_ns": 0, "done_ns": 0, "target": 0.0, "market_qty": 0.0, "market_notional": 0.0,
-         "fill_qty": 0.0, "fill_notional": 0.0}
+         "fill_qty": 0.0, "fill_notional": 0.0, "rejects": 0, "backoff": 0}
 
 
 @njit(cache=True)
@@ -44,7 +45,7 @@ def _send(ctx, qty, market):
 @njit(cache=True)
 def work(ctx):
     s, p = ctx.state, ctx.params
-    if s.done_ns or s.start_ns == 0 or cx.open_orders(ctx):
+    if s.done_ns or s.start_ns == 0 or s.backoff or cx.open_orders(ctx):
         return
     left = remaining(ctx)
     if left < ctx.lot:
@@ -87,11 +88,19 @@ def on_events(ctx, events):
 
 @njit(cache=True)
 def on_timer(ctx, now_ns):
+    ctx.state.backoff = 0
     work(ctx)
 
 
 @njit(cache=True)
 def on_report(ctx, report):
+    if report.event == ReportEvent.REJECT:
+        # a refused child is not sent again at the next event (what refused it, a limit or the
+        # kill switch, still holds then: each event would bring one more refusal) but at the next
+        # timer, at most one try per TIMER_INTERVAL_NS
+        ctx.state.rejects += 1
+        ctx.state.backoff = 1
+        return
     if report.qty > 0 and (report.event == ReportEvent.PARTIAL or report.event == ReportEvent.FILL):
         s = ctx.state
         s.fill_qty += report.qty
