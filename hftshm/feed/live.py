@@ -37,7 +37,7 @@ import numpy as np
 from numba import typed
 
 from hftshm.book.book import DEFAULT_WINDOW_TICKS, BookSet
-from hftshm.feed import live_latency_nb, live_ws_nb, replay_nb
+from hftshm.feed import live_latency_nb, live_publish_nb, live_ws_nb, replay_nb
 from hftshm.feed.live_client import BinanceStreamClient, Subscription
 from hftshm.feed.live_decode import LINE_PATH_FRAMES, LiveDecoder
 from hftshm.feed.live_net import NetworkProcess, warm_up_kernels
@@ -162,6 +162,8 @@ class LiveFeed:
         self._source_buffer = None
         self._step_lock = threading.Lock()
         self._network_error: BaseException | None = None
+        self._counts = np.zeros(live_publish_nb.N_COUNTS, np.int64)
+        self._one_call = self._one_call_rings()
 
     # ------------------------------------------------------------------ set-up
     def add_output(self, ring) -> None:
@@ -175,6 +177,21 @@ class LiveFeed:
             self.outputs.insert(first_event, output)
         else:
             self.outputs.append(output)
+        self._one_call = self._one_call_rings()
+
+    def _one_call_rings(self) -> tuple | None:
+        """The rings' arguments of ``live_publish_nb.parse_stage_publish`` (the events' ring, then the
+        books'; a ring not there is a private stand-in with its flag off), or None if the outputs are
+        more than one ring of a kind (then the step publishes ring by ring)."""
+        events = [o for o in self.outputs if not o.is_snapshot]
+        books = [o for o in self.outputs if o.is_snapshot]
+        if len(events) > 1 or len(books) > 1:
+            return None
+        args = []
+        for found, layout in ((events, "market_event"), (books, "book_snapshot")):
+            ring = found[0].ring if found else _stand_in_ring(layout)
+            args += [ring.ctrl, ring.records, bool(found and found[0].drop), bool(found)]
+        return tuple(args), (events[0] if events else None), (books[0] if books else None)
 
     def start(self) -> None:
         if self.queue is not None:
@@ -219,6 +236,12 @@ class LiveFeed:
             staged = self._snaps if out.is_snapshot else self._staged
             replay_nb.publish(out.ring.ctrl, out.ring.records, staged, 0, 0, 0, out.drop)
         live_latency_nb.receive_to_publish(self.hist_recv_to_publish, self._staged, 0, 0, 0)
+        if self._one_call is not None:  # no rows: compiles (or loads) it, touches nothing of the feed's
+            live_publish_nb.parse_stage_publish(
+                np.zeros(0, np.uint8), *warm.parse_args(), self._sources, self._cursors, self._offsets,
+                self._rstate, self.books.arrays, self.book_levels, self._staged, self.events_published,
+                self._snaps, self._scratch_px, self._scratch_qty, self.hist_exch_to_recv, *self._one_call[0],
+                self.hist_recv_to_publish, self._counts)
         if self.net is not None:
             warm_up_kernels()
         else:
@@ -272,10 +295,15 @@ class LiveFeed:
             take = min(len(items), self.batch_frames)
             popleft = items.popleft
             frames = [popleft() for _ in range(take)]
-        records = self.decoder.decode(frames)
-        for market, symbol in self.decoder.snapshot_requests:
-            self.client.request_snapshot(market, symbol)
-        self.decoder.snapshot_requests.clear()
+        decoder = self.decoder
+        rows, n_lines = decoder.rows(frames)
+        if decoder.snapshot_requests:
+            for market, symbol in decoder.snapshot_requests:
+                self.client.request_snapshot(market, symbol)
+            decoder.snapshot_requests.clear()
+        if self._one_call is not None:
+            return self._parse_stage_publish(rows, n_lines)
+        records = decoder._parse(rows, n_lines)
         staged = self._stage(records)
         if staged == 0:
             return 0
@@ -285,22 +313,61 @@ class LiveFeed:
             return staged
         return self._publish()
 
-    def _stage(self, records: np.ndarray) -> int:
-        n = len(records)
+    def _parse_stage_publish(self, rows: np.ndarray, n_lines: int) -> int:
+        """The batch's rows parsed, staged and published by one kernel call (``live_publish_nb``)."""
+        if not n_lines:
+            return 0
+        decoder = self.decoder
+        self._make_room(decoder.out, 2 * n_lines + 2)  # (the parser's bound on records per row)
+        rings, events_out, books_out = self._one_call
+        counts = self._counts
+        live_publish_nb.parse_stage_publish(
+            rows, *decoder.parse_args(), self._sources, self._cursors, self._offsets, self._rstate,
+            self.books.arrays, self.book_levels, self._staged, self.events_published, self._snaps,
+            self._scratch_px, self._scratch_qty, self.hist_exch_to_recv, *rings, self.hist_recv_to_publish, counts)
+        n, staged, snaps, events_written, snaps_written = counts.tolist()
+        decoder.parsed(n_lines, n)
+        self._n_staged, self._n_snaps = staged, snaps
+        if staged == 0:
+            return 0
+        if not self.outputs:
+            self.events_published += staged
+            self.snapshots_published += snaps
+            return staged
+        for out, written in ((events_out, events_written), (books_out, snaps_written)):
+            if out is not None:
+                out.pos = written
+                out.written += written
+        if not self.pending:
+            self.events_published += staged
+            self.snapshots_published += snaps
+            self._latency_recorded = True
+        else:  # a full block ring took part: ``_publish`` carries on from ``pos`` (latency of the rest too)
+            self._latency_recorded = events_out is None or events_written >= staged
+        if events_written + snaps_written == 0:
+            self.blocked += 1
+        return events_written + snaps_written
+
+    def _make_room(self, source: np.ndarray, n: int) -> None:
+        """Staging room for ``n`` records of ``source`` (the decoder's buffer, the stage kernel's
+        source), and far-level room in the books."""
         if len(self._staged) < n:
             self._staged = load_layout("market_event").zeros(2 * n)
             self._snaps = load_layout("book_snapshot").zeros(2 * n)
-        base = records.base if records.base is not None else records
-        if base is not self._source_buffer:  # the decoder's buffer (re)allocated: the kernel's source
-            self._sources[0] = base
-            self._source_buffer = base
-        self._cursors[0] = 0
-        offset = self.decoder.clock_offset_ns
-        self._offsets[0] = offset if offset is not None else 0
+        if source is not self._source_buffer:  # the decoder's buffer (re)allocated: the kernel's source
+            self._sources[0] = source
+            self._source_buffer = source
         if self._reserve_budget < n:  # far-level room for the next batches at once (reserve is not free)
             self._reserve_budget = max(n, _RESERVE_EVENTS)
             self.books.reserve(self._reserve_budget)
         self._reserve_budget -= n
+
+    def _stage(self, records: np.ndarray) -> int:
+        n = len(records)
+        self._make_room(records.base if records.base is not None else records, n)
+        self._cursors[0] = 0
+        offset = self.decoder.clock_offset_ns
+        self._offsets[0] = offset if offset is not None else 0
         staged, snaps = replay_nb.stage(
             self._sources, self._cursors, self._offsets, 0, _NO_LIMIT, n, self._staged,
             self.events_published, self._rstate, self.books.arrays, self.book_levels, self._snaps,
@@ -365,6 +432,20 @@ class LiveFeed:
             "frame_ring_errors": self.net.sequence_errors if self.net is not None else 0,
             "rings": {o.ring.name: o.written for o in self.outputs},
         }
+
+
+_STAND_INS: dict = {}
+
+
+def _stand_in_ring(layout: str):
+    """A private ring of ``layout`` standing for a ring the feed does not have (its flag is off: never
+    written), so the one-call kernel keeps one signature whatever the outputs."""
+    ring = _STAND_INS.get(layout)
+    if ring is None:
+        from hftshm.transport.ring import Ring
+
+        ring = _STAND_INS[layout] = Ring.private(layout, 8)
+    return ring
 
 
 def _warm_up_frames(symbol: str) -> list[str]:

@@ -28,6 +28,7 @@ from hftshm.symbols import SymbolTable
 from hftshm.transport.layout import load as load_layout
 
 _LAST = 1  # EventFlag.LAST_IN_MESSAGE
+_NO_ROWS = np.zeros(0, np.uint8)
 LINE_PATH_FRAMES = 32  # segments up to this many frames take the import's line path, longer ones its block path
 
 
@@ -88,6 +89,13 @@ class LiveDecoder:
 
     def decode(self, frames: list) -> np.ndarray:
         """Records of ``frames`` (a view of a buffer reused by the next call)."""
+        rows, n_lines = self.rows(frames)
+        return self._parse(rows, n_lines)
+
+    def rows(self, frames: list) -> tuple[np.ndarray, int]:
+        """The canonical rows of ``frames`` (uint8, whole lines) as the import writes them, and their
+        count; ``out`` has room for their records afterwards. The records: ``parse_args`` plus
+        ``csv_nb.parse_block`` (or ``decode``), then ``parsed``."""
         self._csv.clear()
         start = 0
         for k, (recv_ns, frame, market) in enumerate(frames):
@@ -102,7 +110,13 @@ class LiveDecoder:
                 self._drain_plan(importer, b"", None)
                 start = k + 1
         self._segment(frames, start, len(frames))
-        return self._parse()
+        if not self._csv:
+            return _NO_ROWS, 0
+        buf = self._csv[0] if len(self._csv) == 1 else b"".join(self._csv)
+        n_lines = buf.count(b"\n")
+        if len(self.out) < 2 * n_lines + 2:
+            self.out = np.zeros(2 * n_lines + 2, self._dtype)
+        return np.frombuffer(buf, np.uint8), n_lines
 
     def _segment(self, frames: list, start: int, stop: int) -> None:
         if stop <= start:
@@ -157,24 +171,28 @@ class LiveDecoder:
             table = np.zeros((0, scan_nb.N_COLS), np.int64)
         _write_plan(importer, data, table, self._csv.append)
 
-    def _parse(self) -> np.ndarray:
-        if not self._csv:
-            return self.out[:0]
-        buf = b"".join(self._csv)
-        n_lines = buf.count(b"\n")
-        if len(self.out) < 2 * n_lines + 2:
-            self.out = np.zeros(2 * n_lines + 2, self._dtype)
-        state = self._state
-        state[csv_nb.ST_CARRY] = 0
-        n = csv_nb.parse_block(np.frombuffer(buf, np.uint8), self._csv_line + 1, False, self._names, self._lens,
-                               self._ids, self.out, state, self._issue_counts, self._issue_lines, self._issue_codes,
-                               self._last_local, self._last_exch, self._sym_stats)
+    def parse_args(self) -> tuple:
+        """``csv_nb.parse_block``'s arguments after the rows: the first line's number, then the symbol
+        table, ``out`` and the parser's state (carried from batch to batch)."""
+        return (self._csv_line + 1, self._names, self._lens, self._ids, self.out, self._state, self._issue_counts,
+                self._issue_lines, self._issue_codes, self._last_local, self._last_exch, self._sym_stats)
+
+    def parsed(self, n_lines: int, n_records: int) -> None:
+        """After ``parse_block`` took ``n_lines`` rows into ``n_records`` records: the counters."""
         self._csv_line += n_lines
-        if state[csv_nb.ST_N_RECORDED]:  # some row had an issue: count the rejects among them
+        if self._state[csv_nb.ST_N_RECORDED]:  # some row had an issue: count the rejects among them
             self.stats.row_rejects = int(self._issue_counts[self._reject_index].sum())
+        self.stats.records += n_records
+
+    def _parse(self, rows: np.ndarray, n_lines: int) -> np.ndarray:
+        if not n_lines:
+            return self.out[:0]
+        self._state[csv_nb.ST_CARRY] = 0
+        first, *args = self.parse_args()
+        n = csv_nb.parse_block(rows, first, False, *args)
         if n:
             self.out[n - 1]["flags"] |= _LAST  # a batch ends at a frame's end: its last message is whole
-        self.stats.records += n
+        self.parsed(n_lines, n)
         return self.out[:n]
 
     def row_issues(self) -> dict[str, int]:

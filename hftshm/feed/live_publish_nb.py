@@ -1,0 +1,62 @@
+"""numba kernel: a live batch's canonical rows -> records -> books -> rings, in one call.
+
+The live feed's step used to make five kernel calls a batch after the import's synchronisation had
+written the canonical rows: the tick parser (``csv_nb.parse_block``), the books
+(``replay_nb.stage``), one ``replay_nb.publish`` per ring and the latency kernel. At the recorded
+pace a batch is one frame, and each call's fixed cost is what a frame pays: numba types and
+unboxes every array argument on each call (~0.05 us each warm, ~1 us each from cold caches, and the
+four calls passed about 50), with Python in between. This kernel runs the same kernels, in the same
+order, from one call.
+
+``counts`` (int64, ``N_COUNTS``) returns what happened: records parsed, events and book records
+staged, and how many of each went into their ring (a ``block`` ring may take fewer: the caller
+publishes the rest later, as before).
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from hftshm.feed import csv_nb, replay_nb
+from hftshm.feed.live_latency_nb import receive_to_publish
+from hftshm.transport.clock_nb import _clock_gettime_ns, monotonic_ns
+
+C_RECORDS, C_STAGED, C_SNAPS, C_EVENTS_WRITTEN, C_SNAPS_WRITTEN = 0, 1, 2, 3, 4
+N_COUNTS = 5
+_CLOCK_REALTIME = 0  # time.time_ns()'s clock: the one frames are stamped with on receipt
+_LAST = int(replay_nb._LAST)
+_NO_LIMIT = replay_nb._NO_LIMIT
+
+
+@njit(cache=True)
+def parse_stage_publish(rows, first_line_no, sym_names, sym_lens, sym_ids, out, pstate, issue_counts, issue_lines,
+                        issue_codes, last_local, last_exch, sym_stats,
+                        sources, cursors, offsets_ns, rstate, books, levels, staged, seq0, snaps, scratch_px,
+                        scratch_qty, hist_exch_to_recv,
+                        md_ctrl, md_records, md_drop, has_md, bk_ctrl, bk_records, bk_drop, has_bk,
+                        hist_recv_to_publish, counts):
+    """``rows``: the batch's canonical CSV rows (uint8, whole lines); ``out`` is ``sources[0]``.
+    Books are published before events (as the replay commits them); the events' receive -> publish
+    latency is taken against the wall clock read just before their ring commit."""
+    for k in range(N_COUNTS):
+        counts[k] = 0
+    pstate[csv_nb.ST_CARRY] = 0
+    n = csv_nb.parse_block(rows, first_line_no, False, sym_names, sym_lens, sym_ids, out, pstate, issue_counts,
+                           issue_lines, issue_codes, last_local, last_exch, sym_stats)
+    counts[C_RECORDS] = n
+    if n == 0:
+        return
+    out[n - 1].flags |= _LAST  # a batch ends at a frame's end: its last message is whole
+    offsets_ns[0] = pstate[csv_nb.ST_MIN_LOCAL_MINUS_EXCH] if pstate[csv_nb.ST_HAS_MIN] else 0
+    cursors[0] = 0
+    n_staged, n_snaps = replay_nb.stage(sources, cursors, offsets_ns, 0, _NO_LIMIT, n, staged, seq0, rstate, books,
+                                        levels, snaps, scratch_px, scratch_qty, hist_exch_to_recv)
+    counts[C_STAGED] = n_staged
+    counts[C_SNAPS] = n_snaps
+    if has_bk:
+        counts[C_SNAPS_WRITTEN] = replay_nb.publish(bk_ctrl, bk_records, snaps, 0, n_snaps, monotonic_ns(), bk_drop)
+    if has_md:
+        wall = _clock_gettime_ns(_CLOCK_REALTIME)
+        written = replay_nb.publish(md_ctrl, md_records, staged, 0, n_staged, monotonic_ns(), md_drop)
+        receive_to_publish(hist_recv_to_publish, staged, 0, written, wall)
+        counts[C_EVENTS_WRITTEN] = written
