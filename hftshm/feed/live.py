@@ -74,6 +74,19 @@ class FrameQueue:
         if self.recorder is not None:
             self.recorder.on_frame(market, recv_ns, frame)
 
+    def on_frames(self, market: str, recv_ns: int, frames: list) -> None:
+        """One socket read's frames (all stamped with that read's time)."""
+        items = self.items
+        room = self.max_frames - len(items)
+        if room >= len(frames):
+            items.extend([(recv_ns, frame, market) for frame in frames])
+        else:
+            items.extend([(recv_ns, frame, market) for frame in frames[:max(room, 0)]])
+            self.dropped += len(frames) - max(room, 0)
+        if self.recorder is not None:
+            for frame in frames:
+                self.recorder.on_frame(market, recv_ns, frame)
+
     def on_read_end(self, market: str) -> None:
         if self.on_ready is not None:
             self.on_ready()
