@@ -251,10 +251,9 @@ class LiveFeed:
         live_latency_nb.receive_to_publish(self.hist_recv_to_publish, self._staged, 0, 0, 0)
         if self._one_call is not None:  # no rows: compiles (or loads) it, touches nothing of the feed's
             live_publish_nb.parse_stage_publish(
-                np.zeros(0, np.uint8), *warm.parse_args(), self._sources, self._cursors, self._offsets,
-                self._rstate, self.books.arrays, self.book_levels, self._staged, self.events_published,
-                self._snaps, self._scratch_px, self._scratch_qty, self.hist_exch_to_recv, *self._one_call[0],
-                self.hist_recv_to_publish, self._counts)
+                np.zeros(0, np.uint8), *warm.parse_args(), self.books.arrays, self.book_levels, self._staged,
+                self.events_published, self._snaps, self._scratch_px, self._scratch_qty, self.hist_exch_to_recv,
+                *self._one_call[0], self.hist_recv_to_publish, self._counts)
         if self.net is not None:
             warm_up_kernels()
         else:
@@ -335,9 +334,9 @@ class LiveFeed:
         rings, events_out, books_out = self._one_call
         counts = self._counts
         live_publish_nb.parse_stage_publish(
-            rows, *decoder.parse_args(), self._sources, self._cursors, self._offsets, self._rstate,
-            self.books.arrays, self.book_levels, self._staged, self.events_published, self._snaps,
-            self._scratch_px, self._scratch_qty, self.hist_exch_to_recv, *rings, self.hist_recv_to_publish, counts)
+            rows, *decoder.parse_args(), self.books.arrays, self.book_levels, self._staged, self.events_published,
+            self._snaps, self._scratch_px, self._scratch_qty, self.hist_exch_to_recv, *rings, self.hist_recv_to_publish,
+            counts)
         n, staged, snaps, events_written, snaps_written = counts.tolist()
         decoder.parsed(n_lines, n)
         self._n_staged, self._n_snaps = staged, snaps

@@ -25,19 +25,17 @@ C_RECORDS, C_STAGED, C_SNAPS, C_EVENTS_WRITTEN, C_SNAPS_WRITTEN = 0, 1, 2, 3, 4
 N_COUNTS = 5
 _CLOCK_REALTIME = 0  # time.time_ns()'s clock: the one frames are stamped with on receipt
 _LAST = int(replay_nb._LAST)
-_NO_LIMIT = replay_nb._NO_LIMIT
 
 
 @njit(cache=True)
 def parse_stage_publish(rows, first_line_no, sym_names, sym_lens, sym_ids, out, pstate, issue_counts, issue_lines,
                         issue_codes, last_local, last_exch, sym_stats,
-                        sources, cursors, offsets_ns, rstate, books, levels, staged, seq0, snaps, scratch_px,
-                        scratch_qty, hist_exch_to_recv,
+                        books, levels, staged, seq0, snaps, scratch_px, scratch_qty, hist_exch_to_recv,
                         md_ctrl, md_records, md_drop, has_md, bk_ctrl, bk_records, bk_drop, has_bk,
                         hist_recv_to_publish, counts):
-    """``rows``: the batch's canonical CSV rows (uint8, whole lines); ``out`` is ``sources[0]``.
-    Books are published before events (as the replay commits them); the events' receive -> publish
-    latency is taken against the wall clock read just before their ring commit."""
+    """``rows``: the batch's canonical CSV rows (uint8, whole lines). Books are published before
+    events (as the replay commits them); the events' receive -> publish latency is taken against the
+    wall clock read just before their ring commit."""
     for k in range(N_COUNTS):
         counts[k] = 0
     pstate[csv_nb.ST_CARRY] = 0
@@ -47,10 +45,14 @@ def parse_stage_publish(rows, first_line_no, sym_names, sym_lens, sym_ids, out, 
     if n == 0:
         return
     out[n - 1].flags |= _LAST  # a batch ends at a frame's end: its last message is whole
-    offsets_ns[0] = pstate[csv_nb.ST_MIN_LOCAL_MINUS_EXCH] if pstate[csv_nb.ST_HAS_MIN] else 0
-    cursors[0] = 0
-    n_staged, n_snaps = replay_nb.stage(sources, cursors, offsets_ns, 0, _NO_LIMIT, n, staged, seq0, rstate, books,
-                                        levels, snaps, scratch_px, scratch_qty, hist_exch_to_recv)
+    offset_ns = pstate[csv_nb.ST_MIN_LOCAL_MINUS_EXCH] if pstate[csv_nb.ST_HAS_MIN] else 0
+    # what replay_nb.stage does with one source whose records all go, whole messages (the last one
+    # ends the batch): one run through the books (a typed list of sources, the merge's argument,
+    # cost ~14 us of the call's unboxing from cold caches, more than the rest of the call's arrays)
+    state, params, bid_win, ask_win, fbp, fbq, fap, faq, issues, book_of = books
+    n_staged, n_snaps = replay_nb._flush(out, 0, n, staged, 0, seq0, 0, hist_exch_to_recv, offset_ns, state, params,
+                                         bid_win, ask_win, fbp, fbq, fap, faq, issues, book_of, levels, snaps, 0,
+                                         scratch_px, scratch_qty)
     counts[C_STAGED] = n_staged
     counts[C_SNAPS] = n_snaps
     if has_bk:
