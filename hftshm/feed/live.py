@@ -193,18 +193,23 @@ class LiveFeed:
         self._one_call = self._one_call_rings()
 
     def _one_call_rings(self) -> tuple | None:
-        """The rings' arguments of ``live_publish_nb.parse_stage_publish`` (the events' ring, then the
-        books'; a ring not there is a private stand-in with its flag off), or None if the outputs are
-        more than one ring of a kind (then the step publishes ring by ring)."""
+        """The rings' arguments of ``live_publish_nb.parse_stage_publish`` (the events' rings, then
+        the books'; a ring not there is a private stand-in with its flag off) and the outputs in the
+        order of its counts, or None if the outputs hold more rings of a kind than it takes (then the
+        step publishes ring by ring)."""
         events = [o for o in self.outputs if not o.is_snapshot]
         books = [o for o in self.outputs if o.is_snapshot]
-        if len(events) > 1 or len(books) > 1:
+        most = live_publish_nb.MAX_RINGS_OF_A_KIND
+        if len(events) > most or len(books) > most:
             return None
-        args = []
+        args, outs = [], []
         for found, layout in ((events, "market_event"), (books, "book_snapshot")):
-            ring = found[0].ring if found else _stand_in_ring(layout)
-            args += [ring.ctrl, ring.records, bool(found and found[0].drop), bool(found)]
-        return tuple(args), (events[0] if events else None), (books[0] if books else None)
+            for k in range(most):
+                out = found[k] if k < len(found) else None
+                ring = out.ring if out is not None else _stand_in_ring(layout)
+                args += [ring.ctrl, ring.records, bool(out is not None and out.drop), out is not None]
+                outs.append(out)
+        return tuple(args), outs
 
     def start(self) -> None:
         if self.queue is not None:
@@ -331,13 +336,13 @@ class LiveFeed:
             return 0
         decoder = self.decoder
         self._make_room(decoder.out, 2 * n_lines + 2)  # (the parser's bound on records per row)
-        rings, events_out, books_out = self._one_call
+        rings, outs = self._one_call
         counts = self._counts
         live_publish_nb.parse_stage_publish(
             rows, *decoder.parse_args(), self.books.arrays, self.book_levels, self._staged, self.events_published,
             self._snaps, self._scratch_px, self._scratch_qty, self.hist_exch_to_recv, *rings, self.hist_recv_to_publish,
             counts)
-        n, staged, snaps, events_written, snaps_written = counts.tolist()
+        n, staged, snaps, *written = counts.tolist()
         decoder.parsed(n_lines, n)
         self._n_staged, self._n_snaps = staged, snaps
         if staged == 0:
@@ -346,19 +351,20 @@ class LiveFeed:
             self.events_published += staged
             self.snapshots_published += snaps
             return staged
-        for out, written in ((events_out, events_written), (books_out, snaps_written)):
+        for out, n_written in zip(outs, written):
             if out is not None:
-                out.pos = written
-                out.written += written
+                out.pos = n_written
+                out.written += n_written
         if not self.pending:
             self.events_published += staged
             self.snapshots_published += snaps
             self._latency_recorded = True
         else:  # a full block ring took part: ``_publish`` carries on from ``pos`` (latency of the rest too)
-            self._latency_recorded = events_out is None or events_written >= staged
-        if events_written + snaps_written == 0:
+            self._latency_recorded = outs[0] is None or written[0] >= staged
+        total = sum(written)
+        if total == 0:
             self.blocked += 1
-        return events_written + snaps_written
+        return total
 
     def _make_room(self, source: np.ndarray, n: int) -> None:
         """Staging room for ``n`` records of ``source`` (the decoder's buffer, the stage kernel's

@@ -8,9 +8,11 @@ unboxes every array argument on each call (~0.05 us each warm, ~1 us each from c
 four calls passed about 50), with Python in between. This kernel runs the same kernels, in the same
 order, from one call.
 
-``counts`` (int64, ``N_COUNTS``) returns what happened: records parsed, events and book records
-staged, and how many of each went into their ring (a ``block`` ring may take fewer: the caller
-publishes the rest later, as before).
+Rings: up to two of each kind (the platform's feed writes events for the strategies and the
+exchange, books for the strategies and risk), each as (ctrl, records, drop, present); a ring not
+there is a private stand-in whose flag is off. ``counts`` (int64, ``N_COUNTS``) returns what
+happened: records parsed, events and book records staged, and how many went into each ring (a
+``block`` ring may take fewer: the caller publishes the rest later, as before).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from hftshm.feed import csv_nb, replay_nb
 from hftshm.feed.live_latency_nb import receive_to_publish
 from hftshm.transport.clock_nb import _clock_gettime_ns, monotonic_ns
 
-C_RECORDS, C_STAGED, C_SNAPS, C_EVENTS_WRITTEN, C_SNAPS_WRITTEN = 0, 1, 2, 3, 4
-N_COUNTS = 5
+C_RECORDS, C_STAGED, C_SNAPS = 0, 1, 2
+C_WRITTEN = 3  # then one per ring: events ring 1, events ring 2, books ring 1, books ring 2
+N_COUNTS = 7
+MAX_RINGS_OF_A_KIND = 2
 _CLOCK_REALTIME = 0  # time.time_ns()'s clock: the one frames are stamped with on receipt
 _LAST = int(replay_nb._LAST)
 
@@ -31,11 +35,12 @@ _LAST = int(replay_nb._LAST)
 def parse_stage_publish(rows, first_line_no, sym_names, sym_lens, sym_ids, out, pstate, issue_counts, issue_lines,
                         issue_codes, last_local, last_exch, sym_stats,
                         books, levels, staged, seq0, snaps, scratch_px, scratch_qty, hist_exch_to_recv,
-                        md_ctrl, md_records, md_drop, has_md, bk_ctrl, bk_records, bk_drop, has_bk,
+                        md_ctrl, md_records, md_drop, has_md, md2_ctrl, md2_records, md2_drop, has_md2,
+                        bk_ctrl, bk_records, bk_drop, has_bk, bk2_ctrl, bk2_records, bk2_drop, has_bk2,
                         hist_recv_to_publish, counts):
     """``rows``: the batch's canonical CSV rows (uint8, whole lines). Books are published before
     events (as the replay commits them); the events' receive -> publish latency is taken against the
-    wall clock read just before their ring commit."""
+    wall clock read just before the first events ring's commit (as the ring-by-ring path does)."""
     for k in range(N_COUNTS):
         counts[k] = 0
     pstate[csv_nb.ST_CARRY] = 0
@@ -56,9 +61,14 @@ def parse_stage_publish(rows, first_line_no, sym_names, sym_lens, sym_ids, out, 
     counts[C_STAGED] = n_staged
     counts[C_SNAPS] = n_snaps
     if has_bk:
-        counts[C_SNAPS_WRITTEN] = replay_nb.publish(bk_ctrl, bk_records, snaps, 0, n_snaps, monotonic_ns(), bk_drop)
+        counts[C_WRITTEN + 2] = replay_nb.publish(bk_ctrl, bk_records, snaps, 0, n_snaps, monotonic_ns(), bk_drop)
+    if has_bk2:
+        counts[C_WRITTEN + 3] = replay_nb.publish(bk2_ctrl, bk2_records, snaps, 0, n_snaps, monotonic_ns(), bk2_drop)
     if has_md:
         wall = _clock_gettime_ns(_CLOCK_REALTIME)
         written = replay_nb.publish(md_ctrl, md_records, staged, 0, n_staged, monotonic_ns(), md_drop)
         receive_to_publish(hist_recv_to_publish, staged, 0, written, wall)
-        counts[C_EVENTS_WRITTEN] = written
+        counts[C_WRITTEN] = written
+    if has_md2:
+        counts[C_WRITTEN + 1] = replay_nb.publish(md2_ctrl, md2_records, staged, 0, n_staged, monotonic_ns(),
+                                                  md2_drop)

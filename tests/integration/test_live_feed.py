@@ -303,33 +303,38 @@ def _publish_queued(feed, frames, chunk, rings_out) -> dict:
 
 
 def test_one_kernel_call_per_batch_publishes_what_ring_by_ring_publishing_does(rings):
-    """One ring of each kind: a batch is parsed, staged and published by one kernel call, through a
-    small ring that holds batches back; with two event rings the step publishes ring by ring. The
-    same records reach the rings, every event's receive -> publish latency is recorded once."""
+    """Two rings of each kind (the platform's feed: events for the strategies and the exchange, books
+    for the strategies and risk): a batch is parsed, staged and published by one kernel call, through
+    small rings that hold batches back; with three event rings the step publishes ring by ring. The
+    same records reach every ring, every event's receive -> publish latency is recorded once."""
     frames = _shipped_frames(3000)
     sub = Subscription(market_for("usdm", "ws://127.0.0.1:9/stream", "http://127.0.0.1:9/d"), ("BTCUSDT",))
     one_call = LiveFeed([sub], DEFAULT_SYMBOLS, batch_frames=64)
-    small_md, small_books = rings("market_event", 256), rings("book_snapshot", 64)
-    one_call.add_output(small_md)
-    one_call.add_output(small_books)
+    one_call_rings = (rings("market_event", 256), rings("market_event"), rings("book_snapshot", 64),
+                      rings("book_snapshot"))
+    for ring in one_call_rings:
+        one_call.add_output(ring)
     assert one_call._one_call is not None
     by_ring = LiveFeed([sub], DEFAULT_SYMBOLS, batch_frames=64)
-    md_a, md_b, books = rings("market_event"), rings("market_event"), rings("book_snapshot")
-    for ring in (md_a, md_b, books):
+    by_ring_rings = (rings("market_event"), rings("market_event"), rings("market_event"), rings("book_snapshot"))
+    for ring in by_ring_rings:
         by_ring.add_output(ring)
     assert by_ring._one_call is None
-    got = _publish_queued(one_call, frames, 7, (small_md, small_books))
-    want = _publish_queued(by_ring, frames, 7, (md_a, md_b, books))
+    got = _publish_queued(one_call, frames, 7, one_call_rings)
+    want = _publish_queued(by_ring, frames, 7, by_ring_rings)
     assert one_call.blocked > 0  # the small rings did hold batches back
-    events, want_events = got[small_md.name], want[md_a.name]
-    assert len(events) == one_call.events_published == by_ring.events_published > 10_000
-    fields = [f for f in events.dtype.names if f != "publish_ts_ns"]
-    for field in fields:
-        assert np.array_equal(events[field], want_events[field]), field
-    snaps, want_snaps = got[small_books.name], want[books.name]
-    assert len(snaps) == len(want_snaps) == one_call.snapshots_published > 0
-    for field in ("bid_px", "ask_px", "bid_qty", "ask_qty"):
-        assert np.array_equal(snaps[field], want_snaps[field]), field
-    n_latencies = int(np.count_nonzero(events["kind"] != EventKind.CLEAR))
+    want_events, want_snaps = want[by_ring_rings[0].name], want[by_ring_rings[3].name]
+    assert len(want_events) == one_call.events_published == by_ring.events_published > 10_000
+    assert len(want_snaps) == one_call.snapshots_published > 0
+    for ring in one_call_rings[:2]:
+        events = got[ring.name]
+        for field in events.dtype.names:
+            if field != "publish_ts_ns":
+                assert np.array_equal(events[field], want_events[field]), (ring.name, field)
+    for ring in one_call_rings[2:]:
+        snaps = got[ring.name]
+        for field in ("bid_px", "ask_px", "bid_qty", "ask_qty"):
+            assert np.array_equal(snaps[field], want_snaps[field]), (ring.name, field)
+    n_latencies = int(np.count_nonzero(want_events["kind"] != EventKind.CLEAR))
     assert one_call.hist_recv_to_publish[histogram_nb.COUNT] == n_latencies
     assert by_ring.hist_recv_to_publish[histogram_nb.COUNT] == n_latencies
