@@ -177,6 +177,8 @@ class LiveFeed:
         self._network_error: BaseException | None = None
         self._counts = np.zeros(live_publish_nb.N_COUNTS, np.int64)
         self._one_call = self._one_call_rings()
+        self._call_state = None  # live_publish_nb.LiveCallState, built on the first batch
+        self._call_key: tuple = ()
 
     # ------------------------------------------------------------------ set-up
     def add_output(self, ring) -> None:
@@ -191,6 +193,7 @@ class LiveFeed:
         else:
             self.outputs.append(output)
         self._one_call = self._one_call_rings()
+        self._call_state = None  # the rings changed
 
     def _one_call_rings(self) -> tuple | None:
         """The rings' arguments of ``live_publish_nb.parse_stage_publish`` (the events' rings, then
@@ -255,10 +258,9 @@ class LiveFeed:
             replay_nb.publish(out.ring.ctrl, out.ring.records, staged, 0, 0, 0, out.drop)
         live_latency_nb.receive_to_publish(self.hist_recv_to_publish, self._staged, 0, 0, 0)
         if self._one_call is not None:  # no rows: compiles (or loads) it, touches nothing of the feed's
-            live_publish_nb.parse_stage_publish(
-                np.zeros(0, np.uint8), *warm.parse_args(), self.books.arrays, self.book_levels, self._staged,
-                self.events_published, self._snaps, self._scratch_px, self._scratch_qty, self.hist_exch_to_recv,
-                *self._one_call[0], self.hist_recv_to_publish, self._counts)
+            live_publish_nb.step_call(np.zeros(0, np.uint8), 1, self.events_published,
+                                      self._call_state_for(warm.parse_args()[1:], warm.out))
+            self._call_state = None  # (that one held the throwaway decoder's buffers)
         if self.net is not None:
             warm_up_kernels()
         else:
@@ -338,10 +340,11 @@ class LiveFeed:
         self._make_room(decoder.out, 2 * n_lines + 2)  # (the parser's bound on records per row)
         rings, outs = self._one_call
         counts = self._counts
-        live_publish_nb.parse_stage_publish(
-            rows, *decoder.parse_args(), self.books.arrays, self.book_levels, self._staged, self.events_published,
-            self._snaps, self._scratch_px, self._scratch_qty, self.hist_exch_to_recv, *rings, self.hist_recv_to_publish,
-            counts)
+        state = self._call_state
+        if state is None or self._call_key[0] is not decoder.out or self._call_key[1] is not self._staged \
+                or self._call_key[2] is not self.books.arrays:
+            state = self._call_state_for(decoder.parse_args()[1:], decoder.out)
+        live_publish_nb.step_call(rows, decoder._csv_line + 1, self.events_published, state)
         n, staged, snaps, *written = counts.tolist()
         decoder.parsed(n_lines, n)
         self._n_staged, self._n_snaps = staged, snaps
@@ -365,6 +368,18 @@ class LiveFeed:
         if total == 0:
             self.blocked += 1
         return total
+
+    def _call_state_for(self, parser_args: tuple, out: np.ndarray):
+        """The one call's bundle (``live_publish_nb.LiveCallState``) over the feed's arrays as they
+        are now, kept until one of them is replaced (a bigger buffer, the books' far levels grown)."""
+        rings, _ = self._one_call
+        self._call_state = live_publish_nb.new_call_state(
+            tuple(parser_args),
+            (self.books.arrays, self.book_levels, self._staged, self._snaps, self._scratch_px, self._scratch_qty,
+             self.hist_exch_to_recv),
+            rings, (self.hist_recv_to_publish, self._counts))
+        self._call_key = (out, self._staged, self.books.arrays)
+        return self._call_state
 
     def _make_room(self, source: np.ndarray, n: int) -> None:
         """Staging room for ``n`` records of ``source`` (the decoder's buffer, the stage kernel's
