@@ -37,6 +37,7 @@ import numpy as np
 from numba import typed
 
 from hftshm.book.book import DEFAULT_WINDOW_TICKS, BookSet
+from hftshm.feed import binance_nb as scan_nb
 from hftshm.feed import live_latency_nb, live_publish_nb, live_ws_nb, replay_nb
 from hftshm.feed.live_client import BinanceStreamClient, Subscription
 from hftshm.feed.live_decode import LINE_PATH_FRAMES, LiveDecoder
@@ -175,7 +176,9 @@ class LiveFeed:
         self._source_buffer = None
         self._step_lock = threading.Lock()
         self._network_error: BaseException | None = None
-        self._counts = np.zeros(live_publish_nb.N_COUNTS, np.int64)
+        self._counts = np.zeros(live_publish_nb.N_LINE_COUNTS, np.int64)
+        self._fast_table = np.zeros((live_publish_nb.FAST_LINES, scan_nb.N_COLS), np.int64)  # step_lines' scan
+        self._fast_rows = np.zeros(live_publish_nb.FAST_ROW_BYTES, np.uint8)  # and the rows it formats
         self._one_call = self._one_call_rings()
         self._call_state = None  # live_publish_nb.LiveCallState, built on the first batch
         self._call_key: tuple = ()
@@ -258,8 +261,10 @@ class LiveFeed:
             replay_nb.publish(out.ring.ctrl, out.ring.records, staged, 0, 0, 0, out.drop)
         live_latency_nb.receive_to_publish(self.hist_recv_to_publish, self._staged, 0, 0, 0)
         if self._one_call is not None:  # no rows: compiles (or loads) it, touches nothing of the feed's
-            live_publish_nb.step_call(np.zeros(0, np.uint8), 1, self.events_published,
-                                      self._call_state_for(warm.parse_args()[1:], warm.out))
+            warm_state = self._call_state_for(warm.parse_args()[1:], warm.out)
+            no_bytes = np.frombuffer(b"", np.uint8)  # read-only, as the rows' and frames' bytes are: their type
+            live_publish_nb.step_call(no_bytes, 1, self.events_published, warm_state)
+            live_publish_nb.step_lines(no_bytes, 0, 1, self.events_published, warm_state)
             self._call_state = None  # (that one held the throwaway decoder's buffers)
         if self.net is not None:
             warm_up_kernels()
@@ -315,6 +320,12 @@ class LiveFeed:
             popleft = items.popleft
             frames = [popleft() for _ in range(take)]
         decoder = self.decoder
+        if self._one_call is not None:
+            lines = decoder.fast_lines(frames, live_publish_nb.FAST_LINES)
+            if lines is not None:
+                taken = self._step_lines(frames, lines)
+                if taken is not None:
+                    return taken
         rows, n_lines = decoder.rows(frames)
         if decoder.snapshot_requests:
             for market, symbol in decoder.snapshot_requests:
@@ -332,20 +343,48 @@ class LiveFeed:
             return staged
         return self._publish()
 
-    def _parse_stage_publish(self, rows: np.ndarray, n_lines: int) -> int:
-        """The batch's rows parsed, staged and published by one kernel call (``live_publish_nb``)."""
-        if not n_lines:
-            return 0
-        decoder = self.decoder
-        self._make_room(decoder.out, 2 * n_lines + 2)  # (the parser's bound on records per row)
-        rings, outs = self._one_call
+    def _step_lines(self, frames: list, lines: bytes) -> int | None:
+        """Trades and best bid/asks from their bytes to the rings in one kernel call
+        (``live_publish_nb.step_lines``); None if the batch holds anything else (nothing done)."""
+        n_frames = len(frames)
+        state = self._ready_call_state(2 * n_frames)  # (two rows a bbo line)
+        live_publish_nb.step_lines(np.frombuffer(lines, np.uint8), n_frames, self.decoder._csv_line + 1,
+                                   self.events_published, state)
         counts = self._counts
+        n_rows = int(counts[live_publish_nb.C_ROWS])
+        if n_rows < 0:
+            return None
+        self.decoder.fast_taken(frames, lines, self._fast_table, int(counts[live_publish_nb.C_BBOS]),
+                                int(counts[live_publish_nb.C_TRADES]),
+                                int(counts[live_publish_nb.C_BBOS_WITHOUT_EXCH]))
+        return self._after_call(n_rows)
+
+    def _ready_call_state(self, n_lines: int):
+        """Room for the records of ``n_lines`` canonical rows, and the bundle over the arrays as they
+        are then."""
+        decoder = self.decoder
+        if len(decoder.out) < 2 * n_lines + 2:  # (the parser's bound on records per row)
+            decoder.out = np.zeros(2 * n_lines + 2, decoder.out.dtype)
+        self._make_room(decoder.out, 2 * n_lines + 2)
         state = self._call_state
         if state is None or self._call_key[0] is not decoder.out or self._call_key[1] is not self._staged \
                 or self._call_key[2] is not self.books.arrays:
             state = self._call_state_for(decoder.parse_args()[1:], decoder.out)
-        live_publish_nb.step_call(rows, decoder._csv_line + 1, self.events_published, state)
-        n, staged, snaps, *written = counts.tolist()
+        return state
+
+    def _parse_stage_publish(self, rows: np.ndarray, n_lines: int) -> int:
+        """The batch's rows parsed, staged and published by one kernel call (``live_publish_nb``)."""
+        if not n_lines:
+            return 0
+        state = self._ready_call_state(n_lines)
+        live_publish_nb.step_call(rows, self.decoder._csv_line + 1, self.events_published, state)
+        return self._after_call(n_lines)
+
+    def _after_call(self, n_lines: int) -> int:
+        """The feed's counters after the one call took ``n_lines`` canonical rows."""
+        decoder = self.decoder
+        rings, outs = self._one_call
+        n, staged, snaps, *written = self._counts[:live_publish_nb.N_COUNTS].tolist()
         decoder.parsed(n_lines, n)
         self._n_staged, self._n_snaps = staged, snaps
         if staged == 0:
@@ -377,7 +416,7 @@ class LiveFeed:
             tuple(parser_args),
             (self.books.arrays, self.book_levels, self._staged, self._snaps, self._scratch_px, self._scratch_qty,
              self.hist_exch_to_recv),
-            rings, (self.hist_recv_to_publish, self._counts))
+            rings, (self.hist_recv_to_publish, self._counts, self._fast_table, self._fast_rows))
         self._call_key = (out, self._staged, self.books.arrays)
         return self._call_state
 

@@ -56,6 +56,7 @@ class DecodeStats:
     records: int = 0
     interruptions: int = 0
     row_rejects: int = 0  # canonical rows the tick parser refused (e.g. a symbol not in the symbol table)
+    compiled_frames: int = 0  # trades and bbos that went from bytes to records in one kernel call (step_lines)
 
 
 class LiveDecoder:
@@ -81,6 +82,7 @@ class LiveDecoder:
         self._csv_line = 0
         self.stats = DecodeStats()
         self.snapshot_requests: list[tuple[str, str]] = []  # (market, symbol) the synchronisation wants
+        self._fast_symbols: set[tuple] = set()  # (market, symbol as sent) of the lines step_lines took
 
     @property
     def clock_offset_ns(self) -> int | None:
@@ -117,6 +119,46 @@ class LiveDecoder:
         if len(self.out) < 2 * n_lines + 2:
             self.out = np.zeros(2 * n_lines + 2, self._dtype)
         return np.frombuffer(buf, np.uint8), n_lines
+
+    def fast_lines(self, frames: list, most: int) -> bytes | None:
+        """The batch as recording lines for ``live_publish_nb.step_lines`` (the import's scanner and
+        row formatter in the one call) if it may be all trades and best bid/asks: up to ``most``
+        frames of one market, no disconnect, none naming a depth stream near its start (a hint only:
+        the kernel decides, and hands anything else back to ``rows``)."""
+        if len(frames) > most:
+            return None
+        market = frames[0][2]
+        for _, frame, frame_market in frames:
+            if frame is None or frame_market != market or b"depth" in frame[:48]:
+                return None
+        if len(frames) == 1:
+            recv_ns, frame, _ = frames[0]
+            return b"%d %b\n" % (recv_ns, frame)
+        return b"".join([b"%d %b\n" % (ns, frame) for ns, frame, _ in frames])
+
+    def fast_taken(self, frames: list, lines: bytes, table: np.ndarray, n_bbo: int, n_trade: int,
+                   bbo_without_exch: int) -> None:
+        """``step_lines`` took ``frames``: the import's counts for them, as its block path keeps them
+        for trade and bbo lines (``binance_fast._feed_block``)."""
+        market = frames[0][2]
+        n = len(frames)
+        summary = self.importers[market].summary
+        summary.lines += n
+        if n_bbo:
+            summary.rows_by_kind["bbo"] += 2 * n_bbo
+            if bbo_without_exch:
+                summary.notes["bbo_without_exchange_time"] += bbo_without_exch
+        if n_trade:
+            summary.rows_by_kind["trade"] += n_trade
+        known = self._fast_symbols
+        for start, end in table[:n, scan_nb.C_SYM_S:scan_nb.C_SYM_E + 1].tolist():
+            symbol = (market, lines[start:end])
+            if symbol not in known:
+                known.add(symbol)
+                summary.symbols.add(symbol[1].decode().upper())
+        self._lines[market] += n
+        self.stats.frames += n
+        self.stats.compiled_frames += n
 
     def _segment(self, frames: list, start: int, stop: int) -> None:
         if stop <= start:

@@ -29,6 +29,8 @@ from numba import njit, types
 from numba.experimental import structref
 from numba.extending import overload
 
+from hftshm.feed import binance_nb as scan_nb
+from hftshm.feed import binance_rows_nb as rows_nb
 from hftshm.feed import csv_nb, replay_nb
 from hftshm.feed.live_latency_nb import receive_to_publish
 from hftshm.transport.clock_nb import _clock_gettime_ns, monotonic_ns
@@ -36,6 +38,12 @@ from hftshm.transport.clock_nb import _clock_gettime_ns, monotonic_ns
 C_RECORDS, C_STAGED, C_SNAPS = 0, 1, 2
 C_WRITTEN = 3  # then one per ring: events ring 1, events ring 2, books ring 1, books ring 2
 N_COUNTS = 7
+# ``step_lines`` only, after those: the canonical rows it formatted (-1: the batch is not all trades
+# and best bid/asks, nothing was done), the bbo and trade lines, the bbos without an exchange time
+C_ROWS, C_BBOS, C_TRADES, C_BBOS_WITHOUT_EXCH = 7, 8, 9, 10
+N_LINE_COUNTS = 11
+FAST_LINES = 32  # a batch of up to this many lines can take step_lines
+FAST_ROW_BYTES = 1 << 16  # its rows' buffer
 MAX_RINGS_OF_A_KIND = 2
 _CLOCK_REALTIME = 0  # time.time_ns()'s clock: the one frames are stamped with on receipt
 _LAST = int(replay_nb._LAST)
@@ -47,7 +55,8 @@ class LiveCallStateType(types.StructRef):
     ``csv_nb.parse_block``'s arguments after the first line number), ``books`` (the book set's
     arrays, the levels published, the staging buffers, the scratch, the exchange -> receive
     histogram), ``rings`` (two event rings then two book rings, each ctrl, records, drop, present)
-    and ``tail`` (the receive -> publish histogram, the counts)."""
+    and ``tail`` (the receive -> publish histogram, the counts, ``step_lines``' line table and rows
+    buffer)."""
 
     def preprocess_fields(self, fields):
         return tuple((name, types.unliteral(t)) for name, t in fields)
@@ -92,7 +101,7 @@ def step_call(rows, first_line_no, seq0, state):
     books, levels, staged, snaps, scratch_px, scratch_qty, hist_exch_to_recv = state.books
     md_ctrl, md_records, md_drop, has_md, md2_ctrl, md2_records, md2_drop, has_md2, \
         bk_ctrl, bk_records, bk_drop, has_bk, bk2_ctrl, bk2_records, bk2_drop, has_bk2 = state.rings
-    hist_recv_to_publish, counts = state.tail
+    hist_recv_to_publish, counts, _table, _rows_buf = state.tail
     parse_stage_publish(rows, first_line_no, sym_names, sym_lens, sym_ids, out, pstate, issue_counts, issue_lines,
                         issue_codes, last_local, last_exch, sym_stats,
                         books, levels, staged, seq0, snaps, scratch_px, scratch_qty, hist_exch_to_recv,
@@ -142,3 +151,48 @@ def parse_stage_publish(rows, first_line_no, sym_names, sym_lens, sym_ids, out, 
     if has_md2:
         counts[C_WRITTEN + 1] = replay_nb.publish(md2_ctrl, md2_records, staged, 0, n_staged, monotonic_ns(),
                                                   md2_drop)
+
+
+@njit(cache=True)
+def step_lines(lines, n_lines, first_line_no, seq0, state):
+    """A batch of recording lines (``<receive ns> <frame>``) that are all trades and best bid/asks:
+    the import's byte scanner (``binance_nb``), its compiled row formatter (``binance_rows_nb``:
+    the rows its block path writes for such lines, which need no book synchronisation), then
+    ``parse_stage_publish``, in one call: no Python between the frame's bytes and the rings. Any
+    other line (a depth diff, a snapshot, a line the scanner leaves to the JSON path): nothing is
+    done, ``counts[C_ROWS]`` is -1 and the caller takes the import's line path (the depth diffs'
+    synchronisation is the import's Python; run on the scanner's table through its block path
+    instead, a depth diff's step took longer from cold caches: see docs/BENCHMARKS.md)."""
+    hist_recv_to_publish, counts, table, rows_buf = state.tail
+    counts[C_ROWS] = -1
+    if n_lines > len(table):
+        return
+    scanned = scan_nb.scan_lines(lines, n_lines)
+    bound = 0
+    n_bbo = 0
+    n_trade = 0
+    without = 0
+    for k in range(n_lines):
+        table[k, :] = scanned[k]
+        kind = scanned[k, scan_nb.C_KIND]
+        if kind == scan_nb.BBO:
+            n_bbo += 1
+            if scanned[k, scan_nb.C_HAS_EXCH_KEY] == 0:
+                without += 1
+        elif kind == scan_nb.TRADE:
+            n_trade += 1
+        else:
+            return
+        bound += scanned[k, scan_nb.C_BOUND]
+    if bound > len(rows_buf):
+        return
+    pos = 0
+    for k in range(n_lines):
+        row = table[k]
+        pos = rows_nb._put_line(rows_buf, pos, lines, row, row[scan_nb.C_LOCAL])
+    step_call(rows_buf[:pos], first_line_no, seq0, state)
+    counts[C_ROWS] = 2 * n_bbo + n_trade
+    counts[C_BBOS] = n_bbo
+    counts[C_TRADES] = n_trade
+    counts[C_BBOS_WITHOUT_EXCH] = without
+

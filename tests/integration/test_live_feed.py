@@ -302,11 +302,15 @@ def _publish_queued(feed, frames, chunk, rings_out) -> dict:
     return {name: np.concatenate(parts) for name, parts in out.items()}
 
 
-def test_one_kernel_call_per_batch_publishes_what_ring_by_ring_publishing_does(rings):
+@pytest.mark.parametrize("chunk", [7, 1])
+def test_one_kernel_call_per_batch_publishes_what_ring_by_ring_publishing_does(rings, chunk):
     """Two rings of each kind (the platform's feed: events for the strategies and the exchange, books
     for the strategies and risk): a batch is parsed, staged and published by one kernel call, through
-    small rings that hold batches back; with three event rings the step publishes ring by ring. The
-    same records reach every ring, every event's receive -> publish latency is recorded once."""
+    small rings that hold batches back; with three event rings the step publishes ring by ring (and
+    every frame takes the import's line path). The same records reach every ring, every event's
+    receive -> publish latency is recorded once; batches of trades and best bid/asks alone went
+    from their bytes to the rings in the one call (the import's scanner and row formatter), and the
+    import's counts of them are what its line path counts."""
     frames = _shipped_frames(3000)
     sub = Subscription(market_for("usdm", "ws://127.0.0.1:9/stream", "http://127.0.0.1:9/d"), ("BTCUSDT",))
     one_call = LiveFeed([sub], DEFAULT_SYMBOLS, batch_frames=64)
@@ -320,8 +324,12 @@ def test_one_kernel_call_per_batch_publishes_what_ring_by_ring_publishing_does(r
     for ring in by_ring_rings:
         by_ring.add_output(ring)
     assert by_ring._one_call is None
-    got = _publish_queued(one_call, frames, 7, one_call_rings)
-    want = _publish_queued(by_ring, frames, 7, by_ring_rings)
+    got = _publish_queued(one_call, frames, chunk, one_call_rings)
+    want = _publish_queued(by_ring, frames, chunk, by_ring_rings)
+    assert one_call.decoder.stats.compiled_frames > 100 and by_ring.decoder.stats.compiled_frames == 0
+    got_summary, want_summary = one_call.decoder.summaries()["usdm"], by_ring.decoder.summaries()["usdm"]
+    for field in ("lines", "rows_by_kind", "notes", "symbols", "gaps", "rejects", "dropped"):
+        assert getattr(got_summary, field) == getattr(want_summary, field), field
     assert one_call.blocked > 0  # the small rings did hold batches back
     want_events, want_snaps = want[by_ring_rings[0].name], want[by_ring_rings[3].name]
     assert len(want_events) == one_call.events_published == by_ring.events_published > 10_000
