@@ -37,7 +37,8 @@ import numpy as np
 from numba import typed
 
 from hftshm.book.book import DEFAULT_WINDOW_TICKS, BookSet
-from hftshm.feed import live_latency_nb, live_ws_nb, replay_nb
+from hftshm.feed import binance_nb as scan_nb
+from hftshm.feed import live_latency_nb, live_publish_nb, live_ws_nb, replay_nb
 from hftshm.feed.live_client import BinanceStreamClient, Subscription
 from hftshm.feed.live_decode import LINE_PATH_FRAMES, LiveDecoder
 from hftshm.feed.live_net import NetworkProcess, warm_up_kernels
@@ -73,6 +74,19 @@ class FrameQueue:
             self.dropped += 1
         if self.recorder is not None:
             self.recorder.on_frame(market, recv_ns, frame)
+
+    def on_frames(self, market: str, recv_ns: int, frames: list) -> None:
+        """One socket read's frames (all stamped with that read's time)."""
+        items = self.items
+        room = self.max_frames - len(items)
+        if room >= len(frames):
+            items.extend([(recv_ns, frame, market) for frame in frames])
+        else:
+            items.extend([(recv_ns, frame, market) for frame in frames[:max(room, 0)]])
+            self.dropped += len(frames) - max(room, 0)
+        if self.recorder is not None:
+            for frame in frames:
+                self.recorder.on_frame(market, recv_ns, frame)
 
     def on_read_end(self, market: str) -> None:
         if self.on_ready is not None:
@@ -162,6 +176,12 @@ class LiveFeed:
         self._source_buffer = None
         self._step_lock = threading.Lock()
         self._network_error: BaseException | None = None
+        self._counts = np.zeros(live_publish_nb.N_LINE_COUNTS, np.int64)
+        self._fast_table = np.zeros((live_publish_nb.FAST_LINES, scan_nb.N_COLS), np.int64)  # step_lines' scan
+        self._fast_rows = np.zeros(live_publish_nb.FAST_ROW_BYTES, np.uint8)  # and the rows it formats
+        self._one_call = self._one_call_rings()
+        self._call_state = None  # live_publish_nb.LiveCallState, built on the first batch
+        self._call_key: tuple = ()
 
     # ------------------------------------------------------------------ set-up
     def add_output(self, ring) -> None:
@@ -175,6 +195,27 @@ class LiveFeed:
             self.outputs.insert(first_event, output)
         else:
             self.outputs.append(output)
+        self._one_call = self._one_call_rings()
+        self._call_state = None  # the rings changed
+
+    def _one_call_rings(self) -> tuple | None:
+        """The rings' arguments of ``live_publish_nb.parse_stage_publish`` (the events' rings, then
+        the books'; a ring not there is a private stand-in with its flag off) and the outputs in the
+        order of its counts, or None if the outputs hold more rings of a kind than it takes (then the
+        step publishes ring by ring)."""
+        events = [o for o in self.outputs if not o.is_snapshot]
+        books = [o for o in self.outputs if o.is_snapshot]
+        most = live_publish_nb.MAX_RINGS_OF_A_KIND
+        if len(events) > most or len(books) > most:
+            return None
+        args, outs = [], []
+        for found, layout in ((events, "market_event"), (books, "book_snapshot")):
+            for k in range(most):
+                out = found[k] if k < len(found) else None
+                ring = out.ring if out is not None else _stand_in_ring(layout)
+                args += [ring.ctrl, ring.records, bool(out is not None and out.drop), out is not None]
+                outs.append(out)
+        return tuple(args), outs
 
     def start(self) -> None:
         if self.queue is not None:
@@ -219,6 +260,12 @@ class LiveFeed:
             staged = self._snaps if out.is_snapshot else self._staged
             replay_nb.publish(out.ring.ctrl, out.ring.records, staged, 0, 0, 0, out.drop)
         live_latency_nb.receive_to_publish(self.hist_recv_to_publish, self._staged, 0, 0, 0)
+        if self._one_call is not None:  # no rows: compiles (or loads) it, touches nothing of the feed's
+            warm_state = self._call_state_for(warm.parse_args()[1:], warm.out)
+            no_bytes = np.frombuffer(b"", np.uint8)  # read-only, as the rows' and frames' bytes are: their type
+            live_publish_nb.step_call(no_bytes, 1, self.events_published, warm_state)
+            live_publish_nb.step_lines(no_bytes, 0, 1, self.events_published, warm_state)
+            self._call_state = None  # (that one held the throwaway decoder's buffers)
         if self.net is not None:
             warm_up_kernels()
         else:
@@ -272,10 +319,21 @@ class LiveFeed:
             take = min(len(items), self.batch_frames)
             popleft = items.popleft
             frames = [popleft() for _ in range(take)]
-        records = self.decoder.decode(frames)
-        for market, symbol in self.decoder.snapshot_requests:
-            self.client.request_snapshot(market, symbol)
-        self.decoder.snapshot_requests.clear()
+        decoder = self.decoder
+        if self._one_call is not None:
+            lines = decoder.fast_lines(frames, live_publish_nb.FAST_LINES)
+            if lines is not None:
+                taken = self._step_lines(frames, lines)
+                if taken is not None:
+                    return taken
+        rows, n_lines = decoder.rows(frames)
+        if decoder.snapshot_requests:
+            for market, symbol in decoder.snapshot_requests:
+                self.client.request_snapshot(market, symbol)
+            decoder.snapshot_requests.clear()
+        if self._one_call is not None:
+            return self._parse_stage_publish(rows, n_lines)
+        records = decoder._parse(rows, n_lines)
         staged = self._stage(records)
         if staged == 0:
             return 0
@@ -285,22 +343,103 @@ class LiveFeed:
             return staged
         return self._publish()
 
-    def _stage(self, records: np.ndarray) -> int:
-        n = len(records)
+    def _step_lines(self, frames: list, lines: bytes) -> int | None:
+        """Trades and best bid/asks from their bytes to the rings in one kernel call
+        (``live_publish_nb.step_lines``); None if the batch holds anything else (nothing done)."""
+        n_frames = len(frames)
+        state = self._ready_call_state(2 * n_frames)  # (two rows a bbo line)
+        live_publish_nb.step_lines(np.frombuffer(lines, np.uint8), n_frames, self.decoder._csv_line + 1,
+                                   self.events_published, state)
+        counts = self._counts
+        n_rows = int(counts[live_publish_nb.C_ROWS])
+        if n_rows < 0:
+            return None
+        self.decoder.fast_taken(frames, lines, self._fast_table, int(counts[live_publish_nb.C_BBOS]),
+                                int(counts[live_publish_nb.C_TRADES]),
+                                int(counts[live_publish_nb.C_BBOS_WITHOUT_EXCH]))
+        return self._after_call(n_rows)
+
+    def _ready_call_state(self, n_lines: int):
+        """Room for the records of ``n_lines`` canonical rows, and the bundle over the arrays as they
+        are then."""
+        decoder = self.decoder
+        if len(decoder.out) < 2 * n_lines + 2:  # (the parser's bound on records per row)
+            decoder.out = np.zeros(2 * n_lines + 2, decoder.out.dtype)
+        self._make_room(decoder.out, 2 * n_lines + 2)
+        state = self._call_state
+        if state is None or self._call_key[0] is not decoder.out or self._call_key[1] is not self._staged \
+                or self._call_key[2] is not self.books.arrays:
+            state = self._call_state_for(decoder.parse_args()[1:], decoder.out)
+        return state
+
+    def _parse_stage_publish(self, rows: np.ndarray, n_lines: int) -> int:
+        """The batch's rows parsed, staged and published by one kernel call (``live_publish_nb``)."""
+        if not n_lines:
+            return 0
+        state = self._ready_call_state(n_lines)
+        live_publish_nb.step_call(rows, self.decoder._csv_line + 1, self.events_published, state)
+        return self._after_call(n_lines)
+
+    def _after_call(self, n_lines: int) -> int:
+        """The feed's counters after the one call took ``n_lines`` canonical rows."""
+        decoder = self.decoder
+        rings, outs = self._one_call
+        n, staged, snaps, *written = self._counts[:live_publish_nb.N_COUNTS].tolist()
+        decoder.parsed(n_lines, n)
+        self._n_staged, self._n_snaps = staged, snaps
+        if staged == 0:
+            return 0
+        if not self.outputs:
+            self.events_published += staged
+            self.snapshots_published += snaps
+            return staged
+        for out, n_written in zip(outs, written):
+            if out is not None:
+                out.pos = n_written
+                out.written += n_written
+        if not self.pending:
+            self.events_published += staged
+            self.snapshots_published += snaps
+            self._latency_recorded = True
+        else:  # a full block ring took part: ``_publish`` carries on from ``pos`` (latency of the rest too)
+            self._latency_recorded = outs[0] is None or written[0] >= staged
+        total = sum(written)
+        if total == 0:
+            self.blocked += 1
+        return total
+
+    def _call_state_for(self, parser_args: tuple, out: np.ndarray):
+        """The one call's bundle (``live_publish_nb.LiveCallState``) over the feed's arrays as they
+        are now, kept until one of them is replaced (a bigger buffer, the books' far levels grown)."""
+        rings, _ = self._one_call
+        self._call_state = live_publish_nb.new_call_state(
+            tuple(parser_args),
+            (self.books.arrays, self.book_levels, self._staged, self._snaps, self._scratch_px, self._scratch_qty,
+             self.hist_exch_to_recv),
+            rings, (self.hist_recv_to_publish, self._counts, self._fast_table, self._fast_rows))
+        self._call_key = (out, self._staged, self.books.arrays)
+        return self._call_state
+
+    def _make_room(self, source: np.ndarray, n: int) -> None:
+        """Staging room for ``n`` records of ``source`` (the decoder's buffer, the stage kernel's
+        source), and far-level room in the books."""
         if len(self._staged) < n:
             self._staged = load_layout("market_event").zeros(2 * n)
             self._snaps = load_layout("book_snapshot").zeros(2 * n)
-        base = records.base if records.base is not None else records
-        if base is not self._source_buffer:  # the decoder's buffer (re)allocated: the kernel's source
-            self._sources[0] = base
-            self._source_buffer = base
-        self._cursors[0] = 0
-        offset = self.decoder.clock_offset_ns
-        self._offsets[0] = offset if offset is not None else 0
+        if source is not self._source_buffer:  # the decoder's buffer (re)allocated: the kernel's source
+            self._sources[0] = source
+            self._source_buffer = source
         if self._reserve_budget < n:  # far-level room for the next batches at once (reserve is not free)
             self._reserve_budget = max(n, _RESERVE_EVENTS)
             self.books.reserve(self._reserve_budget)
         self._reserve_budget -= n
+
+    def _stage(self, records: np.ndarray) -> int:
+        n = len(records)
+        self._make_room(records.base if records.base is not None else records, n)
+        self._cursors[0] = 0
+        offset = self.decoder.clock_offset_ns
+        self._offsets[0] = offset if offset is not None else 0
         staged, snaps = replay_nb.stage(
             self._sources, self._cursors, self._offsets, 0, _NO_LIMIT, n, self._staged,
             self.events_published, self._rstate, self.books.arrays, self.book_levels, self._snaps,
@@ -365,6 +504,20 @@ class LiveFeed:
             "frame_ring_errors": self.net.sequence_errors if self.net is not None else 0,
             "rings": {o.ring.name: o.written for o in self.outputs},
         }
+
+
+_STAND_INS: dict = {}
+
+
+def _stand_in_ring(layout: str):
+    """A private ring of ``layout`` standing for a ring the feed does not have (its flag is off: never
+    written), so the one-call kernel keeps one signature whatever the outputs."""
+    ring = _STAND_INS.get(layout)
+    if ring is None:
+        from hftshm.transport.ring import Ring
+
+        ring = _STAND_INS[layout] = Ring.private(layout, 8)
+    return ring
 
 
 def _warm_up_frames(symbol: str) -> list[str]:

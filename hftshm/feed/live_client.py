@@ -91,7 +91,8 @@ class StreamSink(Protocol):
     """What the client calls, on its own thread; implementations must not block."""
 
     def on_frame(self, market: str, recv_ns: int, frame: bytes) -> None: ...
-    # optional: ``on_read_end(market)`` after the frames of one socket read went to ``on_frame``
+    # optional: ``on_frames(market, recv_ns, frames)``, the whole messages of one socket read at once
+    # (a list, in order; without it each goes to ``on_frame``), and ``on_read_end(market)`` after them
     def on_snapshot(self, market: str, symbol: str, recv_ns: int, body: bytes) -> None: ...
     def on_connect(self, market: str, attempt: int) -> None: ...
     def on_disconnect(self, market: str, recv_ns: int, reason: str) -> None: ...
@@ -311,6 +312,7 @@ class _Messages:
     def connection(self, protocol, **kwargs):
         conn = _direct_connection_class()(protocol, **kwargs)
         conn.on_message = self.on_message
+        conn.on_messages = self.on_messages
         read_end = getattr(self.client.sink, "on_read_end", None)
         if read_end is not None:
             market = self.market
@@ -331,6 +333,27 @@ class _Messages:
             self.held.append((frame, recv_ns))
             return
         self._deliver(frame, recv_ns)
+
+    def on_messages(self, frames: list, recv_ns: int) -> None:
+        """The whole messages of one socket read, in order (the frame splitter's)."""
+        self.last[0] = recv_ns
+        if self.held is not None or self.waiting:  # (rare: the handshake's read, a symbol's first diff)
+            for frame in frames:
+                self.on_message(frame, recv_ns)
+            return
+        client = self.client
+        stats = client.stats
+        if not stats.frames:
+            stats.first_frame_ns = recv_ns
+        stats.frames += len(frames)
+        stats.bytes += sum(map(len, frames))
+        on_frames = getattr(client.sink, "on_frames", None)
+        if on_frames is not None:
+            on_frames(self.market, recv_ns, frames)
+            return
+        on_frame, market = client.sink.on_frame, self.market
+        for frame in frames:
+            on_frame(market, recv_ns, frame)
 
     def _deliver(self, frame: bytes, recv_ns: int) -> None:
         client = self.client
@@ -376,6 +399,7 @@ def _direct_connection_class():
 
     class _DirectConnection(ClientConnection):
         on_message = None
+        on_messages = None
         on_read_end = None
         _recv_ns = 0
         _fragments: list | None = None
@@ -425,12 +449,18 @@ def _direct_connection_class():
                     return
                 chunk = bytes(buf[:taken])
                 del buf[:taken]
-                on_message, recv_ns = self.on_message, self._recv_ns
+                recv_ns = self._recv_ns
+                messages = []
                 for start, payload, stop, kind in self._table[:frames].tolist():
                     if kind == data_kind:
-                        on_message(chunk[payload:stop], recv_ns)
+                        messages.append(chunk[payload:stop])
                     else:
+                        if messages:  # in order: the data frames before this one first
+                            self.on_messages(messages, recv_ns)
+                            messages = []
                         super().data_received(chunk[start:stop])
+                if messages:
+                    self.on_messages(messages, recv_ns)
                 if frames < len(self._table):
                     return
 

@@ -28,6 +28,7 @@ from hftshm.symbols import SymbolTable
 from hftshm.transport.layout import load as load_layout
 
 _LAST = 1  # EventFlag.LAST_IN_MESSAGE
+_NO_ROWS = np.zeros(0, np.uint8)
 LINE_PATH_FRAMES = 32  # segments up to this many frames take the import's line path, longer ones its block path
 
 
@@ -55,6 +56,7 @@ class DecodeStats:
     records: int = 0
     interruptions: int = 0
     row_rejects: int = 0  # canonical rows the tick parser refused (e.g. a symbol not in the symbol table)
+    compiled_frames: int = 0  # trades and bbos that went from bytes to records in one kernel call (step_lines)
 
 
 class LiveDecoder:
@@ -80,6 +82,7 @@ class LiveDecoder:
         self._csv_line = 0
         self.stats = DecodeStats()
         self.snapshot_requests: list[tuple[str, str]] = []  # (market, symbol) the synchronisation wants
+        self._fast_symbols: set[tuple] = set()  # (market, symbol as sent) of the lines step_lines took
 
     @property
     def clock_offset_ns(self) -> int | None:
@@ -88,6 +91,13 @@ class LiveDecoder:
 
     def decode(self, frames: list) -> np.ndarray:
         """Records of ``frames`` (a view of a buffer reused by the next call)."""
+        rows, n_lines = self.rows(frames)
+        return self._parse(rows, n_lines)
+
+    def rows(self, frames: list) -> tuple[np.ndarray, int]:
+        """The canonical rows of ``frames`` (uint8, whole lines) as the import writes them, and their
+        count; ``out`` has room for their records afterwards. The records: ``parse_args`` plus
+        ``csv_nb.parse_block`` (or ``decode``), then ``parsed``."""
         self._csv.clear()
         start = 0
         for k, (recv_ns, frame, market) in enumerate(frames):
@@ -102,7 +112,53 @@ class LiveDecoder:
                 self._drain_plan(importer, b"", None)
                 start = k + 1
         self._segment(frames, start, len(frames))
-        return self._parse()
+        if not self._csv:
+            return _NO_ROWS, 0
+        buf = self._csv[0] if len(self._csv) == 1 else b"".join(self._csv)
+        n_lines = buf.count(b"\n")
+        if len(self.out) < 2 * n_lines + 2:
+            self.out = np.zeros(2 * n_lines + 2, self._dtype)
+        return np.frombuffer(buf, np.uint8), n_lines
+
+    def fast_lines(self, frames: list, most: int) -> bytes | None:
+        """The batch as recording lines for ``live_publish_nb.step_lines`` (the import's scanner and
+        row formatter in the one call) if it may be all trades and best bid/asks: up to ``most``
+        frames of one market, no disconnect, none naming a depth stream near its start (a hint only:
+        the kernel decides, and hands anything else back to ``rows``)."""
+        if len(frames) > most:
+            return None
+        market = frames[0][2]
+        for _, frame, frame_market in frames:
+            if frame is None or frame_market != market or b"depth" in frame[:48]:
+                return None
+        if len(frames) == 1:
+            recv_ns, frame, _ = frames[0]
+            return b"%d %b\n" % (recv_ns, frame)
+        return b"".join([b"%d %b\n" % (ns, frame) for ns, frame, _ in frames])
+
+    def fast_taken(self, frames: list, lines: bytes, table: np.ndarray, n_bbo: int, n_trade: int,
+                   bbo_without_exch: int) -> None:
+        """``step_lines`` took ``frames``: the import's counts for them, as its block path keeps them
+        for trade and bbo lines (``binance_fast._feed_block``)."""
+        market = frames[0][2]
+        n = len(frames)
+        summary = self.importers[market].summary
+        summary.lines += n
+        if n_bbo:
+            summary.rows_by_kind["bbo"] += 2 * n_bbo
+            if bbo_without_exch:
+                summary.notes["bbo_without_exchange_time"] += bbo_without_exch
+        if n_trade:
+            summary.rows_by_kind["trade"] += n_trade
+        known = self._fast_symbols
+        for start, end in table[:n, scan_nb.C_SYM_S:scan_nb.C_SYM_E + 1].tolist():
+            symbol = (market, lines[start:end])
+            if symbol not in known:
+                known.add(symbol)
+                summary.symbols.add(symbol[1].decode().upper())
+        self._lines[market] += n
+        self.stats.frames += n
+        self.stats.compiled_frames += n
 
     def _segment(self, frames: list, start: int, stop: int) -> None:
         if stop <= start:
@@ -157,24 +213,28 @@ class LiveDecoder:
             table = np.zeros((0, scan_nb.N_COLS), np.int64)
         _write_plan(importer, data, table, self._csv.append)
 
-    def _parse(self) -> np.ndarray:
-        if not self._csv:
-            return self.out[:0]
-        buf = b"".join(self._csv)
-        n_lines = buf.count(b"\n")
-        if len(self.out) < 2 * n_lines + 2:
-            self.out = np.zeros(2 * n_lines + 2, self._dtype)
-        state = self._state
-        state[csv_nb.ST_CARRY] = 0
-        n = csv_nb.parse_block(np.frombuffer(buf, np.uint8), self._csv_line + 1, False, self._names, self._lens,
-                               self._ids, self.out, state, self._issue_counts, self._issue_lines, self._issue_codes,
-                               self._last_local, self._last_exch, self._sym_stats)
+    def parse_args(self) -> tuple:
+        """``csv_nb.parse_block``'s arguments after the rows: the first line's number, then the symbol
+        table, ``out`` and the parser's state (carried from batch to batch)."""
+        return (self._csv_line + 1, self._names, self._lens, self._ids, self.out, self._state, self._issue_counts,
+                self._issue_lines, self._issue_codes, self._last_local, self._last_exch, self._sym_stats)
+
+    def parsed(self, n_lines: int, n_records: int) -> None:
+        """After ``parse_block`` took ``n_lines`` rows into ``n_records`` records: the counters."""
         self._csv_line += n_lines
-        if state[csv_nb.ST_N_RECORDED]:  # some row had an issue: count the rejects among them
+        if self._state[csv_nb.ST_N_RECORDED]:  # some row had an issue: count the rejects among them
             self.stats.row_rejects = int(self._issue_counts[self._reject_index].sum())
+        self.stats.records += n_records
+
+    def _parse(self, rows: np.ndarray, n_lines: int) -> np.ndarray:
+        if not n_lines:
+            return self.out[:0]
+        self._state[csv_nb.ST_CARRY] = 0
+        first, *args = self.parse_args()
+        n = csv_nb.parse_block(rows, first, False, *args)
         if n:
             self.out[n - 1]["flags"] |= _LAST  # a batch ends at a frame's end: its last message is whole
-        self.stats.records += n
+        self.parsed(n_lines, n)
         return self.out[:n]
 
     def row_issues(self) -> dict[str, int]:

@@ -128,7 +128,7 @@ def test_an_error_on_the_network_thread_is_raised_by_the_feed_thread_step():
         def broken(frames):
             raise RuntimeError("decoder broke")
 
-        feed.decoder.decode = broken
+        feed.decoder.rows = broken
         feed.start()
         try:
             assert _wait(lambda: feed._network_error is not None)
@@ -267,3 +267,82 @@ def test_killed_network_process_is_reported_restarted_and_the_book_resyncs(rings
     assert feed.client.stats.snapshots >= 1 and feed.stats()["net_restarts"] == 1
     events = np.concatenate(events)
     assert np.array_equal(events["seq"], np.arange(len(events)))
+
+
+def _shipped_frames(n: int) -> list:
+    """The shipped recording's first ``n`` lines as the client queues them (the snapshot wrapped)."""
+    import gzip
+
+    from hftshm.feed.live_record import wrap_snapshot
+
+    frames = []
+    with gzip.open(SHIPPED, "rb") as handle:
+        for _, line in zip(range(n), handle):
+            ts, _, payload = line.rstrip(b"\n").partition(b" ")
+            if b'"lastUpdateId"' in payload[:40]:
+                payload = wrap_snapshot("BTCUSDT", payload)
+            frames.append((int(ts), payload, "usdm"))
+    return frames
+
+
+def _publish_queued(feed, frames, chunk, rings_out) -> dict:
+    """Queue ``frames`` ``chunk`` at a time (as socket reads would) and step until all is published,
+    draining the rings only when a step wrote nothing (a full ring holds the batch back meanwhile)."""
+    out = {ring.name: [] for ring in rings_out}
+    for k in range(0, len(frames), chunk):
+        feed.queue.items.extend(frames[k:k + chunk])
+        while feed.queue.items or feed.pending:
+            if feed.step() == 0:
+                for ring in rings_out:
+                    out[ring.name].append(ring.poll(1 << 20).copy())
+                    ring.release()
+    for ring in rings_out:
+        out[ring.name].append(ring.poll(1 << 20).copy())
+        ring.release()
+    return {name: np.concatenate(parts) for name, parts in out.items()}
+
+
+@pytest.mark.parametrize("chunk", [7, 1])
+def test_one_kernel_call_per_batch_publishes_what_ring_by_ring_publishing_does(rings, chunk):
+    """Two rings of each kind (the platform's feed: events for the strategies and the exchange, books
+    for the strategies and risk): a batch is parsed, staged and published by one kernel call, through
+    small rings that hold batches back; with three event rings the step publishes ring by ring (and
+    every frame takes the import's line path). The same records reach every ring, every event's
+    receive -> publish latency is recorded once; batches of trades and best bid/asks alone went
+    from their bytes to the rings in the one call (the import's scanner and row formatter), and the
+    import's counts of them are what its line path counts."""
+    frames = _shipped_frames(3000)
+    sub = Subscription(market_for("usdm", "ws://127.0.0.1:9/stream", "http://127.0.0.1:9/d"), ("BTCUSDT",))
+    one_call = LiveFeed([sub], DEFAULT_SYMBOLS, batch_frames=64)
+    one_call_rings = (rings("market_event", 256), rings("market_event"), rings("book_snapshot", 64),
+                      rings("book_snapshot"))
+    for ring in one_call_rings:
+        one_call.add_output(ring)
+    assert one_call._one_call is not None
+    by_ring = LiveFeed([sub], DEFAULT_SYMBOLS, batch_frames=64)
+    by_ring_rings = (rings("market_event"), rings("market_event"), rings("market_event"), rings("book_snapshot"))
+    for ring in by_ring_rings:
+        by_ring.add_output(ring)
+    assert by_ring._one_call is None
+    got = _publish_queued(one_call, frames, chunk, one_call_rings)
+    want = _publish_queued(by_ring, frames, chunk, by_ring_rings)
+    assert one_call.decoder.stats.compiled_frames > 100 and by_ring.decoder.stats.compiled_frames == 0
+    got_summary, want_summary = one_call.decoder.summaries()["usdm"], by_ring.decoder.summaries()["usdm"]
+    for field in ("lines", "rows_by_kind", "notes", "symbols", "gaps", "rejects", "dropped"):
+        assert getattr(got_summary, field) == getattr(want_summary, field), field
+    assert one_call.blocked > 0  # the small rings did hold batches back
+    want_events, want_snaps = want[by_ring_rings[0].name], want[by_ring_rings[3].name]
+    assert len(want_events) == one_call.events_published == by_ring.events_published > 10_000
+    assert len(want_snaps) == one_call.snapshots_published > 0
+    for ring in one_call_rings[:2]:
+        events = got[ring.name]
+        for field in events.dtype.names:
+            if field != "publish_ts_ns":
+                assert np.array_equal(events[field], want_events[field]), (ring.name, field)
+    for ring in one_call_rings[2:]:
+        snaps = got[ring.name]
+        for field in ("bid_px", "ask_px", "bid_qty", "ask_qty"):
+            assert np.array_equal(snaps[field], want_snaps[field]), (ring.name, field)
+    n_latencies = int(np.count_nonzero(want_events["kind"] != EventKind.CLEAR))
+    assert one_call.hist_recv_to_publish[histogram_nb.COUNT] == n_latencies
+    assert by_ring.hist_recv_to_publish[histogram_nb.COUNT] == n_latencies
