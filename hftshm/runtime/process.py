@@ -168,8 +168,8 @@ class Attachments:
         ring = self._rings.get(segment)
         if ring is None:
             ring = self._rings[segment] = Ring.attach(segment, layouts.load(entry.layout), ready_timeout_s=5.0)
-            # every page mapped now: a ring's first lap would take a minor fault per page of it in
-            # this process, between a tick and its order (resident.map_shared)
+            # every page mapped now: a ring's first lap would take a minor fault per page written
+            # (per 16 read) in this process, between a tick and its order (resident.map_shared)
             map_shared(ring.records)
         if role == "producer":
             ring.register_producer()
