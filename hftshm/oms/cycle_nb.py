@@ -35,8 +35,8 @@ from hftshm.oms.order_table_nb import S_OPEN
 from hftshm.oms.oms_nb import C_EVENTS, C_ORDERS, C_REPORTS, O_NEXT_DEADLINE, ST_WORDS, on_orders, on_reports
 from hftshm.oms.timers_nb import on_timers
 from hftshm.transport.clock_nb import monotonic_ns
-from hftshm.transport.ring_nb import (commit, commit_quiet, consumer_position, free_capacity, release, try_claim,
-                                     try_poll, wake_consumer_if_parked)
+from hftshm.transport.ring_nb import (claimable, commit, commit_quiet, consumer_position, free_capacity, release,
+                                     try_claim, try_poll, wake_consumer_if_parked)
 
 EVENTS_FULL = -1
 
@@ -64,16 +64,29 @@ def _contiguous(ctrl, records, max_n):
     return start, min(available, records.shape[0] - start)
 
 
+@njit(cache=True, inline="always")
+def _free(ctrl, want):
+    """Free slots of an output ring, re-reading the consumer's cursor when the producer's cached copy
+    says fewer than ``want``. ``free_capacity`` alone re-reads it only at 0 free: a writer's ring
+    whose cached count stopped at 1 free slot read as full (fewer than 2 events) until the Python
+    path ran, and the compiled cycle handed over to it for a round."""
+    free = free_capacity(ctrl)
+    if free < want:
+        claimable(ctrl, want)  # refreshes the cached consumer cursor; claims nothing
+        free = free_capacity(ctrl)
+    return free
+
+
 @njit(cache=True)
 def _room(rings, report_ctrls, out):
     """Inputs one batch may take so its outputs fit everywhere; EVENTS_FULL if the writer's ring is full."""
     counts = out[3]
-    events_free = free_capacity(rings.events_ctrl) - counts[C_EVENTS]
+    events_free = _free(rings.events_ctrl, counts[C_EVENTS] + 2) - counts[C_EVENTS]
     if events_free < 2:
         return EVENTS_FULL
-    room = min(events_free // 2, free_capacity(rings.exchange_ctrl) - counts[C_ORDERS])
+    room = min(events_free // 2, _free(rings.exchange_ctrl, counts[C_ORDERS] + 1) - counts[C_ORDERS])
     for ctrl in report_ctrls:
-        room = min(room, free_capacity(ctrl) - counts[C_REPORTS])
+        room = min(room, _free(ctrl, counts[C_REPORTS] + 1) - counts[C_REPORTS])
     return max(room, 0)
 
 

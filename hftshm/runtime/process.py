@@ -159,6 +159,7 @@ class Attachments:
         """The ring, attached once per process; this process registers as its producer or consumer
         (a composite process may be both). Registration resyncs the cached cursors a killed
         predecessor left, so a restarted consumer resumes at the last released cursor."""
+        from hftshm.runtime.resident import map_shared
         from hftshm.transport.ring import Ring
 
         segment = entry.segment
@@ -167,6 +168,9 @@ class Attachments:
         ring = self._rings.get(segment)
         if ring is None:
             ring = self._rings[segment] = Ring.attach(segment, layouts.load(entry.layout), ready_timeout_s=5.0)
+            # every page mapped now: a ring's first lap would take a minor fault per page written
+            # (per 16 read) in this process, between a tick and its order (resident.map_shared)
+            map_shared(ring.records)
         if role == "producer":
             ring.register_producer()
         else:

@@ -40,3 +40,29 @@ def test_touch_pages_leaves_read_only_arrays_and_refuses_a_copy():
 def test_the_exchange_simulator_makes_its_fill_model_tables_resident():
     sim = ExchangeSimulator()
     assert sim.make_resident() >= sum(a.nbytes for a in sim._S if isinstance(a, np.ndarray))
+
+
+def test_a_process_attaching_a_ring_maps_its_pages_while_another_process_writes_them():
+    """A worker process's ring (``process.Attachments.ring``) is mapped at attach: its first lap reads
+    the records another process writes with no page fault here, and nothing was written by mapping."""
+    import os
+    import uuid
+    from types import SimpleNamespace
+
+    from hftshm.runtime.process import Attachments
+    from hftshm.transport.ring import Ring
+
+    name = f"hftshm_{os.getpid()}_{uuid.uuid4().hex[:6]}_resident"
+    feed = Ring.create(name, "book_snapshot", 4096)  # 448-byte records: ~9 per page
+    feed.records["seq"][::5] = 7  # the producer has written some pages already
+    attachments = Attachments(SimpleNamespace(transport="shm"))
+    try:
+        reader = attachments.ring(SimpleNamespace(segment=name, layout="book_snapshot"), "consumer")
+        faults = _minor_faults()
+        total = int(reader.records["seq"].sum())  # every page of the ring, as its first lap reads them
+        assert _minor_faults() - faults < 5  # without the mapping at attach: ~30 (a read fault maps 16 pages)
+        assert total == 7 * len(reader.records["seq"][::5])  # mapped, not written
+    finally:
+        attachments.close()
+        feed.unlink()
+        feed.close()

@@ -136,6 +136,28 @@ def test_slice_ends_idle_after_its_spin_and_for_python_when_the_event_ring_is_fu
     assert rig.peek_exchange_orders() == 0
 
 
+def test_an_event_ring_the_writer_has_emptied_takes_the_orders_whatever_the_cached_cursor_says(rigs):
+    """The OMS's cached copy of the writer's cursor says 1 slot free (fewer than a new order's 2
+    events) though the writer has read everything: the cycle looks again instead of handing the
+    round to Python as if the writer were behind."""
+    rig = rigs("stale")
+    cycle = TradingCycle.for_workers(rig.workers, WaitStrategy.from_config("busy-spin"))
+    assert cycle.warm()
+    cycle.limits = cycle.limits._replace(slice_ns=0, max_slice_ns=0)
+    events = rig.rings["oms.events"]
+    filler = load("order_event").zeros(events.capacity - 1)
+    view = events.claim(len(filler))
+    view[:] = filler
+    events.commit(len(filler))  # the producer's cache: 1 free
+    assert len(rig.drain_events()) == len(filler)  # the writer reads them all
+    records, bid, ask = market(0)
+    rig.events(records)
+    rig.book(bid, ask, int(records[-1]["exch_ts_ns"]), publish_ts_ns=1)
+    result = cycle.run_slice()
+    assert result.end == SliceEnd.CADENCE
+    assert rig.peek_exchange_orders() == 2
+
+
 def parking_cycle(rig: TradingRig, extra_inputs=()) -> TradingCycle:
     """The composite's cycle with spin-park bound as the process binds it: every ring the four
     workers consume (``extra_inputs`` too)."""
