@@ -233,7 +233,14 @@ def _remove_loc(mv_price, mv_qty, mv_used, mv_i64, b, side, loc):
     if loc < cap:
         _far_delete(mv_price, mv_qty, mv_used, mv_i64, b, side, loc)
         return
-    s = loc - cap
+    _remove_window_slot(mv_qty, mv_used, mv_i64, b, side, cap, loc - cap)
+
+
+@njit(cache=True, _nrt=False, forceinline=True)
+def _remove_window_slot(mv_qty, mv_used, mv_i64, b, side, cap, s):
+    """Empty window slot ``s`` (occupied). Inlined into ``set_level``: a level deleted in the window is
+    the commonest depth event, and a call passing the view's arrays cost more than the removal."""
+    loc = cap + s
     mv_qty[b, side, loc] = 0
     mv_used[b, side, loc] = 0
     mv_i64[b, MV_WIN_N + side] -= 1
@@ -350,9 +357,11 @@ def set_level(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks, lots):
                 mv_qty[b, side, loc] = lots
                 mv_used[b, side, loc] = 0
                 return before
-            _remove_loc(mv_price, mv_qty, mv_used, mv_i64, b, side, loc)
+            _remove_window_slot(mv_qty, mv_used, mv_i64, b, side, cap, s)
         else:
-            if lots <= 0 or not _admit(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks):
+            # a side with room admits at once; only a full side calls _admit (which would say True)
+            if lots <= 0 or (mv_i64[b, MV_FAR_N + side] + mv_i64[b, MV_WIN_N + side] >= cap
+                             and not _admit(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks)):
                 return 0
             mv_qty[b, side, loc] = lots
             mv_used[b, side, loc] = 0
@@ -373,7 +382,8 @@ def set_level(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks, lots):
                 return before
             _far_delete(mv_price, mv_qty, mv_used, mv_i64, b, side, pos)
         else:
-            if lots <= 0 or not _admit(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks):
+            if lots <= 0 or (mv_i64[b, MV_FAR_N + side] + mv_i64[b, MV_WIN_N + side] >= cap
+                             and not _admit(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks)):
                 return 0
             pos, found = _far_find(mv_price, mv_i64, b, side, price_ticks)  # the drop may have moved it
             _far_insert(mv_price, mv_qty, mv_used, mv_i64, b, side, pos, price_ticks, lots, 0)
