@@ -357,7 +357,12 @@ def set_level(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks, lots):
                 mv_qty[b, side, loc] = lots
                 mv_used[b, side, loc] = 0
                 return before
+            wb = mv_i64[b, MV_WIN_BEST + side]
             _remove_window_slot(mv_qty, mv_used, mv_i64, b, side, cap, s)
+            if s != wb:
+                # not the window's best: the side's best is where it was, inside the margins
+                # _keep_best_in_window left it in (the commonest depth event; its check cost more)
+                return before
         else:
             # a side with room admits at once; only a full side calls _admit (which would say True)
             if lots <= 0 or (mv_i64[b, MV_FAR_N + side] + mv_i64[b, MV_WIN_N + side] >= cap
@@ -366,12 +371,13 @@ def set_level(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks, lots):
             mv_qty[b, side, loc] = lots
             mv_used[b, side, loc] = 0
             mv_i64[b, MV_WIN_N + side] += 1
-            wb = mv_i64[b, MV_WIN_BEST + side]
-            if wb < 0 or _key(side, s) > _key(side, wb):
-                mv_i64[b, MV_WIN_BEST + side] = s
             ww = mv_i64[b, MV_WIN_WORST + side]
             if ww < 0 or _key(side, s) < _key(side, ww):
                 mv_i64[b, MV_WIN_WORST + side] = s
+            wb = mv_i64[b, MV_WIN_BEST + side]
+            if wb >= 0 and _key(side, s) < _key(side, wb):
+                return 0  # worse than the window's best: the side's best did not move
+            mv_i64[b, MV_WIN_BEST + side] = s
     else:
         pos, found = _far_find(mv_price, mv_i64, b, side, price_ticks)
         before = mv_qty[b, side, pos] if found else 0
@@ -411,11 +417,16 @@ def apply_bbo(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks, lots, upd
         return
     key = _key(side, price_ticks)
     loc = best_loc(mv_price, mv_i64, b, side)
+    trimmed = False
     while loc >= 0 and _key(side, loc_price(mv_price, mv_i64, b, side, loc)) > key:
         _remove_loc(mv_price, mv_qty, mv_used, mv_i64, b, side, loc)
         loc = best_loc(mv_price, mv_i64, b, side)
+        trimmed = True
     set_level(mv_price, mv_qty, mv_used, mv_i64, b, side, price_ticks, lots)
-    _keep_best_in_window(mv_price, mv_qty, mv_used, mv_i64, b, side)  # set_level skips it for a mere resize
+    if trimmed:
+        # set_level re-checks the best's place only when its own change moved the best; nothing
+        # trimmed (the common case), the best is where the last check left it
+        _keep_best_in_window(mv_price, mv_qty, mv_used, mv_i64, b, side)
 
 
 @njit(cache=True, _nrt=False)
