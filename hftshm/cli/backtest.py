@@ -55,7 +55,7 @@ def backtest_command(
     cfg = config if Path(config).is_file() else None
     warming = None
     if not _kernels_cached():
-        typer.secho("first run: compiling the kernels (20-25 s on 2 idle cores); later runs load them "
+        typer.secho("first run: compiling the kernels (about 20 s on 2 idle cores); later runs load them "
                     "from the cache", fg="yellow", err=True)
         from hftshm.runtime.compile_cache import begin_warm
 
