@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from hftshm.runtime import keep_warm
 from hftshm.runtime import strategies_stage_nb as st_nb
 from hftshm.runtime import trading_cycle_nb as nb
 from hftshm.transport import park_nb
@@ -34,6 +35,8 @@ from hftshm.transport import park_nb
 ENV_SWITCH = "HFTSHM_COMPILED_CYCLE"  # "0": the Python duty cycle everywhere (comparison runs)
 SLICE_NS = 2_000_000  # housekeeping cadence
 MAX_SLICE_NS = 20_000_000  # ... even when work never stops
+WARM_NS = 10_000  # idle: the working set is prefetched this often (``keep_warm``); 0: never
+WARM_ENV = "HFTSHM_KEEP_WARM_US"  # overrides WARM_NS (0: off), for side-by-side runs
 NEVER_NS = 1 << 62
 log = logging.getLogger("hftshm.runtime")
 RECHECK_NS = 1_000_000  # after a stage needed Python, run Python rounds this long before asking again
@@ -41,6 +44,11 @@ RECHECK_NS = 1_000_000  # after a stage needed Python, run Python rounds this lo
 
 def enabled() -> bool:
     return os.environ.get(ENV_SWITCH, "1") != "0"
+
+
+def warm_ns() -> int:
+    value = os.environ.get(WARM_ENV)
+    return WARM_NS if value in (None, "") else max(int(float(value) * 1e3), 0)
 
 
 @dataclass
@@ -206,7 +214,9 @@ class TradingCycle:
             raise ValueError("the compiled cycle runs strategies_stage_nb.step; use StageCycle for another step")
         self.strategies = strategies
         self.risk, self.oms, self.exchange = risk, oms, exchange
-        self.limits = nb.SliceLimits(int(slice_ns), max(int(slice_ns), MAX_SLICE_NS), int(spin_ns))
+        self.limits = nb.SliceLimits(int(slice_ns), max(int(slice_ns), MAX_SLICE_NS), int(spin_ns), warm_ns())
+        # the bundles' working set (keep_warm), rebuilt with them; its counts stay the process's
+        self.warm_set = nb.WarmSet(_EMPTY_WARM_SET.regions, _EMPTY_WARM_SET.rings, np.zeros(2, np.int64))
         # the slice parks itself when idle (spin-park); a disabled bundle: it returns IDLE to Python
         self.parking = parking if parking is not None else park_bundle_of(None)
         self.slices = 0
@@ -274,13 +284,24 @@ class TradingCycle:
         self._types = self._types_of(bundles)
         self._run = _entry(nb.run_slice, self._types)
         self._bundle_ids = tuple(id(b) for b in bundles)
+        self.warm_set = self._working_set(bundles)
         return True
+
+    def _working_set(self, bundles) -> nb.WarmSet:
+        if not self.limits.warm_ns:
+            return self.warm_set
+        compiled = nb.run_slice.overloads.get(self._types)
+        regions, rings = keep_warm.working_set(bundles, [keep_warm.entry_address(compiled)] if compiled else [])
+        log.info("compiled cycle: idle, it prefetches %s every %d us", keep_warm.describe(regions, rings),
+                 self.limits.warm_ns // 1000)
+        return nb.WarmSet(regions, rings, self.warm_set.counts)
 
     def _types_of(self, bundles) -> tuple:
         from numba import typeof
 
         return ((_bundle_type(self.strategies, bundles[0]),)
-                + tuple(typeof(b) for b in bundles[1:]) + (typeof(self.limits), typeof(self.parking)))
+                + tuple(typeof(b) for b in bundles[1:]) + (typeof(self.limits), typeof(self.parking),
+                                                           typeof(_EMPTY_WARM_SET)))
 
     def _entry_for(self, bundles):
         """The entry point for these bundles: the warmed one while they are the warmed objects (or of
@@ -293,6 +314,7 @@ class TradingCycle:
                 log.warning("compiled cycle: a stage's bundle changed type; compiling run_slice for it")
                 self._types = types
                 self._run = _entry(nb.run_slice, types)
+            self.warm_set = self._working_set(bundles)
         return self._run
 
     def run_slice(self):
@@ -312,7 +334,7 @@ class TradingCycle:
         if self._left_ns:
             self.between_ns += entered - self._left_ns
         try:
-            result = self._entry_for(bundles)(*bundles, self.limits, self.parking)
+            result = self._entry_for(bundles)(*bundles, self.limits, self.parking, self.warm_set)
         finally:
             self.strategies.leave()
         self._left_ns = time.monotonic_ns()
@@ -326,9 +348,12 @@ class TradingCycle:
         parking = getattr(self, "parking", None)
         parks = (f", {int(parking.counts[park_nb.PARKS])} parks in slices "
                  f"({int(parking.counts[park_nb.WAKEUPS])} woken by a doorbell)") if parking is not None else ""
+        warm = getattr(self, "warm_set", None)
+        warmed = (f", {int(warm.counts[0])} idle prefetches of the working set "
+                  f"({int(warm.counts[1])} cache lines)") if warm is not None else ""
         return (f"compiled cycle: {self.slices} slices, {self.passes} passes ({per_pass:.0f} ns each, call "
                 f"included), {self.in_slices_ns / 1e9:.2f} s in slices, {self.between_ns / 1e9:.2f} s between "
-                f"them, {self.python_rounds} Python rounds" + parks)
+                f"them, {self.python_rounds} Python rounds" + parks + warmed)
 
     def housekeeping(self, now_ns: int) -> int:
         return (self.strategies.housekeeping(now_ns) + self.risk.compiled_housekeeping(now_ns)
@@ -356,7 +381,7 @@ class StageCycle:
     def __init__(self, stage: StrategiesStep, name: str, spin_ns: int, slice_ns: int = SLICE_NS):
         self.stage = stage
         self.name = name
-        self.limits = nb.SliceLimits(int(slice_ns), max(int(slice_ns), MAX_SLICE_NS), int(spin_ns))
+        self.limits = nb.SliceLimits(int(slice_ns), max(int(slice_ns), MAX_SLICE_NS), int(spin_ns), 0)
         self.slices = self.passes = self.in_slices_ns = self.between_ns = self.python_rounds = 0
         self._left_ns = self._python_until_ns = 0
         self._run = nb.run_stage  # warm() replaces it with the entry point for the bundle's exact types
@@ -417,6 +442,9 @@ class StageCycle:
         return self.stage.housekeeping(now_ns)
 
     summary = TradingCycle.summary
+
+
+_EMPTY_WARM_SET = nb.WarmSet(np.zeros((0, 3), np.int64), np.zeros((0, 4), np.int64), np.zeros(2, np.int64))
 
 
 def spin_ns_of(wait_strategy) -> int:

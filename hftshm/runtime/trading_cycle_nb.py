@@ -18,6 +18,12 @@ to Python only
   (a full output: it parks on that output's producer doorbell);
 * when a stage needs its Python path (``SliceEnd.NEEDS_PYTHON``: the OMS's event writer is behind).
 
+While it spins idle, every ``SliceLimits.warm_ns`` the slice pulls the stages' small state, the ring
+headers, the next slots of the rings it writes and its own machine code back into the caches
+(``keep_warm_nb``, the table in ``warm``, a ``WarmSet``): at a real-time pace a tick comes every
+~0.6 ms, long enough for all of it to leave the core's caches, and a tick's pass costs 3-4x as much
+from cold caches as warm.
+
 The strategies stage is ``strategies_stage_nb.step`` over any set of compiled strategies: their
 callbacks travel in its bundle as first-class functions typed by signature (as vectorbt's
 ``simulate_nb`` takes an ``order_func_nb``), so ``run_slice`` is specialized per set of callback
@@ -31,11 +37,13 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import NamedTuple
 
+import numpy as np
 from numba import njit
 
 from hftshm.exchange import stage_nb as exchange_stage
 from hftshm.oms import stage_nb as oms_stage
 from hftshm.risk import stage_nb as risk_stage
+from hftshm.runtime import keep_warm_nb
 from hftshm.runtime import strategies_stage_nb as strategies_stage
 from hftshm.transport import park_nb
 from hftshm.transport.clock_nb import monotonic_ns
@@ -59,6 +67,15 @@ class SliceLimits(NamedTuple):
     slice_ns: int  # housekeeping cadence: return after the first idle pass past this
     max_slice_ns: int  # return after this even if every pass found work
     spin_ns: int  # idle time spun before returning IDLE (a huge value: never)
+    warm_ns: int  # idle: the working set is prefetched this often (0: never)
+
+
+class WarmSet(NamedTuple):
+    """What an idle slice prefetches (``runtime.keep_warm.working_set``: raw addresses)."""
+
+    regions: np.ndarray  # int64 (n, 3): address, bytes, kind
+    rings: np.ndarray  # int64 (m, 4): ctrl address, records address, record bytes, slots
+    counts: np.ndarray  # int64 (2,): prefetch passes, cache lines asked for
 
 
 class SliceResult(NamedTuple):
@@ -86,12 +103,13 @@ def _slice_end(elapsed_ns, idle_ns, work, limits):
 # cached: its signature holds no dispatcher (the callbacks in ``strategies`` are typed by signature),
 # so its index pickles; the stages it calls are linked into it and need not be cached themselves
 @njit(nogil=True, _nrt=False, cache=True)
-def run_slice(strategies, risk, oms, exchange, limits, parking):
+def run_slice(strategies, risk, oms, exchange, limits, parking, warm):
     """Loop the four stages until housekeeping is due, the process has been idle ``spin_ns`` (and
-    cannot park here: ``parking``, a ``park_nb.ParkBundle``), or a stage needs Python. Returns a
-    ``SliceResult``."""
+    cannot park here: ``parking``, a ``park_nb.ParkBundle``), or a stage needs Python; idle, keep
+    ``warm`` (a ``WarmSet``) in the caches. Returns a ``SliceResult``."""
     start = monotonic_ns()
     idle_since = start
+    warmed = start
     total = 0
     passes = 0
     while True:
@@ -107,6 +125,11 @@ def run_slice(strategies, risk, oms, exchange, limits, parking):
         total += work
         if work > 0:
             idle_since = now
+            warmed = now
+        elif limits.warm_ns > 0 and now - warmed >= limits.warm_ns:
+            warm.counts[1] += keep_warm_nb.prefetch_working_set(warm.regions, warm.rings)
+            warm.counts[0] += 1
+            warmed = now
         end = _slice_end(now - start, now - idle_since, work, limits)
         if end == _IDLE and parking.enabled:
             if park_nb.park(parking) == park_nb.HAS_DATA:

@@ -262,3 +262,30 @@ def test_process_per_worker_runs_one_stage_in_a_compiled_loop(rigs):
     assert rig.rings["orders"].occupancy() == 2
     oms = TradingCycle.for_workers([rig.oms], WaitStrategy.from_config("busy-spin"))
     assert oms.warm() and oms.run_slice().work == 2 and rig.peek_exchange_orders() == 2
+
+
+def test_an_idle_slice_prefetches_its_working_set_and_a_zero_period_turns_it_off(rigs, monkeypatch):
+    rig = rigs("warm")
+    rig.rings["intents"].register_producer()  # as the trading process's attach does (the rig registers none)
+    cycle = TradingCycle.for_workers(rig.workers, WaitStrategy.from_config("busy-spin"))
+    assert cycle.warm()
+    assert len(cycle.warm_set.regions) > 0 and len(cycle.warm_set.rings) == 1  # state, code; the intent ring
+    cycle.limits = cycle.limits._replace(slice_ns=2_000_000, warm_ns=10_000)
+    result = cycle.run_slice()
+    assert result.work == 0
+    passes = int(cycle.warm_set.counts[0])
+    assert 20 <= passes <= 200  # 2 ms idle, one prefetch per 10 us of it
+    assert int(cycle.warm_set.counts[1]) >= passes * len(cycle.warm_set.regions)
+    assert "idle prefetches of the working set" in cycle.summary()
+    # ticks still become orders after the prefetches
+    records, bid, ask = market(0)
+    rig.events(records)
+    rig.book(bid, ask, int(records[-1]["exch_ts_ns"]), publish_ts_ns=1)
+    cycle.run_slice()
+    assert rig.peek_exchange_orders() == 2
+
+    monkeypatch.setenv("HFTSHM_KEEP_WARM_US", "0")
+    off = TradingCycle.for_workers(rigs("cold").workers, WaitStrategy.from_config("busy-spin"))
+    assert off.warm() and off.limits.warm_ns == 0
+    off.run_slice()
+    assert int(off.warm_set.counts[0]) == 0

@@ -1,0 +1,107 @@
+"""The idle trading process's working set, as the table ``keep_warm_nb.prefetch_working_set`` pulls
+back into the caches between ticks (why: see that module).
+
+What goes in, found by walking the stages' bundles (named tuples, tuples, plain objects):
+
+* every ring header (an int64 array of the header's size starting with the ring magic): its 1 KB;
+  a ring this process produces (its producer pid) also gets its next ``RING_SLOTS`` record slots,
+  prefetched for writing;
+* every other array up to ``SMALL_BYTES``: state, counters, histograms, parameters. Bigger arrays
+  (order tables, hash indexes, the rings' records) are touched at a few places per tick, which no
+  prefetch can guess, and pulling megabytes in would push the small ones out;
+* the machine code of the compiled cycle and of the strategies' callbacks (``code_mappings``): the
+  cycle's kernels are linked into one library, which numba's JIT maps on its own; it is prefetched
+  into L2 as data, so an instruction fetch after the gap finds its line there instead of in memory.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from hftshm.runtime import keep_warm_nb as nb
+from hftshm.strategies.slots import CallbackAddress
+from hftshm.transport import descriptor as d
+
+SMALL_BYTES = 16 << 10
+RING_SLOTS = 4
+MAX_CODE_BYTES = 1 << 20  # an executable mapping past this is not one JIT library's code: left out
+
+
+def working_set(bundles, code_addresses: list[int] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """``(regions, rings)`` for ``keep_warm_nb.prefetch_working_set``: the bundles' arrays, and the
+    code mappings holding ``code_addresses`` plus the bundles' callbacks. The arrays must outlive it."""
+    regions: list[tuple[int, int, int]] = []
+    rings: list[tuple[int, int, int, int]] = []
+    seen: set[int] = set()
+    pid = os.getpid()
+    callbacks: list[int] = []
+    for array in _arrays(bundles, seen, callbacks):
+        if _is_ring_header(array):
+            address = array.ctypes.data
+            regions.append((address, d.HEADER_BYTES, nb.READ))
+            if int(array[d.PRODUCER_PID]) == pid:
+                rings.append((address, address + int(array[d.HEADER_BYTES_WORD]), int(array[d.RECORD_SIZE_WORD]),
+                              RING_SLOTS))
+        elif 0 < array.nbytes <= SMALL_BYTES:
+            regions.append((array.ctypes.data, array.nbytes, nb.READ))
+    regions.extend((start, size, nb.CODE) for start, size in code_mappings([*code_addresses, *callbacks]))
+    return (np.array(regions, np.int64).reshape(-1, 3), np.array(rings, np.int64).reshape(-1, 4))
+
+
+def code_mappings(addresses: list[int]) -> list[tuple[int, int]]:
+    """``(start, bytes)`` of the executable mappings holding ``addresses``: numba's JIT puts one
+    compiled library's code (a kernel and everything linked into it, 276 KB for ``run_slice``) in
+    a mapping of its own. A mapping past ``MAX_CODE_BYTES`` (not a JIT's) is left out."""
+    wanted = sorted({a for a in addresses if a})
+    found: list[tuple[int, int]] = []
+    if not wanted:
+        return found
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                span, perms = line.split(None, 2)[:2]
+                if "x" not in perms:
+                    continue
+                low, high = (int(x, 16) for x in span.split("-"))
+                if high - low <= MAX_CODE_BYTES and any(low <= a < high for a in wanted):
+                    found.append((low, high - low))
+    except OSError:  # no procfs: the code stays as cold as it gets
+        return []
+    return found
+
+
+def entry_address(compiled) -> int:
+    """The machine-code address of a numba compile result (``dispatcher.overloads[signature]``)."""
+    try:
+        return int(compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name))
+    except Exception:  # a numba that keeps it elsewhere: the code is left out
+        return 0
+
+
+def describe(regions: np.ndarray, rings: np.ndarray) -> str:
+    code = regions[:, 2] == nb.CODE
+    return (f"{int(regions[~code, 1].sum()) >> 10} KB of state in {int((~code).sum())} arrays, "
+            f"{int(regions[code, 1].sum()) >> 10} KB of code in {int(code.sum())} mappings, "
+            f"the next {RING_SLOTS} slots of {len(rings)} output rings")
+
+
+def _is_ring_header(array: np.ndarray) -> bool:
+    return (array.dtype == np.int64 and array.ndim == 1 and array.shape[0] == d.HEADER_WORDS
+            and int(array[d.MAGIC_WORD]) == d.MAGIC)
+
+
+def _arrays(obj, seen: set[int], callbacks: list[int]):
+    if isinstance(obj, np.ndarray):
+        if id(obj) not in seen and obj.flags.c_contiguous:
+            seen.add(id(obj))
+            yield obj
+    elif isinstance(obj, (tuple, list)):
+        for item in obj:
+            yield from _arrays(item, seen, callbacks)
+    elif isinstance(obj, CallbackAddress):
+        callbacks.append(int(obj.address))
+    elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+        for item in vars(obj).values():
+            yield from _arrays(item, seen, callbacks)
