@@ -29,6 +29,7 @@ from hftshm.runtime.worker import Worker, WorkerContext
 PACE_LEAD_NS = 300_000
 PACE_MIN_SLEEP_NS = 100_000
 PACE_MAX_SLEEP_NS = 20_000_000
+STAGED_WARM = 8  # paced replay: the first records of the staging buffers are kept warm (keep_warm)
 
 
 class FeedWorker(Worker):
@@ -72,6 +73,9 @@ class FeedWorker(Worker):
         for ring in ctx.outputs.values():
             self.replayer.add_output(ring)
         self._warm_up()
+        self._keep_warm = None  # paced: [books' arrays the working set was built from, it, last ns, period]
+        if config.speed > 0:
+            self._prefetch(0)  # built (and its kernel loaded) now, not at the first gap
         self._settle = None
         self._end_sent = False
         self._last_message_ns = 0
@@ -158,10 +162,44 @@ class FeedWorker(Worker):
         due = self.replayer.next_due_ns()
         if due is None:
             return
-        wait_ns = due - time.perf_counter_ns() - PACE_LEAD_NS
+        now = time.perf_counter_ns()
+        wait_ns = due - now - PACE_LEAD_NS
         if wait_ns >= PACE_MIN_SLEEP_NS:
             time.sleep(min(wait_ns, PACE_MAX_SLEEP_NS) / 1e9)
             self.ctx.counters[self._C["pace_sleeps"]] += 1
+        else:
+            self._prefetch(now)
+
+    def _prefetch(self, now_ns: int) -> None:
+        """The last stretch before a paced event: the sleep let the books, the staging buffers, the
+        output rings' next slots and the replay kernels' code leave the caches; pull them back in
+        (as the trading process's idle slices do: ``runtime.keep_warm``), every ``warm_ns``."""
+        from hftshm.runtime import keep_warm_nb
+        from hftshm.runtime.trading_cycle import warm_ns
+
+        r = self.replayer
+        kept = self._keep_warm
+        if kept is None or kept[0] is not r.books.arrays:
+            period = warm_ns()
+            if not period:
+                return
+            kept = self._keep_warm = [r.books.arrays, self._working_set(), 0, period]
+        if now_ns - kept[2] >= kept[3]:
+            keep_warm_nb.prefetch_working_set(kept[1][0], kept[1][1])
+            kept[2] = now_ns
+
+    def _working_set(self) -> tuple:
+        from hftshm.feed import replay_nb
+        from hftshm.runtime import keep_warm
+
+        r = self.replayer
+        state = (r.books.arrays, r._rstate, r._cursors, r._staged[:STAGED_WARM], r._snaps[:STAGED_WARM],
+                 [out.ring.ctrl for out in r.outputs])
+        code = [keep_warm.entry_address(c) for k in (replay_nb.stage, replay_nb.publish)
+                for c in k.overloads.values()]
+        regions, rings = keep_warm.working_set(state, code)
+        self.ctx.log.info("feed: before a paced event it prefetches %s", keep_warm.describe(regions, rings))
+        return regions, rings
 
     def _book_counters(self) -> None:
         c = self.ctx.counters

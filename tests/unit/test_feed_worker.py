@@ -136,3 +136,34 @@ def test_paced_feed_sleeps_through_gaps_instead_of_spinning(tmp_path, rings):
     assert sleeps >= 2  # it slept through the gaps (a busy machine may make a few due at once)
     assert wall > 0.05 and cpu < 0.5 * wall  # and did not burn the wall time spinning
     assert PACE_LEAD_NS < 20_000_000
+
+
+def test_paced_feed_prefetches_its_books_and_code_in_the_last_stretch_before_an_event(tmp_path, rings,
+                                                                                      monkeypatch):
+    from hftshm.runtime import keep_warm_nb
+
+    worker = FeedWorker(data=[str(_csv(tmp_path / "d.csv"))], speed=0.00005, batch_events=64)
+    ctx = _ctx(rings)
+    for ring in rings.values():
+        ring.register_producer()  # as the feed's process does when it attaches, before the worker starts
+    worker.on_start(ctx)
+    while int(ctx.counters[0]) < 9:
+        worker.do_work()
+        for ring in rings.values():
+            ring.poll(1 << 10)
+            ring.release()
+    kept = worker._keep_warm
+    assert kept is not None and kept[2] > 0  # built, and a prefetch ran before an event was due
+    regions, out_rings = kept[1]
+    books = worker.replayer.books.arrays
+    assert any(r[0] == books[0].ctypes.data for r in regions if r[2] == keep_warm_nb.READ) == (books[0].nbytes <= 16384)
+    assert any(r[2] == keep_warm_nb.CODE for r in regions)  # the replay kernels' machine code
+    assert len(out_rings) == len(rings)  # every output ring's next slots
+    worker.on_close()
+
+    monkeypatch.setenv("HFTSHM_KEEP_WARM_US", "0")
+    cold = FeedWorker(data=[str(_csv(tmp_path / "d.csv"))], speed=0.00005, batch_events=64)
+    cold.on_start(_ctx(rings))
+    cold._prefetch(10 ** 12)
+    assert cold._keep_warm is None
+    cold.on_close()
