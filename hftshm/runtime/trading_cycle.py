@@ -381,7 +381,8 @@ class StageCycle:
     def __init__(self, stage: StrategiesStep, name: str, spin_ns: int, slice_ns: int = SLICE_NS):
         self.stage = stage
         self.name = name
-        self.limits = nb.SliceLimits(int(slice_ns), max(int(slice_ns), MAX_SLICE_NS), int(spin_ns), 0)
+        self.limits = nb.SliceLimits(int(slice_ns), max(int(slice_ns), MAX_SLICE_NS), int(spin_ns), warm_ns())
+        self.warm_set = nb.WarmSet(_EMPTY_WARM_SET.regions, _EMPTY_WARM_SET.rings, np.zeros(2, np.int64))
         self.slices = self.passes = self.in_slices_ns = self.between_ns = self.python_rounds = 0
         self._left_ns = self._python_until_ns = 0
         self._run = nb.run_stage  # warm() replaces it with the entry point for the bundle's exact types
@@ -398,21 +399,36 @@ class StageCycle:
         if bundle is None:
             return False
         self.stage.leave()
-        self._types = (typeof(self.stage.step), _bundle_type(self.stage, bundle), typeof(self.limits))
+        self._types = self._types_of(bundle)
         self._run = _entry(nb.run_stage, self._types)
         self._bundle_id = id(bundle)
+        self.warm_set = self._working_set(bundle)
         return True
+
+    def _types_of(self, bundle) -> tuple:
+        from numba import typeof
+
+        return (typeof(self.stage.step), _bundle_type(self.stage, bundle), typeof(self.limits),
+                typeof(_EMPTY_WARM_SET))
+
+    def _working_set(self, bundle) -> nb.WarmSet:
+        if not self.limits.warm_ns:
+            return self.warm_set
+        compiled = nb.run_stage.overloads.get(self._types)
+        regions, rings = keep_warm.working_set(bundle, [keep_warm.entry_address(compiled)] if compiled else [])
+        log.info("compiled loop of %s: idle, it prefetches %s every %d us", self.name,
+                 keep_warm.describe(regions, rings), self.limits.warm_ns // 1000)
+        return nb.WarmSet(regions, rings, self.warm_set.counts)
 
     def _entry_for(self, bundle):
         if id(bundle) != self._bundle_id:  # the stage rebuilt its bundle: the same types, or compile
-            from numba import typeof
-
             self._bundle_id = id(bundle)
-            types = (typeof(self.stage.step), _bundle_type(self.stage, bundle), typeof(self.limits))
+            types = self._types_of(bundle)
             if types != self._types:
                 log.warning("compiled loop of %s: its bundle changed type; compiling run_stage for it", self.name)
                 self._types = types
                 self._run = _entry(nb.run_stage, types)
+            self.warm_set = self._working_set(bundle)
         return self._run
 
     def run_slice(self):
@@ -429,7 +445,7 @@ class StageCycle:
         if self._left_ns:
             self.between_ns += entered - self._left_ns
         try:
-            result = self._entry_for(bundle)(self.stage.step, bundle, self.limits)
+            result = self._entry_for(bundle)(self.stage.step, bundle, self.limits, self.warm_set)
         finally:
             self.stage.leave()
         self._left_ns = time.monotonic_ns()

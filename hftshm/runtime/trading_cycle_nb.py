@@ -100,6 +100,18 @@ def _slice_end(elapsed_ns, idle_ns, work, limits):
     return _GO_ON
 
 
+@njit(nogil=True, _nrt=False, inline="always")
+def _warm_when_idle(warm, limits, now, warmed, work):
+    """Prefetch ``warm`` after ``limits.warm_ns`` without work; returns when it was last warm."""
+    if work > 0:
+        return now
+    if limits.warm_ns > 0 and now - warmed >= limits.warm_ns:
+        warm.counts[1] += keep_warm_nb.prefetch_working_set(warm.regions, warm.rings)
+        warm.counts[0] += 1
+        return now
+    return warmed
+
+
 # cached: its signature holds no dispatcher (the callbacks in ``strategies`` are typed by signature),
 # so its index pickles; the stages it calls are linked into it and need not be cached themselves
 @njit(nogil=True, _nrt=False, cache=True)
@@ -125,11 +137,7 @@ def run_slice(strategies, risk, oms, exchange, limits, parking, warm):
         total += work
         if work > 0:
             idle_since = now
-            warmed = now
-        elif limits.warm_ns > 0 and now - warmed >= limits.warm_ns:
-            warm.counts[1] += keep_warm_nb.prefetch_working_set(warm.regions, warm.rings)
-            warm.counts[0] += 1
-            warmed = now
+        warmed = _warm_when_idle(warm, limits, now, warmed, work)
         end = _slice_end(now - start, now - idle_since, work, limits)
         if end == _IDLE and parking.enabled:
             if park_nb.park(parking) == park_nb.HAS_DATA:
@@ -143,11 +151,13 @@ def run_slice(strategies, risk, oms, exchange, limits, parking, warm):
 # process-per-worker placement: one stage per process, the same loop around it (not cached either:
 # its first argument is a dispatcher)
 @njit(nogil=True, _nrt=False)
-def run_stage(step, stage, limits):
+def run_stage(step, stage, limits, warm):
     """``run_slice`` for a process that runs one stage: ``step(stage)`` until housekeeping is due,
-    ``spin_ns`` idle, or the step returns a negative value (it needs its Python path)."""
+    ``spin_ns`` idle, or the step returns a negative value (it needs its Python path); idle, keep
+    ``warm`` in the caches."""
     start = monotonic_ns()
     idle_since = start
+    warmed = start
     total = 0
     passes = 0
     while True:
@@ -159,6 +169,7 @@ def run_stage(step, stage, limits):
         total += work
         if work > 0:
             idle_since = now
+        warmed = _warm_when_idle(warm, limits, now, warmed, work)
         end = _slice_end(now - start, now - idle_since, work, limits)
         if end != _GO_ON:
             return SliceResult(end, total, passes)

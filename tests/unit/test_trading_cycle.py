@@ -262,6 +262,10 @@ def test_process_per_worker_runs_one_stage_in_a_compiled_loop(rigs):
     assert rig.rings["orders"].occupancy() == 2
     oms = TradingCycle.for_workers([rig.oms], WaitStrategy.from_config("busy-spin"))
     assert oms.warm() and oms.run_slice().work == 2 and rig.peek_exchange_orders() == 2
+    # idle, the one-stage loop keeps its own working set warm too
+    oms.limits = oms.limits._replace(slice_ns=1_000_000, warm_ns=10_000)
+    assert len(oms.warm_set.regions) > 0 and oms.run_slice().work == 0
+    assert int(oms.warm_set.counts[0]) >= 10
 
 
 def test_an_idle_slice_prefetches_its_working_set_and_a_zero_period_turns_it_off(rigs, monkeypatch):
