@@ -21,7 +21,8 @@ from hftshm.config import Section
 from hftshm.feed.config import FeedConfig
 from hftshm.feed.replay import Replayer
 from hftshm.feed.ticks import REJECT_ISSUES, RowIssue
-from hftshm.runtime import lockstep
+from hftshm.runtime import keep_warm, lockstep
+from hftshm.runtime.keep_warm_nb import prefetch_working_set
 from hftshm.runtime.worker import Worker, WorkerContext
 
 # paced replay (speed > 0): an idle feed sleeps until this long before the next event is due (a
@@ -174,23 +175,20 @@ class FeedWorker(Worker):
         """The last stretch before a paced event: the sleep let the books, the staging buffers, the
         output rings' next slots and the replay kernels' code leave the caches; pull them back in
         (as the trading process's idle slices do: ``runtime.keep_warm``), every ``warm_ns``."""
-        from hftshm.runtime import keep_warm_nb
-        from hftshm.runtime.trading_cycle import warm_ns
-
-        r = self.replayer
         kept = self._keep_warm
-        if kept is None or kept[0] is not r.books.arrays:
-            period = warm_ns()
+        if kept is None:
+            period = keep_warm.warm_ns()
             if not period:
                 return
-            kept = self._keep_warm = [r.books.arrays, self._working_set(), 0, period]
+            kept = self._keep_warm = [None, None, 0, period]
+        if kept[0] is not self.replayer.books.arrays:  # built at start; again if the books grew
+            kept[0], kept[1] = self.replayer.books.arrays, self._working_set()
         if now_ns - kept[2] >= kept[3]:
-            keep_warm_nb.prefetch_working_set(kept[1][0], kept[1][1])
+            prefetch_working_set(kept[1][0], kept[1][1])
             kept[2] = now_ns
 
     def _working_set(self) -> tuple:
         from hftshm.feed import replay_nb
-        from hftshm.runtime import keep_warm
 
         r = self.replayer
         state = (r.books.arrays, r._rstate, r._cursors, r._staged[:STAGED_WARM], r._snaps[:STAGED_WARM],

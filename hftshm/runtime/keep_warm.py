@@ -24,9 +24,22 @@ from hftshm.runtime import keep_warm_nb as nb
 from hftshm.strategies.slots import CallbackAddress
 from hftshm.transport import descriptor as d
 
+WARM_NS = 10_000  # idle: the working set is prefetched this often; 0: never
+WARM_ENV = "HFTSHM_KEEP_WARM_US"  # overrides WARM_NS (0: off), for side-by-side runs
 SMALL_BYTES = 16 << 10
 RING_SLOTS = 4
 MAX_CODE_BYTES = 1 << 20  # an executable mapping past this is not one JIT library's code: left out
+
+
+def warm_ns() -> int:
+    """The prefetch period in ns: ``WARM_NS``, or ``HFTSHM_KEEP_WARM_US`` when set (0: off)."""
+    value = os.environ.get(WARM_ENV)
+    if value in (None, ""):
+        return WARM_NS
+    try:
+        return max(int(float(value) * 1e3), 0)
+    except ValueError:
+        raise ValueError(f"{WARM_ENV} must be microseconds (0: off), found {value!r}") from None
 
 
 def working_set(bundles, code_addresses: list[int] = ()) -> tuple[np.ndarray, np.ndarray]:

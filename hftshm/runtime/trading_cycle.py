@@ -35,8 +35,6 @@ from hftshm.transport import park_nb
 ENV_SWITCH = "HFTSHM_COMPILED_CYCLE"  # "0": the Python duty cycle everywhere (comparison runs)
 SLICE_NS = 2_000_000  # housekeeping cadence
 MAX_SLICE_NS = 20_000_000  # ... even when work never stops
-WARM_NS = 10_000  # idle: the working set is prefetched this often (``keep_warm``); 0: never
-WARM_ENV = "HFTSHM_KEEP_WARM_US"  # overrides WARM_NS (0: off), for side-by-side runs
 NEVER_NS = 1 << 62
 log = logging.getLogger("hftshm.runtime")
 RECHECK_NS = 1_000_000  # after a stage needed Python, run Python rounds this long before asking again
@@ -44,11 +42,6 @@ RECHECK_NS = 1_000_000  # after a stage needed Python, run Python rounds this lo
 
 def enabled() -> bool:
     return os.environ.get(ENV_SWITCH, "1") != "0"
-
-
-def warm_ns() -> int:
-    value = os.environ.get(WARM_ENV)
-    return WARM_NS if value in (None, "") else max(int(float(value) * 1e3), 0)
 
 
 @dataclass
@@ -214,7 +207,8 @@ class TradingCycle:
             raise ValueError("the compiled cycle runs strategies_stage_nb.step; use StageCycle for another step")
         self.strategies = strategies
         self.risk, self.oms, self.exchange = risk, oms, exchange
-        self.limits = nb.SliceLimits(int(slice_ns), max(int(slice_ns), MAX_SLICE_NS), int(spin_ns), warm_ns())
+        self.limits = nb.SliceLimits(int(slice_ns), max(int(slice_ns), MAX_SLICE_NS), int(spin_ns),
+                                     keep_warm.warm_ns())
         # the bundles' working set (keep_warm), rebuilt with them; its counts stay the process's
         self.warm_set = nb.WarmSet(_EMPTY_WARM_SET.regions, _EMPTY_WARM_SET.rings, np.zeros(2, np.int64))
         # the slice parks itself when idle (spin-park); a disabled bundle: it returns IDLE to Python
@@ -381,7 +375,8 @@ class StageCycle:
     def __init__(self, stage: StrategiesStep, name: str, spin_ns: int, slice_ns: int = SLICE_NS):
         self.stage = stage
         self.name = name
-        self.limits = nb.SliceLimits(int(slice_ns), max(int(slice_ns), MAX_SLICE_NS), int(spin_ns), warm_ns())
+        self.limits = nb.SliceLimits(int(slice_ns), max(int(slice_ns), MAX_SLICE_NS), int(spin_ns),
+                                     keep_warm.warm_ns())
         self.warm_set = nb.WarmSet(_EMPTY_WARM_SET.regions, _EMPTY_WARM_SET.rings, np.zeros(2, np.int64))
         self.slices = self.passes = self.in_slices_ns = self.between_ns = self.python_rounds = 0
         self._left_ns = self._python_until_ns = 0

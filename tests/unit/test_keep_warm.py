@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+import pytest
 from numba import njit
 
 from hftshm.runtime import keep_warm
@@ -98,3 +99,13 @@ def test_describe_says_what_is_kept_warm():
     text = keep_warm.describe(regions, np.zeros((3, 4), np.int64))
     assert text == ("2 KB of state in 1 arrays, 8 KB of code in 1 mappings, "
                     f"the next {keep_warm.RING_SLOTS} slots of 3 output rings")
+
+
+def test_the_period_comes_from_the_environment_and_a_bad_value_is_named(monkeypatch):
+    monkeypatch.delenv(keep_warm.WARM_ENV, raising=False)
+    assert keep_warm.warm_ns() == keep_warm.WARM_NS
+    monkeypatch.setenv(keep_warm.WARM_ENV, "2.5")
+    assert keep_warm.warm_ns() == 2_500
+    monkeypatch.setenv(keep_warm.WARM_ENV, "ten")
+    with pytest.raises(ValueError, match="HFTSHM_KEEP_WARM_US must be microseconds"):
+        keep_warm.warm_ns()
