@@ -13,8 +13,7 @@ from numba import njit
 from hftshm.codes import Reason, ReportEvent
 from hftshm.exchange.common_nb import SC_TICK, SC_TICK_INV, to_float
 from hftshm.exchange.fill_table_nb import (LIQ_BOOK_CROSS, LIQ_TAKER, P_TAKER_BPS, SO_BOOK, SO_CUM, SO_LEAVES,
-                                           SO_PRICE, SO_SIDE, SW_FILLS, SW_N_ACTIVE, _emit, _passive_fill, _release,
-                                           _unlist)
+                                           SO_PRICE, SO_SIDE, SW_FILLS, SW_N_ACTIVE, _emit, _passive_fill)
 from hftshm.exchange.market_view_nb import best_loc, loc_price, next_loc
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -81,11 +80,8 @@ def _on_cross(S, out, j, b, ts):
                 fill += take
             level = next_loc(mv_price, mv_qty, mv_i64, b, opp, level)
         if fill > 0:
-            j = _passive_fill(S, out, j, slot, ts, fill, LIQ_BOOK_CROSS)
-            if so[slot, SO_LEAVES] == 0:
-                _unlist(S, slot)
-                _release(S, slot)
-                k -= 1
+            j, left_book = _passive_fill(S, out, j, slot, ts, fill, LIQ_BOOK_CROSS)
+            k -= left_book
     return j
 
 

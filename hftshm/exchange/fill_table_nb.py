@@ -111,6 +111,9 @@ def _reject(S, out, j, o, ts, order_id, reason):
 
 @njit(cache=True, _nrt=False)
 def _passive_fill(S, out, j, slot, ts, lots, liquidity):
+    """A resting order fills ``lots``: its report, and a fully filled order leaves the book (off the
+    active list, its slot freed). Returns (next report index, 1 if it left the active list else 0):
+    the callers walk that list and step back over the entry removed under them."""
     scale, so, sw, params = S[0], S[6], S[11], S[12]
     b = so[slot, SO_BOOK]
     so[slot, SO_LEAVES] -= lots
@@ -118,7 +121,12 @@ def _passive_fill(S, out, j, slot, ts, lots, liquidity):
     sw[SW_FILLS] += 1
     event = ReportEvent.FILL if so[slot, SO_LEAVES] == 0 else ReportEvent.PARTIAL
     price = to_float(so[slot, SO_PRICE], scale[b, SC_TICK], scale[b, SC_TICK_INV])
-    return _emit(S, out, j, slot, ts, event, price, lots, Reason.NONE, params[P_MAKER_BPS], liquidity)
+    j = _emit(S, out, j, slot, ts, event, price, lots, Reason.NONE, params[P_MAKER_BPS], liquidity)
+    if so[slot, SO_LEAVES] == 0:
+        _unlist(S, slot)
+        _release(S, slot)
+        return j, 1
+    return j, 0
 
 
 @njit(cache=True, _nrt=False)

@@ -14,7 +14,7 @@ from numba import njit
 from hftshm.exchange.common_nb import MAX_PRICE_TICKS
 from hftshm.exchange.fill_table_nb import (LIQ_QUEUE, LIQ_TRADE_THROUGH, MODEL_PROBABILISTIC, P_QUEUE_POWER,
                                            SO_BOOK, SO_LEAVES, SO_PRICE, SO_SIDE, SQ_AHEAD, SQ_TRADED, SW_FILL_MODEL,
-                                           SW_N_ACTIVE, _passive_fill, _release, _unlist)
+                                           SW_N_ACTIVE, _passive_fill)
 from hftshm.exchange.market_view_nb import qty_at
 
 @njit(cache=True, _nrt=False)
@@ -80,11 +80,8 @@ def _on_trade(S, out, j, b, ts, price_ticks, lots, aggressor_side):
             liquidity = LIQ_QUEUE
         if fill > 0:
             left -= fill
-            j = _passive_fill(S, out, j, slot, ts, fill, liquidity)
-            if so[slot, SO_LEAVES] == 0:
-                _unlist(S, slot)
-                _release(S, slot)
-                k -= 1
+            j, left_book = _passive_fill(S, out, j, slot, ts, fill, liquidity)
+            k -= left_book
     return j
 
 
