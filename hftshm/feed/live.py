@@ -333,7 +333,7 @@ class LiveFeed:
             decoder.snapshot_requests.clear()
         if self._one_call is not None:
             return self._parse_stage_publish(rows, n_lines)
-        records = decoder._parse(rows, n_lines)
+        records = decoder.records_of(rows, n_lines)
         staged = self._stage(records)
         if staged == 0:
             return 0
@@ -348,7 +348,7 @@ class LiveFeed:
         (``live_publish_nb.step_lines``); None if the batch holds anything else (nothing done)."""
         n_frames = len(frames)
         state = self._ready_call_state(2 * n_frames)  # (two rows a bbo line)
-        live_publish_nb.step_lines(np.frombuffer(lines, np.uint8), n_frames, self.decoder._csv_line + 1,
+        live_publish_nb.step_lines(np.frombuffer(lines, np.uint8), n_frames, self.decoder.next_line_no,
                                    self.events_published, state)
         counts = self._counts
         n_rows = int(counts[live_publish_nb.C_ROWS])
@@ -377,7 +377,7 @@ class LiveFeed:
         if not n_lines:
             return 0
         state = self._ready_call_state(n_lines)
-        live_publish_nb.step_call(rows, self.decoder._csv_line + 1, self.events_published, state)
+        live_publish_nb.step_call(rows, self.decoder.next_line_no, self.events_published, state)
         return self._after_call(n_lines)
 
     def _after_call(self, n_lines: int) -> int:

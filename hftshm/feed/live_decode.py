@@ -92,7 +92,7 @@ class LiveDecoder:
     def decode(self, frames: list) -> np.ndarray:
         """Records of ``frames`` (a view of a buffer reused by the next call)."""
         rows, n_lines = self.rows(frames)
-        return self._parse(rows, n_lines)
+        return self.records_of(rows, n_lines)
 
     def rows(self, frames: list) -> tuple[np.ndarray, int]:
         """The canonical rows of ``frames`` (uint8, whole lines) as the import writes them, and their
@@ -216,7 +216,7 @@ class LiveDecoder:
     def parse_args(self) -> tuple:
         """``csv_nb.parse_block``'s arguments after the rows: the first line's number, then the symbol
         table, ``out`` and the parser's state (carried from batch to batch)."""
-        return (self._csv_line + 1, self._names, self._lens, self._ids, self.out, self._state, self._issue_counts,
+        return (self.next_line_no, self._names, self._lens, self._ids, self.out, self._state, self._issue_counts,
                 self._issue_lines, self._issue_codes, self._last_local, self._last_exch, self._sym_stats)
 
     def parsed(self, n_lines: int, n_records: int) -> None:
@@ -226,7 +226,13 @@ class LiveDecoder:
             self.stats.row_rejects = int(self._issue_counts[self._reject_index].sum())
         self.stats.records += n_records
 
-    def _parse(self, rows: np.ndarray, n_lines: int) -> np.ndarray:
+    @property
+    def next_line_no(self) -> int:
+        """The line number the next batch's first canonical row gets (the parser's issue reports)."""
+        return self._csv_line + 1
+
+    def records_of(self, rows: np.ndarray, n_lines: int) -> np.ndarray:
+        """``rows`` (from ``rows``) parsed into records (a view of ``out``), the counters kept."""
         if not n_lines:
             return self.out[:0]
         self._state[csv_nb.ST_CARRY] = 0

@@ -134,7 +134,7 @@ def parse_stage_publish(rows, first_line_no, sym_names, sym_lens, sym_ids, out, 
     # ends the batch): one run through the books (a typed list of sources, the merge's argument,
     # cost ~14 us of the call's unboxing from cold caches, more than the rest of the call's arrays)
     state, params, bid_win, ask_win, fbp, fbq, fap, faq, issues, book_of = books
-    n_staged, n_snaps = replay_nb._flush(out, 0, n, staged, 0, seq0, 0, hist_exch_to_recv, offset_ns, state, params,
+    n_staged, n_snaps = replay_nb.stage_run(out, 0, n, staged, 0, seq0, 0, hist_exch_to_recv, offset_ns, state, params,
                                          bid_win, ask_win, fbp, fbq, fap, faq, issues, book_of, levels, snaps, 0,
                                          scratch_px, scratch_qty)
     counts[C_STAGED] = n_staged

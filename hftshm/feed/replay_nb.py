@@ -111,9 +111,9 @@ def stage(sources, cursors, offsets_ns, ts_shift, limit_exch_ts, max_events, out
             rstate[RS_OPEN_SOURCE] = -1
         if k != run_source or start != run_stop:
             if run_source >= 0:
-                n, n_snaps = _flush(sources[run_source], run_start, run_stop, out, n, seq0, ts_shift, hist_exch_to_recv,
-                                    offsets_ns[run_source], state, params, bid_win, ask_win, fbp, fbq, fap, faq,
-                                    issues, book_of, levels, out_snaps, n_snaps, scratch_px, scratch_qty)
+                n, n_snaps = stage_run(sources[run_source], run_start, run_stop, out, n, seq0, ts_shift, hist_exch_to_recv,
+                                       offsets_ns[run_source], state, params, bid_win, ask_win, fbp, fbq, fap, faq,
+                                       issues, book_of, levels, out_snaps, n_snaps, scratch_px, scratch_qty)
             run_source = k
             run_start = start
         run_stop = end
@@ -121,16 +121,20 @@ def stage(sources, cursors, offsets_ns, ts_shift, limit_exch_ts, max_events, out
         if rstate[RS_OPEN_SOURCE] >= 0:
             break
     if run_source >= 0:
-        n, n_snaps = _flush(sources[run_source], run_start, run_stop, out, n, seq0, ts_shift, hist_exch_to_recv,
-                            offsets_ns[run_source], state, params, bid_win, ask_win, fbp, fbq, fap, faq,
-                            issues, book_of, levels, out_snaps, n_snaps, scratch_px, scratch_qty)
+        n, n_snaps = stage_run(sources[run_source], run_start, run_stop, out, n, seq0, ts_shift, hist_exch_to_recv,
+                               offsets_ns[run_source], state, params, bid_win, ask_win, fbp, fbq, fap, faq,
+                               issues, book_of, levels, out_snaps, n_snaps, scratch_px, scratch_qty)
     rstate[RS_STAGED_TOTAL] += n
     return n, n_snaps
 
 
 @njit(cache=True)
-def _flush(src, start, stop, out, n, seq0, ts_shift, hist, offset_ns, state, params, bid_win, ask_win, fbp, fbq, fap,
-           faq, issues, book_of, levels, out_snaps, n_snaps, scratch_px, scratch_qty):
+def stage_run(src, start, stop, out, n, seq0, ts_shift, hist, offset_ns, state, params, bid_win, ask_win, fbp, fbq,
+              fap, faq, issues, book_of, levels, out_snaps, n_snaps, scratch_px, scratch_qty):
+    """One source's records ``src[start:stop]`` staged into ``out`` from ``n`` (sequenced, shifted
+    by ``ts_shift``, their exchange -> receive latency recorded), then applied to the books, whose
+    snapshots go to ``out_snaps`` from ``n_snaps``. Returns (staged, snapshots) counts after it.
+    ``stage`` runs it per run of a source in the merge; the live feed's one call, on a batch."""
     first = n
     n = _copy_run(src, start, stop, out, n, seq0, ts_shift, hist, offset_ns)
     # the books see the staged copies (shifted timestamps), so snapshots carry the replayed times
