@@ -3,9 +3,11 @@ back into the caches between ticks (why: see that module).
 
 What goes in, found by walking the stages' bundles (named tuples, tuples, plain objects):
 
-* every ring header (an int64 array of the header's size starting with the ring magic): its 1 KB;
-  a ring this process produces (its producer pid) also gets its next ``RING_SLOTS`` record slots,
-  prefetched for writing;
+* every ring header (an int64 array of the header's size starting with the ring magic): its
+  identity block, and the two blocks of the side this process is (producer or consumer: its cursor
+  and its own words), never the other side's, which the other process writes (a read would take
+  the line from under it); a ring this process produces also gets its next ``RING_SLOTS`` record
+  slots, prefetched for writing;
 * every other array up to ``SMALL_BYTES``: state, counters, histograms, parameters. Bigger arrays
   (order tables, hash indexes, the rings' records) are touched at a few places per tick, which no
   prefetch can guess, and pulling megabytes in would push the small ones out;
@@ -53,10 +55,13 @@ def working_set(bundles, code_addresses: list[int] = ()) -> tuple[np.ndarray, np
     for array in _arrays(bundles, seen, callbacks):
         if _is_ring_header(array):
             address = array.ctypes.data
-            regions.append((address, d.HEADER_BYTES, nb.READ))
+            regions.append((address, d.BLOCK_BYTES, nb.READ))  # identity: written once, read by both
             if int(array[d.PRODUCER_PID]) == pid:
+                regions.append((address + d.PRODUCER_CURSOR * 8, 2 * d.BLOCK_BYTES, nb.READ))
                 rings.append((address, address + int(array[d.HEADER_BYTES_WORD]), int(array[d.RECORD_SIZE_WORD]),
                               RING_SLOTS))
+            if int(array[d.CONSUMER_PID]) == pid:
+                regions.append((address + d.CONSUMER_CURSOR * 8, 2 * d.BLOCK_BYTES, nb.READ))
         elif 0 < array.nbytes <= SMALL_BYTES:
             regions.append((array.ctypes.data, array.nbytes, nb.READ))
     regions.extend((start, size, nb.CODE) for start, size in code_mappings([*code_addresses, *callbacks]))

@@ -40,10 +40,13 @@ def test_the_working_set_holds_small_state_ring_headers_and_the_next_slots_of_ou
         bundle = Bundle(out_ring.ctrl, in_ring.ctrl, state, table, (inner, state))  # state twice: listed once
         regions, rings = keep_warm.working_set(bundle)
         listed = {(int(a), int(b), int(k)) for a, b, k in regions}
-        assert listed == {(out_ring.ctrl.ctypes.data, d.HEADER_BYTES, nb.READ),
-                          (in_ring.ctrl.ctypes.data, d.HEADER_BYTES, nb.READ),
+        out_at, in_at = out_ring.ctrl.ctypes.data, in_ring.ctrl.ctypes.data
+        # each header: its identity block and this process's side (the producer's cursor and words of
+        # the ring it writes, the consumer's of the ring it reads), not the blocks the other side writes
+        assert listed == {(out_at, d.BLOCK_BYTES, nb.READ), (out_at + 8 * d.PRODUCER_CURSOR, 256, nb.READ),
+                          (in_at, d.BLOCK_BYTES, nb.READ), (in_at + 8 * d.CONSUMER_CURSOR, 256, nb.READ),
                           (state.ctypes.data, state.nbytes, nb.READ), (inner.ctypes.data, inner.nbytes, nb.READ)}
-        assert len(regions) == 4
+        assert len(regions) == 6
         # only the ring this process produces: its next slots are what the next publish writes
         assert rings.tolist() == [[out_ring.ctrl.ctypes.data, out_ring.records.ctypes.data,
                                    out_ring.records.dtype.itemsize, keep_warm.RING_SLOTS]]
