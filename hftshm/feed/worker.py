@@ -74,9 +74,12 @@ class FeedWorker(Worker):
         for ring in ctx.outputs.values():
             self.replayer.add_output(ring)
         self._warm_up()
-        self._keep_warm = None  # paced: [books' arrays the working set was built from, it, last ns, period]
-        if config.speed > 0:
-            self._prefetch(0)  # built (and its kernel loaded) now, not at the first gap
+        # paced: the working set (keep_warm) of the last stretch before an event, built now (and its
+        # kernel loaded), not at the first gap; rebuilt if the books' arrays are replaced
+        self._warm_period_ns = keep_warm.warm_ns() if config.speed > 0 else 0
+        self._warm_books = self._warm_table = None
+        self._warm_last_ns = 0
+        self._prefetch(0)
         self._settle = None
         self._end_sent = False
         self._last_message_ns = 0
@@ -175,17 +178,14 @@ class FeedWorker(Worker):
         """The last stretch before a paced event: the sleep let the books, the staging buffers, the
         output rings' next slots and the replay kernels' code leave the caches; pull them back in
         (as the trading process's idle slices do: ``runtime.keep_warm``), every ``warm_ns``."""
-        kept = self._keep_warm
-        if kept is None:
-            period = keep_warm.warm_ns()
-            if not period:
-                return
-            kept = self._keep_warm = [None, None, 0, period]
-        if kept[0] is not self.replayer.books.arrays:  # built at start; again if the books grew
-            kept[0], kept[1] = self.replayer.books.arrays, self._working_set()
-        if now_ns - kept[2] >= kept[3]:
-            prefetch_working_set(kept[1][0], kept[1][1])
-            kept[2] = now_ns
+        if not self._warm_period_ns:
+            return
+        books = self.replayer.books.arrays
+        if self._warm_books is not books:  # built at start; again if the books grew
+            self._warm_books, self._warm_table = books, self._working_set()
+        if now_ns - self._warm_last_ns >= self._warm_period_ns:
+            prefetch_working_set(*self._warm_table)
+            self._warm_last_ns = now_ns
 
     def _working_set(self) -> tuple:
         from hftshm.feed import replay_nb

@@ -46,7 +46,9 @@ def warm_ns() -> int:
 
 def working_set(bundles, code_addresses: list[int] = ()) -> tuple[np.ndarray, np.ndarray]:
     """``(regions, rings)`` for ``keep_warm_nb.prefetch_working_set``: the bundles' arrays, and the
-    code mappings holding ``code_addresses`` plus the bundles' callbacks. The arrays must outlive it."""
+    code mappings holding ``code_addresses`` plus the bundles' callbacks. The table holds addresses,
+    not references: the caller keeps ``bundles`` alive as long as it uses the table (a ring's
+    header is read through its address)."""
     regions: list[tuple[int, int, int]] = []
     rings: list[tuple[int, int, int, int]] = []
     seen: set[int] = set()
@@ -120,6 +122,7 @@ def _arrays(obj, seen: set[int], callbacks: list[int]):
             yield from _arrays(item, seen, callbacks)
     elif isinstance(obj, CallbackAddress):
         callbacks.append(int(obj.address))
-    elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+    elif hasattr(obj, "__dict__") and not isinstance(obj, type) and id(obj) not in seen:
+        seen.add(id(obj))  # objects may refer to each other
         for item in vars(obj).values():
             yield from _arrays(item, seen, callbacks)

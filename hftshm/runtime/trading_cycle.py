@@ -285,6 +285,7 @@ class TradingCycle:
         if not self.limits.warm_ns:
             return self.warm_set
         compiled = nb.run_slice.overloads.get(self._types)
+        self._warm_bundles = bundles  # the table holds their addresses: they stay alive with it
         regions, rings = keep_warm.working_set(bundles, [keep_warm.entry_address(compiled)] if compiled else [])
         log.info("compiled cycle: idle, it prefetches %s every %d us", keep_warm.describe(regions, rings),
                  self.limits.warm_ns // 1000)
@@ -410,6 +411,7 @@ class StageCycle:
         if not self.limits.warm_ns:
             return self.warm_set
         compiled = nb.run_stage.overloads.get(self._types)
+        self._warm_bundle = bundle  # the table holds its addresses: it stays alive with it
         regions, rings = keep_warm.working_set(bundle, [keep_warm.entry_address(compiled)] if compiled else [])
         log.info("compiled loop of %s: idle, it prefetches %s every %d us", self.name,
                  keep_warm.describe(regions, rings), self.limits.warm_ns // 1000)

@@ -152,9 +152,8 @@ def test_paced_feed_prefetches_its_books_and_code_in_the_last_stretch_before_an_
         for ring in rings.values():
             ring.poll(1 << 10)
             ring.release()
-    kept = worker._keep_warm
-    assert kept is not None and kept[2] > 0  # built, and a prefetch ran before an event was due
-    regions, out_rings = kept[1]
+    assert worker._warm_last_ns > 0  # a prefetch ran before an event was due
+    regions, out_rings = worker._warm_table
     books = worker.replayer.books.arrays
     assert any(r[0] == books[0].ctypes.data for r in regions if r[2] == keep_warm_nb.READ) == (books[0].nbytes <= 16384)
     assert any(r[2] == keep_warm_nb.CODE for r in regions)  # the replay kernels' machine code
@@ -165,5 +164,5 @@ def test_paced_feed_prefetches_its_books_and_code_in_the_last_stretch_before_an_
     cold = FeedWorker(data=[str(_csv(tmp_path / "d.csv"))], speed=0.00005, batch_events=64)
     cold.on_start(_ctx(rings))
     cold._prefetch(10 ** 12)
-    assert cold._keep_warm is None
+    assert cold._warm_table is None and cold._warm_last_ns == 0
     cold.on_close()
