@@ -282,14 +282,8 @@ class TradingCycle:
         return True
 
     def _working_set(self, bundles) -> nb.WarmSet:
-        if not self.limits.warm_ns:
-            return self.warm_set
-        compiled = nb.run_slice.overloads.get(self._types)
         self._warm_bundles = bundles  # the table holds their addresses: they stay alive with it
-        regions, rings = keep_warm.working_set(bundles, [keep_warm.entry_address(compiled)] if compiled else [])
-        log.info("compiled cycle: idle, it prefetches %s every %d us", keep_warm.describe(regions, rings),
-                 self.limits.warm_ns // 1000)
-        return nb.WarmSet(regions, rings, self.warm_set.counts)
+        return _warm_set(nb.run_slice, self._types, bundles, self.limits, self.warm_set, "compiled cycle")
 
     def _types_of(self, bundles) -> tuple:
         from numba import typeof
@@ -408,14 +402,9 @@ class StageCycle:
                 typeof(_EMPTY_WARM_SET))
 
     def _working_set(self, bundle) -> nb.WarmSet:
-        if not self.limits.warm_ns:
-            return self.warm_set
-        compiled = nb.run_stage.overloads.get(self._types)
         self._warm_bundle = bundle  # the table holds its addresses: it stays alive with it
-        regions, rings = keep_warm.working_set(bundle, [keep_warm.entry_address(compiled)] if compiled else [])
-        log.info("compiled loop of %s: idle, it prefetches %s every %d us", self.name,
-                 keep_warm.describe(regions, rings), self.limits.warm_ns // 1000)
-        return nb.WarmSet(regions, rings, self.warm_set.counts)
+        return _warm_set(nb.run_stage, self._types, bundle, self.limits, self.warm_set,
+                         f"compiled loop of {self.name}")
 
     def _entry_for(self, bundle):
         if id(bundle) != self._bundle_id:  # the stage rebuilt its bundle: the same types, or compile
@@ -458,6 +447,18 @@ class StageCycle:
 
 
 _EMPTY_WARM_SET = nb.WarmSet(np.zeros((0, 3), np.int64), np.zeros((0, 4), np.int64), np.zeros(2, np.int64))
+
+
+def _warm_set(kernel, types: tuple, bundles, limits, current: nb.WarmSet, what: str) -> nb.WarmSet:
+    """The working set a loop prefetches when idle (``keep_warm``): the bundles' arrays and the code
+    of ``kernel`` as compiled for ``types``; the counts carry on from ``current``."""
+    if not limits.warm_ns:
+        return current
+    compiled = kernel.overloads.get(types)
+    regions, rings = keep_warm.working_set(bundles, [keep_warm.entry_address(compiled)] if compiled else [])
+    log.info("%s: idle, it prefetches %s every %d us", what, keep_warm.describe(regions, rings),
+             limits.warm_ns // 1000)
+    return nb.WarmSet(regions, rings, current.counts)
 
 
 def spin_ns_of(wait_strategy) -> int:
