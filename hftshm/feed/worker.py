@@ -196,7 +196,8 @@ class FeedWorker(Worker):
         code = [keep_warm.entry_address(c) for k in (replay_nb.stage, replay_nb.publish)
                 for c in k.overloads.values()]
         regions, rings = keep_warm.working_set(state, code)
-        self.ctx.log.info("feed: before a paced event it prefetches %s", keep_warm.describe(regions, rings))
+        if self._warm_table is None:
+            self.ctx.log.info("feed: before a paced event it prefetches %s", keep_warm.describe(regions, rings))
         return regions, rings
 
     def _book_counters(self) -> None:

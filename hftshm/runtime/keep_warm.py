@@ -18,6 +18,7 @@ What goes in, found by walking the stages' bundles (named tuples, tuples, plain 
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -73,11 +74,17 @@ def working_set(bundles, code_addresses: list[int] = ()) -> tuple[np.ndarray, np
 def code_mappings(addresses: list[int]) -> list[tuple[int, int]]:
     """``(start, bytes)`` of the executable mappings holding ``addresses``: numba's JIT puts one
     compiled library's code (a kernel and everything linked into it, 276 KB for ``run_slice``) in
-    a mapping of its own. A mapping past ``MAX_CODE_BYTES`` (not a JIT's) is left out."""
-    wanted = sorted({a for a in addresses if a})
+    a mapping of its own. A mapping past ``MAX_CODE_BYTES`` (not a JIT's) is left out. Remembered
+    per set of addresses: code does not move, and reading ``/proc/self/maps`` of a process with
+    thousands of mappings takes milliseconds, which a bundle rebuilt between two slices must not pay."""
+    return list(_code_mappings(tuple(sorted({a for a in addresses if a}))))
+
+
+@functools.lru_cache(maxsize=256)
+def _code_mappings(wanted: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
     found: list[tuple[int, int]] = []
     if not wanted:
-        return found
+        return ()
     try:
         with open("/proc/self/maps") as maps:
             for line in maps:
@@ -88,8 +95,8 @@ def code_mappings(addresses: list[int]) -> list[tuple[int, int]]:
                 if high - low <= MAX_CODE_BYTES and any(low <= a < high for a in wanted):
                     found.append((low, high - low))
     except OSError:  # no procfs: the code stays as cold as it gets
-        return []
-    return found
+        return ()
+    return tuple(found)
 
 
 def entry_address(compiled) -> int:

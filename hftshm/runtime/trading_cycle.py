@@ -456,9 +456,14 @@ def _warm_set(kernel, types: tuple, bundles, limits, current: nb.WarmSet, what: 
         return current
     compiled = kernel.overloads.get(types)
     regions, rings = keep_warm.working_set(bundles, [keep_warm.entry_address(compiled)] if compiled else [])
-    log.info("%s: idle, it prefetches %s every %d us", what, keep_warm.describe(regions, rings),
-             limits.warm_ns // 1000)
+    said = f"{what} prefetches, when idle, {keep_warm.describe(regions, rings)} every {limits.warm_ns // 1000} us"
+    if said != _warm_said.get(what):  # once, and again only if it changed (bundles are rebuilt often)
+        _warm_said[what] = said
+        log.info(said)
     return nb.WarmSet(regions, rings, current.counts)
+
+
+_warm_said: dict[str, str] = {}
 
 
 def spin_ns_of(wait_strategy) -> int:

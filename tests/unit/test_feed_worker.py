@@ -140,6 +140,9 @@ def test_paced_feed_sleeps_through_gaps_instead_of_spinning(tmp_path, rings):
 
 def test_paced_feed_prefetches_its_books_and_code_in_the_last_stretch_before_an_event(tmp_path, rings,
                                                                                       monkeypatch):
+    import time
+
+    from hftshm.feed.worker import PACE_LEAD_NS
     from hftshm.runtime import keep_warm_nb
 
     worker = FeedWorker(data=[str(_csv(tmp_path / "d.csv"))], speed=0.00005, batch_events=64)
@@ -147,17 +150,24 @@ def test_paced_feed_prefetches_its_books_and_code_in_the_last_stretch_before_an_
     for ring in rings.values():
         ring.register_producer()  # as the feed's process does when it attaches, before the worker starts
     worker.on_start(ctx)
-    while int(ctx.counters[0]) < 9:
-        worker.do_work()
-        for ring in rings.values():
-            ring.poll(1 << 10)
-            ring.release()
-    assert worker._warm_last_ns > 0  # a prefetch ran before an event was due
-    regions, out_rings = worker._warm_table
+    regions, out_rings = worker._warm_table  # built at start, not at the first gap
     books = worker.replayer.books.arrays
     assert any(r[0] == books[0].ctypes.data for r in regions if r[2] == keep_warm_nb.READ) == (books[0].nbytes <= 16384)
     assert any(r[2] == keep_warm_nb.CODE for r in regions)  # the replay kernels' machine code
     assert len(out_rings) == len(rings)  # every output ring's next slots
+    worker.do_work()  # the first message goes out; the next is 20 ms away
+    assert worker._warm_last_ns == 0
+    # far from the next event it sleeps; in the last stretch before it (under PACE_LEAD_NS plus the
+    # shortest sleep) it prefetches, once per period
+    due = time.perf_counter_ns() + PACE_LEAD_NS + 10_000
+    monkeypatch.setattr(worker.replayer, "next_due_ns", lambda: due)
+    worker._sleep_until_due()
+    first = worker._warm_last_ns
+    assert first > 0
+    worker._prefetch(first + 1)
+    assert worker._warm_last_ns == first  # within the period: not again
+    worker._prefetch(first + worker._warm_period_ns)
+    assert worker._warm_last_ns == first + worker._warm_period_ns
     worker.on_close()
 
     monkeypatch.setenv("HFTSHM_KEEP_WARM_US", "0")
