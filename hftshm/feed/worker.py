@@ -175,8 +175,8 @@ class FeedWorker(Worker):
             self._prefetch(now)
 
     def _prefetch(self, now_ns: int) -> None:
-        """The last stretch before a paced event: the sleep let the books, the staging buffers, the
-        output rings' next slots and the replay kernels' code leave the caches; pull them back in
+        """The last stretch before a paced event: the sleep let the books, the staging buffers and the
+        output rings' next slots leave the caches; pull them back in
         (as the trading process's idle slices do: ``runtime.keep_warm``), every ``warm_ns``."""
         if not self._warm_period_ns:
             return
@@ -188,14 +188,14 @@ class FeedWorker(Worker):
             self._warm_last_ns = now_ns
 
     def _working_set(self) -> tuple:
-        from hftshm.feed import replay_nb
-
+        """The books, the heads of the staging buffers and the output rings (their next slots). Not
+        the replay kernels' code: the spin of the last stretch calls ``stage`` anyway, and the
+        dispatchers' other overloads (one per type set ever compiled in the process) would make the
+        code part any size."""
         r = self.replayer
         state = (r.books.arrays, r._rstate, r._cursors, r._staged[:STAGED_WARM], r._snaps[:STAGED_WARM],
                  [out.ring.ctrl for out in r.outputs])
-        code = [keep_warm.entry_address(c) for k in (replay_nb.stage, replay_nb.publish)
-                for c in k.overloads.values()]
-        regions, rings = keep_warm.working_set(state, code)
+        regions, rings = keep_warm.working_set(state)
         if self._warm_table is None:
             self.ctx.log.info("feed: before a paced event it prefetches %s", keep_warm.describe(regions, rings))
         return regions, rings

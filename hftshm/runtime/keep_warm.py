@@ -32,6 +32,7 @@ WARM_ENV = "HFTSHM_KEEP_WARM_US"  # overrides WARM_NS (0: off), for side-by-side
 SMALL_BYTES = 16 << 10
 RING_SLOTS = 4
 MAX_CODE_BYTES = 1 << 20  # an executable mapping past this is not one JIT library's code: left out
+MAX_CODE_TOTAL = 1 << 20  # code prefetched per pull, at most (the trading process's: ~350 KB)
 
 
 def warm_ns() -> int:
@@ -67,7 +68,12 @@ def working_set(bundles, code_addresses: list[int] = ()) -> tuple[np.ndarray, np
                 regions.append((address + d.CONSUMER_CURSOR * 8, 2 * d.BLOCK_BYTES, nb.READ))
         elif 0 < array.nbytes <= SMALL_BYTES:
             regions.append((array.ctypes.data, array.nbytes, nb.READ))
-    regions.extend((start, size, nb.CODE) for start, size in code_mappings([*code_addresses, *callbacks]))
+    code = 0
+    for start, size in code_mappings([*code_addresses, *callbacks]):
+        if code + size > MAX_CODE_TOTAL:  # a pull must stay a microsecond or so, whatever was passed
+            break
+        regions.append((start, size, nb.CODE))
+        code += size
     return (np.array(regions, np.int64).reshape(-1, 3), np.array(rings, np.int64).reshape(-1, 4))
 
 

@@ -112,3 +112,12 @@ def test_the_period_comes_from_the_environment_and_a_bad_value_is_named(monkeypa
     monkeypatch.setenv(keep_warm.WARM_ENV, "ten")
     with pytest.raises(ValueError, match="HFTSHM_KEEP_WARM_US must be microseconds"):
         keep_warm.warm_ns()
+
+
+def test_the_code_part_of_a_pull_is_capped(monkeypatch):
+    _some_kernel(1)
+    address = keep_warm.entry_address(next(iter(_some_kernel.overloads.values())))
+    (start, size), = keep_warm.code_mappings([address])
+    monkeypatch.setattr(keep_warm, "MAX_CODE_TOTAL", size - 1)
+    regions, _ = keep_warm.working_set((), [address])
+    assert not any(k == nb.CODE for _, _, k in regions)  # past the cap: left out, not truncated
