@@ -79,7 +79,8 @@ class FeedWorker(Worker):
         self._warm_period_ns = keep_warm.warm_ns() if config.speed > 0 else 0
         self._warm_books = self._warm_table = None
         self._warm_last_ns = 0
-        self._prefetch(0)
+        if self._warm_period_ns:
+            self._prefetch(time.perf_counter_ns())  # a first pull: the kernel compiles or loads here
         self._settle = None
         self._end_sent = False
         self._last_message_ns = 0
