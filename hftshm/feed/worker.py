@@ -177,8 +177,8 @@ class FeedWorker(Worker):
 
     def _prefetch(self, now_ns: int) -> None:
         """The last stretch before a paced event: the sleep let the books, the staging buffers and the
-        output rings' next slots leave the caches; pull them back in
-        (as the trading process's idle slices do: ``runtime.keep_warm``), every ``warm_ns``."""
+        output rings' next slots leave the caches; pull them back in every ``warm_ns``, as the
+        trading process's idle slices do (``runtime.keep_warm``)."""
         if not self._warm_period_ns:
             return
         books = self.replayer.books.arrays
@@ -190,9 +190,7 @@ class FeedWorker(Worker):
 
     def _working_set(self) -> tuple:
         """The books, the heads of the staging buffers and the output rings (their next slots). Not
-        the replay kernels' code: the spin of the last stretch calls ``stage`` anyway, and the
-        dispatchers' other overloads (one per type set ever compiled in the process) would make the
-        code part any size."""
+        the replay kernels' code: the spin of the last stretch calls ``stage`` anyway."""
         r = self.replayer
         state = (r.books.arrays, r._rstate, r._cursors, r._staged[:STAGED_WARM], r._snaps[:STAGED_WARM],
                  [out.ring.ctrl for out in r.outputs])
