@@ -8,7 +8,8 @@
 Speed: 1.0 replays in real time by exchange timestamps, N is N times faster, 0 as fast as possible.
 Every ring gets every record (fan-out, one ring per consumer); a full ``block`` ring holds the batch
 back until it has room, a full ``drop`` ring loses the records (counted in the ring's drops).
-``publish_ts_ns`` is stamped from ``time.perf_counter_ns`` just before each ring's commit.
+``publish_ts_ns`` is stamped with the monotonic clock (``time.perf_counter_ns``' clock) inside the
+publish kernel, just before each ring's copy and commit (``replay_nb.publish_now``).
 
 Latency histograms (``hftshm.metrics.histogram`` arrays):
 - ``exch_to_recv``: local receive minus exchange time for depth and trade events, minus the smallest
@@ -84,6 +85,7 @@ class Replayer:
         self._offsets = np.array([c.min_local_minus_exch_ns or 0 for c in self.caches], np.int64)
         self._rstate = np.zeros(replay_nb.N_REPLAY_STATE, np.int64)
         self._rstate[replay_nb.RS_OPEN_SOURCE] = -1
+        self._stamp = np.zeros(1, np.int64)  # the last publish's clock reading (replay_nb.publish_now)
         self._staged = load_layout("market_event").zeros(self.batch_events)
         self._snaps = load_layout("book_snapshot").zeros(self.batch_events)
         self._scratch_px = np.zeros((1, 2, width), np.int64)
@@ -260,10 +262,10 @@ class Replayer:
             stop = self._n_snaps if out.is_snapshot else self._n_staged
             if out.pos >= stop:
                 continue
-            publish_ts = time.perf_counter_ns()
-            n = int(replay_nb.publish(out.ring.ctrl, out.ring.records, staged, out.pos, stop, publish_ts, out.drop))
+            n = int(replay_nb.publish_now(out.ring.ctrl, out.ring.records, staged, out.pos, stop, out.drop,
+                                          self._stamp))
             if n and not out.is_snapshot and not self._latency_recorded:
-                self._record_recv_to_publish(out.pos, out.pos + n, publish_ts)
+                self._record_recv_to_publish(out.pos, out.pos + n, int(self._stamp[0]))
             out.pos += n
             out.written += n
             written += n

@@ -117,7 +117,7 @@ class FeedWorker(Worker):
                         r.books.arrays, r.book_levels, r._snaps, r._scratch_px, r._scratch_qty, r.hist_exch_to_recv)
         for out in r.outputs:
             staged = r._snaps if out.is_snapshot else r._staged
-            replay_nb.publish(out.ring.ctrl, out.ring.records, staged, 0, 0, 0, out.drop)
+            replay_nb.publish_now(out.ring.ctrl, out.ring.records, staged, 0, 0, out.drop, r._stamp)
         replay_nb.recv_to_publish(r.hist_recv_to_publish, r._staged, 0, 0, 0, 0, 0, 0.0, 0)
         replay_nb.next_exch_ts(r._sources, r._cursors, 0)  # paced replay's sleep (_sleep_until_due)
 
