@@ -25,7 +25,13 @@ O_NEXT_ORDER = 1  # last order counter used
 O_NEXT_EVENT = 2  # last event counter used
 O_TIMERS = 3  # entries in the timer list
 O_NEXT_DEADLINE = 4  # earliest deadline in the timer list (a lower bound)
-O_WORDS = 8
+O_RECENT_NEXT = 5  # slots noted in the O_RECENT ring so far
+# hints for the idle prefetch of the next orders' lines (hftshm.oms.next_lines_nb), never state:
+HINT_CLIENTS = 16  # (strategy id, its last client order id) pairs, by strategy id modulo
+HINT_RECENT = 16  # the last slots written (slot + 1; 0: none)
+O_CLIENTS = 8
+O_RECENT = O_CLIENTS + 2 * HINT_CLIENTS
+O_WORDS = O_RECENT + HINT_RECENT
 
 # out counts
 C_ORDERS = 0

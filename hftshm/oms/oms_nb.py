@@ -89,6 +89,7 @@ from hftshm.oms.emit_nb import (  # noqa: F401  (constants re-exported: callers 
     send_order,
     staging_room,
 )
+from hftshm.oms.next_lines_nb import note_client, note_slot
 from hftshm.oms.session_nb import on_session
 
 
@@ -155,6 +156,8 @@ def _new(book, ctl, out, rec, now_ns, wall_ns):
     index_insert(cid_a, cid_b, cid_v, np.int64(rec.strategy_id), rec.client_order_id, slot)
     slot_words[S_OPEN] += 1
     stats[ST_CREATED] += 1
+    note_client(words, rec.strategy_id, rec.client_order_id)
+    note_slot(words, slot)
     arm(ctl, orders, slot, PENDING_NEW, now_ns + ctl[5][0])
     emit_event(ctl, out, orders, slot, E.CREATED, 0, Reason.NONE, 0, wall_ns, np.nan, 0.0, 0.0)
     send_order(out, orders, slot, Action.NEW, o.client_order_id, o.price, o.qty, now_ns)
@@ -203,6 +206,8 @@ def _amend(book, ctl, out, rec, now_ns, wall_ns):
     o.state = nxt
     o.request_client_order_id = rec.client_order_id
     o.attempt = 0
+    note_client(ctl[1], rec.strategy_id, rec.client_order_id)
+    note_slot(ctl[1], slot)
     if is_cancel:
         stats[ST_CANCELS] += 1
         arm(ctl, orders, slot, PENDING_CANCEL, now_ns + ctl[5][0])

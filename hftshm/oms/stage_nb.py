@@ -14,6 +14,8 @@ import numpy as np
 from numba import njit
 
 from hftshm.oms.cycle_nb import EVENTS_FULL, cycle
+from hftshm.oms.next_lines_nb import prefetch_next
+from hftshm.oms.rehearsal_nb import OmsRehearsal, rehearse_when_due
 from hftshm.oms.oms_nb import O_NEXT_DEADLINE
 from hftshm.transport.clock_nb import _clock_gettime_ns, monotonic_ns
 from hftshm.transport.ring_nb import has_data
@@ -36,6 +38,7 @@ class OmsStage(NamedTuple):
     tick_to_order: np.ndarray
     counters: np.ndarray
     batch: int
+    rehearsal: OmsRehearsal  # the twin idle passes rehearse the order path on (oms.rehearsal_nb)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -56,3 +59,11 @@ def step(stage):
     if work == EVENTS_FULL:
         return NEEDS_PYTHON
     return work
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def warm(stage, idle_ns):
+    """Idle ``idle_ns``: rehearse the order path when due (``rehearsal_nb``), then prefetch the lines
+    the next orders will touch (``next_lines_nb``); returns the lines asked for."""
+    rehearse_when_due(stage.rehearsal, idle_ns, monotonic_ns(), realtime_ns())
+    return prefetch_next(stage.book, stage.ctl)

@@ -32,7 +32,7 @@ import time
 import numpy as np
 
 from hftshm.codes import Reason, TradingState
-from hftshm.oms import cycle_nb, oms_nb, stage_nb, timers_nb
+from hftshm.oms import cycle_nb, oms_nb, rehearsal, stage_nb, timers_nb
 from hftshm.oms.config import journal_path, spill_path
 from hftshm.oms.engine import ORDER_EVENT, OmsEngine
 from hftshm.oms.journal import Journal, journal_pending_records
@@ -189,9 +189,13 @@ class OmsWorker(Worker):
         engine = self.engine
         cached = getattr(self, "_compiled", None)
         if cached is None or cached.book is not engine.book:
-            self._compiled = stage_nb.OmsStage(engine.book, engine.ctl, engine.out, self._rings, self._report_ctrls,
-                                               self._report_records, engine.words, self._histogram,
-                                               self._tick_to_order, self.counters, self.batch)
+            stage = stage_nb.OmsStage(engine.book, engine.ctl, engine.out, self._rings, self._report_ctrls,
+                                      self._report_records, engine.words, self._histogram,
+                                      self._tick_to_order, self.counters, self.batch, None)
+            self._twin = rehearsal.twin_of(stage)
+            if not self._twin.matched:
+                self.ctx.log.warning("oms: the rehearsal twin's arrays are not typed as the live ones: no rehearsals")
+            self._compiled = stage._replace(rehearsal=self._twin.bundle)
         return self._compiled
 
     def compiled_housekeeping(self, now_ns: int) -> int:

@@ -60,6 +60,8 @@ class StrategiesStep:
     # rebuilds and recompiles it, and numba keeps only its 128 latest rebuilt dispatchers alive, so
     # the next save of the index fails on a dead one ("underlying object has vanished").
     numba_type: Callable[[Any], Any] | None = None
+    # process-per-worker: idle, the lines the stage's next work will touch (njit, the bundle -> lines)
+    ahead: Any = None
 
 
 def compiled_strategies_step(worker) -> StrategiesStep:
@@ -360,7 +362,8 @@ def worker_stage(worker) -> StrategiesStep:
 
     step = (oms_stage.step if isinstance(worker, OmsWorker)
             else exchange_stage.step if isinstance(worker, ExchangeWorker) else risk_stage.step)
-    return StrategiesStep(step, worker.compiled_stage, lambda: None, worker.compiled_housekeeping)
+    ahead = oms_stage.warm if isinstance(worker, OmsWorker) else nb.no_lines_ahead
+    return StrategiesStep(step, worker.compiled_stage, lambda: None, worker.compiled_housekeeping, ahead=ahead)
 
 
 class StageCycle:
@@ -376,6 +379,7 @@ class StageCycle:
         self.slices = self.passes = self.in_slices_ns = self.between_ns = self.python_rounds = 0
         self._left_ns = self._python_until_ns = 0
         self._run = nb.run_stage  # warm() replaces it with the entry point for the bundle's exact types
+        self._ahead = stage.ahead if stage.ahead is not None else nb.no_lines_ahead
         self._types: tuple = ()
         self._bundle_id = 0
 
@@ -398,7 +402,7 @@ class StageCycle:
     def _types_of(self, bundle) -> tuple:
         from numba import typeof
 
-        return (typeof(self.stage.step), _bundle_type(self.stage, bundle), typeof(self.limits),
+        return (typeof(self.stage.step), typeof(self._ahead), _bundle_type(self.stage, bundle), typeof(self.limits),
                 typeof(_EMPTY_WARM_SET))
 
     def _working_set(self, bundle) -> nb.WarmSet:
@@ -431,7 +435,7 @@ class StageCycle:
         if self._left_ns:
             self.between_ns += entered - self._left_ns
         try:
-            result = self._entry_for(bundle)(self.stage.step, bundle, self.limits, self.warm_set)
+            result = self._entry_for(bundle)(self.stage.step, self._ahead, bundle, self.limits, self.warm_set)
         finally:
             self.stage.leave()
         self._left_ns = time.monotonic_ns()

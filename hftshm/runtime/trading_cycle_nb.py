@@ -20,9 +20,11 @@ to Python only
 
 While it spins idle, every ``SliceLimits.warm_ns`` the slice pulls the stages' small state, the ring
 headers, the next slots of the rings it writes and its own machine code back into the caches
-(``keep_warm_nb``, the table in ``warm``, a ``WarmSet``): at a real-time pace a tick comes every
-~0.6 ms, long enough for all of it to leave the core's caches, and a tick's pass costs 3-4x as much
-from cold caches as warm.
+(``keep_warm_nb``, the table in ``warm``, a ``WarmSet``) and the lines of the OMS's big tables its
+next orders will touch (``oms.next_lines_nb``); the OMS also rehearses its order path on a private
+twin (``oms.rehearsal_nb``: what goes cold is the code's execution, not only its bytes). At a
+real-time pace a tick comes every ~0.6 ms, long enough for all of it to leave the core's caches, and
+a tick's pass costs 3-4x as much from cold caches as warm.
 
 The strategies stage is ``strategies_stage_nb.step`` over any set of compiled strategies: their
 callbacks travel in its bundle as first-class functions typed by signature (as vectorbt's
@@ -101,15 +103,21 @@ def _slice_end(elapsed_ns, idle_ns, work, limits):
 
 
 @njit(nogil=True, _nrt=False, inline="always")
-def _warm_when_idle(warm, limits, now, warmed, work):
-    """Prefetch ``warm`` after ``limits.warm_ns`` without work; returns when it was last warm."""
-    if work > 0:
-        return now
-    if limits.warm_ns > 0 and now - warmed >= limits.warm_ns:
-        warm.counts[1] += keep_warm_nb.prefetch_working_set(warm.regions, warm.rings)
-        warm.counts[0] += 1
-        return now
-    return warmed
+def _warm_due(limits, now, warmed, work):
+    """An idle pass ``limits.warm_ns`` after the last pull (or the last work)."""
+    return work == 0 and limits.warm_ns > 0 and now - warmed >= limits.warm_ns
+
+
+@njit(nogil=True, _nrt=False, inline="always")
+def _pull(warm):
+    warm.counts[1] += keep_warm_nb.prefetch_working_set(warm.regions, warm.rings)
+    warm.counts[0] += 1
+
+
+@njit(nogil=True, _nrt=False)
+def no_lines_ahead(stage, idle_ns):
+    """``run_stage``'s idle look-ahead for a stage with none (the OMS's: ``oms.stage_nb.warm``)."""
+    return 0
 
 
 # cached: its signature holds no dispatcher (the callbacks in ``strategies`` are typed by signature),
@@ -137,7 +145,13 @@ def run_slice(strategies, risk, oms, exchange, limits, parking, warm):
         total += work
         if work > 0:
             idle_since = now
-        warmed = _warm_when_idle(warm, limits, now, warmed, work)
+        if work > 0:
+            warmed = now
+        elif _warm_due(limits, now, warmed, work):
+            _pull(warm)
+            # the OMS rehearses its order path when due, then the next orders' lines in its big tables
+            warm.counts[1] += oms_stage.warm(oms, now - idle_since)
+            warmed = now
         end = _slice_end(now - start, now - idle_since, work, limits)
         if end == _IDLE and parking.enabled:
             if park_nb.park(parking) == park_nb.HAS_DATA:
@@ -151,10 +165,11 @@ def run_slice(strategies, risk, oms, exchange, limits, parking, warm):
 # process-per-worker placement: one stage per process, the same loop around it (not cached either:
 # its first argument is a dispatcher)
 @njit(nogil=True, _nrt=False)
-def run_stage(step, stage, limits, warm):
+def run_stage(step, ahead, stage, limits, warm):
     """``run_slice`` for a process that runs one stage: ``step(stage)`` until housekeeping is due,
     ``spin_ns`` idle, or the step returns a negative value (it needs its Python path); idle, keep
-    ``warm`` in the caches."""
+    ``warm`` in the caches and call ``ahead(stage, idle_ns)`` (the OMS rehearses and prefetches its
+    next orders' lines)."""
     start = monotonic_ns()
     idle_since = start
     warmed = start
@@ -169,7 +184,12 @@ def run_stage(step, stage, limits, warm):
         total += work
         if work > 0:
             idle_since = now
-        warmed = _warm_when_idle(warm, limits, now, warmed, work)
+        if work > 0:
+            warmed = now
+        elif _warm_due(limits, now, warmed, work):
+            _pull(warm)
+            warm.counts[1] += ahead(stage, now - idle_since)
+            warmed = now
         end = _slice_end(now - start, now - idle_since, work, limits)
         if end != _GO_ON:
             return SliceResult(end, total, passes)

@@ -293,3 +293,41 @@ def test_an_idle_slice_prefetches_its_working_set_and_a_zero_period_turns_it_off
     assert off.warm() and off.limits.warm_ns == 0
     off.run_slice()
     assert int(off.warm_set.counts[0]) == 0
+
+
+def test_an_idle_slice_rehearses_the_oms_on_its_twin_and_never_touches_the_live_oms(rigs, monkeypatch):
+    rig = rigs("rehearse")
+    cycle = TradingCycle.for_workers(rig.workers, WaitStrategy.from_config("busy-spin"))
+    assert cycle.warm()
+    twin = rig.oms._twin
+    assert twin.matched  # typed as the live OMS: the rehearsal runs the live OMS's code
+    engine = rig.oms.engine
+    before = [a.copy() for a in (*engine.book, *engine.ctl[:3], rig.oms.counters)]
+    cycle.limits = cycle.limits._replace(slice_ns=2_000_000, warm_ns=10_000)
+    assert cycle.run_slice().work == 0
+    assert 10 <= twin.rehearsals <= 40  # 2 ms idle: the first after 50 us, then every 50 us
+    # the twin took its quote each time (reset before each: the same first order id every time)
+    own = twin.rings[2]
+    assert own.producer_position == 2
+    assert list(own.records["side"][:2]) == [Side.BUY, Side.SELL]
+    assert own.records["order_id"][0] == (1 << 40) | 1
+    # the live OMS saw none of it: its table, words, statistics, counters and rings are as they were
+    after = [*engine.book, *engine.ctl[:3], rig.oms.counters]
+    for old, new in zip(before, after):
+        assert np.array_equal(old, new)
+    assert rig.peek_exchange_orders() == 0 and len(rig.drain_events()) == 0
+    # and a tick after the rehearsals gets the live OMS's first order ids
+    records, bid, ask = market(0)
+    rig.events(records)
+    rig.book(bid, ask, int(records[-1]["exch_ts_ns"]), publish_ts_ns=1)
+    cycle.run_slice()
+    sent = rig.rings["exchange.orders"].records[:2]
+    assert sorted(int(i) & ((1 << 40) - 1) for i in sent["order_id"]) == [1, 2]
+
+    monkeypatch.setenv("HFTSHM_REHEARSE_US", "0")
+    off = rigs("no-rehearsal")
+    cycle = TradingCycle.for_workers(off.workers, WaitStrategy.from_config("busy-spin"))
+    assert cycle.warm()
+    cycle.limits = cycle.limits._replace(slice_ns=1_000_000, warm_ns=10_000)
+    cycle.run_slice()
+    assert off.oms._twin.rehearsals == 0
