@@ -12,7 +12,10 @@ idle are its follow-up (the exchange's reports through the OMS to risk and the s
 does between two ticks of a paced replay. Figures are medians of wall time inside one compiled
 call (no Python inside); say the load average beside them.
 
-    python tools/tick_pass_cpu.py [--ticks 1000] [--cold-mb 32]
+"--keep-warm 1|2|3": after that, what an idle slice does: 1 pulls its working set back in, 2 also the
+OMS's next orders' lines, 3 also the OMS's rehearsal; then 20 us for the prefetches to land.
+
+    python tools/tick_pass_cpu.py [--ticks 1000] [--cold-mb 32] [--keep-warm 2]
 """
 
 from __future__ import annotations
@@ -63,11 +66,30 @@ def _timed_pass_kernel():
     return timed_pass
 
 
-def measure(ticks: int, cold_mb: int, seed_ticks: int = 50, touch_rings: bool = False) -> dict:
+def _pull_kernel():
+    from hftshm.oms import stage_nb as oms_stage
+    from hftshm.runtime.keep_warm_nb import prefetch_working_set
+    from hftshm.transport.clock_nb import monotonic_ns
+
+    @njit(nogil=True, _nrt=False)
+    def pull(warm, oms, ahead, settle_ns):
+        """What an idle ``run_slice`` does between ticks (its working set; ``ahead`` 1: the OMS's next
+        lines, 2: and its rehearsal), then a wait for the prefetches to land."""
+        prefetch_working_set(warm.regions, warm.rings)
+        if ahead:
+            oms_stage.warm(oms, 1 << 40 if ahead == 2 else 0)  # idle "forever": the rehearsal is due
+        start = monotonic_ns()
+        while monotonic_ns() - start < settle_ns:
+            pass
+
+    return pull
+
+
+def measure(ticks: int, cold_mb: int, seed_ticks: int = 50, touch_rings: bool = False, keep_warm: int = 0) -> dict:
     from numba import typeof
 
     from hftshm.metrics.histogram import summarize
-    from hftshm.runtime.trading_cycle import TradingCycle, _entry
+    from hftshm.runtime.trading_cycle import TradingCycle, _entry, _warm_set
     from hftshm.transport.wait import WaitStrategy
     from tests.trading_cycle_rig import TradingRig
     from tests.unit.test_trading_cycle import market
@@ -78,9 +100,14 @@ def measure(ticks: int, cold_mb: int, seed_ticks: int = 50, touch_rings: bool = 
         assert cycle is not None and cycle.warm()
         bundles = cycle.stages(force=True)
         t = np.zeros(9, dtype=np.int64)
-        run = _entry(_timed_pass_kernel(), cycle._types_of(bundles)[:4] + (typeof(t),))
+        kernel = _timed_pass_kernel()
+        types = cycle._types_of(bundles)[:4] + (typeof(t),)
+        run = _entry(kernel, types)
+        # the idle pull's table as run_slice's, with this kernel's code in place of run_slice's
+        warm = _warm_set(kernel, types, bundles, cycle.limits, cycle.warm_set, "tick pass")
         cycle.strategies.leave()
         other = np.zeros((cold_mb << 20) // 8, dtype=np.int64) if cold_mb else None
+        pull = _pull_kernel() if keep_warm else None
         first = np.zeros((ticks, 4), dtype=np.int64)
         follow = np.zeros(ticks, dtype=np.int64)
         orders = np.zeros(ticks, dtype=np.int64)
@@ -95,8 +122,10 @@ def measure(ticks: int, cold_mb: int, seed_ticks: int = 50, touch_rings: bool = 
                     pos = ring.producer_position
                     mask = ring.capacity - 1
                     ring.records[[(pos + j) & mask for j in range(8)]].copy()
-            before = rig.peek_exchange_orders()
             bundles = cycle.stages()
+            if pull is not None:  # what an idle slice does between ticks (--keep-warm)
+                pull(warm, bundles[2], keep_warm - 1, 20_000)
+            before = rig.peek_exchange_orders()
             rig.events(records)
             rig.book(bid, ask, int(records[-1]["exch_ts_ns"]), publish_ts_ns=time.perf_counter_ns())
             run(*bundles, t)
@@ -124,8 +153,11 @@ def measure(ticks: int, cold_mb: int, seed_ticks: int = 50, touch_rings: bool = 
 
 
 def main(ticks: int = typer.Option(1000), cold_mb: int = typer.Option(0, help="MB written between ticks"),
-         touch_rings: bool = typer.Option(False, help="read the output rings' next slots back in before each tick")) -> None:
-    r = measure(ticks, cold_mb, touch_rings=touch_rings)
+         touch_rings: bool = typer.Option(False, help="read the output rings' next slots back in before each tick"),
+         keep_warm: int = typer.Option(0, help="before each tick, what an idle slice does: 1 prefetch its "
+                                                  "working set, 2 and the OMS's next orders' lines, 3 and the "
+                                                  "OMS's rehearsal")) -> None:
+    r = measure(ticks, cold_mb, touch_rings=touch_rings, keep_warm=keep_warm)
     first = r["first"]
     parts = ", ".join(f"{name} {np.median(first[:, i]) / 1e3:.2f}" for i, name in enumerate(STAGES))
     print(f"{'cold' if cold_mb else 'warm'} ({ticks} ticks, {r['orders'].mean():.2f} orders each): first pass p50 "

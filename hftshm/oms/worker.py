@@ -198,6 +198,12 @@ class OmsWorker(Worker):
             self._compiled = stage._replace(rehearsal=self._twin.bundle)
         return self._compiled
 
+    @property
+    def rehearsals(self) -> int:
+        """Rehearsals of the order path on the idle compiled stage's twin (``oms.rehearsal_nb``)."""
+        twin = getattr(self, "_twin", None)
+        return twin.rehearsals if twin is not None else 0
+
     def compiled_housekeeping(self, now_ns: int) -> int:
         self.counters[_X["event_spill_gauge"]] = self.overflow_n
         return 0

@@ -342,9 +342,11 @@ class TradingCycle:
         warm = getattr(self, "warm_set", None)
         warmed = (f", {int(warm.counts[0])} idle prefetches of the working set "
                   f"({int(warm.counts[1])} cache lines)") if warm is not None else ""
+        oms = getattr(self, "oms", None)
+        rehearsed = f", {oms.rehearsals} OMS rehearsals" if hasattr(oms, "rehearsals") else ""
         return (f"compiled cycle: {self.slices} slices, {self.passes} passes ({per_pass:.0f} ns each, call "
                 f"included), {self.in_slices_ns / 1e9:.2f} s in slices, {self.between_ns / 1e9:.2f} s between "
-                f"them, {self.python_rounds} Python rounds" + parks + warmed)
+                f"them, {self.python_rounds} Python rounds" + parks + warmed + rehearsed)
 
     def housekeeping(self, now_ns: int) -> int:
         return (self.strategies.housekeeping(now_ns) + self.risk.compiled_housekeeping(now_ns)

@@ -306,6 +306,7 @@ def test_an_idle_slice_rehearses_the_oms_on_its_twin_and_never_touches_the_live_
     cycle.limits = cycle.limits._replace(slice_ns=2_000_000, warm_ns=10_000)
     assert cycle.run_slice().work == 0
     assert 10 <= twin.rehearsals <= 40  # 2 ms idle: the first after 50 us, then every 50 us
+    assert f"{rig.oms.rehearsals} OMS rehearsals" in cycle.summary()
     # the twin took its quote each time (reset before each: the same first order id every time)
     own = twin.rings[2]
     assert own.producer_position == 2
