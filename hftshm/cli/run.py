@@ -34,6 +34,21 @@ def _load(config_path: Path, overrides: dict | None = None):
         raise typer.Exit(2) from None
 
 
+def _check_tuning_environment() -> None:
+    """The tuning switches the workers read (``HFTSHM_KEEP_WARM_US``, ``HFTSHM_REHEARSE_US``), checked
+    before anything starts: a bad value would otherwise stop the trading process at its start, after
+    the others are up."""
+    from hftshm.oms.rehearsal import rehearse_ns
+    from hftshm.runtime.keep_warm import warm_ns
+
+    try:
+        warm_ns()
+        rehearse_ns()
+    except ValueError as exc:
+        typer.secho(f"environment error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
 def run_command(
     config: Path = ConfigOption,
     speed: float = typer.Option(None, help="replay speed: 1 = real time, N = N times faster, 0 = as fast as possible"),
@@ -92,6 +107,7 @@ def run_command(
     for name in external:
         overrides.setdefault("workers", {}).setdefault(name, {})["external"] = True
     cfg = _load(config, overrides)
+    _check_tuning_environment()
     for notice in cfg.notices:
         typer.secho(f"warning: {notice}", fg="yellow", err=True)
     options = RunOptions(duration_s=duration, serve=serve, web=not no_web, live=not quiet and sys.stdout.isatty())

@@ -1,5 +1,6 @@
-"""``hftshm run`` on a cold cache parses the replayed CSV in the CLI process while the compiling pool
-works, so the feed worker maps the event cache instead of parsing before its first tick."""
+"""``hftshm run`` before anything starts: on a cold cache it parses the replayed CSV in the CLI
+process while the compiling pool works, so the feed worker maps the event cache instead of parsing
+before its first tick; a bad tuning switch in the environment stops it there."""
 
 from __future__ import annotations
 
@@ -41,3 +42,18 @@ def test_a_file_that_does_not_parse_is_left_for_the_feed_to_report(tmp_path):
     day.write_bytes(b"not a tick csv\n")
     _parse_replay_data(cfg)  # no exception: the feed's own start says what is wrong
     assert not event_cache.cache_path_for(day).exists()
+
+
+def test_a_bad_tuning_switch_stops_hftshm_run_before_anything_starts(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from hftshm.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("HFTSHM_REHEARSE_US", "HFTSHM_KEEP_WARM_US"):
+        monkeypatch.setenv(name, "often")
+        result = CliRunner().invoke(app, ["run", "--no-web", "--duration", "1", "--config",
+                                          str(ROOT / "config" / "platform.toml")])
+        assert result.exit_code == 2
+        assert f"environment error: {name} must be microseconds" in result.output
+        monkeypatch.delenv(name)
