@@ -13,7 +13,7 @@ does between two ticks of a paced replay. Figures are medians of wall time insid
 call (no Python inside); say the load average beside them.
 
 "--keep-warm 1|2|3": after that, what an idle slice does: 1 pulls its working set back in, 2 also the
-OMS's next orders' lines, 3 also the OMS's rehearsal; then 20 us for the prefetches to land.
+OMS's next orders' lines, 3 also risk's and the OMS's rehearsals; then 20 us for the prefetches to land.
 
     python tools/tick_pass_cpu.py [--ticks 1000] [--cold-mb 32] [--keep-warm 2]
 """
@@ -68,16 +68,19 @@ def _timed_pass_kernel():
 
 def _pull_kernel():
     from hftshm.oms import stage_nb as oms_stage
+    from hftshm.risk import stage_nb as risk_stage
     from hftshm.runtime.keep_warm_nb import prefetch_working_set
     from hftshm.transport.clock_nb import monotonic_ns
 
     @njit(nogil=True, _nrt=False)
-    def pull(warm, oms, ahead, settle_ns):
-        """What an idle ``run_slice`` does between ticks (its working set; ``ahead`` 1: the OMS's next
-        lines, 2: and its rehearsal), then a wait for the prefetches to land."""
-        prefetch_working_set(warm.regions, warm.rings)
+    def pull(warm, risk, oms, ahead, settle_ns):
+        """What an idle ``run_slice`` does between ticks (``ahead`` 2: risk's and the OMS's rehearsals;
+        1: and 2: the OMS's next lines; its working set), then a wait for the prefetches to land."""
+        idle = 1 << 40 if ahead == 2 else 0  # idle "forever": the rehearsals are due
         if ahead:
-            oms_stage.warm(oms, 1 << 40 if ahead == 2 else 0)  # idle "forever": the rehearsal is due
+            risk_stage.warm(risk, idle)
+            oms_stage.warm(oms, idle)
+        prefetch_working_set(warm.regions, warm.rings)
         start = monotonic_ns()
         while monotonic_ns() - start < settle_ns:
             pass
@@ -124,7 +127,7 @@ def measure(ticks: int, cold_mb: int, seed_ticks: int = 50, touch_rings: bool = 
                     ring.records[[(pos + j) & mask for j in range(8)]].copy()
             bundles = cycle.stages()
             if pull is not None:  # what an idle slice does between ticks (--keep-warm)
-                pull(warm, bundles[2], keep_warm - 1, 20_000)
+                pull(warm, bundles[1], bundles[2], keep_warm - 1, 20_000)
             before = rig.peek_exchange_orders()
             rig.events(records)
             rig.book(bid, ask, int(records[-1]["exch_ts_ns"]), publish_ts_ns=time.perf_counter_ns())
@@ -155,8 +158,8 @@ def measure(ticks: int, cold_mb: int, seed_ticks: int = 50, touch_rings: bool = 
 def main(ticks: int = typer.Option(1000), cold_mb: int = typer.Option(0, help="MB written between ticks"),
          touch_rings: bool = typer.Option(False, help="read the output rings' next slots back in before each tick"),
          keep_warm: int = typer.Option(0, help="before each tick, what an idle slice does: 1 prefetch its "
-                                                  "working set, 2 and the OMS's next orders' lines, 3 and the "
-                                                  "OMS's rehearsal")) -> None:
+                                                  "working set, 2 and the OMS's next orders' lines, 3 and risk's "
+                                                  "and the OMS's rehearsals")) -> None:
     r = measure(ticks, cold_mb, touch_rings=touch_rings, keep_warm=keep_warm)
     first = r["first"]
     parts = ", ".join(f"{name} {np.median(first[:, i]) / 1e3:.2f}" for i, name in enumerate(STAGES))

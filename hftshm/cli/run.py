@@ -38,7 +38,7 @@ def _check_tuning_environment() -> None:
     """The tuning switches the workers read (``HFTSHM_KEEP_WARM_US``, ``HFTSHM_REHEARSE_US``), checked
     before anything starts: a bad value would otherwise stop the trading process at its start, after
     the others are up."""
-    from hftshm.oms.rehearsal import rehearse_ns
+    from hftshm.runtime.rehearsal import rehearse_ns
     from hftshm.runtime.keep_warm import warm_ns
 
     try:

@@ -9,31 +9,17 @@ same compiled code on it; ``twin_of`` checks that, and a twin that does not matc
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from hftshm.codes import Action, OrderType, Side, TimeInForce
 from hftshm.oms import cycle_nb
 from hftshm.oms.engine import ORDER, OmsEngine
 from hftshm.oms.rehearsal_nb import OmsRehearsal
+from hftshm.runtime.rehearsal import rehearse_ns, same_types
 from hftshm.transport.ring import Ring
 
-REHEARSE_NS = 50_000  # idle this long, the OMS rehearses its order path, and again as often
-REHEARSE_ENV = "HFTSHM_REHEARSE_US"  # overrides REHEARSE_NS (0: never), for side-by-side runs
 TWIN_ORDERS = 16  # a rehearsal resets the twin's table: small is cheap
 TWIN_RING = 64  # records per private ring: a rehearsal's quote and what it produces fit many times
-
-
-def rehearse_ns() -> int:
-    """The rehearsal period in ns: ``REHEARSE_NS``, or ``HFTSHM_REHEARSE_US`` when set (0: never)."""
-    value = os.environ.get(REHEARSE_ENV)
-    if value in (None, ""):
-        return REHEARSE_NS
-    try:
-        return max(int(float(value) * 1e3), 0)
-    except ValueError:
-        raise ValueError(f"{REHEARSE_ENV} must be microseconds (0: never), found {value!r}") from None
 
 
 def quote(strategy_id: int = 1, symbol_id: int = 1) -> np.ndarray:
@@ -72,8 +58,6 @@ class Twin:
 def twin_of(live, every_ns: int | None = None) -> Twin:
     """A twin of ``live`` (an ``oms.stage_nb.OmsStage`` or anything with its fields). One whose
     arrays cannot be typed as the live OMS's never rehearses (``every_ns`` 0, ``matched`` False)."""
-    from numba import typeof
-
     engine = OmsEngine(max_orders=TWIN_ORDERS, timeouts_ns=live.ctl[5].copy(), epoch=1,
                        staging=min(live.out[0].shape[0], TWIN_RING))
     rings = [Ring.private("order", TWIN_RING), Ring.private("execution_report", TWIN_RING),
@@ -94,7 +78,7 @@ def twin_of(live, every_ns: int | None = None) -> Twin:
     live_args = (live.book, live.ctl, live.out, live.rings, live.report_ctrls, live.report_records,
                  live.hop_histogram, live.tick_to_order, live.counters)
     twin_args = bundle[:9]
-    matched = all(typeof(a) == typeof(b) for a, b in zip(live_args, twin_args))
+    matched = same_types(live_args, twin_args)
     if not matched:  # a rehearsal would run another compilation of the cycle: of no use, never run
         bundle = bundle._replace(every_ns=0)
     return Twin(bundle, engine, rings + outs, matched)

@@ -20,7 +20,7 @@ rehearsal, and the live OMS's state, rings and counters are never touched.
         resets      (array, template) pairs: every array a rehearsal writes and its state before
                     the first rehearsal, copied back before each
         script      the quote's ``order`` records
-        clock       int64 [last rehearsal ns, rehearsals]
+        clock       int64 [last rehearsal ns, rehearsals] (``runtime.rehearsal_nb``)
 
 When: from the idle loop (``stage_nb.warm``), once the OMS has been idle ``every_ns`` and then at
 most every ``every_ns``: one rehearsal takes a few microseconds, and a tick that arrives during one
@@ -32,13 +32,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import literal_unroll, njit
+from numba import njit
 
 from hftshm.oms.cycle_nb import cycle
-from hftshm.transport.clock_nb import monotonic_ns
+from hftshm.runtime.rehearsal_nb import copy_pairs, due, rehearsed
 from hftshm.transport.ring_nb import commit, try_claim
-
-CLOCK_LAST, CLOCK_COUNT = 0, 1
 
 
 class OmsRehearsal(NamedTuple):
@@ -59,17 +57,10 @@ class OmsRehearsal(NamedTuple):
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _copy(dst, src):
-    for i in range(src.shape[0]):
-        dst[i] = src[i]
-
-
-@njit(cache=True, nogil=True, _nrt=False)
 def rehearse(r, now_ns, wall_ns):
     """One rehearsal: reset the twin, put the quote in its input ring, run one OMS cycle on it.
     Returns the records the cycle handled (the quote's size, unless something is off)."""
-    for pair in literal_unroll(r.resets):
-        _copy(pair[0], pair[1])
+    copy_pairs(r.resets)
     n = r.script.shape[0]
     seq = try_claim(r.rings.orders_ctrl, n)
     if seq < 0:
@@ -85,9 +76,8 @@ def rehearse(r, now_ns, wall_ns):
 @njit(cache=True, nogil=True, _nrt=False)
 def rehearse_when_due(r, idle_ns, now_ns, wall_ns):
     """``rehearse`` if the OMS has been idle ``every_ns`` and the last rehearsal is as old; 1 if it ran."""
-    if r.every_ns <= 0 or idle_ns < r.every_ns or now_ns - r.clock[CLOCK_LAST] < r.every_ns:
+    if not due(r.clock, r.every_ns, idle_ns, now_ns):
         return 0
     rehearse(r, now_ns, wall_ns)
-    r.clock[CLOCK_LAST] = monotonic_ns()
-    r.clock[CLOCK_COUNT] += 1
+    rehearsed(r.clock)
     return 1

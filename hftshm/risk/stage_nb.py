@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from hftshm.risk.rehearsal_nb import RiskRehearsal, rehearse_when_due
 from hftshm.risk.rings_nb import BACKPRESSURE, consume_intents, consume_marks, consume_reports
 from hftshm.transport.clock_nb import monotonic_ns
 from hftshm.transport.ring_nb import has_data
@@ -50,6 +51,7 @@ class RiskStage(NamedTuple):
     counters: np.ndarray  # the worker's status-row counters
     backpressure_counter: int  # index of backpressure_cycles in ``counters``
     batch: int  # most intents per check
+    rehearsal: RiskRehearsal  # the twin idle passes rehearse the check on (risk.rehearsal_nb)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -76,3 +78,10 @@ def step(stage):
         else:
             work += n
     return work
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def warm(stage, idle_ns):
+    """Idle ``idle_ns``: rehearse the check when due (``rehearsal_nb``); returns 0 (no lines asked for)."""
+    rehearse_when_due(stage.rehearsal, idle_ns, monotonic_ns())
+    return 0

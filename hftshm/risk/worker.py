@@ -31,7 +31,7 @@ import numpy as np
 from hftshm.codes import ControlKind, Reason, TradingState
 from hftshm.config import Section
 from hftshm.redis_config import RedisConfig
-from hftshm.risk import accounting_nb, rings_nb, stage_nb
+from hftshm.risk import accounting_nb, rehearsal, rings_nb, stage_nb
 from hftshm.risk.config import RiskConfig
 from hftshm.risk.control import KILL_SWITCH_WORD, ControlBlock
 from hftshm.risk.engine import RiskEngine
@@ -267,12 +267,22 @@ class RiskWorker(Worker):
         report_ctrls, report_records = pair(self.reports_in)
         mark_ctrls, mark_records = pair(self.marks_in)
         intent_ctrls, intent_records = pair(self.intents_in)
-        self._compiled = stage_nb.RiskStage(
+        stage = stage_nb.RiskStage(
             report_ctrls, report_records, mark_ctrls, mark_records, intent_ctrls, intent_records,
             self.orders_out.ctrl, self.orders_out.records, self.rejects_out.ctrl, self.rejects_out.records,
             self._decisions, self._targets, s.symbols, s.strategies, s.account, s.table, s.replayed,
-            self.control.words, self._hop, self.ctx.counters, self._C["backpressure_cycles"], self.batch)
+            self.control.words, self._hop, self.ctx.counters, self._C["backpressure_cycles"], self.batch, None)
+        self._twin = rehearsal.twin_of(stage)
+        if not self._twin.matched:
+            self.ctx.log.warning("risk: the rehearsal twin's arrays are not typed as the live ones: no rehearsals")
+        self._compiled = stage._replace(rehearsal=self._twin.bundle)
         return self._compiled
+
+    @property
+    def rehearsals(self) -> int:
+        """Rehearsals of the check on the idle compiled stage's twin (``risk.rehearsal_nb``)."""
+        twin = getattr(self, "_twin", None)
+        return twin.rehearsals if twin is not None else 0
 
     def compiled_housekeeping(self, now_ns: int) -> int:
         """What ``do_work`` does besides the ring step, between compiled slices."""

@@ -342,8 +342,9 @@ class TradingCycle:
         warm = getattr(self, "warm_set", None)
         warmed = (f", {int(warm.counts[0])} idle prefetches of the working set "
                   f"({int(warm.counts[1])} cache lines)") if warm is not None else ""
-        oms = getattr(self, "oms", None)
-        rehearsed = f", {oms.rehearsals} OMS rehearsals" if hasattr(oms, "rehearsals") else ""
+        oms, risk = getattr(self, "oms", None), getattr(self, "risk", None)
+        rehearsed = (f", {risk.rehearsals} risk and {oms.rehearsals} OMS rehearsals"
+                     if hasattr(oms, "rehearsals") and hasattr(risk, "rehearsals") else "")
         return (f"compiled cycle: {self.slices} slices, {self.passes} passes ({per_pass:.0f} ns each, call "
                 f"included), {self.in_slices_ns / 1e9:.2f} s in slices, {self.between_ns / 1e9:.2f} s between "
                 f"them, {self.python_rounds} Python rounds" + parks + warmed + rehearsed)
@@ -364,7 +365,8 @@ def worker_stage(worker) -> StrategiesStep:
 
     step = (oms_stage.step if isinstance(worker, OmsWorker)
             else exchange_stage.step if isinstance(worker, ExchangeWorker) else risk_stage.step)
-    ahead = oms_stage.warm if isinstance(worker, OmsWorker) else nb.no_lines_ahead
+    ahead = (oms_stage.warm if isinstance(worker, OmsWorker)
+             else nb.no_lines_ahead if isinstance(worker, ExchangeWorker) else risk_stage.warm)
     return StrategiesStep(step, worker.compiled_stage, lambda: None, worker.compiled_housekeeping, ahead=ahead)
 
 

@@ -21,10 +21,10 @@ to Python only
 While it spins idle, every ``SliceLimits.warm_ns`` the slice pulls the stages' small state, the ring
 headers, the next slots of the rings it writes and its own machine code back into the caches
 (``keep_warm_nb``, the table in ``warm``, a ``WarmSet``) and the lines of the OMS's big tables its
-next orders will touch (``oms.next_lines_nb``); the OMS also rehearses its order path on a private
-twin (``oms.rehearsal_nb``: what goes cold is the code's execution, not only its bytes). At a
-real-time pace a tick comes every ~0.6 ms, long enough for all of it to leave the core's caches, and
-a tick's pass costs 3-4x as much from cold caches as warm.
+next orders will touch (``oms.next_lines_nb``); risk and the OMS also rehearse their hot path on a
+private twin (``runtime.rehearsal_nb``: what goes cold is the code's execution, not only its
+bytes). At a real-time pace a tick comes every ~0.6 ms, long enough for all of it to leave the
+core's caches, and a tick's pass costs 3-4x as much from cold caches as warm.
 
 The strategies stage is ``strategies_stage_nb.step`` over any set of compiled strategies: their
 callbacks travel in its bundle as first-class functions typed by signature (as vectorbt's
@@ -148,9 +148,11 @@ def run_slice(strategies, risk, oms, exchange, limits, parking, warm):
         if work > 0:
             warmed = now
         elif _warm_due(limits, now, warmed, work):
-            _pull(warm)
-            # the OMS rehearses its order path when due, then the next orders' lines in its big tables
+            # risk and the OMS rehearse when due (the OMS then prefetches its next orders' lines in
+            # its big tables); the working set comes back after the twins' work
+            risk_stage.warm(risk, now - idle_since)
             warm.counts[1] += oms_stage.warm(oms, now - idle_since)
+            _pull(warm)
             warmed = now
         end = _slice_end(now - start, now - idle_since, work, limits)
         if end == _IDLE and parking.enabled:
@@ -168,8 +170,8 @@ def run_slice(strategies, risk, oms, exchange, limits, parking, warm):
 def run_stage(step, ahead, stage, limits, warm):
     """``run_slice`` for a process that runs one stage: ``step(stage)`` until housekeeping is due,
     ``spin_ns`` idle, or the step returns a negative value (it needs its Python path); idle, keep
-    ``warm`` in the caches and call ``ahead(stage, idle_ns)`` (the OMS rehearses and prefetches its
-    next orders' lines)."""
+    ``warm`` in the caches and call ``ahead(stage, idle_ns)`` (risk and the OMS rehearse; the OMS
+    prefetches its next orders' lines)."""
     start = monotonic_ns()
     idle_since = start
     warmed = start
@@ -187,8 +189,8 @@ def run_stage(step, ahead, stage, limits, warm):
         if work > 0:
             warmed = now
         elif _warm_due(limits, now, warmed, work):
-            _pull(warm)
             warm.counts[1] += ahead(stage, now - idle_since)
+            _pull(warm)
             warmed = now
         end = _slice_end(now - start, now - idle_since, work, limits)
         if end != _GO_ON:
