@@ -15,8 +15,8 @@ statistics, histograms and rings in this process's memory, reset from a template
 rehearsal, and the live OMS's state, rings and counters are never touched.
 
     OmsRehearsal
-        stage       the twin's cycle arguments (book, ctl, out, rings, report rings, histograms,
-                    counters, batch), typed as the live OMS's
+        book .. batch   the twin's ``cycle`` arguments (its table, words, staging, private rings,
+                        histograms, counters), typed as the live OMS's
         resets      (array, template) pairs: every array a rehearsal writes and its state before
                     the first rehearsal, copied back before each
         script      the quote's ``order`` records
