@@ -67,10 +67,10 @@ def twin_of(live, every_ns: int | None = None) -> Twin:
     hop = np.zeros_like(live.hop_histogram)
     tick_to_order = np.zeros_like(live.tick_to_order)
     counters = np.zeros_like(live.counters)
-    # what a rehearsal changes: the table, its words and statistics, the staging counts, the ring
-    # cursors (records and staged records are overwritten before they are read: no reset)
-    written = [*engine.book, *engine.ctl[:3], engine.out[3], hop, tick_to_order, counters,
-               *(ring.ctrl for ring in rings + outs)]
+    # what a rehearsal changes and reads back: the table, its words and statistics, the staging
+    # counts, the ring cursors. Records and staged records are overwritten before they are read, and
+    # the histograms and counters are only added to (nobody reads the twin's): no reset
+    written = [*engine.book, *engine.ctl[:3], engine.out[3], *(ring.ctrl for ring in rings + outs)]
     resets = tuple((array, array.copy()) for array in _unique(written))
     bundle = OmsRehearsal(engine.book, engine.ctl, engine.out, own, tuple(r.ctrl for r in outs),
                           tuple(r.records for r in outs), hop, tick_to_order, counters, live.batch, resets,

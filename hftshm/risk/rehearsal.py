@@ -42,15 +42,15 @@ def twin_of(live, every_ns: int | None = None) -> Twin:
     symbols, strategies, account = live.symbols.copy(), live.strategies.copy(), live.account.copy()
     control_words = live.control_words.copy()
     resets = ((table, table.copy()), *((ring.ctrl, ring.ctrl.copy()) for ring in rings))
-    syncs = ((symbols, live.symbols), (strategies, live.strategies), (account, live.account),
-             (control_words, live.control_words))
+    # the strategies' table has a row per possible strategy id (1 MB): synced by row in the kernel
+    syncs = ((symbols, live.symbols), (account, live.account), (control_words, live.control_words))
     has_inputs = len(live.mark_ctrls) > 0 and len(live.intent_ctrls) > 0
     source = (live.mark_ctrls[0], live.mark_records[0], live.intent_ctrls[0], live.intent_records[0]) if has_inputs \
         else (marks.ctrl, marks.records, intents.ctrl, intents.records)
     bundle = RiskRehearsal(marks.ctrl, marks.records, intents.ctrl, intents.records, orders.ctrl, orders.records,
                            rejects.ctrl, rejects.records, np.zeros_like(live.decisions), np.zeros_like(live.targets),
                            symbols, strategies, account, table, control_words, np.zeros_like(live.hop_histogram),
-                           syncs, resets, *source, live.batch, np.zeros(2, np.int64),
+                           syncs, resets, *source, live.strategies, live.batch, np.zeros(2, np.int64),
                            rehearse_ns() if every_ns is None else int(every_ns))
     matched = has_inputs and same_types(
         (live.mark_ctrls[0], live.mark_records[0], live.intent_ctrls[0], live.intent_records[0], live.order_ctrl,

@@ -13,9 +13,11 @@ table is its own (16 slots, reset from a template), and nothing it writes is sha
         decisions, targets, symbols, strategies,
         account, table, control_words,
         hop_histogram                          the twin's arrays, typed as the live ones
-        syncs        (twin array, live array) pairs copied first: limits, marks, buckets, controls
+        syncs        (twin array, live array) pairs copied first: limits, marks, account, controls
+                     (the strategies' buckets: only the rows of the intents replayed)
         resets       (twin array, template) pairs: its table and its rings' headers
-        live_marks_* / live_intents_*           the live rings the script is taken from (read only)
+        live_marks_* / live_intents_*           the live rings the script is taken from, and the
+        live_strategies                         live strategies' table (read only)
         clock, every_ns                         ``runtime.rehearsal_nb``
 """
 
@@ -57,6 +59,7 @@ class RiskRehearsal(NamedTuple):
     live_marks: np.ndarray
     live_intents_ctrl: np.ndarray
     live_intents: np.ndarray
+    live_strategies: np.ndarray  # synced row by row: the table has a row per possible strategy id (1 MB)
     batch: int
     clock: np.ndarray
     every_ns: int  # 0: never
@@ -90,7 +93,14 @@ def rehearse(r):
     work = 0
     if _replay_last(r.live_marks_ctrl, r.live_marks, r.mark_ctrl, r.mark_records, 1) > 0:
         work += consume_marks(r.mark_ctrl, r.mark_records, 1, r.symbols, r.account, r.control_words)
-    if _replay_last(r.live_intents_ctrl, r.live_intents, r.intent_ctrl, r.intent_records, INTENTS) > 0:
+    n = _replay_last(r.live_intents_ctrl, r.live_intents, r.intent_ctrl, r.intent_records, INTENTS)
+    if n > 0:
+        mask = r.intent_records.shape[0] - 1
+        first = consumer_position(r.intent_ctrl)
+        for i in range(n):  # the intents' strategies' buckets and limits, as the live ones are now
+            strategy_id = r.intent_records[(first + i) & mask].strategy_id
+            if strategy_id < r.strategies.shape[0]:
+                r.strategies[strategy_id] = r.live_strategies[strategy_id]
         work += consume_intents(r.intent_ctrl, r.intent_records, r.batch, r.order_ctrl, r.order_records,
                                 r.reject_ctrl, r.reject_records, monotonic_ns(), r.decisions, r.targets, r.symbols,
                                 r.strategies, r.account, r.table, r.control_words, r.hop_histogram)
