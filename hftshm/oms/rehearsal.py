@@ -15,7 +15,7 @@ from hftshm.codes import Action, OrderType, Side, TimeInForce
 from hftshm.oms import cycle_nb
 from hftshm.oms.engine import ORDER, OmsEngine
 from hftshm.oms.rehearsal_nb import OmsRehearsal
-from hftshm.runtime.rehearsal import rehearse_ns, same_types
+from hftshm.runtime.rehearsal import Twin, rehearse_ns, same_types
 from hftshm.transport.ring import Ring
 
 TWIN_ORDERS = 16  # a rehearsal resets the twin's table: small is cheap
@@ -39,20 +39,6 @@ def quote(strategy_id: int = 1, symbol_id: int = 1) -> np.ndarray:
         rec["ts_ns"] = 1  # stamped as risk stamps: the hop and tick-to-order branches run too
         rec["origin_ts_ns"] = 1
     return script
-
-
-class Twin:
-    """The rehearsal bundle and what keeps its private memory alive."""
-
-    def __init__(self, bundle: OmsRehearsal, engine: OmsEngine, rings: list[Ring], matched: bool):
-        self.bundle = bundle
-        self.engine = engine
-        self.rings = rings
-        self.matched = matched  # typed as the live OMS: its rehearsals run the live OMS's code
-
-    @property
-    def rehearsals(self) -> int:
-        return int(self.bundle.clock[1])
 
 
 def twin_of(live, every_ns: int | None = None) -> Twin:
@@ -81,7 +67,7 @@ def twin_of(live, every_ns: int | None = None) -> Twin:
     matched = same_types(live_args, twin_args)
     if not matched:  # a rehearsal would run another compilation of the cycle: of no use, never run
         bundle = bundle._replace(every_ns=0)
-    return Twin(bundle, engine, rings + outs, matched)
+    return Twin(bundle, rings + outs, matched, engine)
 
 
 def _unique(arrays):

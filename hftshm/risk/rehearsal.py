@@ -12,24 +12,11 @@ import numpy as np
 
 from hftshm.risk import orders_nb
 from hftshm.risk.rehearsal_nb import RiskRehearsal
-from hftshm.runtime.rehearsal import rehearse_ns, same_types
+from hftshm.runtime.rehearsal import Twin, rehearse_ns, same_types
 from hftshm.transport.ring import Ring
 
 TWIN_RING = 16  # records per private ring: a rehearsal publishes at most a mark's and two intents' worth
 TWIN_TABLE = 16
-
-
-class Twin:
-    """The rehearsal bundle and what keeps its private memory alive."""
-
-    def __init__(self, bundle: RiskRehearsal, rings: list[Ring], matched: bool):
-        self.bundle = bundle
-        self.rings = rings
-        self.matched = matched  # typed as the live risk: its rehearsals run the live risk's code
-
-    @property
-    def rehearsals(self) -> int:
-        return int(self.bundle.clock[1])
 
 
 def twin_of(live, every_ns: int | None = None) -> Twin:

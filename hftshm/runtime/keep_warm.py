@@ -37,13 +37,18 @@ MAX_CODE_TOTAL = 1 << 20  # code prefetched per pull, at most (the trading proce
 
 def warm_ns() -> int:
     """The prefetch period in ns: ``WARM_NS``, or ``HFTSHM_KEEP_WARM_US`` when set (0: off)."""
-    value = os.environ.get(WARM_ENV)
+    return env_period_ns(WARM_ENV, WARM_NS, "off")
+
+
+def env_period_ns(name: str, default_ns: int, zero_means: str) -> int:
+    """A period in ns from the environment variable ``name`` in microseconds, else ``default_ns``."""
+    value = os.environ.get(name)
     if value in (None, ""):
-        return WARM_NS
+        return default_ns
     try:
         return max(int(float(value) * 1e3), 0)
     except ValueError:
-        raise ValueError(f"{WARM_ENV} must be microseconds (0: off), found {value!r}") from None
+        raise ValueError(f"{name} must be microseconds (0: {zero_means}), found {value!r}") from None
 
 
 def working_set(bundles, code_addresses: list[int] = ()) -> tuple[np.ndarray, np.ndarray]:

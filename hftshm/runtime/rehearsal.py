@@ -8,7 +8,10 @@ that code. A twin that does not match is built anyway, with a period of 0 (never
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
+from typing import Any
+
+from hftshm.runtime.keep_warm import env_period_ns
 
 REHEARSE_NS = 50_000  # idle this long, a stage rehearses its hot path, and again as often
 REHEARSE_ENV = "HFTSHM_REHEARSE_US"  # overrides REHEARSE_NS (0: never), for side-by-side runs
@@ -16,13 +19,21 @@ REHEARSE_ENV = "HFTSHM_REHEARSE_US"  # overrides REHEARSE_NS (0: never), for sid
 
 def rehearse_ns() -> int:
     """The rehearsal period in ns: ``REHEARSE_NS``, or ``HFTSHM_REHEARSE_US`` when set (0: never)."""
-    value = os.environ.get(REHEARSE_ENV)
-    if value in (None, ""):
-        return REHEARSE_NS
-    try:
-        return max(int(float(value) * 1e3), 0)
-    except ValueError:
-        raise ValueError(f"{REHEARSE_ENV} must be microseconds (0: never), found {value!r}") from None
+    return env_period_ns(REHEARSE_ENV, REHEARSE_NS, "never")
+
+
+@dataclass
+class Twin:
+    """A stage's rehearsal bundle (what its kernels take) and what keeps its private memory alive."""
+
+    bundle: Any  # a NamedTuple with ``clock`` (runtime.rehearsal_nb) and ``every_ns``
+    rings: list  # the private rings
+    matched: bool  # typed as the live stage: its rehearsals run the live stage's code
+    engine: Any = None  # the OMS twin's engine (tests read its counters)
+
+    @property
+    def rehearsals(self) -> int:
+        return int(self.bundle.clock[1])
 
 
 def same_types(live_args, twin_args) -> bool:
