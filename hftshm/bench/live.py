@@ -183,10 +183,12 @@ def _timed_steps(feed) -> list:
 def _run(feed, rings: _Rings, until, timeout_s: float) -> tuple[float, float, float]:
     """Step and drain until ``until()``; returns (wall from the first frame, cpu seconds, wall total).
     Idle: with a frame ring, spin briefly then park on its doorbell (as the platform's spin-park wait
-    strategy does with the worker's ``wake_rings``); without one, yield."""
+    strategy does with the worker's ``wake_rings``); with the network thread busy-polling (``poll =
+    "spin"``), wait for the work it leaves (``idle_wait``, as the live worker does); else yield."""
     from hftshm.transport.doorbell import Parker
 
     parker = Parker(feed.wake_rings, 0.005) if feed.wake_rings else None
+    waits_idle = feed.network == "thread" and feed.poll == "spin"
     idle_since = None
     first = None
     cpu0 = time.process_time()
@@ -207,6 +209,8 @@ def _run(feed, rings: _Rings, until, timeout_s: float) -> tuple[float, float, fl
                 idle_since = now
             if parker is not None and now - idle_since > _SPIN_S:
                 parker.park()
+            elif waits_idle:  # as LiveFeedWorker: the spinning network thread works, this one waits
+                feed.idle_wait(0.001)
             else:
                 time.sleep(0)
     end = time.perf_counter()

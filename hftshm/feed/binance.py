@@ -28,13 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+import numpy as np
+
+from hftshm.feed import binance_sync_nb as sync_nb
 from hftshm.feed.ticks import HEADER, open_binary
 
 MS_TO_NS = 1_000_000
 MAX_REPORTED_LINES = 1000  # rejected lines listed individually; beyond this they are only counted
 _FLUSH_ROWS = 16384
 
-_NO_SNAPSHOT, _AWAIT_FIRST, _LIVE = 0, 1, 2
+_NO_SNAPSHOT, _AWAIT_FIRST, _LIVE = sync_nb.NO_SNAPSHOT, sync_nb.AWAIT_FIRST, sync_nb.LIVE
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 class FeedImportError(ValueError):
@@ -87,21 +91,64 @@ class ImportSummary:
 
 
 class _SymbolSync:
-    __slots__ = ("symbol", "state", "last_update_id", "prev_u", "buffer", "spot")
+    """One symbol's synchronisation: the state machine's words live in a row of the importer's
+    table (``binance_sync_nb``), where the live feed's kernel reads and advances them too."""
 
-    def __init__(self, symbol: str):
+    __slots__ = ("symbol", "words", "buffer")
+
+    def __init__(self, symbol: str, words: np.ndarray):
         self.symbol = symbol
-        self.state = _NO_SNAPSHOT
-        self.last_update_id = -1
-        self.prev_u = -1
+        self.words = words  # int64[N_SYNC_WORDS], a row of the table
+        words[sync_nb.W_STATE] = _NO_SNAPSHOT
+        words[sync_nb.W_LAST_UPDATE_ID] = -1
+        words[sync_nb.W_PREV_U] = -1
+        words[sync_nb.W_SPOT] = 0
         self.buffer: deque = deque()
-        self.spot = False
+
+    @property
+    def state(self) -> int:
+        return int(self.words[sync_nb.W_STATE])
+
+    @state.setter
+    def state(self, value: int) -> None:
+        self.words[sync_nb.W_STATE] = value
+
+    @property
+    def prev_u(self) -> int:
+        return int(self.words[sync_nb.W_PREV_U])
+
+    @prev_u.setter
+    def prev_u(self, value: int) -> None:
+        self.words[sync_nb.W_PREV_U] = value
+
+    @property
+    def last_update_id(self) -> int:
+        return int(self.words[sync_nb.W_LAST_UPDATE_ID])
+
+    @last_update_id.setter
+    def last_update_id(self, value: int) -> None:
+        self.words[sync_nb.W_LAST_UPDATE_ID] = value
+
+    @property
+    def spot(self) -> bool:
+        return bool(self.words[sync_nb.W_SPOT])
+
+    @spot.setter
+    def spot(self, value: bool) -> None:
+        self.words[sync_nb.W_SPOT] = 1 if value else 0
 
 
 class BinanceImporter:
     """Feed it lines (``feed``) in receive order; rows go to ``write``; ``finish`` returns the summary."""
 
-    def __init__(self, write: Callable[[str], None], *, strict: bool = False, max_buffered: int = 500_000):
+    def __init__(self, write: Callable[[str], None], *, strict: bool = False, max_buffered: int = 500_000,
+                 sync_table: tuple | None = None):
+        """``sync_table``: (words, names, name lengths) of ``binance_sync_nb.new_tables`` for one
+        importer (the live decoder passes its per-market slice); by default the importer's own."""
+        if sync_table is None:
+            words, names, lens = sync_nb.new_tables(1)
+            sync_table = (words[0], names[0], lens[0])
+        self.sync_words, self.sync_names, self.sync_name_lens = sync_table
         self._write = write
         self._strict = strict
         self._max_buffered = max_buffered
@@ -194,7 +241,15 @@ class BinanceImporter:
     def _sync_for(self, symbol: str) -> _SymbolSync:
         sync = self._syncs.get(symbol)
         if sync is None:
-            sync = self._syncs[symbol] = _SymbolSync(symbol)
+            row = len(self._syncs)
+            name = symbol.encode()
+            if row < len(self.sync_words) and len(name) <= self.sync_names.shape[1] and name.isascii():
+                words = self.sync_words[row]
+                self.sync_names[row, :len(name)] = np.frombuffer(name, np.uint8)
+                self.sync_name_lens[row] = len(name)  # (last: the kernel then finds a whole row)
+            else:  # past the table (or a name it cannot hold): a private row, the Python path only
+                words = np.zeros(sync_nb.N_SYNC_WORDS, np.int64)
+            sync = self._syncs[symbol] = _SymbolSync(symbol, words)
             self.summary.symbols.add(symbol)
         return sync
 
@@ -202,8 +257,8 @@ class BinanceImporter:
         symbol = d["s"].upper()
         sync = self._sync_for(symbol)
         sync.spot = "pu" not in d
-        msg = (local_ts_ns, self._exch_ns(d, local_ts_ns), int(d["U"]), int(d["u"]),
-               int(d["pu"]) if "pu" in d else -1, d["b"], d["a"], source, line_no)
+        msg = (local_ts_ns, self._exch_ns(d, local_ts_ns), _update_id(d["U"]), _update_id(d["u"]),
+               _update_id(d["pu"]) if "pu" in d else -1, d["b"], d["a"], source, line_no)
         self._on_depth_msg(sync, msg)
 
     def _on_depth_msg(self, sync: _SymbolSync, msg: tuple) -> None:
@@ -222,17 +277,16 @@ class BinanceImporter:
         local_ts_ns, exch_ns, first_id, last_id, prev_id, bids, asks, source, line_no = msg
         state = sync.state
         if state == _LIVE:
-            if sync.spot:
-                expected, got = sync.prev_u + 1, first_id
-            else:
-                expected, got = sync.prev_u, prev_id
-            if got == expected:
+            spot, prev_u = sync.spot, sync.prev_u
+            verdict = sync_nb.continues(spot, prev_u, first_id, last_id, prev_id)
+            if verdict == sync_nb.EMIT:
                 self._emit_depth(sync, msg, not_before_local_ns)
                 return
-            if last_id <= sync.prev_u:
+            if verdict == sync_nb.DUPLICATE:
                 self.summary.dropped["depth_duplicate"] += 1
                 return
-            missing = (got - expected) if sync.spot else (prev_id - sync.prev_u)
+            expected, got = (prev_u + 1, first_id) if spot else (prev_u, prev_id)
+            missing = (got - expected) if spot else (prev_id - prev_u)
             self._gap(sync, msg, expected, got, max(missing, 1))
             return
         if state == _NO_SNAPSHOT:
@@ -283,8 +337,9 @@ class BinanceImporter:
     def _on_snapshot(self, local_ts_ns: int, d: dict, stream: str | None, source: str, line_no: int) -> None:
         symbol = (d.get("s") or d.get("symbol") or (stream.split("@")[0] if stream else "")).upper()
         snap = (local_ts_ns, d, source, line_no)
+        last_update_id = _update_id(d["lastUpdateId"])  # (checked now: a pending snapshot is applied later)
         if not symbol:
-            symbol = self._attribute_snapshot(int(d["lastUpdateId"]), source)
+            symbol = self._attribute_snapshot(last_update_id, source)
         if not symbol:
             # no depth seen from this source yet: it belongs to the next symbol whose diffs appear here
             self._pending_snapshots.setdefault(source, []).append(snap)
@@ -302,7 +357,7 @@ class BinanceImporter:
         return ""
 
     def _apply_snapshot(self, sync: _SymbolSync, local_ts_ns: int, d: dict, source: str, line_no: int) -> None:
-        last_update_id = int(d["lastUpdateId"])
+        last_update_id = _update_id(d["lastUpdateId"])
         if sync.state == _LIVE and last_update_id <= sync.prev_u:
             self.summary.dropped["snapshot_older_than_live_book"] += 1
             return
@@ -330,6 +385,14 @@ class BinanceImporter:
         buffered, sync.buffer = sync.buffer, deque()
         for msg in buffered:
             self._process_diff(sync, msg, local_ts_ns)
+
+
+def _update_id(value) -> int:
+    """An update id as the synchronisation keeps it (an int64 word): anything else is malformed."""
+    number = int(value)
+    if not _INT64_MIN <= number <= _INT64_MAX:
+        raise ValueError(f"update id {number} out of range")
+    return number
 
 
 # --------------------------------------------------------------------- files

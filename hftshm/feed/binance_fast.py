@@ -43,8 +43,8 @@ class _FastLevels:
 class _PlanningImporter(BinanceImporter):
     """BinanceImporter whose output is a plan: line ranges of the block, and text pieces."""
 
-    def __init__(self, *, strict: bool):
-        super().__init__(self._add_text, strict=strict)
+    def __init__(self, *, strict: bool, sync_table: tuple | None = None):
+        super().__init__(self._add_text, strict=strict, sync_table=sync_table)
         self.plan: list[tuple[int, int, int]] = []
         self.texts: list[bytes] = []
 

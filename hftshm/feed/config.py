@@ -32,6 +32,10 @@ class FeedConfig:
     # "thread" (default): the websocket client on a thread of the feed's process (shares its GIL);
     # "process": in a child process, frames over a shared-memory ring (docs/BENCHMARKS.md compares them)
     live_network: str = "thread"
+    # "spin" (default): with the thread, its loop busy-polls and rehearses a twin feed when idle, so the
+    # first frame after a quiet spell finds warm caches (``feed.live_poll``); "block": it sleeps in epoll.
+    # No effect with live_network = "process"
+    live_poll: str = "spin"
 
     @classmethod
     def from_section(cls, section: Section) -> "FeedConfig":
@@ -57,6 +61,7 @@ class FeedConfig:
             batch_frames=section.integer("batch_frames", 2048, min=1, max=1 << 20),
             record=section.string("record", ""),
             live_network=section.choice("live_network", ("process", "thread"), "thread"),
+            live_poll=section.choice("live_poll", ("spin", "block"), "spin"),
         )
         section.done()
         return config

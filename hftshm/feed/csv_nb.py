@@ -156,6 +156,132 @@ def _record_issue(issue, line_no, state, issue_counts, issue_lines, issue_codes)
         state[ST_N_RECORDED] = k + 1
 
 
+@njit(cache=True, forceinline=True)
+def price_issue(status, mantissa):
+    """The row issue of a price ``_parse_decimal`` returned (0: none)."""
+    if status == 2:
+        return RowIssue.NAN_OR_INF
+    if status == 1:
+        return RowIssue.NON_NUMERIC_PRICE
+    if mantissa <= 0:
+        return RowIssue.NON_POSITIVE_PRICE
+    return 0
+
+
+@njit(cache=True, forceinline=True)
+def qty_issue(status, mantissa):
+    """The row issue of a quantity ``_parse_decimal`` returned (0: none)."""
+    if status == 2:
+        return RowIssue.NAN_OR_INF
+    if status == 1:
+        return RowIssue.NON_NUMERIC_QTY
+    if mantissa < 0:
+        return RowIssue.NEGATIVE_QTY
+    return 0
+
+
+@njit(cache=True, forceinline=True)
+def symbol_index(buf, start, end, sym_names, sym_lens, n_sym, last_sym, upper):
+    """The index of the symbol ``buf[start:end]`` (ASCII-upper-cased first if ``upper``) among the
+    table's first ``n_sym``, trying ``last_sym`` first (files are mostly one symbol); -1 if absent."""
+    for probe in range(n_sym + 1):
+        s = last_sym if probe == 0 else probe - 1
+        if s >= n_sym:
+            continue
+        length = sym_lens[s]
+        if end - start == length:
+            same = True
+            for j in range(length):
+                c = buf[start + j]
+                if upper and 97 <= c <= 122:
+                    c -= 32
+                if c != sym_names[s, j]:
+                    same = False
+                    break
+            if same:
+                return s
+    return -1
+
+
+@njit(cache=True, forceinline=True)
+def put_record(out, n_out, line_no, exch_ts, local_ts, sym, symbol_id, kind, side, price_m, price_d, qty_m, qty_d,
+               update_id, state, issue_counts, issue_lines, issue_codes, last_local, last_exch, sym_stats):
+    """A row whose fields passed their checks, as ``out[n_out:]`` records: the warnings, the symbol's
+    statistics, the message framing (see the module's docstring). Returns the new ``n_out``. The CSV
+    parser below and the live feed's scanner path (``binance_records_nb``) both end here."""
+    price = price_m / _POW10[price_d]
+    qty = qty_m / _POW10[qty_d]
+    # kept: warnings
+    if local_ts < last_local[sym]:
+        _record_issue(RowIssue.LOCAL_TS_BACKWARDS, line_no, state, issue_counts, issue_lines, issue_codes)
+    last_local[sym] = local_ts
+    if exch_ts < last_exch[sym, kind]:
+        _record_issue(RowIssue.EXCH_TS_BACKWARDS, line_no, state, issue_counts, issue_lines, issue_codes)
+    last_exch[sym, kind] = exch_ts
+    # statistics
+    stats = sym_stats[sym]
+    stats[kind - 1] += 1
+    if stats[SS_FIRST_LOCAL] == 0:
+        stats[SS_FIRST_LOCAL] = local_ts
+        stats[SS_FIRST_EXCH] = exch_ts
+    stats[SS_LAST_LOCAL] = local_ts
+    stats[SS_LAST_EXCH] = exch_ts
+    if kind != EventKind.CLEAR:
+        if price_d <= 8:
+            stats[SS_PRICE_GCD_E8] = _gcd(stats[SS_PRICE_GCD_E8], price_m * _IPOW10[8 - price_d])
+        if qty_d <= 8 and qty_m > 0:
+            stats[SS_QTY_GCD_E8] = _gcd(stats[SS_QTY_GCD_E8], qty_m * _IPOW10[8 - qty_d])
+        if price_d > stats[SS_PRICE_DECIMALS]:
+            stats[SS_PRICE_DECIMALS] = price_d
+        if qty_d > stats[SS_QTY_DECIMALS]:
+            stats[SS_QTY_DECIMALS] = qty_d
+    if kind == EventKind.DEPTH or kind == EventKind.TRADE:
+        offset = local_ts - exch_ts
+        if state[ST_HAS_MIN] == 0 or offset < state[ST_MIN_LOCAL_MINUS_EXCH]:
+            state[ST_MIN_LOCAL_MINUS_EXCH] = offset
+            state[ST_HAS_MIN] = 1
+    # message framing
+    new_message = True
+    if n_out > 0:
+        prev = out[n_out - 1]
+        if (prev["symbol_id"] == symbol_id and prev["update_id"] == update_id and prev["exch_ts_ns"] == exch_ts
+                and prev["local_ts_ns"] == local_ts and prev["kind"] == kind):
+            if kind == EventKind.DEPTH or kind == EventKind.SNAPSHOT:
+                new_message = False
+            elif kind == EventKind.BBO and prev["side"] == Side.BUY and side == Side.SELL:
+                new_message = False
+        if new_message:
+            out[n_out - 1]["flags"] |= _LAST
+    if new_message and kind == EventKind.SNAPSHOT:
+        rec = out[n_out]
+        rec["seq"] = 0
+        rec["exch_ts_ns"] = exch_ts
+        rec["local_ts_ns"] = local_ts
+        rec["publish_ts_ns"] = 0
+        rec["price"] = 0.0
+        rec["qty"] = 0.0
+        rec["update_id"] = update_id
+        rec["symbol_id"] = symbol_id
+        rec["kind"] = EventKind.CLEAR
+        rec["side"] = Side.NONE
+        rec["flags"] = 0
+        n_out += 1
+    rec = out[n_out]
+    rec["seq"] = 0
+    rec["exch_ts_ns"] = exch_ts
+    rec["local_ts_ns"] = local_ts
+    rec["publish_ts_ns"] = 0
+    rec["price"] = price
+    rec["qty"] = qty
+    rec["update_id"] = update_id
+    rec["symbol_id"] = symbol_id
+    rec["kind"] = kind
+    rec["side"] = side
+    rec["flags"] = _INVALID if kind == EventKind.CLEAR else 0
+    n_out += 1
+    return n_out
+
+
 _W_DEPTH = np.frombuffer(b"depth", np.uint8)
 _W_TRADE = np.frombuffer(b"trade", np.uint8)
 _W_BBO = np.frombuffer(b"bbo", np.uint8)
@@ -182,7 +308,6 @@ def parse_block(buf, first_line_no, strict, sym_names, sym_lens, sym_ids, out, s
     starts = np.zeros(9, np.int64)
     ends = np.zeros(9, np.int64)
     last_sym = 0
-    n_sym = len(sym_ids)
     while pos < n:
         line_no += 1
         line_start = pos
@@ -212,8 +337,6 @@ def parse_block(buf, first_line_no, strict, sym_names, sym_lens, sym_ids, out, s
         sym = -1
         kind = 0
         side = 0
-        price = 0.0
-        qty = 0.0
         update_id = np.int64(0)
         price_m = np.int64(0)
         price_d = 0
@@ -225,21 +348,7 @@ def parse_block(buf, first_line_no, strict, sym_names, sym_lens, sym_ids, out, s
             if not (ok1 and ok2):
                 issue = RowIssue.BAD_TIMESTAMP
         if issue == 0:
-            # symbol: try the previous row's symbol first (files are mostly one symbol)
-            for probe in range(n_sym + 1):
-                s = last_sym if probe == 0 else probe - 1
-                if s >= n_sym:
-                    continue
-                length = sym_lens[s]
-                if ends[2] - starts[2] == length:
-                    same = True
-                    for j in range(length):
-                        if buf[starts[2] + j] != sym_names[s, j]:
-                            same = False
-                            break
-                    if same:
-                        sym = s
-                        break
+            sym = symbol_index(buf, starts[2], ends[2], sym_names, sym_lens, len(sym_ids), last_sym, False)
             if sym < 0:
                 issue = RowIssue.UNKNOWN_SYMBOL
             else:
@@ -266,22 +375,10 @@ def parse_block(buf, first_line_no, strict, sym_names, sym_lens, sym_ids, out, s
                 issue = RowIssue.BAD_SIDE
             if issue == 0:
                 status, price_m, price_d = _parse_decimal(buf, starts[5], ends[5])
-                if status == 2:
-                    issue = RowIssue.NAN_OR_INF
-                elif status == 1:
-                    issue = RowIssue.NON_NUMERIC_PRICE
-                elif price_m <= 0:
-                    issue = RowIssue.NON_POSITIVE_PRICE
+                issue = price_issue(status, price_m)
             if issue == 0:
                 status, qty_m, qty_d = _parse_decimal(buf, starts[6], ends[6])
-                if status == 2:
-                    issue = RowIssue.NAN_OR_INF
-                elif status == 1:
-                    issue = RowIssue.NON_NUMERIC_QTY
-                elif qty_m < 0:
-                    issue = RowIssue.NEGATIVE_QTY
-            price = price_m / _POW10[price_d]
-            qty = qty_m / _POW10[qty_d]
+                issue = qty_issue(status, qty_m)
         if issue == 0:
             ok, update_id = _parse_uint(buf, starts[7], ends[7])
             if not ok:
@@ -293,75 +390,9 @@ def parse_block(buf, first_line_no, strict, sym_names, sym_lens, sym_ids, out, s
                 state[ST_STOP_ISSUE] = issue
                 break
             continue
-        # kept: warnings
-        if local_ts < last_local[sym]:
-            _record_issue(RowIssue.LOCAL_TS_BACKWARDS, line_no, state, issue_counts, issue_lines, issue_codes)
-        last_local[sym] = local_ts
-        if exch_ts < last_exch[sym, kind]:
-            _record_issue(RowIssue.EXCH_TS_BACKWARDS, line_no, state, issue_counts, issue_lines, issue_codes)
-        last_exch[sym, kind] = exch_ts
-        # statistics
-        stats = sym_stats[sym]
-        stats[kind - 1] += 1
-        if stats[SS_FIRST_LOCAL] == 0:
-            stats[SS_FIRST_LOCAL] = local_ts
-            stats[SS_FIRST_EXCH] = exch_ts
-        stats[SS_LAST_LOCAL] = local_ts
-        stats[SS_LAST_EXCH] = exch_ts
-        if kind != EventKind.CLEAR:
-            if price_d <= 8:
-                stats[SS_PRICE_GCD_E8] = _gcd(stats[SS_PRICE_GCD_E8], price_m * _IPOW10[8 - price_d])
-            if qty_d <= 8 and qty_m > 0:
-                stats[SS_QTY_GCD_E8] = _gcd(stats[SS_QTY_GCD_E8], qty_m * _IPOW10[8 - qty_d])
-            if price_d > stats[SS_PRICE_DECIMALS]:
-                stats[SS_PRICE_DECIMALS] = price_d
-            if qty_d > stats[SS_QTY_DECIMALS]:
-                stats[SS_QTY_DECIMALS] = qty_d
-        if kind == EventKind.DEPTH or kind == EventKind.TRADE:
-            offset = local_ts - exch_ts
-            if state[ST_HAS_MIN] == 0 or offset < state[ST_MIN_LOCAL_MINUS_EXCH]:
-                state[ST_MIN_LOCAL_MINUS_EXCH] = offset
-                state[ST_HAS_MIN] = 1
-        # message framing
-        symbol_id = sym_ids[sym]
-        new_message = True
-        if n_out > 0:
-            prev = out[n_out - 1]
-            if (prev["symbol_id"] == symbol_id and prev["update_id"] == update_id and prev["exch_ts_ns"] == exch_ts
-                    and prev["local_ts_ns"] == local_ts and prev["kind"] == kind):
-                if kind == EventKind.DEPTH or kind == EventKind.SNAPSHOT:
-                    new_message = False
-                elif kind == EventKind.BBO and prev["side"] == Side.BUY and side == Side.SELL:
-                    new_message = False
-            if new_message:
-                out[n_out - 1]["flags"] |= _LAST
-        if new_message and kind == EventKind.SNAPSHOT:
-            rec = out[n_out]
-            rec["seq"] = 0
-            rec["exch_ts_ns"] = exch_ts
-            rec["local_ts_ns"] = local_ts
-            rec["publish_ts_ns"] = 0
-            rec["price"] = 0.0
-            rec["qty"] = 0.0
-            rec["update_id"] = update_id
-            rec["symbol_id"] = symbol_id
-            rec["kind"] = EventKind.CLEAR
-            rec["side"] = Side.NONE
-            rec["flags"] = 0
-            n_out += 1
-        rec = out[n_out]
-        rec["seq"] = 0
-        rec["exch_ts_ns"] = exch_ts
-        rec["local_ts_ns"] = local_ts
-        rec["publish_ts_ns"] = 0
-        rec["price"] = price
-        rec["qty"] = qty
-        rec["update_id"] = update_id
-        rec["symbol_id"] = symbol_id
-        rec["kind"] = kind
-        rec["side"] = side
-        rec["flags"] = _INVALID if kind == EventKind.CLEAR else 0
-        n_out += 1
+        n_out = put_record(out, n_out, line_no, exch_ts, local_ts, sym, sym_ids[sym], kind, side, price_m, price_d,
+                           qty_m, qty_d, update_id, state, issue_counts, issue_lines, issue_codes, last_local,
+                           last_exch, sym_stats)
     state[ST_LINES] = line_no - first_line_no + 1
     state[ST_N_OUT] = n_out
     return n_out

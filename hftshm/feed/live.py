@@ -21,6 +21,11 @@ code (``live_decode``); the records then go through the replay's kernels: ``repl
 so Python touches a batch, never an event. A full ``block`` ring holds the batch back (counted as
 a blocked cycle); a full ``drop`` ring loses it (counted in the ring's drops).
 
+Poll (``poll="spin"``, the default, with the thread): the network loop busy-polls instead of sleeping
+in epoll (``live_poll``) and rehearses a twin feed every 0.5 ms of idle (``live_rehearsal``): code and
+caches stay warm; the feed's thread waits in ``idle_wait`` for work the network thread leaves it.
+``poll="block"``: the loop sleeps in epoll. No effect with ``network="process"`` (the child blocks).
+
 Latency: ``exch_to_recv`` = receive - exchange - clock offset, the offset being the smallest
 receive - exchange seen so far (the local clock is not the exchange's; the shipped day's ran
 1.27 s behind), so never negative; ``recv_to_publish`` = wall clock at the ring commit - receive.
@@ -28,6 +33,7 @@ receive - exchange seen so far (the local clock is not the exchange's; the shipp
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -38,19 +44,25 @@ from numba import typed
 
 from hftshm.book.book import DEFAULT_WINDOW_TICKS, BookSet
 from hftshm.feed import binance_nb as scan_nb
-from hftshm.feed import live_latency_nb, live_publish_nb, live_ws_nb, replay_nb
+from hftshm.feed import live_keep_warm, live_latency_nb, live_publish_nb, live_read_nb, live_ws_nb, replay_nb
 from hftshm.feed.live_client import BinanceStreamClient, Subscription
 from hftshm.feed.live_decode import LINE_PATH_FRAMES, LiveDecoder
 from hftshm.feed.live_net import NetworkProcess, warm_up_kernels
+from hftshm.feed.live_poll import BusyPollSelector
 from hftshm.feed.live_record import Recorder, wrap_snapshot
 from hftshm.metrics.histogram import new_histogram
+from hftshm.runtime import keep_warm, keep_warm_nb
 from hftshm.symbols import SymbolTable
 from hftshm.transport.layout import load as load_layout
 
 _NO_LIMIT = np.iinfo(np.int64).max
 _RESERVE_EVENTS = 1 << 16
+_READ_ROWS = 64  # take_read's room for a read's canonical rows (a read needing more takes the queue's path)
 _CHECK_EVERY_IDLE_STEPS = 1023  # mask: the network process's liveness is looked at every 1024 idle steps
 NETWORK_MODES = ("process", "thread")
+POLL_MODES = ("block", "spin")  # the network thread's loop: sleeps in epoll, or busy-polls (live_poll)
+
+log = logging.getLogger("hftshm.feed.live")
 
 
 class FrameQueue:
@@ -66,6 +78,7 @@ class FrameQueue:
         self.dropped = 0
         self.connects = 0
         self.on_ready = None  # the live feed's: steps it on the network thread once items are queued
+        self.on_read = None  # the live feed's take_read: a socket read's frames to the rings in one call
 
     def on_frame(self, market: str, recv_ns: int, frame: bytes) -> None:
         if len(self.items) < self.max_frames:
@@ -124,11 +137,13 @@ class LiveFeed:
                  book_levels: int = 10, window_ticks: int = DEFAULT_WINDOW_TICKS, heartbeat_timeout_s: float = 10.0,
                  backoff_initial_s: float = 0.2, record_dir: str | None = None,
                  hist_exch_to_recv: np.ndarray | None = None, hist_recv_to_publish: np.ndarray | None = None,
-                 network: str = "thread"):
+                 network: str = "thread", poll: str = "spin"):
         if batch_frames < 1:
             raise ValueError(f"batch_frames must be >= 1, got {batch_frames}")
         if network not in NETWORK_MODES:
             raise ValueError(f"network must be one of {', '.join(NETWORK_MODES)}, got {network!r}")
+        if poll not in POLL_MODES:
+            raise ValueError(f"poll must be one of {', '.join(POLL_MODES)}, got {poll!r}")
         self.symbols = symbols
         self.batch_frames = int(batch_frames)
         self.books = BookSet(symbols, window_ticks=window_ticks)
@@ -137,6 +152,12 @@ class LiveFeed:
             raise ValueError(f"book_levels must be 1..{width}, got {book_levels}")
         self.book_levels = int(book_levels)
         self.network = network
+        self.poll = poll  # (no effect with network "process")
+        self.subscriptions = list(subscriptions)
+        self.rehearsal = None  # live_rehearsal.LiveRehearsal, built by start() (thread + spin)
+        # thread + spin: the feed's thread waits on this in idle_wait; the network thread sets it when it
+        # leaves work for that thread
+        self._work_left = threading.Event() if network == "thread" and poll == "spin" else None
         self.recorder = None
         self.queue: FrameQueue | None = None
         self.net: NetworkProcess | None = None
@@ -176,11 +197,15 @@ class LiveFeed:
         self._source_buffer = None
         self._step_lock = threading.Lock()
         self._network_error: BaseException | None = None
-        self._counts = np.zeros(live_publish_nb.N_LINE_COUNTS, np.int64)
+        self._counts = np.zeros(live_read_nb.N_READ_COUNTS, np.int64)
         self._fast_table = np.zeros((live_publish_nb.FAST_LINES, scan_nb.N_COLS), np.int64)  # step_lines' scan
-        self._fast_rows = np.zeros(live_publish_nb.FAST_ROW_BYTES, np.uint8)  # and the rows it formats
+        self._sync_rows = np.zeros((live_publish_nb.FAST_LINES, 2), np.int64)  # and the (row, u) of its diffs
+        self._read_frames = np.zeros((live_publish_nb.FAST_LINES, live_ws_nb.N_FCOLS), np.int64)  # take_read's
+        self._read_lines = np.zeros(live_read_nb.READ_LINE_BYTES, np.uint8)  # split, and its lines
         self._one_call = self._one_call_rings()
         self._call_state = None  # live_publish_nb.LiveCallState, built on the first batch
+        self._warm_key = None  # the bundle keep_warm's table was built for
+        self._warm_set: tuple = ()
         self._call_key: tuple = ()
 
     # ------------------------------------------------------------------ set-up
@@ -218,9 +243,72 @@ class LiveFeed:
         return tuple(args), outs
 
     def start(self) -> None:
+        """Start the client. Thread + spin: the rehearsal's twin is built first (after the caller's
+        ``warm_up``) and the client's loop runs on the busy-poll selector, rehearsing when idle."""
         if self.queue is not None:
             self.queue.on_ready = self._step_on_network_thread
+            self.queue.on_read = self.take_read
+            if self.poll == "spin":
+                from hftshm.feed.live_rehearsal import LiveRehearsal  # (it builds a LiveFeed)
+
+                if self.rehearsal is None:
+                    try:
+                        self.rehearsal = LiveRehearsal(self)
+                    except ValueError as exc:  # no subscribed symbol in the table: spin, do not rehearse
+                        log.warning("%s; the network thread spins without rehearsals", exc)
+                self.client.selector_factory = self._busy_poll_selector
         self.client.start()
+
+    def _busy_poll_selector(self) -> BusyPollSelector:
+        """The network loop's selector (built on the network thread): it spins instead of sleeping in
+        epoll, and after each 0.5 ms of idle rehearses and pulls the feed's working set back in."""
+        return BusyPollSelector(idle=self._idle_work)
+
+    def _idle_work(self) -> None:
+        if self.rehearsal is not None:
+            self.rehearsal.rehearse()
+        self.keep_warm()
+
+    def keep_warm(self) -> int:
+        """Pull the one call's working set (``live_keep_warm``) into the caches; nothing is written.
+        Returns the cache lines asked for (0 before the first batch built the bundle)."""
+        state = self._call_state
+        if state is None:
+            return 0
+        if self._warm_key is not state:
+            self._warm_set = self._working_set()
+            self._warm_key = state
+        regions, rings = self._warm_set
+        lines = keep_warm_nb.prefetch_working_set(regions, rings)
+        arrays = self.books.arrays
+        live_keep_warm.pull_books(arrays[0], arrays[2], arrays[3], live_keep_warm.BOOK_SPAN_TICKS)
+        return int(lines)
+
+    def _working_set(self) -> tuple:
+        decoder = self.decoder
+        parser = decoder.parse_args()[1:]
+        big = [decoder.out, self._staged, self._snaps, self._fast_table, self._read_lines, self._read_frames,
+               *decoder.sync_tables, self._sync_rows]
+        small = [parser, self.books.arrays, self._scratch_px, self._scratch_qty, self.hist_exch_to_recv,
+                 self.hist_recv_to_publish, self._counts, [o.ring.ctrl for o in self.outputs]]
+        code = [keep_warm.entry_address(compiled) for compiled in live_read_nb.step_read.overloads.values()]
+        return live_keep_warm.working_set(small, [b for b in big if b.flags.c_contiguous], code)
+
+    def idle_wait(self, timeout_s: float) -> bool:
+        """After an idle step, thread + spin: wait up to ``timeout_s`` for work the network thread left
+        (a held-back batch, frames it found the step taken for, an error) instead of spinning against
+        it for the GIL. True if there is work; False on time-out, or at once unless thread + spin."""
+        work_left = self._work_left
+        if work_left is None:
+            return False
+        work_left.clear()  # before looking: a set() from here on is not lost
+        if self._network_error is not None or self.queue.items or self.pending:
+            return True
+        return work_left.wait(timeout_s)
+
+    @property
+    def rehearsals(self) -> int:
+        return self.rehearsal.rehearsals if self.rehearsal is not None else 0
 
     def close(self) -> None:
         self.client.stop()
@@ -264,7 +352,10 @@ class LiveFeed:
             warm_state = self._call_state_for(warm.parse_args()[1:], warm.out)
             no_bytes = np.frombuffer(b"", np.uint8)  # read-only, as the rows' and frames' bytes are: their type
             live_publish_nb.step_call(no_bytes, 1, self.events_published, warm_state)
-            live_publish_nb.step_lines(no_bytes, 0, 1, self.events_published, warm_state)
+            live_publish_nb.step_lines(no_bytes, 0, 0, 1, self.events_published, warm_state)
+            no_read = np.frombuffer(bytearray(2), np.uint8)  # a socket read's buffer: writable, its type
+            live_read_nb.step_read(no_read, 0, 1, 0, 1, self.events_published, warm_state, self._read_frames,
+                                   self._read_lines)
             self._call_state = None  # (that one held the throwaway decoder's buffers)
         if self.net is not None:
             warm_up_kernels()
@@ -295,12 +386,16 @@ class LiveFeed:
             self._step_lock.release()
 
     def _step_on_network_thread(self) -> None:
-        """The network thread, after queueing a read's frames: publish them now (no hand-off)."""
+        """The network thread, after queueing a read's frames: publish them now (no hand-off). Work
+        left for the feed's thread wakes it from ``idle_wait``."""
         try:
             while self.queue.items and self.step():
                 pass
         except BaseException as exc:  # not the connection's fault: the feed's thread raises it
             self._network_error = exc
+        work_left = self._work_left
+        if work_left is not None and (self._network_error is not None or self.queue.items or self.pending):
+            work_left.set()
 
     def _step(self) -> int:
         if self.pending:
@@ -344,20 +439,68 @@ class LiveFeed:
         return self._publish()
 
     def _step_lines(self, frames: list, lines: bytes) -> int | None:
-        """Trades and best bid/asks from their bytes to the rings in one kernel call
-        (``live_publish_nb.step_lines``); None if the batch holds anything else (nothing done)."""
+        """Trades, best bid/asks and depth diffs continuing a live book, from their bytes to the rings
+        in one kernel call (``live_publish_nb.step_lines``); None if the batch holds anything else
+        (nothing done)."""
         n_frames = len(frames)
-        state = self._ready_call_state(2 * n_frames)  # (two rows a bbo line)
-        live_publish_nb.step_lines(np.frombuffer(lines, np.uint8), n_frames, self.decoder.next_line_no,
-                                   self.events_published, state)
+        decoder = self.decoder
+        market = decoder.market_index[frames[0][2]]
+        buf = np.frombuffer(lines, np.uint8)
         counts = self._counts
-        n_rows = int(counts[live_publish_nb.C_ROWS])
+        C = live_publish_nb
+        estimate = 2 * n_frames  # canonical rows (two a bbo line; a depth diff's are its levels)
+        for _ in range(2):
+            state = self._ready_call_state(estimate)
+            counts[C.C_ROOM] = self._reserve_budget + 2 * estimate + 2  # far-level room, in records
+            live_publish_nb.step_lines(buf, n_frames, market, decoder.next_line_no, self.events_published, state)
+            need = int(counts[C.C_NEED])
+            if not need:
+                break
+            estimate = need  # more levels than the estimate: room for them, once more
+        n_rows = int(counts[C.C_ROWS])
         if n_rows < 0:
             return None
-        self.decoder.fast_taken(frames, lines, self._fast_table, int(counts[live_publish_nb.C_BBOS]),
-                                int(counts[live_publish_nb.C_TRADES]),
-                                int(counts[live_publish_nb.C_BBOS_WITHOUT_EXCH]))
+        self._reserve_budget -= max(0, 2 * (n_rows - estimate))
+        decoder.fast_taken(frames, lines, self._fast_table, int(counts[C.C_BBOS]), int(counts[C.C_TRADES]),
+                           int(counts[C.C_BBOS_WITHOUT_EXCH]), int(counts[C.C_DEPTHS]), int(counts[C.C_DEPTH_ROWS]),
+                           int(counts[C.C_DEPTHS_WITHOUT_LEVELS]))
         return self._after_call(n_rows)
+
+    def take_read(self, market: str, buf: bytearray, recv_ns: int) -> tuple[int, int, int] | None:
+        """The network thread's shortcut for one socket read of ``market``'s connection (``buf``: the
+        connection's bytes after the handshake): if it holds only whole data frames of trades, best
+        bid/asks and diffs continuing live books, and nothing is queued or held back before it,
+        ``live_read_nb.step_read`` takes them from the bytes to the rings in one call. Returns (bytes
+        taken from the start of ``buf``, frames, their payload bytes), or None: nothing was done, the
+        connection splits the read and queues the frames as before."""
+        if self._one_call is None or self.recorder is not None or self.queue is None or self.queue.items \
+                or self.pending or self._network_error is not None:
+            return None
+        if not self._step_lock.acquire(blocking=False):
+            return None
+        try:
+            decoder = self.decoder
+            state = self._ready_call_state(_READ_ROWS)
+            counts = self._counts
+            counts[live_publish_nb.C_ROOM] = self._reserve_budget + 2 * _READ_ROWS + 2
+            view = np.frombuffer(buf, np.uint8)
+            taken = live_read_nb.step_read(view, len(view), recv_ns, decoder.market_index[market],
+                                           decoder.next_line_no, self.events_published, state, self._read_frames,
+                                           self._read_lines)
+            del view  # (the connection resizes buf next)
+            if not taken:
+                return None
+            C = live_publish_nb
+            n_rows = int(counts[C.C_ROWS])
+            n_frames = int(counts[live_read_nb.C_READ_FRAMES])
+            self._reserve_budget -= max(0, 2 * (n_rows - _READ_ROWS))
+            decoder.read_taken(market, n_frames, self._read_lines, self._fast_table, int(counts[C.C_BBOS]),
+                               int(counts[C.C_TRADES]), int(counts[C.C_BBOS_WITHOUT_EXCH]), int(counts[C.C_DEPTHS]),
+                               int(counts[C.C_DEPTH_ROWS]), int(counts[C.C_DEPTHS_WITHOUT_LEVELS]))
+            self._after_call(n_rows)
+            return taken, n_frames, int(counts[live_read_nb.C_READ_BYTES])
+        finally:
+            self._step_lock.release()
 
     def _ready_call_state(self, n_lines: int):
         """Room for the records of ``n_lines`` canonical rows, and the bundle over the arrays as they
@@ -416,7 +559,8 @@ class LiveFeed:
             tuple(parser_args),
             (self.books.arrays, self.book_levels, self._staged, self._snaps, self._scratch_px, self._scratch_qty,
              self.hist_exch_to_recv),
-            rings, (self.hist_recv_to_publish, self._counts, self._fast_table, self._fast_rows))
+            rings, (self.hist_recv_to_publish, self._counts, self._fast_table, *self.decoder.sync_tables,
+                    self._sync_rows))
         self._call_key = (out, self._staged, self.books.arrays)
         return self._call_state
 
@@ -484,6 +628,7 @@ class LiveFeed:
 
     def stats(self) -> dict:
         c = self.client.stats
+        selector = getattr(self.client, "selector", None)
         summaries = self.decoder.summaries()
         return {
             "frames": self.decoder.stats.frames,
@@ -503,6 +648,11 @@ class LiveFeed:
             "net_restarts": self.net_restarts,
             "frame_ring_errors": self.net.sequence_errors if self.net is not None else 0,
             "rings": {o.ring.name: o.written for o in self.outputs},
+            "poll": self.poll if self.net is None else "block",
+            "polls": getattr(selector, "polls", 0),  # the network loop's epoll_wait calls (spin)
+            "idle_calls": getattr(selector, "idle_calls", 0),
+            "idle_errors": getattr(selector, "idle_errors", 0),
+            "rehearsals": self.rehearsals,
         }
 
 

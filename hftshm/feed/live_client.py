@@ -15,7 +15,8 @@ frame for ``heartbeat_timeout_s`` (a stall: the socket is open, the data stopped
 reopened. Websocket pings (the library's keepalive) catch dead peers as well.
 
 The client runs on its own thread and asyncio loop (``start``/``stop``): the caller's thread never
-blocks on the network.
+blocks on the network. ``selector_factory`` gives that loop another selector (the live feed's
+busy-poll selector, ``live_poll``: the thread spins instead of sleeping in epoll).
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import selectors
 import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 from hftshm.config import ConfigError
 
@@ -93,6 +95,9 @@ class StreamSink(Protocol):
     def on_frame(self, market: str, recv_ns: int, frame: bytes) -> None: ...
     # optional: ``on_frames(market, recv_ns, frames)``, the whole messages of one socket read at once
     # (a list, in order; without it each goes to ``on_frame``), and ``on_read_end(market)`` after them
+    # optional: ``on_read(market, buf, recv_ns)``, offered a socket read's bytes first (a bytearray
+    # after the handshake): returns (bytes taken from its start, frames, payload bytes) if it took
+    # the read's whole frames itself, or None (then they are split and delivered as above)
     def on_snapshot(self, market: str, symbol: str, recv_ns: int, body: bytes) -> None: ...
     def on_connect(self, market: str, attempt: int) -> None: ...
     def on_disconnect(self, market: str, recv_ns: int, reason: str) -> None: ...
@@ -127,7 +132,8 @@ class ClientStats:
 
 class BinanceStreamClient:
     def __init__(self, subscriptions: list[Subscription], sink: StreamSink, *, heartbeat_timeout_s: float = 10.0,
-                 backoff_initial_s: float = 0.2, backoff_max_s: float = 30.0, http_timeout_s: float = 10.0):
+                 backoff_initial_s: float = 0.2, backoff_max_s: float = 30.0, http_timeout_s: float = 10.0,
+                 selector_factory: Callable[[], selectors.BaseSelector] | None = None):
         if not subscriptions:
             raise ConfigError("nothing to subscribe to: give at least one market and symbol")
         if heartbeat_timeout_s <= 0 or backoff_initial_s <= 0 or backoff_max_s < backoff_initial_s:
@@ -139,6 +145,10 @@ class BinanceStreamClient:
         self.backoff_max_s = backoff_max_s
         self.http_timeout_s = http_timeout_s
         self.stats = ClientStats()
+        # None: asyncio's default loop (blocks in epoll); else the thread's loop runs on the selector it
+        # returns (the live feed's busy-poll selector, ``live_poll``), built on that thread by ``start``
+        self.selector_factory = selector_factory
+        self.selector: selectors.BaseSelector | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping: asyncio.Event | None = None
@@ -151,7 +161,11 @@ class BinanceStreamClient:
         ready = threading.Event()
 
         def main():
-            self._loop = asyncio.new_event_loop()
+            if self.selector_factory is None:
+                self._loop = asyncio.new_event_loop()
+            else:
+                self.selector = self.selector_factory()
+                self._loop = asyncio.SelectorEventLoop(self.selector)
             asyncio.set_event_loop(self._loop)
             self._stopping = asyncio.Event()
             ready.set()
@@ -313,6 +327,8 @@ class _Messages:
         conn = _direct_connection_class()(protocol, **kwargs)
         conn.on_message = self.on_message
         conn.on_messages = self.on_messages
+        if getattr(self.client.sink, "on_read", None) is not None:
+            conn.take_read = self.take_read
         read_end = getattr(self.client.sink, "on_read_end", None)
         if read_end is not None:
             market = self.market
@@ -326,6 +342,26 @@ class _Messages:
         read_end = getattr(self.client.sink, "on_read_end", None)
         if held and read_end is not None:
             read_end(self.market)
+
+    def take_read(self, buf: bytearray, recv_ns: int) -> bool:
+        """Offer a socket read's bytes to the sink's ``on_read`` (the live feed's one-call shortcut:
+        whole frames from the bytes to its rings); True if it took the read's whole frames (they are
+        cut from ``buf``), False to split and deliver them as usual."""
+        if self.held is not None or self.waiting:
+            return False
+        on_read = self.client.sink.on_read
+        got = on_read(self.market, buf, recv_ns) if on_read is not None else None
+        if got is None:
+            return False
+        taken, frames, payload_bytes = got
+        del buf[:taken]
+        self.last[0] = recv_ns
+        stats = self.client.stats
+        if not stats.frames:
+            stats.first_frame_ns = recv_ns
+        stats.frames += frames
+        stats.bytes += payload_bytes
+        return True
 
     def on_message(self, frame: bytes, recv_ns: int) -> None:
         self.last[0] = recv_ns
@@ -401,6 +437,7 @@ def _direct_connection_class():
         on_message = None
         on_messages = None
         on_read_end = None
+        take_read = None  # _Messages.take_read when the sink has a one-call shortcut (on_read)
         _recv_ns = 0
         _fragments: list | None = None
         _head: bytearray | None = None  # the handshake response so far; None once split
@@ -414,7 +451,9 @@ def _direct_connection_class():
                 self._handshake_bytes(data)
             else:
                 buf += data
-                self._split()
+                take_read = self.take_read
+                if take_read is None or not take_read(buf, self._recv_ns):
+                    self._split()
             if self.on_read_end is not None:
                 self.on_read_end()
 

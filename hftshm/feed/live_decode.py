@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hftshm.feed import binance_nb as scan_nb
+from hftshm.feed import binance_sync_nb as sync_nb
 from hftshm.feed import csv_nb
 from hftshm.feed.binance import _LIVE, _NO_SNAPSHOT
 from hftshm.feed.binance_fast import _feed_block, _PlanningImporter, _write_plan
@@ -56,14 +57,21 @@ class DecodeStats:
     records: int = 0
     interruptions: int = 0
     row_rejects: int = 0  # canonical rows the tick parser refused (e.g. a symbol not in the symbol table)
-    compiled_frames: int = 0  # trades and bbos that went from bytes to records in one kernel call (step_lines)
+    compiled_frames: int = 0  # frames that went from bytes to records in one kernel call (step_lines)
+    compiled_depth_frames: int = 0  # of them, depth diffs (synchronised by the kernel on the importer's words)
 
 
 class LiveDecoder:
     """Decodes batches of ``(receive ns, frame bytes or None, market)``; None marks a disconnect."""
 
     def __init__(self, symbols: SymbolTable, markets: list[str]):
-        self.importers = {m: _LiveImporter(strict=False) for m in markets}
+        # the importers' synchronisation words, one table per market, stacked: the live feed's kernel
+        # call reads and advances them (binance_sync_nb)
+        self.sync_tables = sync_nb.new_tables(len(markets))
+        words, names, lens = self.sync_tables
+        self.market_index = {m: k for k, m in enumerate(markets)}
+        self.importers = {m: _LiveImporter(strict=False, sync_table=(words[k], names[k], lens[k]))
+                          for k, m in enumerate(markets)}
         self._lines = {m: 0 for m in markets}
         self._table, self._names, self._lens, self._ids = _symbol_arrays(symbols)
         self._state = np.zeros(csv_nb.N_STATE, np.int64)
@@ -121,15 +129,15 @@ class LiveDecoder:
         return np.frombuffer(buf, np.uint8), n_lines
 
     def fast_lines(self, frames: list, most: int) -> bytes | None:
-        """The batch as recording lines for ``live_publish_nb.step_lines`` (the import's scanner and
-        row formatter in the one call) if it may be all trades and best bid/asks: up to ``most``
-        frames of one market, no disconnect, none naming a depth stream near its start (a hint only:
-        the kernel decides, and hands anything else back to ``rows``)."""
+        """The batch as recording lines for ``live_publish_nb.step_lines`` (the import's scanner,
+        synchronisation rule and row formatter in the one call): up to ``most`` frames of one market,
+        no disconnect, no snapshot (the kernel decides about the rest, and hands anything it does not
+        take back to ``rows``)."""
         if len(frames) > most:
             return None
         market = frames[0][2]
         for _, frame, frame_market in frames:
-            if frame is None or frame_market != market or b"depth" in frame[:48]:
+            if frame is None or frame_market != market or b"depthSnapshot" in frame[:64]:
                 return None
         if len(frames) == 1:
             recv_ns, frame, _ = frames[0]
@@ -137,11 +145,17 @@ class LiveDecoder:
         return b"".join([b"%d %b\n" % (ns, frame) for ns, frame, _ in frames])
 
     def fast_taken(self, frames: list, lines: bytes, table: np.ndarray, n_bbo: int, n_trade: int,
-                   bbo_without_exch: int) -> None:
-        """``step_lines`` took ``frames``: the import's counts for them, as its block path keeps them
-        for trade and bbo lines (``binance_fast._feed_block``)."""
-        market = frames[0][2]
-        n = len(frames)
+                   bbo_without_exch: int, n_depth: int = 0, depth_rows: int = 0,
+                   depth_without_levels: int = 0) -> None:
+        """``step_lines`` took ``frames`` (as ``lines``): the counts of ``read_taken``."""
+        self.read_taken(frames[0][2], len(frames), np.frombuffer(lines, np.uint8), table, n_bbo, n_trade,
+                        bbo_without_exch, n_depth, depth_rows, depth_without_levels)
+
+    def read_taken(self, market: str, n: int, lines: np.ndarray, table: np.ndarray, n_bbo: int, n_trade: int,
+                   bbo_without_exch: int, n_depth: int, depth_rows: int, depth_without_levels: int) -> None:
+        """The one call took ``n`` frames of ``market`` (``lines``: the recording lines it made of
+        them; ``table``: their scan): the import's counts for them, as its block path keeps them
+        (``binance_fast._feed_block``, ``_PlanningImporter._emit_depth``)."""
         summary = self.importers[market].summary
         summary.lines += n
         if n_bbo:
@@ -150,15 +164,20 @@ class LiveDecoder:
                 summary.notes["bbo_without_exchange_time"] += bbo_without_exch
         if n_trade:
             summary.rows_by_kind["trade"] += n_trade
+        if depth_rows:
+            summary.rows_by_kind["depth"] += depth_rows
+        if depth_without_levels:
+            summary.notes["depth_without_levels"] += depth_without_levels
         known = self._fast_symbols
         for start, end in table[:n, scan_nb.C_SYM_S:scan_nb.C_SYM_E + 1].tolist():
-            symbol = (market, lines[start:end])
+            symbol = (market, lines[start:end].tobytes())
             if symbol not in known:
                 known.add(symbol)
                 summary.symbols.add(symbol[1].decode().upper())
         self._lines[market] += n
         self.stats.frames += n
         self.stats.compiled_frames += n
+        self.stats.compiled_depth_frames += n_depth
 
     def _segment(self, frames: list, start: int, stop: int) -> None:
         if stop <= start:

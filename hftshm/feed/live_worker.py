@@ -22,6 +22,7 @@ from hftshm.runtime.worker import Worker, WorkerContext
 
 
 SWITCH_INTERVAL_S = 50e-6
+IDLE_WAIT_S = 0.001  # thread + spin: an idle step waits this long for the network thread's leftovers
 _CUMULATIVE = ("events_published", "snapshots_published", "frames", "frames_dropped")
 
 
@@ -30,7 +31,7 @@ class LiveFeedWorker(Worker):
     COUNTER_NAMES = FeedWorker.COUNTER_NAMES + (
         "frames", "reconnects", "stalls", "snapshots_fetched", "frame_rejects", "ignored_frames",
         "book_valid_gauge", "queued_frames_gauge", "interruptions", "frames_dropped", "net_restarts",
-        "frame_ring_errors")
+        "frame_ring_errors", "rehearsals")
     HISTOGRAMS = FeedWorker.HISTOGRAMS
     _C = {name: i for i, name in enumerate(COUNTER_NAMES)}
 
@@ -62,7 +63,8 @@ class LiveFeedWorker(Worker):
             config.subscriptions(), symbols, batch_frames=config.batch_frames, book_levels=config.book_levels,
             window_ticks=config.window_ticks, heartbeat_timeout_s=config.heartbeat_timeout_s,
             record_dir=config.record or None, hist_exch_to_recv=ctx.histograms.get("exch_to_recv"),
-            hist_recv_to_publish=ctx.histograms.get("recv_to_publish"), network=config.live_network)
+            hist_recv_to_publish=ctx.histograms.get("recv_to_publish"), network=config.live_network,
+            poll=config.live_poll)
         for ring in ctx.outputs.values():
             self.feed.add_output(ring)
         self.feed.warm_up()
@@ -72,14 +74,20 @@ class LiveFeedWorker(Worker):
             sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._steps = 0
         self._published = 0
+        # thread + spin: the network thread publishes every read and keeps the caches warm while it
+        # waits; this thread's idle steps wait on it (idle_wait) instead of spinning against it for the
+        # GIL. The stop request is looked at between do_work calls: a wait of 1 ms delays it by as much
+        self._idle_wait = config.live_network == "thread" and config.live_poll == "spin"
         # a restarted live feed starts over from a fresh snapshot; its running totals carry on
         c = ctx.counters
         self._before = {name: int(c[self._C[name]]) for name in _CUMULATIVE}
         self._symbols = [item.split(":")[1] for item in config.live_symbols]
         self.feed.start()
         urls = ", ".join(s.url()[:120] for s in config.subscriptions())
-        ctx.log.info("feed: live Binance streams %s (heartbeat timeout %g s, network %s)%s; outputs %s", urls,
-                     config.heartbeat_timeout_s, config.live_network, f", recording to {config.record}" if config.record else "",
+        ctx.log.info("feed: live Binance streams %s (heartbeat timeout %g s, network %s, poll %s)%s; outputs %s",
+                     urls, config.heartbeat_timeout_s, config.live_network,
+                     config.live_poll if config.live_network == "thread" else "block",
+                     f", recording to {config.record}" if config.record else "",
                      ", ".join(ctx.outputs) or "(none)")
 
     @property
@@ -98,6 +106,8 @@ class LiveFeedWorker(Worker):
         if n or published != self._published or self._steps & 1023 == 0:
             self._published = published
             self._counters()
+        if n == 0 and self._idle_wait:
+            feed.idle_wait(IDLE_WAIT_S)
         return n
 
     def _counters(self) -> None:
@@ -130,6 +140,7 @@ class LiveFeedWorker(Worker):
         c[C["net_restarts"]] = feed.net_restarts
         if feed.net is not None:
             c[C["frame_ring_errors"]] = feed.net.sequence_errors
+        c[C["rehearsals"]] = feed.rehearsals
 
     def on_drain(self) -> int:
         return 0  # a source stops producing when asked to drain

@@ -346,3 +346,79 @@ def test_one_kernel_call_per_batch_publishes_what_ring_by_ring_publishing_does(r
     n_latencies = int(np.count_nonzero(want_events["kind"] != EventKind.CLEAR))
     assert one_call.hist_recv_to_publish[histogram_nb.COUNT] == n_latencies
     assert by_ring.hist_recv_to_publish[histogram_nb.COUNT] == n_latencies
+
+
+def _one_call_and_by_ring(rings, frames, chunk, market="usdm"):
+    """The same frames through a feed taking the one kernel call and one publishing ring by ring
+    (the import's Python synchronisation for every frame); both feeds and what their rings got."""
+    sub = Subscription(market_for(market, "ws://127.0.0.1:9/stream", "http://127.0.0.1:9/d"), ("BTCUSDT",))
+    one_call = LiveFeed([sub], DEFAULT_SYMBOLS, batch_frames=64)
+    one_call_rings = (rings("market_event"), rings("book_snapshot"))
+    by_ring = LiveFeed([sub], DEFAULT_SYMBOLS, batch_frames=64)
+    by_ring_rings = (rings("market_event"), rings("market_event"), rings("market_event"), rings("book_snapshot"))
+    for feed, outs in ((one_call, one_call_rings), (by_ring, by_ring_rings)):
+        for ring in outs:
+            feed.add_output(ring)
+    got = _publish_queued(one_call, frames, chunk, one_call_rings)
+    want = _publish_queued(by_ring, frames, chunk, by_ring_rings)
+    return one_call, by_ring, got[one_call_rings[0].name], want[by_ring_rings[0].name]
+
+
+def _assert_same(one_call, by_ring, got, want, market="usdm"):
+    got_summary, want_summary = one_call.decoder.summaries()[market], by_ring.decoder.summaries()[market]
+    for field in ("lines", "rows_by_kind", "notes", "symbols", "gaps", "rejects", "dropped"):
+        assert getattr(got_summary, field) == getattr(want_summary, field), field
+    assert len(got) == len(want) > 0
+    for field in got.dtype.names:
+        if field not in ("publish_ts_ns", "seq"):
+            assert np.array_equal(got[field], want[field]), field
+    # the synchronisation state the kernel advanced is the one the import's Python reached
+    assert np.array_equal(one_call.decoder.sync_tables[0], by_ring.decoder.sync_tables[0])
+
+
+@pytest.mark.parametrize("chunk", [1, 5])
+def test_depth_diffs_continuing_a_live_book_take_the_one_call_and_gaps_stay_the_imports(rings, chunk):
+    """Depth diffs on a live book go from their bytes to the rings in the one kernel call, checked
+    by the import's own rule on the import's own state words; a gap (a diff lost) and a duplicate
+    (a diff delivered twice) are left to the import's Python, which reports them as it always has:
+    the same records, gaps, drops and state as a feed that never takes the kernel path."""
+    frames = _shipped_frames(2500)
+    depth_at = [k for k, (_, frame, _) in enumerate(frames) if b"@depth@" in frame[:48]]
+    repeated = depth_at[len(depth_at) // 4]
+    lost = depth_at[len(depth_at) // 2]
+    frames = frames[:repeated] + [frames[repeated]] + frames[repeated:lost] + frames[lost + 1:]
+    one_call, by_ring, got, want = _one_call_and_by_ring(rings, frames, chunk)
+    _assert_same(one_call, by_ring, got, want)
+    summary = one_call.decoder.summaries()["usdm"]
+    assert len(summary.gaps) == 1 and summary.dropped["depth_duplicate"] == 1
+    assert one_call.decoder.stats.compiled_depth_frames > 50
+    assert by_ring.decoder.stats.compiled_depth_frames == 0
+    assert one_call.book_valid("BTCUSDT") is False  # the gap: invalid until a fresh snapshot
+
+
+def test_spot_depth_diffs_continue_by_first_id_in_the_one_call(rings):
+    """Spot diffs carry no pu: a diff continues the book when U = previous u + 1 (the import's rule,
+    the same function in the kernel); a break there is a gap, then a snapshot resyncs."""
+    from hftshm.feed.live_record import wrap_snapshot
+    from hftshm.feed.testing import depth, snapshot, trade
+
+    def frame(line, wrap=False):
+        ts, _, payload = line.partition(" ")
+        body = payload.encode()
+        return int(ts), wrap_snapshot("BTCUSDT", body) if wrap else body, "spot"
+
+    book = {"bids": [("60000.00", "1.0")], "asks": [("60000.10", "1.0")]}
+    lines = [frame(depth(1, 98, 100, spot=True, bids=[("60000.00", "2.0")])),
+             frame(snapshot(2, 99, **book), wrap=True)]
+    u = 100
+    for step in range(3, 40):
+        lines.append(frame(depth(step, u + 1, u + 3, spot=True, bids=[("60000.00", f"{step}.0")],
+                                 asks=[("60000.10", "1.5")])))
+        lines.append(frame(trade(step, step, "60000.00", "0.01", step % 2 == 0)))
+        u += 3
+    lines.append(frame(depth(40, u + 5, u + 6, spot=True, bids=[("59999.90", "1.0")])))  # U skips 4 ids: a gap
+    one_call, by_ring, got, want = _one_call_and_by_ring(rings, lines, 1, market="spot")
+    _assert_same(one_call, by_ring, got, want, market="spot")
+    assert one_call.decoder.stats.compiled_depth_frames >= 30
+    gaps = one_call.decoder.summaries()["spot"].gaps
+    assert len(gaps) == 1 and gaps[0].expected_id == u + 1 and gaps[0].got_id == u + 5

@@ -16,6 +16,7 @@ def test_defaults_replay_and_binance_public_endpoints():
     config = _config()
     assert config.source == "replay" and config.live_symbols == ("usdm:BTCUSDT",)
     assert config.live_network == "thread" and _config(live_network="process").live_network == "process"
+    assert config.live_poll == "spin" and _config(live_poll="block").live_poll == "block"
     [sub] = config.subscriptions()
     assert sub.market.ws_url == "wss://fstream.binance.com/stream"
     assert sub.market.rest_url == "https://fapi.binance.com/fapi/v1/depth"
@@ -42,6 +43,8 @@ def test_streams_grouped_by_market_with_configured_endpoints():
     ({"heartbeat_timeout_s": 0}, "heartbeat_timeout_s"),
     ({"live_symbol": ["usdm:BTCUSDT"]}, "unknown key"),
     ({"live_network": "fork"}, "allowed: process, thread"),
+    ({"live_poll": "busy"}, "feed.live_poll is 'busy'; allowed: spin, block"),
+    ({"live_poll": 1}, "feed.live_poll is 1; allowed: spin, block"),
 ])
 def test_broken_live_keys_are_clear_errors(raw, message):
     with pytest.raises(ConfigError, match=message):
