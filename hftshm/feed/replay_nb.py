@@ -154,8 +154,10 @@ def publish(ctrl, records, staged, start, stop, publish_ts_ns, drop):
     want = stop - start
     if want <= 0:
         return 0
-    free = ring_nb.free_capacity(ctrl)
-    n = want if free >= want else free
+    # (claimable, not free_capacity: that one re-reads the consumer's cursor only when its cached copy
+    # says full, so a cache stopped at 1 free slot let 1 record of a batch through and held the rest
+    # back a step, though the consumer had emptied the ring: at every wrap of the ring)
+    n = ring_nb.claimable(ctrl, want)
     if n <= 0:
         # full: a claim of a full ring counts the episode in the ring's full-event counter (what
         # monitoring shows as full waits), as every other producer's claims do
