@@ -58,6 +58,7 @@ from hftshm.transport.layout import load as load_layout
 _NO_LIMIT = np.iinfo(np.int64).max
 _RESERVE_EVENTS = 1 << 16
 _READ_ROWS = 64  # take_read's room for a read's canonical rows (a read needing more takes the queue's path)
+_READ_RECORDS = 2 * _READ_ROWS + 2  # (the parser's bound on records per row)
 _CHECK_EVERY_IDLE_STEPS = 1023  # mask: the network process's liveness is looked at every 1024 idle steps
 NETWORK_MODES = ("process", "thread")
 POLL_MODES = ("block", "spin")  # the network thread's loop: sleeps in epoll, or busy-polls (live_poll)
@@ -189,6 +190,7 @@ class LiveFeed:
         self.outputs: list[_Output] = []
         self._n_staged = 0
         self._n_snaps = 0
+        self._unpublished = False  # pending's shortcut: True from a staged batch until every ring took it
         self._latency_recorded = True
         self.events_published = 0
         self.snapshots_published = 0
@@ -204,6 +206,7 @@ class LiveFeed:
         self._read_lines = np.zeros(live_read_nb.READ_LINE_BYTES, np.uint8)  # split, and its lines
         self._one_call = self._one_call_rings()
         self._call_state = None  # live_publish_nb.LiveCallState, built on the first batch
+        self._reads_direct = False  # take_read may take socket reads (thread, no --record, the one call)
         self._warm_key = None  # the bundle keep_warm's table was built for
         self._warm_set: tuple = ()
         self._call_key: tuple = ()
@@ -222,6 +225,7 @@ class LiveFeed:
             self.outputs.append(output)
         self._one_call = self._one_call_rings()
         self._call_state = None  # the rings changed
+        self._reads_direct = self._one_call is not None and self.queue is not None and self.recorder is None
 
     def _one_call_rings(self) -> tuple | None:
         """The rings' arguments of ``live_publish_nb.parse_stage_publish`` (the events' rings, then
@@ -265,8 +269,12 @@ class LiveFeed:
         return BusyPollSelector(idle=self._idle_work)
 
     def _idle_work(self) -> None:
+        """The network loop's idle hook: the live path's code on the twin (the rehearsal), the live
+        connections' read path with no bytes (the Python a read runs, on the live objects), and the
+        one call's arrays and machine code pulled into the caches. Nothing of the feed changes."""
         if self.rehearsal is not None:
             self.rehearsal.rehearse()
+        self.client.touch_connections()
         self.keep_warm()
 
     def keep_warm(self) -> int:
@@ -365,7 +373,13 @@ class LiveFeed:
     # ------------------------------------------------------------------ work
     @property
     def pending(self) -> bool:
-        return any(o.pos < (self._n_snaps if o.is_snapshot else self._n_staged) for o in self.outputs)
+        """Staged records a ring has not taken yet (a full ``block`` ring held them back). Asked before
+        every read: the outputs are only looked at after a batch was staged, until all went."""
+        if not self._unpublished:
+            return False
+        still = any(o.pos < (self._n_snaps if o.is_snapshot else self._n_staged) for o in self.outputs)
+        self._unpublished = still
+        return still
 
     @property
     def clock_offset_ns(self) -> int | None:
@@ -473,16 +487,21 @@ class LiveFeed:
         ``live_read_nb.step_read`` takes them from the bytes to the rings in one call. Returns (bytes
         taken from the start of ``buf``, frames, their payload bytes), or None: nothing was done, the
         connection splits the read and queues the frames as before."""
-        if self._one_call is None or self.recorder is not None or self.queue is None or self.queue.items \
-                or self.pending or self._network_error is not None:
+        # (the read's receive time is stamped: what runs before the kernel counts in its latency, so
+        # the checks are attribute reads and the bundle is rebuilt only when an array behind it moved)
+        if not self._reads_direct or self.queue.items or self.pending or self._network_error is not None:
             return None
         if not self._step_lock.acquire(blocking=False):
             return None
         try:
             decoder = self.decoder
-            state = self._ready_call_state(_READ_ROWS)
+            state, key = self._call_state, self._call_key
+            if state is None or self._reserve_budget < _READ_RECORDS or key[0] is not decoder.out \
+                    or key[1] is not self._staged or key[2] is not self.books.arrays:
+                state = self._ready_call_state(_READ_ROWS)
+                self._reserve_budget += _READ_RECORDS  # (taken by the room made: what the read uses goes below)
             counts = self._counts
-            counts[live_publish_nb.C_ROOM] = self._reserve_budget + 2 * _READ_ROWS + 2
+            counts[live_publish_nb.C_ROOM] = self._reserve_budget
             view = np.frombuffer(buf, np.uint8)
             taken = live_read_nb.step_read(view, len(view), recv_ns, decoder.market_index[market],
                                            decoder.next_line_no, self.events_published, state, self._read_frames,
@@ -493,7 +512,7 @@ class LiveFeed:
             C = live_publish_nb
             n_rows = int(counts[C.C_ROWS])
             n_frames = int(counts[live_read_nb.C_READ_FRAMES])
-            self._reserve_budget -= max(0, 2 * (n_rows - _READ_ROWS))
+            self._reserve_budget -= 2 * n_rows + 2
             decoder.read_taken(market, n_frames, self._read_lines, self._fast_table, int(counts[C.C_BBOS]),
                                int(counts[C.C_TRADES]), int(counts[C.C_BBOS_WITHOUT_EXCH]), int(counts[C.C_DEPTHS]),
                                int(counts[C.C_DEPTH_ROWS]), int(counts[C.C_DEPTHS_WITHOUT_LEVELS]))
@@ -540,6 +559,7 @@ class LiveFeed:
             if out is not None:
                 out.pos = n_written
                 out.written += n_written
+        self._unpublished = True
         if not self.pending:
             self.events_published += staged
             self.snapshots_published += snaps
@@ -592,6 +612,7 @@ class LiveFeed:
         self._latency_recorded = False
         for out in self.outputs:
             out.pos = 0
+        self._unpublished = True
         return self._n_staged
 
     def _publish(self) -> int:

@@ -154,6 +154,7 @@ class BinanceStreamClient:
         self._stopping: asyncio.Event | None = None
         self._inflight: set[tuple[str, str]] = set()
         self._by_market = {s.market.name: s for s in subscriptions}
+        self.connections: dict = {}  # market -> its open connection (the network thread's: touch_connections)
 
     # ------------------------------------------------------------------ thread
     def start(self) -> None:
@@ -182,6 +183,12 @@ class BinanceStreamClient:
         if self._loop is not None and self._thread is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stopping.set)
             self._thread.join(timeout)
+
+    def touch_connections(self) -> None:
+        """On the network thread, while it is idle: each open connection's read path with no bytes
+        (``touch``), so the Python a real read runs finds its code and objects in the caches."""
+        for conn in list(self.connections.values()):
+            conn.touch()
 
     def request_snapshot(self, market: str, symbol: str) -> None:
         """Fetch a fresh depth snapshot of ``symbol`` (thread-safe; a fetch already under way counts)."""
@@ -224,6 +231,7 @@ class BinanceStreamClient:
                 raise
             except (OSError, WebSocketException, asyncio.TimeoutError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
+            self.connections.pop(name, None)
             self.stats.disconnects += 1
             self.stats.last_error = reason
             self.sink.on_disconnect(name, time.time_ns(), reason)
@@ -329,6 +337,7 @@ class _Messages:
         conn.on_messages = self.on_messages
         if getattr(self.client.sink, "on_read", None) is not None:
             conn.take_read = self.take_read
+        self.client.connections[self.market] = conn
         read_end = getattr(self.client.sink, "on_read_end", None)
         if read_end is not None:
             market = self.market
@@ -456,6 +465,13 @@ def _direct_connection_class():
                     self._split()
             if self.on_read_end is not None:
                 self.on_read_end()
+
+        def touch(self) -> None:
+            """What a socket read runs, for a read of no bytes: nothing is delivered, taken or changed
+            (the buffer keeps what it held; the sink's read shortcut finds no whole frame). The
+            connection's own objects and the sink's are touched, as a read touches them."""
+            if self._buf is not None:
+                self.data_received(b"")
 
         def _handshake_bytes(self, data: bytes) -> None:
             head = self._head
