@@ -165,7 +165,8 @@ class _Rings:
 
 def _timed_steps(feed) -> list:
     """(wall ns, thread CPU ns) of every step that did something, on whichever thread ran it (the
-    network thread steps the feed itself in the thread design)."""
+    network thread steps the feed itself in the thread design), and of every socket read the feed
+    took in its one call (``take_read``: the steady state's path, which no step runs)."""
     steps: list = []
     inner = feed._step
 
@@ -177,6 +178,18 @@ def _timed_steps(feed) -> list:
         return n
 
     feed._step = timed
+    queue = feed.queue
+    if queue is not None and queue.on_read is not None:
+        take_read = queue.on_read
+
+        def timed_read(market, buf, recv_ns):
+            t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
+            got = take_read(market, buf, recv_ns)
+            if got is not None:
+                steps.append((time.perf_counter_ns() - t0, time.thread_time_ns() - c0))
+            return got
+
+        queue.on_read = timed_read
     return steps
 
 

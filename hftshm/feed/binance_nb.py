@@ -452,8 +452,20 @@ def _classify(buf, s, e, fields, stack, out):
 def scan_lines(buf, n_lines):
     """The line table (n_lines x N_COLS) of buf, whose lines end in b'\\n' (the last may not)."""
     table = np.zeros((n_lines, N_COLS), np.int64)
-    fields = np.zeros((2, N_KEYS, 4), np.int64)
-    stack = np.zeros(MAX_DEPTH, np.uint8)
+    scan_lines_into(buf, n_lines, table, (np.zeros((2, N_KEYS, 4), np.int64), np.zeros(MAX_DEPTH, np.uint8)))
+    return table
+
+
+def new_scratch() -> tuple:
+    """The scanner's working arrays (the fields of the object being parsed, the nesting stack)."""
+    return np.zeros((2, N_KEYS, 4), np.int64), np.zeros(MAX_DEPTH, np.uint8)
+
+
+@njit(cache=True, nogil=True)
+def scan_lines_into(buf, n_lines, table, scratch):
+    """``scan_lines`` into ``table`` (at least n_lines rows; each row it fills is zeroed first) with
+    the working arrays of ``new_scratch``: nothing allocated (the live feed's one call, per read)."""
+    fields, stack = scratch
     n = len(buf)
     s = 0
     for k in range(n_lines):
@@ -461,6 +473,7 @@ def scan_lines(buf, n_lines):
         while e < n and buf[e] != 10:
             e += 1
         row = table[k]
+        row[:] = 0
         row[C_START] = s
         row[C_END] = e
         if e == s:
@@ -469,7 +482,6 @@ def scan_lines(buf, n_lines):
             kind = _classify(buf, s, e, fields, stack, row)
             row[C_KIND] = kind
         s = e + 1
-    return table
 
 
 @njit(cache=True)

@@ -202,6 +202,7 @@ class LiveFeed:
         self._counts = np.zeros(live_read_nb.N_READ_COUNTS, np.int64)
         self._fast_table = np.zeros((live_publish_nb.FAST_LINES, scan_nb.N_COLS), np.int64)  # step_lines' scan
         self._sync_rows = np.zeros((live_publish_nb.FAST_LINES, 2), np.int64)  # and the (row, u) of its diffs
+        self._scan_scratch = scan_nb.new_scratch()  # and the scanner's working arrays
         self._read_frames = np.zeros((live_publish_nb.FAST_LINES, live_ws_nb.N_FCOLS), np.int64)  # take_read's
         self._read_lines = np.zeros(live_read_nb.READ_LINE_BYTES, np.uint8)  # split, and its lines
         self._one_call = self._one_call_rings()
@@ -580,7 +581,7 @@ class LiveFeed:
             (self.books.arrays, self.book_levels, self._staged, self._snaps, self._scratch_px, self._scratch_qty,
              self.hist_exch_to_recv),
             rings, (self.hist_recv_to_publish, self._counts, self._fast_table, *self.decoder.sync_tables,
-                    self._sync_rows))
+                    self._sync_rows, self._scan_scratch))
         self._call_key = (out, self._staged, self.books.arrays)
         return self._call_state
 

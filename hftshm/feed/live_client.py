@@ -155,6 +155,7 @@ class BinanceStreamClient:
         self._inflight: set[tuple[str, str]] = set()
         self._by_market = {s.market.name: s for s in subscriptions}
         self.connections: dict = {}  # market -> its open connection (the network thread's: touch_connections)
+        self.touches = 0
 
     # ------------------------------------------------------------------ thread
     def start(self) -> None:
@@ -189,6 +190,7 @@ class BinanceStreamClient:
         (``touch``), so the Python a real read runs finds its code and objects in the caches."""
         for conn in list(self.connections.values()):
             conn.touch()
+            self.touches += 1
 
     def request_snapshot(self, market: str, symbol: str) -> None:
         """Fetch a fresh depth snapshot of ``symbol`` (thread-safe; a fetch already under way counts)."""

@@ -58,8 +58,9 @@ class LiveCallStateType(types.StructRef):
     ``csv_nb.parse_block``'s arguments after the first line number), ``books`` (the book set's
     arrays, the levels published, the staging buffers, the scratch, the exchange -> receive
     histogram), ``rings`` (two event rings then two book rings, each ctrl, records, drop, present)
-    and ``tail`` (the receive -> publish histogram, the counts, ``step_lines``' line table, the decoder's synchronisation tables - words, names, name lengths, one per market - and
-    a scratch of (row, u) pairs)."""
+    and ``tail`` (the receive -> publish histogram, the counts, ``step_lines``' line table, the
+    decoder's synchronisation tables - words, names, name lengths, one per market - a scratch of
+    (row, u) pairs and the scanner's working arrays)."""
 
     def preprocess_fields(self, fields):
         return tuple((name, types.unliteral(t)) for name, t in fields)
@@ -162,12 +163,12 @@ def step_lines(lines, n_lines, market, first_line_no, seq0, state):
     ``counts[C_ROWS]`` is -1 and the caller takes the import's line path, which decides and reports
     as it always has. Not enough room for the batch's records: ``counts[C_NEED]`` says how many
     rows, nothing is done."""
-    hist_recv_to_publish, counts, table, sync_words, sync_names, sync_lens, sync_rows = state.tail
+    hist_recv_to_publish, counts, table, sync_words, sync_names, sync_lens, sync_rows, scratch = state.tail
     counts[C_ROWS] = -1
     counts[C_NEED] = 0
     if n_lines > len(table):
         return
-    scanned = scan_nb.scan_lines(lines, n_lines)
+    scan_nb.scan_lines_into(lines, n_lines, table, scratch)  # (nothing allocated per read)
     words = sync_words[market]
     names = sync_names[market]
     lens = sync_lens[market]
@@ -178,19 +179,19 @@ def step_lines(lines, n_lines, market, first_line_no, seq0, state):
     depth_rows = 0
     depth_empty = 0
     for k in range(n_lines):
-        table[k, :] = scanned[k]
-        kind = scanned[k, scan_nb.C_KIND]
+        scanned = table[k]
+        kind = scanned[scan_nb.C_KIND]
         if kind == scan_nb.BBO:
             n_bbo += 1
-            if scanned[k, scan_nb.C_HAS_EXCH_KEY] == 0:
+            if scanned[scan_nb.C_HAS_EXCH_KEY] == 0:
                 without += 1
         elif kind == scan_nb.TRADE:
             n_trade += 1
         elif kind == scan_nb.DEPTH:
-            row = sync_nb.find_row(names, lens, lines, scanned[k, scan_nb.C_SYM_S], scanned[k, scan_nb.C_SYM_E])
+            row = sync_nb.find_row(names, lens, lines, scanned[scan_nb.C_SYM_S], scanned[scan_nb.C_SYM_E])
             if row < 0 or words[row, sync_nb.W_STATE] != sync_nb.LIVE:
                 return
-            prev_id = scanned[k, scan_nb.C_PREV]
+            prev_id = scanned[scan_nb.C_PREV]
             spot = prev_id < 0
             if words[row, sync_nb.W_SPOT] != (1 if spot else 0):
                 return
@@ -200,13 +201,13 @@ def step_lines(lines, n_lines, market, first_line_no, seq0, state):
                 if sync_rows[j, 0] == row:
                     prev_u = sync_rows[j, 1]
                     break
-            last_id = scanned[k, scan_nb.C_UID]
-            if sync_nb.continues(spot, prev_u, scanned[k, scan_nb.C_FIRST], last_id, prev_id) != sync_nb.EMIT:
+            last_id = scanned[scan_nb.C_UID]
+            if sync_nb.continues(spot, prev_u, scanned[scan_nb.C_FIRST], last_id, prev_id) != sync_nb.EMIT:
                 return
             sync_rows[n_depth, 0] = row
             sync_rows[n_depth, 1] = last_id
             n_depth += 1
-            levels = scanned[k, scan_nb.C_NBIDS] + scanned[k, scan_nb.C_NASKS]
+            levels = scanned[scan_nb.C_NBIDS] + scanned[scan_nb.C_NASKS]
             depth_rows += levels
             if levels == 0:
                 depth_empty += 1

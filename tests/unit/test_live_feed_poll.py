@@ -108,6 +108,11 @@ def test_the_feed_publishes_the_exchanges_book_with_either_poll(rings, switch_in
         assert isinstance(selector, BusyPollSelector) and selector.idle == feed._idle_work
         assert stats["poll"] == "spin" and stats["rehearsals"] > 0 and stats["idle_errors"] == 0
         assert stats["polls"] > stats["idle_calls"] >= stats["rehearsals"]
+        # the idle hook ran the live connection's read path with no bytes (touch) many times, and the
+        # frames above all arrived once: touching delivers, takes and loses nothing
+        assert feed.client.touches >= stats["rehearsals"] > 0
+        # the steady state went from the socket read to the rings in one call (take_read)
+        assert feed.decoder.stats.compiled_frames > 0.9 * stats["frames"]
         twin = feed.rehearsal.twin.stats()
         assert twin["rejects"] == {} and twin["row_rejects"] == 0 and feed.rehearsal.twin.book_valid("BTCUSDT")
     else:
