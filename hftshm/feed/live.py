@@ -36,7 +36,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,9 +48,10 @@ from hftshm.feed.live_client import BinanceStreamClient, Subscription
 from hftshm.feed.live_decode import LINE_PATH_FRAMES, LiveDecoder
 from hftshm.feed.live_net import NetworkProcess, warm_up_kernels
 from hftshm.feed.live_poll import BusyPollSelector
-from hftshm.feed.live_record import Recorder, wrap_snapshot
+from hftshm.feed.live_queue import FrameQueue
+from hftshm.feed.live_record import Recorder
 from hftshm.metrics.histogram import new_histogram
-from hftshm.runtime import keep_warm, keep_warm_nb
+from hftshm.runtime import keep_warm_nb
 from hftshm.symbols import SymbolTable
 from hftshm.transport.layout import load as load_layout
 
@@ -64,64 +64,6 @@ NETWORK_MODES = ("process", "thread")
 POLL_MODES = ("block", "spin")  # the network thread's loop: sleeps in epoll, or busy-polls (live_poll)
 
 log = logging.getLogger("hftshm.feed.live")
-
-
-class FrameQueue:
-    """The client's sink for the live feed: every frame, snapshot and disconnect, in arrival order.
-
-    Bounded: past ``max_frames`` waiting (the feed thread cannot keep up) a frame is dropped and
-    counted; the synchronisation then sees the gap in the depth sequence and resyncs the book."""
-
-    def __init__(self, recorder: Recorder | None = None, max_frames: int = 1 << 20):
-        self.items: deque = deque()
-        self.recorder = recorder  # --record: the raw stream is written alongside (dropped frames too)
-        self.max_frames = max_frames
-        self.dropped = 0
-        self.connects = 0
-        self.on_ready = None  # the live feed's: steps it on the network thread once items are queued
-        self.on_read = None  # the live feed's take_read: a socket read's frames to the rings in one call
-
-    def on_frame(self, market: str, recv_ns: int, frame: bytes) -> None:
-        if len(self.items) < self.max_frames:
-            self.items.append((recv_ns, frame, market))
-        else:
-            self.dropped += 1
-        if self.recorder is not None:
-            self.recorder.on_frame(market, recv_ns, frame)
-
-    def on_frames(self, market: str, recv_ns: int, frames: list) -> None:
-        """One socket read's frames (all stamped with that read's time)."""
-        items = self.items
-        room = self.max_frames - len(items)
-        if room >= len(frames):
-            items.extend([(recv_ns, frame, market) for frame in frames])
-        else:
-            items.extend([(recv_ns, frame, market) for frame in frames[:max(room, 0)]])
-            self.dropped += len(frames) - max(room, 0)
-        if self.recorder is not None:
-            for frame in frames:
-                self.recorder.on_frame(market, recv_ns, frame)
-
-    def on_read_end(self, market: str) -> None:
-        if self.on_ready is not None:
-            self.on_ready()
-
-    def on_snapshot(self, market: str, symbol: str, recv_ns: int, body: bytes) -> None:
-        self.items.append((recv_ns, wrap_snapshot(symbol, body), market))
-        if self.recorder is not None:
-            self.recorder.on_snapshot(market, symbol, recv_ns, body)
-        if self.on_ready is not None:
-            self.on_ready()
-
-    def on_connect(self, market: str, attempt: int) -> None:
-        self.connects += 1
-
-    def on_disconnect(self, market: str, recv_ns: int, reason: str) -> None:
-        self.items.append((recv_ns, None, market))
-        if self.recorder is not None:
-            self.recorder.on_disconnect(market, recv_ns, reason)
-        if self.on_ready is not None:
-            self.on_ready()
 
 
 @dataclass
@@ -285,23 +227,13 @@ class LiveFeed:
         if state is None:
             return 0
         if self._warm_key is not state:
-            self._warm_set = self._working_set()
+            self._warm_set = live_keep_warm.working_set_of(self)
             self._warm_key = state
         regions, rings = self._warm_set
         lines = keep_warm_nb.prefetch_working_set(regions, rings)
         arrays = self.books.arrays
         live_keep_warm.pull_books(arrays[0], arrays[2], arrays[3], live_keep_warm.BOOK_SPAN_TICKS)
         return int(lines)
-
-    def _working_set(self) -> tuple:
-        decoder = self.decoder
-        parser = decoder.parse_args()[1:]
-        big = [decoder.out, self._staged, self._snaps, self._fast_table, self._read_lines, self._read_frames,
-               *decoder.sync_tables, self._sync_rows]
-        small = [parser, self.books.arrays, self._scratch_px, self._scratch_qty, self.hist_exch_to_recv,
-                 self.hist_recv_to_publish, self._counts, [o.ring.ctrl for o in self.outputs]]
-        code = [keep_warm.entry_address(compiled) for compiled in live_read_nb.step_read.overloads.values()]
-        return live_keep_warm.working_set(small, [b for b in big if b.flags.c_contiguous], code)
 
     def idle_wait(self, timeout_s: float) -> bool:
         """After an idle step, thread + spin: wait up to ``timeout_s`` for work the network thread left
@@ -365,6 +297,11 @@ class LiveFeed:
             no_read = np.frombuffer(bytearray(2), np.uint8)  # a socket read's buffer: writable, its type
             live_read_nb.step_read(no_read, 0, 1, 0, 1, self.events_published, warm_state, self._read_frames,
                                    self._read_lines)
+            # the idle hook's kernels too: compiled on the network thread, they held the first reads off
+            # the one call for seconds (the queue's path took them meanwhile)
+            keep_warm_nb.prefetch_working_set(np.zeros((0, 3), np.int64), np.zeros((0, 4), np.int64))
+            arrays = self.books.arrays
+            live_keep_warm.pull_books(arrays[0], arrays[2], arrays[3], live_keep_warm.BOOK_SPAN_TICKS)
             self._call_state = None  # (that one held the throwaway decoder's buffers)
         if self.net is not None:
             warm_up_kernels()
@@ -510,15 +447,18 @@ class LiveFeed:
             del view  # (the connection resizes buf next)
             if not taken:
                 return None
+            # (after the publish: what follows no longer counts in this read's latency, but a read
+            # arriving meanwhile waits for it)
             C = live_publish_nb
-            n_rows = int(counts[C.C_ROWS])
-            n_frames = int(counts[live_read_nb.C_READ_FRAMES])
+            c = counts.tolist()
+            n_rows = c[C.C_ROWS]
+            n_frames = c[live_read_nb.C_READ_FRAMES]
             self._reserve_budget -= 2 * n_rows + 2
-            decoder.read_taken(market, n_frames, self._read_lines, self._fast_table, int(counts[C.C_BBOS]),
-                               int(counts[C.C_TRADES]), int(counts[C.C_BBOS_WITHOUT_EXCH]), int(counts[C.C_DEPTHS]),
-                               int(counts[C.C_DEPTH_ROWS]), int(counts[C.C_DEPTHS_WITHOUT_LEVELS]))
-            self._after_call(n_rows)
-            return taken, n_frames, int(counts[live_read_nb.C_READ_BYTES])
+            decoder.read_taken(market, n_frames, self._read_lines, self._fast_table, c[C.C_BBOS], c[C.C_TRADES],
+                               c[C.C_BBOS_WITHOUT_EXCH], c[C.C_DEPTHS], c[C.C_DEPTH_ROWS],
+                               c[C.C_DEPTHS_WITHOUT_LEVELS], c[C.C_NEW_SYMBOLS] > 0)
+            self._after_call(n_rows, c)
+            return taken, n_frames, c[live_read_nb.C_READ_BYTES]
         finally:
             self._step_lock.release()
 
@@ -543,11 +483,14 @@ class LiveFeed:
         live_publish_nb.step_call(rows, self.decoder.next_line_no, self.events_published, state)
         return self._after_call(n_lines)
 
-    def _after_call(self, n_lines: int) -> int:
-        """The feed's counters after the one call took ``n_lines`` canonical rows."""
+    def _after_call(self, n_lines: int, counts: list | None = None) -> int:
+        """The feed's counters after the one call took ``n_lines`` canonical rows (``counts``: the
+        call's counts as a list, if the caller has them already)."""
         decoder = self.decoder
         rings, outs = self._one_call
-        n, staged, snaps, *written = self._counts[:live_publish_nb.N_COUNTS].tolist()
+        if counts is None:
+            counts = self._counts.tolist()
+        n, staged, snaps, *written = counts[:live_publish_nb.N_COUNTS]
         decoder.parsed(n_lines, n)
         self._n_staged, self._n_snaps = staged, snaps
         if staged == 0:

@@ -152,7 +152,8 @@ class LiveDecoder:
                         bbo_without_exch, n_depth, depth_rows, depth_without_levels)
 
     def read_taken(self, market: str, n: int, lines: np.ndarray, table: np.ndarray, n_bbo: int, n_trade: int,
-                   bbo_without_exch: int, n_depth: int, depth_rows: int, depth_without_levels: int) -> None:
+                   bbo_without_exch: int, n_depth: int, depth_rows: int, depth_without_levels: int,
+                   new_symbols: bool = True) -> None:
         """The one call took ``n`` frames of ``market`` (``lines``: the recording lines it made of
         them; ``table``: their scan): the import's counts for them, as its block path keeps them
         (``binance_fast._feed_block``, ``_PlanningImporter._emit_depth``)."""
@@ -168,12 +169,13 @@ class LiveDecoder:
             summary.rows_by_kind["depth"] += depth_rows
         if depth_without_levels:
             summary.notes["depth_without_levels"] += depth_without_levels
-        known = self._fast_symbols
-        for start, end in table[:n, scan_nb.C_SYM_S:scan_nb.C_SYM_E + 1].tolist():
-            symbol = (market, lines[start:end].tobytes())
-            if symbol not in known:
-                known.add(symbol)
-                summary.symbols.add(symbol[1].decode().upper())
+        if new_symbols:  # (not when every line's symbol has a synchronisation row: in the summary already)
+            known = self._fast_symbols
+            for start, end in table[:n, scan_nb.C_SYM_S:scan_nb.C_SYM_E + 1].tolist():
+                symbol = (market, lines[start:end].tobytes())
+                if symbol not in known:
+                    known.add(symbol)
+                    summary.symbols.add(symbol[1].decode().upper())
         self._lines[market] += n
         self.stats.frames += n
         self.stats.compiled_frames += n

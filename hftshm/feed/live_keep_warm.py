@@ -41,6 +41,21 @@ def working_set(arrays, buffers, code_addresses) -> tuple[np.ndarray, np.ndarray
     return regions, rings
 
 
+def working_set_of(feed) -> tuple[np.ndarray, np.ndarray]:
+    """The table for ``feed`` (a ``LiveFeed`` whose one call's bundle is built): its bundle's arrays
+    as they are now, and the code of ``live_read_nb.step_read``."""
+    from hftshm.feed import live_read_nb
+
+    decoder = feed.decoder
+    parser = decoder.parse_args()[1:]
+    big = [decoder.out, feed._staged, feed._snaps, feed._fast_table, feed._read_lines, feed._read_frames,
+           *decoder.sync_tables, feed._sync_rows]
+    small = [parser, feed.books.arrays, feed._scratch_px, feed._scratch_qty, feed.hist_exch_to_recv,
+             feed.hist_recv_to_publish, feed._counts, feed._scan_scratch, [o.ring.ctrl for o in feed.outputs]]
+    code = [keep_warm.entry_address(compiled) for compiled in live_read_nb.step_read.overloads.values()]
+    return working_set(small, [b for b in big if b.flags.c_contiguous], code)
+
+
 @njit(cache=True, nogil=True)
 def pull_books(book_state, bid_win, ask_win, span):
     """Load every cache line of each valid book's window from ``span`` ticks below its best bid to

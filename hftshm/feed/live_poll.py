@@ -3,14 +3,16 @@
 The asyncio loop of the network thread (``live_client``, ``network = "thread"``) asks its selector for
 ready sockets; the default selector blocks in ``epoll_wait`` until a read arrives. This one never
 blocks: it polls with a timeout of 0, yields the CPU between polls, and when nothing has arrived for a
-while it calls an idle hook (the live feed's rehearsal, ``live_rehearsal``)::
+while it calls an idle hook (the live feed's rehearsal and keep-warm, ``LiveFeed._idle_work``)::
 
     asyncio _run_once ── select(timeout) ─▶ ┌─▶ epoll_wait(0) ─ ready ─▶ return: data_received ->
-                                            │      │ nothing            FrameQueue.on_read_end -> LiveFeed.step
+                                            │      │ nothing            LiveFeed.take_read (one call), or
+                                            │      │                    the queue and LiveFeed.step
                                             │      ▼
                                             │  idle_period_s since the end of the last idle call?
-                                            │      │ yes: idle()  (a twin feed steps a scripted depth diff,
-                                            │      │               trade and bookTicker: code and data warm)
+                                            │      │ yes: idle()  (LiveFeed._idle_work: a twin feed takes a
+                                            │      │   scripted read, the live connections' read path runs
+                                            │      │   with no bytes, the feed's working set is prefetched)
                                             │      ▼
                                             │  timeout elapsed? ── yes ─▶ return []  (the loop's timers)
                                             │      │ no

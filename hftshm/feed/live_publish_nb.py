@@ -44,8 +44,9 @@ N_COUNTS = 7
 # the depth rows and the diffs without levels; C_ROOM (in): how many rows the books have far-level
 # room for; C_NEED (out): the rows a batch needs when there was not room for them (nothing done)
 C_ROWS, C_BBOS, C_TRADES, C_BBOS_WITHOUT_EXCH, C_DEPTHS, C_DEPTH_ROWS, C_DEPTHS_WITHOUT_LEVELS, C_ROOM, \
-    C_NEED = range(7, 16)
-N_LINE_COUNTS = 16
+    C_NEED, C_NEW_SYMBOLS = range(7, 17)
+N_LINE_COUNTS = 17  # (C_NEW_SYMBOLS: lines whose symbol has no synchronisation row, so may be new to the
+# import's summary; 0 spares the caller looking at each line's symbol)
 FAST_LINES = 512  # a batch of up to this many lines can take step_lines
 MAX_RINGS_OF_A_KIND = 2
 _CLOCK_REALTIME = 0  # time.time_ns()'s clock: the one frames are stamped with on receipt
@@ -178,15 +179,19 @@ def step_lines(lines, n_lines, market, first_line_no, seq0, state):
     n_depth = 0
     depth_rows = 0
     depth_empty = 0
+    new_symbols = 0
     for k in range(n_lines):
         scanned = table[k]
         kind = scanned[scan_nb.C_KIND]
-        if kind == scan_nb.BBO:
-            n_bbo += 1
-            if scanned[scan_nb.C_HAS_EXCH_KEY] == 0:
-                without += 1
-        elif kind == scan_nb.TRADE:
-            n_trade += 1
+        if kind == scan_nb.BBO or kind == scan_nb.TRADE:
+            if kind == scan_nb.BBO:
+                n_bbo += 1
+                if scanned[scan_nb.C_HAS_EXCH_KEY] == 0:
+                    without += 1
+            else:
+                n_trade += 1
+            if sync_nb.find_row(names, lens, lines, scanned[scan_nb.C_SYM_S], scanned[scan_nb.C_SYM_E]) < 0:
+                new_symbols += 1
         elif kind == scan_nb.DEPTH:
             row = sync_nb.find_row(names, lens, lines, scanned[scan_nb.C_SYM_S], scanned[scan_nb.C_SYM_E])
             if row < 0 or words[row, sync_nb.W_STATE] != sync_nb.LIVE:
@@ -235,3 +240,4 @@ def step_lines(lines, n_lines, market, first_line_no, seq0, state):
     counts[C_DEPTHS] = n_depth
     counts[C_DEPTH_ROWS] = depth_rows
     counts[C_DEPTHS_WITHOUT_LEVELS] = depth_empty
+    counts[C_NEW_SYMBOLS] = new_symbols
