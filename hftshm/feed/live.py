@@ -441,10 +441,12 @@ class LiveFeed:
             counts = self._counts
             counts[live_publish_nb.C_ROOM] = self._reserve_budget
             view = np.frombuffer(buf, np.uint8)
-            taken = live_read_nb.step_read(view, len(view), recv_ns, decoder.market_index[market],
-                                           decoder.next_line_no, self.events_published, state, self._read_frames,
-                                           self._read_lines)
-            del view  # (the connection resizes buf next)
+            try:
+                taken = live_read_nb.step_read(view, len(view), recv_ns, decoder.market_index[market],
+                                               decoder.next_line_no, self.events_published, state, self._read_frames,
+                                               self._read_lines)
+            finally:
+                del view  # (the connection resizes buf next)
             if not taken:
                 return None
             # (after the publish: what follows no longer counts in this read's latency, but a read
@@ -453,12 +455,18 @@ class LiveFeed:
             c = counts.tolist()
             n_rows = c[C.C_ROWS]
             n_frames = c[live_read_nb.C_READ_FRAMES]
-            self._reserve_budget -= 2 * n_rows + 2
-            decoder.read_taken(market, n_frames, self._read_lines, self._fast_table, c[C.C_BBOS], c[C.C_TRADES],
-                               c[C.C_BBOS_WITHOUT_EXCH], c[C.C_DEPTHS], c[C.C_DEPTH_ROWS],
-                               c[C.C_DEPTHS_WITHOUT_LEVELS], c[C.C_NEW_SYMBOLS] > 0)
-            self._after_call(n_rows, c)
+            try:
+                self._reserve_budget -= 2 * n_rows + 2
+                decoder.read_taken(market, n_frames, self._read_lines, self._fast_table, c[C.C_BBOS], c[C.C_TRADES],
+                                   c[C.C_BBOS_WITHOUT_EXCH], c[C.C_DEPTHS], c[C.C_DEPTH_ROWS],
+                                   c[C.C_DEPTHS_WITHOUT_LEVELS], c[C.C_NEW_SYMBOLS] > 0)
+                self._after_call(n_rows, c)
+            except Exception as exc:  # the frames are in the rings: not the connection's fault, not to be
+                self._network_error = exc  # taken again; the feed's thread raises it (as a step's error)
             return taken, n_frames, c[live_read_nb.C_READ_BYTES]
+        except Exception as exc:  # before anything was taken: the queue's path gets the read
+            self._network_error = exc
+            return None
         finally:
             self._step_lock.release()
 

@@ -232,3 +232,39 @@ def test_the_live_worker_spins_rehearses_and_counts_them(rings):
                 time.sleep(0.01)
         finally:
             blocking.on_close()
+
+
+def _ws_text(payload: bytes) -> bytes:
+    from hftshm.feed.live_rehearsal import _ws_frame
+
+    return _ws_frame(payload)
+
+
+def test_a_read_taken_in_one_call_is_published_once_even_if_its_bookkeeping_fails(rings):
+    """The one-call shortcut publishes before the feed's Python counts the read: if that Python fails,
+    the read still counts as taken (the connection must not split and deliver it again) and the
+    feed's thread raises the error at its next step, as for an error on the network thread."""
+    md = rings("market_event")
+    sub = Subscription(market_for("usdm", "ws://127.0.0.1:9/s", "http://127.0.0.1:9/d"), ("BTCUSDT",))
+    feed = LiveFeed([sub], DEFAULT_SYMBOLS, poll="block")
+    feed.add_output(md)
+    feed.warm_up()
+    trade = (b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"T":1,"s":"BTCUSDT","t":7,"p":"60000.0",'
+             b'"q":"0.001","X":"MARKET","m":true}}')
+    read = bytearray(_ws_text(trade) + b"\x81")  # a whole frame, then the first byte of the next
+    taken = feed.take_read("usdm", read, time.time_ns())
+    assert taken == (len(read) - 1, 1, len(trade))  # the whole frame, not the partial one
+    assert len(md.poll(16)) == 1
+    md.release()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("bookkeeping failed")
+
+    feed.decoder.read_taken = broken
+    read = bytearray(_ws_text(trade.replace(b'"t":7', b'"t":8')))
+    assert feed.take_read("usdm", read, time.time_ns()) == (len(read), 1, len(trade))
+    assert len(md.poll(16)) == 1  # published once
+    md.release()
+    with pytest.raises(RuntimeError, match="bookkeeping failed"):
+        feed.step()
+    assert feed.take_read("usdm", bytearray(b""), time.time_ns()) is None  # nothing whole: nothing taken
