@@ -37,25 +37,30 @@ def _has_comma(buf, start, end):
 
 
 @njit(cache=True, forceinline=True)
-def _row(buf, row, kind, side, ps, pe, qs, qe, update_id, line_no, n_out, last_sym, sym_names, sym_lens, sym_ids,
-         out, pstate, issue_counts, issue_lines, issue_codes, last_local, last_exch, sym_stats):
+def _line_issue(buf, row, sym_names, sym_lens, n_sym, last_sym):
+    """What a line's rows share: (issue of its symbol or stamps, symbol index or -1), checked in the
+    parser's order; a comma in a row's own price or quantity comes first (``_row``)."""
+    s0, s1 = row[C_SYM_S], row[C_SYM_E]
+    if _has_comma(buf, s0, s1):
+        return RowIssue.WRONG_COLUMN_COUNT, -1
+    if row[C_EXCH] < 0 or row[C_LOCAL] < 0:  # (_put_int writes nothing for a negative stamp: an empty field)
+        return RowIssue.BAD_TIMESTAMP, -1
+    sym = csv_nb.symbol_index(buf, s0, s1, sym_names, sym_lens, n_sym, last_sym, True)
+    if sym < 0:
+        return RowIssue.UNKNOWN_SYMBOL, -1
+    return 0, sym
+
+
+@njit(cache=True, forceinline=True)
+def _row(buf, row, kind, side, ps, pe, qs, qe, update_id, line_no, n_out, line_issue, sym, sym_ids, out, pstate,
+         issue_counts, issue_lines, issue_codes, last_local, last_exch, sym_stats):
     """One canonical row's record(s), or its issue, as ``parse_block`` treats the row ``_put_line``
-    writes; returns (n_out, last_sym)."""
+    writes (``line_issue``, ``sym``: its line's, from ``_line_issue``); returns n_out."""
     exch_ts = row[C_EXCH]
     local_ts = row[C_LOCAL]
-    s0, s1 = row[C_SYM_S], row[C_SYM_E]
-    issue = 0
-    if _has_comma(buf, s0, s1) or _has_comma(buf, ps, pe) or _has_comma(buf, qs, qe):
+    issue = line_issue
+    if _has_comma(buf, ps, pe) or _has_comma(buf, qs, qe):
         issue = RowIssue.WRONG_COLUMN_COUNT
-    elif exch_ts < 0 or local_ts < 0:  # (_put_int writes nothing for a negative stamp: an empty field)
-        issue = RowIssue.BAD_TIMESTAMP
-    sym = -1
-    if issue == 0:
-        sym = csv_nb.symbol_index(buf, s0, s1, sym_names, sym_lens, len(sym_ids), last_sym, True)
-        if sym < 0:
-            issue = RowIssue.UNKNOWN_SYMBOL
-        else:
-            last_sym = sym
     price_m = np.int64(0)
     price_d = 0
     qty_m = np.int64(0)
@@ -70,11 +75,10 @@ def _row(buf, row, kind, side, ps, pe, qs, qe, update_id, line_no, n_out, last_s
         issue = RowIssue.BAD_UPDATE_ID
     if issue != 0:
         csv_nb._record_issue(issue, line_no, pstate, issue_counts, issue_lines, issue_codes)
-        return n_out, last_sym
-    n_out = csv_nb.put_record(out, n_out, line_no, exch_ts, local_ts, sym, sym_ids[sym], kind, side, price_m, price_d,
-                              qty_m, qty_d, update_id, pstate, issue_counts, issue_lines, issue_codes, last_local,
-                              last_exch, sym_stats)
-    return n_out, last_sym
+        return n_out
+    return csv_nb.put_record(out, n_out, line_no, exch_ts, local_ts, sym, sym_ids[sym], kind, side, price_m, price_d,
+                             qty_m, qty_d, update_id, pstate, issue_counts, issue_lines, issue_codes, last_local,
+                             last_exch, sym_stats)
 
 
 @njit(cache=True)
@@ -87,25 +91,31 @@ def records_of_lines(buf, table, n_lines, first_line_no, sym_names, sym_lens, sy
     n_out = 0
     line_no = first_line_no - 1
     last_sym = 0
+    n_sym = len(sym_ids)
     for k in range(n_lines):
         row = table[k]
         kind = row[C_KIND]
+        if kind != BBO and kind != TRADE and kind != DEPTH:
+            continue
+        line_issue, sym = _line_issue(buf, row, sym_names, sym_lens, n_sym, last_sym)
+        if sym >= 0:
+            last_sym = sym
         if kind == BBO:
             line_no += 1
-            n_out, last_sym = _row(buf, row, EventKind.BBO, Side.BUY, row[C_F0S], row[C_F0E], row[C_F1S], row[C_F1E],
-                                   row[C_UID], line_no, n_out, last_sym, sym_names, sym_lens, sym_ids, out, pstate,
-                                   issue_counts, issue_lines, issue_codes, last_local, last_exch, sym_stats)
+            n_out = _row(buf, row, EventKind.BBO, Side.BUY, row[C_F0S], row[C_F0E], row[C_F1S], row[C_F1E], row[C_UID],
+                         line_no, n_out, line_issue, sym, sym_ids, out, pstate, issue_counts, issue_lines, issue_codes,
+                         last_local, last_exch, sym_stats)
             line_no += 1
-            n_out, last_sym = _row(buf, row, EventKind.BBO, Side.SELL, row[C_F2S], row[C_F2E], row[C_F3S], row[C_F3E],
-                                   row[C_UID], line_no, n_out, last_sym, sym_names, sym_lens, sym_ids, out, pstate,
-                                   issue_counts, issue_lines, issue_codes, last_local, last_exch, sym_stats)
+            n_out = _row(buf, row, EventKind.BBO, Side.SELL, row[C_F2S], row[C_F2E], row[C_F3S], row[C_F3E],
+                         row[C_UID], line_no, n_out, line_issue, sym, sym_ids, out, pstate, issue_counts, issue_lines,
+                         issue_codes, last_local, last_exch, sym_stats)
         elif kind == TRADE:
             line_no += 1
             side = Side.SELL if row[C_SIDE_SELL] else Side.BUY
-            n_out, last_sym = _row(buf, row, EventKind.TRADE, side, row[C_F0S], row[C_F0E], row[C_F1S], row[C_F1E],
-                                   row[C_TRADE_ID], line_no, n_out, last_sym, sym_names, sym_lens, sym_ids, out,
-                                   pstate, issue_counts, issue_lines, issue_codes, last_local, last_exch, sym_stats)
-        elif kind == DEPTH:
+            n_out = _row(buf, row, EventKind.TRADE, side, row[C_F0S], row[C_F0E], row[C_F1S], row[C_F1E],
+                         row[C_TRADE_ID], line_no, n_out, line_issue, sym, sym_ids, out, pstate, issue_counts,
+                         issue_lines, issue_codes, last_local, last_exch, sym_stats)
+        else:
             for half in range(2):
                 side = Side.BUY if half == 0 else Side.SELL
                 s, e = (row[C_F0S], row[C_F0E]) if half == 0 else (row[C_F1S], row[C_F1E])
@@ -129,9 +139,9 @@ def records_of_lines(buf, table, n_lines, first_line_no, sym_names, sym_lens, sy
                         qe += 1
                     i = qe + 1
                     line_no += 1
-                    n_out, last_sym = _row(buf, row, EventKind.DEPTH, side, ps, pe, qs, qe, row[C_UID], line_no, n_out,
-                                           last_sym, sym_names, sym_lens, sym_ids, out, pstate, issue_counts,
-                                           issue_lines, issue_codes, last_local, last_exch, sym_stats)
+                    n_out = _row(buf, row, EventKind.DEPTH, side, ps, pe, qs, qe, row[C_UID], line_no, n_out,
+                                 line_issue, sym, sym_ids, out, pstate, issue_counts, issue_lines, issue_codes,
+                                 last_local, last_exch, sym_stats)
     pstate[csv_nb.ST_LINES] = line_no - first_line_no + 1
     pstate[csv_nb.ST_N_OUT] = n_out
     return n_out
