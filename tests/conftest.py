@@ -45,3 +45,23 @@ def run_dir(tmp_path: Path) -> Path:
     path = tmp_path / "run"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def rings():
+    """``make(layout, capacity=1 << 16, backpressure="block")``: shared-memory rings, closed and
+    unlinked after the test. (A test module defining its own ``rings`` uses that one instead.)"""
+    from hftshm.transport.ring import Ring
+    from hftshm.transport.testing import unique_name
+
+    made = []
+
+    def make(layout, capacity=1 << 16, backpressure="block"):
+        ring = Ring.create(unique_name("test"), layout, capacity, backpressure)
+        made.append(ring)
+        return ring
+
+    yield make
+    for ring in made:
+        ring.close()
+        ring.unlink()

@@ -448,6 +448,30 @@ def _classify(buf, s, e, fields, stack, out):
     return kind
 
 
+@njit(cache=True, inline="always")
+def next_level(buf, i, end):
+    """The next [price, qty] pair at or after ``i`` in a levels array the scanner accepted (strings
+    without escapes) ending before ``end``: (price start, price end, qty start, qty end, the index
+    after the pair); price start -1 when no pair is left. The row formatter and the records path
+    walk a diff's levels with it."""
+    while i < end and buf[i] != 34:
+        i += 1
+    if i >= end:
+        return -1, -1, -1, -1, end
+    ps = i + 1
+    pe = ps
+    while buf[pe] != 34:
+        pe += 1
+    qs = pe + 1
+    while buf[qs] != 34:
+        qs += 1
+    qs += 1
+    qe = qs
+    while buf[qe] != 34:
+        qe += 1
+    return ps, pe, qs, qe, qe + 1
+
+
 @njit(cache=True, nogil=True)
 def scan_lines(buf, n_lines):
     """The line table (n_lines x N_COLS) of buf, whose lines end in b'\\n' (the last may not)."""

@@ -24,7 +24,8 @@ from numba import njit
 from hftshm.codes import EventKind, Side
 from hftshm.feed import csv_nb
 from hftshm.feed.binance_nb import (BBO, C_EXCH, C_F0E, C_F0S, C_F1E, C_F1S, C_F2E, C_F2S, C_F3E, C_F3S, C_KIND,
-                                    C_LOCAL, C_SIDE_SELL, C_SYM_E, C_SYM_S, C_TRADE_ID, C_UID, DEPTH, TRADE)
+                                    C_LOCAL, C_SIDE_SELL, C_SYM_E, C_SYM_S, C_TRADE_ID, C_UID, DEPTH, TRADE,
+                                    next_level)
 from hftshm.feed.ticks import RowIssue
 
 
@@ -119,25 +120,11 @@ def records_of_lines(buf, table, n_lines, first_line_no, sym_names, sym_lens, sy
             for half in range(2):
                 side = Side.BUY if half == 0 else Side.SELL
                 s, e = (row[C_F0S], row[C_F0E]) if half == 0 else (row[C_F1S], row[C_F1E])
-                # the [price, qty] pairs, walked as _put_levels walks them
-                i = s
+                i = s  # the [price, qty] pairs, as the row formatter walks them
                 while True:
-                    while i < e and buf[i] != 34:
-                        i += 1
-                    if i >= e:
+                    ps, pe, qs, qe, i = next_level(buf, i, e)
+                    if ps < 0:
                         break
-                    ps = i + 1
-                    pe = ps
-                    while buf[pe] != 34:
-                        pe += 1
-                    qs = pe + 1
-                    while buf[qs] != 34:
-                        qs += 1
-                    qs += 1
-                    qe = qs
-                    while buf[qe] != 34:
-                        qe += 1
-                    i = qe + 1
                     line_no += 1
                     n_out = _row(buf, row, EventKind.DEPTH, side, ps, pe, qs, qe, row[C_UID], line_no, n_out,
                                  line_issue, sym, sym_ids, out, pstate, issue_counts, issue_lines, issue_codes,

@@ -10,7 +10,8 @@ from __future__ import annotations
 from numba import njit
 
 from hftshm.feed.binance_nb import (BBO, C_EXCH, C_F0E, C_F0S, C_F1E, C_F1S, C_F2E, C_F2S, C_F3E, C_F3S, C_BOUND,
-                                    C_KIND, C_LOCAL, C_SIDE_SELL, C_SYM_E, C_SYM_S, C_TRADE_ID, C_UID, DEPTH, TRADE)
+                                    C_KIND, C_LOCAL, C_SIDE_SELL, C_SYM_E, C_SYM_S, C_TRADE_ID, C_UID, DEPTH, TRADE,
+                                    next_level)
 
 
 @njit(cache=True, inline="always")
@@ -82,22 +83,9 @@ def _put_levels(out, pos, buf, row, local, s, e, side_text):
     head_s = head_e = tail_s = tail_e = -1
     k = s
     while True:
-        while k < e and buf[k] != 34:
-            k += 1
-        if k >= e:
+        ps, pe, qs, qe, k = next_level(buf, k, e)
+        if ps < 0:
             return pos
-        ps = k + 1
-        pe = ps
-        while buf[pe] != 34:
-            pe += 1
-        qs = pe + 1
-        while buf[qs] != 34:
-            qs += 1
-        qs += 1
-        qe = qs
-        while buf[qe] != 34:
-            qe += 1
-        k = qe + 1
         if head_s < 0:
             head_s = pos
             pos = _put_head(out, pos, buf, row, local, b"depth", side_text)

@@ -13,25 +13,8 @@ from hftshm.feed.live import LiveFeed
 from hftshm.feed.live_client import Subscription, market_for
 from hftshm.metrics import histogram_nb
 from hftshm.symbols import DEFAULT_SYMBOLS
-from hftshm.transport.ring import Ring
-from hftshm.transport.testing import unique_name
 from tests.fake_binance import FakeBinance
 from tests.live_helpers import SHIPPED
-
-
-@pytest.fixture
-def rings():
-    made = []
-
-    def make(layout, capacity=1 << 16):
-        ring = Ring.create(unique_name("live"), layout, capacity, "block")
-        made.append(ring)
-        return ring
-
-    yield make
-    for ring in made:
-        ring.close()
-        ring.unlink()
 
 
 def run_live(fake, *, rings_out=(), heartbeat_timeout_s=5.0, settle_s=0.3, market="usdm", symbol="BTCUSDT",

@@ -18,25 +18,8 @@ from hftshm.feed.live_client import Subscription, market_for
 from hftshm.feed.live_poll import BusyPollSelector
 from hftshm.feed.live_record import wrap_snapshot
 from hftshm.symbols import DEFAULT_SYMBOLS
-from hftshm.transport.ring import Ring
-from hftshm.transport.testing import unique_name
 from tests.fake_binance import FakeBinance
 from tests.live_helpers import SHIPPED
-
-
-@pytest.fixture
-def rings():
-    made = []
-
-    def make(layout, capacity=1 << 16):
-        ring = Ring.create(unique_name("poll"), layout, capacity, "block")
-        made.append(ring)
-        return ring
-
-    yield make
-    for ring in made:
-        ring.close()
-        ring.unlink()
 
 
 @pytest.fixture

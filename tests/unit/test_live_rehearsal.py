@@ -16,26 +16,9 @@ from hftshm.feed.live_client import Subscription, market_for
 from hftshm.feed.live_record import wrap_snapshot
 from hftshm.feed.live_rehearsal import BASE_TICKS, LiveRehearsal
 from hftshm.symbols import DEFAULT_SYMBOLS, Symbol, SymbolTable
-from hftshm.transport.ring import Ring
-from hftshm.transport.testing import unique_name
 from tests.live_helpers import SHIPPED
 
 NOWHERE = ("ws://127.0.0.1:9/stream", "http://127.0.0.1:9/d")  # the feeds here are never started
-
-
-@pytest.fixture
-def rings():
-    made = []
-
-    def make(layout, capacity=1 << 16):
-        ring = Ring.create(unique_name("rehearse"), layout, capacity, "block")
-        made.append(ring)
-        return ring
-
-    yield make
-    for ring in made:
-        ring.close()
-        ring.unlink()
 
 
 def _sub(market: str, symbol: str) -> Subscription:
