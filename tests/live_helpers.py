@@ -106,3 +106,18 @@ def books_by_update_id(rows, levels: int = 10) -> dict[int, tuple]:
 def without_local_ts(rows, kind: str) -> list[tuple]:
     return [(r["exch_ts_ns"], r["symbol"], r["side"], r["price"], r["qty"], r["update_id"])
             for r in rows if r["kind"] == kind]
+
+
+def shipped_frames(n: int) -> list:
+    """The shipped recording's first ``n`` lines as the live client queues them: (receive ns, frame
+    bytes, "usdm"), the REST snapshot wrapped as the client wraps it."""
+    from hftshm.feed.live_record import wrap_snapshot
+
+    frames = []
+    with gzip.open(SHIPPED, "rb") as handle:
+        for _, line in zip(range(n), handle):
+            ts, _, payload = line.rstrip(b"\n").partition(b" ")
+            if b'"lastUpdateId"' in payload[:40]:
+                payload = wrap_snapshot("BTCUSDT", payload)
+            frames.append((int(ts), payload, "usdm"))
+    return frames

@@ -14,7 +14,7 @@ from hftshm.feed.live_client import Subscription, market_for
 from hftshm.metrics import histogram_nb
 from hftshm.symbols import DEFAULT_SYMBOLS
 from tests.fake_binance import FakeBinance
-from tests.live_helpers import SHIPPED
+from tests.live_helpers import SHIPPED, shipped_frames
 
 
 def run_live(fake, *, rings_out=(), heartbeat_timeout_s=5.0, settle_s=0.3, market="usdm", symbol="BTCUSDT",
@@ -252,22 +252,6 @@ def test_killed_network_process_is_reported_restarted_and_the_book_resyncs(rings
     assert np.array_equal(events["seq"], np.arange(len(events)))
 
 
-def _shipped_frames(n: int) -> list:
-    """The shipped recording's first ``n`` lines as the client queues them (the snapshot wrapped)."""
-    import gzip
-
-    from hftshm.feed.live_record import wrap_snapshot
-
-    frames = []
-    with gzip.open(SHIPPED, "rb") as handle:
-        for _, line in zip(range(n), handle):
-            ts, _, payload = line.rstrip(b"\n").partition(b" ")
-            if b'"lastUpdateId"' in payload[:40]:
-                payload = wrap_snapshot("BTCUSDT", payload)
-            frames.append((int(ts), payload, "usdm"))
-    return frames
-
-
 def _publish_queued(feed, frames, chunk, rings_out) -> dict:
     """Queue ``frames`` ``chunk`` at a time (as socket reads would) and step until all is published,
     draining the rings only when a step wrote nothing (a full ring holds the batch back meanwhile)."""
@@ -294,7 +278,7 @@ def test_one_kernel_call_per_batch_publishes_what_ring_by_ring_publishing_does(r
     receive -> publish latency is recorded once; batches of trades and best bid/asks alone went
     from their bytes to the rings in the one call (the import's scanner and row formatter), and the
     import's counts of them are what its line path counts."""
-    frames = _shipped_frames(3000)
+    frames = shipped_frames(3000)
     sub = Subscription(market_for("usdm", "ws://127.0.0.1:9/stream", "http://127.0.0.1:9/d"), ("BTCUSDT",))
     one_call = LiveFeed([sub], DEFAULT_SYMBOLS, batch_frames=64)
     one_call_rings = (rings("market_event", 256), rings("market_event"), rings("book_snapshot", 64),
@@ -365,7 +349,7 @@ def test_depth_diffs_continuing_a_live_book_take_the_one_call_and_gaps_stay_the_
     by the import's own rule on the import's own state words; a gap (a diff lost) and a duplicate
     (a diff delivered twice) are left to the import's Python, which reports them as it always has:
     the same records, gaps, drops and state as a feed that never takes the kernel path."""
-    frames = _shipped_frames(2500)
+    frames = shipped_frames(2500)
     depth_at = [k for k, (_, frame, _) in enumerate(frames) if b"@depth@" in frame[:48]]
     repeated = depth_at[len(depth_at) // 4]
     lost = depth_at[len(depth_at) // 2]

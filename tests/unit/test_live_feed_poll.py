@@ -16,10 +16,9 @@ import pytest
 from hftshm.feed.live import LiveFeed
 from hftshm.feed.live_client import Subscription, market_for
 from hftshm.feed.live_poll import BusyPollSelector
-from hftshm.feed.live_record import wrap_snapshot
 from hftshm.symbols import DEFAULT_SYMBOLS
 from tests.fake_binance import FakeBinance
-from tests.live_helpers import SHIPPED
+from tests.live_helpers import SHIPPED, shipped_frames
 
 
 @pytest.fixture
@@ -107,25 +106,12 @@ def _nowhere_sub() -> Subscription:
     return Subscription(market_for("usdm", "ws://127.0.0.1:9/stream", "http://127.0.0.1:9/d"), ("BTCUSDT",))
 
 
-def _first_frames(n: int) -> list:
-    import gzip
-
-    frames = []
-    with gzip.open(SHIPPED, "rb") as handle:
-        for _, line in zip(range(n), handle):
-            ts, _, payload = line.rstrip(b"\n").partition(b" ")
-            if b'"lastUpdateId"' in payload[:40]:
-                payload = wrap_snapshot("BTCUSDT", payload)
-            frames.append((int(ts), payload, "usdm"))
-    return frames
-
-
 def test_idle_wait_sleeps_until_the_network_thread_leaves_work():
     feed = LiveFeed([_nowhere_sub()], DEFAULT_SYMBOLS)  # thread + spin (the defaults); never started
     start = time.perf_counter()
     assert feed.idle_wait(0.03) is False  # nothing left: the whole timeout
     assert time.perf_counter() - start >= 0.025
-    frames = _first_frames(40)
+    frames = shipped_frames(40)
 
     def network_thread():  # a read arrives while the feed's thread holds the step: its step finds 0
         time.sleep(0.05)
