@@ -219,7 +219,8 @@ def step_lines(lines, n_lines, market, first_line_no, seq0, state):
         else:
             return
     n_rows = 2 * n_bbo + n_trade + depth_rows
-    out = state.parser[3]
+    sym_names, sym_lens, sym_ids, out, pstate, issue_counts, issue_lines, issue_codes, last_local, last_exch, \
+        sym_stats = state.parser
     staged = state.books[2]
     snaps = state.books[3]
     if 2 * n_rows + 2 > len(out) or n_rows > len(staged) or n_rows > len(snaps) \
@@ -228,8 +229,6 @@ def step_lines(lines, n_lines, market, first_line_no, seq0, state):
         return
     for j in range(n_depth):  # the import's _emit_depth: the book is live at this diff's u
         words[sync_rows[j, 0], sync_nb.W_PREV_U] = sync_rows[j, 1]
-    sym_names, sym_lens, sym_ids, out, pstate, issue_counts, issue_lines, issue_codes, last_local, last_exch, \
-        sym_stats = state.parser
     n = records_nb.records_of_lines(lines, table, n_lines, first_line_no, sym_names, sym_lens, sym_ids, out, pstate,
                                     issue_counts, issue_lines, issue_codes, last_local, last_exch, sym_stats)
     stage_publish(n, seq0, state)

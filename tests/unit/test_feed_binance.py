@@ -129,6 +129,21 @@ def test_malformed_lines_are_counted_with_line_numbers(tmp_path):
     assert len(rows) == 2
 
 
+def test_update_ids_past_int64_are_malformed_lines_not_a_crash(tmp_path):
+    """The synchronisation keeps update ids in int64 words (binance_sync_nb): a diff or a snapshot with
+    an id that does not fit is a counted, reported reject, and the lines around it are kept."""
+    huge = 1 << 63
+    lines = [depth(1, 10, 19, pu=9, bids=BID), snapshot(2, 15, bids=BID),
+             depth(3, 20, huge, pu=19, bids=BID),  # u past int64
+             snapshot(4, huge, bids=BID),  # lastUpdateId past int64
+             depth(5, 20, 29, pu=19, bids=[("101.0", "2.000")])]
+    summary, rows = _import(tmp_path, lines)
+    assert summary.rejects["malformed_message"] == 2
+    assert sorted(line for _, line, _ in summary.reject_lines) == [3, 4]
+    assert not summary.gaps  # the diff after them continues the book
+    assert [r[3] for r in rows].count("depth") == 2 and summary.snapshots_applied == 1
+
+
 def test_strict_stops_at_the_first_bad_line(tmp_path):
     lines = [book_ticker(1, 5, ("1.0", "1.0"), ("2.0", "1.0")), "123 {not json"]
     with pytest.raises(FeedImportError, match=r"rec.gz:2: bad json"):
