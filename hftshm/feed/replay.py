@@ -187,7 +187,7 @@ class Replayer:
             return None
         return self._wall_start_ns + int((ts - self.exch_start_ns) / self.speed)
 
-    def _stage(self, now_ns: int, max_events: int | None = None) -> int:
+    def _stage(self, now_ns: int, max_events: int | None = None, limit_exch_ts: int | None = None) -> int:
         if self.exhausted:
             return 0
         if all(int(c) >= len(s) for c, s in zip(self._cursors, self._sources)) and self._rstate[0] < 0:
@@ -196,7 +196,8 @@ class Replayer:
             self._released[:] = 0
         self.books.reserve(self.batch_events)
         n, n_snaps = replay_nb.stage(
-            self._sources, self._cursors, self._offsets, self._pass * self.pass_shift_ns, self._limit(now_ns),
+            self._sources, self._cursors, self._offsets, self._pass * self.pass_shift_ns,
+            self._limit(now_ns) if limit_exch_ts is None else limit_exch_ts,
             max_events or self.batch_events, self._staged, self.events_staged, self._rstate, self.books.arrays,
             self.book_levels, self._snaps, self._scratch_px, self._scratch_qty, self.hist_exch_to_recv)
         self._n_staged, self._n_snaps = int(n), int(n_snaps)
@@ -286,14 +287,21 @@ class Replayer:
         """Apply the first ``events`` events to the books without publishing (a restarted feed resumes
         after what it had published). Returns the events skipped."""
         skipped = 0
+        no_limit = np.iinfo(np.int64).max
         while skipped < events and not self.exhausted:
-            n = self._stage(np.iinfo(np.int64).max // 2, min(self.batch_events, events - skipped))
+            # every event up to there, whatever the pace (the pacing clock is not started by it: a
+            # far-future "now" started it there, and the first paced step's limit then overflowed)
+            n = self._stage(time.perf_counter_ns(), min(self.batch_events, events - skipped), no_limit)
             if n == 0:
                 break
             skipped += n
         for out in self.outputs:
             out.pos = self._n_snaps if out.is_snapshot else self._n_staged
         self.events_published = skipped
+        if self.speed != 0.0 and skipped:  # paced: the next event is due at once, not after the skipped span
+            ts = int(replay_nb.next_exch_ts(self._sources, self._cursors, self._pass * self.pass_shift_ns))
+            if ts != no_limit:
+                self.exch_start_ns = ts
         return skipped
 
     def run(self, max_idle_s: float = 60.0) -> None:

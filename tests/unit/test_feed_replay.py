@@ -179,6 +179,23 @@ def test_repeat_shifts_time_forward_and_fast_forward_skips(tmp_path):
     assert other.books["BTCUSDT"].best_bid == replayer.books["BTCUSDT"].best_bid
 
 
+def test_a_paced_replay_fast_forwards_and_carries_on_at_its_pace(tmp_path):
+    """A restarted feed at speed > 0 (SIGKILLed mid-run) skips what it had published and goes on from
+    there, the next event due at once: before, the fast-forward started the pacing clock at a
+    far-future time and every step after it failed (int64 overflow), restart after restart."""
+    src = cache.load(_day(tmp_path / "d.csv"), DEFAULT_SYMBOLS)
+    plain = Replayer([cache.open_cache(src.path)], DEFAULT_SYMBOLS, speed=0.0, batch_events=10)
+    plain.run()
+    resumed = Replayer([cache.open_cache(src.path)], DEFAULT_SYMBOLS, speed=3.0, batch_events=10)
+    half = src.count // 2
+    assert resumed.fast_forward(half) == half
+    assert resumed.step() > 0  # due now: no wait for the skipped span, no overflow
+    resumed.speed = 0.0  # (the rest at full speed: the test is about where it resumed)
+    resumed.run()
+    assert resumed.events_published == src.count
+    assert resumed.books["BTCUSDT"].best_bid == plain.books["BTCUSDT"].best_bid
+
+
 def test_wrong_ring_layout_is_refused(tmp_path, rings):
     replayer = Replayer([cache.load(_day(tmp_path / "d.csv"), DEFAULT_SYMBOLS)], DEFAULT_SYMBOLS)
     with pytest.raises(ValueError, match="publishes market_event and book_snapshot"):
