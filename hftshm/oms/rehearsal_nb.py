@@ -36,6 +36,7 @@ from numba import njit
 
 from hftshm.oms.cycle_nb import cycle
 from hftshm.runtime.rehearsal_nb import copy_pairs, due, rehearsed
+from hftshm.transport.clock_nb import monotonic_ns
 from hftshm.transport.ring_nb import commit, try_claim
 
 
@@ -78,6 +79,7 @@ def rehearse_when_due(r, idle_ns, now_ns, wall_ns):
     """``rehearse`` if the OMS has been idle ``every_ns`` and the last rehearsal is as old; 1 if it ran."""
     if not due(r.clock, r.every_ns, idle_ns, now_ns):
         return 0
+    started_ns = monotonic_ns()
     rehearse(r, now_ns, wall_ns)
-    rehearsed(r.clock)
+    rehearsed(r.clock, now_ns, started_ns)
     return 1

@@ -112,6 +112,7 @@ def rehearse_when_due(r, idle_ns, now_ns):
     """``rehearse`` if risk has been idle ``every_ns`` and the last rehearsal is as old; 1 if it ran."""
     if not due(r.clock, r.every_ns, idle_ns, now_ns):
         return 0
+    started_ns = monotonic_ns()
     rehearse(r)
-    rehearsed(r.clock)
+    rehearsed(r.clock, now_ns, started_ns)
     return 1

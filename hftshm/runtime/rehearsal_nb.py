@@ -39,7 +39,12 @@ def due(clock, every_ns, idle_ns, now_ns):
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def rehearsed(clock):
-    """Count a rehearsal that just ended (the next is due ``every_ns`` after now, not after its start)."""
-    clock[CLOCK_LAST] = monotonic_ns()
+def rehearsed(clock, now_ns, started_ns):
+    """Count a rehearsal that just ended: the next is due ``every_ns`` after its end, not its start.
+
+    ``now_ns`` is the caller's clock when it asked (the one ``due`` compares against), and
+    ``started_ns`` the monotonic clock when the rehearsal began: the end is ``now_ns`` plus the
+    rehearsal's duration, in the caller's clock, so a caller with its own clock (a test, a
+    simulated one) gets the same spacing as a live stage."""
+    clock[CLOCK_LAST] = now_ns + (monotonic_ns() - started_ns)
     clock[CLOCK_COUNT] += 1
