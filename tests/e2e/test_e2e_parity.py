@@ -1,11 +1,13 @@
 """Backtest / platform parity: the in-process backtest and a deterministic multi-process run of the
-same data, strategy, seed and latency model produce the same fills, bit for bit - for every built-in
-and for the README's compiled example loaded from the user's working directory (the backtest runs
-them in the compiled loop, the platform's strategy worker through its runtime: same callbacks).
+same data, strategies, seed and latency model produce the same fills, bit for bit - for the built-ins
+trading side by side and for the README's compiled example loaded from the user's working directory
+(the backtest runs them in the compiled loop, the platform's strategy worker through its runtime:
+same callbacks).
 
 The platform run is the real thing (supervisor, processes, shared-memory rings, SQLite OMS); the
 fills are read back from the OMS database. Client order ids are compared relative to each run's
-first id (the platform starts its ids from the wall clock so they never repeat across runs)."""
+first id (the platform starts its ids from the wall clock so they never repeat across runs) where one
+strategy trades; with several, the fills are compared without them."""
 
 from __future__ import annotations
 
@@ -23,36 +25,37 @@ from .platform_harness import BUSY_MARKET_MAKER, REAL_DAY, ROOT, e2e_config, run
 
 pytestmark = pytest.mark.slow
 
-# one strategy per run, so the backtest of that strategy alone is the reference. A busy market maker:
-# hundreds of orders and fills over the day, so a divergence shows quickly
-ALONE = {"market_maker": False, "mean_reversion": False, "vwap": False}
+# A whole deterministic day costs about a minute of CI per run, so the built-ins share one run: the
+# three of them together (a busy market maker, hundreds of orders and fills over the day, so a
+# divergence shows quickly) against the backtest of the same three, and the README's compiled
+# example - saved in the working directory, named by module as a user does - alone.
+BUILTINS = ("market_maker", "mean_reversion", "vwap")
 CASES = {
-    "market_maker": (merge(BUSY_MARKET_MAKER, {"strategies": {**{k: {"enabled": k == "market_maker"} for k in ALONE}}}),
-                     "market_maker", 20),
-    "mean_reversion": ({"strategies": {k: {"enabled": k == "mean_reversion"} for k in ALONE}}, "mean_reversion", 5),
-    "vwap": ({"strategies": {k: {"enabled": k == "vwap"} for k in ALONE}}, "vwap", 5),
-    # the README's compiled example, saved in the working directory, named by module as a user does
-    "readme": ({"strategies": {**{k: {"enabled": False} for k in ALONE},
+    # strategies, the least fills the run must make, and whether client order ids line up (one
+    # strategy: its ids relative to its first; several: the platform numbers each strategy apart)
+    "builtins": (merge(BUSY_MARKET_MAKER, {"strategies": {k: {"enabled": True} for k in BUILTINS}}),
+                 list(BUILTINS), 30, False),
+    "readme": ({"strategies": {**{k: {"enabled": False} for k in BUILTINS},
                                "imbalance": {"class": "mystrats_nb:ImbalanceTaker", "symbol": "BTCUSDT"}}},
-               "imbalance", 1),
+               "imbalance", 1, True),
 }
 
 
-def _platform_fills(result) -> list[tuple]:
+def _platform_fills(result, ids: bool) -> list[tuple]:
     coid = {o["order_id"]: o["client_order_id"] for o in result.orders}
     first = min(coid.values())
-    return sorted((int(f["exch_ts_ns"]), int(coid[f["order_id"]]) - first, int(f["side"]), float(f["price"]),
-                   float(f["qty"]), float(f["fee"])) for f in result.fills)
+    return sorted((int(f["exch_ts_ns"]), int(coid[f["order_id"]]) - first if ids else 0, int(f["side"]),
+                   float(f["price"]), float(f["qty"]), float(f["fee"])) for f in result.fills)
 
 
-def _backtest_fills(result) -> list[tuple]:
-    return sorted((int(f["exch_ts_ns"]), int(f["client_order_id"]) - 1, int(f["side"]), float(f["price"]),
-                   float(f["qty"]), float(f["fee"])) for f in result.fills)
+def _backtest_fills(result, ids: bool) -> list[tuple]:
+    return sorted((int(f["exch_ts_ns"]), int(f["client_order_id"]) - 1 if ids else 0, int(f["side"]),
+                   float(f["price"]), float(f["qty"]), float(f["fee"])) for f in result.fills)
 
 
 @pytest.fixture(scope="module", params=list(CASES))
 def both_runs(request, tmp_path_factory):
-    overrides, strategy, least = CASES[request.param]
+    overrides, strategy, least, ids = CASES[request.param]
     run_dir = tmp_path_factory.mktemp(f"parity-{request.param}") / "run"
     overrides = merge(overrides, {"platform": {"deterministic": True, "placement": "composite"}})
     user = tmp_path_factory.mktemp("user")
@@ -74,21 +77,25 @@ def both_runs(request, tmp_path_factory):
         else:
             os.environ["PYTHONPATH"] = pythonpath
     assert backtest.engine == "compiled"
-    return platform, backtest, least
+    return platform, backtest, least, ids
 
 
 def test_the_platform_and_the_backtest_fill_the_same_orders_at_the_same_prices(both_runs):
-    platform, backtest, least = both_runs
-    expected = _backtest_fills(backtest)
-    got = _platform_fills(platform)
-    assert len(expected) >= least, "the strategy should trade over the day"
+    platform, backtest, least, ids = both_runs
+    expected = _backtest_fills(backtest, ids)
+    got = _platform_fills(platform, ids)
+    assert len(expected) >= least, "the strategies should trade over the day"
+    ids_of = {s.name: s.strategy_id for s in platform.snapshot.strategies}
+    strategy_of = {o["order_id"]: o["strategy_id"] for o in platform.orders}
+    traded = {strategy_of[f["order_id"]] for f in platform.fills}
+    assert ids_of and set(ids_of.values()) <= traded, ("every strategy of the run trades", ids_of, traded)
     assert got[:len(expected)] == expected[:len(got)], "the first fills differ"
     assert len(got) == len(expected)
     assert got == expected
 
 
 def test_the_deterministic_run_replayed_every_event_and_nothing_traded_after_the_close(both_runs):
-    platform, backtest, _ = both_runs
+    platform, backtest, _, _ = both_runs
     feed, exchange = platform.counters["feed"], platform.counters["exchange"]
     assert feed["events_published"] == feed["events_total"] == exchange["events_in"]
     assert "deterministic replay" in platform.logs["feed"]
