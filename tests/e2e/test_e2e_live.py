@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 def test_run_live_paper_trades_and_records(tmp_path):
     run_dir = tmp_path / "run"
     record_dir = tmp_path / "rec"
-    with FakeBinance(SHIPPED, time_scale=5.0, max_frames=12_000, script={6000: ("gap", 2)}) as fake:
+    with FakeBinance(SHIPPED, time_scale=10.0, max_frames=12_000, script={6000: ("gap", 2)}) as fake:
         extra = (f'\n[feed.ws_url]\nusdm = "{fake.ws_url}"\n[feed.rest_url]\nusdm = "{fake.rest_url("usdm")}"\n')
         config = tmp_path / "platform.toml"
         # the network process inside the platform (the thread, the default, is covered by the integration tests)
