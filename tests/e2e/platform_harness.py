@@ -319,6 +319,22 @@ class Book:
             self.position = remaining
 
 
+def platform_fills(result: RunResult, ids: bool = True) -> list[tuple]:
+    """A run's fills as (exchange time, client order id, side, price, qty, fee), sorted, to compare
+    with ``backtest_fills``. Client order ids are relative to the run's first (the platform starts
+    them from the wall clock); ``ids=False`` puts 0 instead (several strategies number apart)."""
+    coid = {o["order_id"]: o["client_order_id"] for o in result.orders}
+    first = min(coid.values())
+    return sorted((int(f["exch_ts_ns"]), int(coid[f["order_id"]]) - first if ids else 0, int(f["side"]),
+                   float(f["price"]), float(f["qty"]), float(f["fee"])) for f in result.fills)
+
+
+def backtest_fills(result, ids: bool = True) -> list[tuple]:
+    """A backtest's fills in ``platform_fills``' form (its client order ids start at 1)."""
+    return sorted((int(f["exch_ts_ns"]), int(f["client_order_id"]) - 1 if ids else 0, int(f["side"]),
+                   float(f["price"]), float(f["qty"]), float(f["fee"])) for f in result.fills)
+
+
 def books_from_fills(fills: list[dict]) -> dict[int, Book]:
     """Per symbol id, in exchange-time order (the order the fills happened)."""
     books: dict[int, Book] = {}

@@ -21,7 +21,8 @@ from hftshm.backtest.api import run_backtest
 from hftshm.platform import merge
 from hftshm.runtime.lockstep import END_DRAIN_NS
 
-from .platform_harness import BUSY_MARKET_MAKER, REAL_DAY, ROOT, e2e_config, run_platform
+from .platform_harness import (BUSY_MARKET_MAKER, REAL_DAY, ROOT, backtest_fills, e2e_config, platform_fills,
+                               run_platform)
 
 pytestmark = pytest.mark.slow
 
@@ -39,18 +40,6 @@ CASES = {
                                "imbalance": {"class": "mystrats_nb:ImbalanceTaker", "symbol": "BTCUSDT"}}},
                "imbalance", 1, True),
 }
-
-
-def _platform_fills(result, ids: bool) -> list[tuple]:
-    coid = {o["order_id"]: o["client_order_id"] for o in result.orders}
-    first = min(coid.values())
-    return sorted((int(f["exch_ts_ns"]), int(coid[f["order_id"]]) - first if ids else 0, int(f["side"]),
-                   float(f["price"]), float(f["qty"]), float(f["fee"])) for f in result.fills)
-
-
-def _backtest_fills(result, ids: bool) -> list[tuple]:
-    return sorted((int(f["exch_ts_ns"]), int(f["client_order_id"]) - 1 if ids else 0, int(f["side"]),
-                   float(f["price"]), float(f["qty"]), float(f["fee"])) for f in result.fills)
 
 
 @pytest.fixture(scope="module", params=list(CASES))
@@ -82,8 +71,8 @@ def both_runs(request, tmp_path_factory):
 
 def test_the_platform_and_the_backtest_fill_the_same_orders_at_the_same_prices(both_runs):
     platform, backtest, least, ids = both_runs
-    expected = _backtest_fills(backtest, ids)
-    got = _platform_fills(platform, ids)
+    expected = backtest_fills(backtest, ids)
+    got = platform_fills(platform, ids)
     assert len(expected) >= least, "the strategies should trade over the day"
     ids_of = {s.name: s.strategy_id for s in platform.snapshot.strategies}
     strategy_of = {o["order_id"]: o["strategy_id"] for o in platform.orders}

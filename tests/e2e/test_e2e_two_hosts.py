@@ -16,7 +16,8 @@ from hftshm.bridge.reports import with_imported_positions
 from hftshm.config import read_toml
 from hftshm.platform import PlatformConfig, merge
 from tests.veth_namespace import entered, nats_server_on, veth_namespace
-from tests.e2e.platform_harness import BUSY_MARKET_MAKER, HFTSHM, REAL_DAY, REAL_DAY_BOOK_SNAPSHOTS, REAL_DAY_EVENTS, ROOT, run_platform
+from tests.e2e.platform_harness import (BUSY_MARKET_MAKER, HFTSHM, REAL_DAY, REAL_DAY_BOOK_SNAPSHOTS, REAL_DAY_EVENTS, ROOT,
+                                       backtest_fills, platform_fills, run_platform)
 
 IMPORTED = {"md.strategies": REAL_DAY_EVENTS, "md.exchange": REAL_DAY_EVENTS,
             "book.strategies": REAL_DAY_BOOK_SNAPSHOTS, "book.risk": REAL_DAY_BOOK_SNAPSHOTS}
@@ -144,19 +145,6 @@ def _orders_and_fills(url):
     return orders, fills
 
 
-def _fills(result) -> list[tuple]:
-    """Fills with client order ids relative to the run's first (ids start from the wall clock)."""
-    coid = {o["order_id"]: o["client_order_id"] for o in result.orders}
-    first = min(coid.values())
-    return sorted((int(f["exch_ts_ns"]), int(coid[f["order_id"]]) - first, int(f["side"]), float(f["price"]),
-                   float(f["qty"]), float(f["fee"])) for f in result.fills)
-
-
-def _backtest_fills(result) -> list[tuple]:
-    return sorted((int(f["exch_ts_ns"]), int(f["client_order_id"]) - 1, int(f["side"]), float(f["price"]),
-                   float(f["qty"]), float(f["fee"])) for f in result.fills)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # a whole deterministic run of the day on a shared machine
 def test_a_deterministic_trading_host_fills_as_the_backtest_of_the_day(tmp_path):
@@ -187,5 +175,5 @@ def test_a_deterministic_trading_host_fills_as_the_backtest_of_the_day(tmp_path)
         marker = 1 if ring.startswith("md.") else 0
         assert two_hosts.rings[ring].producer_position == IMPORTED[ring] + marker, ring
     assert len(backtest.fills) > 50, "the reference hardly traded: the comparison would prove little"
-    assert _fills(two_hosts) == _backtest_fills(backtest)
+    assert platform_fills(two_hosts) == backtest_fills(backtest)
     assert not two_hosts.consistency
