@@ -30,12 +30,27 @@ def _nats_server():
     return None
 
 
+def _wait_gone(server: psutil.Process, timeout_s: float) -> None:
+    """Until ``server`` has exited. Not ``Process.wait``: a server started by start-stop-daemon is
+    no child of ours, and where nobody reaps orphans (a container's init may not) it stays a zombie,
+    which has exited and let go of its port, but which ``wait`` takes for still running."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if server.status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"nats-server (pid {server.pid}) still running {timeout_s:g} s after SIGTERM")
+
+
 def _restart_nats():
     server = _nats_server()
     assert server is not None, "nats-server is not running on 4222"
     try:
         server.terminate()
-        server.wait(10)
+        _wait_gone(server, 10.0)
     finally:
         subprocess.run(NATS_START, check=True)
         deadline = time.monotonic() + 10
