@@ -81,6 +81,8 @@ def test_a_rehearsal_runs_the_quote_on_the_twin_only_and_only_when_due():
     before = [a.copy() for a in (*e.book, *e.ctl[:3], live.counters, live.rings.orders_ctrl, live.rings.exchange_ctrl)]
     assert rehearse_when_due(r, 10_000, 10**12, 1) == 0  # idle 10 us: not yet
     assert rehearse_when_due(r, 60_000, 10**12, 1) == 1
+    # its end is stamped in the caller's clock (the one ``due`` compares), whatever the machine's uptime
+    assert 10**12 <= r.clock[0] < 10**12 + 10**9
     assert rehearse_when_due(r, 60_000, 10**12 + 10_000, 1) == 0  # 10 us after the last one
     assert twin.rehearsals == 1
     # the twin published the quote to its own exchange ring and events to its own event ring
