@@ -11,8 +11,6 @@ from hftshm.feed import cache
 from hftshm.feed.replay import Replayer
 from hftshm.feed.testing import write_tick_csv
 from hftshm.symbols import DEFAULT_SYMBOLS
-from hftshm.transport.ring import Ring
-from hftshm.transport.testing import unique_name
 
 T = 1_723_161_256_000_000_000
 MS = 1_000_000
@@ -30,21 +28,6 @@ def _day(path, start_ms=0, symbol="BTCUSDT", messages=40, base=100.0):
         for k in range(m % 3 + 1):
             rows.append((ts, ts - 9, symbol, "depth", "buy", f"{base - 0.1 * k:.1f}", f"{m}.000", m + 1))
     return write_tick_csv(path, rows)
-
-
-@pytest.fixture
-def rings():
-    made = []
-
-    def make(layout, capacity=1 << 12, backpressure="block"):
-        ring = Ring.create(unique_name("feed"), layout, capacity, backpressure)
-        made.append(ring)
-        return ring
-
-    yield make
-    for ring in made:
-        ring.close()
-        ring.unlink()
 
 
 def _drain(ring, into):

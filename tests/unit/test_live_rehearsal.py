@@ -5,7 +5,6 @@ rejected, its book stays valid, and it runs the live feed's own compiled special
 from __future__ import annotations
 
 import copy
-import gzip
 
 import numpy as np
 import pytest
@@ -13,32 +12,15 @@ from numba import typeof
 
 from hftshm.feed.live import LiveFeed
 from hftshm.feed.live_client import Subscription, market_for
-from hftshm.feed.live_record import wrap_snapshot
 from hftshm.feed.live_rehearsal import BASE_TICKS, LiveRehearsal
 from hftshm.symbols import DEFAULT_SYMBOLS, Symbol, SymbolTable
-from tests.live_helpers import SHIPPED
+from tests.live_helpers import shipped_frames
 
 NOWHERE = ("ws://127.0.0.1:9/stream", "http://127.0.0.1:9/d")  # the feeds here are never started
 
 
 def _sub(market: str, symbol: str) -> Subscription:
     return Subscription(market_for(market, *NOWHERE), (symbol,))
-
-
-def _shipped_frames(start: int, stop: int) -> list:
-    """Lines ``start:stop`` of the shipped recording as the client queues them (the snapshot wrapped)."""
-    frames = []
-    with gzip.open(SHIPPED, "rb") as handle:
-        for k, line in enumerate(handle):
-            if k >= stop:
-                break
-            if k < start:
-                continue
-            ts, _, payload = line.rstrip(b"\n").partition(b" ")
-            if b'"lastUpdateId"' in payload[:40]:
-                payload = wrap_snapshot("BTCUSDT", payload)
-            frames.append((int(ts), payload, "usdm"))
-    return frames
 
 
 def _live(rings) -> tuple[LiveFeed, list]:
@@ -72,7 +54,7 @@ def _state(live: LiveFeed, outs: list) -> tuple:
 
 def test_rehearsals_leave_the_live_feed_byte_for_byte_unchanged(rings):
     live, outs = _live(rings)
-    _take(live, _shipped_frames(0, 1500))
+    _take(live, shipped_frames(1500))
     assert live.events_published > 5000 and live.book_valid("BTCUSDT")
     before = _state(live, outs)
     rehearsal = live.rehearsal = LiveRehearsal(live)
@@ -90,7 +72,7 @@ def test_rehearsals_leave_the_live_feed_byte_for_byte_unchanged(rings):
 
 def test_a_live_feed_rehearsed_between_reads_publishes_what_an_unrehearsed_one_does(rings):
     """The live feed's synchronisation, books and rings carry on after rehearsals exactly as without."""
-    frames = _shipped_frames(0, 2500)
+    frames = shipped_frames(2500)
     rehearsed, rehearsed_outs = _live(rings)
     plain, plain_outs = _live(rings)
     rehearsal = LiveRehearsal(rehearsed)
@@ -115,7 +97,7 @@ def test_the_twin_runs_the_live_feeds_compiled_specialization(rings):
     """The twin's one-call bundle has the live feed's numba type (shared-memory rings against private
     ones, two rings of a kind against one): its rehearsals run the very machine code the live step runs."""
     live, _ = _live(rings)
-    _take(live, _shipped_frames(0, 300))
+    _take(live, shipped_frames(300))
     rehearsal = LiveRehearsal(live)
     rehearsal.rehearse()
     assert live._call_state is not None and rehearsal.twin._call_state is not None
